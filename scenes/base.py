@@ -1,0 +1,350 @@
+"""The base every lab scene shares: spaces, goals, signals, checks, snapshots.
+
+A scene is a ``gymnasium.Env`` with its own PyBullet client. Subclasses build
+the world and say how an action moves it, what the state vector and signals
+are, how a goal is placed and what the scripted controller does; this class
+owns the parts that must behave the same in every scene:
+
+* ``reset(*, seed, options)``: all randomness from ``self.np_random``; the
+  goal from ``options["goal"]`` (checked against ``goal_space``) or sampled.
+* ``step(action)``: a non-finite or wrongly shaped action raises
+  ``LabError``; a finite action outside ``[-1, 1]`` is clipped, as in
+  Gymnasium's own envs. A physics blow-up (non-finite or runaway state) ends
+  the episode with ``info["error"]`` and returns the last good observation,
+  never a NaN.
+* ``info["signals"]``: named floats (units in each scene's docstring), plus
+  ``info["is_success"]``. ``reset`` also returns ``info["goal"]``,
+  ``info["goal_obs"]`` (the observation of the world at its goal) and
+  ``info["goal_signals"]`` (the signals there).
+* ``snapshot()`` / ``restore(snap)`` save and restore the full simulator
+  state (PyBullet's in-memory state plus this class's own fields), for the
+  oracle planner.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from scenes.bullet import Camera, Client
+from scenes.errors import LabError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SIZE = 64  # observation pixels, (64, 64, 3) uint8
+RUNAWAY = 1e3  # |state entry| beyond this (m or m/s) means the physics blew up
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A named float the scene reports every step."""
+
+    name: str
+    unit: str
+    doc: str
+    goal: bool = False  # depends on the goal, so no probe can read it from s_t alone
+
+
+@dataclass
+class Snapshot:
+    """The full state of one scene at one moment (see ``LabScene.snapshot``)."""
+
+    bullet_state: int
+    fields: dict[str, Any]
+
+
+class LabScene(gym.Env):
+    """Common machinery; see the module docstring. Subclasses fill the hooks."""
+
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    # --- set by each scene -------------------------------------------------
+    SIGNALS: ClassVar[tuple[Signal, ...]]
+    STATE: ClassVar[tuple[Signal, ...]]  # the state vector, entry by entry
+    TASK_SIGNALS: ClassVar[tuple[str, ...]]  # what the goal fixes, in order
+    ACTION_DIM: ClassVar[int]
+    GOAL_LOW: ClassVar[tuple[float, ...]]
+    GOAL_HIGH: ClassVar[tuple[float, ...]]
+    SUCCESS_RADIUS: ClassVar[float]  # metres between task signals and goal
+    CONTROL_DT: ClassVar[float] = 0.1  # seconds per env step (10 Hz control)
+    PHYSICS_SUBSTEPS: ClassVar[int] = 5  # physics steps per env step
+    MAX_EPISODE_STEPS: ClassVar[int] = 100  # the TimeLimit it is registered with
+
+    def __init__(
+        self,
+        render_mode: str | None = None,
+        pixels: bool = True,
+        terminate_on_success: bool = True,
+        render_size: int = 256,
+    ) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise LabError(f"render_mode must be None or 'rgb_array', not {render_mode!r}")
+        self.render_mode = render_mode
+        self.pixels = bool(pixels)
+        self.terminate_on_success = bool(terminate_on_success)
+        self.render_size = int(render_size)
+        self.signal_names = tuple(s.name for s in self.SIGNALS)
+        self.state_names = tuple(s.name for s in self.STATE)
+
+        obs = {"state": spaces.Box(-np.inf, np.inf, (len(self.STATE),), np.float32)}
+        if self.pixels:
+            obs["pixels"] = spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+        self.observation_space = spaces.Dict(obs)
+        self.action_space = spaces.Box(-1.0, 1.0, (self.ACTION_DIM,), np.float32)
+        self.goal_space = spaces.Box(
+            np.asarray(self.GOAL_LOW, np.float32), np.asarray(self.GOAL_HIGH, np.float32)
+        )
+
+        self.client = Client()
+        self.client.setGravity(0, 0, -9.81)
+        self.client.setPhysicsEngineParameter(
+            fixedTimeStep=self.CONTROL_DT / self.PHYSICS_SUBSTEPS, numSubSteps=0
+        )
+        self.goal = np.zeros(len(self.TASK_SIGNALS), np.float32)
+        self.camera: Camera = self._build()
+        self._obs: dict[str, np.ndarray] | None = None
+        self._signals: dict[str, float] = {}
+        self._ended = True
+        self.elapsed_steps = 0
+
+    # --- hooks --------------------------------------------------------------
+    def _build(self) -> Camera:
+        """Load bodies once; return the observation camera."""
+        raise NotImplementedError
+
+    def _reset_world(self, options: dict) -> None:
+        """Place bodies for a new episode, from ``self.np_random``."""
+        raise NotImplementedError
+
+    def _sample_goal(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _apply_action(self, action: np.ndarray) -> None:
+        """Set motors for one control step; ``action`` is finite, in [-1, 1]."""
+        raise NotImplementedError
+
+    def _after_physics(self) -> None:
+        """Move what the physics does not (walking person, attached knife)."""
+
+    def _read_state(self) -> np.ndarray:
+        """The state vector, float32 ``(len(STATE),)``."""
+        raise NotImplementedError
+
+    def _world_signals(self, state: np.ndarray) -> dict[str, float]:
+        """Every signal but ``dist_goal``, from the state (and the sim)."""
+        raise NotImplementedError
+
+    def _place_at_goal(self) -> None:
+        """Put the world in the configuration the goal describes (at rest)."""
+        raise NotImplementedError
+
+    def _show_goal_marker(self, visible: bool) -> None:
+        """Markers appear in ``render()`` only, never in observations."""
+
+    def _extra_fields(self) -> dict[str, Any]:
+        """Python-side state a snapshot must carry besides PyBullet's."""
+        return {}
+
+    def _set_extra_fields(self, fields: dict[str, Any]) -> None:
+        pass
+
+    def scripted_action(self) -> np.ndarray:
+        """A privileged controller that reaches the goal (tests, baselines)."""
+        raise NotImplementedError
+
+    # --- gymnasium API ------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        self._check_open()
+        self.elapsed_steps = 0
+        self._reset_world(options)
+        if "goal" in options and options["goal"] is not None:
+            self.goal = self._check_goal(options["goal"])
+        else:
+            self.goal = self._sample_goal().astype(np.float32)
+        goal_obs, goal_signals = self._observe_goal()
+        state = self._read_state()
+        if not self._state_ok(state):
+            raise LabError(f"{type(self).__name__}: the start state is not finite: {state}")
+        self._obs = self._observe(state)
+        self._signals = self._compute_signals(state)
+        self._ended = False
+        info = self._info()
+        info.update(goal=self.goal.copy(), goal_obs=goal_obs, goal_signals=goal_signals)
+        return self._copy_obs(self._obs), info
+
+    def step(self, action):
+        if self._ended:
+            raise LabError("the episode has ended (or never began): call reset() first")
+        action = self._check_action(action)
+        self._apply_action(action)
+        for _ in range(self.PHYSICS_SUBSTEPS):
+            self.client.stepSimulation()
+        self._after_physics()
+        self.elapsed_steps += 1
+        state = self._read_state()
+        if not self._state_ok(state):
+            # Never return NaN: end the episode, keep the last good observation.
+            self._ended = True
+            info = self._info()
+            info["error"] = (
+                f"physics diverged at step {self.elapsed_steps}: the state is not finite "
+                "or left the world; the episode was ended, call reset()"
+            )
+            log.warning("%s: %s", type(self).__name__, info["error"])
+            return self._copy_obs(self._obs), 0.0, True, False, info
+        self._obs = self._observe(state)
+        self._signals = self._compute_signals(state)
+        info = self._info()
+        terminated = bool(info["is_success"] and self.terminate_on_success)
+        self._ended = terminated
+        return self._copy_obs(self._obs), self._reward(), terminated, False, info
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        self._check_open()
+        self._show_goal_marker(True)
+        try:
+            return self.camera.render(self.client, self.render_size)
+        finally:
+            self._show_goal_marker(False)
+
+    def close(self):
+        self.client.close()
+
+    # --- snapshots (oracle planner) ----------------------------------------
+    def snapshot(self) -> Snapshot:
+        """Save the full state; ``restore`` brings it back exactly."""
+        self._check_open()
+        fields = {
+            "goal": self.goal.copy(),
+            "obs": None if self._obs is None else self._copy_obs(self._obs),
+            "signals": dict(self._signals),
+            "ended": self._ended,
+            "elapsed_steps": self.elapsed_steps,
+            "np_random": copy.deepcopy(self.np_random.bit_generator.state),
+            "extra": copy.deepcopy(self._extra_fields()),
+        }
+        return Snapshot(self.client.saveState(), fields)
+
+    def restore(self, snap: Snapshot) -> None:
+        self._check_open()
+        self.client.restoreState(stateId=snap.bullet_state)
+        f = snap.fields
+        self.goal = f["goal"].copy()
+        self._obs = None if f["obs"] is None else self._copy_obs(f["obs"])
+        self._signals = dict(f["signals"])
+        self._ended = f["ended"]
+        self.elapsed_steps = f["elapsed_steps"]
+        self.np_random.bit_generator.state = copy.deepcopy(f["np_random"])
+        self._set_extra_fields(copy.deepcopy(f["extra"]))
+        self._after_restore()
+
+    def release(self, snap: Snapshot) -> None:
+        """Free a snapshot's memory in the simulator."""
+        if self.client.connected:
+            self.client.removeState(snap.bullet_state)
+
+    def _after_restore(self) -> None:
+        """Re-apply what restoreState does not carry (e.g. attached visuals)."""
+
+    # --- helpers ------------------------------------------------------------
+    @property
+    def signals(self) -> dict[str, float]:
+        return dict(self._signals)
+
+    @property
+    def observation(self) -> dict[str, np.ndarray]:
+        if self._obs is None:
+            raise LabError("no observation yet: call reset() first")
+        return self._copy_obs(self._obs)
+
+    def task_values(self, signals: dict[str, float] | None = None) -> np.ndarray:
+        s = self._signals if signals is None else signals
+        return np.array([s[k] for k in self.TASK_SIGNALS], np.float32)
+
+    def goal_distance(self, signals: dict[str, float] | None = None) -> float:
+        return float(np.linalg.norm(self.task_values(signals) - self.goal))
+
+    def _compute_signals(self, state: np.ndarray) -> dict[str, float]:
+        signals = self._world_signals(state)
+        signals["dist_goal"] = self.goal_distance(signals)
+        return signals
+
+    def _reward(self) -> float:
+        return -self.goal_distance()
+
+    def _info(self) -> dict[str, Any]:
+        return {
+            "signals": dict(self._signals),
+            "is_success": self.goal_distance() < self.SUCCESS_RADIUS,
+        }
+
+    def _observe(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        obs = {"state": state.astype(np.float32)}
+        if self.pixels:
+            obs["pixels"] = self.camera.render(self.client, IMAGE_SIZE)
+        return obs
+
+    def _observe_goal(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Render and measure the world at its goal, then put it back."""
+        saved = self.client.saveState()
+        extra = copy.deepcopy(self._extra_fields())
+        try:
+            self._place_at_goal()
+            state = self._read_state()
+            return self._observe(state), self._compute_signals(state)
+        finally:
+            self.client.restoreState(stateId=saved)
+            self.client.removeState(saved)
+            self._set_extra_fields(extra)
+            self._after_restore()
+
+    @staticmethod
+    def _state_ok(state: np.ndarray) -> bool:
+        return bool(np.all(np.isfinite(state)) and np.all(np.abs(state) < RUNAWAY))
+
+    @staticmethod
+    def _copy_obs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in obs.items()}
+
+    def _check_open(self) -> None:
+        if not self.client.connected:
+            raise LabError(f"{type(self).__name__} is closed: make a new env")
+
+    def _check_action(self, action) -> np.ndarray:
+        try:
+            a = np.asarray(action, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise LabError(f"action must be {self.ACTION_DIM} numbers, got {action!r}") from e
+        if a.shape != (self.ACTION_DIM,):
+            raise LabError(
+                f"action must have shape ({self.ACTION_DIM},), got {a.shape}; "
+                f"{type(self).__name__} takes {self.ACTION_DIM} numbers in [-1, 1]"
+            )
+        if not np.all(np.isfinite(a)):
+            raise LabError(f"action must be finite, got {a.tolist()}")
+        return np.clip(a, -1.0, 1.0)
+
+    def _check_goal(self, goal) -> np.ndarray:
+        names = ", ".join(self.TASK_SIGNALS)
+        try:
+            g = np.asarray(goal, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError) as e:
+            raise LabError(f"goal must be numbers ({names}), got {goal!r}") from e
+        if g.shape != self.goal_space.shape or not np.all(np.isfinite(g)):
+            raise LabError(f"goal must be {len(self.TASK_SIGNALS)} finite numbers ({names})")
+        if not self.goal_space.contains(g):
+            raise LabError(
+                f"goal {g.tolist()} is outside the reachable region: "
+                f"low {self.goal_space.low.tolist()}, high {self.goal_space.high.tolist()}"
+            )
+        return g
