@@ -15,7 +15,8 @@ owns the parts that must behave the same in every scene:
 * ``info["signals"]``: named floats (units in each scene's docstring), plus
   ``info["is_success"]``. ``reset`` also returns ``info["goal"]``,
   ``info["goal_obs"]`` (the observation of the world at its goal) and
-  ``info["goal_signals"]`` (the signals there).
+  ``info["goal_signals"]`` (the signals there); ``options={"goal_obs":
+  False}`` skips those two (data collection does not need them).
 * ``snapshot()`` / ``restore(snap)`` save and restore the full simulator
   state (PyBullet's in-memory state plus this class's own fields), for the
   oracle planner.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -75,6 +77,9 @@ class LabScene(gym.Env):
     CONTROL_DT: ClassVar[float] = 0.1  # seconds per env step (10 Hz control)
     PHYSICS_SUBSTEPS: ClassVar[int] = 5  # physics steps per env step
     MAX_EPISODE_STEPS: ClassVar[int] = 100  # the TimeLimit it is registered with
+    # restoreState keeps contact caches between free bodies and the floor, so
+    # scenes with such bodies (Push) rebuild the world on reset instead.
+    REBUILD_ON_RESET: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -92,7 +97,8 @@ class LabScene(gym.Env):
         self.signal_names = tuple(s.name for s in self.SIGNALS)
         self.state_names = tuple(s.name for s in self.STATE)
 
-        obs = {"state": spaces.Box(-np.inf, np.inf, (len(self.STATE),), np.float32)}
+        # Bounded by RUNAWAY: a state beyond it ends the episode as a blow-up.
+        obs = {"state": spaces.Box(-RUNAWAY, RUNAWAY, (len(self.STATE),), np.float32)}
         if self.pixels:
             obs["pixels"] = spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
         self.observation_space = spaces.Dict(obs)
@@ -102,16 +108,20 @@ class LabScene(gym.Env):
         )
 
         self.client = Client()
-        self.client.setGravity(0, 0, -9.81)
-        self.client.setPhysicsEngineParameter(
-            fixedTimeStep=self.CONTROL_DT / self.PHYSICS_SUBSTEPS, numSubSteps=0
-        )
         self.goal = np.zeros(len(self.TASK_SIGNALS), np.float32)
-        self.camera: Camera = self._build()
+        self.camera: Camera = self._new_world()
+        self._initial_state = self.client.saveState()
         self._obs: dict[str, np.ndarray] | None = None
         self._signals: dict[str, float] = {}
         self._ended = True
         self.elapsed_steps = 0
+
+    def _new_world(self) -> Camera:
+        c = self.client
+        c.resetSimulation()
+        c.setGravity(0, 0, -9.81)
+        c.setPhysicsEngineParameter(fixedTimeStep=self.CONTROL_DT / self.PHYSICS_SUBSTEPS)
+        return self._build()
 
     # --- hooks --------------------------------------------------------------
     def _build(self) -> Camera:
@@ -164,12 +174,18 @@ class LabScene(gym.Env):
         options = dict(options or {})
         self._check_open()
         self.elapsed_steps = 0
+        # Every episode starts from the world as built, so that nothing (a
+        # contact cache, a solver warm start) carries over from the last
+        # episode: the same seed and actions give the same observations.
+        if self.REBUILD_ON_RESET:
+            self.camera = self._new_world()
+        else:
+            self.client.restoreState(stateId=self._initial_state)
         self._reset_world(options)
         if "goal" in options and options["goal"] is not None:
             self.goal = self._check_goal(options["goal"])
         else:
             self.goal = self._sample_goal().astype(np.float32)
-        goal_obs, goal_signals = self._observe_goal()
         state = self._read_state()
         if not self._state_ok(state):
             raise LabError(f"{type(self).__name__}: the start state is not finite: {state}")
@@ -177,7 +193,9 @@ class LabScene(gym.Env):
         self._signals = self._compute_signals(state)
         self._ended = False
         info = self._info()
-        info.update(goal=self.goal.copy(), goal_obs=goal_obs, goal_signals=goal_signals)
+        info["goal"] = self.goal.copy()
+        if options.get("goal_obs", True):
+            info["goal_obs"], info["goal_signals"] = self._observe_goal()
         return self._copy_obs(self._obs), info
 
     def step(self, action):
@@ -200,12 +218,14 @@ class LabScene(gym.Env):
             )
             log.warning("%s: %s", type(self).__name__, info["error"])
             return self._copy_obs(self._obs), 0.0, True, False, info
+        # A fresh observation every step: returned as is, and kept (never
+        # written to) as the fallback should the physics diverge next step.
         self._obs = self._observe(state)
         self._signals = self._compute_signals(state)
         info = self._info()
         terminated = bool(info["is_success"] and self.terminate_on_success)
         self._ended = terminated
-        return self._copy_obs(self._obs), self._reward(), terminated, False, info
+        return dict(self._obs), self._reward(), terminated, False, info
 
     def render(self):
         if self.render_mode != "rgb_array":
@@ -272,7 +292,8 @@ class LabScene(gym.Env):
         return np.array([s[k] for k in self.TASK_SIGNALS], np.float32)
 
     def goal_distance(self, signals: dict[str, float] | None = None) -> float:
-        return float(np.linalg.norm(self.task_values(signals) - self.goal))
+        s = self._signals if signals is None else signals
+        return math.dist([s[k] for k in self.TASK_SIGNALS], self.goal.tolist())
 
     def _compute_signals(self, state: np.ndarray) -> dict[str, float]:
         signals = self._world_signals(state)
@@ -280,12 +301,12 @@ class LabScene(gym.Env):
         return signals
 
     def _reward(self) -> float:
-        return -self.goal_distance()
+        return -self._signals["dist_goal"]
 
     def _info(self) -> dict[str, Any]:
         return {
             "signals": dict(self._signals),
-            "is_success": self.goal_distance() < self.SUCCESS_RADIUS,
+            "is_success": bool(self._signals["dist_goal"] < self.SUCCESS_RADIUS),
         }
 
     def _observe(self, state: np.ndarray) -> dict[str, np.ndarray]:
@@ -310,7 +331,8 @@ class LabScene(gym.Env):
 
     @staticmethod
     def _state_ok(state: np.ndarray) -> bool:
-        return bool(np.all(np.isfinite(state)) and np.all(np.abs(state) < RUNAWAY))
+        # NaN compares false, so one test catches NaN, inf and runaway values.
+        return bool((np.abs(state) < RUNAWAY).all())
 
     @staticmethod
     def _copy_obs(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -330,9 +352,9 @@ class LabScene(gym.Env):
                 f"action must have shape ({self.ACTION_DIM},), got {a.shape}; "
                 f"{type(self).__name__} takes {self.ACTION_DIM} numbers in [-1, 1]"
             )
-        if not np.all(np.isfinite(a)):
+        if not np.isfinite(a).all():
             raise LabError(f"action must be finite, got {a.tolist()}")
-        return np.clip(a, -1.0, 1.0)
+        return np.minimum(np.maximum(a, -1.0), 1.0)  # clip, cheaper than np.clip
 
     def _check_goal(self, goal) -> np.ndarray:
         names = ", ".join(self.TASK_SIGNALS)

@@ -24,18 +24,17 @@ class Client:
 
     def __init__(self) -> None:
         self.id = p.connect(p.DIRECT)
-        self._bound: dict[str, object] = {}
+        self._bound: list[str] = []
         self.setAdditionalSearchPath(pybullet_data.getDataPath())
 
     def __getattr__(self, name: str):
-        # Bound once per name: functools.partial is cheap to call, and the
-        # inspection is not repeated on the hot path.
+        # Called only when normal lookup fails: bind once and store the
+        # partial on the instance, so later calls are a plain attribute read.
         if name.startswith("_"):
             raise AttributeError(name)
-        bound = self._bound.get(name)
-        if bound is None:
-            bound = functools.partial(getattr(p, name), physicsClientId=self.id)
-            self._bound[name] = bound
+        bound = functools.partial(getattr(p, name), physicsClientId=self.id)
+        setattr(self, name, bound)
+        self._bound.append(name)
         return bound
 
     @property
@@ -48,6 +47,8 @@ class Client:
             if p.isConnected(physicsClientId=self.id):
                 p.disconnect(physicsClientId=self.id)
             self.id = -1
+            for name in self._bound:  # drop partials bound to the old id
+                delattr(self, name)
             self._bound.clear()
 
 

@@ -132,11 +132,17 @@ class KitchenEnv(LabScene):
         box = self._static_box
         box((0, 0, -0.05), (2.5, 2.5, 0.05), (0.80, 0.80, 0.78, 1))  # floor
         x0, x1, y0, y1, top = TABLE
-        box(((x0 + x1) / 2, (y0 + y1) / 2, top / 2), ((x1 - x0) / 2, (y1 - y0) / 2, top / 2),
-            (0.55, 0.38, 0.22, 1))  # fmt: skip
+        box(
+            ((x0 + x1) / 2, (y0 + y1) / 2, top / 2),
+            ((x1 - x0) / 2, (y1 - y0) / 2, top / 2),
+            (0.55, 0.38, 0.22, 1),
+        )
         bx0, bx1, by0, by1, bt = BOARD
-        box(((bx0 + bx1) / 2, (by0 + by1) / 2, top + bt / 2),
-            ((bx1 - bx0) / 2, (by1 - by0) / 2, bt / 2), (0.93, 0.85, 0.65, 1))  # fmt: skip
+        box(
+            ((bx0 + bx1) / 2, (by0 + by1) / 2, top + bt / 2),
+            ((bx1 - bx0) / 2, (by1 - by0) / 2, bt / 2),
+            (0.93, 0.85, 0.65, 1),
+        )
 
         self.arm = c.loadURDF("kuka_iiwa/model.urdf", [0, 0, 0], useFixedBase=True)
         for link in range(-1, N_JOINTS):

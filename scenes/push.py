@@ -81,6 +81,7 @@ class PushEnv(FloorScene):
     GOAL_LOW = (-0.6, -0.6)
     GOAL_HIGH = (0.6, 0.6)
     MAX_EPISODE_STEPS = 200
+    REBUILD_ON_RESET = True  # 2 ms: no contact cache survives into the next episode
 
     def _build_extra(self) -> None:
         c = self.client
@@ -88,7 +89,15 @@ class PushEnv(FloorScene):
         col = c.createCollisionShape(p.GEOM_BOX, halfExtents=half)
         vis = c.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=BLOCK_RGBA)
         self.block = c.createMultiBody(BLOCK_MASS, col, vis, basePosition=[0, 0, BLOCK_H / 2])
-        c.changeDynamics(self.block, -1, lateralFriction=0.4, spinningFriction=0.001)
+        # Never asleep: restoreState does not restore a body's sleep timer, so a
+        # block that fell asleep last episode would start this one differently.
+        c.changeDynamics(
+            self.block,
+            -1,
+            lateralFriction=0.4,
+            spinningFriction=0.001,
+            activationState=p.ACTIVATION_STATE_DISABLE_SLEEPING,
+        )
 
     def _make_goal_marker(self) -> int:
         half = [BLOCK_HALF, BLOCK_HALF, 0.001]
