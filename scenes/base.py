@@ -80,6 +80,7 @@ class LabScene(gym.Env):
     # restoreState keeps contact caches between free bodies and the floor, so
     # scenes with such bodies (Push) rebuild the world on reset instead.
     REBUILD_ON_RESET: ClassVar[bool] = False
+    GRAVITY: ClassVar[float] = -9.81  # m/s^2 along z
 
     def __init__(
         self,
@@ -119,7 +120,7 @@ class LabScene(gym.Env):
     def _new_world(self) -> Camera:
         c = self.client
         c.resetSimulation()
-        c.setGravity(0, 0, -9.81)
+        c.setGravity(0, 0, self.GRAVITY)
         c.setPhysicsEngineParameter(fixedTimeStep=self.CONTROL_DT / self.PHYSICS_SUBSTEPS)
         return self._build()
 

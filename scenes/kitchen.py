@@ -28,9 +28,9 @@ EE_LINK = 6  # the iiwa's last link: "the hand"
 N_JOINTS = 7
 HAND_MAX_SPEED = 0.5  # m/s per axis at action +-1
 JOINT_FORCE = 300.0  # N m, velocity-motor cap
-DLS_DAMPING = 0.05  # lambda of damped least squares
+DLS_DAMPING = 0.02  # lambda of damped least squares
 ORIENT_GAIN = 2.0  # 1/s, orientation-hold gain
-NULL_GAIN = 0.5  # 1/s, null-space pull towards REST
+NULL_GAIN = 0.1  # 1/s, null-space pull towards REST
 REST = np.array([0.0, 0.5, 0.0, -1.4, 0.0, 1.2, 0.0])  # rad, an elbow-up pose
 DOWN = p.getQuaternionFromEuler([0.0, np.pi, 0.0])  # the hand's z axis points down
 
@@ -39,8 +39,11 @@ BOARD = (0.48, 0.72, -0.2, 0.2, 0.02)  # x0, x1, y0, y1, thickness (m)
 BOARD_TOP = TABLE[4] + BOARD[4]
 KNIFE_LEN = 0.15  # m, from the hand down to the knife's tip
 # The hand stays in this box (m): over the table, the tip never under the board.
-WORKSPACE_LOW = np.array([0.35, -0.45, BOARD_TOP + KNIFE_LEN])
-WORKSPACE_HIGH = np.array([0.80, 0.45, 0.85])
+# Its far corners stay 0.1 m inside the arm's reach, away from the stretched-out
+# singularity where damped least squares stops tracking.
+WORKSPACE_LOW = np.array([0.35, -0.35, BOARD_TOP + KNIFE_LEN])
+WORKSPACE_HIGH = np.array([0.75, 0.35, 0.80])
+ARM_BASE = (0.15, 0.0, 0.0)  # m, just behind the table's near edge
 PERSON_R = 0.14  # m, capsule radius
 PERSON_LEN = 0.8  # m, capsule cylinder length (1.08 m tall in all)
 PERSON_PATH = 0.9  # m, the person walks y in [-PATH, PATH]
@@ -52,7 +55,7 @@ class KitchenEnv(LabScene):
     ## Action space
     ``Box(-1, 1, (3,), float32)``: the hand's target velocity along x, y, z
     times 0.5 m/s (so up to 0.87 m/s). The hand is kept inside a box over the
-    table (x 0.35..0.80, y -0.45..0.45, z 0.47..0.85 m): velocity that would
+    table (x 0.35..0.75, y -0.35..0.35, z 0.47..0.80 m): velocity that would
     leave it is cut, so the knife's tip never goes under the board.
 
     ## Observation space
@@ -125,6 +128,9 @@ class KitchenEnv(LabScene):
     GOAL_HIGH = tuple(WORKSPACE_HIGH)
     SUCCESS_RADIUS = 0.04
     MAX_EPISODE_STEPS = 100
+    # The arm is gravity-compensated, as real arms are: nothing else here is
+    # free to fall, and the velocity motors then track their targets.
+    GRAVITY = 0.0
 
     # --- building -------------------------------------------------------------
     def _build(self) -> Camera:
@@ -144,7 +150,7 @@ class KitchenEnv(LabScene):
             (0.93, 0.85, 0.65, 1),
         )
 
-        self.arm = c.loadURDF("kuka_iiwa/model.urdf", [0, 0, 0], useFixedBase=True)
+        self.arm = c.loadURDF("kuka_iiwa/model.urdf", ARM_BASE, useFixedBase=True)
         for link in range(-1, N_JOINTS):
             # The arm touches nothing: the workspace box keeps it over the table.
             c.setCollisionFilterGroupMask(self.arm, link, 0, 0)

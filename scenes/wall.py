@@ -6,17 +6,18 @@ import numpy as np
 
 from scenes.floor import DISC_R, DISC_SIGNALS, DISC_STATE, DIST_GOAL, FloorScene
 
-DOOR_Y = 0.4  # m, centre of the door in the dividing wall
+DOOR_Y = 0.55  # m, centre of the door in the dividing wall
 DOOR_HALF = 0.2  # m, half the door's width (the disc is 0.16 m across)
 WALL_HALF_T = 0.05  # m, half the dividing wall's thickness
 
 
 class WallEnv(FloorScene):
-    """Two 1 m x 2 m rooms split by a wall at x = 0, with a door at y = 0.4.
+    """Two 1 m x 2 m rooms split by a wall at x = 0, with a door at y = 0.55.
 
-    The start is in one room and the goal in the other, so a greedy plan
-    straight at the goal runs into the wall: planning must go around, through
-    the door (the "wall" task of DINO-WM and PLDM).
+    The start is in one room and the goal in the other, both sampled below the
+    door (y <= 0.2), so a greedy plan straight at the goal runs into the wall
+    and slides along it to a dead end: planning must go up to the door,
+    through it and back down (the "wall" task of DINO-WM and PLDM).
 
     ## Action space
     ``Box(-1, 1, (2,), float32)``: target velocity x, y times 0.5 m/s, as in
@@ -38,7 +39,7 @@ class WallEnv(FloorScene):
 
     ## Goal
     ``options={"goal": (x, y)}`` in [-0.8, 0.8]^2, or sampled in the room
-    the disc does not start in. Success when ``dist_goal < 0.1``. Reward
+    the disc does not start in, with y in [-0.8, 0.2]. Success when ``dist_goal < 0.1``. Reward
     ``-dist_goal``.
 
     ## Episode end
@@ -61,10 +62,9 @@ class WallEnv(FloorScene):
         self._set_disc(self._room_point(side))
 
     def _room_point(self, side: float) -> np.ndarray:
-        """A free point in the room on ``side`` (-1 left, +1 right)."""
+        """A point in the room on ``side`` (-1 left, +1 right), below the door."""
         lo, hi = (-0.8, -0.2) if side < 0 else (0.2, 0.8)
-        xy = np.array([self.np_random.uniform(lo, hi), self.np_random.uniform(-0.8, 0.8)])
-        return xy
+        return np.array([self.np_random.uniform(lo, hi), self.np_random.uniform(-0.8, 0.2)])
 
     def _sample_goal(self) -> np.ndarray:
         side = -np.sign(self._disc_state()[0])
