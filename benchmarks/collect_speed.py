@@ -100,9 +100,16 @@ def main() -> int:
     ap.add_argument("--scene", default="reach", choices=[*scenes.SCENES, "all"])
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--quick", action="store_true", help="a smaller run, under 60 s")
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="seconds of bare rendering per scene (collection runs about twice "
+        "as long); default 8, or 3 with --quick",
+    )
     args = ap.parse_args()
     names = list(scenes.SCENES) if args.scene == "all" else [args.scene]
-    seconds = 3.0 if args.quick else 8.0
+    seconds = args.seconds or (3.0 if args.quick else 8.0)
     results = []
     for name in names:
         limit = render_limit(name, args.workers, seconds)

@@ -28,7 +28,7 @@ WALL_H = 0.12  # m, wall height
 DISC_R = 0.08  # m, disc radius
 DISC_H = 0.06  # m, disc height
 MAX_SPEED = 0.5  # m/s per axis at action +-1
-MOTOR_FORCE = 30.0  # N, velocity-motor force cap per axis
+MOTOR_FORCE = 10.0  # N, velocity-motor force cap per axis (0.05 s to full speed)
 
 FLOOR_RGBA = (0.82, 0.82, 0.80, 1)
 WALL_RGBA = (0.25, 0.25, 0.30, 1)

@@ -1,0 +1,49 @@
+"""The launcher and the benchmark scripts, each run for real with a tiny budget."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args, timeout=120):
+    return subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def test_lab_help_lists_the_verbs():
+    out = run(ROOT / "lab", "--help")
+    assert out.returncode == 0
+    for verb in ("test", "collect", "train", "evaluate", "pretrain", "bench"):
+        assert f"./lab {verb}" in out.stdout
+
+
+def test_lab_rejects_an_unknown_verb():
+    out = run(ROOT / "lab", "fly")
+    assert out.returncode == 2 and "unknown verb 'fly'" in out.stderr
+
+
+def test_lab_bench_lists_the_benchmarks():
+    out = run(ROOT / "lab", "bench")
+    assert out.returncode == 2 and "collect_speed" in out.stderr
+
+
+def test_collect_speed_smoke():
+    out = run(
+        sys.executable,
+        ROOT / "benchmarks" / "collect_speed.py",
+        "--scene",
+        "reach",
+        "--seconds",
+        "0.3",
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"frames_per_s", "render_limit_fps", "ratio"} <= set(result)
+    assert result["frames_per_s"] > 0 and result["render_limit_fps"] > 0
+    assert result["ratio"] == round(result["frames_per_s"] / result["render_limit_fps"], 3)
