@@ -274,6 +274,7 @@ def collect(cfg: CollectConfig) -> Path:
     pool = ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, progress, os.getpid()))
     try:
         pending = [pool.apply_async(_collect_shard, (i,)) for i in todo]
+        written = time.monotonic()
         while pending:
             with contextlib.suppress(queue.Empty):
                 bar.update(progress.get(timeout=0.2))
@@ -282,7 +283,12 @@ def collect(cfg: CollectConfig) -> Path:
                 meta = job.get()  # re-raises a worker's error here
                 if meta is not None:
                     manifest["shards"][meta["name"]] = meta
-                    ds.write_json_atomic(root / "manifest.json", manifest)
+            # At most once a second: each shard carries its own meta.json and
+            # is adopted on resume, so the manifest may lag; rewriting it per
+            # shard took CPU from the workers.
+            if time.monotonic() - written > 1.0:
+                ds.write_json_atomic(root / "manifest.json", manifest)
+                written = time.monotonic()
         while not progress.empty():
             bar.update(progress.get())
         manifest["complete"] = True

@@ -55,7 +55,7 @@ def write_json_atomic(path: Path, obj) -> None:
     """Write JSON to a temp file in the same folder, fsync, then rename over."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
+        json.dump(obj, f, separators=(",", ":"))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
