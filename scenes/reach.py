@@ -57,7 +57,6 @@ class ReachEnv(FloorScene):
 
     SIGNALS = (*DISC_SIGNALS, DIST_GOAL)
     STATE = DISC_STATE
-    PHYSICS_SUBSTEPS = 3  # 30 Hz physics is plenty for a disc and thick walls
     MAX_EPISODE_STEPS = 100
 
     def _reset_world(self, options: dict) -> None:

@@ -48,7 +48,6 @@ class WallEnv(FloorScene):
 
     SIGNALS = (*DISC_SIGNALS, DIST_GOAL)
     STATE = DISC_STATE
-    PHYSICS_SUBSTEPS = 3  # 30 Hz physics is plenty for a disc and thick walls
     MAX_EPISODE_STEPS = 150
     INNER_WALLS = (
         # below the door: y from -1 to DOOR_Y - DOOR_HALF
