@@ -59,8 +59,8 @@ class KitchenEnv(LabScene):
     leave it is cut, so the knife's tip never goes under the board.
 
     ## Observation space
-    ``pixels`` ``(64, 64, 3)`` uint8 from above and behind the robot (arm,
-    knife, board, table and the person in view); ``state`` ``(17,)`` float32:
+    ``pixels`` ``(64, 64, 3)`` uint8 from above, tilted from the near side
+    (arm, board, table and the person in view); ``state`` ``(17,)`` float32:
 
     | index | name | unit | meaning |
     |-------|------|------|---------|
@@ -179,9 +179,10 @@ class KitchenEnv(LabScene):
         self.goal_marker = c.createMultiBody(0, -1, vis, basePosition=[0, 0, -1])
 
         self._person = {"x": 1.0, "y": 0.0, "dir": 1.0, "speed": 0.3}
-        # Steeply from above the near (-y) side: the arm on the left, the table
-        # and board in the middle, the person's whole path on the right.
-        return Camera([0.62, -0.9, 2.9], [0.62, -0.05, 0.3], [0, 0, 1], 50.0, 0.3, 5.0)
+        # Nearly straight down, tilted a little from the near (-y) side so that
+        # height shows: the arm on the left, table and board in the middle, the
+        # person on the right (at the very ends of the path partly out of view).
+        return Camera([0.6, -0.45, 2.2], [0.6, 0.0, 0.3], [0, 0, 1], 50.0, 0.3, 5.0)
 
     def _static_box(self, pos, half, rgba) -> int:
         c = self.client
