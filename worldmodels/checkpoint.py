@@ -1,0 +1,133 @@
+"""World-model checkpoints: safetensors weights plus a JSON config, written atomically.
+
+A checkpoint is a folder::
+
+    config.json                         format, version, scene, obs kind, model shape,
+                                        signals and their normalisation, training step,
+                                        the weights file's name and size, figures
+    weights-<step>-<tag>.safetensors    every tensor of the model, by name
+
+Writes are atomic: new weights go to a new file name, then ``config.json`` is
+replaced in one rename to point at them, then the old weights are removed. A
+crash at any moment leaves the old checkpoint or the new one, never half of
+each. Loading rebuilds the model from the JSON, then loads the tensors with
+safetensors (which cannot run code: nothing is ever unpickled) and checks
+every name and shape; anything that does not match raises ``LabError`` with a
+plain message, and the caller's current model is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from scenes.dataset import write_json_atomic
+from scenes.errors import LabError
+from worldmodels.model import ModelConfig, WorldModel
+
+FORMAT = "lab-worldmodel"
+VERSION = 1
+
+
+def save_checkpoint(model: WorldModel, folder: str | Path, info: dict) -> Path:
+    """Write ``model`` to ``folder``; ``info`` (scene, normalisation, step) goes in the JSON."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    step = int(info.get("step", 0))
+    name = f"weights-{step:08d}-{uuid.uuid4().hex[:8]}.safetensors"
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = folder / f".{name}.tmp-{os.getpid()}"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, folder / name)
+    config = {
+        **info,
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.cfg.to_dict(),
+        "weights": name,
+        "weights_bytes": (folder / name).stat().st_size,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_json_atomic(folder / "config.json", config)
+    for old in folder.glob("weights-*.safetensors"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
+    return folder
+
+
+def read_config(folder: str | Path) -> dict:
+    """The checkpoint's JSON, checked for format and version."""
+    folder = Path(folder)
+    if folder.is_file():
+        raise LabError(f"{folder} is a file: give the checkpoint folder (the one with config.json)")
+    path = folder / "config.json"
+    if not path.is_file():
+        raise LabError(f"no checkpoint at {folder}: it has no config.json")
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise LabError(f"{path} is not valid JSON ({e}): not a lab checkpoint") from e
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise LabError(f"{path} is not a lab world-model checkpoint")
+    if config.get("version") != VERSION:
+        raise LabError(
+            f"{folder} has checkpoint format version {config.get('version')!r}; this lab reads "
+            f"version {VERSION}. Train it again or use a matching lab."
+        )
+    for key in ("model", "weights", "weights_bytes", "scene"):
+        if key not in config:
+            raise LabError(f"{path} lacks {key!r}: the checkpoint is incomplete")
+    return config
+
+
+def load_checkpoint(
+    folder: str | Path, device: torch.device | str = "cpu"
+) -> tuple[WorldModel, dict]:
+    """Rebuild the model from the JSON and load its weights; (model, config)."""
+    folder = Path(folder)
+    config = read_config(folder)
+    try:
+        cfg = ModelConfig.from_dict(config["model"])
+        model = WorldModel(cfg)
+    except (TypeError, ValueError) as e:
+        raise LabError(f"{folder}/config.json describes a model this lab cannot build: {e}") from e
+    path = folder / str(config["weights"])
+    if path.parent != folder or not path.is_file():
+        raise LabError(f"{folder}: the weights file {config['weights']!r} is missing")
+    size = path.stat().st_size
+    if size != config["weights_bytes"]:
+        raise LabError(
+            f"{path} has {size} bytes, the config says {config['weights_bytes']}: the file is "
+            "truncated or was replaced; save the checkpoint again"
+        )
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise LabError(f"{path} is not a readable safetensors file ({e})") from e
+
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise LabError(
+            f"{path} does not hold this model's weights: missing {missing[:4]}"
+            f"{'...' if len(missing) > 4 else ''}, unexpected {extra[:4]}"
+            f"{'...' if len(extra) > 4 else ''}"
+        )
+    for k, v in expected.items():
+        if tensors[k].shape != v.shape:
+            raise LabError(
+                f"{path}: tensor {k} has shape {tuple(tensors[k].shape)}, but the config builds "
+                f"{tuple(v.shape)}"
+            )
+        if not torch.isfinite(tensors[k].float()).all():
+            raise LabError(f"{path}: tensor {k} holds NaN or infinity; the training diverged")
+    model.load_state_dict(tensors)
+    return model.to(device).eval(), config

@@ -1,0 +1,253 @@
+"""The JEPA world model: encoders, predictor, EMA target, probes and decoder.
+
+An action-conditioned joint-embedding predictive architecture (LeCun 2022,
+"A path towards autonomous machine intelligence"; I-JEPA, Assran et al.
+2023; V-JEPA 2-AC, 2025): an encoder maps an observation to a latent ``s``;
+a predictor maps ``(s_t, a_t)`` to ``s_t+1``; the training target is the
+next observation's embedding by an exponential-moving-average copy of the
+encoder. It never predicts pixels.
+
+Beside it, on detached latents (so they never shape the representation):
+
+* probes, one small head per named signal, read positions, speeds and
+  distances out of any latent, real or imagined; guardrails are written over
+  their names;
+* a decoder turns a latent into a 64x64 image, for display only.
+
+The contract the agent and the app use: ``encode(obs) -> (B, D)``,
+``rollout(s0 (B, D), actions (B, H, A)) -> (B, H, D)``, ``probe(s (..., D))
+-> {name: (...)}``, ``decode(s (B, D)) -> uint8 (B, 64, 64, 3)``; batched,
+on one device.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from scenes.errors import LabError
+
+
+@dataclass
+class ModelConfig:
+    """Shapes of the model; saved in every checkpoint's JSON."""
+
+    obs: str = "state"  # "state" (the scene's state vector) or "pixels" (64x64 RGB)
+    state_dim: int = 4  # S, length of the state vector
+    action_dim: int = 2  # A
+    latent_dim: int = 64  # D: small enough for fast planning, large enough for Push
+    hidden: int = 256  # width of the MLPs (state encoder, predictor)
+    predictor_layers: int = 3  # hidden layers of the residual predictor
+    channels: tuple[int, ...] = (32, 64, 96, 128)  # pixel encoder: 4 stride-2 convs, 64 -> 4
+    signals: tuple[str, ...] = ()  # names the probes read (signals that do not depend on the goal)
+    probe_hidden: int = 64  # one head per signal: D -> probe_hidden -> 1
+    decoder: bool = True  # train a display decoder (needs pixels in the data)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"], d["signals"] = list(self.channels), list(self.signals)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise LabError(f"unknown model settings {sorted(unknown)}")
+        d = dict(d)
+        d["channels"], d["signals"] = tuple(d.get("channels", ())), tuple(d.get("signals", ()))
+        return cls(**d)
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with SiLU between them (none after the last): smooth for the
+    gradient planner, and on CPU its backward costs a fraction of GELU's."""
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+class StateEncoder(nn.Module):
+    """State vector (B, S), normalised by the data's mean and std -> (B, D)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.net = mlp([cfg.state_dim, cfg.hidden, cfg.hidden, cfg.latent_dim])
+        self.register_buffer("mean", torch.zeros(cfg.state_dim))
+        self.register_buffer("std", torch.ones(cfg.state_dim))
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.net((state - self.mean) / self.std)
+
+
+class PixelEncoder(nn.Module):
+    """uint8 pixels (B, 64, 64, 3) -> (B, D) with four stride-2 convolutions."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in cfg.channels:
+            layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
+            c_in = c
+        self.conv = nn.Sequential(*layers)
+        side = 64 // 2 ** len(cfg.channels)
+        self.head = nn.Linear(c_in * side * side, cfg.latent_dim)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels.permute(0, 3, 1, 2).float() / 255.0 - 0.5  # (B, 3, 64, 64) in [-0.5, 0.5]
+        x = self.conv(x)  # (B, C, 4, 4)
+        return self.head(x.flatten(1))  # (B, D)
+
+
+class Predictor(nn.Module):
+    """``s_t+1 = s_t + f(s_t, a_t)``: a residual MLP on the concatenation."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        sizes = [cfg.latent_dim + cfg.action_dim] + [cfg.hidden] * cfg.predictor_layers
+        self.net = mlp([*sizes, cfg.latent_dim])
+        # Start near the identity: the first prediction is "nothing moves".
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return s + self.net(torch.cat([s, a], dim=-1))
+
+
+class Probes(nn.Module):
+    """One two-layer head per signal, all evaluated in one batched einsum.
+
+    Heads are independent (no shared layer), so a probe says what the latent
+    holds about its own signal. They output normalised values; ``forward``
+    maps them back to the signal's units.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        n, d, h = len(cfg.signals), cfg.latent_dim, cfg.probe_hidden
+        self.w1 = nn.Parameter(torch.randn(n, d, h) / d**0.5)
+        self.b1 = nn.Parameter(torch.zeros(n, h))
+        self.w2 = nn.Parameter(torch.randn(n, h) / h**0.5)
+        self.b2 = nn.Parameter(torch.zeros(n))
+        self.register_buffer("mean", torch.zeros(n))
+        self.register_buffer("std", torch.ones(n))
+
+    def normalised(self, s: torch.Tensor) -> torch.Tensor:
+        """(..., D) -> (..., n) in units of each signal's std."""
+        h = F.silu(torch.einsum("...d,ndh->...nh", s, self.w1) + self.b1)  # (..., n, h)
+        return torch.einsum("...nh,nh->...n", h, self.w2) + self.b2
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.normalised(s) * self.std + self.mean
+
+
+class Decoder(nn.Module):
+    """Latent (B, D) -> image (B, 3, 64, 64) in [0, 1], for display only."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        chans = list(reversed(cfg.channels))  # 128, 96, 64, 32
+        self.fc = nn.Linear(cfg.latent_dim, chans[0] * 4 * 4)
+        layers: list[nn.Module] = []
+        # The last up-sampling stage is the costly one (64x64): keep it thin.
+        for c_in, c_out in zip(chans, [*chans[1:], 16], strict=True):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.SiLU()]
+        layers.append(nn.Conv2d(16, 3, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+        self.first = chans[0]
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        x = self.fc(s).view(-1, self.first, 4, 4)  # (B, C, 4, 4)
+        return torch.sigmoid(self.net(x))  # (B, 3, 64, 64)
+
+
+class WorldModel(nn.Module):
+    """Encoder + EMA target + predictor + probes + decoder; see the module docstring."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.obs not in ("state", "pixels"):
+            raise LabError(f"obs must be 'state' or 'pixels', not {cfg.obs!r}")
+        self.cfg = cfg
+        self.encoder = StateEncoder(cfg) if cfg.obs == "state" else PixelEncoder(cfg)
+        # The target encoder follows the online one by EMA and gets no
+        # gradient (I-JEPA): a slowly moving target resists collapse.
+        self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
+        self.predictor = Predictor(cfg)
+        self.probes = Probes(cfg)
+        self.decoder = Decoder(cfg) if cfg.decoder else None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def signal_names(self) -> tuple[str, ...]:
+        return self.cfg.signals
+
+    def obs_tensor(self, obs) -> torch.Tensor:
+        """The model's input from an observation dict or a batch of them (numpy or torch)."""
+        x = obs[self.cfg.obs] if isinstance(obs, dict) else obs
+        x = torch.as_tensor(x, device=self.device)
+        single = x.dim() == (1 if self.cfg.obs == "state" else 3)
+        return x.unsqueeze(0) if single else x
+
+    # --- the contract -------------------------------------------------------
+    def encode(self, obs) -> torch.Tensor:
+        """Observation(s) -> latents (B, D). ``obs``: dict or array, batched or not."""
+        x = self.obs_tensor(obs)
+        if self.cfg.obs == "state":
+            x = x.float()
+        return self.encoder(x)
+
+    def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Imagine: s0 (B, D), actions (B, H, A) -> latents s_1..s_H (B, H, D).
+
+        A Python loop over the horizon only; every step is batched over B.
+        """
+        _B, H, _A = actions.shape
+        out = []
+        s = s0
+        for t in range(H):
+            s = self.predictor(s, actions[:, t])  # (B, D)
+            out.append(s)
+        return torch.stack(out, dim=1)  # (B, H, D)
+
+    def probe(self, s: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Latents (..., D) -> {signal name: (...)} in the signal's units."""
+        values = self.probes(s)  # (..., n)
+        return {name: values[..., i] for i, name in enumerate(self.cfg.signals)}
+
+    def decode(self, s: torch.Tensor) -> torch.Tensor:
+        """Latents (B, D) -> uint8 images (B, 64, 64, 3)."""
+        if self.decoder is None:
+            raise LabError("this model has no decoder: it was trained on data without pixels")
+        img = self.decoder(s)  # (B, 3, 64, 64) in [0, 1]
+        return (img.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+@dataclass
+class Normalisation:
+    """Data statistics the model keeps (state input, probe outputs)."""
+
+    state_mean: list[float] = field(default_factory=list)
+    state_std: list[float] = field(default_factory=list)
+    signal_mean: list[float] = field(default_factory=list)
+    signal_std: list[float] = field(default_factory=list)
+
+    def apply(self, model: WorldModel) -> None:
+        with torch.no_grad():
+            if isinstance(model.encoder, StateEncoder):
+                for enc in (model.encoder, model.target_encoder):
+                    enc.mean.copy_(torch.tensor(self.state_mean))
+                    enc.std.copy_(torch.tensor(self.state_std))
+            model.probes.mean.copy_(torch.tensor(self.signal_mean))
+            model.probes.std.copy_(torch.tensor(self.signal_std))
