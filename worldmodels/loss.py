@@ -143,14 +143,21 @@ def losses(
 
 
 @torch.no_grad()
-def effective_rank(z: torch.Tensor) -> float:
+def effective_rank(z: torch.Tensor, floor: float = 1e-2) -> float:
     """exp(entropy) of the normalised singular values of centred z (N, D).
 
     Roy and Vetterli (2007); RankMe (Garrido et al. 2023) uses it to spot
-    collapse without labels: D for a well-spread latent, 1 for a line.
+    collapse without labels: D for a well-spread latent, 1 for a line. That
+    measure ignores scale, so a latent shrinking to a point keeps a high
+    rank made of noise; here directions whose std is below ``floor`` (1 % of
+    the unit std VICReg holds each dimension to) count as collapsed, and a
+    latent with none left has rank 0.
     """
     z = z.float()
-    sv = torch.linalg.svdvals(z - z.mean(dim=0))
-    p = sv / sv.sum().clamp_min(1e-12)
-    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
+    sv = torch.linalg.svdvals(z - z.mean(dim=0)) / max(len(z) - 1, 1) ** 0.5  # std per direction
+    sv = sv[sv > floor]
+    if len(sv) == 0:
+        return 0.0
+    p = sv / sv.sum()
+    entropy = -(p * torch.log(p)).sum()
     return float(torch.exp(entropy))

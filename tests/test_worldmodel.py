@@ -1,0 +1,327 @@
+"""The JEPA world model with real small training runs: loss, collapse, resume, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from scenes import LabError
+from scenes.collect import CollectConfig, collect
+from worldmodels import ModelConfig, WorldModel, load_checkpoint, save_checkpoint
+from worldmodels.data import WindowData
+from worldmodels.metrics import copy_last_nrmse, linear_nrmse, model_nrmse
+from worldmodels.train import Trainer, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def reach_data(tmp_path_factory) -> str:
+    """40 short Reach episodes with pixels: about a second to collect."""
+    out = tmp_path_factory.mktemp("data") / "reach"
+    collect(
+        CollectConfig(
+            scene="reach",
+            out=str(out),
+            episodes=40,
+            steps=40,
+            workers=2,
+            episodes_per_shard=5,
+            progress=False,
+        )
+    )
+    return str(out)
+
+
+def tiny(data: str, out: Path, **kw) -> TrainConfig:
+    args = dict(
+        data=data,
+        out=str(out),
+        steps=300,
+        batch=64,
+        hidden=64,
+        latent_dim=16,
+        eval_every=1000,
+        decoder=False,
+        progress=False,
+    )
+    args.update(kw)
+    return TrainConfig(**args)
+
+
+def test_the_contract_shapes():
+    for obs in ("state", "pixels"):
+        cfg = ModelConfig(
+            obs=obs,
+            state_dim=4,
+            action_dim=2,
+            latent_dim=16,
+            hidden=32,
+            signals=("x", "y", "speed"),
+        )
+        m = WorldModel(cfg)
+        x = torch.zeros(5, 4) if obs == "state" else torch.zeros(5, 64, 64, 3, dtype=torch.uint8)
+        s = m.encode({obs: x})
+        assert s.shape == (5, 16)
+        assert m.encode(x[0]).shape == (1, 16)  # a single observation
+        imagined = m.rollout(s, torch.zeros(5, 7, 2))
+        assert imagined.shape == (5, 7, 16)
+        sig = m.probe(imagined)
+        assert set(sig) == {"x", "y", "speed"} and sig["x"].shape == (5, 7)
+        img = m.decode(s)
+        assert img.shape == (5, 64, 64, 3) and img.dtype == torch.uint8
+
+
+def test_the_loss_falls_and_imagination_beats_copy_last(reach_data, tmp_path):
+    t = Trainer(tiny(reach_data, tmp_path / "run", steps=400))
+    first = np.mean([t.train_step()["total"] for _ in range(10)])
+    for _ in range(380):
+        t.train_step()
+    last = np.mean([t.train_step()["total"] for _ in range(10)])
+    assert last < 0.6 * first
+    data = t.data
+    h = 8
+    model = model_nrmse(t.model, data, h)
+    assert model[-1] < copy_last_nrmse(data, h)[-1]
+    assert linear_nrmse(data, h)[-1] > 0
+
+
+def test_without_vicreg_and_ema_the_latent_collapses(reach_data, tmp_path):
+    """The ablation (no VICReg, target = online encoder) collapses; the full loss does not."""
+    ranks = {}
+    for name, kw in {
+        "full": {},
+        "ablated": {"var_weight": 0.0, "cov_weight": 0.0, "ema": False},
+    }.items():
+        t = Trainer(tiny(reach_data, tmp_path / name, **kw))
+        for _ in range(300):
+            t.train_step()
+        ranks[name] = t.evaluate()["effective_rank"]
+        stds = t.snapshot().latent_std
+        if name == "ablated":
+            assert max(stds) < 0.05  # shrunk towards a point
+        else:
+            assert min(stds) > 0.3  # VICReg keeps every dimension spread
+    assert ranks["full"] >= 3.0, ranks  # Reach's state has 4 degrees of freedom
+    assert ranks["ablated"] <= 1.5, ranks
+
+
+def test_resume_takes_the_same_next_step(reach_data, tmp_path):
+    straight = Trainer(tiny(reach_data, tmp_path / "a", steps=30, decoder=True))
+    straight.run()
+
+    first = Trainer(tiny(reach_data, tmp_path / "b", steps=30, decoder=True))
+    for _ in range(12):
+        first.train_step()
+    first.evaluate_and_save()  # what Ctrl-C or stop() does
+    del first
+    resumed = Trainer(tiny(reach_data, tmp_path / "b", steps=30, decoder=True))
+    assert resumed.step == 12
+    resumed.run()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ha = [h for h in straight.snapshot().history if "loss/total" in h]
+    hb = [h for h in resumed.snapshot().history if "loss/total" in h]
+    assert ha[-1] == hb[-1]
+
+
+def test_resume_refuses_other_settings(reach_data, tmp_path):
+    t = Trainer(tiny(reach_data, tmp_path / "r", steps=5))
+    t.run()
+    with pytest.raises(LabError, match="other settings"):
+        Trainer(tiny(reach_data, tmp_path / "r", steps=5, latent_dim=8))
+
+
+def test_the_thread_api_pauses_resumes_and_stops(reach_data, tmp_path):
+    t = Trainer(tiny(reach_data, tmp_path / "t", steps=100000, eval_every=200))
+    t.start()
+    deadline = time.time() + 30
+    while t.snapshot().step < 20 and time.time() < deadline:
+        time.sleep(0.02)
+    t.pause()
+    time.sleep(0.2)
+    paused_at = t.snapshot().step
+    time.sleep(0.3)
+    assert t.snapshot().step == paused_at and t.snapshot().status == "paused"
+    t.resume()
+    while t.snapshot().step < paused_at + 20 and time.time() < deadline:
+        time.sleep(0.02)
+    assert t.snapshot().step >= paused_at + 20
+    t.stop()
+    t.join(30)
+    snap = t.snapshot()
+    assert snap.status == "stopped" and snap.checkpoint
+    assert snap.losses["total"] > 0 and "effective_rank" in snap.validation
+    model, config = load_checkpoint(snap.checkpoint)
+    assert config["step"] == snap.step and config["scene"] == "reach"
+
+
+@pytest.fixture
+def saved(reach_data, tmp_path):
+    t = Trainer(tiny(reach_data, tmp_path / "s", steps=20, decoder=True))
+    t.run()
+    return Path(t.snapshot().checkpoint), t
+
+
+def test_checkpoint_round_trip(saved):
+    folder, trainer = saved
+    model, config = load_checkpoint(folder)
+    x = trainer.data.state[:8]
+    with torch.no_grad():
+        trainer.model.eval()
+        np.testing.assert_allclose(model.encode(x), trainer.model.encode(x), rtol=0, atol=0)
+    assert config["obs"] == "state" and config["model"]["latent_dim"] == 16
+    assert set(config["normalisation"]) == {"state_mean", "state_std", "signal_mean", "signal_std"}
+    assert len(list(folder.glob("weights-*.safetensors"))) == 1
+
+
+def _weights(folder: Path) -> Path:
+    return folder / json.loads((folder / "config.json").read_text())["weights"]
+
+
+def _set_config(folder: Path, **kw) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(kw)
+    (folder / "config.json").write_text(json.dumps(cfg))
+
+
+BAD = {
+    "truncated": lambda f: _weights(f).write_bytes(_weights(f).read_bytes()[:1000]),
+    "truncated, size edited to match": lambda f: (
+        _weights(f).write_bytes(_weights(f).read_bytes()[:1000]),
+        _set_config(f, weights_bytes=1000),
+    ),
+    "random bytes": lambda f: (
+        _weights(f).write_bytes(os.urandom(5000)),
+        _set_config(f, weights_bytes=5000),
+    ),
+    "a pickle file": lambda f: (
+        torch.save({"w": torch.zeros(3)}, _weights(f)),
+        _set_config(f, weights_bytes=_weights(f).stat().st_size),
+    ),
+    "a foreign safetensors file": lambda f: (
+        save_file({"conv.weight": torch.zeros(3, 3)}, str(_weights(f))),
+        _set_config(f, weights_bytes=_weights(f).stat().st_size),
+    ),
+    "mismatched shapes": lambda f: _set_config(
+        f, model={**json.loads((f / "config.json").read_text())["model"], "hidden": 32}
+    ),
+    "an unknown version": lambda f: _set_config(f, version=7),
+    "config not JSON": lambda f: (f / "config.json").write_text("\x80\x04 not json"),
+    "no config": lambda f: (f / "config.json").unlink(),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD))
+def test_bad_checkpoints_get_a_plain_error_and_the_loaded_model_stays(saved, tmp_path, kind):
+    folder, trainer = saved
+    loaded, _ = load_checkpoint(folder)  # the model the app holds now
+    x = trainer.data.state[:4]
+    with torch.no_grad():
+        before = loaded.encode(x).clone()
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    BAD[kind](bad)
+    with pytest.raises(LabError) as err:
+        load_checkpoint(bad)
+    msg = str(err.value)
+    assert "Traceback" not in msg and len(msg) < 400
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(x), before)  # untouched
+
+
+def test_a_weights_file_given_instead_of_the_folder(saved):
+    folder, _ = saved
+    with pytest.raises(LabError, match="checkpoint folder"):
+        load_checkpoint(_weights(folder))
+
+
+def test_writes_are_atomic(saved):
+    """A second save replaces the first in one step: config and weights always agree."""
+    folder, trainer = saved
+    old = _weights(folder)
+    save_checkpoint(trainer.model, folder, {"scene": "reach", "step": 99})
+    assert not old.exists() and _weights(folder).exists()
+    assert load_checkpoint(folder)[1]["step"] == 99
+
+
+def test_pixel_model_trains_a_few_steps(reach_data, tmp_path):
+    t = Trainer(tiny(reach_data, tmp_path / "px", obs="pixels", batch=16, steps=4, decoder=True))
+    terms = t.train_step()
+    assert set(terms) >= {"pred", "var", "cov", "probe", "probe_imagined", "decoder", "total"}
+    assert all(np.isfinite(v) for v in terms.values())
+    t.run()
+    model, config = load_checkpoint(t.snapshot().checkpoint)
+    assert config["obs"] == "pixels"
+    frame = t.data.pixels[:2]
+    assert model.decode(model.encode(frame)).shape == (2, 64, 64, 3)
+
+
+def test_state_data_without_pixels_cannot_train_a_pixel_model(tmp_path):
+    out = tmp_path / "nopix"
+    collect(
+        CollectConfig(
+            scene="reach",
+            out=str(out),
+            episodes=2,
+            steps=10,
+            workers=1,
+            pixels=False,
+            progress=False,
+        )
+    )
+    with pytest.raises(LabError, match="without pixels"):
+        WindowData(str(out), "pixels", torch.device("cpu"), 4)
+
+
+def test_train_cli_runs_and_resumes(reach_data, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [
+        ROOT / "lab",
+        "train",
+        "--data",
+        reach_data,
+        "--out",
+        tmp_path / "cli",
+        "--steps",
+        "10",
+        "--batch",
+        "32",
+        "--hidden",
+        "32",
+        "--latent-dim",
+        "8",
+        "--no-progress",
+    ]
+    out = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "finished at step 10" in out.stdout
+    more = [str(a) for a in args]
+    more[more.index("--steps") + 1] = "15"
+    out = subprocess.run(more, capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and "finished at step 15" in out.stdout
+    bad = subprocess.run(
+        [str(ROOT / "lab"), "train", "--data", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode == 2 and "no manifest.json" in bad.stderr
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_training_on_cuda(reach_data, tmp_path):
+    t = Trainer(tiny(reach_data, tmp_path / "gpu", steps=5), device=torch.device("cuda"))
+    t.run()
+    assert t.model.device.type == "cuda"
