@@ -19,7 +19,7 @@ from scenes.collect import CollectConfig, collect
 from worldmodels import ModelConfig, WorldModel, load_checkpoint, save_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.metrics import copy_last_nrmse, linear_nrmse, model_nrmse
-from worldmodels.train import Trainer, TrainConfig
+from worldmodels.train import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -162,7 +162,7 @@ def test_the_thread_api_pauses_resumes_and_stops(reach_data, tmp_path):
     snap = t.snapshot()
     assert snap.status == "stopped" and snap.checkpoint
     assert snap.losses["total"] > 0 and "effective_rank" in snap.validation
-    model, config = load_checkpoint(snap.checkpoint)
+    _model, config = load_checkpoint(snap.checkpoint)
     assert config["step"] == snap.step and config["scene"] == "reach"
 
 

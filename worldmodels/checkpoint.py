@@ -36,13 +36,19 @@ FORMAT = "lab-worldmodel"
 VERSION = 1
 
 
-def save_checkpoint(model: WorldModel, folder: str | Path, info: dict) -> Path:
-    """Write ``model`` to ``folder``; ``info`` (scene, normalisation, step) goes in the JSON."""
+def save_checkpoint(model: WorldModel, folder: str | Path, info: dict, half: bool = False) -> Path:
+    """Write ``model`` to ``folder``; ``info`` (scene, normalisation, step) goes in the JSON.
+
+    ``half`` stores floating tensors as float16 (half the size, for the
+    shipped checkpoints); they are loaded back as float32.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     step = int(info.get("step", 0))
     name = f"weights-{step:08d}-{uuid.uuid4().hex[:8]}.safetensors"
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     tmp = folder / f".{name}.tmp-{os.getpid()}"
     save_file(tensors, str(tmp))
     os.replace(tmp, folder / name)
@@ -53,6 +59,7 @@ def save_checkpoint(model: WorldModel, folder: str | Path, info: dict) -> Path:
         "model": model.cfg.to_dict(),
         "weights": name,
         "weights_bytes": (folder / name).stat().st_size,
+        "weights_dtype": "float16" if half else "float32",
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json_atomic(folder / "config.json", config)
@@ -122,6 +129,8 @@ def load_checkpoint(
             f"{'...' if len(extra) > 4 else ''}"
         )
     for k, v in expected.items():
+        if tensors[k].is_floating_point():
+            tensors[k] = tensors[k].to(v.dtype)  # float16 shipped weights load as float32
         if tensors[k].shape != v.shape:
             raise LabError(
                 f"{path}: tensor {k} has shape {tuple(tensors[k].shape)}, but the config builds "
