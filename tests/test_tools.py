@@ -47,3 +47,30 @@ def test_collect_speed_smoke():
     assert {"frames_per_s", "render_limit_fps", "ratio"} <= set(result)
     assert result["frames_per_s"] > 0 and result["render_limit_fps"] > 0
     assert result["ratio"] == round(result["frames_per_s"] / result["render_limit_fps"], 3)
+
+
+def test_wm_quality_smoke(tmp_path):
+    out = run(
+        sys.executable,
+        ROOT / "benchmarks" / "wm_quality.py",
+        "--quick",
+        "--train-seconds",
+        "1",
+        "--checkpoints",
+        tmp_path,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    keys = {
+        "scene",
+        "obs",
+        "nrmse_h1",
+        "nrmse_h16",
+        "copy_last_nrmse_h16",
+        "linear_nrmse_h16",
+        "effective_rank",
+        "train_seconds",
+    }
+    assert len(rows) == 1 and keys <= set(rows[0])
+    assert rows[0]["scene"] == "reach" and rows[0]["obs"] == "state"
