@@ -23,6 +23,7 @@ on one device.
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -150,22 +151,27 @@ class Probes(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latent (B, D) -> image (B, 3, 64, 64) in [0, 1], for display only."""
+    """Latent (B, D) -> image (B, 3, 64, 64) in [0, 1], for display only.
+
+    Deliberately thin (64 -> 48 -> 32 -> 16 -> 8 channels over 4 -> 64
+    pixels): it trains beside the world model on every step, and on a CPU a
+    wide up-sampling stack at 64x64 would cost more than the model itself.
+    """
+
+    WIDTHS = (64, 48, 32, 16, 8)
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        chans = list(reversed(cfg.channels))  # 128, 96, 64, 32
-        self.fc = nn.Linear(cfg.latent_dim, chans[0] * 4 * 4)
+        w = self.WIDTHS
+        self.fc = nn.Linear(cfg.latent_dim, w[0] * 4 * 4)
         layers: list[nn.Module] = []
-        # The last up-sampling stage is the costly one (64x64): keep it thin.
-        for c_in, c_out in zip(chans, [*chans[1:], 16], strict=True):
+        for c_in, c_out in itertools.pairwise(w):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.SiLU()]
-        layers.append(nn.Conv2d(16, 3, 3, padding=1))
+        layers.append(nn.Conv2d(w[-1], 3, 3, padding=1))
         self.net = nn.Sequential(*layers)
-        self.first = chans[0]
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        x = self.fc(s).view(-1, self.first, 4, 4)  # (B, C, 4, 4)
+        x = self.fc(s).view(-1, self.WIDTHS[0], 4, 4)  # (B, C, 4, 4)
         return torch.sigmoid(self.net(x))  # (B, 3, 64, 64)
 
 

@@ -1,0 +1,1 @@
+"""The objective-driven agent: cost terms, expression language, planners, evaluation."""
