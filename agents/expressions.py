@@ -202,7 +202,8 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise self.error(node, f"nested too deeply (more than {MAX_DEPTH} levels)")
         for child in ast.iter_child_nodes(node):
-            self.check_depth(child, depth + 1)
+            if hasattr(child, "col_offset"):  # skip Load and operator tokens
+                self.check_depth(child, depth + 1)
 
     def build(self, node: ast.AST) -> float | Fn:
         for kind, message in _REJECT.items():
@@ -318,6 +319,8 @@ class _Builder:
         return out
 
     def _Call(self, node: ast.Call) -> float | Fn:
+        if isinstance(node.func, ast.Attribute):
+            raise self.error(node.func, _REJECT[ast.Attribute])
         if not isinstance(node.func, ast.Name):
             raise self.error(node, "only functions called by their bare name are allowed")
         name = node.func.id
