@@ -1,0 +1,190 @@
+"""The cost module: a task term plus guardrail terms, on a batch of imagined futures.
+
+A cost set (saved as JSON, so guardrail designs can be shared) holds:
+
+* the task term: ``signal`` distance (the probed task signals against the
+  goal's, e.g. x-y for Reach: the default, it reached the goal in 100 % of
+  the prototype's episodes) or ``latent`` distance (to the goal
+  observation's embedding: 70 % there);
+* guardrail terms, each an expression over the scene's signals (see
+  ``agents.expressions``), soft (``weight * expr`` added to the cost) or hard
+  (``expr <= limit`` at every step of the horizon, else the plan is
+  infeasible), each with an on/off switch.
+
+``Cost.evaluate`` turns imagined latents ``(N, H, D)`` and their probed
+signals ``{name: (N, H)}`` into per-term costs ``(N, H)``, a total ``(N,)``,
+the hard terms' total violation ``(N,)`` and a feasibility mask ``(N,)``, in
+one batch. A term whose expression does not compile is reported (message and
+column) and the last good version of that term stays in force.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from agents.expressions import Expression, ExpressionError, compile_expression
+from scenes.errors import LabError
+
+NAN_COST = 1e6  # what a NaN or infinite term costs: never chosen over a finite plan
+
+
+@dataclass
+class Term:
+    """One guardrail (or extra objective) term."""
+
+    name: str
+    expression: str
+    kind: str = "soft"  # "soft": weight * expr is added; "hard": expr <= limit at every step
+    weight: float = 1.0  # soft terms
+    limit: float = 0.0  # hard terms
+    enabled: bool = True
+
+
+@dataclass
+class CostSet:
+    """Everything the cost is made of; JSON round-trips it."""
+
+    task: str = "signal"  # "signal" (probed task signals vs the goal's) or "latent"
+    task_weight: float = 1.0
+    terms: list[Term] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": "lab-costs", "version": 1, **asdict(self)}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> CostSet:
+        try:
+            d = json.loads(text)
+        except ValueError as e:
+            raise LabError(f"the cost set is not valid JSON ({e})") from e
+        if not isinstance(d, dict) or d.get("format") != "lab-costs":
+            raise LabError("not a lab cost set (its 'format' should be 'lab-costs')")
+        if d.get("version") != 1:
+            raise LabError(f"cost set version {d.get('version')!r}; this lab reads version 1")
+        try:
+            terms = [Term(**t) for t in d.get("terms", [])]
+            out = cls(
+                task=d.get("task", "signal"),
+                task_weight=float(d.get("task_weight", 1.0)),
+                terms=terms,
+            )
+        except TypeError as e:
+            raise LabError(f"a term of the cost set is malformed: {e}") from e
+        out.check()
+        return out
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> CostSet:
+        try:
+            return cls.from_json(Path(path).read_text())
+        except OSError as e:
+            raise LabError(f"cannot read the cost set {path}: {e.strerror}") from e
+
+    def check(self) -> None:
+        if self.task not in ("signal", "latent"):
+            raise LabError(f"task must be 'signal' or 'latent', not {self.task!r}")
+        names = [t.name for t in self.terms]
+        if len(set(names)) != len(names):
+            raise LabError("two terms share a name; names must be unique")
+        for t in self.terms:
+            if t.kind not in ("soft", "hard"):
+                raise LabError(f"term {t.name!r}: kind must be 'soft' or 'hard'")
+            if not (math.isfinite(t.weight) and math.isfinite(t.limit)):
+                raise LabError(f"term {t.name!r}: weight and limit must be finite numbers")
+
+
+@dataclass
+class CostResult:
+    """The breakdown travels with the total (the app shows it)."""
+
+    terms: dict[str, torch.Tensor]  # name -> (N, H), weighted for soft terms
+    total: torch.Tensor  # (N,) task + soft terms, summed over the horizon
+    violation: torch.Tensor  # (N,) hard terms' excess over their limits, summed
+    feasible: torch.Tensor  # (N,) bool: every hard term within its limit at every step
+
+
+class Cost:
+    """A compiled cost set for one scene's signals; see the module docstring."""
+
+    def __init__(
+        self, costs: CostSet, signals: list[str], task_signals: list[str], smooth: bool = False
+    ) -> None:
+        costs.check()
+        self.signals = list(signals)
+        self.task_signals = list(task_signals)
+        self.smooth = smooth  # smooth comparisons, for the gradient planner
+        self.costs = CostSet(costs.task, costs.task_weight, [])
+        self.compiled: dict[str, Expression] = {}
+        self.errors: dict[str, ExpressionError] = {}
+        self.update(costs)
+
+    def update(self, costs: CostSet) -> dict[str, ExpressionError]:
+        """Take a new cost set; a term that does not compile keeps its last good version.
+
+        Returns the errors by term name (empty when all compiled).
+        """
+        costs.check()
+        errors: dict[str, ExpressionError] = {}
+        kept: list[Term] = []
+        compiled: dict[str, Expression] = {}
+        old = {t.name: t for t in self.costs.terms}
+        for term in costs.terms:
+            try:
+                compiled[term.name] = compile_expression(
+                    term.expression, self.signals, smooth=self.smooth
+                )
+                kept.append(term)
+            except ExpressionError as e:
+                errors[term.name] = e
+                if term.name in old:  # the last good version stays in force
+                    kept.append(old[term.name])
+                    compiled[term.name] = self.compiled[term.name]
+        self.costs = CostSet(costs.task, costs.task_weight, kept)
+        self.compiled, self.errors = compiled, errors
+        return errors
+
+    def evaluate(
+        self,
+        latents: torch.Tensor,
+        signals: dict[str, torch.Tensor],
+        goal_latent: torch.Tensor | None,
+        goal: torch.Tensor,
+    ) -> CostResult:
+        """latents (N, H, D), signals {name: (N, H)}, goal_latent (D,), goal (G,) task values."""
+        N = latents.shape[0]
+        terms: dict[str, torch.Tensor] = {}
+        if self.costs.task == "latent":
+            if goal_latent is None:
+                raise LabError("the latent task term needs the goal's embedding")
+            dist = torch.linalg.vector_norm(latents - goal_latent, dim=-1)  # (N, H)
+        else:
+            task = torch.stack([signals[k] for k in self.task_signals], dim=-1)  # (N, H, G)
+            dist = torch.linalg.vector_norm(task - goal.to(task.dtype), dim=-1)  # (N, H)
+        dist = torch.nan_to_num(dist, nan=NAN_COST, posinf=NAN_COST)  # a NaN probe: never chosen
+        terms["task"] = self.costs.task_weight * dist
+        total = terms["task"].sum(dim=1)
+        violation = torch.zeros(N, device=latents.device, dtype=latents.dtype)
+        for term in self.costs.terms:
+            value = self.compiled[term.name](signals)  # (N, H)
+            bad = ~torch.isfinite(value)
+            if term.kind == "soft":
+                cost = torch.where(bad, torch.full_like(value, NAN_COST), term.weight * value)
+                terms[term.name] = cost
+                if term.enabled:
+                    total = total + cost.sum(dim=1)
+            else:
+                excess = torch.where(
+                    bad, torch.full_like(value, NAN_COST), torch.relu(value - term.limit)
+                )
+                terms[term.name] = excess
+                if term.enabled:
+                    violation = violation + excess.sum(dim=1)
+        return CostResult(terms, total, violation, violation <= 0)

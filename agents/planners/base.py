@@ -1,0 +1,142 @@
+"""What every planner shares: evaluating action sequences, ranking, the plan record.
+
+A planner searches action sequences ``(N, H, A)`` in [-1, 1] for the one whose
+imagined future (``model.rollout`` then ``model.probe``) has the lowest cost,
+among those that keep every hard guardrail. It knows the model only through
+``rollout(s0 (N, D), actions (N, H, A)) -> (N, H, D)`` and ``probe(s) ->
+{name: (...)}``, so a linear toy, the JEPA and the true simulator (the oracle)
+all plug in. Everything is batched over samples on the model's device; the
+only Python loops run over iterations (and the horizon, inside rollout).
+
+Ranking: feasible samples first, by cost; when none is feasible, samples are
+ranked by total violation, then cost, and the record says so
+(``none_feasible``): the agent then acts on the least violating plan or stops,
+as its fallback setting says.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from agents.cost import Cost, CostResult
+
+
+@dataclass
+class PlannerConfig:
+    """Search settings shared by the planners."""
+
+    samples: int = 300  # N action sequences per iteration
+    horizon: int = 16  # H steps imagined ahead
+    iterations: int = 3  # refinement rounds
+    elites: int = 30  # CEM: best samples refitted; MPPI: unused
+    init_std: float = 0.5  # spread of the first samples around the warm start
+    min_std: float = 0.05  # CEM keeps at least this spread
+    temperature: float = 0.5  # MPPI: softmax temperature on costs (relative to their spread)
+    lr: float = 0.1  # gradient descent: Adam's step on the actions
+    violation_weight: float = 100.0  # gradient descent and MPPI: price of one unit of violation
+
+
+@dataclass
+class PlanRecord:
+    """What a plan was, and why (the app draws all of it)."""
+
+    actions: torch.Tensor  # (H, A) the chosen sequence
+    latents: torch.Tensor  # (H, D) its imagined latents
+    samples: torch.Tensor  # (N, H, A) the last iteration's samples
+    signals: dict[str, torch.Tensor]  # name -> (N, H) their probed signals
+    terms: dict[str, torch.Tensor]  # name -> (N, H) per-term costs
+    total: torch.Tensor  # (N,)
+    violation: torch.Tensor  # (N,)
+    feasible: torch.Tensor  # (N,) bool
+    elites: torch.Tensor  # (K,) indices into samples, best first
+    chosen: int  # index of the chosen sample
+    none_feasible: bool
+    iterations: int
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+
+def rank(result: CostResult) -> torch.Tensor:
+    """Indices best first: by violation (0 for feasible ones), then by cost."""
+    order = torch.argsort(result.total, stable=True)
+    return order[torch.argsort(result.violation[order], stable=True)]
+
+
+class Planner:
+    """Base class: subclasses implement ``search``."""
+
+    name = "base"
+
+    def __init__(self, cfg: PlannerConfig, action_dim: int) -> None:
+        self.cfg = cfg
+        self.action_dim = action_dim
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        model,
+        cost: Cost,
+        s0: torch.Tensor,
+        actions: torch.Tensor,
+        goal: torch.Tensor,
+        goal_latent: torch.Tensor | None,
+    ):
+        """actions (N, H, A) -> latents (N, H, D), signals {name: (N, H)}, CostResult."""
+        N = actions.shape[0]
+        latents = model.rollout(s0.expand(N, -1), actions)  # (N, H, D)
+        signals = model.probe(latents)
+        return latents, signals, cost.evaluate(latents, signals, goal_latent, goal)
+
+    def plan(
+        self,
+        model,
+        cost: Cost,
+        s0: torch.Tensor,
+        goal: torch.Tensor,
+        goal_latent: torch.Tensor | None,
+        generator: torch.Generator,
+        warm: torch.Tensor | None = None,
+    ) -> PlanRecord:
+        """Search from latent ``s0`` (D,) or (1, D); ``warm`` (H, A) starts the search."""
+        t0 = time.perf_counter()
+        s0 = s0.reshape(1, -1)
+        H, A = self.cfg.horizon, self.action_dim
+        mean = torch.zeros(H, A, device=s0.device) if warm is None else warm.to(s0.device)
+        samples = self.search(model, cost, s0, goal, goal_latent, generator, mean)
+        latents, signals, result = self.evaluate(model, cost, s0, samples, goal, goal_latent)
+        order = rank(result)
+        best = int(order[0])
+        k = min(self.cfg.elites, len(order))
+        return PlanRecord(
+            actions=samples[best].clone(),
+            latents=latents[best],
+            samples=samples,
+            signals=signals,
+            terms=result.terms,
+            total=result.total,
+            violation=result.violation,
+            feasible=result.feasible,
+            elites=order[:k],
+            chosen=best,
+            none_feasible=not bool(result.feasible.any()),
+            iterations=self.cfg.iterations,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def search(self, model, cost, s0, goal, goal_latent, generator, mean) -> torch.Tensor:
+        """Return the final samples (N, H, A) to choose from."""
+        raise NotImplementedError
+
+    def noise(self, generator: torch.Generator, device) -> torch.Tensor:
+        cfg = self.cfg
+        return torch.randn(
+            cfg.samples, cfg.horizon, self.action_dim, generator=generator, device=device
+        )
+
+
+def shift(actions: torch.Tensor) -> torch.Tensor:
+    """Warm start for the next step: drop the first action, repeat the last (H, A)."""
+    return torch.cat([actions[1:], actions[-1:]], dim=0)

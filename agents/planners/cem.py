@@ -1,0 +1,31 @@
+"""Cross-entropy method (Rubinstein 1999; as in PlaNet, Hafner et al. 2019, and DINO-WM).
+
+Sample N sequences from a Gaussian around the mean, keep the K best (feasible
+first, see ``base.rank``), refit the Gaussian to them, repeat. The current
+mean is always one of the samples, so a warm start is never lost.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from agents.planners.base import Planner, rank
+
+
+class CEM(Planner):
+    name = "cem"
+
+    def search(self, model, cost, s0, goal, goal_latent, generator, mean):
+        cfg = self.cfg
+        std = torch.full_like(mean, cfg.init_std)
+        samples = None
+        for it in range(cfg.iterations):
+            samples = (mean + std * self.noise(generator, s0.device)).clamp(-1.0, 1.0)  # (N, H, A)
+            samples[0] = mean
+            if it == cfg.iterations - 1:
+                break  # the base class evaluates the final samples
+            _, _, result = self.evaluate(model, cost, s0, samples, goal, goal_latent)
+            elites = samples[rank(result)[: cfg.elites]]  # (K, H, A)
+            mean = elites.mean(dim=0)
+            std = elites.std(dim=0).clamp_min(cfg.min_std)
+        return samples

@@ -1,0 +1,164 @@
+"""Planners and the cost on analytic fixtures: linear dynamics, distance costs, known answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agents.cost import Cost, CostSet, Term
+from agents.expressions import ExpressionError
+from agents.planners import PLANNERS, PlannerConfig, shift
+from scenes import LabError
+
+
+class LinearModel:
+    """s_t+1 = s_t + 0.1 a_t in the plane; the probes read x and y exactly."""
+
+    def rollout(self, s0, actions):
+        return s0[:, None, :] + 0.1 * torch.cumsum(actions, dim=1)  # (N, H, 2)
+
+    def probe(self, s):
+        return {"x": s[..., 0], "y": s[..., 1]}
+
+
+SIGNALS, TASK = ["x", "y"], ["x", "y"]
+GOAL = torch.tensor([1.0, 0.5])
+
+
+def make(name, terms=(), smooth=False, **cfg):
+    costs = CostSet(terms=list(terms))
+    cost = Cost(costs, SIGNALS, TASK)
+    kw = dict(samples=200, horizon=12, iterations=4, elites=20)
+    kw.update(cfg)
+    planner_cls = PLANNERS[name]
+    if name == "gd":
+        smooth_cost = Cost(costs, SIGNALS, TASK, smooth=True)
+        planner = planner_cls(PlannerConfig(**kw), 2, smooth_cost=smooth_cost)
+    else:
+        planner = planner_cls(PlannerConfig(**kw), 2)
+    return planner, cost
+
+
+def run(planner, cost, seed=0, warm=None):
+    g = torch.Generator().manual_seed(seed)
+    return planner.plan(LinearModel(), cost, torch.zeros(2), GOAL, None, g, warm)
+
+
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_the_plan_heads_for_the_goal_and_beats_standing_still(name):
+    planner, cost = make(name)
+    rec = run(planner, cost)
+    still = cost.evaluate(
+        torch.zeros(1, 12, 2), {"x": torch.zeros(1, 12), "y": torch.zeros(1, 12)}, None, GOAL
+    )
+    assert float(rec.total[rec.chosen]) < 0.8 * float(still.total[0])
+    first = rec.actions[0]
+    assert float(first @ GOAL) > 0  # moves towards the goal
+    assert rec.actions.shape == (12, 2) and rec.latents.shape == (12, 2)
+    assert rec.samples.shape == (200, 12, 2) and rec.signals["x"].shape == (200, 12)
+    assert set(rec.terms) == {"task"} and rec.terms["task"].shape == (200, 12)
+
+
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_more_iterations_lower_the_cost(name):
+    costs = []
+    for iters in (1, 6):
+        planner, cost = make(name, iterations=iters)
+        rec = run(planner, cost)
+        costs.append(float(rec.total[rec.chosen]))
+    assert costs[1] <= costs[0]
+
+
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_actions_stay_in_bounds(name):
+    planner, cost = make(name, init_std=3.0, lr=5.0)
+    rec = run(planner, cost)
+    assert rec.samples.abs().max() <= 1.0 and rec.actions.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_same_seed_same_plan(name):
+    planner, cost = make(name)
+    a, b = run(planner, cost, seed=3), run(planner, cost, seed=3)
+    assert torch.equal(a.actions, b.actions)
+    c = run(planner, cost, seed=4)
+    assert not torch.equal(a.actions, c.actions)
+
+
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_a_hard_guardrail_holds_when_a_feasible_plan_exists(name):
+    wall = Term("wall", "x", kind="hard", limit=0.3)
+    planner, cost = make(name, terms=[wall])
+    rec = run(planner, cost)
+    assert not rec.none_feasible and bool(rec.feasible[rec.chosen])
+    xs = LinearModel().rollout(torch.zeros(1, 2), rec.actions[None])[0, :, 0]
+    assert xs.max() <= 0.3 + 1e-6  # never past the wall ...
+    assert xs[-1] > 0.2  # ... but as close to the goal as it allows
+    free, free_cost = make(name)
+    assert float(run(free, free_cost).actions[:, 0].sum()) * 0.1 > 0.3  # unguarded goes past
+
+
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_no_feasible_plan_ranks_by_violation_and_says_so(name):
+    impossible = Term("far", "5 - x", kind="hard", limit=0.0)  # x >= 5 at every step: never
+    planner, cost = make(name, terms=[impossible])
+    rec = run(planner, cost)
+    assert rec.none_feasible and not bool(rec.feasible.any())
+    assert float(rec.violation[rec.chosen]) == float(rec.violation.min())
+
+
+def test_soft_terms_trade_off_against_the_task():
+    slow = Term("slow", "(x - 0) ** 2 + (y - 0) ** 2", weight=50.0)
+    planner, cost = make("cem", terms=[slow])
+    near = run(planner, cost)
+    planner, cost = make("cem")
+    far = run(planner, cost)
+    reach = lambda r: float(torch.linalg.vector_norm(0.1 * r.actions.sum(0)))  # noqa: E731
+    assert reach(near) < reach(far)
+    assert set(near.terms) == {"task", "slow"}
+
+
+def test_the_warm_start_is_kept_and_shifted():
+    planner, cost = make("cem", iterations=1, samples=50)
+    warm = torch.full((12, 2), 0.7)
+    rec = run(planner, cost, warm=warm)
+    assert torch.allclose(rec.samples[0], warm)
+    nxt = shift(rec.actions)
+    assert torch.equal(nxt[:-1], rec.actions[1:]) and torch.equal(nxt[-1], rec.actions[-1])
+
+
+def test_a_bad_expression_keeps_the_last_good_term():
+    good = CostSet(terms=[Term("wall", "x", kind="hard", limit=0.3)])
+    cost = Cost(good, SIGNALS, TASK)
+    errors = cost.update(CostSet(terms=[Term("wall", "relu(x - ", kind="hard", limit=0.3)]))
+    assert isinstance(errors["wall"], ExpressionError) and errors["wall"].column == 5
+    assert cost.costs.terms[0].expression == "x"  # still in force
+    planner = PLANNERS["cem"](PlannerConfig(samples=100, horizon=12), 2)
+    rec = run(planner, cost)
+    assert bool(rec.feasible[rec.chosen])
+
+
+def test_nan_signals_make_a_plan_infeasible_not_a_crash():
+    cost = Cost(CostSet(terms=[Term("g", "x", kind="hard", limit=1.0)]), SIGNALS, TASK)
+    sig = {"x": torch.tensor([[0.0, float("nan")], [0.0, 0.5]]), "y": torch.zeros(2, 2)}
+    res = cost.evaluate(torch.zeros(2, 2, 2), sig, None, GOAL)
+    assert res.feasible.tolist() == [False, True] and torch.isfinite(res.total).all()
+
+
+def test_cost_sets_round_trip_as_json(tmp_path):
+    costs = CostSet(
+        task="latent",
+        task_weight=2.0,
+        terms=[
+            Term("careful", "relu(x - 0.2) * (y < 0.5)", "hard", limit=0.0),
+            Term("lazy", "x * x", weight=0.5, enabled=False),
+        ],
+    )
+    costs.save(tmp_path / "c.json")
+    assert CostSet.load(tmp_path / "c.json") == costs
+    (tmp_path / "bad.json").write_text('{"format": "lab-costs", "version": 1, "task": "win"}')
+    with pytest.raises(LabError, match="task must be"):
+        CostSet.load(tmp_path / "bad.json")
+    (tmp_path / "x.json").write_text("[1, 2")
+    with pytest.raises(LabError, match="not valid JSON"):
+        CostSet.load(tmp_path / "x.json")
