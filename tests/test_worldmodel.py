@@ -102,8 +102,8 @@ def test_without_vicreg_and_ema_the_latent_collapses(reach_data, tmp_path):
         "full": {},
         "ablated": {"var_weight": 0.0, "cov_weight": 0.0, "ema": False},
     }.items():
-        t = Trainer(tiny(reach_data, tmp_path / name, **kw))
-        for _ in range(300):
+        t = Trainer(tiny(reach_data, tmp_path / name, steps=600, **kw))
+        for _ in range(600):
             t.train_step()
         ranks[name] = t.evaluate()["effective_rank"]
         stds = t.snapshot().latent_std

@@ -68,7 +68,11 @@ class TrainConfig:
     batch: int = field(default=256, metadata={"help": "windows per step"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (cosine decay to 10%%)"})
     latent_dim: int = field(default=64, metadata={"help": "D, size of the latent"})
-    hidden: int = field(default=256, metadata={"help": "width of the MLPs"})
+    hidden: int = field(default=256, metadata={"help": "width of the state encoder's MLP"})
+    predictor_hidden: int = field(
+        default=128, metadata={"help": "width of the predictor's MLP (sets the planning speed)"}
+    )
+    predictor_layers: int = field(default=2, metadata={"help": "hidden layers of the predictor"})
     horizon: int = field(default=8, metadata={"help": "open-loop steps in the loss"})
     var_weight: float = field(default=1.0, metadata={"help": "VICReg variance weight (0: off)"})
     cov_weight: float = field(default=0.04, metadata={"help": "VICReg covariance weight (0: off)"})
@@ -158,6 +162,8 @@ class Trainer:
             action_dim=int(self.data.actions.shape[1]),
             latent_dim=cfg.latent_dim,
             hidden=cfg.hidden,
+            predictor_hidden=cfg.predictor_hidden,
+            predictor_layers=cfg.predictor_layers,
             signals=tuple(self.data.signal_names),
             decoder=bool(cfg.decoder and self.data.has_pixels),
         )
@@ -350,7 +356,18 @@ class Trainer:
                 "delete the folder to start over, or use another --out"
             ) from e
         old = meta.get("config", {})
-        fixed = ("obs", "latent_dim", "hidden", "horizon", "seed", "batch", "ema", "decoder")
+        fixed = (
+            "obs",
+            "latent_dim",
+            "hidden",
+            "predictor_hidden",
+            "predictor_layers",
+            "horizon",
+            "seed",
+            "batch",
+            "ema",
+            "decoder",
+        )
         diff = [k for k in fixed if old.get(k) != getattr(self.cfg, k)]
         if diff:
             raise LabError(

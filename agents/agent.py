@@ -1,0 +1,135 @@
+"""The receding-horizon agent: observe, encode, plan, act the first action, repeat.
+
+Every step it records what the lab shows side by side: the real frame and
+signals, the chosen plan's imagined latents, their probed signals and
+decoded frames, and the whole plan record (samples, costs, elites,
+feasibility). The next plan starts from the previous one shifted by a step
+(warm start). When no sampled plan keeps the hard guardrails, the fallback
+setting decides: act on the least violating plan, or stop (a zero action).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from agents.cost import Cost, CostSet
+from agents.expressions import ExpressionError
+from agents.planners import PLANNERS, PlannerConfig, PlanRecord, shift
+from scenes.base import LabScene
+from scenes.errors import LabError
+
+
+@dataclass
+class AgentConfig:
+    """How the agent plans and what it does when no plan is safe."""
+
+    planner: str = "cem"  # cem, mppi or gd
+    search: PlannerConfig = field(default_factory=PlannerConfig)
+    fallback: str = "least_violating"  # or "stop": a zero action when nothing is feasible
+    decode: bool = True  # decode the chosen plan's imagined frames (display)
+
+
+@dataclass
+class StepRecord:
+    """One step of the loop, for the app and for evaluation."""
+
+    t: int
+    frame: np.ndarray | None  # (64, 64, 3) the real observation before acting
+    signals: dict[str, float]  # the real signals before acting
+    plan: PlanRecord
+    imagined: dict[str, np.ndarray]  # chosen plan's probed signals, name -> (H,)
+    imagined_frames: np.ndarray | None  # (H, 64, 64, 3) decoded
+    action: np.ndarray  # (A,) what was done
+    stopped: bool  # the fallback stopped the agent this step
+    next_signals: dict[str, float]  # the real signals after acting
+    is_success: bool
+    done: bool
+    error: str = ""
+
+
+class Agent:
+    """Plans with ``model`` in ``scene`` (an unwrapped lab scene) under ``costs``."""
+
+    def __init__(
+        self, model, scene: LabScene, costs: CostSet, cfg: AgentConfig, seed: int = 0
+    ) -> None:
+        if cfg.planner not in PLANNERS:
+            raise LabError(f"unknown planner {cfg.planner!r}; choose {', '.join(PLANNERS)}")
+        if cfg.fallback not in ("least_violating", "stop"):
+            raise LabError("fallback must be 'least_violating' or 'stop'")
+        self.model, self.scene, self.cfg = model, scene, cfg
+        self.device = model.device
+        signals = list(model.signal_names)
+        task = list(scene.TASK_SIGNALS)
+        missing = [k for k in task if k not in signals]
+        if costs.task == "signal" and missing:
+            raise LabError(f"the model has no probe for {missing}: use the latent task term")
+        self.cost = Cost(costs, signals, task)
+        self.smooth_cost = Cost(costs, signals, task, smooth=True) if cfg.planner == "gd" else None
+        kw = {"smooth_cost": self.smooth_cost} if cfg.planner == "gd" else {}
+        self.planner = PLANNERS[cfg.planner](cfg.search, scene.ACTION_DIM, **kw)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.warm: torch.Tensor | None = None
+        self.goal = torch.zeros(len(task), device=self.device)
+        self.goal_latent: torch.Tensor | None = None
+        self.t = 0
+        self.done = True
+
+    def set_costs(self, costs: CostSet) -> dict[str, ExpressionError]:
+        """Edit the cost while running: the next plan uses it; bad terms keep their last good
+        version (the returned errors say which, with message and column)."""
+        errors = self.cost.update(costs)
+        if self.smooth_cost is not None:
+            self.smooth_cost.update(costs)
+        return errors
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> dict:
+        _, info = self.scene.reset(seed=seed, options=options)
+        self.goal = torch.as_tensor(self.scene.goal, dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            self.goal_latent = self.model.encode(info["goal_obs"])[0]
+        self.warm, self.t, self.done = None, 0, False
+        return info
+
+    @torch.no_grad()
+    def step(self) -> StepRecord:
+        if self.done:
+            raise LabError("the episode is over: call reset()")
+        scene = self.scene
+        obs, before = scene.observation, scene.signals
+        s0 = self.model.encode(obs)[0]  # (D,)
+        plan = self.planner.plan(
+            self.model, self.cost, s0, self.goal, self.goal_latent, self.generator, self.warm
+        )
+        stop = plan.none_feasible and self.cfg.fallback == "stop"
+        action = (
+            np.zeros(scene.ACTION_DIM, np.float32)
+            if stop
+            else plan.actions[0].cpu().numpy().astype(np.float32)
+        )
+        self.warm = shift(plan.actions)
+        imagined = {k: v[plan.chosen].cpu().numpy() for k, v in plan.signals.items()}
+        frames = None
+        if self.cfg.decode and self.model.decoder is not None:
+            frames = self.model.decode(plan.latents).cpu().numpy()  # (H, 64, 64, 3)
+        _, _, terminated, _, info = scene.step(action)
+        self.t += 1
+        truncated = self.t >= scene.MAX_EPISODE_STEPS
+        self.done = bool(terminated or truncated)
+        return StepRecord(
+            t=self.t - 1,
+            frame=obs.get("pixels"),
+            signals=before,
+            plan=plan,
+            imagined=imagined,
+            imagined_frames=frames,
+            action=action,
+            stopped=stop,
+            next_signals=info["signals"],
+            is_success=bool(info["is_success"]),
+            done=self.done,
+            error=info.get("error", ""),
+        )
