@@ -1,0 +1,141 @@
+"""Planning speed of CEM, MPPI and gradient descent, against the hardware's own limit.
+
+    ./lab bench plan_speed [--quick] [--device auto|cpu|cuda]
+
+For each planner at N = 1000 samples, H = 16, 5 iterations, D = 64 (the
+settings of the issue; change them with flags), on the chosen device:
+
+* ``plan_ms``: median wall time of one plan (sampling, rollouts, probes,
+  the cost with a guardrail, ranking and refitting: everything);
+* ``rollout_gflops``: the predictor's floating-point work in that plan
+  (forward; forward and backward for gradient descent) per second of plan;
+* ``matmul_gflops``: bare matrix products of the very same shapes, in the
+  same run, on the same device: what the hardware gives such shapes;
+* ``ratio = rollout_gflops / matmul_gflops``: how much of it planning keeps.
+
+Goals: CEM ``plan_ms <= 50`` and ``ratio >= 0.6`` on 2 CPU cores; on a GPU
+``plan_ms <= 5``. The last line is JSON: a list, one object per planner.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import itertools
+
+import torch
+
+from agents.cost import Cost, CostSet, Term
+from agents.planners import PLANNERS, PlannerConfig
+from worldmodels.model import ModelConfig, WorldModel
+from worldmodels.train import choose_device
+
+SIGNALS = ("x", "y", "vx", "vy", "speed", "dist_wall")  # Reach's
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeats: int) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs, after two warm-ups."""
+    for _ in range(2):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--horizon", type=int, default=16)
+    ap.add_argument("--iterations", type=int, default=5)
+    ap.add_argument("--latent", type=int, default=64)
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = ap.parse_args()
+    device = choose_device(args.device)
+    torch.manual_seed(0)
+    N, H, D, A = args.samples, args.horizon, args.latent, 2
+    cfg = ModelConfig(latent_dim=D, action_dim=A, signals=SIGNALS, decoder=False)
+    model = WorldModel(cfg).to(device).eval()
+    costs = CostSet(
+        terms=[
+            Term("gentle", "relu(speed - 0.4)", weight=1.0),
+            Term("walls", "0.05 - dist_wall", kind="hard", limit=0.0),
+        ]
+    )
+    repeats = 5 if args.quick else 20
+
+    # The predictor's shapes, and bare matmuls of exactly those shapes.
+    sizes = [D + A] + [cfg.predictor_hidden] * cfg.predictor_layers + [D]
+    macs = sum(a * b for a, b in itertools.pairwise(sizes))  # per sample-step
+    weights = [torch.randn(a, b, device=device) for a, b in itertools.pairwise(sizes)]
+    x = torch.randn(N, sizes[0], device=device)
+
+    def bare():
+        for _ in range(H):
+            h = x
+            for w in weights:
+                h = h @ w
+        return h
+
+    matmul_s = timed(bare, device, repeats * 3)
+    matmul_gflops = 2 * macs * N * H / matmul_s / 1e9
+    s0 = torch.randn(D, device=device)
+    goal = torch.tensor([0.5, 0.5], device=device)
+    rows = []
+    for name, planner_cls in PLANNERS.items():
+        search = PlannerConfig(samples=N, horizon=H, iterations=args.iterations)
+        cost = Cost(costs, list(SIGNALS), ["x", "y"])
+        if name == "gd":
+            planner = planner_cls(
+                search, A, smooth_cost=Cost(costs, list(SIGNALS), ["x", "y"], smooth=True)
+            )
+        else:
+            planner = planner_cls(search, A)
+        gen = torch.Generator(device=device).manual_seed(0)
+        plan_s = timed(
+            lambda p=planner, c=cost, g=gen: p.plan(model, c, s0, goal, None, g), device, repeats
+        )
+        # Rollouts per plan: CEM and MPPI evaluate once per iteration (the
+        # last is the final ranking); gradient descent takes one forward and
+        # backward (about three forwards) per iteration, then ranks once.
+        passes = 3 * args.iterations + 1 if name == "gd" else args.iterations
+        rollout_gflops = 2 * macs * N * H * passes / plan_s / 1e9
+        row = {
+            "planner": name,
+            "device": str(device),
+            "plan_ms": round(plan_s * 1e3, 2),
+            "rollout_gflops": round(rollout_gflops, 1),
+            "matmul_gflops": round(matmul_gflops, 1),
+            "ratio": round(rollout_gflops / matmul_gflops, 3),
+        }
+        rows.append(row)
+        print(
+            f"{name}: {row['plan_ms']} ms per plan (N={N}, H={H}, {args.iterations} "
+            f"iterations, D={D}); rollouts at {row['rollout_gflops']} GFLOP/s, bare matmul "
+            f"{row['matmul_gflops']} GFLOP/s, ratio {row['ratio']}"
+        )
+    print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
