@@ -74,3 +74,23 @@ def test_wm_quality_smoke(tmp_path):
     }
     assert len(rows) == 1 and keys <= set(rows[0])
     assert rows[0]["scene"] == "reach" and rows[0]["obs"] == "state"
+
+
+def test_plan_speed_smoke():
+    out = run(
+        sys.executable,
+        ROOT / "benchmarks" / "plan_speed.py",
+        "--quick",
+        "--samples",
+        "50",
+        "--horizon",
+        "4",
+        "--iterations",
+        "2",
+    )
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    assert [r["planner"] for r in rows] == ["cem", "mppi", "gd"]
+    for r in rows:
+        assert {"device", "plan_ms", "rollout_gflops", "matmul_gflops", "ratio"} <= set(r)
+        assert r["plan_ms"] > 0 and r["matmul_gflops"] > 0

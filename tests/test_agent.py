@@ -1,0 +1,107 @@
+"""The receding-horizon agent with a real scene and the shipped Reach model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import scenes
+from agents.agent import Agent, AgentConfig
+from agents.cost import CostSet, Term
+from agents.planners import PlannerConfig
+from scenes import LabError
+from worldmodels import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+REACH = ROOT / "pretrained" / "reach-state"
+
+pytestmark = pytest.mark.skipif(
+    not (REACH / "config.json").exists(), reason="pretrained/reach-state is made by ./lab pretrain"
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    m, _ = load_checkpoint(REACH)
+    return m
+
+
+def make(model, costs=None, **kw):
+    search = PlannerConfig(samples=200, horizon=16, iterations=3)
+    cfg = AgentConfig(search=search, **kw)
+    scene = scenes.scene_class("reach")()
+    return Agent(model, scene, costs or CostSet(), cfg, seed=0)
+
+
+def test_the_agent_reaches_goals_in_reach(model):
+    agent = make(model)
+    wins = 0
+    for seed in range(5):
+        agent.reset(seed=100 + seed)
+        while not agent.done:
+            rec = agent.step()
+        wins += rec.is_success
+    assert wins >= 4, f"{wins}/5"
+
+
+def test_a_step_records_reality_and_imagination(model):
+    agent = make(model)
+    agent.reset(seed=3)
+    rec = agent.step()
+    assert rec.frame.shape == (64, 64, 3) and set(rec.signals) >= {"x", "y", "dist_goal"}
+    assert set(rec.imagined) == set(model.signal_names)
+    assert rec.imagined["x"].shape == (16,)
+    assert rec.imagined_frames.shape == (16, 64, 64, 3)
+    assert rec.plan.samples.shape == (200, 16, 2) and rec.plan.feasible.all()
+    assert rec.action.shape == (2,) and np.all(np.abs(rec.action) <= 1)
+    # one step of imagination agrees with what really happened, roughly
+    real = np.array([rec.next_signals["x"], rec.next_signals["y"]])
+    imagined = np.array([rec.imagined["x"][0], rec.imagined["y"][0]])
+    assert np.linalg.norm(real - imagined) < 0.1
+
+
+def test_editing_the_cost_live_keeps_the_last_good_term(model):
+    agent = make(model, CostSet(terms=[Term("slow", "relu(speed - 0.2)", weight=5.0)]))
+    agent.reset(seed=4)
+    agent.step()
+    errors = agent.set_costs(CostSet(terms=[Term("slow", "relu(speed - ", weight=5.0)]))
+    assert errors["slow"].column == 5
+    rec = agent.step()  # still planning, with the old term
+    assert "slow" in rec.plan.terms
+    errors = agent.set_costs(CostSet(terms=[Term("slow", "relu(speed - 0.1)", weight=5.0)]))
+    assert not errors and agent.cost.costs.terms[0].expression == "relu(speed - 0.1)"
+
+
+def test_the_stop_fallback_stops_when_nothing_is_safe(model):
+    never = Term("never", "1", kind="hard", limit=0.0)
+    agent = make(model, CostSet(terms=[never]), fallback="stop")
+    agent.reset(seed=5)
+    rec = agent.step()
+    assert rec.plan.none_feasible and rec.stopped and np.all(rec.action == 0)
+    moving = make(model, CostSet(terms=[never]), fallback="least_violating")
+    moving.reset(seed=5)
+    assert not np.all(moving.step().action == 0)
+
+
+def test_bad_settings_get_clear_errors(model):
+    with pytest.raises(LabError, match="unknown planner"):
+        make(model, planner="astar")
+    with pytest.raises(LabError, match="fallback"):
+        make(model, fallback="panic")
+    agent = make(model)
+    with pytest.raises(LabError, match="reset"):
+        agent.step()
+
+
+@pytest.mark.parametrize("planner", ["mppi", "gd"])
+def test_the_other_planners_drive_the_agent(model, planner):
+    agent = make(model, planner=planner)
+    agent.reset(seed=6)
+    start = agent.scene.signals["dist_goal"]
+    for _ in range(10):
+        agent.step()
+    assert agent.scene.signals["dist_goal"] < start
+    assert torch.is_tensor(agent.warm) and agent.warm.shape == (16, 2)
