@@ -36,6 +36,7 @@ from scenes import dataset as ds
 from scenes.cli import parse_config
 from scenes.errors import LabError
 from scenes.exploration import ExplorationConfig, ExplorationPolicy
+from scenes.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def prepare(cfg: CollectConfig) -> tuple[dict, list[int]]:
         shards[folder.name] = meta
     manifest["shards"] = shards
     manifest["complete"] = False
-    ds.write_json_atomic(root / "manifest.json", manifest)
+    write_json_atomic(root / "manifest.json", manifest)
     todo = [i for i in range(n_shards) if ds.shard_name(i) not in shards]
     return manifest, todo
 
@@ -258,7 +259,7 @@ def collect(cfg: CollectConfig) -> Path:
     total = manifest["episodes"]
     if not todo:
         manifest["complete"] = True
-        ds.write_json_atomic(root / "manifest.json", manifest)
+        write_json_atomic(root / "manifest.json", manifest)
         return root
     ctx = mp.get_context(start_method())
     progress = ctx.Queue()
@@ -287,12 +288,12 @@ def collect(cfg: CollectConfig) -> Path:
             # is adopted on resume, so the manifest may lag; rewriting it per
             # shard took CPU from the workers.
             if time.monotonic() - written > 1.0:
-                ds.write_json_atomic(root / "manifest.json", manifest)
+                write_json_atomic(root / "manifest.json", manifest)
                 written = time.monotonic()
         while not progress.empty():
             bar.update(progress.get())
         manifest["complete"] = True
-        ds.write_json_atomic(root / "manifest.json", manifest)
+        write_json_atomic(root / "manifest.json", manifest)
     except KeyboardInterrupt:
         pool.terminate()
         bar.close()

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from scenes.errors import LabError
+from scenes.files import read_versioned_json, write_json_atomic
 
 FORMAT = "lab-dataset"
 VERSION = 1
@@ -49,16 +50,6 @@ PER_ROW = ("state", "pixels", "actions", "signals", "success")
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}"
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename over."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, separators=(",", ":"))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _file_crc(path: Path) -> int:
@@ -133,17 +124,9 @@ def load_manifest(root: Path) -> dict:
         raise LabError(
             f"{root} is not a dataset: it has no manifest.json (make one with ./lab collect)"
         )
-    try:
-        manifest = json.loads(path.read_text())
-    except ValueError as e:
-        raise LabError(f"{path} is not valid JSON ({e}); collect the data again") from e
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise LabError(f"{path} is not a lab dataset manifest")
-    if manifest.get("version") != VERSION:
-        raise LabError(
-            f"{path} has format version {manifest.get('version')}; this lab reads version "
-            f"{VERSION}: collect the data again"
-        )
+    manifest = read_versioned_json(
+        path, FORMAT, VERSION, "lab dataset manifest", "collect the data again"
+    )
     return manifest
 
 

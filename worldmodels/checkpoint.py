@@ -18,7 +18,6 @@ plain message, and the caller's current model is untouched.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -28,8 +27,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from scenes.dataset import write_json_atomic
 from scenes.errors import LabError
+from scenes.files import read_versioned_json, write_json_atomic
 from worldmodels.model import ModelConfig, WorldModel
 
 FORMAT = "lab-worldmodel"
@@ -77,17 +76,9 @@ def read_config(folder: str | Path) -> dict:
     path = folder / "config.json"
     if not path.is_file():
         raise LabError(f"no checkpoint at {folder}: it has no config.json")
-    try:
-        config = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise LabError(f"{path} is not valid JSON ({e}): not a lab checkpoint") from e
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise LabError(f"{path} is not a lab world-model checkpoint")
-    if config.get("version") != VERSION:
-        raise LabError(
-            f"{folder} has checkpoint format version {config.get('version')!r}; this lab reads "
-            f"version {VERSION}. Train it again or use a matching lab."
-        )
+    config = read_versioned_json(
+        path, FORMAT, VERSION, "lab world-model checkpoint", "train it again or use a matching lab"
+    )
     for key in ("model", "weights", "weights_bytes", "scene"):
         if key not in config:
             raise LabError(f"{path} lacks {key!r}: the checkpoint is incomplete")

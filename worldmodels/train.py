@@ -36,8 +36,8 @@ from tqdm import tqdm
 
 import scenes
 from scenes.cli import parse_config
-from scenes.dataset import write_json_atomic
 from scenes.errors import LabError
+from scenes.files import write_json_atomic
 from worldmodels.checkpoint import save_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.loss import LossConfig, effective_rank, ema_momentum, ema_update, losses
