@@ -111,7 +111,8 @@ class Agent:
             else plan.actions[0].cpu().numpy().astype(np.float32)
         )
         self.warm = shift(plan.actions)
-        imagined = {k: v[plan.chosen].cpu().numpy() for k, v in plan.signals.items()}
+        # Every probe on the chosen plan (the planner probed only what the cost reads).
+        imagined = {k: v.cpu().numpy() for k, v in self.model.probe(plan.latents).items()}
         frames = None
         if self.cfg.decode and self.model.decoder is not None:
             frames = self.model.decode(plan.latents).cpu().numpy()  # (H, 64, 64, 3)

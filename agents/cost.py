@@ -151,6 +151,14 @@ class Cost:
         self.compiled, self.errors = compiled, errors
         return errors
 
+    @property
+    def needed(self) -> list[str]:
+        """The signals this cost reads: a planner probes only these."""
+        names = set(self.task_signals) if self.costs.task == "signal" else set()
+        for term in self.costs.terms:
+            names |= self.compiled[term.name].names
+        return [n for n in self.signals if n in names]
+
     def evaluate(
         self,
         latents: torch.Tensor,

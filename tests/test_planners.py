@@ -17,7 +17,7 @@ class LinearModel:
     def rollout(self, s0, actions):
         return s0[:, None, :] + 0.1 * torch.cumsum(actions, dim=1)  # (N, H, 2)
 
-    def probe(self, s):
+    def probe(self, s, names=None):
         return {"x": s[..., 0], "y": s[..., 1]}
 
 

@@ -87,7 +87,7 @@ class Planner:
         """actions (N, H, A) -> latents (N, H, D), signals {name: (N, H)}, CostResult."""
         N = actions.shape[0]
         latents = model.rollout(s0.expand(N, -1), actions)  # (N, H, D)
-        signals = model.probe(latents)
+        signals = model.probe(latents, cost.needed)  # only what the cost reads
         return latents, signals, cost.evaluate(latents, signals, goal_latent, goal)
 
     def plan(

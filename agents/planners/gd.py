@@ -33,7 +33,9 @@ class GradientDescent(Planner):
         for _ in range(cfg.iterations):
             with torch.enable_grad():
                 latents = model.rollout(s0.expand(N, -1), actions)
-                result = grad_cost.evaluate(latents, model.probe(latents), goal_latent, goal)
+                result = grad_cost.evaluate(
+                    latents, model.probe(latents, grad_cost.needed), goal_latent, goal
+                )
                 loss = (result.total + cfg.violation_weight * result.violation).sum()
                 opt.zero_grad()
                 loss.backward()
