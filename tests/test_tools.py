@@ -46,7 +46,8 @@ def test_collect_speed_smoke():
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"frames_per_s", "render_limit_fps", "ratio"} <= set(result)
     assert result["frames_per_s"] > 0 and result["render_limit_fps"] > 0
-    assert result["ratio"] == round(result["frames_per_s"] / result["render_limit_fps"], 3)
+    ratio = result["frames_per_s"] / result["render_limit_fps"]  # of the rounded figures
+    assert abs(result["ratio"] - ratio) < 0.002
 
 
 def test_wm_quality_smoke(tmp_path):
