@@ -35,13 +35,13 @@ log = logging.getLogger(__name__)
 PLAN: dict[str, dict] = {
     "reach": {
         "episodes": 300,
-        "train": {"state": {"steps": 2000}, "pixels": {"steps": 1800, "batch": 64}},
+        "train": {"state": {"steps": 2000}, "pixels": {"steps": 1500, "batch": 32}},
     },
     "wall": {"episodes": 300, "train": {"state": {"steps": 2500}}},
     "push": {"episodes": 400, "train": {"state": {"steps": 3000}}},
     "kitchen": {
         "episodes": 300,
-        "train": {"state": {"steps": 2500}, "pixels": {"steps": 1800, "batch": 64}},
+        "train": {"state": {"steps": 2500}, "pixels": {"steps": 1500, "batch": 32}},
     },
 }
 
