@@ -166,6 +166,14 @@ class FloorScene(LabScene):
                 return xy
         raise RuntimeError("no free point found")  # unreachable for these layouts
 
+    def _goal_away_from(self, point, min_dist: float) -> np.ndarray:
+        """A uniform goal in ``goal_space`` at least ``min_dist`` from ``point``."""
+        for _ in range(1000):
+            goal = self.np_random.uniform(self.goal_space.low, self.goal_space.high)
+            if np.linalg.norm(goal - np.asarray(point)) > min_dist:
+                break
+        return goal
+
     def _drive_to(self, target, gain: float = 4.0) -> np.ndarray:
         """Proportional velocity command towards ``target`` (scripted control)."""
         x, y = self._signals["x"], self._signals["y"]

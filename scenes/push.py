@@ -122,11 +122,7 @@ class PushEnv(FloorScene):
 
     def _sample_goal(self) -> np.ndarray:
         block = np.array(self.client.getBasePositionAndOrientation(self.block)[0][:2])
-        for _ in range(1000):
-            goal = self.np_random.uniform(self.goal_space.low, self.goal_space.high)
-            if np.linalg.norm(goal - block) > 0.3:
-                return goal
-        return goal
+        return self._goal_away_from(block, 0.3)
 
     def _place_at_goal(self) -> None:
         # The block on the goal, the disc just behind it on the line it was

@@ -63,12 +63,7 @@ class ReachEnv(FloorScene):
         self._set_disc(self._free_point(0.02))
 
     def _sample_goal(self) -> np.ndarray:
-        start = self._disc_state()[:2]
-        for _ in range(1000):
-            goal = self.np_random.uniform(self.goal_space.low, self.goal_space.high)
-            if np.linalg.norm(goal - start) > 0.4:
-                return goal
-        return goal
+        return self._goal_away_from(self._disc_state()[:2], 0.4)
 
     def _place_at_goal(self) -> None:
         self._set_disc(self.goal)
