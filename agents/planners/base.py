@@ -130,11 +130,16 @@ class Planner:
         """Return the final samples (N, H, A) to choose from."""
         raise NotImplementedError
 
-    def noise(self, generator: torch.Generator, device) -> torch.Tensor:
+    def perturb(self, mean: torch.Tensor, std, generator: torch.Generator) -> torch.Tensor:
+        """Samples (N, H, A): ``mean`` (H, A) plus Gaussian noise of ``std``, clipped to
+        [-1, 1]; the first sample is the mean itself, so a warm start is never lost."""
         cfg = self.cfg
-        return torch.randn(
-            cfg.samples, cfg.horizon, self.action_dim, generator=generator, device=device
+        noise = torch.randn(
+            cfg.samples, cfg.horizon, self.action_dim, generator=generator, device=mean.device
         )
+        samples = (mean + std * noise).clamp(-1.0, 1.0)
+        samples[0] = mean
+        return samples
 
 
 def shift(actions: torch.Tensor) -> torch.Tensor:

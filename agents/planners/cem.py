@@ -20,8 +20,7 @@ class CEM(Planner):
         std = torch.full_like(mean, cfg.init_std)
         samples = None
         for it in range(cfg.iterations):
-            samples = (mean + std * self.noise(generator, s0.device)).clamp(-1.0, 1.0)  # (N, H, A)
-            samples[0] = mean
+            samples = self.perturb(mean, std, generator)  # (N, H, A)
             if it == cfg.iterations - 1:
                 break  # the base class evaluates the final samples
             _, _, result = self.evaluate(model, cost, s0, samples, goal, goal_latent)

@@ -24,9 +24,7 @@ class GradientDescent(Planner):
 
     def search(self, model, cost, s0, goal, goal_latent, generator, mean):
         cfg = self.cfg
-        start = (mean + cfg.init_std * self.noise(generator, s0.device)).clamp(-1.0, 1.0)
-        start[0] = mean
-        actions = start.clone().requires_grad_(True)
+        actions = self.perturb(mean, cfg.init_std, generator).requires_grad_(True)
         opt = torch.optim.Adam([actions], lr=cfg.lr)
         grad_cost = self.smooth_cost or cost
         N = actions.shape[0]

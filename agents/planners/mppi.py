@@ -21,8 +21,7 @@ class MPPI(Planner):
         cfg = self.cfg
         samples = None
         for it in range(cfg.iterations):
-            samples = (mean + cfg.init_std * self.noise(generator, s0.device)).clamp(-1.0, 1.0)
-            samples[0] = mean
+            samples = self.perturb(mean, cfg.init_std, generator)  # (N, H, A)
             if it == cfg.iterations - 1:
                 break
             _, _, result = self.evaluate(model, cost, s0, samples, goal, goal_latent)
