@@ -16,6 +16,13 @@ def run(*args, timeout=120):
     )
 
 
+def bench(name, *args, timeout=120):
+    """Run benchmarks/<name>.py; return its last stdout line parsed as JSON."""
+    out = run(sys.executable, ROOT / "benchmarks" / f"{name}.py", *args, timeout=timeout)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_lab_help_lists_the_verbs():
     out = run(ROOT / "lab", "--help")
     assert out.returncode == 0
@@ -34,16 +41,13 @@ def test_lab_bench_lists_the_benchmarks():
 
 
 def test_collect_speed_smoke():
-    out = run(
-        sys.executable,
-        ROOT / "benchmarks" / "collect_speed.py",
+    result = bench(
+        "collect_speed",
         "--scene",
         "reach",
         "--seconds",
         "0.3",
     )
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
     assert {"frames_per_s", "render_limit_fps", "ratio"} <= set(result)
     assert result["frames_per_s"] > 0 and result["render_limit_fps"] > 0
     ratio = result["frames_per_s"] / result["render_limit_fps"]  # of the rounded figures
@@ -51,9 +55,8 @@ def test_collect_speed_smoke():
 
 
 def test_wm_quality_smoke(tmp_path):
-    out = run(
-        sys.executable,
-        ROOT / "benchmarks" / "wm_quality.py",
+    rows = bench(
+        "wm_quality",
         "--quick",
         "--train-seconds",
         "1",
@@ -61,8 +64,6 @@ def test_wm_quality_smoke(tmp_path):
         tmp_path,
         timeout=300,
     )
-    assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout.strip().splitlines()[-1])
     keys = {
         "scene",
         "obs",
@@ -78,9 +79,8 @@ def test_wm_quality_smoke(tmp_path):
 
 
 def test_plan_speed_smoke():
-    out = run(
-        sys.executable,
-        ROOT / "benchmarks" / "plan_speed.py",
+    rows = bench(
+        "plan_speed",
         "--quick",
         "--samples",
         "50",
@@ -89,8 +89,6 @@ def test_plan_speed_smoke():
         "--iterations",
         "2",
     )
-    assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout.strip().splitlines()[-1])
     assert [r["planner"] for r in rows] == ["cem", "mppi", "gd"]
     for r in rows:
         assert {"device", "plan_ms", "rollout_gflops", "matmul_gflops", "ratio"} <= set(r)
