@@ -19,7 +19,6 @@ steps.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import sys
@@ -37,7 +36,7 @@ from tqdm import tqdm
 import scenes
 from scenes.cli import parse_config
 from scenes.errors import LabError
-from scenes.files import write_json_atomic
+from scenes.files import read_versioned_json, write_json_atomic
 from worldmodels.checkpoint import save_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.loss import LossConfig, effective_rank, ema_momentum, ema_update, losses
@@ -46,6 +45,7 @@ from worldmodels.model import ModelConfig, WorldModel
 
 log = logging.getLogger(__name__)
 HORIZONS = (1, 4, 16)
+RESUME_FORMAT, RESUME_VERSION = "lab-train-resume", 1
 
 
 @dataclass
@@ -334,8 +334,8 @@ class Trainer:
         write_json_atomic(
             self.out / "resume.json",
             {
-                "format": "lab-train-resume",
-                "version": 1,
+                "format": RESUME_FORMAT,
+                "version": RESUME_VERSION,
                 "config": asdict(self.cfg),
                 "step": self.step,
                 "elapsed": self.elapsed,
@@ -348,7 +348,13 @@ class Trainer:
         if not meta_path.exists():
             return
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = read_versioned_json(
+                meta_path,
+                RESUME_FORMAT,
+                RESUME_VERSION,
+                "training resume state",
+                "start over in another --out",
+            )
             tensors = load_file(str(tensor_path))
         except (OSError, ValueError, SafetensorError) as e:
             raise LabError(
