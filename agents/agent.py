@@ -33,6 +33,19 @@ class AgentConfig:
 
 
 @dataclass
+class Thought:
+    """A plan from the current state, not yet acted on."""
+
+    frame: np.ndarray | None  # (64, 64, 3) the real observation
+    signals: dict[str, float]  # the real signals
+    plan: PlanRecord
+    imagined: dict[str, np.ndarray]  # chosen plan's probed signals, name -> (H,)
+    imagined_frames: np.ndarray | None  # (H, 64, 64, 3) decoded
+    action: np.ndarray  # (A,) what acting on it would do
+    stopped: bool  # no feasible plan and the fallback is "stop"
+
+
+@dataclass
 class StepRecord:
     """One step of the loop, for the app and for evaluation."""
 
@@ -95,40 +108,47 @@ class Agent:
         return info
 
     @torch.no_grad()
-    def step(self) -> StepRecord:
+    def think(self) -> Thought:
+        """Plan from the current real state without acting (the app previews a cost edit
+        this way); ``step`` acts on the thought's first action."""
         if self.done:
             raise LabError("the episode is over: call reset()")
-        scene = self.scene
-        obs, before = scene.observation, scene.signals
+        obs = self.scene.observation
         s0 = self.model.encode(obs)[0]  # (D,)
         plan = self.planner.plan(
             self.model, self.cost, s0, self.goal, self.goal_latent, self.generator, self.warm
         )
         stop = plan.none_feasible and self.cfg.fallback == "stop"
         action = (
-            np.zeros(scene.ACTION_DIM, np.float32)
+            np.zeros(self.scene.ACTION_DIM, np.float32)
             if stop
             else plan.actions[0].cpu().numpy().astype(np.float32)
         )
-        self.warm = shift(plan.actions)
         # Every probe on the chosen plan (the planner probed only what the cost reads).
         imagined = {k: v.cpu().numpy() for k, v in self.model.probe(plan.latents).items()}
         frames = None
         if self.cfg.decode and self.model.decoder is not None:
             frames = self.model.decode(plan.latents).cpu().numpy()  # (H, 64, 64, 3)
-        _, _, terminated, _, info = scene.step(action)
+        return Thought(obs.get("pixels"), self.scene.signals, plan, imagined, frames, action, stop)
+
+    @torch.no_grad()
+    def step(self, thought: Thought | None = None) -> StepRecord:
+        """Plan (or take ``thought``, made by ``think`` since the last step) and act."""
+        thought = thought or self.think()
+        self.warm = shift(thought.plan.actions)
+        _, _, terminated, _, info = self.scene.step(thought.action)
         self.t += 1
-        truncated = self.t >= scene.MAX_EPISODE_STEPS
+        truncated = self.t >= self.scene.MAX_EPISODE_STEPS
         self.done = bool(terminated or truncated)
         return StepRecord(
             t=self.t - 1,
-            frame=obs.get("pixels"),
-            signals=before,
-            plan=plan,
-            imagined=imagined,
-            imagined_frames=frames,
-            action=action,
-            stopped=stop,
+            frame=thought.frame,
+            signals=thought.signals,
+            plan=thought.plan,
+            imagined=thought.imagined,
+            imagined_frames=thought.imagined_frames,
+            action=thought.action,
+            stopped=thought.stopped,
             next_signals=info["signals"],
             is_success=bool(info["is_success"]),
             done=self.done,
