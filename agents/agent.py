@@ -30,6 +30,7 @@ class AgentConfig:
     search: PlannerConfig = field(default_factory=PlannerConfig)
     fallback: str = "least_violating"  # or "stop": a zero action when nothing is feasible
     decode: bool = True  # decode the chosen plan's imagined frames (display)
+    show: tuple[str, ...] = ()  # signals to probe on every final sample (display)
 
 
 @dataclass
@@ -101,11 +102,18 @@ class Agent:
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> dict:
         _, info = self.scene.reset(seed=seed, options=options)
+        self._sync()
         self.goal = torch.as_tensor(self.scene.goal, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             self.goal_latent = self.model.encode(info["goal_obs"])[0]
         self.warm, self.t, self.done = None, 0, False
         return info
+
+    def _sync(self) -> None:
+        """A model that simulates (the oracle) copies the real scene's state first."""
+        sync = getattr(self.model, "sync", None)
+        if sync is not None:
+            sync(self.scene)
 
     @torch.no_grad()
     def think(self) -> Thought:
@@ -113,10 +121,18 @@ class Agent:
         this way); ``step`` acts on the thought's first action."""
         if self.done:
             raise LabError("the episode is over: call reset()")
+        self._sync()
         obs = self.scene.observation
         s0 = self.model.encode(obs)[0]  # (D,)
         plan = self.planner.plan(
-            self.model, self.cost, s0, self.goal, self.goal_latent, self.generator, self.warm
+            self.model,
+            self.cost,
+            s0,
+            self.goal,
+            self.goal_latent,
+            self.generator,
+            self.warm,
+            show=self.cfg.show,
         )
         stop = plan.none_feasible and self.cfg.fallback == "stop"
         action = (

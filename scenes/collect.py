@@ -25,6 +25,7 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -250,19 +251,30 @@ def start_method() -> str:
     return "spawn"
 
 
-def collect(cfg: CollectConfig) -> Path:
-    """Collect (or finish collecting) ``cfg``; returns the dataset folder."""
+def collect(
+    cfg: CollectConfig,
+    progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> Path:
+    """Collect (or finish collecting) ``cfg``; returns the dataset folder.
+
+    ``progress(done, total)`` is called as episodes finish (the app's bar);
+    setting ``stop`` ends the run early with every finished shard kept (the
+    manifest stays incomplete and the same call goes on from there).
+    """
     cfg = cfg.resolved()
     root = Path(cfg.out)
     manifest, todo = prepare(cfg)
     done_eps = sum(m["n_episodes"] for m in manifest["shards"].values())
     total = manifest["episodes"]
     if not todo:
+        if progress is not None:
+            progress(total, total)
         manifest["complete"] = True
         write_json_atomic(root / "manifest.json", manifest)
         return root
     ctx = mp.get_context(start_method())
-    progress = ctx.Queue()
+    done_queue = ctx.Queue()
     workers = min(cfg.workers, len(todo))
     bar = tqdm(
         total=total,
@@ -272,13 +284,18 @@ def collect(cfg: CollectConfig) -> Path:
         disable=None if cfg.progress else True,
         dynamic_ncols=True,
     )
-    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, progress, os.getpid()))
+    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, done_queue, os.getpid()))
     try:
         pending = [pool.apply_async(_collect_shard, (i,)) for i in todo]
         written = time.monotonic()
         while pending:
+            if stop is not None and stop.is_set():
+                write_json_atomic(root / "manifest.json", manifest)
+                return root
             with contextlib.suppress(queue.Empty):
-                bar.update(progress.get(timeout=0.2))
+                bar.update(done_queue.get(timeout=0.2))
+                if progress is not None:
+                    progress(bar.n, total)
             for job in [j for j in pending if j.ready()]:
                 pending.remove(job)
                 meta = job.get()  # re-raises a worker's error here
@@ -290,8 +307,10 @@ def collect(cfg: CollectConfig) -> Path:
             if time.monotonic() - written > 1.0:
                 write_json_atomic(root / "manifest.json", manifest)
                 written = time.monotonic()
-        while not progress.empty():
-            bar.update(progress.get())
+        while not done_queue.empty():
+            bar.update(done_queue.get())
+        if progress is not None:
+            progress(total, total)
         manifest["complete"] = True
         write_json_atomic(root / "manifest.json", manifest)
     except KeyboardInterrupt:

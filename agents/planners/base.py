@@ -83,11 +83,15 @@ class Planner:
         actions: torch.Tensor,
         goal: torch.Tensor,
         goal_latent: torch.Tensor | None,
+        show: tuple[str, ...] = (),
     ):
-        """actions (N, H, A) -> latents (N, H, D), signals {name: (N, H)}, CostResult."""
+        """actions (N, H, A) -> latents (N, H, D), signals {name: (N, H)}, CostResult.
+
+        Only the signals the cost reads are probed, plus those in ``show``."""
         N = actions.shape[0]
         latents = model.rollout(s0.expand(N, -1), actions)  # (N, H, D)
-        signals = model.probe(latents, cost.needed)  # only what the cost reads
+        names = cost.needed + [n for n in show if n not in cost.needed]
+        signals = model.probe(latents, names)
         return latents, signals, cost.evaluate(latents, signals, goal_latent, goal)
 
     def plan(
@@ -99,14 +103,16 @@ class Planner:
         goal_latent: torch.Tensor | None,
         generator: torch.Generator,
         warm: torch.Tensor | None = None,
+        show: tuple[str, ...] = (),
     ) -> PlanRecord:
-        """Search from latent ``s0`` (D,) or (1, D); ``warm`` (H, A) starts the search."""
+        """Search from latent ``s0`` (D,) or (1, D); ``warm`` (H, A) starts the search;
+        the record's signals also hold the names in ``show`` (for display)."""
         t0 = time.perf_counter()
         s0 = s0.reshape(1, -1)
         H, A = self.cfg.horizon, self.action_dim
         mean = torch.zeros(H, A, device=s0.device) if warm is None else warm.to(s0.device)
         samples = self.search(model, cost, s0, goal, goal_latent, generator, mean)
-        latents, signals, result = self.evaluate(model, cost, s0, samples, goal, goal_latent)
+        latents, signals, result = self.evaluate(model, cost, s0, samples, goal, goal_latent, show)
         order = rank(result)
         best = int(order[0])
         k = min(self.cfg.elites, len(order))
