@@ -1,0 +1,516 @@
+"""The Learn page: the architecture of objective-driven AI, tied to the lab and its code.
+
+Each section takes one idea of the talk (``/work/shared/TALK.md``: Y. LeCun,
+"From machine learning to autonomous intelligence") and says where the lab
+shows it (which page, what to look at) and which file and function do it.
+The live facts (shipped checkpoints, expression functions, scene signals,
+default settings) are read from the repository when the page renders: JSON
+and dataclass defaults only, no model is loaded. A missing or broken file
+gives a note, never an exception.
+
+Entry point: ``page()``; importing this module renders nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import streamlit as st
+
+import scenes
+from agents.expressions import CONSTANTS, FUNCTIONS, MAX_LENGTH, ExpressionError, compile_expression
+from agents.planners import PlannerConfig
+from scenes.errors import LabError
+from worldmodels.checkpoint import read_config
+from worldmodels.loss import LossConfig
+from worldmodels.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository: app/pages/learn.py -> ../..
+
+# Example guardrails per scene, over signals a probe reads (never dist_goal: it
+# depends on the goal, so no probe can read it from a latent).
+EXAMPLES = {
+    "kitchen": [
+        (
+            "hard, limit 0",
+            "relu(hand_speed - 0.2) * (dist_hand_person < 0.5)",
+            "the talk's guardrail: knife in hand, person within 0.5 m: at most 0.2 m/s",
+        ),
+        (
+            "soft, weight 1",
+            "relu(0.6 - dist_hand_person)",
+            "keep the hand away from the person, more the closer it gets",
+        ),
+    ],
+    "reach": [
+        ("hard, limit 0", "relu(0.05 - dist_wall)", "keep 5 cm between the disc and any wall"),
+        ("soft, weight 2", "relu(speed - 0.3)", "prefer to move slower than 0.3 m/s"),
+    ],
+    "wall": [
+        ("hard, limit 0", "relu(0.03 - dist_wall)", "do not scrape the walls or the door frame"),
+        (
+            "soft, weight 1",
+            "where(x < 0, sqrt(x**2 + (y - 0.55)**2), 0)",
+            "a hand-written subgoal for a start in the left room: head for the door first",
+        ),
+    ],
+    "push": [
+        ("soft, weight 1", "relu(block_speed - 0.3)", "do not shove the block"),
+        ("hard, limit 0", "relu(0.05 - dist_wall)", "keep the disc off the walls"),
+    ],
+}
+
+# (path, names) for the code map; missing files are marked, not hidden.
+CODE = [
+    ("scenes/base.py", "LabScene: signals, goal, goal observation, snapshot/restore"),
+    ("scenes/kitchen.py", "KitchenEnv (the knife-and-person guardrail scene)"),
+    ("scenes/exploration.py", "ExplorationPolicy (correlated random walks, noisy scripts)"),
+    ("scenes/collect.py", "collect (resumable, parallel data collection)"),
+    ("worldmodels/model.py", "WorldModel.encode / rollout / probe / decode; Predictor, Probes"),
+    ("worldmodels/loss.py", "losses, vicreg_terms, ema_update, ema_momentum, effective_rank"),
+    ("worldmodels/train.py", "TrainConfig, Trainer (start, snapshot, pause, resume, stop)"),
+    ("worldmodels/metrics.py", "model_nrmse, copy_last_nrmse, linear_nrmse"),
+    ("worldmodels/checkpoint.py", "save_checkpoint, load_checkpoint, read_config"),
+    ("agents/expressions.py", "compile_expression, FUNCTIONS"),
+    ("agents/cost.py", "CostSet, Term, Cost.update, Cost.evaluate"),
+    ("agents/planners/base.py", "Planner.plan, Planner.perturb, rank, shift, PlanRecord"),
+    ("agents/planners/cem.py", "CEM"),
+    ("agents/planners/mppi.py", "MPPI"),
+    ("agents/planners/gd.py", "GradientDescent"),
+    ("agents/agent.py", "Agent.reset / think / step, AgentConfig.fallback"),
+    ("agents/oracle.py", "OracleModel: the true simulator behind the same interface"),
+    ("agents/evaluate.py", "evaluate, run_episode: seeded episodes, rates with intervals"),
+]
+
+# The architecture; newrank lets the training cluster share ranks with the loop.
+DIAGRAM = r"""
+digraph lab {
+  rankdir=TB; newrank=true; nodesep=0.45; ranksep=0.32;
+  node [shape=box, style="rounded,filled", fillcolor="#f4f4f4",
+        fontname="Helvetica", fontsize=11];
+  edge [fontname="Helvetica", fontsize=9, color="#555555"];
+  world [label="scene (PyBullet)", fillcolor="#dbe9f6"];
+  obs [label="observation o_t\n(64x64 pixels or state)", fillcolor="#dbe9f6"];
+  enc [label="Perception: encoder"];
+  s [label="latent s_t", shape=ellipse];
+  pred [label="World model: predictor\n(s_t, a_t) -> s_t+1"];
+  imag [label="imagined latents\ns_t+1 ... s_t+H", shape=ellipse];
+  probe [label="probes: named signals"];
+  cost [label="Cost = task + guardrails\nsoft: weight x expr\nhard: expr <= limit",
+        fillcolor="#fde2cf"];
+  actor [label="Actor (MPC)\nCEM / MPPI / gradient", fillcolor="#e3f1dc"];
+  dec [label="decoder\n(display only)", style="rounded,dashed"];
+  subgraph cluster_train {
+    label="training only"; style=dashed; color="#999999"; fontname="Helvetica"; fontsize=10;
+    nxt [label="next observations\no_t+1 ... o_t+H", fillcolor="#dbe9f6"];
+    tgt [label="EMA target encoder\n(no gradient)"];
+    loss [label="loss: pred + VICReg\n(var, cov)", fillcolor="#fde2cf"];
+  }
+  {rank=same; world -> obs;}
+  {rank=same; s -> nxt [style=invis];}
+  {rank=same; pred; tgt;}
+  {rank=same; actor; probe;}
+  actor -> pred [label="actions\n(N, H, A)"];
+  {rank=same; imag -> loss [label="predictions", style=dotted];}
+  obs -> enc -> s -> pred -> imag;
+  imag -> probe [label=" (N, H)"];
+  probe -> cost [label=" (N, H)"];
+  imag -> dec [style=dashed];
+  imag -> cost [label="latent\ntask term", style=dashed];
+  cost -> actor [label="per-term costs,\nfeasible mask"];
+  actor -> world [label="first action"];
+  nxt -> tgt;
+  tgt -> loss [label=" targets"];
+  enc -> tgt [label="EMA", style=dotted];
+}
+"""
+
+
+def _code(path: str, names: str) -> str:
+    """One markdown line naming a file and what in it to read; marks it if absent."""
+    note = "" if (ROOT / path).is_file() else " *(not in this checkout yet)*"
+    return f"`{path}`: {names}{note}"
+
+
+def _where(page_name: str, look: str, code: list[tuple[str, str]]) -> None:
+    """The two lines every section ends with: where the lab shows it, where the code is."""
+    lines = "\n".join(f"- {_code(p, n)}" for p, n in code)
+    st.markdown(f"**In the lab**: {page_name}: {look}\n\n**In the code**:\n{lines}")
+
+
+def _num(d, key: str) -> float | None:
+    """A number from a JSON object, or None when absent or not a number (shown blank)."""
+    v = d.get(key) if isinstance(d, dict) else None
+    ok = isinstance(v, int | float) and not isinstance(v, bool)
+    return float(v) if ok else None
+
+
+def _checkpoints() -> None:
+    """The shipped checkpoints' held-out figures, read from their config.json."""
+    rows, problems = [], []
+    for folder in sorted((ROOT / "pretrained").glob("*/")):
+        try:
+            cfg = read_config(folder)
+            val = cfg.get("validation")
+            rows.append(
+                {
+                    "checkpoint": folder.name,
+                    "scene": cfg["scene"],
+                    "obs": cfg.get("obs", "?"),
+                    "step": _num(cfg, "step"),
+                    "nRMSE h1": _num(val, "nrmse_h1"),
+                    "nRMSE h4": _num(val, "nrmse_h4"),
+                    "nRMSE h16": _num(val, "nrmse_h16"),
+                    "effective rank": _num(val, "effective_rank"),
+                }
+            )
+        except (LabError, OSError, TypeError, AttributeError) as e:
+            problems.append(f"`{folder.name}`: {e}")
+    if rows:
+        fmt = {k: "%.3f" for k in rows[0] if "nRMSE" in k}
+        fmt |= {"effective rank": "%.1f", "step": "%d"}
+        cols = {k: st.column_config.NumberColumn(format=f) for k, f in fmt.items()}
+        st.dataframe(rows, hide_index=True, column_config=cols)
+    else:
+        st.info("No checkpoint found under `pretrained/`: `./lab pretrain --obs state` makes them.")
+    for p in problems:
+        st.warning(f"A checkpoint could not be read: {p}")
+
+
+def _probed_signals(key: str) -> list:
+    """The scene's signals a probe can read (those that do not depend on the goal)."""
+    return [s for s in scenes.scene_class(key).SIGNALS if not s.goal]
+
+
+def _expressions() -> None:
+    st.subheader("The expression language")
+    funcs = ", ".join(f"`{n}` ({a})" for n, (a, _) in FUNCTIONS.items())
+    st.markdown(
+        f"A term is one expression over the scene's probed signals, typed by you and compiled "
+        f"by `compile_expression` into torch operations on `(N, H)` tensors: every sample at "
+        f"every step of the horizon at once. It is parsed with Python's `ast` and checked "
+        f"against an allow-list; nothing reaches `eval`. Allowed functions (number of "
+        f"arguments): {funcs}. Constants: {', '.join(f'`{c}`' for c in CONSTANTS)}. "
+        f"Comparisons give 0 or 1 (`(dist_hand_person < 0.5)` is a switch), `and`/`or`/`not` "
+        f"act on such values, and `**` takes a constant exponent. For the gradient planner "
+        f"the same text is compiled with smooth comparisons (a sigmoid of the margin), so you "
+        f"need not write `soft_lt` yourself; in a hard term it would leave a small violation "
+        f"everywhere. At most {MAX_LENGTH} characters. A bad expression is refused with its "
+        f"column, and the last good version of that term stays in force."
+    )
+    tabs = st.tabs([k.capitalize() for k in EXAMPLES])
+    for tab, (key, examples) in zip(tabs, EXAMPLES.items(), strict=True):
+        with tab:
+            sigs = _probed_signals(key)
+            st.markdown("Signals: " + ", ".join(f"`{s.name}` ({s.unit})" for s in sigs))
+            for kind, text, why in examples:
+                try:
+                    compile_expression(text, [s.name for s in sigs])
+                    ok = ""
+                except ExpressionError as e:
+                    ok = f" **(does not compile here: {e})**"
+                st.markdown(f"- {kind}: `{text}`: {why}{ok}")
+
+    st.markdown("**Try one**: the page compiles what you type with the lab's own compiler.")
+    key = st.selectbox("Scene", list(EXAMPLES), format_func=str.capitalize, key="learn_scene")
+    text = st.text_input(
+        "Expression", value=EXAMPLES[key][0][1], key=f"learn_expr_{key}", max_chars=MAX_LENGTH
+    )
+    try:
+        expr = compile_expression(text, [s.name for s in _probed_signals(key)])
+        st.success(f"Compiles; it reads {', '.join(sorted(expr.names)) or 'no signal'}.")
+    except ExpressionError as e:
+        st.error(f"{e.message}\n\n    {text}\n    {' ' * (e.column - 1)}^")
+
+
+def _settings(cls, names: list[str]) -> str:
+    """Default values of some dataclass fields, for the text."""
+    defaults = {f.name: f.default for f in fields(cls)}
+    return ", ".join(f"`{n}` = {defaults[n]}" for n in names if n in defaults)
+
+
+def page() -> None:
+    st.title("Learn: how the agent thinks")
+    st.markdown(
+        "This lab builds, at a small scale, the architecture of *objective-driven AI* "
+        '(Y. LeCun, "From machine learning to autonomous intelligence"): an agent that '
+        "perceives, imagines the outcome of its actions with a learned world model, and picks "
+        "the actions whose imagined outcome minimises a cost made of a task objective and "
+        "guardrails. Each section below takes one idea, says where the lab shows it and "
+        "which code does it. Read it with the other pages open."
+    )
+    st.graphviz_chart(DIAGRAM)
+    st.caption(
+        "Solid arrows run at every step of the agent; the dashed box and the dotted arrows "
+        "exist only while training. The predictor never produces pixels: the decoder draws "
+        "imagined latents for you, and nothing the agent decides depends on it."
+    )
+
+    st.header("1. Perception: the encoder")
+    st.markdown(
+        "The encoder maps an observation to a latent vector `s_t` of size D (64 here). From "
+        "the state vector it is an MLP; from 64x64 pixels, four stride-2 convolutions. Every "
+        "later module works on `s_t`, never on the observation. The goal is encoded the same "
+        "way: the scene renders the world at its goal, and its embedding is the target of the "
+        "latent task term. Memory, in the talk's diagram, is what perception cannot see now; "
+        "the lab's scenes are fully observed, and the only memory the agent keeps is its "
+        "previous plan (the warm start of the next one)."
+    )
+    _where(
+        "Scene and Plan",
+        "the real frame on Plan is what the encoder sees at this step.",
+        [("worldmodels/model.py", "StateEncoder, PixelEncoder, WorldModel.encode")],
+    )
+
+    st.header("2. The world model: a JEPA")
+    st.markdown(
+        "The predictor maps `(s_t, a_t)` to `s_t+1`; applied H times to a sequence of actions "
+        "it *imagines* H steps ahead (`WorldModel.rollout`). It is a Joint-Embedding "
+        "Predictive Architecture: both the present and the future are encoded, and the "
+        "predictor is trained to hit the future's *embedding*, not its pixels. Predicting "
+        "pixels forces a model to spend capacity on details it cannot know (the future is "
+        "uncertain, so a pixel predictor outputs a blurry average); predicting in "
+        "representation space lets the encoder drop them.\n\n"
+        "The danger of that freedom is collapse: an encoder that maps everything to one point "
+        "makes prediction trivially perfect. Two things prevent it here. The targets come from "
+        "an exponential-moving-average (EMA) copy of the encoder that gets no gradient, so the "
+        "online encoder cannot drag its own target along (as in I-JEPA and BYOL); and VICReg "
+        "terms keep every latent dimension's spread above 1 and the dimensions decorrelated.\n\n"
+        "Two small parts read the latent without shaping it (they train on detached latents): "
+        "**probes**, one head per named signal, read positions, speeds and distances out of "
+        "any latent, real or imagined; the guardrails are written over their names. The "
+        "**decoder** turns a latent into a 64x64 image, for display only."
+    )
+    with st.expander("The training loss, written out (worldmodels/loss.py, `losses`)"):
+        st.markdown(
+            "A batch holds windows of H+1 observations and H actions. Online embeddings "
+            "$s_t = f_\\theta(o_t)$; the rollout starts from the real $s_0$ and never sees "
+            "another observation (open loop), $\\hat s_{t} = g_\\phi(\\hat s_{t-1}, a_{t-1})$, "
+            "$\\hat s_0 = s_0$; targets come from the EMA encoder, with stop-gradient:"
+        )
+        st.latex(
+            r"z_t = \mathrm{sg}\,f_\xi(o_t), \qquad "
+            r"\xi \leftarrow m\,\xi + (1-m)\,\theta \quad (\texttt{ema\_update})"
+        )
+        st.latex(r"\texttt{pred} = \frac{1}{BHD}\sum_{b,t,d}\big(\hat s_{t} - z_t\big)^2")
+        st.markdown(
+            "VICReg (`vicreg_terms`) on the online embeddings $e$ of the batch, "
+            "$N$ rows by $D$ dimensions, with $C$ their covariance matrix:"
+        )
+        st.latex(
+            r"\texttt{var} = \frac1D\sum_{j}\max\!\big(0,\;1-\sqrt{\mathrm{Var}(e_{\cdot j})"
+            r"+10^{-4}}\big), \qquad \texttt{cov} = \frac1D\sum_{i\neq j} C_{ij}^2"
+        )
+        st.latex(
+            r"\begin{aligned}\texttt{total} = {}& w_p\,\texttt{pred} + w_v\,\texttt{var}"
+            r" + w_c\,\texttt{cov} \\ &+ w_r(\texttt{probe} + \texttt{probe\_imagined})"
+            r" + w_d\,\texttt{decoder}\end{aligned}"
+        )
+        st.markdown(
+            "Defaults (`LossConfig`): "
+            + _settings(LossConfig, ["horizon", "var_weight", "cov_weight", "ema_start", "ema_end"])
+            + ". The momentum $m$ rises from `ema_start` to `ema_end` on a cosine schedule "
+            "(`ema_momentum`). Training on the whole open-loop rollout, not one step, is what "
+            "keeps 16-step imagination usable for planning. Collapse is watched with the "
+            "effective rank (`effective_rank`): $\\exp$ of the entropy of the normalised "
+            "singular values of the centred latents, counting only directions with std above "
+            "0.01. It is D for a latent spread in every direction and 0 for a point."
+        )
+    st.markdown(
+        "**Shipped checkpoints** (read now from `pretrained/*/config.json`). nRMSE is the "
+        "error of the *imagined* signals, read by the probes h steps after the last real "
+        "observation, divided by each signal's spread in the data: 1 is no better than "
+        "guessing the mean."
+    )
+    _checkpoints()
+    _where(
+        "Train",
+        "the loss terms by name, the effective rank and per-dimension variance (a collapse "
+        "shows as dimensions falling to zero), and decoded samples next to the real frames.",
+        [
+            ("worldmodels/model.py", "WorldModel.rollout / probe / decode; Predictor, Probes"),
+            ("worldmodels/loss.py", "losses, vicreg_terms, ema_update, effective_rank"),
+            ("worldmodels/train.py", "TrainConfig, Trainer"),
+            ("worldmodels/metrics.py", "model_nrmse and its two baselines"),
+        ],
+    )
+
+    st.header("3. The cost: a task objective plus guardrails")
+    st.markdown(
+        "The cost scores each imagined future. The **task term** is either a distance in "
+        "probe space (the probed hand, disc or block position against the goal's: the default) or "
+        "the distance between imagined latents and the goal's embedding. **Guardrail terms** "
+        "are expressions over the probed signals: a *soft* term adds `weight * expr` to the "
+        "cost; a *hard* term requires `expr <= limit` at every step of the horizon, and a plan "
+        "that breaks it is infeasible, whatever its cost.\n\n"
+        "Because guardrails are minimised at inference time, on every plan, the agent cannot "
+        "choose a plan that breaks them *according to its world model*. That is a stronger "
+        "guarantee than training a behaviour in, which a new situation can get around. It "
+        "holds under two provisos:\n\n"
+        "1. **The guardrail must express safety.** `hand_speed <= 0.2` near a person is "
+        "only as good as the choice of 0.2 m/s and 0.5 m; a term that says the wrong thing is "
+        "kept faithfully.\n"
+        "2. **The world model must be accurate.** A plan is feasible in imagination; if "
+        "imagination is wrong, reality can still break the guardrail. The lab measures this "
+        "as the **false-safe rate**: the share of steps planned as feasible that violated the "
+        "guardrail in reality."
+    )
+    with st.expander("The cost of one sampled plan (agents/cost.py, `Cost.evaluate`)"):
+        st.latex(
+            r"J(a_{1:H}) = w_\text{task}\sum_{h=1}^{H} d\big(\hat s_h, \text{goal}\big)"
+            r" + \sum_{k\,\in\,\text{soft}} w_k \sum_{h} g_k(\hat y_h)"
+        )
+        st.latex(
+            r"V(a_{1:H}) = \sum_{k\,\in\,\text{hard}}\sum_h \max\!\big(0,\; g_k(\hat y_h)"
+            r" - \ell_k\big), \qquad \text{feasible} \iff V = 0"
+        )
+        st.markdown(
+            "$\\hat y_h$ are the probed signals of $\\hat s_h$. Planners rank feasible samples "
+            "by $J$ first; when none is feasible they rank by $V$, then $J$, and the plan "
+            "record says so (`none_feasible`); the agent then acts on the least violating plan "
+            "or stops, as `AgentConfig.fallback` says. A NaN or infinite value counts as 10^6 "
+            "(cost, or violation for a hard term), so it is never chosen over a finite plan."
+        )
+    _expressions()
+    _where(
+        "Plan and Experiments",
+        "on Plan, the per-term costs of the chosen plan and the live cost editor (an edit "
+        "applies to the next plan); on Experiments, guardrail designs compared over the same "
+        "seeded episodes: success rate, violation rates in reality and the false-safe rate, "
+        "each with its interval.",
+        [
+            ("agents/expressions.py", "compile_expression, FUNCTIONS"),
+            ("agents/cost.py", "CostSet, Term, Cost.update, Cost.evaluate"),
+            ("agents/evaluate.py", "evaluate, run_episode (false_safe_rate)"),
+        ],
+    )
+
+    st.header("4. The actor: planning by model-predictive control")
+    st.markdown(
+        "The actor searches for the action sequence whose imagined future has the lowest "
+        "cost among the feasible ones, acts on its *first* action only, observes again and "
+        "plans again (receding horizon). The next search starts from the last plan shifted "
+        "by one step (warm start). Three searches share one base class, and all of them "
+        "evaluate every sample in one batch: "
+        "**CEM** samples around a Gaussian mean, keeps the best (the elites) and refits; "
+        "**MPPI** moves the mean to a cost-weighted average of all samples; "
+        "**gradient descent** follows the gradient of the cost through the predictor, "
+        "with smooth comparisons so the guardrails have a slope. Defaults (`PlannerConfig`): "
+        + _settings(PlannerConfig, ["samples", "horizon", "iterations", "elites", "init_std"])
+        + "."
+    )
+    with st.expander("The CEM and MPPI updates (agents/planners/cem.py, mppi.py)"):
+        st.markdown(
+            "Samples $a^{(i)} = \\mathrm{clip}(\\mu + \\sigma\\,\\varepsilon^{(i)}, -1, 1)$, "
+            "$i = 1..N$, shape `(N, H, A)`, with $a^{(1)} = \\mu$ so a warm start is never lost "
+            "(`Planner.perturb`). CEM ranks them (feasible first, `rank`) and keeps the K best:"
+        )
+        st.latex(
+            r"\mu \leftarrow \frac1K\sum_{i\in\text{elites}} a^{(i)}, \qquad "
+            r"\sigma \leftarrow \max\big(\mathrm{std}_{i\in\text{elites}}\,a^{(i)},"
+            r"\;\sigma_\text{min}\big)"
+        )
+        st.markdown("MPPI scores $S_i = J_i + \\lambda V_i$ and weights every sample:")
+        st.latex(
+            r"w_i = \mathrm{softmax}_i\!\left(-\frac{S_i - \min_j S_j}"
+            r"{T\,\mathrm{std}(S)}\right), \qquad \mu \leftarrow \sum_i w_i\,a^{(i)}"
+        )
+        st.markdown(
+            "After the last iteration the base class evaluates the final samples "
+            "and the best ranked one is the plan."
+        )
+    _where(
+        "Plan",
+        "the sampled trajectories drawn in signal space and coloured by cost, the elites "
+        "highlighted, infeasible samples marked; beside the real frame, the decoded frames of "
+        "what the chosen plan imagines.",
+        [
+            ("agents/planners/base.py", "Planner.plan, Planner.perturb, rank, shift, PlanRecord"),
+            ("agents/planners/cem.py", "CEM"),
+            ("agents/planners/mppi.py", "MPPI"),
+            ("agents/planners/gd.py", "GradientDescent"),
+            ("agents/agent.py", "Agent.think (plan without acting), Agent.step"),
+        ],
+    )
+
+    st.header("5. System 1 and System 2")
+    st.markdown(
+        "System 1 is reactive: one pass from perception to action, a fixed amount of "
+        "computation per output. An autoregressive model is System 1 all the way down: it "
+        "cannot plan, and an early error compounds with nothing to pull it back. System 2 "
+        "is deliberate: it searches for actions by optimising an objective over a horizon, "
+        "can spend more computation on a harder decision, and can recover because it "
+        "replans from what it observes. Everything the agent does here is System 2: the "
+        "search settings (samples, iterations) are the amount of deliberation, and you can "
+        "watch the plan's time and quality change with them. The lab has no learned policy; "
+        "training one to imitate the planner's choices (turning System 2 into System 1) "
+        "is a natural extension."
+    )
+
+    st.header("6. Hierarchical planning: an open problem")
+    st.markdown(
+        'The agent plans at one time scale: 16 steps of 0.1 s. Going from "be in Paris" '
+        "to muscle commands needs several levels, each planning in its own abstract states "
+        "and handing subgoals down, and nobody yet knows how to *learn* those levels. The "
+        "Wall scene shows the problem in miniature: the goal is in the other room, a greedy "
+        "plan runs into the wall, and the door may lie beyond what one horizon can imagine. "
+        "A subgoal written by hand as a cost term (the Wall example above) is one way out; "
+        "whoever writes it is doing the job a higher level would have to learn."
+    )
+
+    st.header("7. Learning from observation")
+    st.markdown(
+        "Babies learn intuitive physics (objects persist, fall, keep moving) mostly by "
+        "watching. The world model here learns the same way: from exploration data, without "
+        "reward and without labels on the latent. The data are correlated random walks, plus "
+        "a share of noisy runs of a scripted controller so that the door, the block and the "
+        "person are met at all, the person both slowly and fast. The model's knowledge is "
+        "bounded by that data: what exploration rarely shows, the model can only guess, and "
+        "guesses are where false-safe plans come from. The probes do use the scene's true "
+        "signals as labels, but on detached latents: they read the representation, they do "
+        "not shape it."
+    )
+    _where(
+        "Scene",
+        "drive by hand, then collect exploration data.",
+        [("scenes/exploration.py", "ExplorationPolicy"), ("scenes/collect.py", "collect")],
+    )
+
+    st.header("8. Cat level before human level")
+    st.markdown(
+        "A cat plans, has intuitive physics and is careful near hazards, with no language. "
+        "The way to human-level systems goes through such small systems with all the "
+        "components in place, scaled up while objectives and guardrails are tested in "
+        "sandboxes. This lab is such a sandbox: four scenes, a 64-dimensional latent, "
+        "checkpoints under 1 MB trained in a few minutes on a 2-core CPU, and an oracle that plans "
+        "on the true simulator to show how much of a failure is the world model's fault."
+    )
+
+    st.header("Try this")
+    tc = TrainConfig()
+    st.markdown(
+        "1. **The talk's guardrail.** On Plan, pick Kitchen, add a hard term "
+        "`relu(hand_speed - 0.2) * (dist_hand_person < 0.5)` with limit 0, and watch the hand "
+        "slow down as the person comes within 0.5 m. Compare the imagined `hand_speed` with "
+        "the real one: where do they disagree?\n"
+        "2. **Latent or probe task term.** Switch the task term from signal distance to latent "
+        "distance on Reach; does the disc still reach the goal, and how close does it stop? "
+        "Then run both on Experiments over the same seeds.\n"
+        "3. **Break the world model, watch the guardrail fail.** On Experiments, evaluate "
+        "one guardrail design with the shipped checkpoint and with a model you trained on "
+        "Train for only a few hundred steps. "
+        "Which numbers move: success, violations, the false-safe rate?\n"
+        "4. **Collapse on purpose.** On Train, switch off the EMA target "
+        f"(`ema`, default {tc.ema}) and set `var_weight` and `cov_weight` to 0; watch the "
+        "effective rank and the per-dimension variance. Then put VICReg back alone, or the "
+        "EMA alone: which one is enough?\n"
+        f"5. **Short or long training horizon.** Train with `horizon` 1 instead of "
+        f"{tc.horizon}. Is the h1 error worse? What happens at h16, and to planning?\n"
+        "6. **Deliberation.** On Plan, set CEM's iterations to 1 (random shooting) and then "
+        "to 5, and compare the plan time and the cost of the chosen plan.\n"
+        "7. **Wall.** Plan on Wall without and with the door subgoal term above; then "
+        "with a longer horizon instead. Which fixes the dead end, and at what price?"
+    )
+    with st.expander("Where everything is: the code map"):
+        st.markdown("\n".join(f"- {_code(p, n)}" for p, n in CODE))
