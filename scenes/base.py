@@ -277,6 +277,62 @@ class LabScene(gym.Env):
     def _after_restore(self) -> None:
         """Re-apply what restoreState does not carry (e.g. attached visuals)."""
 
+    # --- a private copy (oracle planner) -------------------------------------
+    def copy_state_from(self, other: LabScene) -> None:
+        """Make this scene's world a copy of ``other``'s, another instance of the same class.
+
+        Snapshots live in one PyBullet client and cannot cross to another, so the
+        oracle planner syncs its private copy this way: every body's base pose and
+        velocity, every joint's position and velocity, and the Python-side fields
+        (goal, signals, step count, the walking person, the RNG). Contact caches
+        and solver warm starts are not copied, so the copy follows the original
+        closely rather than bit for bit. Both worlds are built by the same
+        ``_build``, so their bodies have the same ids.
+        """
+        if type(other) is not type(self):
+            raise LabError(f"cannot copy a {type(other).__name__} into a {type(self).__name__}")
+        self._check_open()
+        other._check_open()
+        src, dst = other.client, self.client
+        if src.getNumBodies() != dst.getNumBodies():
+            raise LabError("the two worlds differ (body counts): make the copy anew")
+        for i in range(src.getNumBodies()):
+            body = src.getBodyUniqueId(i)
+            pos, orn = src.getBasePositionAndOrientation(body)
+            lin, ang = src.getBaseVelocity(body)
+            dst.resetBasePositionAndOrientation(body, pos, orn)
+            dst.resetBaseVelocity(body, lin, ang)
+            joints = list(range(src.getNumJoints(body)))
+            states = src.getJointStates(body, joints) if joints else ()
+            for j, (q, qdot, *_) in zip(joints, states, strict=True):
+                dst.resetJointState(body, j, q, qdot)
+        self.goal = other.goal.copy()
+        self._obs = None if other._obs is None else {"state": other._obs["state"].copy()}
+        self._signals = dict(other._signals)
+        self._ended = other._ended
+        self.elapsed_steps = other.elapsed_steps
+        self.np_random.bit_generator.state = copy.deepcopy(other.np_random.bit_generator.state)
+        self._set_extra_fields(copy.deepcopy(other._extra_fields()))
+        self._after_restore()
+
+    def advance(self, action: np.ndarray) -> dict[str, float]:
+        """One control step of physics only; returns the new signals.
+
+        For imagined rollouts on a private copy (the oracle planner): no pixels
+        are rendered and no info is built, which makes it several times cheaper
+        than ``step`` in a scene with pixels. Should the physics diverge, the
+        last good signals are returned and kept.
+        """
+        self._apply_action(self._check_action(action))
+        for _ in range(self.PHYSICS_SUBSTEPS):
+            self.client.stepSimulation()
+        self._after_physics()
+        self.elapsed_steps += 1
+        state = self._read_state()
+        if self._state_ok(state):
+            self._signals = self._compute_signals(state)
+        return dict(self._signals)
+
     # --- helpers ------------------------------------------------------------
     @property
     def signals(self) -> dict[str, float]:
@@ -315,6 +371,11 @@ class LabScene(gym.Env):
         if self.pixels:
             obs["pixels"] = self.camera.render(self.client, IMAGE_SIZE)
         return obs
+
+    def goal_observation(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """The observation and signals of the world at its goal (as ``reset`` returns them)."""
+        self._check_open()
+        return self._observe_goal()
 
     def _observe_goal(self) -> tuple[dict[str, np.ndarray], dict[str, float]]:
         """Render and measure the world at its goal, then put it back."""

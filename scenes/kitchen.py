@@ -93,6 +93,14 @@ class KitchenEnv(LabScene):
     person on a line x in [0.9, 1.05] at y in [-0.9, 0.9], walking at 0.25-0.5
     m/s either way (turning at |y| = 0.9).
 
+    ## Reset options
+    ``goal`` (above), ``goal_obs`` (see ``LabScene``) and ``person_near``:
+    ``True`` starts the person by the board's far end (x in [0.9, 0.95], y in
+    [-0.15, 0.15]) strolling at 0.05-0.15 m/s, so the hand works within about
+    0.5 m of them: the guardrail experiment's setting (by default the person is
+    near the hand's short path to the board in few episodes, and a guardrail
+    has nothing to hold back).
+
     ## Episode end
     Terminated on success or a physics error; truncated at 100 steps (10 s).
     """
@@ -200,11 +208,13 @@ class KitchenEnv(LabScene):
             ]
         )
         self._set_arm_at(start)
+        near = bool(options.get("person_near", False))  # see "Reset options"
+        y_range = (-0.15, 0.15) if near else (-PERSON_PATH, PERSON_PATH)
         self._person = {
-            "x": float(self.np_random.uniform(0.9, 1.05)),
-            "y": float(self.np_random.uniform(-PERSON_PATH, PERSON_PATH)),
+            "x": float(self.np_random.uniform(0.9, 0.95 if near else 1.05)),
+            "y": float(self.np_random.uniform(*y_range)),
             "dir": float(self.np_random.choice([-1.0, 1.0])),
-            "speed": float(self.np_random.uniform(0.25, 0.5)),
+            "speed": float(self.np_random.uniform(*((0.05, 0.15) if near else (0.25, 0.5)))),
         }
         self._place_attachments()
 
