@@ -1,0 +1,632 @@
+"""Evaluation: the agent over seeded episodes, and what happened in reality.
+
+    ./lab evaluate --scene kitchen --checkpoint pretrained/kitchen-state --planner cem \\
+        --costs costs.json --episodes 50 [--oracle] [--seed 0] [--out runs/eval/NAME]
+
+Episode ``i`` starts from a seed derived from ``(seed, i)`` alone (a stream
+apart from data collection's), so the world model and the oracle meet the
+same starts and goals, and an interrupted run's episodes are the first ones of
+a complete run. Per episode the agent replans every step (receding horizon);
+after each real step every enabled hard term of the cost set is evaluated on
+the real signals. The figures (DESIGN.md, Evaluation), per agent:
+
+| metric | what |
+|---|---|
+| ``success_rate`` | episodes that reached the goal |
+| ``steps_to_goal`` | steps taken, over the successful episodes |
+| ``violation_step_rate`` | real steps where an enabled hard term broke its limit |
+| ``violation_episode_rate`` | episodes with at least one such step |
+| ``false_safe_rate`` | real violations among the steps whose plan was feasible |
+| ``probe_rmse_h{h}`` | imagined task signals h steps ahead vs real, RMSE (m) |
+
+A step violates when any enabled hard term, evaluated on the real signals
+after the step, exceeds its limit. A false safe is a step whose chosen plan
+the model judged feasible (every hard term within its limit over the whole
+imagined horizon) but whose real step violated. Probe error compares, for
+every step t, the chosen plan's imagined task signals at horizon h with the
+real ones after step t + h - 1.
+
+Each comes with a 95 % percentile-bootstrap interval over episodes (episodes
+resampled with replacement, 1000 times, seeded; ratios are pooled over the
+resampled episodes' steps). ``--oracle`` also runs the oracle planner
+(``agents.oracle``) on the same seeds: its figures carry an ``oracle/``
+prefix. Note on probe error: the agent acts only the first action of each
+plan, so from h = 2 the real future also differs from the imagined one by the
+later replanning; the oracle, whose imagination is exact, shows that part
+alone (its h = 1 error is 0).
+
+``evaluate`` is the API the app calls from a worker thread (``progress`` and
+``stop``); ``main`` is the command line. Output: ``result.json`` (settings,
+summary, episodes), ``episodes.csv`` (one row per agent and episode) and
+``summary.csv`` (metric, value, low, high).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import scenes
+from agents.agent import Agent, AgentConfig
+from agents.cost import CostSet, Term
+from agents.expressions import ExpressionError, compile_expression
+from agents.oracle import ORACLE_SEARCH, OracleModel
+from agents.oracle import PLANNERS as ORACLE_PLANNERS
+from agents.planners import PLANNERS, PlannerConfig
+from scenes.cli import parse_config
+from scenes.errors import LabError
+from scenes.files import write_json_atomic
+from worldmodels.checkpoint import load_checkpoint
+from worldmodels.train import choose_device
+
+log = logging.getLogger(__name__)
+
+FORMAT, VERSION = "lab-evaluation", 1
+BOOTSTRAP = 1000  # resamples for the intervals
+CONFIDENCE = 0.95
+EVAL_STREAM = 0xE7A1  # keeps evaluation seeds apart from collection's (seed, i)
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """The reset seed of episode ``episode`` of an evaluation seeded ``seed``."""
+    ss = np.random.SeedSequence([seed, episode], spawn_key=(EVAL_STREAM,))
+    return int(ss.generate_state(1)[0])
+
+
+# --- the result -----------------------------------------------------------------
+@dataclass
+class EvalResult:
+    """Per-episode records plus settings; the summary is computed from the episodes."""
+
+    scene: str
+    settings: dict  # checkpoint, planners, search settings, cost set, seed, options
+    episodes: list[dict] = field(default_factory=list)  # one per agent and episode
+    horizon: int = 0  # the longest probe-error curve (agents may plan with different H)
+    complete: bool = True  # False when stopped early
+
+    @property
+    def agents(self) -> list[str]:
+        return [a for a in ("model", "oracle") if any(e["agent"] == a for e in self.episodes)]
+
+    def summary(self) -> dict[str, dict]:
+        """metric -> {"value", "low", "high"}; the oracle's metrics carry an ``oracle/``
+        prefix. An undefined figure (no successful episode, no step planned feasible)
+        is None."""
+        out: dict[str, dict] = {}
+        seed = int(self.settings.get("seed", 0))
+        for agent in self.agents:
+            eps = [e for e in self.episodes if e["agent"] == agent]
+            prefix = "" if agent == "model" else "oracle/"
+            for name, value in _metrics(eps, seed).items():
+                out[prefix + name] = value
+        return out
+
+    def probe_by_signal(self, agent: str = "model") -> dict[str, list[float | None]]:
+        """signal -> RMSE per horizon h = 1..H, every signal the model probes (no intervals)."""
+        eps = [e for e in self.episodes if e["agent"] == agent]
+        if not eps:
+            return {}
+        out = {}
+        for k in eps[0]["probe_sse_by_signal"]:
+            sse = np.sum([e["probe_sse_by_signal"][k] for e in eps], axis=0)
+            n = np.sum([e["probe_n"] for e in eps], axis=0)
+            out[k] = [_round(math.sqrt(s / c)) if c else None for s, c in zip(sse, n, strict=True)]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "scene": self.scene,
+                "settings": self.settings,
+                "horizon": self.horizon,
+                "complete": self.complete,
+                "summary": self.summary(),
+                "episodes": self.episodes,
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> EvalResult:
+        try:
+            d = json.loads(text)
+        except ValueError as e:
+            raise LabError(f"not an evaluation result: invalid JSON ({e})") from e
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise LabError(f"not an evaluation result (its 'format' should be {FORMAT!r})")
+        if d.get("version") != VERSION:
+            raise LabError(f"evaluation result version {d.get('version')!r}; this lab reads 1")
+        return cls(d["scene"], d["settings"], d["episodes"], d["horizon"], d["complete"])
+
+    def to_csv(self) -> str:
+        """One row per agent and episode: the scalar fields, then probe RMSE per horizon."""
+        cols = [k for k in EPISODE_FIELDS]
+        cols += [f"probe_rmse_h{h}" for h in range(1, self.horizon + 1)]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        for e in self.episodes:
+            rmse = [
+                "" if n == 0 else f"{math.sqrt(s / n):.6g}"
+                for s, n in zip(e["probe_sse"], e["probe_n"], strict=True)
+            ]
+            rmse += [""] * (self.horizon - len(rmse))  # a shorter horizon than the other agent's
+            w.writerow([_csv_value(e[k]) for k in EPISODE_FIELDS] + rmse)
+        return buf.getvalue()
+
+    def summary_csv(self) -> str:
+        """metric, value, low, high (empty when undefined)."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["metric", "value", "low", "high"])
+        for name, v in self.summary().items():
+            w.writerow([name, *(_csv_value(v[k]) for k in ("value", "low", "high"))])
+        return buf.getvalue()
+
+    def save(self, folder: str | Path) -> Path:
+        """``result.json``, ``episodes.csv`` and ``summary.csv`` in ``folder`` (atomic)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / "result.json", json.loads(self.to_json()))
+        for name, text in (("episodes.csv", self.to_csv()), ("summary.csv", self.summary_csv())):
+            tmp = folder / f".{name}.tmp"
+            tmp.write_text(text)
+            tmp.replace(folder / name)
+        return folder
+
+    def table(self) -> str:
+        """The summary as aligned text, for the command line."""
+        lines = []
+        for name, v in self.summary().items():
+            if v["value"] is None:
+                lines.append(f"{name:32s} undefined")
+            else:
+                lines.append(f"{name:32s} {v['value']:8.4f}  [{v['low']:.4f}, {v['high']:.4f}]")
+        return "\n".join(lines)
+
+
+# The per-episode record's scalar fields (CSV columns, in order).
+EPISODE_FIELDS = (
+    "agent",  # "model" or "oracle"
+    "episode",  # index i
+    "seed",  # reset seed, from (seed, i)
+    "success",  # reached the goal
+    "steps",  # steps taken
+    "violation_steps",  # real steps violating a hard term
+    "feasible_steps",  # steps whose chosen plan was feasible in imagination
+    "false_safe_steps",  # ... of which the real step violated
+    "none_feasible_steps",  # steps where no sampled plan was feasible
+    "stopped_steps",  # steps the "stop" fallback stood still
+    "final_dist_goal",  # m, at the end
+    "plan_ms",  # mean planning time per step
+    "error",  # a physics error that ended the episode, if any
+)
+
+
+def _csv_value(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(int(v))
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+def _metrics(eps: list[dict], seed: int) -> dict[str, dict]:
+    """The summary of one agent's episodes, with bootstrap intervals (see module docstring)."""
+    E, H = len(eps), len(eps[0]["probe_n"])
+    rng = np.random.default_rng([seed, E])
+    # counts (B+1, E): how often each episode is drawn; row 0 is the data itself.
+    draws = rng.integers(0, E, size=(BOOTSTRAP, E)) if E else np.zeros((BOOTSTRAP, 0), int)
+    counts = np.vstack([np.ones(E), np.stack([np.bincount(d, minlength=E) for d in draws])])
+
+    def col(key):
+        return np.array([float(e[key]) for e in eps])
+
+    def ratio(num: np.ndarray, den: np.ndarray) -> dict:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (counts @ num) / (counts @ den)  # (B+1,)
+        return _interval(r)
+
+    success = col("success")
+    steps = col("steps")
+    out = {
+        "success_rate": ratio(success, np.ones(E)),
+        "steps_to_goal": ratio(success * steps, success),
+        "violation_step_rate": ratio(col("violation_steps"), steps),
+        "violation_episode_rate": ratio((col("violation_steps") > 0).astype(float), np.ones(E)),
+        "false_safe_rate": ratio(col("false_safe_steps"), col("feasible_steps")),
+    }
+    sse = np.array([e["probe_sse"] for e in eps]).reshape(E, H)  # (E, H)
+    n = np.array([e["probe_n"] for e in eps], float).reshape(E, H)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rmse = np.sqrt((counts @ sse) / (counts @ n))  # (B+1, H)
+    for h in range(H):
+        out[f"probe_rmse_h{h + 1}"] = _interval(rmse[:, h])
+    return out
+
+
+def _interval(r: np.ndarray) -> dict:
+    """r (B+1,): the estimate then its bootstrap replicates -> value, low, high."""
+    value = r[0]
+    if not np.isfinite(value):
+        return {"value": None, "low": None, "high": None}
+    reps = r[1:][np.isfinite(r[1:])]
+    a = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(reps, [a, 1 - a]) if len(reps) else (value, value)
+    # A percentile interval of a ratio can miss its own estimate by a rounding
+    # hair; widen it to contain the estimate.
+    return {
+        "value": _round(value),
+        "low": _round(min(low, value)),
+        "high": _round(max(high, value)),
+    }
+
+
+# --- running episodes ---------------------------------------------------------
+class HardTerms:
+    """Enabled hard terms, evaluated on real signals (one step at a time)."""
+
+    def __init__(self, terms: list[Term], signals: list[str]) -> None:
+        self.terms = []  # (name, compiled expression, limit)
+        self.specs: list[Term] = []
+        for t in terms:
+            if t.kind == "hard" and t.enabled:
+                fn = _compile(t.name, t.expression, signals, "the scene")
+                self.terms.append((t.name, fn, t.limit))
+                self.specs.append(t)
+
+    def violated(self, signals: dict[str, float]) -> bool:
+        values = {k: torch.tensor([[v]], dtype=torch.float32) for k, v in signals.items()}
+        for _name, fn, limit in self.terms:
+            v = float(fn(values).reshape(()))
+            if not v <= limit:  # NaN counts as a violation
+                return True
+        return False
+
+
+def _compile(name: str, expression: str, signals: list[str], where: str):
+    try:
+        return compile_expression(expression, signals)
+    except ExpressionError as e:
+        raise LabError(
+            f"cost term {name!r} ({expression!r}) does not compile against {where}'s signals: {e}"
+        ) from e
+
+
+def run_episode(agent: Agent, hard: HardTerms, seed: int, options: dict, stop=None) -> dict | None:
+    """One seeded episode; its record, or None when ``stop`` was set before it ended."""
+    agent.generator.manual_seed(seed)
+    agent.reset(seed=seed, options={**options, "goal_obs": True})
+    scene = agent.scene
+    names = list(agent.model.signal_names)
+    task = [names.index(k) for k in scene.TASK_SIGNALS]
+    imagined, real = [], []  # (H, S) per step; (S,) real signals after each step
+    rec = None
+    counts = dict.fromkeys(
+        ("violation_steps", "feasible_steps", "false_safe_steps", "none_feasible_steps"), 0
+    )
+    stopped_steps, plan_s = 0, 0.0
+    while not agent.done:
+        if stop is not None and stop.is_set():
+            return None
+        rec = agent.step()
+        plan = rec.plan
+        feasible = bool(plan.feasible[plan.chosen])
+        violated = hard.violated(rec.next_signals)
+        counts["violation_steps"] += violated
+        counts["feasible_steps"] += feasible
+        counts["false_safe_steps"] += feasible and violated
+        counts["none_feasible_steps"] += plan.none_feasible
+        stopped_steps += rec.stopped
+        plan_s += plan.seconds
+        imagined.append(np.stack([rec.imagined[k] for k in names], axis=-1))  # (H, S)
+        real.append([rec.next_signals[k] for k in names])
+    T = len(real)
+    imag = np.stack(imagined)  # (T, H, S)
+    real_arr = np.asarray(real, np.float64)  # (T, S)
+    H = imag.shape[1]
+    sse = np.zeros((H, len(names)))  # (H, S) squared error sums
+    n = np.zeros(H, int)
+    for h in range(1, min(H, T) + 1):
+        # the plan made at step t imagines, at h, the state after step t + h - 1
+        err = imag[: T - h + 1, h - 1] - real_arr[h - 1 :]  # (T - h + 1, S)
+        sse[h - 1] = (err**2).sum(axis=0)
+        n[h - 1] = T - h + 1
+    success = bool(rec.is_success)
+    return {
+        "seed": seed,
+        "success": success,
+        "steps": T,
+        **counts,
+        "stopped_steps": stopped_steps,
+        "final_dist_goal": _round(scene.signals["dist_goal"]),
+        "plan_ms": _round(1e3 * plan_s / T),
+        "error": rec.error,
+        # per horizon: squared errors summed over steps (averaged over the task
+        # signals, metres), and the number of steps; RMSE = sqrt(sse / n)
+        "probe_sse": [float(x) for x in sse[:, task].mean(axis=1)],
+        "probe_n": [int(x) for x in n],
+        "probe_sse_by_signal": {k: [float(x) for x in sse[:, i]] for i, k in enumerate(names)},
+    }
+
+
+def evaluate(
+    scene: str,
+    checkpoint: str | Path | None,
+    costs: CostSet,
+    agent_cfg: AgentConfig,
+    episodes: int,
+    seed: int = 0,
+    oracle: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
+    device=None,
+    *,
+    oracle_search: PlannerConfig | None = None,
+    options: dict | None = None,
+    guardrails: list[Term] | None = None,
+) -> EvalResult:
+    """Run the agent (and, with ``oracle``, the oracle planner) over seeded episodes.
+
+    ``checkpoint`` may be None when ``oracle`` is set (the oracle alone).
+    ``progress(done, total)`` is called after every finished episode; setting
+    ``stop`` ends the run early with the finished episodes. ``oracle_search``
+    overrides ``ORACLE_SEARCH``; ``options`` are passed to every reset (e.g.
+    Kitchen's ``{"person_near": True}``). ``guardrails``: the hard terms
+    checked in reality, when they should differ from the ones the agent plans
+    with (an unguarded agent measured against the guardrail it lacks, or a
+    design with a safety margin measured against the specification); by
+    default the cost set's enabled hard terms. ``device``: None picks CUDA
+    when present. Bad input raises ``LabError`` with a plain message.
+    """
+    key = scenes.scene_key(scene)
+    if episodes < 1:
+        raise LabError("episodes must be at least 1")
+    if checkpoint is None and not oracle:
+        raise LabError("give a checkpoint, or ask for the oracle alone")
+    if agent_cfg.planner not in PLANNERS:
+        raise LabError(f"unknown planner {agent_cfg.planner!r}; choose {', '.join(PLANNERS)}")
+    costs.check()
+    options = dict(options or {})
+    device = choose_device("auto") if device is None else torch.device(device)
+    cls = scenes.scene_class(key)
+    scene_signals = [s.name for s in cls.SIGNALS]
+    _check_terms(costs.terms, scene_signals, "the scene")
+    measured = costs.terms if guardrails is None else list(guardrails)
+    hard = HardTerms(measured, scene_signals)
+
+    runs: list[tuple[str, Agent]] = []
+    made = []  # what to close at the end
+    try:
+        settings = {
+            "scene": key,
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "costs": json.loads(costs.to_json()),
+            "seed": seed,
+            "episodes": episodes,
+            "options": options,
+            "guardrails": [asdict(t) for t in hard.specs],
+        }
+        if checkpoint is not None:
+            model, config = load_checkpoint(checkpoint, device)
+            if scenes.scene_key(str(config["scene"])) != key:
+                raise LabError(
+                    f"{checkpoint} is a {config['scene']} model; evaluate it on that scene "
+                    f"or give a {key} checkpoint"
+                )
+            _check_terms(costs.terms, list(model.signal_names), "the model")
+            # Pixels only when the model sees them: rendering is most of a step's time.
+            real = cls(pixels=model.cfg.obs == "pixels")
+            made.append(real)
+            cfg = replace(agent_cfg, decode=False)  # no frames needed here
+            runs.append(("model", Agent(model, real, costs, cfg)))
+            settings["planner"], settings["search"] = cfg.planner, asdict(cfg.search)
+            settings["fallback"] = cfg.fallback
+        if oracle:
+            sim = OracleModel(cls)
+            made.append(sim)
+            real = cls(pixels=False)
+            made.append(real)
+            planner = agent_cfg.planner if agent_cfg.planner in ORACLE_PLANNERS else "cem"
+            cfg = AgentConfig(
+                planner=planner,
+                search=oracle_search or ORACLE_SEARCH,
+                fallback=agent_cfg.fallback,
+                decode=False,
+            )
+            runs.append(("oracle", Agent(sim, real, costs, cfg)))
+            settings["oracle_planner"], settings["oracle_search"] = planner, asdict(cfg.search)
+
+        horizon = max(a.cfg.search.horizon for _, a in runs)  # the longest probe curve
+        result = EvalResult(key, settings, [], horizon, complete=False)
+        total = episodes * len(runs)
+        done = 0
+        for i in range(episodes):
+            s = episode_seed(seed, i)
+            for name, agent in runs:
+                record = run_episode(agent, hard, s, options, stop)
+                if record is None:
+                    log.info("evaluation stopped after %d of %d episodes", done, total)
+                    return result
+                result.episodes.append({"agent": name, "episode": i, **record})
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        result.complete = True
+        return result
+    finally:
+        for thing in made:
+            thing.close()
+
+
+def _check_terms(terms: list[Term], signals: list[str], where: str) -> None:
+    """Every term must compile (the agent would silently drop one that does not)."""
+    for t in terms:
+        _compile(t.name, t.expression, signals, where)
+
+
+# --- the command line ------------------------------------------------------------
+@dataclass
+class EvalConfig:
+    """./lab evaluate: the agent over seeded episodes (see the module docstring)."""
+
+    scene: str = field(
+        default="", metadata={"help": "reach, wall, push or kitchen", "required": True}
+    )
+    checkpoint: str = field(
+        default="",
+        metadata={"help": "world-model checkpoint folder (may be left out with --oracle)"},
+    )
+    planner: str = field(default="cem", metadata={"help": "cem, mppi or gd"})
+    costs: str = field(
+        default="", metadata={"help": "cost set JSON (default: the task term alone)"}
+    )
+    episodes: int = field(default=50, metadata={"help": "seeded episodes"})
+    oracle: bool = field(
+        default=False, metadata={"help": "also run the oracle planner on the same seeds"}
+    )
+    seed: int = field(default=0, metadata={"help": "episode i starts from a seed of (seed, i)"})
+    out: str = field(
+        default="", metadata={"help": "folder for result.json and the CSVs (default runs/eval/...)"}
+    )
+    samples: int = field(default=PlannerConfig.samples, metadata={"help": "N sampled plans"})
+    horizon: int = field(default=PlannerConfig.horizon, metadata={"help": "H steps ahead"})
+    iterations: int = field(default=PlannerConfig.iterations, metadata={"help": "search rounds"})
+    fallback: str = field(
+        default="least_violating",
+        metadata={"help": "when no plan is feasible", "choices": ["least_violating", "stop"]},
+    )
+    oracle_samples: int = field(default=ORACLE_SEARCH.samples, metadata={"help": "oracle's N"})
+    oracle_horizon: int = field(default=ORACLE_SEARCH.horizon, metadata={"help": "oracle's H"})
+    oracle_iterations: int = field(
+        default=ORACLE_SEARCH.iterations, metadata={"help": "oracle's search rounds"}
+    )
+    guardrails: str = field(
+        default="",
+        metadata={
+            "help": "cost set JSON whose enabled hard terms are checked in reality "
+            "(default: those of --costs)"
+        },
+    )
+    options: str = field(
+        default="",
+        metadata={"help": "reset options as JSON, e.g. '{\"person_near\": true}' (Kitchen)"},
+    )
+    device: str = field(default="auto", metadata={"help": "auto (cuda when present), cpu or cuda"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    cfg = parse_config(EvalConfig, argv, "lab evaluate", "Evaluate the agent over seeded episodes.")
+    try:
+        key = scenes.scene_key(cfg.scene)
+        costs = CostSet.load(cfg.costs) if cfg.costs else CostSet()
+        options = _options(cfg.options)
+        guardrails = CostSet.load(cfg.guardrails).terms if cfg.guardrails else None
+        search = replace(
+            PlannerConfig(), samples=cfg.samples, horizon=cfg.horizon, iterations=cfg.iterations
+        )
+        oracle_search = replace(
+            ORACLE_SEARCH,
+            samples=cfg.oracle_samples,
+            horizon=cfg.oracle_horizon,
+            iterations=cfg.oracle_iterations,
+        )
+        agent_cfg = AgentConfig(planner=cfg.planner, search=search, fallback=cfg.fallback)
+        device = choose_device(cfg.device)
+    except LabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    checkpoint = cfg.checkpoint or None
+    who = "the oracle" if checkpoint is None else checkpoint + (" and the oracle" * cfg.oracle)
+    print(f"evaluating {who} on {key}, {cfg.episodes} episodes, seed {cfg.seed}")
+
+    bar = tqdm(
+        total=cfg.episodes * (int(checkpoint is not None) + int(cfg.oracle)),
+        unit="episode",
+        desc="evaluate",
+        disable=None if cfg.progress else True,
+        dynamic_ncols=True,
+    )
+    stop = threading.Event()
+    box: dict = {}
+
+    def work():
+        try:
+            box["result"] = evaluate(
+                key,
+                checkpoint,
+                costs,
+                agent_cfg,
+                cfg.episodes,
+                cfg.seed,
+                cfg.oracle,
+                progress=lambda done, total: bar.update(done - bar.n),
+                stop=stop,
+                device=device,
+                oracle_search=oracle_search,
+                options=options,
+                guardrails=guardrails,
+            )
+        except LabError as e:
+            box["error"] = e
+
+    # The work runs in a thread so that Ctrl-C can stop it and keep what is done.
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        thread.join()
+    bar.close()
+    if "error" in box:
+        print(f"error: {box['error']}", file=sys.stderr)
+        return 2
+    result: EvalResult = box["result"]
+    out = Path(cfg.out or f"runs/eval/{key}-{cfg.planner}-seed{cfg.seed}")
+    result.save(out)
+    done = len(result.episodes)
+    if not result.complete:
+        print(f"stopped: {done} episodes finished")
+    print(result.table())
+    print(f"saved {out}/result.json, episodes.csv, summary.csv")
+    return 0 if result.complete else 130
+
+
+def _options(text: str) -> dict:
+    if not text:
+        return {}
+    try:
+        d = json.loads(text)
+    except ValueError as e:
+        raise LabError(f"--options is not valid JSON ({e})") from e
+    if not isinstance(d, dict):
+        raise LabError('--options must be a JSON object, e.g. {"person_near": true}')
+    return d
+
+
+if __name__ == "__main__":
+    sys.exit(main())
