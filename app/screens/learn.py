@@ -26,7 +26,7 @@ from worldmodels.checkpoint import read_config
 from worldmodels.loss import LossConfig
 from worldmodels.train import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: app/pages/learn.py -> ../..
+ROOT = Path(__file__).resolve().parents[2]  # the repository: app/screens/learn.py -> ../..
 
 # Example guardrails per scene, over signals a probe reads (never dist_goal: it
 # depends on the goal, so no probe can read it from a latent).

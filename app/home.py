@@ -1,0 +1,109 @@
+"""Where the lab keeps things, and what is there to pick.
+
+The workspace is ``$LAB_HOME`` (default: the repository): ``data/`` holds
+datasets, ``runs/`` training runs and experiments, ``costs/`` saved cost
+sets. Shipped checkpoints come from the repository's ``pretrained/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import scenes
+from agents.cost import CostSet, Term
+from scenes.errors import LabError
+
+REPO = Path(__file__).resolve().parents[1]
+HOME = Path(os.environ.get("LAB_HOME", REPO)).resolve()
+PRETRAINED = REPO / "pretrained"
+DATA, RUNS, COSTS = HOME / "data", HOME / "runs", HOME / "costs"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: str
+    label: str
+    scene: str
+    obs: str
+
+
+def checkpoints(scene: str | None = None) -> list[Checkpoint]:
+    """Shipped checkpoints first, then the workspace's trained ones; newest runs first."""
+    found = []
+    folders = sorted(PRETRAINED.glob("*/config.json")) + sorted(
+        RUNS.glob("*/checkpoint/config.json"), key=lambda p: -p.stat().st_mtime
+    )
+    for cfg in folders:
+        try:
+            d = json.loads(cfg.read_text())
+            key, obs = d["scene"], d["obs"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a broken folder is not offered; loading would say why
+        if scene is not None and key != scene:
+            continue
+        folder = cfg.parent
+        where = "pretrained" if folder.parent == PRETRAINED else folder.parent.name
+        label = f"{where}/{folder.name}" if where == "pretrained" else f"runs/{where}"
+        found.append(
+            Checkpoint(str(folder), f"{label} ({obs}, step {d.get('step', '?')})", key, obs)
+        )
+    return found
+
+
+def datasets() -> list[tuple[str, dict]]:
+    """Complete datasets in the workspace: (folder, manifest)."""
+    out = []
+    for man in sorted(DATA.glob("*/manifest.json")):
+        try:
+            d = json.loads(man.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(d, dict) and d.get("complete") and d.get("scene") in scenes.SCENES:
+            out.append((str(man.parent), d))
+    return out
+
+
+def preset_costs(scene: str) -> dict[str, CostSet]:
+    """Ready-made cost sets per scene: the plain task, and guardrail designs to try."""
+    plain = CostSet()
+    if scene == "kitchen":
+        slow = Term(
+            "slow near person",
+            "relu(hand_speed - 0.2) * (dist_hand_person < 0.5)",
+            kind="hard",
+            limit=0.0,
+        )
+        soft = Term("slow near person (soft)", slow.expression, kind="soft", weight=20.0)
+        return {
+            "task only": plain,
+            "hard: slow near person": CostSet(terms=[slow]),
+            "soft: slow near person": CostSet(terms=[soft]),
+        }
+    walls = Term("keep off walls", "relu(0.15 - dist_wall)", kind="hard", limit=0.0)
+    gentle = Term("gentle", "relu(speed - 0.3)", kind="soft", weight=5.0)
+    return {
+        "task only": plain,
+        "hard: keep off walls": CostSet(terms=[walls]),
+        "soft: gentle": CostSet(terms=[gentle]),
+    }
+
+
+def saved_costs() -> dict[str, Path]:
+    """Cost sets saved in the workspace, by file stem."""
+    return {p.stem: p for p in sorted(COSTS.glob("*.json"))}
+
+
+def save_costs(name: str, costs: CostSet) -> Path:
+    """Save under ``costs/<name>.json``; the name is kept to safe characters."""
+    stem = "".join(c if c.isalnum() or c in "-_ " else "_" for c in name).strip()[:60]
+    if not stem:
+        raise LabError("give the cost set a name")
+    COSTS.mkdir(parents=True, exist_ok=True)
+    path = COSTS / f"{stem}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(costs.to_json())
+    tmp.replace(path)
+    return path

@@ -1,0 +1,358 @@
+"""An agent planning in a scene, in a worker thread that owns both (the Plan page).
+
+PyBullet clients must stay in the thread that made them (PITFALLS.md), so the
+thread builds the scene, loads the world model and runs the agent; the page
+only sends commands (``step``, ``run``, ``pause``, ``reset``, new costs, new
+search settings) and reads ``view()``: a copy of what to draw, made under a
+lock. After every step the agent plans the next one at once (``think``), so
+the page always shows the plan it is about to act on; a cost edit while
+paused re-plans from the same state, so the effect of the edit is visible
+before anything moves. The next ``step`` acts on exactly the plan shown.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import queue
+import time
+from dataclasses import dataclass, field
+
+import imageio.v3 as iio
+import numpy as np
+import torch
+
+import scenes
+from agents.agent import Agent, AgentConfig, Thought
+from agents.cost import CostSet, Term
+from agents.planners import PlannerConfig
+from app.runs import Run
+from scenes.errors import LabError
+from worldmodels.checkpoint import load_checkpoint
+
+HISTORY_FRAME = 128  # px of the frames kept for the episode video
+
+
+@dataclass
+class PlanSettings:
+    """What the page lets a person choose for the agent."""
+
+    scene: str = "reach"
+    checkpoint: str = ""
+    planner: str = "cem"
+    samples: int = 300
+    horizon: int = 16
+    iterations: int = 3
+    fallback: str = "least_violating"
+    seed: int = 0
+    speed: float = 0.0  # seconds to wait between steps when running (0: as fast as it plans)
+
+
+@dataclass
+class View:
+    """One consistent picture of the run, for drawing (numpy only)."""
+
+    version: int = 0
+    cost_version: int = 0
+    t: int = 0
+    status: str = "starting"
+    message: str = ""
+    real: np.ndarray | None = None  # (256, 256, 3) the scene now
+    signals: dict[str, float] = field(default_factory=dict)
+    goal: np.ndarray | None = None
+    done: bool = False
+    success: bool = False
+    # the plan about to be acted on (None when the episode is over)
+    plan_ms: float = 0.0
+    samples_xy: np.ndarray | None = None  # (N, H, 2) sampled trajectories in the plot plane
+    total: np.ndarray | None = None  # (N,)
+    feasible: np.ndarray | None = None  # (N,) bool
+    elites: np.ndarray | None = None  # (K,)
+    chosen: int = 0
+    none_feasible: bool = False
+    stopped: bool = False
+    terms: dict[str, np.ndarray] = field(default_factory=dict)  # chosen plan's, name -> (H,)
+    imagined: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (H,)
+    imagined_frames: np.ndarray | None = None  # (H, 64, 64, 3)
+    history: list[dict] = field(default_factory=list)  # one dict per step taken
+    in_force: list[Term] = field(default_factory=list)  # the terms the agent plans with
+    shown: list[str] = field(default_factory=list)  # signals worth plotting over time
+
+
+class PlanRun(Run):
+    """See the module docstring. Commands are queued; ``view()`` is safe from any thread."""
+
+    kind = "plan"
+
+    def __init__(self, settings: PlanSettings, costs: CostSet, device: torch.device) -> None:
+        super().__init__(f"{settings.scene} agent")
+        self.settings = settings
+        self.device = device
+        self.commands: queue.Queue = queue.Queue()
+        self.running = False
+        self._costs = costs
+        self._cost_version = 0
+        self._view = View()
+        self.scene = None
+        self.agent: Agent | None = None
+        self.pending: Thought | None = None
+        self.plot_signals: tuple[str, ...] = ()
+
+    # --- commands (page thread) ----------------------------------------------------
+    def send(self, name: str, *args) -> None:
+        self.commands.put((name, args))
+
+    def set_costs(self, costs: CostSet) -> int:
+        """Queue a new cost; returns its version (``view().cost_version`` reaches it once
+        the agent has planned with it)."""
+        with self.lock:
+            self._cost_version += 1
+            version = self._cost_version
+        self.send("costs", costs, version)
+        return version
+
+    def view(self) -> View:
+        with self.lock:
+            v = self._view
+            return dataclasses.replace(v, history=list(v.history))
+
+    def wait(self, until, timeout: float = 5.0) -> View:
+        """Poll until ``until(view)`` holds (or time runs out); returns the last view."""
+        end = time.monotonic() + timeout
+        v = self.view()
+        while not until(v) and time.monotonic() < end and self.active:
+            time.sleep(0.01)
+            v = self.view()
+        return v
+
+    def in_force(self) -> list[Term]:
+        return self.view().in_force
+
+    def hard_limits(self) -> dict[str, float]:
+        """Enabled hard terms in force: name -> limit."""
+        return {t.name: t.limit for t in self.in_force() if t.kind == "hard" and t.enabled}
+
+    def shown_signals(self) -> list[str]:
+        return self.view().shown
+
+    def on_idle(self) -> None:
+        """Nobody watches: pause (the scene and the episode stay as they are)."""
+        self.idle_stopped = True
+        self.send("pause")
+
+    # --- the thread ----------------------------------------------------------------------
+    def work(self) -> None:
+        try:
+            self._build()
+            self._reset(self.settings.seed)
+            while not self.stopping.is_set():
+                try:
+                    name, args = self.commands.get(timeout=0.02 if self.running else 0.25)
+                except queue.Empty:
+                    if self.running:
+                        self._step()
+                    continue
+                self._handle(name, args)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.scene is not None:
+            self.scene.close()
+
+    def _handle(self, name: str, args: tuple) -> None:
+        try:
+            if name == "step":
+                self.running = False
+                self._step()
+            elif name == "run":
+                self.running = not self._view.done
+                self._publish(status="running" if self.running else "paused")
+            elif name == "pause":
+                self.running = False
+                self._publish(status="paused")
+            elif name == "reset":
+                self.running = False
+                self._reset(args[0] if args else self.settings.seed)
+            elif name == "costs":
+                costs, version = args
+                self._costs = costs
+                errors = self.agent.set_costs(costs)
+                message = "; ".join(f"{k}: {e}" for k, e in errors.items())
+                self._rethink(cost_version=version, message=message)
+            elif name == "search":
+                self._set_search(args[0])
+        except LabError as e:
+            self.running = False
+            self._publish(status="paused", message=str(e))
+
+    def _build(self) -> None:
+        s = self.settings
+        if not s.checkpoint:
+            raise LabError("choose a checkpoint")
+        self.model, config = load_checkpoint(s.checkpoint, device=self.device)
+        if config["scene"] != s.scene:
+            raise LabError(f"{s.checkpoint} is a {config['scene']} model, not {s.scene}")
+        self.scene = scenes.make(s.scene, render_mode="rgb_array").unwrapped
+        self.plot_signals = tuple(self.scene.TASK_SIGNALS[:2])
+        self.agent = self._make_agent()
+
+    def _make_agent(self) -> Agent:
+        s = self.settings
+        search = PlannerConfig(samples=s.samples, horizon=s.horizon, iterations=s.iterations)
+        search.elites = max(2, min(search.elites, s.samples // 4))
+        cfg = AgentConfig(
+            planner=s.planner, search=search, fallback=s.fallback, show=self.plot_signals
+        )
+        agent = Agent(self.model, self.scene, self._costs, cfg, seed=s.seed)
+        return agent
+
+    def _set_search(self, new: PlanSettings) -> None:
+        old, self.settings = self.agent, new
+        self.agent = self._make_agent()
+        self.agent.set_costs(self._costs)
+        # same episode, same goal: carry the loop's state over
+        self.agent.goal, self.agent.goal_latent = old.goal, old.goal_latent
+        self.agent.t, self.agent.done = old.t, old.done
+        if old.warm is not None and old.warm.shape[0] == new.horizon:
+            self.agent.warm = old.warm
+        self._rethink()
+
+    def _reset(self, seed: int) -> None:
+        self.agent.reset(seed=seed)
+        with self.lock:
+            self._view = View(version=self._view.version, cost_version=self._view.cost_version)
+        self._rethink(status="paused")
+
+    def _rethink(self, status: str | None = None, **kw) -> None:
+        self.pending = None if self.agent.done else self.agent.think()
+        self._publish(status=status, **kw)
+
+    def _step(self) -> None:
+        if self.agent.done or self.pending is None:
+            self.running = False
+            self._publish(status="paused")
+            return
+        thought = self.pending
+        rec = self.agent.step(thought)
+        now = self.scene.render()
+        real_terms = self._real_terms(rec.next_signals)
+        step = {
+            "t": rec.t,
+            "signals": rec.signals,
+            "next_signals": rec.next_signals,
+            "action": rec.action.tolist(),
+            "imagined": {k: v.copy() for k, v in thought.imagined.items()},
+            "planned_feasible": not thought.plan.none_feasible,
+            "planned_terms": {k: float(v[thought.plan.chosen, 0]) for k, v in self._hard()},
+            "real_terms": real_terms,
+            "violated": any(v > lim for v, lim in real_terms.values()),
+            "stopped": rec.stopped,
+            "plan_ms": thought.plan.seconds * 1e3,
+            "frame": _small(now),
+            "imagined_frame": None
+            if thought.imagined_frames is None
+            else _small(thought.imagined_frames[0]),
+        }
+        if rec.done:
+            self.running = False
+        with self.lock:
+            self._view.history.append(step)
+        message = rec.error or ("goal reached" if rec.is_success else "")
+        self._rethink(status="finished" if rec.done else None, message=message, real=now)
+        if self.running and self.settings.speed > 0:
+            time.sleep(self.settings.speed)
+
+    def _hard(self):
+        """(name, per-term (N, H) costs) of the pending plan's enabled hard terms."""
+        plan = self.pending.plan if self.pending else None
+        if plan is None:
+            return []
+        hard = {t.name for t in self.agent.cost.costs.terms if t.kind == "hard" and t.enabled}
+        return [(k, v) for k, v in plan.terms.items() if k in hard]
+
+    def _real_terms(self, signals: dict[str, float]) -> dict[str, tuple[float, float]]:
+        """Each enabled hard term's value on the real signals, with its limit."""
+        out = {}
+        cost = self.agent.cost
+        real = {k: torch.tensor([[signals[k]]], dtype=torch.float32) for k in cost.signals}
+        for term in cost.costs.terms:
+            if term.kind == "hard" and term.enabled:
+                value = cost.compiled[term.name](real)
+                out[term.name] = (float(value.reshape(-1)[0]), term.limit)
+        return out
+
+    def _publish(
+        self,
+        status: str | None = None,
+        message: str | None = None,
+        real: np.ndarray | None = None,
+        **kw,
+    ) -> None:
+        scene, th = self.scene, self.pending
+        v = View(
+            version=self._view.version + 1,
+            cost_version=kw.get("cost_version", self._view.cost_version),
+            t=self.agent.t,
+            status=status or self._view.status,
+            message=self._view.message if message is None else message,
+            real=scene.render() if real is None else real,
+            signals=scene.signals,
+            goal=np.asarray(scene.goal, dtype=np.float32),
+            done=self.agent.done,
+            success=bool(scene.goal_distance() <= scene.SUCCESS_RADIUS),
+            history=self._view.history,
+            in_force=list(self.agent.cost.costs.terms),
+            shown=self._shown(),
+        )
+        if th is not None:
+            p = th.plan
+            xy = [p.signals[k] for k in self.plot_signals if k in p.signals]
+            v.plan_ms = p.seconds * 1e3
+            if len(xy) == 2:
+                v.samples_xy = torch.stack(xy, dim=-1).cpu().numpy()
+            v.total = p.total.cpu().numpy()
+            v.feasible = p.feasible.cpu().numpy()
+            v.elites = p.elites.cpu().numpy()
+            v.chosen = p.chosen
+            v.none_feasible = p.none_feasible
+            v.stopped = th.stopped
+            v.terms = {k: t[p.chosen].cpu().numpy() for k, t in p.terms.items()}
+            v.imagined = th.imagined
+            v.imagined_frames = th.imagined_frames
+        with self.lock:
+            self._view = v
+
+    def _shown(self) -> list[str]:
+        """Task signals and what the enabled terms read, at most four."""
+        cost = self.agent.cost
+        names = set(self.scene.TASK_SIGNALS)
+        for t in cost.costs.terms:
+            if t.enabled:
+                names |= cost.compiled[t.name].names
+        return [n for n in cost.signals if n in names][:4]
+
+    # --- the episode as a video (page thread; reads the history only) -------------------
+    def video(self, fmt: str = "gif") -> bytes:
+        """The episode so far: the real scene next to the imagined next frame."""
+        frames = []
+        for step in self.view().history:
+            real = step["frame"]
+            imag = step["imagined_frame"]
+            imag = np.zeros_like(real) if imag is None else imag
+            frames.append(np.concatenate([real, imag], axis=1))
+        if not frames:
+            raise LabError("no steps yet: run the agent first")
+        buf = io.BytesIO()
+        if fmt == "mp4":
+            iio.imwrite(buf, np.stack(frames), extension=".mp4", fps=10, codec="libx264")
+        else:
+            iio.imwrite(buf, np.stack(frames), extension=".gif", duration=100, loop=0)
+        return buf.getvalue()
+
+
+def _small(img: np.ndarray) -> np.ndarray:
+    """Any square uint8 image to HISTORY_FRAME px (nearest neighbour: crisp pixels)."""
+    n = img.shape[0]
+    idx = (np.arange(HISTORY_FRAME) * n // HISTORY_FRAME).astype(np.int64)
+    return np.ascontiguousarray(img[idx][:, idx, :3])

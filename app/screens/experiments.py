@@ -1,0 +1,151 @@
+"""Experiments: guardrail designs compared on the same seeded episodes, in the background."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import streamlit as st
+
+import scenes
+from agents.agent import AgentConfig
+from agents.cost import CostSet
+from agents.planners import PLANNERS, PlannerConfig
+from app import home, views
+from app.state import adopt, current, device, fmt_eta, registry
+from app.workers import ExperimentRun
+from scenes.errors import LabError
+
+SS = st.session_state
+RATES = ["success_rate", "violation_step_rate", "violation_episode_rate", "false_safe_rate"]
+SHOWN = [*RATES, "steps_to_goal", "probe_rmse_h1"]
+
+
+def designs_for(scene: str) -> dict[str, CostSet]:
+    """Presets for the scene plus every saved cost set that loads."""
+    out = dict(home.preset_costs(scene))
+    for stem, path in home.saved_costs().items():
+        try:
+            out[f"saved: {stem}"] = CostSet.load(path)
+        except LabError:
+            continue
+    return out
+
+
+def form() -> ExperimentRun | None:
+    c = st.columns([1, 2])
+    scene = c[0].selectbox(
+        "Scene", list(scenes.SCENES), key="exp/scene", format_func=str.capitalize
+    )
+    found = home.checkpoints(scene)
+    if not found:
+        st.warning(f"No world model for {scene}: train one first.")
+        return None
+    labels = {ck.path: ck.label for ck in found}
+    ckpt = c[1].selectbox(
+        "World model", list(labels), format_func=labels.get, key=f"exp/ckpt/{scene}"
+    )
+    options = designs_for(scene)
+    picked = st.multiselect(
+        "Guardrail designs (cost sets: presets, and those saved on the Plan page)",
+        list(options),
+        default=list(options)[:2],
+        key=f"exp/designs/{scene}",
+    )
+    d = st.columns(5)
+    episodes = d[0].number_input("Episodes per design", 1, 500, 10, key="exp/episodes")
+    seed = d[1].number_input("Seed", 0, 10**6, 0, key="exp/seed")
+    planner = d[2].selectbox("Planner", list(PLANNERS), key="exp/planner")
+    samples = d[3].select_slider("Samples N", [30, 100, 200, 300, 500], 300, key="exp/samples")
+    iters = d[4].slider("Iterations", 1, 6, 3, key="exp/iters")
+    st.caption(
+        "Every design runs on the same seeded episodes. Violation rates are measured in "
+        "reality: each enabled hard term of the design evaluated on the real signals after "
+        "each step. False-safe: the plan was feasible in imagination, reality violated."
+    )
+    run = current("experiment")
+    busy = run is not None and run.active
+    if not st.button("Run the experiment", type="primary", disabled=busy or not picked):
+        return run
+    cfg = AgentConfig(
+        planner=planner,
+        search=PlannerConfig(samples=int(samples), iterations=int(iters)),
+        decode=False,
+    )
+    out = home.RUNS / "experiments" / time.strftime("%Y%m%d-%H%M%S")
+    return adopt(
+        ExperimentRun(
+            scene,
+            ckpt,
+            {k: options[k] for k in picked},
+            cfg,
+            int(episodes),
+            int(seed),
+            out,
+            device(),
+        )
+    )
+
+
+def results(run_id: str) -> None:
+    run = registry().get(run_id, "experiment")
+    if run is None:
+        st.info("This experiment is no longer known to the server; its folder keeps results.")
+        return
+    run.touch()
+    st.progress(
+        run.done / max(run.total, 1),
+        text=f"{run.title}: {run.done}/{run.total} episodes · {run.status} "
+        + (fmt_eta(run.eta) if run.active else ""),
+    )
+    if run.status == "error":
+        st.error(run.error)
+    if run.active:
+        st.button("Stop (keep finished episodes)", on_click=run.stop, key="exp/stop")
+    with run.lock:
+        done = dict(run.results)
+    if not done:
+        return
+    rows, table = [], []
+    for name, res in done.items():
+        s = res.summary()
+        rows.append(
+            {"design": name, **{m: s[m] for m in RATES if s.get(m, {}).get("value") is not None}}
+        )
+        line = {"design": name, "episodes": sum(1 for e in res.episodes if e["agent"] == "model")}
+        for m in SHOWN:
+            v = s.get(m, {})
+            line[m] = _cell(v)
+        table.append(line)
+    st.dataframe(table, hide_index=True)
+    st.caption("value [95 % bootstrap interval over episodes]")
+    full = [r for r in rows if all(m in r for m in RATES)]
+    if full:
+        st.plotly_chart(views.interval_bars(full, RATES), key="exp/bars")
+    buf = io.StringIO()
+    for name, res in done.items():
+        buf.write(f"# design: {name}\n")
+        buf.write(res.summary_csv())
+        buf.write(res.to_csv())
+    st.download_button(
+        "Download CSV", buf.getvalue(), file_name="experiment.csv", mime="text/csv", key="exp/csv"
+    )
+    st.caption(f"saved under `{run.out}`")
+
+
+def _cell(v: dict) -> str:
+    if not v or v.get("value") is None:
+        return "n/a"
+    return f"{v['value']:.3g} [{v['low']:.3g}, {v['high']:.3g}]"
+
+
+def page() -> None:
+    st.title("Experiments")
+    st.caption(
+        "Guardrails hold only as far as the world model is right. Compare designs on the "
+        "same episodes: success, how often reality broke a guardrail, and how often the "
+        "model said a plan was safe when it was not."
+    )
+    run = form()
+    if run is not None:
+        st.fragment(run_every=1.0 if run.active else None)(results)(run.id)

@@ -1,0 +1,423 @@
+"""Plan: the agent imagines, the cost judges, the scene answers; edit the cost live.
+
+The agent runs in a ``PlanRun`` worker (app/planrun.py); this page sends it
+commands and draws its ``view()`` in a fragment that polls it. The cost
+editor is plain widgets: every edit is checked here at once (message and
+column beside the term) and sent to the worker, which re-plans with it; a
+term that does not compile keeps its last good version in force there.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import streamlit as st
+
+import scenes
+from agents.cost import CostSet, Term
+from agents.expressions import ExpressionError, compile_expression
+from agents.planners import PLANNERS
+from app import home, views
+from app.planrun import PlanRun, PlanSettings
+from app.state import adopt, current, device, registry
+from scenes.errors import LabError
+from worldmodels.checkpoint import read_config
+
+SS = st.session_state
+SAMPLES = [30, 100, 200, 300, 500, 1000]
+PLANNER_NAMES = {"cem": "CEM (cross-entropy)", "mppi": "MPPI", "gd": "gradient descent (Adam)"}
+
+
+# --- the cost editor's state ----------------------------------------------------------------
+def _rows(scene: str) -> list[str]:
+    return SS.setdefault(f"plan/rows/{scene}", [])
+
+
+def load_editor(scene: str, costs: CostSet) -> None:
+    """Put a cost set into the editor's widgets (call before they are drawn)."""
+    uids = []
+    for t in costs.terms:
+        uid = secrets.token_hex(3)
+        uids.append(uid)
+        SS[f"term/{uid}/name"] = t.name
+        SS[f"term/{uid}/expr"] = t.expression
+        SS[f"term/{uid}/kind"] = t.kind
+        SS[f"term/{uid}/value"] = float(t.weight if t.kind == "soft" else t.limit)
+        SS[f"term/{uid}/on"] = t.enabled
+    SS[f"plan/rows/{scene}"] = uids
+    SS[f"plan/task/{scene}"] = costs.task
+    SS[f"plan/task_weight/{scene}"] = float(costs.task_weight)
+
+
+def editor_costs(scene: str) -> CostSet:
+    """The editor's content as a cost set (expressions unchecked)."""
+    terms = []
+    for uid in _rows(scene):
+        kind = SS.get(f"term/{uid}/kind", "soft")
+        value = float(SS.get(f"term/{uid}/value", 1.0))
+        terms.append(
+            Term(
+                name=SS.get(f"term/{uid}/name", "") or f"term {uid}",
+                expression=SS.get(f"term/{uid}/expr", ""),
+                kind=kind,
+                weight=value if kind == "soft" else 1.0,
+                limit=value if kind == "hard" else 0.0,
+                enabled=bool(SS.get(f"term/{uid}/on", True)),
+            )
+        )
+    return CostSet(
+        task=SS.get(f"plan/task/{scene}", "signal"),
+        task_weight=float(SS.get(f"plan/task_weight/{scene}", 1.0)),
+        terms=terms,
+    )
+
+
+def _send_costs(run_id: str, scene: str) -> None:
+    """Every edit: send the editor's cost to the agent and wait for its plan on redraw."""
+    run = registry().get(run_id, "plan")
+    if run is None:
+        return
+    try:
+        costs = editor_costs(scene)
+        costs.check()
+    except LabError as e:
+        SS["plan/cost_error"] = str(e)
+        return
+    SS.pop("plan/cost_error", None)
+    SS["plan/await_cost"] = run.set_costs(costs)
+
+
+def _add_term(run_id: str, scene: str) -> None:
+    uid = secrets.token_hex(3)
+    SS[f"term/{uid}/name"] = f"term {len(_rows(scene)) + 1}"
+    SS[f"term/{uid}/expr"] = ""
+    SS[f"term/{uid}/kind"] = "soft"
+    SS[f"term/{uid}/value"] = 1.0
+    SS[f"term/{uid}/on"] = True
+    _rows(scene).append(uid)
+
+
+def _remove_term(run_id: str, scene: str, uid: str) -> None:
+    _rows(scene).remove(uid)
+    _send_costs(run_id, scene)
+
+
+def _load_preset(run_id: str, scene: str, costs: CostSet) -> None:
+    load_editor(scene, costs)
+    _send_costs(run_id, scene)
+
+
+def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str, str]) -> None:
+    args = (run.id, scene)
+    st.subheader("Cost")
+    st.caption(
+        "The task term plus guardrail terms over the scene's signals: "
+        + ", ".join(f"`{s}`" for s in signals)
+        + ". Soft: weight x expression is added to the cost. Hard: the expression must stay "
+        "<= the limit at every step of the plan. Edits apply to the next plan."
+    )
+    c = st.columns([2, 1, 3])
+    c[0].selectbox(
+        "Task term",
+        ["signal", "latent"],
+        key=f"plan/task/{scene}",
+        format_func=lambda k: {
+            "signal": "signal distance (probed task signals to the goal)",
+            "latent": "latent distance (to the goal's embedding)",
+        }[k],
+        on_change=_send_costs,
+        args=args,
+    )
+    c[1].number_input(
+        "Task weight",
+        min_value=0.0,
+        step=0.5,
+        key=f"plan/task_weight/{scene}",
+        on_change=_send_costs,
+        args=args,
+    )
+    for uid in list(_rows(scene)):
+        cols = st.columns([2, 5, 1.3, 1.3, 0.8, 0.7], vertical_alignment="bottom")
+        cols[0].text_input("Name", key=f"term/{uid}/name", on_change=_send_costs, args=args)
+        cols[1].text_input("Expression", key=f"term/{uid}/expr", on_change=_send_costs, args=args)
+        cols[2].selectbox(
+            "Kind", ["soft", "hard"], key=f"term/{uid}/kind", on_change=_send_costs, args=args
+        )
+        kind = SS.get(f"term/{uid}/kind", "soft")
+        cols[3].number_input(
+            "Weight" if kind == "soft" else "Limit",
+            key=f"term/{uid}/value",
+            step=0.1,
+            format="%.3g",
+            on_change=_send_costs,
+            args=args,
+        )
+        cols[4].toggle("On", key=f"term/{uid}/on", on_change=_send_costs, args=args)
+        cols[5].button(
+            ":material/delete:",
+            key=f"term/{uid}/del",
+            on_click=_remove_term,
+            args=(*args, uid),
+            help="remove this term",
+        )
+        text = SS.get(f"term/{uid}/expr", "")
+        name = SS.get(f"term/{uid}/name", "")
+        try:
+            compile_expression(text, signals)
+        except ExpressionError as e:
+            kept = in_force.get(name)
+            tail = (
+                f" Planning goes on with the last good version: `{kept}`."
+                if kept is not None
+                else " The term is left out until it compiles."
+            )
+            st.error(f"**{name}**: {e}.{tail}", icon=":material/error:")
+    if SS.get("plan/cost_error"):
+        st.error(SS["plan/cost_error"])
+    b = st.columns([1, 2, 2, 2])
+    b[0].button("Add term", on_click=_add_term, args=args, icon=":material/add:")
+    presets = home.preset_costs(scene)
+    saved = home.saved_costs()
+    with b[1].popover("Load a cost set", icon=":material/folder_open:"):
+        for label, costs in presets.items():
+            st.button(label, key=f"preset/{label}", on_click=_load_preset, args=(*args, costs))
+        for stem, path in saved.items():
+            try:
+                costs = CostSet.load(path)
+            except LabError as e:
+                st.caption(f"{stem}: {e}")
+                continue
+            st.button(
+                f"saved: {stem}", key=f"saved/{stem}", on_click=_load_preset, args=(*args, costs)
+            )
+        up = st.file_uploader("or a JSON file", type=["json"], key=f"plan/upload/{scene}")
+        if up is not None and st.button("Load the file", key="plan/upload/go"):
+            try:
+                _load_preset(*args, CostSet.from_json(up.getvalue().decode("utf-8", "replace")))
+                st.rerun()
+            except LabError as e:
+                st.error(str(e))
+    with b[2].popover("Save this cost set", icon=":material/save:"):
+        name = st.text_input("Name", key="plan/save_name", placeholder="my guardrails")
+        if st.button("Save", key="plan/save_go"):
+            try:
+                path = home.save_costs(name, editor_costs(scene))
+                st.success(f"saved to {path}; the Experiments page can compare it")
+            except LabError as e:
+                st.error(str(e))
+    b[3].download_button(
+        "Download JSON",
+        editor_costs(scene).to_json(),
+        file_name=f"{scene}-costs.json",
+        mime="application/json",
+        icon=":material/download:",
+    )
+
+
+# --- the live view ------------------------------------------------------------------------
+def _command(run_id: str, name: str, *args) -> None:
+    run = registry().get(run_id, "plan")
+    if run is None:
+        return
+    SS["plan/await_version"] = run.view().version
+    run.send(name, *args)
+    if name in ("run", "pause"):
+        SS.pop("plan/await_version")  # nothing new to wait for; the poll shows it
+
+
+def _new_episode(run_id: str) -> None:
+    SS["plan/seed"] = int(SS.get("plan/seed", 0)) + 1
+    _command(run_id, "reset", SS["plan/seed"])
+
+
+def live(run_id: str, scene: str) -> None:
+    run = registry().get(run_id, "plan")
+    if run is None:
+        st.info("This agent is gone (the server restarted or it was idle for long). Reload.")
+        return
+    run.touch()
+    v = run.view()
+    b = st.columns([1, 1, 1, 1, 1.4, 4])
+    b[0].button("Step", on_click=_command, args=(run_id, "step"), icon=":material/skip_next:")
+    b[1].button("Run", on_click=_command, args=(run_id, "run"), icon=":material/play_arrow:")
+    b[2].button("Pause", on_click=_command, args=(run_id, "pause"), icon=":material/pause:")
+    b[3].button(
+        "Reset",
+        on_click=_command,
+        args=(run_id, "reset", SS.get("plan/seed", 0)),
+        icon=":material/replay:",
+    )
+    b[4].button("New episode", on_click=_new_episode, args=(run_id,), icon=":material/casino:")
+    if "plan/await_version" in SS:
+        old = SS.pop("plan/await_version")
+        v = run.wait(lambda w: w.version > old, timeout=10)
+    if "plan/await_cost" in SS:
+        want = SS.pop("plan/await_cost")
+        v = run.wait(lambda w: w.cost_version >= want, timeout=10)
+    if run.status == "error":
+        st.error(f"The agent stopped: {run.error}")
+        return
+    state = "running" if run.running else ("episode over" if v.done else "paused")
+    if run.idle_stopped and not run.running:
+        state += " (paused while nobody watched)"
+    line = (
+        f"**step {v.t}** · {state} · plan {v.plan_ms:.0f} ms · "
+        f"cost version {v.cost_version} · distance to goal "
+        f"{v.signals.get('dist_goal', float('nan')):.3f}"
+    )
+    if v.done:
+        line += " · **goal reached**" if v.success else " · goal not reached"
+    b[5].container(key="plan-status").markdown(line)
+    if v.message:
+        st.caption(v.message)
+    if v.none_feasible:
+        st.warning(
+            "No sampled plan keeps every hard guardrail: the agent "
+            + ("stops." if v.stopped else "acts on the least violating plan.")
+        )
+    c = st.columns([1, 2.2])
+    if v.real is not None:
+        c[0].image(v.real, caption="real: the scene now", width="stretch")
+    if v.imagined_frames is not None:
+        c[1].image(
+            views.strip(v.imagined_frames, every=2, scale=2),
+            caption="imagined: the chosen plan decoded from latents, steps 2, 4, ... ahead "
+            "(the decoder is display only: planning never sees pixels)",
+            width="stretch",
+        )
+    hard = run.hard_limits()
+    if v.terms:
+        c[1].container(key="plan-costs").markdown(
+            "Chosen plan, cost per term over the horizon: "
+            + " · ".join(
+                f"**{k}** {float(t.sum()):.4g}{' (hard, excess)' if k in hard else ''}"
+                for k, t in v.terms.items()
+            )
+        )
+    g = st.columns([1.1, 1])
+    names = run.plot_signals
+    if len(names) == 2:
+        g[0].plotly_chart(views.trajectories(v, names), key="plan/traj")
+    if v.terms:
+        g[1].plotly_chart(views.term_bars(v.terms, hard), key="plan/terms")
+    shown = list(run.shown_signals())
+    if shown:
+        g[1].plotly_chart(views.signals_over_time(v, shown, {}), key="plan/signals")
+    fig = views.guardrails(v)
+    if fig is not None:
+        st.plotly_chart(fig, key="plan/guard")
+    fast = run.running
+    if SS.get("plan/fast") != fast:  # poll fast only while the agent runs
+        SS["plan/fast"] = fast
+        st.rerun()
+
+
+# --- the page ---------------------------------------------------------------------------------
+def _settings_from(run: PlanRun) -> None:
+    s = run.settings
+    SS["plan/scene"], SS[f"plan/ckpt/{s.scene}"] = s.scene, s.checkpoint
+    SS["plan/planner"], SS["plan/samples"] = s.planner, s.samples
+    SS["plan/horizon"], SS["plan/iterations"] = s.horizon, s.iterations
+    SS["plan/fallback"], SS["plan/seed"] = s.fallback, s.seed
+
+
+def page() -> None:
+    run = current("plan")
+    if run is not None and "plan/scene" not in SS:
+        _settings_from(run)  # a reopened tab: show the run's own settings
+    st.title("Plan")
+    side = st.sidebar
+    scene = side.selectbox(
+        "Scene", list(scenes.SCENES), key="plan/scene", format_func=str.capitalize
+    )
+    found = home.checkpoints(scene)
+    if not found:
+        st.warning(f"No world model for {scene} yet: train one on the Train page.")
+        return
+    labels = {c.path: c.label for c in found}
+    ckpt = side.selectbox(
+        "World model", list(labels), format_func=labels.get, key=f"plan/ckpt/{scene}"
+    )
+    planner = side.selectbox(
+        "Planner", list(PLANNERS), key="plan/planner", format_func=PLANNER_NAMES.get
+    )
+    samples = side.select_slider("Samples N", SAMPLES, value=300, key="plan/samples")
+    horizon = side.slider("Horizon H", 2, 32, 16, key="plan/horizon")
+    iterations = side.slider("Iterations", 1, 10, 3, key="plan/iterations")
+    fallback = side.radio(
+        "When no plan is safe",
+        ["least_violating", "stop"],
+        key="plan/fallback",
+        format_func={"least_violating": "act on the least violating", "stop": "stop"}.get,
+    )
+    speed = side.slider("Pause between steps (s)", 0.0, 1.0, 0.0, 0.1, key="plan/speed")
+    seed = int(SS.setdefault("plan/seed", 0))
+    settings = PlanSettings(scene, ckpt, planner, samples, horizon, iterations, fallback, seed)
+    settings.speed = speed
+    if f"plan/rows/{scene}" not in SS:
+        presets = home.preset_costs(scene)
+        load_editor(scene, presets["hard: slow near person" if scene == "kitchen" else "task only"])
+    try:
+        signals = list(read_config(ckpt)["model"]["signals"])
+    except (LabError, KeyError, TypeError) as e:
+        st.error(f"This world model cannot be used: {e}")
+        return
+    if (
+        run is None
+        or not run.active
+        or (run.settings.scene, run.settings.checkpoint)
+        != (
+            scene,
+            ckpt,
+        )
+    ):
+        if run is not None:
+            run.stop()
+        costs = _compiling(editor_costs(scene), signals)
+        run = adopt(PlanRun(settings, costs, device()))
+        run.wait(lambda w: w.version >= 1, timeout=30)
+    elif _search(run.settings) != _search(settings):
+        run.settings.speed = speed
+        SS["plan/await_version"] = run.view().version
+        run.send("search", settings)
+    run.settings.speed = speed
+    st.caption(
+        f"Planning on **{device()}** with {labels[ckpt]} · {PLANNER_NAMES[planner]}, "
+        f"N={samples}, H={horizon}, {iterations} iterations · run `{run.id}` "
+        "(in the URL: reopen it to find this agent again)"
+    )
+    poll = 0.25 if SS.get("plan/fast") else 2.0
+    st.fragment(run_every=poll)(live)(run.id, scene)
+    in_force = {t.name: t.expression for t in run.in_force()}
+    cost_editor(run, scene, signals, in_force)
+    with st.expander("Episode video"):
+        fmt = st.radio("Format", ["gif", "mp4"], horizontal=True, key="plan/video_fmt")
+        if st.button("Make the video of this episode"):
+            try:
+                SS["plan/video"] = (fmt, run.video(fmt))
+            except LabError as e:
+                st.error(str(e))
+        if "plan/video" in SS:
+            fmt, data = SS["plan/video"]
+            st.download_button(
+                f"Download {fmt}",
+                data,
+                file_name=f"{scene}-episode.{fmt}",
+                mime="image/gif" if fmt == "gif" else "video/mp4",
+            )
+
+
+def _search(s: PlanSettings) -> tuple:
+    return (s.planner, s.samples, s.horizon, s.iterations, s.fallback)
+
+
+def _compiling(costs: CostSet, signals: list[str]) -> CostSet:
+    """Only the terms that compile (a new agent starts from a cost it can use)."""
+    ok = []
+    for t in costs.terms:
+        try:
+            compile_expression(t.expression, signals)
+            ok.append(t)
+        except ExpressionError:
+            pass
+    return CostSet(costs.task, costs.task_weight, ok)

@@ -1,0 +1,162 @@
+"""Scene: look at a scene, drive it by hand, set a goal, collect exploration data."""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+import scenes
+from app import home
+from app.state import adopt, current, fmt_eta, registry
+from app.workers import CollectRun, SceneRun
+from scenes.collect import CollectConfig
+
+SS = st.session_state
+FLOOR_KEYS = {"←": (-1, 0), "→": (1, 0), "↑": (0, 1), "↓": (0, -1)}
+KITCHEN_KEYS = {
+    "x-": (-1, 0, 0),
+    "x+": (1, 0, 0),
+    "y-": (0, -1, 0),
+    "y+": (0, 1, 0),
+    "down": (0, 0, -1),
+    "up": (0, 0, 1),
+}
+
+
+def _act(run_id: str, action) -> None:
+    run = registry().get(run_id, "scene")
+    if run is not None:
+        SS["scene/await"] = run.view().version
+        run.send("act", [a * SS.get("scene/power", 0.6) for a in action])
+
+
+def _send(run_id: str, name: str, *args) -> None:
+    run = registry().get(run_id, "scene")
+    if run is not None:
+        SS["scene/await"] = run.view().version
+        run.send(name, *args)
+
+
+def drive(run_id: str, key: str) -> None:
+    run = registry().get(run_id, "scene")
+    if run is None:
+        st.info("This scene is gone; reload the page.")
+        return
+    run.touch()
+    v = run.view() if "scene/await" not in SS else run.wait(SS.pop("scene/await"))
+    c = st.columns([1.3, 1])
+    if v.frame is not None:
+        c[0].image(v.frame, caption=f"{key}: step {v.t}", width="stretch")
+    with c[1]:
+        st.markdown("**Drive by hand** (each press is one 0.1 s step)")
+        st.slider("Push strength", 0.1, 1.0, 0.6, 0.1, key="scene/power")
+        keys = KITCHEN_KEYS if key == "kitchen" else FLOOR_KEYS
+        cols = st.columns(len(keys))
+        for col, (label, a) in zip(cols, keys.items(), strict=False):
+            col.button(label, key=f"scene/key/{label}", on_click=_act, args=(run_id, a))
+        cols = st.columns(3)
+        cols[0].button(
+            "Wait a step", on_click=_act, args=(run_id, (0,) * (3 if key == "kitchen" else 2))
+        )
+        cols[1].button(
+            "Scripted step",
+            on_click=_send,
+            args=(run_id, "scripted"),
+            help="one step of the scene's own scripted controller",
+        )
+        cols[2].button("New episode", on_click=_send, args=(run_id, "reset", v.t + 1, None))
+        if v.message:
+            st.caption(v.message + (" ✓" if v.success else ""))
+        st.markdown("**Signals** (what probes learn and guardrails read)")
+        cls = scenes.scene_class(key)
+        units = {s.name: s.unit for s in cls.SIGNALS}
+        st.markdown(
+            "\n".join(f"- `{k}` = {val:.3f} {units.get(k, '')}" for k, val in v.signals.items())
+        )
+        st.markdown("**Goal** (" + ", ".join(cls.TASK_SIGNALS) + ")")
+        gc = st.columns(len(cls.TASK_SIGNALS))
+        goal = [
+            gcol.number_input(n, float(lo), float(hi), float(g), 0.05, key=f"scene/goal/{key}/{n}")
+            for gcol, n, lo, hi, g in zip(
+                gc, cls.TASK_SIGNALS, cls.GOAL_LOW, cls.GOAL_HIGH, v.goal, strict=False
+            )
+        ]
+        st.button("Set this goal (new episode)", on_click=_send, args=(run_id, "reset", v.t, goal))
+
+
+def collect_panel(key: str) -> None:
+    st.subheader("Collect exploration data")
+    st.caption(
+        "Random walks with correlated noise mixed with noisy scripted runs, in worker processes; "
+        "the world model learns from these. Stop any time: finished shards are kept and "
+        "collecting again goes on from them."
+    )
+    run = current("collect")
+    c = st.columns(4)
+    episodes = c[0].number_input("Episodes", 10, 5000, 300, 10, key="scene/col_episodes")
+    pixels = c[1].toggle(
+        "Pixels (64x64)",
+        True,
+        key="scene/col_pixels",
+        help="needed for pixel world models and decoded frames",
+    )
+    workers = c[2].number_input("Processes", 1, os.cpu_count() or 1, os.cpu_count() or 1)
+    name = c[3].text_input("Folder name", f"{key}", key=f"scene/col_name/{key}")
+    busy = run is not None and run.active
+    if st.button("Collect", disabled=busy, type="primary"):
+        cfg = CollectConfig(
+            scene=key,
+            out=str(home.DATA / name),
+            episodes=int(episodes),
+            workers=int(workers),
+            pixels=pixels,
+        )
+        run = adopt(CollectRun(cfg))
+    if run is not None:
+        st.fragment(run_every=0.5)(collect_progress)(run.id)
+    have = home.datasets()
+    if have:
+        st.markdown(
+            "Datasets: "
+            + ", ".join(f"`{folder}` ({m['scene']}, {m['episodes']} ep)" for folder, m in have)
+        )
+
+
+def collect_progress(run_id: str) -> None:
+    run = registry().get(run_id, "collect")
+    if run is None:
+        return
+    run.touch()
+    frac = run.done / max(run.total, 1)
+    st.progress(
+        frac,
+        text=f"{run.title}: {run.done}/{run.total} episodes · {run.status} "
+        f"{fmt_eta(run.eta) if run.active else ''}",
+    )
+    if run.status == "error":
+        st.error(run.error)
+    c = st.columns(4)
+    if run.active:
+        c[0].button("Stop", on_click=run.stop, key="scene/col_stop")
+    elif run.done < run.total:
+        c[0].button("Go on", on_click=run.restart, key="scene/col_resume")
+    else:
+        c[0].success("Done: train on it on the Train page.")
+
+
+def page() -> None:
+    st.title("Scene")
+    key = st.sidebar.selectbox(
+        "Scene", list(scenes.SCENES), key="scene/scene", format_func=str.capitalize
+    )
+    doc = (scenes.scene_class(key).__doc__ or "").strip().split("\n\n")[0]
+    st.caption(doc)
+    run = current("scene")
+    if run is None or not run.active or run.scene_name != key:
+        if run is not None:
+            run.stop()
+        run = adopt(SceneRun(key))
+        run.wait(0, timeout=20)
+    st.fragment(drive)(run.id, key)
+    collect_panel(key)

@@ -1,0 +1,155 @@
+"""Train: a JEPA world model on collected data, watched live; the result is a checkpoint
+the Plan and Experiments pages can pick."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from app import home, views
+from app.state import adopt, current, device, fmt_eta, registry
+from app.workers import TrainRun
+from worldmodels.train import TrainConfig
+
+SS = st.session_state
+
+
+def settings() -> TrainConfig | None:
+    have = home.datasets()
+    if not have:
+        st.info("No data yet: collect some on the Scene page first (300 episodes take a minute).")
+        return None
+    folders = {folder: m for folder, m in have}
+    c = st.columns([2, 1, 1, 1])
+    data = c[0].selectbox(
+        "Data",
+        list(folders),
+        format_func=lambda f: (
+            f"{f} ({folders[f]['scene']}, {folders[f]['episodes']} episodes"
+            + (", pixels)" if folders[f].get("pixels") else ")")
+        ),
+        key="train/data",
+    )
+    man = folders[data]
+    kinds = ["state", "pixels"] if man.get("pixels") else ["state"]
+    obs = c[1].radio("Encoder sees", kinds, horizontal=True, key="train/obs")
+    steps = c[2].number_input("Steps", 10, 100000, 1500, 100, key="train/steps")
+    batch = c[3].select_slider(
+        "Batch", [16, 32, 64, 128, 256, 512], 256 if obs == "state" else 32, key="train/batch"
+    )
+    with st.expander("More settings: the loss and the model"):
+        d = st.columns(4)
+        latent = d[0].select_slider("Latent size D", [16, 32, 64, 128], 64, key="train/latent")
+        horizon = d[1].slider("Open-loop steps in the loss", 1, 16, 8, key="train/horizon")
+        var_w = d[2].number_input("VICReg variance weight", 0.0, 100.0, 1.0, key="train/var")
+        cov_w = d[3].number_input("VICReg covariance weight", 0.0, 10.0, 0.04, key="train/cov")
+        e = st.columns(4)
+        ema = e[0].toggle(
+            "EMA target encoder",
+            True,
+            key="train/ema",
+            help="switch it off with VICReg at 0 to watch the latent collapse",
+        )
+        lr = e[1].number_input("Learning rate", 1e-5, 1e-1, 1e-3, format="%.0e", key="train/lr")
+        every = e[2].number_input("Evaluate every", 10, 5000, 100, 10, key="train/every")
+        seed = e[3].number_input("Seed", 0, 10**6, 0, key="train/seed")
+    name = st.text_input(
+        "Run name",
+        f"{man['scene']}-{obs}-{time.strftime('%H%M%S')}",
+        key=f"train/name/{data}/{obs}",
+    )
+    return TrainConfig(
+        data=data,
+        out=str(home.RUNS / name),
+        obs=obs,
+        steps=int(steps),
+        batch=int(batch),
+        latent_dim=int(latent),
+        horizon=int(horizon),
+        var_weight=float(var_w),
+        cov_weight=float(cov_w),
+        ema=bool(ema),
+        lr=float(lr),
+        eval_every=int(every),
+        seed=int(seed),
+        progress=False,
+    )
+
+
+def watch(run_id: str) -> None:
+    run = registry().get(run_id, "train")
+    if run is None:
+        st.info(
+            "This training run is no longer known to the server; its folder keeps the checkpoint."
+        )
+        return
+    run.touch()
+    p = run.snapshot()
+    step = p.step if p else 0
+    total = p.total if p else run.cfg.steps
+    status = p.status if p and run.status != "error" else run.status
+    eta = fmt_eta(p.eta) if p and status == "running" else ""
+    st.progress(
+        min(step / max(total, 1), 1.0), text=f"{run.title}: step {step}/{total} · {status} {eta}"
+    )
+    if run.status == "error" or (p and p.error):
+        st.error(run.error or p.error)
+    if run.idle_stopped and not run.active:
+        st.info("Stopped while nobody watched: the checkpoint and the resume state are saved.")
+    c = st.columns(4)
+    if run.active and status == "running":
+        c[0].button("Pause", on_click=run.pause, key="train/pause")
+    if run.active and status == "paused":
+        c[0].button("Resume", on_click=run.resume, key="train/resume")
+    if run.active:
+        c[1].button("Stop and save", on_click=run.stop, key="train/stop")
+    elif step < total:
+        c[1].button("Go on from the last save", on_click=run.restart, key="train/restart")
+    if p is None:
+        st.caption("loading the data...")
+        return
+    if p.checkpoint:
+        c[2].markdown(f"checkpoint: `{p.checkpoint}`")
+    val = p.validation
+    if val:
+        st.markdown(
+            " · ".join(f"**{k}** {v:.3f}" for k, v in val.items())
+            + "  (nRMSE of imagined probed signals on held-out episodes, open loop)"
+        )
+    g = st.columns(2)
+    if p.history:
+        g[0].plotly_chart(views.curves(p.history, "loss/", "loss terms", log=True), key="tr/l")
+        if any(k.startswith("val/") for h in p.history for k in h):
+            g[1].plotly_chart(views.curves(p.history, "val/", "held-out figures"), key="tr/v")
+    h = st.columns(2)
+    if p.latent_std:
+        h[0].plotly_chart(views.latent_spread(p.latent_std), key="tr/std")
+    if p.samples:
+        real, dec = p.samples["real"], p.samples["decoded"]
+        pair = np.concatenate([views.strip(real, 1), views.strip(dec, 1)], axis=0)
+        h[1].image(
+            pair,
+            caption="top: real frames · bottom: decoded from their latents "
+            "(display only; the loss never sees pixels)",
+            width="stretch",
+        )
+
+
+def page() -> None:
+    st.title("Train")
+    st.caption(
+        "A JEPA world model: the encoder maps observations to latents; the predictor imagines "
+        "the next latent from the action; the loss compares imagined latents with an EMA "
+        "target encoder's, plus VICReg variance and covariance terms against collapse. Probes "
+        "(which read signals) and the decoder (pictures) learn beside it on detached latents."
+    )
+    run = current("train")
+    cfg = settings()
+    busy = run is not None and run.active
+    if cfg is not None and st.button("Start training", type="primary", disabled=busy):
+        run = adopt(TrainRun(cfg, device()))
+    if run is not None:
+        poll = 0.5 if run.active else None
+        st.fragment(run_every=poll)(watch)(run.id)

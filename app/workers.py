@@ -1,0 +1,240 @@
+"""The other long jobs of the app: a scene to drive by hand, collection, training,
+experiments. Each is a ``Run`` (app/runs.py): a thread that never calls ``st.*``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import scenes
+from agents.agent import AgentConfig
+from agents.cost import CostSet
+from app.runs import Run
+from scenes.collect import CollectConfig, collect
+from scenes.errors import LabError
+from worldmodels.train import Progress, TrainConfig, Trainer
+
+
+@dataclass
+class SceneView:
+    version: int = 0
+    t: int = 0
+    frame: np.ndarray | None = None
+    signals: dict[str, float] = field(default_factory=dict)
+    goal: list[float] = field(default_factory=list)
+    success: bool = False
+    message: str = ""
+
+
+class SceneRun(Run):
+    """A scene driven by hand: the thread owns the PyBullet client (one per thread)."""
+
+    kind = "scene"
+
+    def __init__(self, scene: str, seed: int = 0) -> None:
+        super().__init__(f"{scene} by hand")
+        self.scene_name, self.seed = scene, seed
+        self.commands: queue.Queue = queue.Queue()
+        self._view = SceneView()
+        self.env = None
+
+    def send(self, name: str, *args) -> None:
+        self.commands.put((name, args))
+
+    def view(self) -> SceneView:
+        with self.lock:
+            return dataclasses.replace(self._view)
+
+    def wait(self, version: int, timeout: float = 5.0) -> SceneView:
+        end = time.monotonic() + timeout
+        while self.view().version <= version and time.monotonic() < end and self.active:
+            time.sleep(0.01)
+        return self.view()
+
+    def on_idle(self) -> None:
+        pass  # nothing runs on its own; it only answers commands
+
+    def work(self) -> None:
+        self.env = scenes.make(self.scene_name, render_mode="rgb_array").unwrapped
+        try:
+            self._reset(self.seed, None)
+            while not self.stopping.is_set():
+                try:
+                    name, args = self.commands.get(timeout=0.25)
+                except queue.Empty:
+                    continue
+                try:
+                    if name == "reset":
+                        self._reset(*args)
+                    elif name == "act":
+                        self._act(np.asarray(args[0], dtype=np.float32))
+                    elif name == "scripted":
+                        self._act(self.env.scripted_action())
+                except LabError as e:
+                    self._publish(str(e))
+        finally:
+            self.env.close()
+
+    def _reset(self, seed: int, goal) -> None:
+        options = {"goal_obs": False}
+        if goal is not None:
+            options["goal"] = goal
+        self.env.reset(seed=seed, options=options)
+        self.t = 0
+        self._publish("new episode")
+
+    def _act(self, action: np.ndarray) -> None:
+        _, _, terminated, _, info = self.env.step(action)
+        self.t += 1
+        msg = info.get("error", "") or ("goal reached" if info["is_success"] else "")
+        if terminated and not msg:
+            msg = "the episode ended"
+        self._publish(msg)
+
+    def _publish(self, message: str) -> None:
+        env = self.env
+        v = SceneView(
+            version=self._view.version + 1,
+            t=getattr(self, "t", 0),
+            frame=env.render(),
+            signals=env.signals,
+            goal=[float(g) for g in env.goal],
+            success=bool(env.goal_distance() <= env.SUCCESS_RADIUS),
+            message=message,
+        )
+        with self.lock:
+            self._view = v
+
+
+class CollectRun(Run):
+    """``scenes.collect.collect`` in a thread; stopping keeps every finished shard."""
+
+    kind = "collect"
+
+    def __init__(self, cfg: CollectConfig) -> None:
+        super().__init__(f"collect {cfg.scene} into {cfg.out}")
+        self.cfg = dataclasses.replace(cfg, progress=False)
+        self.total = cfg.episodes
+
+    def work(self) -> None:
+        self.started = time.monotonic()
+        collect(self.cfg, progress=self.progress, stop=self.stopping)
+
+    def restart(self) -> None:
+        """Go on from the shards already written."""
+        if not self.active:
+            self.stopping = threading.Event()
+            self.idle_stopped = False
+            self.status, self.error = "starting", ""
+            self.start()
+
+
+class TrainRun(Run):
+    """A ``Trainer`` driven from the Train page; stopping saves a checkpoint and the
+    exact resume state, and ``restart`` goes on from there."""
+
+    kind = "train"
+
+    def __init__(self, cfg: TrainConfig, device: torch.device) -> None:
+        super().__init__(f"train {Path(cfg.out).name}")
+        self.cfg = dataclasses.replace(cfg, progress=False)
+        self.device = device
+        self.trainer: Trainer | None = None
+        self.total = cfg.steps
+
+    def work(self) -> None:
+        self.trainer = Trainer(self.cfg, self.device)  # resumes from the run folder if any
+        if self.stopping.is_set():
+            return
+        self.trainer.run()
+
+    def stop(self) -> None:
+        super().stop()
+        if self.trainer is not None:
+            self.trainer.stop()
+
+    def pause(self) -> None:
+        if self.trainer is not None:
+            self.trainer.pause()
+
+    def resume(self) -> None:
+        if self.trainer is not None:
+            self.trainer.resume()
+
+    def restart(self) -> None:
+        if not self.active:
+            self.stopping = threading.Event()
+            self.idle_stopped = False
+            self.status, self.error = "starting", ""
+            self.start()
+
+    def snapshot(self) -> Progress | None:
+        return None if self.trainer is None else self.trainer.snapshot()
+
+
+class ExperimentRun(Run):
+    """Guardrail designs compared over the same seeded episodes (``agents.evaluate``)."""
+
+    kind = "experiment"
+
+    def __init__(
+        self,
+        scene: str,
+        checkpoint: str,
+        designs: dict[str, CostSet],
+        agent_cfg: AgentConfig,
+        episodes: int,
+        seed: int,
+        out: Path,
+        device: torch.device,
+    ) -> None:
+        super().__init__(f"{scene}: {', '.join(designs)}")
+        self.scene, self.checkpoint, self.designs = scene, checkpoint, designs
+        self.agent_cfg, self.episodes, self.seed = agent_cfg, episodes, seed
+        self.out, self.device = out, device
+        self.total = episodes * len(designs)
+        self.results: dict = {}  # design -> EvalResult
+
+    def work(self) -> None:
+        from agents.evaluate import evaluate  # the agents package owns evaluation
+
+        self.started = time.monotonic()
+        for i, (name, costs) in enumerate(self.designs.items()):
+            if self.stopping.is_set():
+                break
+            base = i * self.episodes
+
+            def tick(done: int, total: int, base=base) -> None:
+                self.progress(base + done, self.total)
+
+            result = evaluate(
+                self.scene,
+                self.checkpoint,
+                costs,
+                self.agent_cfg,
+                self.episodes,
+                seed=self.seed,
+                progress=tick,
+                stop=self.stopping,
+                device=self.device,
+            )
+            with self.lock:
+                self.results[name] = result
+            folder = self.out / _slug(name)
+            result.save(folder)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "designs.json").write_text(
+            json.dumps({k: json.loads(v.to_json()) for k, v in self.designs.items()}, indent=1)
+        )
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:60] or "design"

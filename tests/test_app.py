@@ -1,0 +1,179 @@
+"""The lab in a real browser: a real Streamlit server driven by Debian's chromium.
+
+Screenshots of every page go to tests/artifacts/ (ignored by git) on every run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from app.serve import CHROMIUM, LabServer, chromium, wait_idle
+from scenes.collect import CollectConfig, collect
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
+]
+expect = pytest.importorskip("playwright.sync_api").expect
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WAIT = 60_000  # ms: a cold page loads torch and a checkpoint
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A server with its own workspace holding a tiny Reach dataset."""
+    home = tmp_path_factory.mktemp("labhome")
+    collect(
+        CollectConfig(
+            scene="reach", out=str(home / "data" / "tiny"), episodes=12, steps=30, workers=1,
+            progress=False,
+        )
+    )  # fmt: skip
+    ARTIFACTS.mkdir(exist_ok=True)
+    with LabServer(home=home, log=ARTIFACTS / "server.log") as url, chromium() as browser:
+        yield url, browser
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def step_text(page, n: int):
+    return page.locator(".st-key-plan-status").get_by_text(re.compile(rf"^step {n} ·")).first
+
+
+def click(page, name: str) -> None:
+    """Click a button once the script is idle (a click during a rerun can race it)."""
+    wait_idle(page)
+    page.get_by_role("button", name=name, exact=True).click()
+
+
+def pick(page, label: str, option: str) -> None:
+    """Choose ``option`` in the Streamlit selectbox labelled ``label``."""
+    page.get_by_label(label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(url)
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    assert re.search(r"[?&]plan=", page.url), page.url  # the run id is in the URL
+    for n in range(1, 6):
+        click(page, "Step")
+        expect(step_text(page, n)).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("real: the scene now")).to_be_visible()
+    expect(page.get_by_text(re.compile("^imagined: the chosen plan decoded"))).to_be_visible()
+    images = page.locator("[data-testid='stImage'] img")
+    assert images.count() >= 2
+    assert all(images.nth(i).evaluate("i => i.naturalWidth") > 0 for i in range(2))
+    expect(page.get_by_text("chosen plan: cost per term").first).to_be_visible()
+    shot(page, "plan")
+    page.close()
+
+
+def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(url)
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    pick(page, "Scene", "Kitchen")
+    expect(page.get_by_text(re.compile("^Planning on .*kitchen-state"))).to_be_visible(timeout=WAIT)
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    click(page, "Add term")
+    expr = page.get_by_label("Expression").last
+    expect(expr).to_be_visible()
+    wait_idle(page)
+    expr.fill("relu(hand_speed - ")
+    expr.press("Enter")
+    error = page.get_by_text(re.compile(r"column 5: syntax error"))
+    expect(error).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("The term is left out until it compiles.")).to_be_visible()
+    # the agent keeps planning (and acting) with the cost it had
+    click(page, "Step")
+    expect(step_text(page, 1)).to_be_visible(timeout=20_000)
+    # (during a fragment rerun the old copy can linger for a moment: filter by content)
+    costs = page.locator(".st-key-plan-costs")
+    expect(costs.filter(has_text="slow near person").first).to_be_visible()
+    expect(costs.filter(has_text="term 2")).to_have_count(0)
+    shot(page, "plan-cost-error")
+    wait_idle(page)
+    expr.fill("relu(hand_speed - 0.1) * 10")
+    expr.press("Enter")
+    expect(error).to_have_count(0, timeout=20_000)
+    expect(costs.filter(has_text="term 2").first).to_be_visible(timeout=20_000)
+    shot(page, "plan-cost-fixed")
+    page.close()
+
+
+def test_two_browser_sessions_plan_independently(lab):
+    url, browser = lab
+    a, b = browser.new_context(), browser.new_context()
+    pa, pb = a.new_page(), b.new_page()
+    pa.goto(url)
+    pb.goto(url)
+    expect(step_text(pa, 0)).to_be_visible(timeout=WAIT)
+    expect(step_text(pb, 0)).to_be_visible(timeout=WAIT)
+    run_a = re.search(r"plan=([\w-]+)", pa.url).group(1)
+    run_b = re.search(r"plan=([\w-]+)", pb.url).group(1)
+    assert run_a != run_b
+    for n in (1, 2):
+        click(pa, "Step")
+        expect(step_text(pa, n)).to_be_visible(timeout=20_000)
+    click(pb, "Step")
+    expect(step_text(pb, 1)).to_be_visible(timeout=20_000)
+    time.sleep(1)
+    expect(step_text(pa, 2)).to_be_visible()  # a did not move with b
+    a.close()
+    b.close()
+
+
+def test_training_goes_on_after_the_tab_closes_and_is_found_by_its_run_id(lab):
+    url, browser = lab
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(url + "/train")
+    expect(page.get_by_role("button", name="Start training", exact=True)).to_be_visible(
+        timeout=WAIT
+    )
+    steps = page.get_by_label("Steps", exact=True)
+    steps.fill("400")
+    steps.press("Enter")
+    click(page, "Start training")
+    progress = page.get_by_text(re.compile(r": step (\d+)/400"))
+    expect(progress).to_be_visible(timeout=WAIT)
+    expect(page.get_by_text(re.compile(r": step [1-9]\d*/400"))).to_be_visible(timeout=WAIT)
+    shot(page, "train")
+    reopen = page.url
+    assert "train=" in reopen
+    first = int(re.search(r"step (\d+)/", progress.inner_text()).group(1))
+    ctx.close()  # the tab is gone; the run is owned by the server
+    time.sleep(2)
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(reopen)
+    later = page.get_by_text(re.compile(r": step (\d+)/400"))
+    expect(later).to_be_visible(timeout=WAIT)
+    expect(later).to_contain_text(re.compile("running|finished"))
+    again = int(re.search(r"step (\d+)/", later.inner_text()).group(1))
+    assert again > first
+    ctx.close()
+
+
+@pytest.mark.parametrize("name", ["scene", "train", "experiments", "learn"])
+def test_every_page_draws_without_an_exception(lab, name):
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    page.goto(f"{url}/{name}")
+    expect(page.get_by_role("heading", name=name.capitalize()).first).to_be_visible(timeout=WAIT)
+    time.sleep(1.5)
+    assert page.locator("[data-testid='stException']").count() == 0
+    shot(page, name)
+    page.close()
