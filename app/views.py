@@ -3,23 +3,92 @@
 from __future__ import annotations
 
 import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 COST_BINS = 5  # sampled trajectories are drawn in this many colour bands of cost
 BAND_COLOURS = ["#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027"]  # cheap -> dear
 REAL, IMAGINED, LIMIT = "#1f4e9c", "#e07b00", "#c0392b"
 
 
-def _layout(fig: go.Figure, height: int, title: str = "") -> go.Figure:
-    fig.update_layout(
-        height=height,
-        margin=dict(l=10, r=10, t=30 if title else 10, b=10),
-        title=dict(text=title, font=dict(size=14)) if title else None,
-        legend=dict(orientation="h", y=-0.15, font=dict(size=11)),
-        template="plotly_white",
-    )
-    return fig
+class Fig:
+    """A plotly figure as a plain dict (``st.plotly_chart`` takes it), built without
+    plotly's per-call validation, which cost ~20-35 ms per figure on every poll."""
+
+    def __init__(self, rows: int = 1, titles: list[str] | None = None, gap: float = 0.08):
+        self.rows = rows
+        self.data: list[dict] = []
+        self.shapes: list[dict] = []
+        self.layout: dict = {}
+        span = (1.0 - gap * (rows - 1)) / rows
+        notes = []
+        for r in range(1, rows + 1):
+            top = 1.0 - (r - 1) * (span + gap)
+            low, high = max(0.0, round(top - span, 6)), min(1.0, round(top, 6))
+            self.layout[self._axis("yaxis", r)] = {"domain": [low, high]}
+            self.layout[self._axis("xaxis", r)] = {
+                "anchor": self._ref("y", r),
+                **({"matches": "x", "showticklabels": r == rows} if r > 1 else {}),
+            }
+            if titles:
+                notes.append(
+                    {
+                        "text": titles[r - 1],
+                        "x": 0.5,
+                        "y": top,
+                        "xref": "paper",
+                        "yref": "paper",
+                        "xanchor": "center",
+                        "yanchor": "bottom",
+                        "showarrow": False,
+                        "font": {"size": 12},
+                    }
+                )
+        if rows > 1:
+            self.layout["xaxis"]["showticklabels"] = False
+        self.layout["annotations"] = notes
+
+    @staticmethod
+    def _axis(kind: str, row: int) -> str:
+        return kind if row == 1 else f"{kind}{row}"
+
+    @staticmethod
+    def _ref(kind: str, row: int) -> str:
+        return kind if row == 1 else f"{kind}{row}"
+
+    def add(self, row: int = 1, **trace) -> None:
+        trace.setdefault("type", "scatter")
+        if row > 1:
+            trace["xaxis"], trace["yaxis"] = self._ref("x", row), self._ref("y", row)
+        self.data.append(trace)
+
+    def hline(self, y: float, row: int = 1, color: str = "#888") -> None:
+        self.shapes.append(
+            {
+                "type": "line",
+                "x0": 0,
+                "x1": 1,
+                "xref": f"{self._ref('x', row)} domain",
+                "y0": y,
+                "y1": y,
+                "yref": self._ref("y", row),
+                "line": {"color": color, "dash": "dot"},
+            }
+        )
+
+    def axis(self, kind: str, row: int = 1, **kw) -> None:
+        self.layout.setdefault(self._axis(kind, row), {}).update(kw)
+
+    def done(self, height: int, title: str = "", **layout) -> dict:
+        lay = {
+            **self.layout,
+            "height": height,
+            "margin": {"l": 10, "r": 10, "t": 30 if title else 10, "b": 10},
+            "legend": {"orientation": "h", "y": -0.15, "font": {"size": 11}},
+            "shapes": self.shapes,
+            **layout,
+        }
+        if title:
+            lay["title"] = {"text": title, "font": {"size": 14}}
+        return {"data": self.data, "layout": lay}
 
 
 def _lines(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -32,10 +101,10 @@ def _lines(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat[:, 0], flat[:, 1]
 
 
-def trajectories(view, names: tuple[str, str], height: int = 420) -> go.Figure:
+def trajectories(view, names: tuple[str, str], height: int = 420) -> dict:
     """The last iteration's sampled plans in the plot plane, coloured by cost band; elites
-    thicker, infeasible ones dotted grey, the chosen one black; the real path and goal."""
-    fig = go.Figure()
+    blue, infeasible ones dotted grey, the chosen one black; the real path and goal."""
+    fig = Fig()
     xy = view.samples_xy
     start = np.array([[view.signals.get(names[0], np.nan), view.signals.get(names[1], np.nan)]])
     if xy is not None:
@@ -47,166 +116,173 @@ def trajectories(view, names: tuple[str, str], height: int = 420) -> go.Figure:
             band = np.clip(np.searchsorted(edges, total[ok], side="right") - 1, 0, COST_BINS - 1)
             for b in range(COST_BINS):
                 x, y = _lines(xy[ok[band == b]])
-                lo, hi = edges[b], edges[b + 1]
-                fig.add_scatter(
+                fig.add(
                     x=x,
                     y=y,
                     mode="lines",
-                    line=dict(color=BAND_COLOURS[b], width=1),
                     opacity=0.45,
-                    name=f"cost {lo:.3g}-{hi:.3g}",
                     hoverinfo="skip",
+                    line={"color": BAND_COLOURS[b], "width": 1},
+                    name=f"cost {edges[b]:.3g}-{edges[b + 1]:.3g}",
                 )
         bad = np.flatnonzero(~feasible)
         if len(bad):
             x, y = _lines(xy[bad])
-            fig.add_scatter(
+            fig.add(
                 x=x,
                 y=y,
                 mode="lines",
-                line=dict(color="#888", width=1, dash="dot"),
                 opacity=0.5,
-                name=f"infeasible ({len(bad)})",
                 hoverinfo="skip",
+                line={"color": "#888", "width": 1, "dash": "dot"},
+                name=f"infeasible ({len(bad)})",
             )
         x, y = _lines(xy[view.elites])
-        fig.add_scatter(x=x, y=y, mode="lines", line=dict(color="#2c7bb6", width=2), name="elites")
+        fig.add(x=x, y=y, mode="lines", line={"color": "#2c7bb6", "width": 2}, name="elites")
         x, y = _lines(xy[[view.chosen]])
-        fig.add_scatter(
-            x=x, y=y, mode="lines+markers", line=dict(color="black", width=3), name="chosen"
-        )
+        fig.add(x=x, y=y, mode="lines+markers", line={"color": "black", "width": 3}, name="chosen")
     if view.history:
         path = [[h["signals"][names[0]], h["signals"][names[1]]] for h in view.history]
-        path.append(start[0].tolist())
-        path = np.array(path)
-        fig.add_scatter(
-            x=path[:, 0], y=path[:, 1], mode="lines", line=dict(color=REAL, width=3), name="real"
+        path = np.array([*path, start[0].tolist()])
+        fig.add(
+            x=path[:, 0], y=path[:, 1], mode="lines", line={"color": REAL, "width": 3}, name="real"
         )
-    fig.add_scatter(
-        x=start[:, 0], y=start[:, 1], mode="markers", marker=dict(size=12, color=REAL), name="now"
+    fig.add(
+        x=start[:, 0], y=start[:, 1], mode="markers", marker={"size": 12, "color": REAL}, name="now"
     )
     if view.goal is not None and len(view.goal) >= 2:
-        fig.add_scatter(
-            x=[view.goal[0]],
-            y=[view.goal[1]],
+        fig.add(
+            x=[float(view.goal[0])],
+            y=[float(view.goal[1])],
             mode="markers",
-            marker=dict(size=16, symbol="star", color="#f1c40f", line=dict(width=1)),
             name="goal",
+            marker={"size": 16, "symbol": "star", "color": "#f1c40f", "line": {"width": 1}},
         )
-    fig.update_xaxes(title=names[0])
-    fig.update_yaxes(title=names[1], scaleanchor="x", scaleratio=1)
-    return _layout(fig, height)
+    fig.axis("xaxis", title={"text": names[0]})
+    fig.axis("yaxis", title={"text": names[1]}, scaleanchor="x", scaleratio=1)
+    return fig.done(height)
 
 
-def term_bars(terms: dict[str, np.ndarray], limits: dict[str, float]) -> go.Figure:
+def term_bars(terms: dict[str, np.ndarray], limits: dict[str, float]) -> dict:
     """The chosen plan's per-term cost summed over the horizon (hard terms: excess)."""
     names = list(terms)
     values = [float(np.sum(terms[k])) for k in names]
-    colours = [
-        LIMIT if k in limits and v > 0 else "#2c7bb6" for k, v in zip(names, values, strict=False)
-    ]
-    labels = [f"{k} (hard)" if k in limits else k for k in names]
-    fig = go.Figure(
-        go.Bar(
-            x=values,
-            y=labels,
-            orientation="h",
-            marker_color=colours,
-            text=[f"{v:.4g}" for v in values],
-        )
+    fig = Fig()
+    fig.add(
+        type="bar",
+        orientation="h",
+        x=values,
+        y=[f"{k} (hard)" if k in limits else k for k in names],
+        marker={
+            "color": [
+                LIMIT if k in limits and v > 0 else "#2c7bb6"
+                for k, v in zip(names, values, strict=True)
+            ]
+        },
+        text=[f"{v:.4g}" for v in values],
     )
-    return _layout(fig, 60 + 40 * len(names), "chosen plan: cost per term")
+    return fig.done(60 + 40 * len(names), "chosen plan: cost per term")
 
 
-def signals_over_time(view, names: list[str], limits: dict[str, float]) -> go.Figure:
-    """Real signals so far, then the chosen plan's imagined ones from now on.
-
-    ``limits`` draws a horizontal line on a signal's panel (a guardrail's edge)."""
-    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names)
+def signals_over_time(view, names: list[str], limits: dict[str, float]) -> dict:
+    """Real signals so far, each step's one-step-ahead imagination, and the chosen plan's
+    imagined signals from now on. ``limits`` draws a line on a signal's panel."""
+    fig = Fig(len(names), names)
     t_now = view.t
     for i, name in enumerate(names, start=1):
+        first = i == 1
         real_t = [h["t"] for h in view.history] + [t_now]
         real_v = [h["signals"].get(name, np.nan) for h in view.history]
         real_v.append(view.signals.get(name, np.nan))
-        fig.add_scatter(
+        fig.add(
+            i,
             x=real_t,
             y=real_v,
             mode="lines",
-            line=dict(color=REAL),
+            line={"color": REAL},
             name="real",
-            showlegend=i == 1,
-            row=i,
-            col=1,
+            showlegend=first,
+            legendgroup="real",
         )
         past = [h["imagined"].get(name) for h in view.history]
-        if past and past[0] is not None:  # what each step's plan said one step ahead
-            fig.add_scatter(
+        if past and past[0] is not None:
+            fig.add(
+                i,
                 x=[h["t"] + 1 for h in view.history],
-                y=[p[0] for p in past],
+                y=[float(p[0]) for p in past],
                 mode="markers",
-                marker=dict(color=IMAGINED, size=5),
+                marker={"color": IMAGINED, "size": 5},
                 name="imagined 1 step ahead",
-                showlegend=i == 1,
-                row=i,
-                col=1,
+                showlegend=first,
+                legendgroup="ahead",
             )
         if name in view.imagined:
             imag = view.imagined[name]
-            fig.add_scatter(
+            fig.add(
+                i,
                 x=np.arange(t_now, t_now + len(imag) + 1),
                 y=np.concatenate([[view.signals.get(name, np.nan)], imag]),
                 mode="lines",
-                line=dict(color=IMAGINED, dash="dash"),
+                line={"color": IMAGINED, "dash": "dash"},
                 name="imagined (chosen plan)",
-                showlegend=i == 1,
-                row=i,
-                col=1,
+                showlegend=first,
+                legendgroup="plan",
             )
         if name in limits:
-            fig.add_hline(y=limits[name], line=dict(color=LIMIT, dash="dot"), row=i, col=1)
-    fig.update_xaxes(title="step", row=len(names), col=1)
-    return _layout(fig, 150 * len(names) + 40)
+            fig.hline(limits[name], i, LIMIT)
+    fig.axis("xaxis", len(names), title={"text": "step"})
+    return fig.done(150 * len(names) + 40)
 
 
-def guardrails(view) -> go.Figure | None:
-    """Per hard term: the real value each step, what the plan predicted one step ahead,
-    the limit; crosses where the plan was feasible but reality violated (false-safe)."""
+def guardrails(view) -> dict | None:
+    """Per hard term: the real value each step, the plan's predicted violation one step
+    ahead, the limit; crosses where the plan was feasible but reality violated."""
     hist = view.history
     names = sorted({k for h in hist for k in h["real_terms"]})
     if not names:
         return None
-    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names)
+    fig = Fig(len(names), names)
     for i, name in enumerate(names, start=1):
+        first = i == 1
         rows = [h for h in hist if name in h["real_terms"]]
         t = [h["t"] + 1 for h in rows]
-        real = [h["real_terms"][name][0] for h in rows]
         limit = rows[-1]["real_terms"][name][1]
-        pred = [h["planned_terms"].get(name, np.nan) for h in rows]
-        kw = dict(row=i, col=1)
-        fig.add_scatter(x=t, y=real, mode="lines+markers", line=dict(color=REAL), name="real", **kw)
-        # planned_terms hold the excess over the limit; show it on the value's scale
-        fig.add_scatter(
+        fig.add(
+            i,
+            x=t,
+            y=[h["real_terms"][name][0] for h in rows],
+            mode="lines+markers",
+            line={"color": REAL},
+            name="real",
+            showlegend=first,
+            legendgroup="real",
+        )
+        # planned_terms hold the excess over the limit; shown on the value's scale
+        pred = [h["planned_terms"].get(name, 0.0) for h in rows]
+        fig.add(
+            i,
             x=t,
             y=[p + limit if p > 0 else None for p in pred],
             mode="markers",
-            marker=dict(color=IMAGINED, symbol="diamond"),
+            marker={"color": IMAGINED, "symbol": "diamond"},
             name="predicted violation",
-            **kw,
+            showlegend=first,
+            legendgroup="pred",
         )
         fs = [(h["t"] + 1, h["real_terms"][name][0]) for h in rows if _false_safe(h, name)]
-        if fs:
-            fig.add_scatter(
-                x=[a for a, _ in fs],
-                y=[b for _, b in fs],
-                mode="markers",
-                marker=dict(color=LIMIT, symbol="x", size=11),
-                name="false-safe",
-                **kw,
-            )
-        fig.add_hline(y=limit, line=dict(color=LIMIT, dash="dot"), **kw)
-    fig.update_layout(showlegend=True)
-    fig.update_xaxes(title="step", row=len(names), col=1)
-    return _layout(fig, 140 * len(names) + 60, "guardrails: predicted vs real")
+        fig.add(
+            i,
+            x=[a for a, _ in fs],
+            y=[b for _, b in fs],
+            mode="markers",
+            marker={"color": LIMIT, "symbol": "x", "size": 11},
+            name="false-safe",
+            showlegend=first,
+            legendgroup="fs",
+        )
+        fig.hline(limit, i, LIMIT)
+    fig.axis("xaxis", len(names), title={"text": "step"})
+    return fig.done(140 * len(names) + 60, "guardrails: predicted vs real")
 
 
 def _false_safe(step: dict, name: str) -> bool:
@@ -225,49 +301,49 @@ def strip(frames: np.ndarray, every: int = 2, scale: int = 2) -> np.ndarray:
     return np.concatenate(row[:-1], axis=1)
 
 
-def curves(history: list[dict], prefix: str, title: str, log: bool = False) -> go.Figure:
+def curves(history: list[dict], prefix: str, title: str, log: bool = False) -> dict:
     """Training history: one line per key starting with ``prefix``."""
     keys = sorted({k for h in history for k in h if k.startswith(prefix)})
-    fig = go.Figure()
+    fig = Fig()
     for k in keys:
         pts = [(h["step"], h[k]) for h in history if k in h]
-        fig.add_scatter(
+        fig.add(
             x=[p[0] for p in pts],
             y=[p[1] for p in pts],
-            mode="lines+markers" if len(pts) < 30 else "lines",
             name=k.removeprefix(prefix),
+            mode="lines+markers" if len(pts) < 30 else "lines",
         )
-    fig.update_xaxes(title="step")
+    fig.axis("xaxis", title={"text": "step"})
     if log:
-        fig.update_yaxes(type="log")
-    return _layout(fig, 300, title)
+        fig.axis("yaxis", type="log")
+    return fig.done(300, title)
 
 
-def latent_spread(std: list[float]) -> go.Figure:
+def latent_spread(std: list[float]) -> dict:
     """Per-dimension standard deviation of held-out latents: collapse shows as zeros."""
-    fig = go.Figure(go.Bar(y=std, marker_color="#2c7bb6"))
-    fig.add_hline(y=1.0, line=dict(color="#888", dash="dot"))
-    fig.update_xaxes(title="latent dimension")
-    fig.update_yaxes(title="std")
-    return _layout(fig, 240, "collapse health: spread of each latent dimension")
+    fig = Fig()
+    fig.add(type="bar", y=std, marker={"color": "#2c7bb6"}, name="std")
+    fig.hline(1.0)
+    fig.axis("xaxis", title={"text": "latent dimension"})
+    fig.axis("yaxis", title={"text": "std"})
+    return fig.done(240, "collapse health: spread of each latent dimension")
 
 
-def interval_bars(rows: list[dict], metrics: list[str]) -> go.Figure:
+def interval_bars(rows: list[dict], metrics: list[str]) -> dict:
     """Grouped bars with 95 % intervals: rows = [{"design", metric: {value, low, high}}]."""
-    fig = go.Figure()
+    fig = Fig()
     for r in rows:
-        vals = [r[m]["value"] for m in metrics]
-        fig.add_bar(
+        fig.add(
+            type="bar",
             x=metrics,
-            y=vals,
+            y=[r[m]["value"] for m in metrics],
             name=r["design"],
-            error_y=dict(
-                type="data",
-                symmetric=False,
-                array=[r[m]["high"] - r[m]["value"] for m in metrics],
-                arrayminus=[r[m]["value"] - r[m]["low"] for m in metrics],
-            ),
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [r[m]["high"] - r[m]["value"] for m in metrics],
+                "arrayminus": [r[m]["value"] - r[m]["low"] for m in metrics],
+            },
         )
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1.05])
-    return _layout(fig, 360)
+    fig.axis("yaxis", range=[0, 1.05])
+    return fig.done(360, barmode="group")

@@ -41,7 +41,10 @@ def lab(tmp_path_factory):
 
 
 def shot(page, name: str) -> None:
+    """Save a screenshot, then check the page shows no Python exception."""
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    errors = page.locator("[data-testid='stException']")
+    assert errors.count() == 0, errors.first.inner_text()
 
 
 def step_text(page, n: int):
@@ -174,6 +177,5 @@ def test_every_page_draws_without_an_exception(lab, name):
     page.goto(f"{url}/{name}")
     expect(page.get_by_role("heading", name=name.capitalize()).first).to_be_visible(timeout=WAIT)
     time.sleep(1.5)
-    assert page.locator("[data-testid='stException']").count() == 0
-    shot(page, name)
+    shot(page, f"page-{name}")
     page.close()

@@ -4,6 +4,7 @@ the Plan and Experiments pages can pick."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -27,7 +28,7 @@ def settings() -> TrainConfig | None:
         "Data",
         list(folders),
         format_func=lambda f: (
-            f"{f} ({folders[f]['scene']}, {folders[f]['episodes']} episodes"
+            f"{Path(f).name} ({folders[f]['scene']}, {folders[f]['episodes']} episodes"
             + (", pixels)" if folders[f].get("pixels") else ")")
         ),
         key="train/data",
