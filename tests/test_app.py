@@ -5,8 +5,11 @@ Screenshots of every page go to tests/artifacts/ (ignored by git) on every run.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +23,8 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
 ]
 expect = pytest.importorskip("playwright.sync_api").expect
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "tests" / "artifacts"
 WAIT = 60_000  # ms: a cold page loads torch and a checkpoint
 
 
@@ -168,6 +172,67 @@ def test_training_goes_on_after_the_tab_closes_and_is_found_by_its_run_id(lab):
     again = int(re.search(r"step (\d+)/", later.inner_text()).group(1))
     assert again > first
     ctx.close()
+
+
+def test_scene_drives_by_hand_and_collects_data_with_a_progress_bar(lab):
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(url + "/scene")
+    expect(page.get_by_text("reach: step 0")).to_be_visible(timeout=WAIT)
+    before = page.get_by_text(re.compile(r"^x = ")).first.inner_text()
+    for n in (1, 2, 3):
+        click(page, "→")
+        expect(page.get_by_text(f"reach: step {n}")).to_be_visible(timeout=20_000)
+    after = page.get_by_text(re.compile(r"^x = ")).first.inner_text()
+    assert float(after.split()[2]) > float(before.split()[2])  # it moved right
+    episodes = page.get_by_label("Episodes", exact=True)
+    episodes.fill("20")
+    episodes.press("Enter")
+    name = page.get_by_label("Folder name")
+    name.fill("from-the-browser")
+    name.press("Enter")
+    click(page, "Collect")
+    expect(page.get_by_text(re.compile(r"collect reach into .*: \d+/20 episodes"))).to_be_visible(
+        timeout=WAIT
+    )
+    expect(page.get_by_text("Done: train on it on the Train page.")).to_be_visible(timeout=120_000)
+    expect(page.get_by_text(re.compile("from-the-browser"))).to_be_visible()
+    shot(page, "scene-collected")
+    page.close()
+
+
+def test_experiment_compares_two_designs_with_intervals(lab):
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(url + "/experiments")
+    expect(page.get_by_role("button", name="Run the experiment", exact=True)).to_be_visible(
+        timeout=WAIT
+    )
+    episodes = page.get_by_label("Episodes per design")
+    episodes.fill("2")
+    episodes.press("Enter")
+    click(page, "Run the experiment")
+    expect(page.get_by_text(re.compile(r"/4 episodes"))).to_be_visible(timeout=WAIT)
+    expect(page.get_by_text(re.compile(r"4/4 episodes · finished"))).to_be_visible(timeout=240_000)
+    table = page.locator("[data-testid='stDataFrame']")
+    expect(table).to_be_visible()
+    expect(page.get_by_role("button", name="Download CSV")).to_be_visible()
+    shot(page, "experiments-done")
+    page.close()
+
+
+def test_app_latency_benchmark_runs(lab):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "app_latency.py"), "--tries", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"edit_to_plan_ms_p50", "edit_to_plan_ms_p95", "step_ms_p50"} <= set(result)
+    assert 0 < result["edit_to_plan_ms_p50"] <= result["edit_to_plan_ms_p95"]
 
 
 @pytest.mark.parametrize("name", ["scene", "train", "experiments", "learn"])
