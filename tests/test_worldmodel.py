@@ -185,6 +185,25 @@ def test_checkpoint_round_trip(saved):
     assert len(list(folder.glob("weights-*.safetensors"))) == 1
 
 
+def test_refit_decoder_improves_the_pictures_and_changes_nothing_else(saved, reach_data):
+    from worldmodels.refit import RefitConfig, refit_checkpoint
+
+    folder, _ = saved
+    before, _ = load_checkpoint(folder)
+    figures = refit_checkpoint(
+        RefitConfig(checkpoint=str(folder), data=reach_data, steps=60, batch=32, progress=False)
+    )
+    assert figures["held_out_after"] < figures["held_out_before"]
+    after, config = load_checkpoint(folder)
+    assert config["decoder_refit"]["steps"] == 60 and config["step"] == 20
+    old, new = before.state_dict(), after.state_dict()
+    for k in old:
+        if k.startswith("decoder."):
+            continue
+        torch.testing.assert_close(new[k], old[k], rtol=0, atol=0, msg=k)
+    assert any(not torch.equal(new[k], old[k]) for k in old if k.startswith("decoder."))
+
+
 def _weights(folder: Path) -> Path:
     return folder / json.loads((folder / "config.json").read_text())["weights"]
 

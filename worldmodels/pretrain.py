@@ -27,9 +27,12 @@ from scenes.cli import parse_config
 from scenes.collect import CollectConfig, collect
 from scenes.errors import LabError
 from worldmodels.checkpoint import save_checkpoint
+from worldmodels.refit import RefitConfig, refit_checkpoint
 from worldmodels.train import TrainConfig, Trainer, choose_device
 
 log = logging.getLogger(__name__)
+
+DECODER_STEPS = 800  # then the display decoder is fitted again alone (worldmodels/refit.py)
 
 # scene -> episodes to collect, and per obs kind the training overrides.
 PLAN: dict[str, dict] = {
@@ -116,6 +119,15 @@ def pretrain(cfg: PretrainConfig) -> list[Path]:
             }
             save_checkpoint(trainer.model, dest, info, half=True)
             log.info("%s-%s: %s in %.0f s", key, obs, snap.validation, trainer.elapsed)
+            refit = RefitConfig(
+                checkpoint=str(dest),
+                data=str(data),
+                steps=max(2, int(DECODER_STEPS * cfg.scale)),
+                seed=cfg.seed,
+                device=cfg.device,
+                progress=cfg.progress,
+            )
+            log.info("%s-%s decoder refit: %s", key, obs, refit_checkpoint(refit))
             made.append(dest)
     return made
 
