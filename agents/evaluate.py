@@ -236,7 +236,7 @@ def _metrics(eps: list[dict], seed: int) -> dict[str, dict]:
     E, H = len(eps), len(eps[0]["probe_n"])
     rng = np.random.default_rng([seed, E])
     # counts (B+1, E): how often each episode is drawn; row 0 is the data itself.
-    draws = rng.integers(0, E, size=(BOOTSTRAP, E)) if E else np.zeros((BOOTSTRAP, 0), int)
+    draws = rng.integers(0, E, size=(BOOTSTRAP, E))  # episode indices per resample
     counts = np.vstack([np.ones(E), np.stack([np.bincount(d, minlength=E) for d in draws])])
 
     def col(key):

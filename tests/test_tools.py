@@ -93,3 +93,16 @@ def test_plan_speed_smoke():
     for r in rows:
         assert {"device", "plan_ms", "rollout_gflops", "matmul_gflops", "ratio"} <= set(r)
         assert r["plan_ms"] > 0 and r["matmul_gflops"] > 0
+
+
+def test_agent_quality_smoke():
+    rows = bench(
+        "agent_quality", "--quick", "--scenes", "reach", "--episodes", "1", timeout=300
+    )  # fmt: skip
+    scene_rows = [r for r in rows if r["experiment"] == "agent_quality"]
+    assert [r["scene"] for r in scene_rows] == ["reach"]
+    keys = {"scene", "success", "oracle_success", "ratio", "violation_step_rate", "false_safe_rate"}
+    assert keys <= set(scene_rows[0])
+    guard = {r["design"]: r for r in rows if r["experiment"] == "kitchen_guardrail"}
+    assert set(guard) == {"unguarded", "spec", "spec+stop", "margin+stop"}
+    assert all(0 <= r["violation_step_rate"] <= 1 for r in guard.values())
