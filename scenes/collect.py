@@ -293,9 +293,11 @@ def collect(
                 write_json_atomic(root / "manifest.json", manifest)
                 return root
             with contextlib.suppress(queue.Empty):
-                bar.update(done_queue.get(timeout=0.2))
+                n = done_queue.get(timeout=0.2)
+                bar.update(n)
+                done_eps += n  # (a disabled tqdm does not count)
                 if progress is not None:
-                    progress(bar.n, total)
+                    progress(done_eps, total)
             for job in [j for j in pending if j.ready()]:
                 pending.remove(job)
                 meta = job.get()  # re-raises a worker's error here

@@ -1,0 +1,140 @@
+"""The app's background work without a browser: runs, the registry, idle stops, resume."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.cost import CostSet
+from app.home import PRETRAINED, preset_costs
+from app.planrun import PlanRun, PlanSettings
+from app.runs import Registry
+from app.workers import CollectRun, TrainRun
+from scenes.collect import CollectConfig, collect
+from worldmodels.checkpoint import load_checkpoint
+from worldmodels.train import TrainConfig
+
+CPU = torch.device("cpu")
+
+
+def until(cond, timeout: float = 60.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> str:
+    out = tmp_path_factory.mktemp("runs") / "reach"
+    collect(CollectConfig(scene="reach", out=str(out), episodes=12, steps=30, workers=1,
+                          progress=False))  # fmt: skip
+    return str(out)
+
+
+def tiny_training(data: str, out: Path, steps: int) -> TrainConfig:
+    return TrainConfig(
+        data=data, out=str(out), steps=steps, batch=32, hidden=32, latent_dim=8,
+        predictor_hidden=32, eval_every=25, decoder=False, progress=False,
+    )  # fmt: skip
+
+
+def test_unwatched_training_stops_at_a_checkpoint_and_goes_on_from_it(data, tmp_path):
+    reg = Registry(idle_seconds=0.6, forget_seconds=3600)
+    run = reg.add(TrainRun(tiny_training(data, tmp_path / "t", 100_000), CPU)).start()
+
+    def training() -> bool:
+        run.touch()  # watched while it starts
+        snap = run.snapshot()
+        return snap is not None and snap.step > 10
+
+    assert until(training)
+    # then nobody touches it: the reaper stops it, and stopping saves
+    assert until(lambda: not run.active, timeout=30)
+    assert run.idle_stopped and run.status == "stopped"
+    step = run.snapshot().step
+    assert 0 < step < 100_000
+    _, config = load_checkpoint(tmp_path / "t" / "checkpoint")
+    assert config["step"] == step
+    run.restart()  # a new Trainer resumes from the run folder
+
+    def moved_on() -> bool:
+        run.touch()  # watched now
+        snap = run.snapshot()
+        return snap is not None and snap.step > step
+
+    assert until(moved_on)
+    run.stop()
+    assert until(lambda: not run.active)
+
+
+def test_a_watched_run_is_left_alone_and_a_forgotten_one_is_dropped(data, tmp_path):
+    reg = Registry(idle_seconds=0.6, forget_seconds=1.5)
+    run = reg.add(TrainRun(tiny_training(data, tmp_path / "w", 100_000), CPU)).start()
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        run.touch()
+        time.sleep(0.1)
+    assert run.active and not run.idle_stopped
+    assert until(lambda: reg.get(run.id) is None, timeout=30)
+    assert not run.active
+
+
+def test_collection_in_a_run_reports_progress_and_can_stop_and_go_on(tmp_path):
+    cfg = CollectConfig(scene="reach", out=str(tmp_path / "c"), episodes=200, steps=30,
+                        workers=1, episodes_per_shard=2)  # fmt: skip
+    run = CollectRun(cfg).start()
+    assert until(lambda: run.done >= 4)
+    run.stop()
+    assert until(lambda: not run.active)
+    assert run.status == "stopped" and run.done < 200
+    run.restart()
+    assert until(lambda: run.status == "finished", timeout=120)
+    assert run.done == 200
+
+
+def test_plan_run_steps_previews_a_cost_edit_and_pauses_when_idle():
+    reg = Registry(idle_seconds=0.8, forget_seconds=3600)
+    costs = preset_costs("reach")["task only"]
+    settings = PlanSettings(scene="reach", checkpoint=str(PRETRAINED / "reach-state"))
+    run = reg.add(PlanRun(settings, costs, CPU)).start()
+    v = run.wait(lambda w: w.version >= 1, timeout=60)
+    assert v.t == 0 and v.real.shape == (256, 256, 3) and v.imagined_frames.shape[0] == 16
+    assert v.samples_xy.shape == (300, 16, 2) and set(v.terms) == {"task"}
+    run.send("step")
+    v = run.wait(lambda w: w.t == 1)
+    assert len(v.history) == 1 and v.history[0]["frame"].shape == (128, 128, 3)
+    # a cost edit while paused re-plans from the same state, without acting
+    edited = CostSet(terms=[*preset_costs("reach")["soft: gentle"].terms])
+    version = run.set_costs(edited)
+    v = run.wait(lambda w: w.cost_version >= version)
+    assert v.t == 1 and set(v.terms) == {"task", "gentle"}
+    # a bad expression: reported, and the last good version stays in force
+    bad = CostSet(terms=[edited.terms[0].__class__("gentle", "relu(speed - ")])
+    version = run.set_costs(bad)
+    v = run.wait(lambda w: w.cost_version >= version)
+    assert "gentle" in v.message and [t.expression for t in v.in_force] == ["relu(speed - 0.3)"]
+    run.idle_stopped = False
+    run.touch()
+    run.send("run")
+    assert until(lambda: run.view().t >= 3)
+    # nobody polls: it pauses (the episode stays where it is)
+    assert until(lambda: not run.running, timeout=30) and run.idle_stopped
+    t = run.view().t
+    time.sleep(0.5)
+    assert run.view().t == t and run.active
+    assert len(run.video("gif")) > 1000
+    run.stop()
+    assert until(lambda: not run.active)
+
+
+def test_plan_run_refuses_a_checkpoint_of_another_scene():
+    settings = PlanSettings(scene="kitchen", checkpoint=str(PRETRAINED / "reach-state"))
+    run = PlanRun(settings, CostSet(), CPU).start()
+    assert until(lambda: not run.active)
+    assert run.status == "error" and "reach model, not kitchen" in run.error
