@@ -77,9 +77,19 @@ def preset_costs(scene: str) -> dict[str, CostSet]:
             limit=0.0,
         )
         soft = Term("slow near person (soft)", slow.expression, kind="soft", weight=20.0)
+        # The model reads dist_hand_person a few cm long at the zone's edge, so planning
+        # to the letter of the rule leaves ~6 % of real steps violating it (agent_quality);
+        # a margin in the plan keeps reality inside the rule.
+        margin = Term(
+            "slow near person, with margin",
+            "relu(hand_speed - 0.15) * (dist_hand_person < 0.6)",
+            kind="hard",
+            limit=0.0,
+        )
         return {
             "task only": plain,
             "hard: slow near person": CostSet(terms=[slow]),
+            "hard: with a margin": CostSet(terms=[margin]),
             "soft: slow near person": CostSet(terms=[soft]),
         }
     walls = Term("keep off walls", "relu(0.15 - dist_wall)", kind="hard", limit=0.0)
@@ -89,6 +99,15 @@ def preset_costs(scene: str) -> dict[str, CostSet]:
         "hard: keep off walls": CostSet(terms=[walls]),
         "soft: gentle": CostSet(terms=[gentle]),
     }
+
+
+def safety_rules(scene: str) -> dict[str, Term]:
+    """What experiments measure in reality by default: the scene's plain guardrail."""
+    if scene == "kitchen":
+        t = preset_costs(scene)["hard: slow near person"].terms[0]
+    else:
+        t = preset_costs(scene)["hard: keep off walls"].terms[0]
+    return {t.name: t}
 
 
 def saved_costs() -> dict[str, Path]:

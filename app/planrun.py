@@ -46,6 +46,7 @@ class PlanSettings:
     fallback: str = "least_violating"
     seed: int = 0
     speed: float = 0.0  # seconds to wait between steps when running (0: as fast as it plans)
+    options: dict = field(default_factory=dict)  # scene reset options, e.g. person_near
 
 
 @dataclass
@@ -220,7 +221,7 @@ class PlanRun(Run):
         self._rethink()
 
     def _reset(self, seed: int) -> None:
-        self.agent.reset(seed=seed)
+        self.agent.reset(seed=seed, options=dict(self.settings.options))
         with self.lock:
             self._view = View(version=self._view.version, cost_version=self._view.cost_version)
         self._rethink(status="paused")

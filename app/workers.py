@@ -195,8 +195,11 @@ class ExperimentRun(Run):
         seed: int,
         out: Path,
         device: torch.device,
+        guardrails: list | None = None,
+        options: dict | None = None,
     ) -> None:
         super().__init__(f"{scene}: {', '.join(designs)}")
+        self.guardrails, self.options = guardrails, options or {}
         self.scene, self.checkpoint, self.designs = scene, checkpoint, designs
         self.agent_cfg, self.episodes, self.seed = agent_cfg, episodes, seed
         self.out, self.device = out, device
@@ -225,6 +228,8 @@ class ExperimentRun(Run):
                 progress=tick,
                 stop=self.stopping,
                 device=self.device,
+                guardrails=self.guardrails,
+                options=self.options,
             )
             with self.lock:
                 self.results[name] = result

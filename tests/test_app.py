@@ -100,7 +100,7 @@ def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
     wait_idle(page)
     expr.fill("relu(hand_speed - ")
     expr.press("Enter")
-    error = page.get_by_text(re.compile(r"column 5: syntax error"))
+    error = page.get_by_test_id("stAlertContentError").get_by_text(re.compile("column 5: syntax"))
     expect(error).to_be_visible(timeout=20_000)
     expect(page.get_by_text("The term is left out until it compiles.")).to_be_visible()
     # the agent keeps planning (and acting) with the cost it had

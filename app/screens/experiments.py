@@ -52,12 +52,38 @@ def form() -> ExperimentRun | None:
         default=list(options)[:2],
         key=f"exp/designs/{scene}",
     )
-    d = st.columns(5)
+    rules = dict(home.safety_rules(scene))
+    for name in picked:
+        for t in options[name].terms:
+            if t.kind == "hard" and t.enabled:
+                rules.setdefault(t.name, t)
+    measured = st.multiselect(
+        "Measured in reality against (hard terms; the same for every design, so an "
+        "unguarded design shows how often it breaks the rule)",
+        list(rules),
+        default=list(home.safety_rules(scene)),
+        key=f"exp/rules/{scene}",
+        format_func=lambda k: f"{k}: {rules[k].expression} <= {rules[k].limit:g}",
+    )
+    d = st.columns(6)
     episodes = d[0].number_input("Episodes per design", 1, 500, 10, key="exp/episodes")
     seed = d[1].number_input("Seed", 0, 10**6, 0, key="exp/seed")
     planner = d[2].selectbox("Planner", list(PLANNERS), key="exp/planner")
     samples = d[3].select_slider("Samples N", [30, 100, 200, 300, 500], 300, key="exp/samples")
     iters = d[4].slider("Iterations", 1, 6, 3, key="exp/iters")
+    fallback = d[5].radio(
+        "No safe plan",
+        ["least_violating", "stop"],
+        key="exp/fallback",
+        format_func={"least_violating": "least violating", "stop": "stop"}.get,
+    )
+    reset = {}
+    if scene == "kitchen" and st.toggle(
+        "The person starts near the board (otherwise it is rarely near the arm)",
+        True,
+        key="exp/near",
+    ):
+        reset["person_near"] = True
     st.caption(
         "Every design runs on the same seeded episodes. Violation rates are measured in "
         "reality: each enabled hard term of the design evaluated on the real signals after "
@@ -70,6 +96,7 @@ def form() -> ExperimentRun | None:
     cfg = AgentConfig(
         planner=planner,
         search=PlannerConfig(samples=int(samples), iterations=int(iters)),
+        fallback=fallback,
         decode=False,
     )
     out = home.RUNS / "experiments" / time.strftime("%Y%m%d-%H%M%S")
@@ -83,6 +110,8 @@ def form() -> ExperimentRun | None:
             int(seed),
             out,
             device(),
+            guardrails=[rules[k] for k in measured],
+            options=reset,
         )
     )
 

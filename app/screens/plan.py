@@ -354,6 +354,13 @@ def page() -> None:
     seed = int(SS.setdefault("plan/seed", 0))
     settings = PlanSettings(scene, ckpt, planner, samples, horizon, iterations, fallback, seed)
     settings.speed = speed
+    if scene == "kitchen" and side.toggle(
+        "Person starts near the board",
+        True,
+        key="plan/near",
+        help="otherwise the walking person is rarely near the arm (applies to the next episode)",
+    ):
+        settings.options = {"person_near": True}
     if f"plan/rows/{scene}" not in SS:
         presets = home.preset_costs(scene)
         load_editor(scene, presets["hard: slow near person" if scene == "kitchen" else "task only"])
@@ -381,6 +388,7 @@ def page() -> None:
         SS["plan/await_version"] = run.view().version
         run.send("search", settings)
     run.settings.speed = speed
+    run.settings.options = settings.options  # used by the next reset
     st.caption(
         f"Planning on **{device()}** with {labels[ckpt]} · {PLANNER_NAMES[planner]}, "
         f"N={samples}, H={horizon}, {iterations} iterations · run `{run.id}` "
