@@ -5,7 +5,7 @@ closed tab had (PITFALLS.md). So collection, training, episodes and
 experiments run in a ``Run``: a plain thread that never calls ``st.*`` and
 writes what the page shows into fields under a lock. Runs live in one
 process-wide ``Registry`` (``st.cache_resource``), keyed by a short id that
-the page puts in its URL (``?run=<id>``): a reloaded or reopened tab finds
+the page puts in its URL (``?<kind>=<id>``): a reloaded or reopened tab finds
 its run again; another browser session never sees it unless given the URL.
 
 Pages poll with fragments and every poll ``touch``es the run. A reaper
@@ -58,6 +58,15 @@ class Run:
         self.thread = threading.Thread(target=self._main, name=f"lab-{self.kind}", daemon=True)
         self.thread.start()
         return self
+
+    def restart(self) -> None:
+        """Run ``work()`` again in a new thread: it goes on from what the last one saved
+        (collection from its shards, training from its resume state)."""
+        if not self.active:
+            self.stopping = threading.Event()
+            self.idle_stopped = False
+            self.status, self.error = "starting", ""
+            self.start()
 
     def touch(self) -> None:
         """Someone is watching (a page polled this run)."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,14 +127,6 @@ class CollectRun(Run):
         self.started = time.monotonic()
         collect(self.cfg, progress=self.progress, stop=self.stopping)
 
-    def restart(self) -> None:
-        """Go on from the shards already written."""
-        if not self.active:
-            self.stopping = threading.Event()
-            self.idle_stopped = False
-            self.status, self.error = "starting", ""
-            self.start()
-
 
 class TrainRun(Run):
     """A ``Trainer`` driven from the Train page; stopping saves a checkpoint and the
@@ -168,13 +159,6 @@ class TrainRun(Run):
     def resume(self) -> None:
         if self.trainer is not None:
             self.trainer.resume()
-
-    def restart(self) -> None:
-        if not self.active:
-            self.stopping = threading.Event()
-            self.idle_stopped = False
-            self.status, self.error = "starting", ""
-            self.start()
 
     def snapshot(self) -> Progress | None:
         return None if self.trainer is None else self.trainer.snapshot()
