@@ -2,8 +2,12 @@
 
 Pages are registered here with ``st.navigation`` (called once per run); each
 page is a function in ``app/screens`` (not ``app/pages``: Streamlit would
-mistake that folder for its old multipage layout). Plan is the default page, so the first
-visit plans with a shipped checkpoint at once.
+mistake that folder for its old multipage layout). Plan is the default page,
+so the first visit plans with a shipped checkpoint at once.
+
+Everything happens in ``main()``, run only as ``__main__`` (as Streamlit runs
+a script): the worker processes of data collection are spawned and re-import
+this file as ``__mp_main__``, and must not build the app.
 """
 
 from __future__ import annotations
@@ -12,24 +16,33 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the root
-    sys.path.insert(0, str(ROOT))
 
-import streamlit as st  # noqa: E402
 
-from app.screens import experiments, learn, plan, scene, train  # noqa: E402
-from app.state import device  # noqa: E402
+def main() -> None:
+    if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path
+        sys.path.insert(0, str(ROOT))
+    import streamlit as st
 
-st.set_page_config(page_title="Objective-driven agent lab", page_icon="🐈", layout="wide")
-pages = [
-    st.Page(scene.page, title="Scene", icon=":material/view_in_ar:", url_path="scene"),
-    st.Page(train.page, title="Train", icon=":material/model_training:", url_path="train"),
-    st.Page(plan.page, title="Plan", icon=":material/route:", url_path="plan", default=True),
-    st.Page(
-        experiments.page, title="Experiments", icon=":material/science:", url_path="experiments"
-    ),
-    st.Page(learn.page, title="Learn", icon=":material/school:", url_path="learn"),
-]
-nav = st.navigation(pages)
-st.sidebar.caption(f"Objective-driven agent lab · torch device: **{device()}**")
-nav.run()
+    from app.screens import experiments, learn, plan, scene, train
+    from app.state import device
+
+    st.set_page_config(page_title="Objective-driven agent lab", page_icon="🐈", layout="wide")
+    pages = [
+        st.Page(scene.page, title="Scene", icon=":material/view_in_ar:", url_path="scene"),
+        st.Page(train.page, title="Train", icon=":material/model_training:", url_path="train"),
+        st.Page(plan.page, title="Plan", icon=":material/route:", url_path="plan", default=True),
+        st.Page(
+            experiments.page,
+            title="Experiments",
+            icon=":material/science:",
+            url_path="experiments",
+        ),
+        st.Page(learn.page, title="Learn", icon=":material/school:", url_path="learn"),
+    ]
+    nav = st.navigation(pages)
+    st.sidebar.caption(f"Objective-driven agent lab · torch device: **{device()}**")
+    nav.run()
+
+
+if __name__ == "__main__":
+    main()
