@@ -96,9 +96,7 @@ def test_plan_speed_smoke():
 
 
 def test_agent_quality_smoke():
-    rows = bench(
-        "agent_quality", "--quick", "--scenes", "reach", "--episodes", "1", timeout=300
-    )  # fmt: skip
+    rows = bench("agent_quality", "--quick", "--scenes", "reach", "--episodes", "1", timeout=300)
     scene_rows = [r for r in rows if r["experiment"] == "agent_quality"]
     assert [r["scene"] for r in scene_rows] == ["reach"]
     keys = {"scene", "success", "oracle_success", "ratio", "violation_step_rate", "false_safe_rate"}
@@ -106,3 +104,34 @@ def test_agent_quality_smoke():
     guard = {r["design"]: r for r in rows if r["experiment"] == "kitchen_guardrail"}
     assert set(guard) == {"unguarded", "spec", "spec+stop", "margin+stop"}
     assert all(0 <= r["violation_step_rate"] <= 1 for r in guard.values())
+
+
+def test_lab_starts_the_app_with_streamlit_options(tmp_path):
+    import os
+    import time
+    import urllib.request
+
+    from app.serve import free_port
+
+    port = free_port()
+    env = {**os.environ, "LAB_HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [str(ROOT / "lab"), "--server.port", str(port), "--server.address", "127.0.0.1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        body = b""
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health") as r:
+                    body = r.read()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert body == b"ok"
+    finally:
+        proc.terminate()
+        proc.wait(20)
