@@ -103,6 +103,11 @@ class PlanRun(Run):
     def send(self, name: str, *args) -> None:
         self.commands.put((name, args))
 
+    @property
+    def costs(self) -> CostSet:
+        """The cost set last sent (terms that did not compile included)."""
+        return self._costs
+
     def set_costs(self, costs: CostSet) -> int:
         """Queue a new cost; returns its version (``view().cost_version`` reaches it once
         the agent has planned with it)."""
@@ -274,12 +279,13 @@ class PlanRun(Run):
         return [(k, v) for k, v in plan.terms.items() if k in hard]
 
     def _real_terms(self, signals: dict[str, float]) -> dict[str, tuple[float, float]]:
-        """Each enabled hard term's value on the real signals, with its limit."""
+        """Each hard term's value on the real signals, with its limit; switched-off terms
+        too, so the page shows how often an unguarded agent breaks the rule."""
         out = {}
         cost = self.agent.cost
         real = {k: torch.tensor([[signals[k]]], dtype=torch.float32) for k in cost.signals}
         for term in cost.costs.terms:
-            if term.kind == "hard" and term.enabled:
+            if term.kind == "hard":
                 value = cost.compiled[term.name](real)
                 out[term.name] = (float(value.reshape(-1)[0]), term.limit)
         return out

@@ -286,8 +286,8 @@ def guardrails(view) -> dict | None:
 
 
 def _false_safe(step: dict, name: str) -> bool:
-    value, limit = step["real_terms"][name]
-    return step["planned_feasible"] and value > limit
+    value, limit = step["real_terms"][name]  # only terms planned with can be false-safe
+    return name in step["planned_terms"] and step["planned_feasible"] and value > limit
 
 
 def strip(frames: np.ndarray, every: int = 2, scale: int = 2) -> np.ndarray:

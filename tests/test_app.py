@@ -117,6 +117,13 @@ def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
     expect(error).to_have_count(0, timeout=20_000)
     expect(costs.filter(has_text="term 2").first).to_be_visible(timeout=20_000)
     shot(page, "plan-cost-fixed")
+    # a reloaded tab finds the agent and shows the cost it plans with, not a preset
+    page.reload()
+    expect(page.locator(".st-key-plan-costs").filter(has_text="term 2").first).to_be_visible(
+        timeout=WAIT
+    )
+    expect(page.get_by_label("Expression").last).to_have_value("relu(hand_speed - 0.1) * 10")
+    expect(page.get_by_label("Expression")).to_have_count(2)
     page.close()
 
 

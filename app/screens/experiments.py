@@ -9,7 +9,7 @@ import streamlit as st
 
 import scenes
 from agents.agent import AgentConfig
-from agents.cost import CostSet
+from agents.cost import Cost, CostSet
 from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.state import adopt, current, device, fmt_eta, registry
@@ -24,9 +24,12 @@ SHOWN = [*RATES, "steps_to_goal", "probe_rmse_h1"]
 def designs_for(scene: str) -> dict[str, CostSet]:
     """Presets for the scene plus every saved cost set that loads."""
     out = dict(home.preset_costs(scene))
+    signals = [s.name for s in scenes.scene_class(scene).SIGNALS if not s.goal]
     for stem, path in home.saved_costs().items():
         try:
-            out[f"saved: {stem}"] = CostSet.load(path)
+            costs = CostSet.load(path)
+            if not Cost(costs, signals, []).errors:  # not another scene's design
+                out[f"saved: {stem}"] = costs
         except LabError:
             continue
     return out

@@ -14,7 +14,7 @@ import secrets
 import streamlit as st
 
 import scenes
-from agents.cost import CostSet, Term
+from agents.cost import Cost, CostSet, Term
 from agents.expressions import ExpressionError, compile_expression
 from agents.planners import PLANNERS
 from app import home, views
@@ -184,8 +184,11 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
         for stem, path in saved.items():
             try:
                 costs = CostSet.load(path)
+                foreign = Cost(costs, signals, []).errors  # another scene's signals
             except LabError as e:
                 st.caption(f"{stem}: {e}")
+                continue
+            if foreign:
                 continue
             st.button(
                 f"saved: {stem}", key=f"saved/{stem}", on_click=_load_preset, args=(*args, costs)
@@ -362,8 +365,12 @@ def page() -> None:
     ):
         settings.options = {"person_near": True}
     if f"plan/rows/{scene}" not in SS:
-        presets = home.preset_costs(scene)
-        load_editor(scene, presets["hard: slow near person" if scene == "kitchen" else "task only"])
+        if run is not None and run.settings.scene == scene:
+            load_editor(scene, run.costs)  # a reopened tab: the cost the agent plans with
+        else:
+            presets = home.preset_costs(scene)
+            default = "hard: slow near person" if scene == "kitchen" else "task only"
+            load_editor(scene, presets[default])
     try:
         signals = list(read_config(ckpt)["model"]["signals"])
     except (LabError, KeyError, TypeError) as e:
@@ -394,7 +401,9 @@ def page() -> None:
         f"N={samples}, H={horizon}, {iterations} iterations · run `{run.id}` "
         "(in the URL: reopen it to find this agent again)"
     )
-    poll = 0.25 if SS.get("plan/fast") else 2.0
+    # While the agent runs, each poll redraws every figure: on 2 cores a faster poll
+    # took the CPU (and the GIL) from the planner itself.
+    poll = 0.6 if SS.get("plan/fast") else 2.0
     st.fragment(run_every=poll)(live)(run.id, scene)
     in_force = {t.name: t.expression for t in run.in_force()}
     cost_editor(run, scene, signals, in_force)
