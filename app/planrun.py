@@ -79,6 +79,11 @@ class View:
     in_force: list[Term] = field(default_factory=list)  # the terms the agent plans with
     shown: list[str] = field(default_factory=list)  # signals worth plotting over time
 
+    @property
+    def hard_limits(self) -> dict[str, float]:
+        """Enabled hard terms in force: name -> limit."""
+        return {t.name: t.limit for t in self.in_force if t.kind == "hard" and t.enabled}
+
 
 class PlanRun(Run):
     """See the module docstring. Commands are queued; ``view()`` is safe from any thread."""
@@ -121,25 +126,6 @@ class PlanRun(Run):
         with self.lock:
             v = self._view
             return dataclasses.replace(v, history=list(v.history))
-
-    def wait(self, until, timeout: float = 5.0) -> View:
-        """Poll until ``until(view)`` holds (or time runs out); returns the last view."""
-        end = time.monotonic() + timeout
-        v = self.view()
-        while not until(v) and time.monotonic() < end and self.active:
-            time.sleep(0.01)
-            v = self.view()
-        return v
-
-    def in_force(self) -> list[Term]:
-        return self.view().in_force
-
-    def hard_limits(self) -> dict[str, float]:
-        """Enabled hard terms in force: name -> limit."""
-        return {t.name: t.limit for t in self.in_force() if t.kind == "hard" and t.enabled}
-
-    def shown_signals(self) -> list[str]:
-        return self.view().shown
 
     def on_idle(self) -> None:
         """Nobody watches: pause (the scene and the episode stay as they are)."""

@@ -68,6 +68,20 @@ class Run:
             self.status, self.error = "starting", ""
             self.start()
 
+    def view(self):
+        """A copy of what the page draws (runs that have one override this)."""
+        raise NotImplementedError
+
+    def wait(self, until, timeout: float = 5.0):
+        """Poll ``view()`` until ``until(view)`` holds, time runs out or the thread ends;
+        returns the last view (a page waits so for the answer to its own command)."""
+        end = time.monotonic() + timeout
+        v = self.view()
+        while not until(v) and time.monotonic() < end and self.active:
+            time.sleep(0.01)
+            v = self.view()
+        return v
+
     def touch(self) -> None:
         """Someone is watching (a page polled this run)."""
         self.last_seen = time.monotonic()

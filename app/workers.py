@@ -52,12 +52,6 @@ class SceneRun(Run):
         with self.lock:
             return dataclasses.replace(self._view)
 
-    def wait(self, version: int, timeout: float = 5.0) -> SceneView:
-        end = time.monotonic() + timeout
-        while self.view().version <= version and time.monotonic() < end and self.active:
-            time.sleep(0.01)
-        return self.view()
-
     def on_idle(self) -> None:
         pass  # nothing runs on its own; it only answers commands
 

@@ -288,7 +288,7 @@ def live(run_id: str, scene: str) -> None:
             "(the decoder is display only: planning never sees pixels)",
             width="stretch",
         )
-    hard = run.hard_limits()
+    hard = v.hard_limits
     if v.terms:
         c[1].container(key="plan-costs").markdown(
             "Chosen plan, cost per term over the horizon: "
@@ -303,7 +303,7 @@ def live(run_id: str, scene: str) -> None:
         g[0].plotly_chart(views.trajectories(v, names), key="plan/traj")
     if v.terms:
         g[1].plotly_chart(views.term_bars(v.terms, hard), key="plan/terms")
-    shown = list(run.shown_signals())
+    shown = list(v.shown)
     if shown:
         g[1].plotly_chart(views.signals_over_time(v, shown, {}), key="plan/signals")
     fig = views.guardrails(v)
@@ -387,8 +387,8 @@ def page() -> None:
     ):
         if run is not None:
             run.stop()
-        costs = _compiling(editor_costs(scene), signals)
-        run = adopt(PlanRun(settings, costs, device()))
+        # terms that do not compile are left out by the agent's Cost (and shown here)
+        run = adopt(PlanRun(settings, editor_costs(scene), device()))
         run.wait(lambda w: w.version >= 1, timeout=30)
     elif _search(run.settings) != _search(settings):
         run.settings.speed = speed
@@ -405,7 +405,7 @@ def page() -> None:
     # took the CPU (and the GIL) from the planner itself.
     poll = 0.6 if SS.get("plan/fast") else 2.0
     st.fragment(run_every=poll)(live)(run.id, scene)
-    in_force = {t.name: t.expression for t in run.in_force()}
+    in_force = {t.name: t.expression for t in run.view().in_force}
     cost_editor(run, scene, signals, in_force)
     with st.expander("Episode video"):
         fmt = st.radio("Format", ["gif", "mp4"], horizontal=True, key="plan/video_fmt")
@@ -426,15 +426,3 @@ def page() -> None:
 
 def _search(s: PlanSettings) -> tuple:
     return (s.planner, s.samples, s.horizon, s.iterations, s.fallback)
-
-
-def _compiling(costs: CostSet, signals: list[str]) -> CostSet:
-    """Only the terms that compile (a new agent starts from a cost it can use)."""
-    ok = []
-    for t in costs.terms:
-        try:
-            compile_expression(t.expression, signals)
-            ok.append(t)
-        except ExpressionError:
-            pass
-    return CostSet(costs.task, costs.task_weight, ok)

@@ -44,7 +44,10 @@ def drive(run_id: str, key: str) -> None:
         st.info("This scene is gone; reload the page.")
         return
     run.touch()
-    v = run.view() if "scene/await" not in SS else run.wait(SS.pop("scene/await"))
+    v = run.view()
+    if "scene/await" in SS:
+        old = SS.pop("scene/await")
+        v = run.wait(lambda w: w.version > old)
     c = st.columns([1.3, 1])
     if v.frame is not None:
         c[0].image(v.frame, caption=f"{key}: step {v.t}", width="stretch")
@@ -157,6 +160,6 @@ def page() -> None:
         if run is not None:
             run.stop()
         run = adopt(SceneRun(key))
-        run.wait(0, timeout=20)
+        run.wait(lambda w: w.version > 0, timeout=20)
     st.fragment(drive)(run.id, key)
     collect_panel(key)
