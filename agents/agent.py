@@ -6,6 +6,12 @@ decoded frames, and the whole plan record (samples, costs, elites,
 feasibility). The next plan starts from the previous one shifted by a step
 (warm start). When no sampled plan keeps the hard guardrails, the fallback
 setting decides: act on the least violating plan, or stop (a zero action).
+
+Memory: a pixel model that sees F consecutive frames (``model.frames``) is
+given the last F - 1 real frames of the episode with the current one (at
+the start of an episode, copies of the first: the scenes start at rest),
+and the action the agent took last (zero at the start), which a model
+trained with ``last_action`` reads as an efference copy.
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ class Agent:
         self.goal_latent: torch.Tensor | None = None
         self.t = 0
         self.done = True
+        self.memory: list[np.ndarray] = []  # earlier real frames of this episode, oldest first
+        self.last_action = np.zeros(scene.ACTION_DIM, np.float32)  # what it did last (or rest)
 
     def set_costs(self, costs: CostSet) -> dict[str, ExpressionError]:
         """Edit the cost while running: the next plan uses it; bad terms keep their last good
@@ -107,6 +115,8 @@ class Agent:
         with torch.no_grad():
             self.goal_latent = self.model.encode(info["goal_obs"])[0]
         self.warm, self.t, self.done = None, 0, False
+        self.memory = []
+        self.last_action = np.zeros(self.scene.ACTION_DIM, np.float32)
         return info
 
     def _sync(self) -> None:
@@ -123,7 +133,7 @@ class Agent:
             raise LabError("the episode is over: call reset()")
         self._sync()
         obs = self.scene.observation
-        s0 = self.model.encode(obs)[0]  # (D,)
+        s0 = self.model.encode(self._with_memory(obs))[0]  # (D,)
         plan = self.planner.plan(
             self.model,
             self.cost,
@@ -147,11 +157,25 @@ class Agent:
             frames = self.model.decode(plan.latents).cpu().numpy()  # (H, 64, 64, 3)
         return Thought(obs.get("pixels"), self.scene.signals, plan, imagined, frames, action, stop)
 
+    def _with_memory(self, obs: dict) -> dict:
+        """The observation as the model wants it, with the last action; with F > 1
+        frames, the current frame after the last F - 1 remembered ones, (1, F, 64, 64, 3)."""
+        frames = getattr(self.model, "frames", 1)
+        obs = {**obs, "last_action": self.last_action}
+        if frames == 1:
+            return obs
+        past = self.memory[-(frames - 1) :]
+        past = [past[0] if past else obs["pixels"]] * (frames - 1 - len(past)) + past
+        return {**obs, "pixels": np.stack([*past, obs["pixels"]])[None]}
+
     @torch.no_grad()
     def step(self, thought: Thought | None = None) -> StepRecord:
         """Plan (or take ``thought``, made by ``think`` since the last step) and act."""
         thought = thought or self.think()
         self.warm = shift(thought.plan.actions)
+        if getattr(self.model, "frames", 1) > 1:
+            self.memory = [*self.memory, thought.frame][-(self.model.frames - 1) :]
+        self.last_action = np.asarray(thought.action, np.float32)
         _, _, terminated, _, info = self.scene.step(thought.action)
         self.t += 1
         truncated = self.t >= self.scene.MAX_EPISODE_STEPS

@@ -44,7 +44,7 @@ EVAL_SEED = 1000  # no training run collects with this seed
 def evaluate(model, data: WindowData, horizon: int = 16) -> dict:
     curve = model_nrmse(model, data, horizon)
     with torch.no_grad():
-        z = model.encode(data.obs[data.val_starts(0, limit=2048)])
+        z = model.encode(data.inputs(data.val_starts(0, limit=2048)))
     row = {f"nrmse_h{h}": round(float(curve[h - 1]), 4) for h in (1, 4, 16)}
     row["copy_last_nrmse_h16"] = round(float(copy_last_nrmse(data, horizon)[-1]), 4)
     row["linear_nrmse_h16"] = round(float(linear_nrmse(data, horizon)[-1]), 4)
@@ -122,7 +122,14 @@ def main() -> int:
             scene, obs = config["scene"], config["obs"]
             path = fresh_data(tmp, scene, eval_episodes, EVAL_SEED, cache)
             data = WindowData(
-                path, obs, device, 16, val_fraction=0.5, seed=0, pixels=obs == "pixels"
+                path,
+                obs,
+                device,
+                16,
+                val_fraction=0.5,
+                seed=0,
+                pixels=obs == "pixels",
+                frames=model.frames,
             )
             row = {
                 "scene": scene,

@@ -14,6 +14,7 @@ from agents.cost import CostSet, Term
 from agents.planners import PlannerConfig
 from scenes import LabError
 from worldmodels import load_checkpoint
+from worldmodels.model import ModelConfig, WorldModel
 
 ROOT = Path(__file__).resolve().parents[1]
 REACH = ROOT / "pretrained" / "reach-state"
@@ -105,3 +106,26 @@ def test_the_other_planners_drive_the_agent(model, planner):
         agent.step()
     assert agent.scene.signals["dist_goal"] < start
     assert torch.is_tensor(agent.warm) and agent.warm.shape == (16, 2)
+
+
+def test_a_two_frame_pixel_model_is_given_the_last_frame_too():
+    cfg = ModelConfig(
+        obs="pixels", frames=2, last_action=True, latent_dim=16, signals=("x", "y"), decoder=False
+    )
+    pixel_model = WorldModel(cfg)
+    agent = make(pixel_model)
+    agent.reset(seed=4)
+    first = agent.scene.observation["pixels"]
+    # The first step sees the first frame twice (the scene starts at rest) ...
+    assert np.array_equal(agent._with_memory(agent.scene.observation)["pixels"][0, 0], first)
+    agent.step()
+    rec = agent.step()
+    second = agent.memory[-1]
+    stack = agent._with_memory(agent.scene.observation)["pixels"]
+    # ... later ones the frame before the current one, oldest first.
+    assert stack.shape == (1, 2, 64, 64, 3) and len(agent.memory) == 1
+    assert np.array_equal(stack[0, 0], second) and not np.array_equal(second, first)
+    assert np.array_equal(stack[0, 1], agent.scene.observation["pixels"])
+    assert np.array_equal(agent.last_action, rec.action)  # the efference copy
+    agent.reset(seed=5)
+    assert agent.memory == [] and not agent.last_action.any()

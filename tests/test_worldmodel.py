@@ -286,6 +286,42 @@ def test_pixel_model_trains_a_few_steps(reach_data, tmp_path):
     assert model.decode(model.encode(frame)).shape == (2, 64, 64, 3)
 
 
+def test_a_two_frame_pixel_model_sees_motion(reach_data, tmp_path):
+    t = Trainer(tiny(reach_data, tmp_path / "px2", obs="pixels", batch=8, steps=2, frames=2))
+    data, model = t.data, t.model
+    assert model.frames == 2 and model.encoder.conv[0].in_channels == 6
+    # Stacks never reach into the previous episode: an episode's first row is its own past.
+    start, length = (int(v) for v in data.episodes[1])
+    rows = torch.tensor([start, start + 1, start + length - 1])
+    stack = data.obs_at(rows)  # (3, 2, 64, 64, 3), oldest first
+    assert stack.shape == (3, 2, 64, 64, 3)
+    assert torch.equal(stack[0, 0], data.pixels[start]) and torch.equal(stack[0, 1], stack[0, 0])
+    assert torch.equal(stack[1, 0], data.pixels[start]) and torch.equal(
+        stack[1, 1], data.pixels[start + 1]
+    )
+    # The action taken before each row: none at an episode's start (an efference copy).
+    assert not data.last_action[start].any()
+    assert torch.equal(data.last_action[start + 1], data.actions[start])
+    batch = data.windows(rows[:1], 3)
+    assert torch.equal(batch["last_action"][0, 1:], batch["actions"][0])
+    assert batch["obs"].shape == (1, 4, 2, 64, 64, 3) and batch["pixels"].shape == (1, 4, 64, 64, 3)
+    # A lone frame reads as a scene at rest: the same latent as two copies of it.
+    with torch.no_grad():
+        frame = data.pixels[start + 5]
+        assert torch.equal(model.encode(frame), model.encode(torch.stack([frame, frame])[None]))
+        moving = model.encode(data.obs_at(rows[1:2]))
+        assert not torch.equal(moving, model.encode(data.pixels[start + 1]))
+        assert model.cfg.last_action  # the default for pixels
+        pushed = model.encode({"pixels": frame, "last_action": torch.tensor([1.0, -1.0])})
+        assert not torch.equal(pushed, model.encode(frame))
+        assert torch.equal(
+            model.encode({"pixels": frame, "last_action": torch.zeros(2)}), model.encode(frame)
+        )
+    t.run()
+    loaded, config = load_checkpoint(t.snapshot().checkpoint)
+    assert config["model"]["frames"] == 2 and loaded.frames == 2
+
+
 def test_state_data_without_pixels_cannot_train_a_pixel_model(tmp_path):
     out = tmp_path / "nopix"
     collect(

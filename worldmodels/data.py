@@ -28,6 +28,7 @@ class WindowData:
         val_fraction: float = 0.1,
         seed: int = 0,
         pixels: bool = True,
+        frames: int = 1,
     ) -> None:
         ds = Dataset(root)
         if obs == "pixels" and not ds.pixels:
@@ -62,6 +63,14 @@ class WindowData:
         self.signals = to(ep.arrays["signals"][:, cols])  # (N, n)
         self.pixels = to(ep.arrays["pixels"]) if self.has_pixels else None  # (N, 64, 64, 3) uint8
         self.obs_kind = obs
+        self.frames = frames if obs == "pixels" else 1
+        # Row r's previous row in its episode (an episode's first row is its own:
+        # the scenes start at rest), for stacking frames.
+        prev = np.arange(len(self.state)) - 1
+        prev[ep.episodes[:, 0]] = ep.episodes[:, 0]
+        self.prev = to(prev)
+        # The action taken just before each row (zero at an episode's start).
+        self.last_action = self.actions[self.prev] * to(prev != np.arange(len(prev)))[:, None]
         self.train_starts = to(train_starts)
         self.device = device
 
@@ -74,9 +83,19 @@ class WindowData:
             signal_std=np.maximum(sg.std(0), 1e-3).tolist(),
         )
 
-    @property
-    def obs(self) -> torch.Tensor:
-        return self.pixels if self.obs_kind == "pixels" else self.state
+    def obs_at(self, rows: torch.Tensor) -> torch.Tensor:
+        """The model's input at ``rows`` (any shape R): state (*R, S), pixels (*R, 64, 64, 3),
+        or with F stacked frames (*R, F, 64, 64, 3), oldest first."""
+        if self.obs_kind != "pixels":
+            return self.state[rows]
+        stack = [rows]
+        for _ in range(self.frames - 1):
+            stack.insert(0, self.prev[stack[0]])
+        return self.pixels[rows] if self.frames == 1 else self.pixels[torch.stack(stack, -1)]
+
+    def inputs(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What ``WorldModel.encode`` takes for ``rows``: the observation and the last action."""
+        return {self.obs_kind: self.obs_at(rows), "last_action": self.last_action[rows]}
 
     def val_starts(self, horizon: int, limit: int = 1024) -> torch.Tensor:
         """Evenly spread validation window starts (at most ``limit``)."""
@@ -86,19 +105,21 @@ class WindowData:
         return torch.as_tensor(starts, device=self.device)
 
     def windows(self, starts: torch.Tensor, horizon: int) -> dict[str, torch.Tensor]:
-        """Gather windows: obs/signals/state (B, H+1, ...), actions (B, H, A)."""
+        """Gather windows: obs/signals/state/last_action (B, H+1, ...), actions (B, H, A)."""
         rows = starts[:, None] + torch.arange(horizon + 1, device=self.device)  # (B, H+1)
         batch = {
-            "obs": self.obs[rows],
+            "obs": self.obs_at(rows),
             "state": self.state[rows],
             "actions": self.actions[rows[:, :-1]],
+            "last_action": self.last_action[rows],
             "signals": self.signals[rows],
         }
         if self.pixels is not None:
             # The decoder sees only each window's first frame: gather just that.
-            batch["pixels"] = (
-                batch["obs"] if self.obs_kind == "pixels" else self.pixels[rows[:, :1]]
-            )
+            if self.obs_kind != "pixels":
+                batch["pixels"] = self.pixels[rows[:, :1]]
+            else:  # the current frame of each stack
+                batch["pixels"] = batch["obs"] if self.frames == 1 else batch["obs"][:, :, -1]
         return batch
 
     def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:

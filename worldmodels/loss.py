@@ -92,24 +92,28 @@ def losses(
     if model.cfg.obs == "state":
         obs = obs.float()
     future = obs[:, 1:].flatten(0, 1)  # (B*H, ...)
+    last = batch.get("last_action")  # (B, H+1, A): the action before each observation
+    last_now = None if last is None else last[:, 0]
+    last_all = None if last is None else last.flatten(0, 1)
+    last_future = None if last is None else last[:, 1:].flatten(0, 1)
 
     # 1. online embeddings of every observation (or, if so configured, of the
     #    first only: cheaper for pixels, but see LossConfig.encode_all)
     encode_all = cfg.encode_all
     if encode_all:
-        real = model.encoder(obs.flatten(0, 1)).view(B, H1, -1)  # (B, H+1, D)
+        real = model.encoder(obs.flatten(0, 1), last_all).view(B, H1, -1)  # (B, H+1, D)
     else:
-        real = model.encoder(obs[:, 0])[:, None]  # (B, 1, D)
+        real = model.encoder(obs[:, 0], last_now)[:, None]  # (B, 1, D)
     s0 = real[:, 0]
 
     # 2. targets: the EMA encoder's embeddings of obs_1..obs_H, without
     #    gradient (or, ablated, the online encoder itself with gradient:
     #    nothing then stops a collapse)
     if not cfg.ema:
-        z = real[:, 1:] if encode_all else model.encoder(future).view(B, H, -1)
+        z = real[:, 1:] if encode_all else model.encoder(future, last_future).view(B, H, -1)
     else:
         with torch.no_grad():
-            z = model.target_encoder(future).view(B, H, -1)  # (B, H, D)
+            z = model.target_encoder(future, last_future).view(B, H, -1)  # (B, H, D)
 
     # 3. open-loop rollout from s_0 on the real actions
     imagined = model.rollout(s0, actions)  # (B, H, D)

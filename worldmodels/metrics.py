@@ -34,7 +34,7 @@ def model_nrmse(
     was = model.training
     model.eval()
     w = data.windows(data.val_starts(horizon, limit), horizon)
-    s0 = model.encode(w["obs"][:, 0])  # (B, D)
+    s0 = model.encode({data.obs_kind: w["obs"][:, 0], "last_action": w["last_action"][:, 0]})
     imagined = model.rollout(s0, w["actions"])  # (B, H, D)
     pred = model.probes(imagined)  # (B, H, n)
     model.train(was)

@@ -58,7 +58,7 @@ def refit_decoder(
 
     @torch.no_grad()
     def latents(idx: torch.Tensor) -> torch.Tensor:
-        return model.encode(data.obs[idx])
+        return model.encode(data.inputs(idx))
 
     def images(idx: torch.Tensor) -> torch.Tensor:
         return data.pixels[idx].permute(0, 3, 1, 2).float() / 255.0
@@ -91,7 +91,9 @@ def refit_checkpoint(cfg: RefitConfig) -> dict:
     """Load, refit, save back in place (same precision); returns what was measured."""
     device = choose_device(cfg.device)
     model, config = load_checkpoint(cfg.checkpoint, device=device)
-    data = WindowData(cfg.data, config["obs"], device, horizon=1, seed=cfg.seed, pixels=True)
+    data = WindowData(
+        cfg.data, config["obs"], device, horizon=1, seed=cfg.seed, pixels=True, frames=model.frames
+    )
     if data.scene != config["scene"]:
         raise LabError(f"{cfg.data} holds {data.scene} data; the checkpoint is {config['scene']}")
     t0 = time.perf_counter()

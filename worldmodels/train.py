@@ -74,6 +74,14 @@ class TrainConfig:
     )
     predictor_layers: int = field(default=2, metadata={"help": "hidden layers of the predictor"})
     horizon: int = field(default=8, metadata={"help": "open-loop steps in the loss"})
+    frames: int = field(
+        default=2,
+        metadata={"help": "pixels: consecutive frames the encoder sees (2: it sees motion)"},
+    )
+    last_action: bool = field(
+        default=True,
+        metadata={"help": "pixels: the encoder also gets the action just taken"},
+    )
     var_weight: float = field(default=1.0, metadata={"help": "VICReg variance weight (0: off)"})
     cov_weight: float = field(default=0.04, metadata={"help": "VICReg covariance weight (0: off)"})
     ema: bool = field(default=True, metadata={"help": "EMA target encoder (off: collapse demo)"})
@@ -145,6 +153,7 @@ class Trainer:
             cfg.val_fraction,
             cfg.seed,
             pixels=cfg.decoder,
+            frames=cfg.frames,
         )
         if cfg.scene and scenes.scene_key(cfg.scene) != self.data.scene:
             raise LabError(f"{cfg.data} holds {self.data.scene} data, not {cfg.scene}")
@@ -164,6 +173,8 @@ class Trainer:
             hidden=cfg.hidden,
             predictor_hidden=cfg.predictor_hidden,
             predictor_layers=cfg.predictor_layers,
+            frames=self.data.frames,
+            last_action=bool(cfg.last_action and cfg.obs == "pixels"),
             signals=tuple(self.data.signal_names),
             decoder=bool(cfg.decoder and self.data.has_pixels),
         )
@@ -283,7 +294,7 @@ class Trainer:
                 if h <= self.eval_horizon:
                     val[f"nrmse_h{h}"] = float(curve[h - 1])
         rows = self.data.val_starts(0, limit=2048)
-        z = model.encode(self.data.obs[rows])  # (N, D)
+        z = model.encode(self.data.inputs(rows))  # (N, D)
         val["effective_rank"] = effective_rank(z)
         std = z.std(dim=0)
         samples = {}
@@ -291,7 +302,7 @@ class Trainer:
             pick = rows[torch.linspace(0, len(rows) - 1, 6).long()]
             samples = {
                 "real": self.data.pixels[pick].cpu().numpy(),
-                "decoded": model.decode(model.encode(self.data.obs[pick])).cpu().numpy(),
+                "decoded": model.decode(model.encode(self.data.inputs(pick))).cpu().numpy(),
             }
         model.train()
         with self._lock:
