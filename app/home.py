@@ -31,9 +31,13 @@ class Checkpoint:
 
 
 def checkpoints(scene: str | None = None) -> list[Checkpoint]:
-    """Shipped checkpoints first, then the workspace's trained ones; newest runs first."""
+    """Shipped checkpoints first (state before pixels: the default plans best), then the
+    workspace's trained ones; newest runs first."""
     found = []
-    folders = sorted(PRETRAINED.glob("*/config.json")) + sorted(
+    shipped = sorted(
+        PRETRAINED.glob("*/config.json"), key=lambda p: (p.parent.name.endswith("-pixels"), p)
+    )
+    folders = shipped + sorted(
         RUNS.glob("*/checkpoint/config.json"), key=lambda p: -p.stat().st_mtime
     )
     for cfg in folders:

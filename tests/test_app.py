@@ -127,6 +127,33 @@ def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
     page.close()
 
 
+@pytest.mark.skipif(
+    not (ROOT / "pretrained" / "reach-pixels" / "config.json").exists(),
+    reason="pretrained/reach-pixels is made by ./lab pretrain --obs pixels",
+)
+def test_plan_with_the_pixel_model_and_switch_a_term_to_hard(lab):
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(url)
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    pick(page, "World model", "pretrained/reach-pixels (pixels, step 1000)")
+    expect(page.get_by_text(re.compile("^Planning on .*reach-pixels"))).to_be_visible(timeout=WAIT)
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    for n in (1, 2):  # the second step sees the first one's frame and action
+        click(page, "Step")
+        expect(step_text(page, n)).to_be_visible(timeout=20_000)
+    images = page.locator("[data-testid='stImage'] img")
+    assert all(images.nth(i).evaluate("i => i.naturalWidth") > 0 for i in range(2))
+    # A term switched from soft to hard gets a limit of 0, not its old weight.
+    click(page, "Add term")
+    wait_idle(page)
+    page.get_by_label("Kind").last.click()
+    page.get_by_role("option", name="hard", exact=True).click()
+    expect(page.get_by_label("Limit").last).to_have_value("0", timeout=20_000)
+    shot(page, "plan-pixels")
+    page.close()
+
+
 def test_two_browser_sessions_plan_independently(lab):
     url, browser = lab
     a, b = browser.new_context(), browser.new_context()

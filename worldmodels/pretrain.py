@@ -38,7 +38,7 @@ DECODER_STEPS = 800  # then the display decoder is fitted again alone (worldmode
 PLAN: dict[str, dict] = {
     "reach": {
         "episodes": 300,
-        "train": {"state": {"steps": 2000}, "pixels": {"steps": 1500, "batch": 32}},
+        "train": {"state": {"steps": 2000}, "pixels": {"steps": 1000, "batch": 32}},
     },
     "wall": {"episodes": 300, "train": {"state": {"steps": 2500}}},
     "push": {"episodes": 400, "train": {"state": {"steps": 3000}}},

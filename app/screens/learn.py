@@ -253,9 +253,11 @@ def page() -> None:
         "the state vector it is an MLP; from 64x64 pixels, four stride-2 convolutions. Every "
         "later module works on `s_t`, never on the observation. The goal is encoded the same "
         "way: the scene renders the world at its goal, and its embedding is the target of the "
-        "latent task term. Memory, in the talk's diagram, is what perception cannot see now; "
-        "the lab's scenes are fully observed, and the only memory the agent keeps is its "
-        "previous plan (the warm start of the next one)."
+        "latent task term. Memory, in the talk's diagram, is what perception cannot see now. "
+        "A single frame shows where things are but not how fast they move, so a pixel model "
+        "is given the previous frame too and the action the agent just took (an efference "
+        "copy: the agent knows what it did); without them its probes could not read a speed "
+        "at all. The agent also keeps its previous plan, the warm start of the next one."
     )
     _where(
         "Scene and Plan",

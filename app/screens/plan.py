@@ -87,6 +87,13 @@ def _send_costs(run_id: str, scene: str) -> None:
     SS["plan/await_cost"] = run.set_costs(costs)
 
 
+def _kind_changed(run_id: str, scene: str, uid: str) -> None:
+    """Soft <-> hard: the number means a weight or a limit, so it starts at that one's default
+    (a weight of 1 kept as a limit of 1 would quietly allow most violations)."""
+    SS[f"term/{uid}/value"] = 1.0 if SS.get(f"term/{uid}/kind") == "soft" else 0.0
+    _send_costs(run_id, scene)
+
+
 def _add_term(run_id: str, scene: str) -> None:
     uid = secrets.token_hex(3)
     SS[f"term/{uid}/name"] = f"term {len(_rows(scene)) + 1}"
@@ -141,7 +148,11 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
         cols[0].text_input("Name", key=f"term/{uid}/name", on_change=_send_costs, args=args)
         cols[1].text_input("Expression", key=f"term/{uid}/expr", on_change=_send_costs, args=args)
         cols[2].selectbox(
-            "Kind", ["soft", "hard"], key=f"term/{uid}/kind", on_change=_send_costs, args=args
+            "Kind",
+            ["soft", "hard"],
+            key=f"term/{uid}/kind",
+            on_change=_kind_changed,
+            args=(*args, uid),
         )
         kind = SS.get(f"term/{uid}/kind", "soft")
         cols[3].number_input(
@@ -289,13 +300,17 @@ def live(run_id: str, scene: str) -> None:
             width="stretch",
         )
     hard = v.hard_limits
+    off = {t.name for t in v.in_force if not t.enabled}
+
+    def note(k: str) -> str:
+        if k in off:
+            return " (off: shown, not counted)"
+        return " (hard: excess over its limit, 0 = kept)" if k in hard else ""
+
     if v.terms:
         c[1].container(key="plan-costs").markdown(
             "Chosen plan, cost per term over the horizon: "
-            + " · ".join(
-                f"**{k}** {float(t.sum()):.4g}{' (hard, excess)' if k in hard else ''}"
-                for k, t in v.terms.items()
-            )
+            + " · ".join(f"**{k}** {float(t.sum()):.4g}{note(k)}" for k, t in v.terms.items())
         )
     g = st.columns([1.1, 1])
     names = run.plot_signals
