@@ -7,11 +7,16 @@ settings of the issue; change them with flags), on the chosen device:
 
 * ``plan_ms``: median wall time of one plan (sampling, rollouts, probes,
   the cost with a guardrail, ranking and refitting: everything);
-* ``rollout_gflops``: the predictor's floating-point work in that plan
-  (forward; forward and backward for gradient descent) per second of plan;
-* ``matmul_gflops``: bare matrix products of the very same shapes, in the
-  same run, on the same device: what the hardware gives such shapes;
-* ``ratio = rollout_gflops / matmul_gflops``: how much of it planning keeps.
+* ``rollout_gflops``: the imagination's floating-point work in that plan
+  (the predictor at every step, and the probe heads the cost reads on every
+  imagined latent; forward, and forward and backward for gradient descent)
+  per second of plan;
+* ``matmul_gflops``: bare matrix products of the very same shapes (the
+  predictor's layers and the probes' first layer), in the same run, on the
+  same device: what the hardware gives such shapes;
+* ``ratio = rollout_gflops / matmul_gflops``: how much of it planning keeps;
+  ``predictor_ratio`` counts the predictor's work alone (the probes then
+  count as lost time), as this benchmark did before.
 
 Goals: CEM ``plan_ms <= 50`` and ``ratio >= 0.6`` on 2 CPU cores; on a GPU
 ``plan_ms <= 5``. The last line is JSON: a list, one object per planner.
@@ -83,10 +88,16 @@ def main() -> int:
     )
     repeats = 5 if args.quick else 20
 
-    # The predictor's shapes, and bare matmuls of exactly those shapes.
+    # The predictor's shapes and the probes' (the heads the cost reads: k of
+    # them, D -> probe_hidden -> 1), and bare matmuls of exactly those shapes.
     sizes = [D + A] + [cfg.predictor_hidden] * cfg.predictor_layers + [D]
-    macs = sum(a * b for a, b in itertools.pairwise(sizes))  # per sample-step
+    predictor_macs = sum(a * b for a, b in itertools.pairwise(sizes))  # per sample-step
+    k = len(Cost(costs, list(SIGNALS), ["x", "y"]).needed)
+    probe_macs = k * cfg.probe_hidden * (D + 1)
+    macs = predictor_macs + probe_macs
     weights = [torch.randn(a, b, device=device) for a, b in itertools.pairwise(sizes)]
+    probe_w = torch.randn(D, k * cfg.probe_hidden, device=device)
+    probe_out = torch.randn(k * cfg.probe_hidden, k, device=device)
     x = torch.randn(N, sizes[0], device=device)
 
     def bare():
@@ -94,10 +105,20 @@ def main() -> int:
             h = x
             for w in weights:
                 h = h @ w
+            (h @ probe_w) @ probe_out
         return h
 
     matmul_s = timed(bare, device, repeats * 3)
     matmul_gflops = 2 * macs * N * H / matmul_s / 1e9
+
+    def bare_predictor():
+        for _ in range(H):
+            h = x
+            for w in weights:
+                h = h @ w
+        return h
+
+    predictor_s = timed(bare_predictor, device, repeats * 3)
     s0 = torch.randn(D, device=device)
     goal = torch.tensor([0.5, 0.5], device=device)
     rows = []
@@ -119,6 +140,7 @@ def main() -> int:
         # backward (about three forwards) per iteration, then ranks once.
         passes = 3 * args.iterations + 1 if name == "gd" else args.iterations
         rollout_gflops = 2 * macs * N * H * passes / plan_s / 1e9
+        predictor_gflops = 2 * predictor_macs * N * H * passes / plan_s / 1e9
         row = {
             "planner": name,
             "device": str(device),
@@ -126,6 +148,9 @@ def main() -> int:
             "rollout_gflops": round(rollout_gflops, 1),
             "matmul_gflops": round(matmul_gflops, 1),
             "ratio": round(rollout_gflops / matmul_gflops, 3),
+            "predictor_ratio": round(
+                predictor_gflops / (2 * predictor_macs * N * H / predictor_s / 1e9), 3
+            ),
         }
         rows.append(row)
         print(
