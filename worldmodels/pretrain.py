@@ -7,8 +7,9 @@ For each scene it collects exploration data (``data/pretrain/<scene>``,
 resumable) and trains the models listed in ``PLAN`` into
 ``pretrained/<scene>-<obs>/`` so the lab plans the moment it starts. Runs are
 fixed in steps, not seconds, so the same command gives the same weights on
-the same kind of machine. On 2 CPU cores the whole plan takes about 35
-minutes (collection 3, state models 8, pixel models 2 x 10); a CUDA device
+the same kind of machine. On 2 CPU cores the whole plan takes about 40
+minutes (collection 3, state models 11, pixel models 9 + 15, decoder refits
+1 each); a CUDA device
 makes the training part several times faster. Pretrained weights are stored
 as float16 to keep each checkpoint under 5 MB; they load as float32.
 """
