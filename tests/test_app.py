@@ -67,6 +67,17 @@ def pick(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def open_plan(browser, url: str, height: int, label: str, option: str, shown: str):
+    """A new Plan page switched to another scene or model, once it plans with ``shown``."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.goto(url)
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    pick(page, label, option)
+    expect(page.get_by_text(re.compile(f"^Planning on .*{shown}"))).to_be_visible(timeout=WAIT)
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    return page
+
+
 def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
     url, browser = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
@@ -88,12 +99,7 @@ def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
 
 def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
     url, browser = lab
-    page = browser.new_page(viewport={"width": 1400, "height": 1800})
-    page.goto(url)
-    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
-    pick(page, "Scene", "Kitchen")
-    expect(page.get_by_text(re.compile("^Planning on .*kitchen-state"))).to_be_visible(timeout=WAIT)
-    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    page = open_plan(browser, url, 1800, "Scene", "Kitchen", "kitchen-state")
     click(page, "Add term")
     expr = page.get_by_label("Expression").last
     expect(expr).to_be_visible()
@@ -133,12 +139,8 @@ def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
 )
 def test_plan_with_the_pixel_model_and_switch_a_term_to_hard(lab):
     url, browser = lab
-    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    page.goto(url)
-    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
-    pick(page, "World model", "pretrained/reach-pixels (pixels, step 1000)")
-    expect(page.get_by_text(re.compile("^Planning on .*reach-pixels"))).to_be_visible(timeout=WAIT)
-    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    ckpt = "pretrained/reach-pixels (pixels, step 1000)"
+    page = open_plan(browser, url, 1600, "World model", ckpt, "reach-pixels")
     for n in (1, 2):  # the second step sees the first one's frame and action
         click(page, "Step")
         expect(step_text(page, n)).to_be_visible(timeout=20_000)
