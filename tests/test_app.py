@@ -152,6 +152,20 @@ def test_plan_with_the_pixel_model_and_switch_a_term_to_hard(lab):
     page.get_by_label("Kind").last.click()
     page.get_by_role("option", name="hard", exact=True).click()
     expect(page.get_by_label("Limit").last).to_have_value("0", timeout=20_000)
+    expr = page.get_by_label("Expression").last
+    expr.fill("speed - 0.3")
+    expr.press("Enter")
+    # A saved cost set is offered by "Load" at once.
+    wait_idle(page)
+    page.get_by_role("button", name="Save this cost set").click()
+    page.get_by_placeholder("my guardrails").fill("slow disc")
+    page.get_by_placeholder("my guardrails").press("Enter")
+    click(page, "Save")
+    expect(page.get_by_text(re.compile("^saved to .*slow disc.json"))).to_be_visible(timeout=20_000)
+    page.keyboard.press("Escape")
+    wait_idle(page)
+    page.get_by_role("button", name="Load a cost set").click()
+    expect(page.get_by_role("button", name="saved: slow disc", exact=True)).to_be_visible()
     shot(page, "plan-pixels")
     page.close()
 

@@ -87,6 +87,15 @@ def _send_costs(run_id: str, scene: str) -> None:
     SS["plan/await_cost"] = run.set_costs(costs)
 
 
+def _save_costs(scene: str) -> None:
+    """Save before the page is drawn, so "Load a cost set" already offers it."""
+    try:
+        path = home.save_costs(SS.get("plan/save_name", ""), editor_costs(scene))
+        SS["plan/saved"] = (True, f"saved to {path}; Load and the Experiments page offer it")
+    except LabError as e:
+        SS["plan/saved"] = (False, str(e))
+
+
 def _kind_changed(run_id: str, scene: str, uid: str) -> None:
     """Soft <-> hard: the number means a weight or a limit, so it starts at that one's default
     (a weight of 1 kept as a limit of 1 would quietly allow most violations)."""
@@ -212,13 +221,11 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
             except LabError as e:
                 st.error(str(e))
     with b[2].popover("Save this cost set", icon=":material/save:"):
-        name = st.text_input("Name", key="plan/save_name", placeholder="my guardrails")
-        if st.button("Save", key="plan/save_go"):
-            try:
-                path = home.save_costs(name, editor_costs(scene))
-                st.success(f"saved to {path}; the Experiments page can compare it")
-            except LabError as e:
-                st.error(str(e))
+        st.text_input("Name", key="plan/save_name", placeholder="my guardrails")
+        st.button("Save", key="plan/save_go", on_click=_save_costs, args=(scene,))
+        ok, message = SS.pop("plan/saved", (True, ""))
+        if message:
+            (st.success if ok else st.error)(message)
     b[3].download_button(
         "Download JSON",
         editor_costs(scene).to_json(),
