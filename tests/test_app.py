@@ -221,6 +221,9 @@ def test_training_goes_on_after_the_tab_closes_and_is_found_by_its_run_id(lab):
     expect(later).to_contain_text(re.compile("running|finished"))
     again = int(re.search(r"step (\d+)/", later.inner_text()).group(1))
     assert again > first
+    # the form shows the run's settings, not the defaults (1500 steps)
+    expect(page.get_by_label("Steps", exact=True)).to_have_value("400")
+    expect(page.get_by_text("Widget with key")).to_have_count(0)  # no session-state warning
     ctx.close()
 
 

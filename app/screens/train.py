@@ -138,6 +138,19 @@ def watch(run_id: str) -> None:
         )
 
 
+def _settings_from(cfg: TrainConfig) -> None:
+    """A reopened tab: the form shows the found run's settings, not the defaults."""
+    if cfg.data not in dict(home.datasets()):
+        return  # its data are gone: the defaults will do
+    SS["train/data"], SS["train/obs"] = cfg.data, cfg.obs
+    SS["train/steps"], SS["train/batch"] = cfg.steps, cfg.batch
+    SS["train/latent"], SS["train/horizon"] = cfg.latent_dim, cfg.horizon
+    SS["train/var"], SS["train/cov"] = cfg.var_weight, cfg.cov_weight
+    SS["train/ema"], SS["train/lr"] = cfg.ema, cfg.lr
+    SS["train/every"], SS["train/seed"] = cfg.eval_every, cfg.seed
+    SS[f"train/name/{cfg.data}/{cfg.obs}"] = Path(cfg.out).name
+
+
 def page() -> None:
     st.title("Train")
     st.caption(
@@ -147,6 +160,8 @@ def page() -> None:
         "(which read signals) and the decoder (pictures) learn beside it on detached latents."
     )
     run = current("train")
+    if run is not None and "train/data" not in SS:
+        _settings_from(run.cfg)
     cfg = settings()
     busy = run is not None and run.active
     if cfg is not None and st.button("Start training", type="primary", disabled=busy):
