@@ -27,10 +27,17 @@ def main() -> None:
     from app.state import device
 
     st.set_page_config(page_title="Objective-driven agent lab", page_icon="🐈", layout="wide")
+    # Plan is the default page, so it lives at "/"; /plan (the path of every other
+    # page's pattern) leads there too, with its query (a run id), instead of "not found".
+    home = st.Page(plan.page, title="Plan", icon=":material/route:", default=True)
+
+    def to_plan() -> None:
+        st.switch_page(home, query_params=st.query_params.to_dict())
+
     pages = [
         st.Page(scene.page, title="Scene", icon=":material/view_in_ar:", url_path="scene"),
         st.Page(train.page, title="Train", icon=":material/model_training:", url_path="train"),
-        st.Page(plan.page, title="Plan", icon=":material/route:", url_path="plan", default=True),
+        home,
         st.Page(
             experiments.page,
             title="Experiments",
@@ -38,6 +45,7 @@ def main() -> None:
             url_path="experiments",
         ),
         st.Page(learn.page, title="Learn", icon=":material/school:", url_path="learn"),
+        st.Page(to_plan, title="Plan", url_path="plan", visibility="hidden"),
     ]
     nav = st.navigation(pages)
     st.sidebar.caption(f"Objective-driven agent lab · torch device: **{device()}**")

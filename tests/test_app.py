@@ -94,6 +94,12 @@ def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
     assert all(images.nth(i).evaluate("i => i.naturalWidth") > 0 for i in range(2))
     expect(page.get_by_text("chosen plan: cost per term").first).to_be_visible()
     shot(page, "plan")
+    # /plan (every other page has its name as its path) finds the same agent
+    run = re.search(r"plan=(\w+)", page.url).group(1)
+    page.goto(f"{url}/plan?plan={run}")
+    expect(step_text(page, 5)).to_be_visible(timeout=WAIT)
+    expect(page.get_by_text("Page not found")).to_have_count(0)
+    assert f"plan={run}" in page.url
     page.close()
 
 
