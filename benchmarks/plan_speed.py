@@ -50,18 +50,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs, after two warm-ups."""
+def timed(fns, device, repeats: int) -> list[float]:
+    """Median seconds of each of ``fns`` over ``repeats`` rounds, after two warm-ups.
+
+    The functions take turns within every round, so a plan and the bare
+    products it is compared with see the same moment of a noisy machine.
+    """
     for _ in range(2):
-        fn()
+        for fn in fns:
+            fn()
     sync(device)
-    times = []
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, out in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            out.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> int:
@@ -108,9 +114,6 @@ def main() -> int:
             (h @ probe_w) @ probe_out
         return h
 
-    matmul_s = timed(bare, device, repeats * 3)
-    matmul_gflops = 2 * macs * N * H / matmul_s / 1e9
-
     def bare_predictor():
         for _ in range(H):
             h = x
@@ -118,7 +121,6 @@ def main() -> int:
                 h = h @ w
         return h
 
-    predictor_s = timed(bare_predictor, device, repeats * 3)
     s0 = torch.randn(D, device=device)
     goal = torch.tensor([0.5, 0.5], device=device)
     rows = []
@@ -132,9 +134,12 @@ def main() -> int:
         else:
             planner = planner_cls(search, A)
         gen = torch.Generator(device=device).manual_seed(0)
-        plan_s = timed(
-            lambda p=planner, c=cost, g=gen: p.plan(model, c, s0, goal, None, g), device, repeats
-        )
+
+        def one_plan(p=planner, c=cost, g=gen):
+            return p.plan(model, c, s0, goal, None, g)
+
+        plan_s, matmul_s, predictor_s = timed([one_plan, bare, bare_predictor], device, repeats)
+        matmul_gflops = 2 * macs * N * H / matmul_s / 1e9
         # Rollouts per plan: CEM and MPPI evaluate once per iteration (the
         # last is the final ranking); gradient descent takes one forward and
         # backward (about three forwards) per iteration, then ranks once.

@@ -380,3 +380,14 @@ def test_training_on_cuda(reach_data, tmp_path):
     t = Trainer(tiny(reach_data, tmp_path / "gpu", steps=5), device=torch.device("cuda"))
     t.run()
     assert t.model.device.type == "cuda"
+
+
+def test_probes_in_blocks_give_the_same_values_and_gradients():
+    m = WorldModel(ModelConfig(signals=("x", "y", "speed"), decoder=False))
+    s = torch.randn(3, 2000, 64, requires_grad=True)  # 6000 rows: blocks of PROBE_BLOCK
+    blocked = m.probes(s)
+    one_by_one = torch.stack([m.probes(part) for part in s])  # 2000 rows each: one block
+    assert blocked.shape == (3, 2000, 3) and torch.equal(blocked, one_by_one)
+    (g,) = torch.autograd.grad(blocked.sum(), s)
+    (g1,) = torch.autograd.grad(one_by_one.sum(), s)
+    assert torch.allclose(g, g1)
