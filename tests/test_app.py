@@ -83,7 +83,9 @@ def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(url)
     expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
-    assert re.search(r"[?&]plan=", page.url), page.url  # the run id is in the URL
+    found = re.search(r"[?&]plan=([\w-]+)", page.url)
+    assert found, page.url  # the run id is in the URL
+    run = found.group(1)
     for n in range(1, 6):
         click(page, "Step")
         expect(step_text(page, n)).to_be_visible(timeout=20_000)
@@ -95,11 +97,10 @@ def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
     expect(page.get_by_text("chosen plan: cost per term").first).to_be_visible()
     shot(page, "plan")
     # /plan (every other page has its name as its path) finds the same agent
-    run = re.search(r"plan=(\w+)", page.url).group(1)
     page.goto(f"{url}/plan?plan={run}")
     expect(step_text(page, 5)).to_be_visible(timeout=WAIT)
     expect(page.get_by_text("Page not found")).to_have_count(0)
-    assert f"plan={run}" in page.url
+    expect(page).to_have_url(re.compile(rf"[?&]plan={re.escape(run)}"))
     page.close()
 
 
