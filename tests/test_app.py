@@ -278,6 +278,14 @@ def test_experiment_compares_two_designs_with_intervals(lab):
     expect(table).to_be_visible()
     expect(page.get_by_role("button", name="Download CSV")).to_be_visible()
     shot(page, "experiments-done")
+    # a reopened tab finds the results, and the form shows the run's settings
+    ctx = browser.new_context()
+    again = ctx.new_page()
+    again.goto(page.url)
+    expect(again.get_by_text(re.compile(r"4/4 episodes · finished"))).to_be_visible(timeout=WAIT)
+    expect(again.get_by_label("Episodes per design")).to_have_value("2")
+    expect(again.get_by_text("Widget with key")).to_have_count(0)  # no session-state warning
+    ctx.close()
     page.close()
 
 

@@ -35,7 +35,30 @@ def designs_for(scene: str) -> dict[str, CostSet]:
     return out
 
 
+def _settings_from(run: ExperimentRun) -> None:
+    """A reopened tab: the form shows the found run's settings, not the defaults."""
+    scene = run.scene
+    options = designs_for(scene)
+    designs = [k for k in run.designs if k in options]
+    rules = dict(home.safety_rules(scene))
+    for name in designs:
+        rules.update({t.name: t for t in options[name].terms if t.kind == "hard" and t.enabled})
+    SS["exp/scene"], SS[f"exp/designs/{scene}"] = scene, designs
+    if run.checkpoint in {ck.path for ck in home.checkpoints(scene)}:
+        SS[f"exp/ckpt/{scene}"] = run.checkpoint
+    SS[f"exp/rules/{scene}"] = [g.name for g in run.guardrails or [] if g.name in rules]
+    SS["exp/episodes"], SS["exp/seed"] = run.episodes, run.seed
+    cfg = run.agent_cfg
+    SS["exp/planner"], SS["exp/fallback"] = cfg.planner, cfg.fallback
+    SS["exp/samples"], SS["exp/iters"] = cfg.search.samples, cfg.search.iterations
+    if scene == "kitchen":
+        SS["exp/near"] = bool(run.options.get("person_near"))
+
+
 def form() -> ExperimentRun | None:
+    run = current("experiment")
+    if run is not None and "exp/scene" not in SS:
+        _settings_from(run)
     c = st.columns([1, 2])
     scene = c[0].selectbox(
         "Scene", list(scenes.SCENES), key="exp/scene", format_func=str.capitalize
@@ -92,7 +115,6 @@ def form() -> ExperimentRun | None:
         "reality: each enabled hard term of the design evaluated on the real signals after "
         "each step. False-safe: the plan was feasible in imagination, reality violated."
     )
-    run = current("experiment")
     busy = run is not None and run.active
     if not st.button("Run the experiment", type="primary", disabled=busy or not picked):
         return run
