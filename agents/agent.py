@@ -97,6 +97,7 @@ class Agent:
         self.goal_latent: torch.Tensor | None = None
         self.t = 0
         self.done = True
+        self.frames = getattr(model, "frames", 1)  # the oracle has no frames
         self.memory: list[np.ndarray] = []  # earlier real frames of this episode, oldest first
         self.last_action = np.zeros(scene.ACTION_DIM, np.float32)  # what it did last (or rest)
 
@@ -160,12 +161,11 @@ class Agent:
     def _with_memory(self, obs: dict) -> dict:
         """The observation as the model wants it, with the last action; with F > 1
         frames, the current frame after the last F - 1 remembered ones, (1, F, 64, 64, 3)."""
-        frames = getattr(self.model, "frames", 1)
         obs = {**obs, "last_action": self.last_action}
-        if frames == 1:
+        if self.frames == 1:
             return obs
-        past = self.memory[-(frames - 1) :]
-        past = [past[0] if past else obs["pixels"]] * (frames - 1 - len(past)) + past
+        past = self.memory[-(self.frames - 1) :]
+        past = [past[0] if past else obs["pixels"]] * (self.frames - 1 - len(past)) + past
         return {**obs, "pixels": np.stack([*past, obs["pixels"]])[None]}
 
     @torch.no_grad()
@@ -173,8 +173,8 @@ class Agent:
         """Plan (or take ``thought``, made by ``think`` since the last step) and act."""
         thought = thought or self.think()
         self.warm = shift(thought.plan.actions)
-        if getattr(self.model, "frames", 1) > 1:
-            self.memory = [*self.memory, thought.frame][-(self.model.frames - 1) :]
+        if self.frames > 1:
+            self.memory = [*self.memory, thought.frame][-(self.frames - 1) :]
         self.last_action = np.asarray(thought.action, np.float32)
         _, _, terminated, _, info = self.scene.step(thought.action)
         self.t += 1

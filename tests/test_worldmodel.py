@@ -320,6 +320,9 @@ def test_a_two_frame_pixel_model_sees_motion(reach_data, tmp_path):
     t.run()
     loaded, config = load_checkpoint(t.snapshot().checkpoint)
     assert config["model"]["frames"] == 2 and loaded.frames == 2
+    for bad in ({"frames": 2}, {"last_action": True}):  # settings of a pixel model only
+        with pytest.raises(LabError, match="a state model takes one state"):
+            WorldModel(ModelConfig(obs="state", **bad))
 
 
 def test_state_data_without_pixels_cannot_train_a_pixel_model(tmp_path):

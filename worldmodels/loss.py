@@ -82,9 +82,10 @@ def losses(
 ) -> dict[str, torch.Tensor]:
     """Every term by name, plus ``total`` (their weighted sum).
 
-    batch: ``obs`` (B, H+1, ...) the model's input kind, ``actions`` (B, H,
-    A), ``signals`` (B, H+1, n) for the probes, optionally ``pixels`` (B,
-    H+1, 64, 64, 3) uint8 for the decoder.
+    batch (``WindowData.windows``): ``obs`` (B, H+1, ...) the model's input
+    kind, ``last_action`` (B, H+1, A) the action before each observation,
+    ``actions`` (B, H, A), ``signals`` (B, H+1, n) for the probes, optionally
+    ``pixels`` (B, H+1, 64, 64, 3) uint8 for the decoder.
     """
     obs, actions = batch["obs"], batch["actions"]
     B, H1 = obs.shape[:2]
@@ -92,18 +93,16 @@ def losses(
     if model.cfg.obs == "state":
         obs = obs.float()
     future = obs[:, 1:].flatten(0, 1)  # (B*H, ...)
-    last = batch.get("last_action")  # (B, H+1, A): the action before each observation
-    last_now = None if last is None else last[:, 0]
-    last_all = None if last is None else last.flatten(0, 1)
-    last_future = None if last is None else last[:, 1:].flatten(0, 1)
+    last = batch["last_action"]  # (B, H+1, A); a state encoder ignores it
+    last_future = last[:, 1:].flatten(0, 1)  # (B*H, A)
 
     # 1. online embeddings of every observation (or, if so configured, of the
     #    first only: cheaper for pixels, but see LossConfig.encode_all)
     encode_all = cfg.encode_all
     if encode_all:
-        real = model.encoder(obs.flatten(0, 1), last_all).view(B, H1, -1)  # (B, H+1, D)
+        real = model.encoder(obs.flatten(0, 1), last.flatten(0, 1)).view(B, H1, -1)  # (B, H+1, D)
     else:
-        real = model.encoder(obs[:, 0], last_now)[:, None]  # (B, 1, D)
+        real = model.encoder(obs[:, 0], last[:, 0])[:, None]  # (B, 1, D)
     s0 = real[:, 0]
 
     # 2. targets: the EMA encoder's embeddings of obs_1..obs_H, without

@@ -33,8 +33,9 @@ def model_nrmse(
     """nRMSE of probed imagined signals at steps 1..H (H,) on held-out windows."""
     was = model.training
     model.eval()
-    w = data.windows(data.val_starts(horizon, limit), horizon)
-    s0 = model.encode({data.obs_kind: w["obs"][:, 0], "last_action": w["last_action"][:, 0]})
+    starts = data.val_starts(horizon, limit)
+    w = data.windows(starts, horizon)
+    s0 = model.encode(data.inputs(starts))  # (B, D)
     imagined = model.rollout(s0, w["actions"])  # (B, H, D)
     pred = model.probes(imagined)  # (B, H, n)
     model.train(was)

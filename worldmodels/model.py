@@ -245,9 +245,10 @@ class WorldModel(nn.Module):
         super().__init__()
         if cfg.obs not in ("state", "pixels"):
             raise LabError(f"obs must be 'state' or 'pixels', not {cfg.obs!r}")
-        if cfg.frames < 1 or (cfg.obs == "state" and cfg.frames != 1):
+        if cfg.frames < 1 or (cfg.obs == "state" and (cfg.frames != 1 or cfg.last_action)):
             raise LabError(
-                f"frames must be 1 for a state model and >= 1 for pixels, not {cfg.frames}"
+                f"frames {cfg.frames}, last_action {cfg.last_action}: a state model takes one "
+                "state and no last action; a pixel model at least one frame"
             )
         self.cfg = cfg
         self.encoder = StateEncoder(cfg) if cfg.obs == "state" else PixelEncoder(cfg)
