@@ -9,7 +9,7 @@ import streamlit as st
 
 import scenes
 from agents.agent import AgentConfig
-from agents.cost import Cost, CostSet
+from agents.cost import Cost, CostSet, Term
 from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.state import adopt, current, device, fmt_eta, registry
@@ -35,14 +35,23 @@ def designs_for(scene: str) -> dict[str, CostSet]:
     return out
 
 
+def rules_for(scene: str, options: dict[str, CostSet], picked: list[str]) -> dict[str, Term]:
+    """The hard terms an experiment can measure reality against: the scene's rule, then
+    every enabled hard term of the picked designs."""
+    rules = dict(home.safety_rules(scene))
+    for name in picked:
+        for t in options[name].terms:
+            if t.kind == "hard" and t.enabled:
+                rules.setdefault(t.name, t)
+    return rules
+
+
 def _settings_from(run: ExperimentRun) -> None:
     """A reopened tab: the form shows the found run's settings, not the defaults."""
     scene = run.scene
     options = designs_for(scene)
     designs = [k for k in run.designs if k in options]
-    rules = dict(home.safety_rules(scene))
-    for name in designs:
-        rules.update({t.name: t for t in options[name].terms if t.kind == "hard" and t.enabled})
+    rules = rules_for(scene, options, designs)
     SS["exp/scene"], SS[f"exp/designs/{scene}"] = scene, designs
     if run.checkpoint in {ck.path for ck in home.checkpoints(scene)}:
         SS[f"exp/ckpt/{scene}"] = run.checkpoint
@@ -78,11 +87,7 @@ def form() -> ExperimentRun | None:
         default=list(options)[:2],
         key=f"exp/designs/{scene}",
     )
-    rules = dict(home.safety_rules(scene))
-    for name in picked:
-        for t in options[name].terms:
-            if t.kind == "hard" and t.enabled:
-                rules.setdefault(t.name, t)
+    rules = rules_for(scene, options, picked)
     measured = st.multiselect(
         "Measured in reality against (hard terms; the same for every design, so an "
         "unguarded design shows how often it breaks the rule)",
