@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import scenes
-from agents.cost import CostSet, Term
+from agents.cost import Cost, CostSet, Term
 from scenes.errors import LabError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,9 +114,19 @@ def safety_rules(scene: str) -> dict[str, Term]:
     return {t.name: t}
 
 
-def saved_costs() -> dict[str, Path]:
-    """Cost sets saved in the workspace, by file stem."""
-    return {p.stem: p for p in sorted(COSTS.glob("*.json"))}
+def saved_costs(signals: list[str]) -> tuple[dict[str, CostSet], dict[str, str]]:
+    """Cost sets saved in the workspace that fit ``signals``, by file stem, and why the
+    ones that do not load failed. Sets written over another scene's signals are left out."""
+    fitting, broken = {}, {}
+    for path in sorted(COSTS.glob("*.json")):
+        try:
+            costs = CostSet.load(path)
+        except LabError as e:
+            broken[path.stem] = str(e)
+            continue
+        if not Cost(costs, signals, []).errors:
+            fitting[path.stem] = costs
+    return fitting, broken
 
 
 def save_costs(name: str, costs: CostSet) -> Path:

@@ -9,12 +9,11 @@ import streamlit as st
 
 import scenes
 from agents.agent import AgentConfig
-from agents.cost import Cost, CostSet, Term
+from agents.cost import CostSet, Term
 from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.state import adopt, current, device, fmt_eta, registry
 from app.workers import ExperimentRun
-from scenes.errors import LabError
 
 SS = st.session_state
 RATES = ["success_rate", "violation_step_rate", "violation_episode_rate", "false_safe_rate"]
@@ -22,16 +21,11 @@ SHOWN = [*RATES, "steps_to_goal", "probe_rmse_h1"]
 
 
 def designs_for(scene: str) -> dict[str, CostSet]:
-    """Presets for the scene plus every saved cost set that loads."""
+    """Presets for the scene plus every saved cost set that loads and fits its signals."""
     out = dict(home.preset_costs(scene))
     signals = [s.name for s in scenes.scene_class(scene).SIGNALS if not s.goal]
-    for stem, path in home.saved_costs().items():
-        try:
-            costs = CostSet.load(path)
-            if not Cost(costs, signals, []).errors:  # not another scene's design
-                out[f"saved: {stem}"] = costs
-        except LabError:
-            continue
+    saved, _ = home.saved_costs(signals)
+    out.update({f"saved: {stem}": costs for stem, costs in saved.items()})
     return out
 
 

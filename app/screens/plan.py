@@ -14,7 +14,7 @@ import secrets
 import streamlit as st
 
 import scenes
-from agents.cost import Cost, CostSet, Term
+from agents.cost import CostSet, Term
 from agents.expressions import ExpressionError, compile_expression
 from agents.planners import PLANNERS
 from app import home, views
@@ -197,19 +197,13 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
     b = st.columns([1, 2, 2, 2])
     b[0].button("Add term", on_click=_add_term, args=args, icon=":material/add:")
     presets = home.preset_costs(scene)
-    saved = home.saved_costs()
+    saved, broken = home.saved_costs(signals)
     with b[1].popover("Load a cost set", icon=":material/folder_open:"):
         for label, costs in presets.items():
             st.button(label, key=f"preset/{label}", on_click=_load_preset, args=(*args, costs))
-        for stem, path in saved.items():
-            try:
-                costs = CostSet.load(path)
-                foreign = Cost(costs, signals, []).errors  # another scene's signals
-            except LabError as e:
-                st.caption(f"{stem}: {e}")
-                continue
-            if foreign:
-                continue
+        for stem, message in broken.items():
+            st.caption(f"{stem}: {message}")
+        for stem, costs in saved.items():
             st.button(
                 f"saved: {stem}", key=f"saved/{stem}", on_click=_load_preset, args=(*args, costs)
             )
