@@ -98,7 +98,8 @@ def main() -> int:
     # them, D -> probe_hidden -> 1), and bare matmuls of exactly those shapes.
     sizes = [D + A] + [cfg.predictor_hidden] * cfg.predictor_layers + [D]
     predictor_macs = sum(a * b for a, b in itertools.pairwise(sizes))  # per sample-step
-    k = len(Cost(costs, list(SIGNALS), ["x", "y"]).needed)
+    cost = Cost(costs, list(SIGNALS), ["x", "y"])
+    k = len(cost.needed)
     probe_macs = k * cfg.probe_hidden * (D + 1)
     macs = predictor_macs + probe_macs
     weights = [torch.randn(a, b, device=device) for a, b in itertools.pairwise(sizes)]
@@ -106,27 +107,23 @@ def main() -> int:
     probe_out = torch.randn(k * cfg.probe_hidden, k, device=device)
     x = torch.randn(N, sizes[0], device=device)
 
-    def bare():
+    def bare(probes: bool = True):
         for _ in range(H):
             h = x
             for w in weights:
                 h = h @ w
-            (h @ probe_w) @ probe_out
+            if probes:
+                (h @ probe_w) @ probe_out
         return h
 
     def bare_predictor():
-        for _ in range(H):
-            h = x
-            for w in weights:
-                h = h @ w
-        return h
+        return bare(probes=False)
 
     s0 = torch.randn(D, device=device)
     goal = torch.tensor([0.5, 0.5], device=device)
     rows = []
     for name, planner_cls in PLANNERS.items():
         search = PlannerConfig(samples=N, horizon=H, iterations=args.iterations)
-        cost = Cost(costs, list(SIGNALS), ["x", "y"])
         if name == "gd":
             planner = planner_cls(
                 search, A, smooth_cost=Cost(costs, list(SIGNALS), ["x", "y"], smooth=True)
