@@ -16,6 +16,7 @@ trained with ``last_action`` reads as an efference copy.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,6 +28,8 @@ from agents.planners import PLANNERS, PlannerConfig, PlanRecord, shift
 from scenes.base import LabScene
 from scenes.errors import LabError
 
+MAX_MARGIN = 5.0  # times the measured error: beyond that nothing is ever feasible
+
 
 @dataclass
 class AgentConfig:
@@ -35,6 +38,11 @@ class AgentConfig:
     planner: str = "cem"  # cem, mppi or gd
     search: PlannerConfig = field(default_factory=PlannerConfig)
     fallback: str = "least_violating"  # or "stop": a zero action when nothing is feasible
+    # Hard guardrails must hold within this many times the model's measured probe error
+    # (its held-out RMSE per signal and imagined step, ``model.probe_rmse``): 0 plans on
+    # the imagined values as they are; 1 leaves one RMSE of room. A simulator (the
+    # oracle) is exact and takes no margin.
+    margin: float = 0.0
     decode: bool = True  # decode the chosen plan's imagined frames (display)
     show: tuple[str, ...] = ()  # signals to probe on every final sample (display)
 
@@ -80,6 +88,8 @@ class Agent:
             raise LabError(f"unknown planner {cfg.planner!r}; choose {', '.join(PLANNERS)}")
         if cfg.fallback not in ("least_violating", "stop"):
             raise LabError("fallback must be 'least_violating' or 'stop'")
+        if not (math.isfinite(cfg.margin) and 0 <= cfg.margin <= MAX_MARGIN):
+            raise LabError(f"margin must be a number from 0 to {MAX_MARGIN} (times the error)")
         self.model, self.scene, self.cfg = model, scene, cfg
         self.device = model.device
         signals = list(model.signal_names)
@@ -91,6 +101,10 @@ class Agent:
         self.smooth_cost = Cost(costs, signals, task, smooth=True) if cfg.planner == "gd" else None
         kw = {"smooth_cost": self.smooth_cost} if cfg.planner == "gd" else {}
         self.planner = PLANNERS[cfg.planner](cfg.search, scene.ACTION_DIM, **kw)
+        margins = self._margins(model, cfg.margin)
+        for cost in (self.cost, self.smooth_cost):
+            if cost is not None:
+                cost.set_margins(margins)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.warm: torch.Tensor | None = None
         self.goal = torch.zeros(len(task), device=self.device)
@@ -100,6 +114,21 @@ class Agent:
         self.frames = getattr(model, "frames", 1)  # the oracle has no frames
         self.memory: list[np.ndarray] = []  # earlier real frames of this episode, oldest first
         self.last_action = np.zeros(scene.ACTION_DIM, np.float32)  # what it did last (or rest)
+
+    def _margins(self, model, margin: float) -> dict[str, torch.Tensor] | None:
+        """margin x the model's measured probe RMSE, per signal, on the device."""
+        if margin == 0 or hasattr(model, "sync"):  # none asked, or a simulator: exact
+            return None
+        table = getattr(model, "probe_rmse", None)
+        if not table:
+            raise LabError(
+                "a margin needs the model's measured probe error, and this checkpoint has "
+                "none: run ./lab calibrate --checkpoint FOLDER --data DATASET"
+            )
+        return {
+            k: margin * torch.tensor(v, dtype=torch.float32, device=self.device)
+            for k, v in table.items()
+        }
 
     def set_costs(self, costs: CostSet) -> dict[str, ExpressionError]:
         """Edit the cost while running: the next plan uses it; bad terms keep their last good

@@ -16,10 +16,21 @@ signals ``{name: (N, H)}`` into per-term costs ``(N, H)``, a total ``(N,)``,
 the hard terms' total violation ``(N,)`` and a feasibility mask ``(N,)``, in
 one batch. A term whose expression does not compile is reported (message and
 column) and the last good version of that term stays in force.
+
+With margins (``Cost.set_margins``: per signal, how far the model's imagined
+value may be from the real one at each step of the horizon, e.g. the
+checkpoint's measured probe RMSE times ``AgentConfig.margin``) a hard term
+must hold for every combination of its signals at the ends of those
+intervals: the term is evaluated at the 2^m corners (m signals it reads) and
+the worst value counts. That is the exact worst case for expressions that
+are monotone or convex in each signal (a threshold, a product of a relu and
+a comparison, an absolute value), which covers guardrails as they are
+usually written; for others it checks the corners only.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -124,7 +135,33 @@ class Cost:
         self.costs = CostSet(costs.task, costs.task_weight, [])
         self.compiled: dict[str, Expression] = {}
         self.errors: dict[str, ExpressionError] = {}
+        self.margins: dict[str, torch.Tensor] = {}  # signal -> (H,) half-width per step
         self.update(costs)
+
+    def set_margins(self, margins: dict[str, torch.Tensor] | None) -> None:
+        """Hard terms must hold within ``margins[name][h]`` of each imagined signal at step
+        h (a horizon longer than a margin's curve reuses its last value); None: none."""
+        self.margins = {k: v for k, v in (margins or {}).items() if k in self.signals}
+
+    def _hard_value(self, name: str, signals: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The hard term's value (N, H), at its worst over the margins' corners."""
+        fn = self.compiled[name]
+        wide = [k for k in sorted(fn.names) if k in self.margins]
+        if not wide:
+            return fn(signals)
+        H = next(iter(signals.values())).shape[-1]
+        half = {}
+        for k in wide:
+            m = self.margins[k].to(signals[k])
+            half[k] = torch.cat([m, m[-1:].expand(max(H - len(m), 0))])[:H]  # (H,)
+        worst = None
+        for signs in itertools.product((-1.0, 1.0), repeat=len(wide)):
+            moved = dict(signals)
+            for k, sign in zip(wide, signs, strict=True):
+                moved[k] = signals[k] + sign * half[k]
+            value = fn(moved)
+            worst = value if worst is None else torch.maximum(worst, value)  # NaN stays NaN
+        return worst
 
     def update(self, costs: CostSet) -> dict[str, ExpressionError]:
         """Take a new cost set; a term that does not compile keeps its last good version.
@@ -181,7 +218,10 @@ class Cost:
         total = terms["task"].sum(dim=1)
         violation = torch.zeros(N, device=latents.device, dtype=latents.dtype)
         for term in self.costs.terms:
-            value = self.compiled[term.name](signals)  # (N, H)
+            if term.kind == "hard":
+                value = self._hard_value(term.name, signals)  # (N, H)
+            else:
+                value = self.compiled[term.name](signals)
             bad = ~torch.isfinite(value)
             if term.kind == "soft":
                 cost = torch.where(bad, torch.full_like(value, NAN_COST), term.weight * value)

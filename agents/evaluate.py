@@ -441,7 +441,7 @@ def evaluate(
             cfg = replace(agent_cfg, decode=False)  # no frames needed here
             runs.append(("model", Agent(model, real, costs, cfg)))
             settings["planner"], settings["search"] = cfg.planner, asdict(cfg.search)
-            settings["fallback"] = cfg.fallback
+            settings["fallback"], settings["margin"] = cfg.fallback, cfg.margin
         if oracle:
             sim = OracleModel(cls)
             made.append(sim)
@@ -516,6 +516,13 @@ class EvalConfig:
         default="least_violating",
         metadata={"help": "when no plan is feasible", "choices": ["least_violating", "stop"]},
     )
+    margin: float = field(
+        default=0.0,
+        metadata={
+            "help": "hard terms must hold within this many times the model's measured probe "
+            "error (./lab calibrate); 0: on the imagined values as they are"
+        },
+    )
     oracle_samples: int = field(default=ORACLE_SEARCH.samples, metadata={"help": "oracle's N"})
     oracle_horizon: int = field(default=ORACLE_SEARCH.horizon, metadata={"help": "oracle's H"})
     oracle_iterations: int = field(
@@ -553,7 +560,9 @@ def main(argv: list[str] | None = None) -> int:
             horizon=cfg.oracle_horizon,
             iterations=cfg.oracle_iterations,
         )
-        agent_cfg = AgentConfig(planner=cfg.planner, search=search, fallback=cfg.fallback)
+        agent_cfg = AgentConfig(
+            planner=cfg.planner, search=search, fallback=cfg.fallback, margin=cfg.margin
+        )
         device = choose_device(cfg.device)
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)

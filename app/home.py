@@ -15,6 +15,7 @@ from pathlib import Path
 import scenes
 from agents.cost import Cost, CostSet, Term
 from scenes.errors import LabError
+from worldmodels.checkpoint import read_config
 
 REPO = Path(__file__).resolve().parents[1]
 HOME = Path(os.environ.get("LAB_HOME", REPO)).resolve()
@@ -112,6 +113,39 @@ def safety_rules(scene: str) -> dict[str, Term]:
     else:
         t = preset_costs(scene)["hard: keep off walls"].terms[0]
     return {t.name: t}
+
+
+MARGIN_HELP = (
+    "Hard guardrails must hold for every signal value within this many times the world "
+    "model's measured error (its held-out probe RMSE at each imagined step), not only for "
+    "the imagined value: room for the model being wrong. 0 plans on the imagined values "
+    "as they are. Kitchen, knife rule, 30 episodes: 0 let 6 % of real steps break it, "
+    "1 (with the stop fallback) 0.2 %."
+)
+
+
+def measured(checkpoint: str) -> bool:
+    """Whether the checkpoint carries its measured probe error (what a margin needs)."""
+    try:
+        return bool(read_config(checkpoint).get("probe_rmse"))
+    except LabError:
+        return False
+
+
+def margin_input(where, key: str, checkpoint: str) -> float:
+    """The agent's guardrail margin setting in ``where`` (a Streamlit container); 0 and a
+    note saying how to measure it when the checkpoint's error was never measured."""
+    if measured(checkpoint):
+        return float(
+            where.slider(
+                "Guardrail margin (x model error)", 0.0, 3.0, 0.0, 0.25, key=key, help=MARGIN_HELP
+            )
+        )
+    where.caption(
+        "Guardrail margin: off, this model's error was never measured "
+        "(`./lab calibrate --checkpoint ... --data ...`)"
+    )
+    return 0.0
 
 
 def saved_costs(signals: list[str]) -> tuple[dict[str, CostSet], dict[str, str]]:

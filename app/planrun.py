@@ -45,6 +45,7 @@ class PlanSettings:
     iterations: int = 3
     fallback: str = "least_violating"
     seed: int = 0
+    margin: float = 0.0  # hard terms hold within margin x the model's measured error
     speed: float = 0.0  # seconds to wait between steps when running (0: as fast as it plans)
     options: dict = field(default_factory=dict)  # scene reset options, e.g. person_near
 
@@ -63,6 +64,7 @@ class View:
     goal: np.ndarray | None = None
     done: bool = False
     success: bool = False
+    margin: float = 0.0  # the agent's guardrail margin (x the model's measured error)
     # the plan about to be acted on (None when the episode is over)
     plan_ms: float = 0.0
     samples_xy: np.ndarray | None = None  # (N, H, 2) sampled trajectories in the plot plane
@@ -188,21 +190,25 @@ class PlanRun(Run):
             raise LabError(f"{s.checkpoint} is a {config['scene']} model, not {s.scene}")
         self.scene = scenes.make(s.scene, render_mode="rgb_array").unwrapped
         self.plot_signals = tuple(self.scene.TASK_SIGNALS[:2])
-        self.agent = self._make_agent()
+        self.agent = self._make_agent(self.settings)
 
-    def _make_agent(self) -> Agent:
-        s = self.settings
+    def _make_agent(self, s: PlanSettings) -> Agent:
         search = PlannerConfig(samples=s.samples, horizon=s.horizon, iterations=s.iterations)
         search.elites = max(2, min(search.elites, s.samples // 4))
         cfg = AgentConfig(
-            planner=s.planner, search=search, fallback=s.fallback, show=self.plot_signals
+            planner=s.planner,
+            search=search,
+            fallback=s.fallback,
+            margin=s.margin,
+            show=self.plot_signals,
         )
         agent = Agent(self.model, self.scene, self._costs, cfg, seed=s.seed)
         return agent
 
     def _set_search(self, new: PlanSettings) -> None:
-        old, self.settings = self.agent, new
-        self.agent = self._make_agent()
+        old = self.agent
+        self.agent = self._make_agent(new)  # a LabError leaves the old agent and settings
+        self.settings = new
         self.agent.set_costs(self._costs)
         # same episode, same goal: carry the loop's state over
         self.agent.goal, self.agent.goal_latent = old.goal, old.goal_latent
@@ -298,6 +304,7 @@ class PlanRun(Run):
             history=self._view.history,
             in_force=list(self.agent.cost.costs.terms),
             shown=self._shown(),
+            margin=self.agent.cfg.margin,
         )
         if th is not None:
             p = th.plan

@@ -97,6 +97,34 @@ def test_bad_settings_get_clear_errors(model):
         agent.step()
 
 
+def test_a_margin_plans_against_the_models_measured_error(model):
+    assert set(model.probe_rmse) == set(model.signal_names)  # shipped with it (./lab calibrate)
+    plain = make(model)
+    plain.reset(seed=7)
+    edge = Term("edge", "x", kind="hard", limit=plain.scene.signals["x"] + 0.15)
+    plain.set_costs(CostSet(terms=[edge]))
+    wide = make(model, CostSet(terms=[edge]), margin=2)
+    assert wide.cost.margins["x"][0] == pytest.approx(2 * model.probe_rmse["x"][0])
+    assert not plain.cost.margins
+    # the same imagined futures, judged with room for the model's error
+    actions = torch.rand(500, 16, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        s0 = model.encode(plain.scene.observation).expand(500, -1)
+        latents = model.rollout(s0, actions)
+        signals = model.probe(latents)
+    p = plain.cost.evaluate(latents, signals, None, plain.goal).feasible
+    w = wide.cost.evaluate(latents, signals, None, plain.goal).feasible
+    assert 0 < int(w.sum()) < int(p.sum()) < 500 and not (w & ~p).any()
+
+    bare = WorldModel(model.cfg)  # never measured
+    with pytest.raises(LabError, match="calibrate"):
+        make(bare, margin=1.0)
+    make(bare, margin=0.0)  # no margin asked: nothing to measure
+    for bad in (-1.0, float("nan"), 50.0):
+        with pytest.raises(LabError, match="margin"):
+            make(model, margin=bad)
+
+
 @pytest.mark.parametrize("planner", ["mppi", "gd"])
 def test_the_other_planners_drive_the_agent(model, planner):
     agent = make(model, planner=planner)

@@ -130,6 +130,20 @@ def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
     expect(error).to_have_count(0, timeout=20_000)
     expect(costs.filter(has_text="term 2").first).to_be_visible(timeout=20_000)
     shot(page, "plan-cost-fixed")
+    # room for the model's error: the agent is rebuilt with the margin and says so
+    status = page.locator(".st-key-plan-status")
+    expect(status.filter(has_text="the model's error")).to_have_count(0)
+    wait_idle(page)
+    thumb = (
+        page.get_by_test_id("stSlider").filter(has_text="Guardrail margin").get_by_role("slider")
+    )
+    thumb.focus()
+    for _ in range(4):  # 0.25 a press
+        thumb.press("ArrowRight")
+    margin = status.filter(has_text="hard terms kept within 1 x the model's error")
+    expect(margin.first).to_be_visible(timeout=20_000)
+    click(page, "Step")
+    expect(step_text(page, 2)).to_be_visible(timeout=20_000)
     # a reloaded tab finds the agent and shows the cost it plans with, not a preset
     page.reload()
     expect(page.locator(".st-key-plan-costs").filter(has_text="term 2").first).to_be_visible(
@@ -137,6 +151,8 @@ def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
     )
     expect(page.get_by_label("Expression").last).to_have_value("relu(hand_speed - 0.1) * 10")
     expect(page.get_by_label("Expression")).to_have_count(2)
+    expect(margin.first).to_be_visible()
+    expect(thumb).to_have_value("1")
     page.close()
 
 

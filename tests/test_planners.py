@@ -145,6 +145,33 @@ def test_nan_signals_make_a_plan_infeasible_not_a_crash():
     assert res.feasible.tolist() == [False, True] and torch.isfinite(res.total).all()
 
 
+def test_a_margin_makes_a_hard_term_hold_for_every_value_within_it():
+    knife = Term("knife", "relu(x - 0.2) * (y < 0.5)", kind="hard")
+    cost = Cost(CostSet(terms=[knife]), SIGNALS, TASK)
+    # (x, y) per sample at 3 steps: slow and inside; fast, just outside; fast, well outside
+    x = torch.tensor([[0.1, 0.1, 0.1], [0.15, 0.15, 0.15], [0.5, 0.5, 0.5]])
+    y = torch.tensor([[0.3, 0.3, 0.3], [0.55, 0.55, 0.55], [0.9, 0.9, 0.9]])
+    sig = {"x": x, "y": y}
+    plain = cost.evaluate(torch.zeros(3, 3, 2), sig, None, GOAL)
+    assert plain.feasible.tolist() == [True, True, True]
+    # margins grow with the horizon; a horizon longer than a curve reuses its last value
+    cost.set_margins({"x": torch.tensor([0.02, 0.1]), "y": torch.tensor([0.02, 0.1])})
+    res = cost.evaluate(torch.zeros(3, 3, 2), sig, None, GOAL)
+    assert res.feasible.tolist() == [True, False, True]
+    # sample 2 breaks it at steps 2 and 3 (x 0.25 > 0.2 with y 0.45 < 0.5), not at step 1
+    assert res.terms["knife"][1].tolist() == pytest.approx([0.0, 0.05, 0.05])
+    assert float(res.violation[1]) == pytest.approx(0.1)
+    assert torch.equal(res.total, plain.total)  # the task and soft terms are unchanged
+    sig["x"] = torch.tensor([[float("nan"), 0.1, 0.1], [0.1] * 3, [0.1] * 3])
+    assert cost.evaluate(torch.zeros(3, 3, 2), sig, None, GOAL).feasible.tolist() == [
+        False,
+        True,
+        True,
+    ]
+    cost.set_margins(None)
+    assert cost.evaluate(torch.zeros(3, 3, 2), {"x": x, "y": y}, None, GOAL).feasible.all()
+
+
 def test_cost_sets_round_trip_as_json(tmp_path):
     costs = CostSet(
         task="latent",

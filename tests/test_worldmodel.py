@@ -183,6 +183,29 @@ def test_checkpoint_round_trip(saved):
     assert config["obs"] == "state" and config["model"]["latent_dim"] == 16
     assert set(config["normalisation"]) == {"state_mean", "state_std", "signal_mean", "signal_std"}
     assert len(list(folder.glob("weights-*.safetensors"))) == 1
+    # the measured probe error travels with it: per signal, RMSE at imagined steps 1..H
+    assert model.probe_rmse == config["probe_rmse"] == trainer.probe_rmse
+    assert set(model.probe_rmse) == set(model.signal_names)
+    assert all(len(v) == trainer.eval_horizon and min(v) >= 0 for v in model.probe_rmse.values())
+
+
+def test_calibrate_measures_the_probe_error_and_changes_no_weight(saved, reach_data, capsys):
+    from worldmodels.calibrate import main as calibrate
+
+    folder, _ = saved
+    _set_config(folder, probe_rmse=None)  # as a checkpoint made before it was measured
+    before, _ = load_checkpoint(folder)
+    assert before.probe_rmse is None
+    assert calibrate(["--checkpoint", str(folder), "--data", reach_data]) == 0
+    assert "held-out probe RMSE" in capsys.readouterr().out
+    after, config = load_checkpoint(folder)
+    assert set(after.probe_rmse) == set(after.signal_names) and config["step"] == 20
+    assert all(len(v) == 16 and min(v) > 0 for v in after.probe_rmse.values())
+    old, new = before.state_dict(), after.state_dict()
+    for k in old:
+        torch.testing.assert_close(new[k], old[k], rtol=0, atol=0, msg=k)
+    assert calibrate(["--checkpoint", str(folder), "--data", str(folder)]) == 2  # not a dataset
+    assert "error:" in capsys.readouterr().err
 
 
 def test_refit_decoder_improves_the_pictures_and_changes_nothing_else(saved, reach_data):
@@ -236,6 +259,8 @@ BAD = {
         f, model={**json.loads((f / "config.json").read_text())["model"], "hidden": 32}
     ),
     "an unknown version": lambda f: _set_config(f, version=7),
+    "a malformed probe error": lambda f: _set_config(f, probe_rmse={"x": [0.1, -1]}),
+    "a probe error of another model": lambda f: _set_config(f, probe_rmse={"knife": [0.1]}),
     "config not JSON": lambda f: (f / "config.json").write_text("\x80\x04 not json"),
     "no config": lambda f: (f / "config.json").unlink(),
 }

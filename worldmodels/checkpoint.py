@@ -18,6 +18,7 @@ plain message, and the caller's current model is untouched.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import uuid
@@ -66,6 +67,15 @@ def save_checkpoint(model: WorldModel, folder: str | Path, info: dict, half: boo
         if old.name != name:
             old.unlink(missing_ok=True)
     return folder
+
+
+def resave_checkpoint(model: WorldModel, folder: str | Path, config: dict, **updates) -> Path:
+    """Save ``model`` back over the checkpoint it was loaded from (``config``, its JSON), in
+    the same precision, with ``updates`` to the JSON's figures (a refit, a measurement)."""
+    own = ("format", "version", "model", "weights", "weights_bytes", "weights_dtype", "saved_at")
+    info = {k: v for k, v in config.items() if k not in own}
+    half = config.get("weights_dtype") == "float16"
+    return save_checkpoint(model, folder, {**info, **updates}, half=half)
 
 
 def read_config(folder: str | Path) -> dict:
@@ -130,4 +140,25 @@ def load_checkpoint(
         if not torch.isfinite(tensors[k].float()).all():
             raise LabError(f"{path}: tensor {k} holds NaN or infinity; the training diverged")
     model.load_state_dict(tensors)
+    model.probe_rmse = _probe_rmse(config, cfg.signals, folder)
     return model.to(device).eval(), config
+
+
+def _probe_rmse(config: dict, signals: tuple[str, ...], folder: Path) -> dict | None:
+    """The checkpoint's measured probe error ({signal: [RMSE at steps 1..H]}), checked."""
+    table = config.get("probe_rmse")
+    if not table:  # older checkpoints: never measured (./lab calibrate measures it)
+        return None
+    ok = isinstance(table, dict) and set(table) <= set(signals)
+    ok = ok and all(
+        isinstance(v, list)
+        and v
+        and all(isinstance(x, int | float) and math.isfinite(x) and x >= 0 for x in v)
+        for v in table.values()
+    )
+    if not ok:
+        raise LabError(
+            f"{folder}/config.json: 'probe_rmse' should map the model's signals to lists of "
+            "non-negative numbers; measure it again with ./lab calibrate"
+        )
+    return {k: [float(x) for x in v] for k, v in table.items()}

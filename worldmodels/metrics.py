@@ -27,10 +27,14 @@ def _nrmse(pred: torch.Tensor, true: torch.Tensor, std: torch.Tensor) -> torch.T
 
 
 @torch.no_grad()
-def model_nrmse(
+def probe_rmse(
     model: WorldModel, data: WindowData, horizon: int, limit: int = 1024
 ) -> torch.Tensor:
-    """nRMSE of probed imagined signals at steps 1..H (H,) on held-out windows."""
+    """RMSE of probed imagined signals at steps 1..H, per signal, in the signals' units (H, n).
+
+    What ``AgentConfig.margin`` plans against: the model's measured error at
+    each step of imagination, on held-out windows.
+    """
     was = model.training
     model.eval()
     starts = data.val_starts(horizon, limit)
@@ -39,7 +43,19 @@ def model_nrmse(
     imagined = model.rollout(s0, w["actions"])  # (B, H, D)
     pred = model.probes(imagined)  # (B, H, n)
     model.train(was)
-    return _nrmse(pred, w["signals"][:, 1:], data_std(data))
+    return ((pred - w["signals"][:, 1:]) ** 2).mean(dim=0).sqrt()
+
+
+def rmse_by_signal(rmse: torch.Tensor, names) -> dict[str, list[float]]:
+    """(H, n) -> {name: [RMSE at steps 1..H]}, as checkpoints store it (``probe_rmse``)."""
+    return {k: [round(float(x), 5) for x in rmse[:, i]] for i, k in enumerate(names)}
+
+
+def model_nrmse(
+    model: WorldModel, data: WindowData, horizon: int, limit: int = 1024
+) -> torch.Tensor:
+    """nRMSE of probed imagined signals at steps 1..H (H,) on held-out windows."""
+    return (probe_rmse(model, data, horizon, limit) / data_std(data)).mean(dim=-1)
 
 
 def data_std(data: WindowData) -> torch.Tensor:

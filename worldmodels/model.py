@@ -258,6 +258,10 @@ class WorldModel(nn.Module):
         self.predictor = Predictor(cfg)
         self.probes = Probes(cfg)
         self.decoder = Decoder(cfg) if cfg.decoder else None
+        # Held-out probe RMSE per signal at imagined steps 1..H, in the signals' units,
+        # as measured when the checkpoint was saved (``load_checkpoint`` sets it; None
+        # when unmeasured). The agent's ``margin`` plans against it.
+        self.probe_rmse: dict[str, list[float]] | None = None
 
     @property
     def device(self) -> torch.device:

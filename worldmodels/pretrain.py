@@ -9,7 +9,8 @@ resumable) and trains the models listed in ``PLAN`` into
 fixed in steps, not seconds, so the same command gives the same weights on
 the same kind of machine. On 2 CPU cores the whole plan takes about 40
 minutes (collection 3, state models 11, pixel models 9 + 15, decoder refits
-1 each); a CUDA device
+1 each); each checkpoint's probe error is then measured on the held-out
+episodes (``./lab calibrate``, for the agent's margin). A CUDA device
 makes the training part several times faster. Pretrained weights are stored
 as float16 to keep each checkpoint under 5 MB; they load as float32.
 """
@@ -27,6 +28,7 @@ import scenes
 from scenes.cli import parse_config
 from scenes.collect import CollectConfig, collect
 from scenes.errors import LabError
+from worldmodels.calibrate import CalibrateConfig, calibrate
 from worldmodels.checkpoint import save_checkpoint
 from worldmodels.refit import RefitConfig, refit_checkpoint
 from worldmodels.train import TrainConfig, Trainer, choose_device
@@ -129,6 +131,8 @@ def pretrain(cfg: PretrainConfig) -> list[Path]:
                 progress=cfg.progress,
             )
             log.info("%s-%s decoder refit: %s", key, obs, refit_checkpoint(refit))
+            # Measured again on the float16 weights as shipped (training measured float32).
+            calibrate(CalibrateConfig(checkpoint=str(dest), data=str(data), device=cfg.device))
             made.append(dest)
     return made
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from scenes.cli import parse_config
 from scenes.errors import LabError
-from worldmodels.checkpoint import load_checkpoint, save_checkpoint
+from worldmodels.checkpoint import load_checkpoint, resave_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.loss import decoder_loss
 from worldmodels.model import WorldModel
@@ -105,14 +105,7 @@ def refit_checkpoint(cfg: RefitConfig) -> dict:
     figures["seconds"] = round(time.perf_counter() - t0, 1)
     figures["steps"] = cfg.steps
     figures["batch"] = cfg.batch
-    info = {
-        k: v
-        for k, v in config.items()
-        if k not in ("format", "version", "model", "weights", "weights_bytes", "saved_at")
-    }
-    info["decoder_refit"] = figures
-    half = config.get("weights_dtype") == "float16"
-    save_checkpoint(model, cfg.checkpoint, info, half=half)
+    resave_checkpoint(model, cfg.checkpoint, config, decoder_refit=figures)
     return figures
 
 

@@ -40,7 +40,7 @@ from scenes.files import read_versioned_json, write_json_atomic
 from worldmodels.checkpoint import save_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.loss import LossConfig, effective_rank, ema_momentum, ema_update, losses
-from worldmodels.metrics import model_nrmse
+from worldmodels.metrics import data_std, probe_rmse, rmse_by_signal
 from worldmodels.model import ModelConfig, WorldModel
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,7 @@ class Trainer:
         self.out = Path(self.cfg.out)
         self.loss_cfg = cfg.loss_config()
         self.eval_horizon = min(max(HORIZONS), int(self.data.episodes[:, 1].min()) - 1)
+        self.probe_rmse: dict[str, list[float]] = {}  # held-out, per signal and step (margins)
 
         torch.manual_seed(cfg.seed)
         model_cfg = ModelConfig(
@@ -289,7 +290,9 @@ class Trainer:
         model.eval()
         val = {}
         if self.eval_horizon >= 1:
-            curve = model_nrmse(model, self.data, self.eval_horizon)
+            rmse = probe_rmse(model, self.data, self.eval_horizon)  # (H, n), signal units
+            curve = (rmse / data_std(self.data)).mean(dim=-1)
+            self.probe_rmse = rmse_by_signal(rmse, self.data.signal_names)
             for h in HORIZONS:
                 if h <= self.eval_horizon:
                     val[f"nrmse_h{h}"] = float(curve[h - 1])
@@ -320,6 +323,7 @@ class Trainer:
             "train_seconds": round(self.elapsed, 2),
             "normalisation": asdict(self.data.norm),
             "validation": val,
+            "probe_rmse": self.probe_rmse,
             "data": str(self.cfg.data),
         }
         path = save_checkpoint(self.model, self.out / "checkpoint", info)

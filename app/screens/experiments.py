@@ -53,6 +53,7 @@ def _settings_from(run: ExperimentRun) -> None:
     SS["exp/episodes"], SS["exp/seed"] = run.episodes, run.seed
     cfg = run.agent_cfg
     SS["exp/planner"], SS["exp/fallback"] = cfg.planner, cfg.fallback
+    SS["exp/margin"] = cfg.margin
     SS["exp/samples"], SS["exp/iters"] = cfg.search.samples, cfg.search.iterations
     if scene == "kitchen":
         SS["exp/near"] = bool(run.options.get("person_near"))
@@ -102,6 +103,7 @@ def form() -> ExperimentRun | None:
         key="exp/fallback",
         format_func={"least_violating": "least violating", "stop": "stop"}.get,
     )
+    margin = home.margin_input(st, "exp/margin", ckpt)
     reset = {}
     if scene == "kitchen" and st.toggle(
         "The person starts near the board (otherwise it is rarely near the arm)",
@@ -121,6 +123,7 @@ def form() -> ExperimentRun | None:
         planner=planner,
         search=PlannerConfig(samples=int(samples), iterations=int(iters)),
         fallback=fallback,
+        margin=margin,
         decode=False,
     )
     out = home.RUNS / "experiments" / time.strftime("%Y%m%d-%H%M%S")

@@ -374,6 +374,22 @@ def page() -> None:
             "or stops, as `AgentConfig.fallback` says. A NaN or infinite value counts as 10^6 "
             "(cost, or violation for a hard term), so it is never chosen over a finite plan."
         )
+    with st.expander("Room for the model's error: the guardrail margin"):
+        st.markdown(
+            "A hard guardrail checked on imagined values holds only as well as imagination "
+            "is right. Every checkpoint stores its measured error: per signal, the RMSE of "
+            "its probes at each imagined step $h$ of held-out rollouts, $\\sigma_h$ "
+            "(`probe_rmse`, measured at every save, or by `./lab calibrate`). With a margin "
+            "$m$ (the *Guardrail margin* setting), a hard term must hold for every signal "
+            "value in $\\hat y_h \\pm m\\,\\sigma_h$, not only at $\\hat y_h$: the term is "
+            "evaluated at the corners of that box and the worst counts (exact for "
+            "expressions monotone or convex in each signal, as guardrails usually are). "
+            "The rule itself is unchanged and reality is still checked against it. In "
+            "Kitchen, the knife rule planned on imagined values let 6 % of real steps "
+            "break it, because the model reads the distance to the person a few "
+            "centimetres long at the edge of the zone; with $m = 1$ and the stop fallback, "
+            "0.2 % (`./lab bench agent_quality`)."
+        )
     _expressions()
     _where(
         "Plan and Experiments",
@@ -383,7 +399,7 @@ def page() -> None:
         "each with its interval.",
         [
             ("agents/expressions.py", "compile_expression, FUNCTIONS"),
-            ("agents/cost.py", "CostSet, Term, Cost.update, Cost.evaluate"),
+            ("agents/cost.py", "CostSet, Term, Cost.update, Cost.evaluate, Cost.set_margins"),
             ("agents/evaluate.py", "evaluate, run_episode (false_safe_rate)"),
         ],
     )

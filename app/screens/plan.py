@@ -280,6 +280,8 @@ def live(run_id: str, scene: str) -> None:
         f"cost version {v.cost_version} · distance to goal "
         f"{v.signals.get('dist_goal', float('nan')):.3f}"
     )
+    if v.margin:
+        line += f" · hard terms kept within {v.margin:g} x the model's error"
     if v.done:
         line += " · **goal reached**" if v.success else " · goal not reached"
     b[5].container(key="plan-status").markdown(line)
@@ -338,6 +340,7 @@ def _settings_from(run: PlanRun) -> None:
     SS["plan/planner"], SS["plan/samples"] = s.planner, s.samples
     SS["plan/horizon"], SS["plan/iterations"] = s.horizon, s.iterations
     SS["plan/fallback"], SS["plan/seed"] = s.fallback, s.seed
+    SS["plan/margin"] = s.margin
 
 
 def page() -> None:
@@ -369,10 +372,11 @@ def page() -> None:
         key="plan/fallback",
         format_func={"least_violating": "act on the least violating", "stop": "stop"}.get,
     )
+    margin = home.margin_input(side, "plan/margin", ckpt)
     speed = side.slider("Pause between steps (s)", 0.0, 1.0, 0.0, 0.1, key="plan/speed")
     seed = int(SS.setdefault("plan/seed", 0))
     settings = PlanSettings(scene, ckpt, planner, samples, horizon, iterations, fallback, seed)
-    settings.speed = speed
+    settings.speed, settings.margin = speed, margin
     if scene == "kitchen" and side.toggle(
         "Person starts near the board",
         True,
@@ -441,4 +445,4 @@ def page() -> None:
 
 
 def _search(s: PlanSettings) -> tuple:
-    return (s.planner, s.samples, s.horizon, s.iterations, s.fallback)
+    return (s.planner, s.samples, s.horizon, s.iterations, s.fallback, s.margin)
