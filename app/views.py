@@ -310,7 +310,7 @@ def curves(history: list[dict], prefix: str, title: str, log: bool = False) -> d
         fig.add(
             x=[p[0] for p in pts],
             y=[p[1] for p in pts],
-            name=k.removeprefix(prefix),
+            name=k.removeprefix(prefix) or k.split("/")[-1],
             mode="lines+markers" if len(pts) < 30 else "lines",
         )
     fig.axis("xaxis", title={"text": "step"})

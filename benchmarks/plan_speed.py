@@ -79,12 +79,21 @@ def main() -> int:
     ap.add_argument("--horizon", type=int, default=16)
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--latent", type=int, default=64)
+    ap.add_argument("--predictor-hidden", type=int, default=ModelConfig.predictor_hidden)
+    ap.add_argument("--probe-hidden", type=int, default=ModelConfig.probe_hidden)
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     args = ap.parse_args()
     device = choose_device(args.device)
     torch.manual_seed(0)
     N, H, D, A = args.samples, args.horizon, args.latent, 2
-    cfg = ModelConfig(latent_dim=D, action_dim=A, signals=SIGNALS, decoder=False)
+    cfg = ModelConfig(
+        latent_dim=D,
+        action_dim=A,
+        signals=SIGNALS,
+        decoder=False,
+        predictor_hidden=args.predictor_hidden,
+        probe_hidden=args.probe_hidden,
+    )
     model = WorldModel(cfg).to(device).eval()
     costs = CostSet(
         terms=[

@@ -77,6 +77,9 @@ class LabScene(gym.Env):
     CONTROL_DT: ClassVar[float] = 0.1  # seconds per env step (10 Hz control)
     PHYSICS_SUBSTEPS: ClassVar[int] = 5  # physics steps per env step
     MAX_EPISODE_STEPS: ClassVar[int] = 100  # the TimeLimit it is registered with
+    # Reset options that exploration episodes take in turn (scenes.collect): the
+    # data should hold every situation the lab puts the agent in.
+    EXPLORE_RESETS: ClassVar[tuple[dict, ...]] = ({},)
     # restoreState keeps contact caches between free bodies and the floor, so
     # scenes with such bodies (Push) rebuild the world on reset instead.
     REBUILD_ON_RESET: ClassVar[bool] = False

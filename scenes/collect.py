@@ -88,7 +88,16 @@ class CollectConfig:
 
 
 # Settings that fix the content of every shard: a resumed run must match them.
-FIXED = ("scene", "pixels", "episode_steps", "episodes_per_shard", "seed", "exploration")
+FIXED = (
+    "scene",
+    "pixels",
+    "episode_steps",
+    "episodes_per_shard",
+    "seed",
+    "exploration",
+    "explore_resets",
+)
+ASSUMED = {"explore_resets": [{}]}  # what a manifest written before the key was added means
 
 
 def new_manifest(cfg: CollectConfig) -> dict:
@@ -105,6 +114,7 @@ def new_manifest(cfg: CollectConfig) -> dict:
         "episodes_per_shard": cfg.episodes_per_shard,
         "seed": cfg.seed,
         "exploration": cfg.exploration.to_dict(),
+        "explore_resets": [dict(o) for o in cls.EXPLORE_RESETS],
         "control_dt": cls.CONTROL_DT,
         "action_dim": cls.ACTION_DIM,
         "state_names": [s.name for s in cls.STATE],
@@ -147,7 +157,8 @@ def run_episodes(
     row = 0
     for e in range(count):
         s = episode_seed(seed, first + e)
-        obs, info = scene.reset(seed=s, options={"goal_obs": False})
+        variant = scene.EXPLORE_RESETS[(first + e) % len(scene.EXPLORE_RESETS)]
+        obs, info = scene.reset(seed=s, options={**variant, "goal_obs": False})
         policy = ExplorationPolicy(policy_cfg, scene.ACTION_DIM, np.random.default_rng(s))
         policy.begin_episode(steps)
         episodes[e, 0], goals[e] = row, scene.goal
@@ -211,7 +222,7 @@ def prepare(cfg: CollectConfig) -> tuple[dict, list[int]]:
     fresh = new_manifest(cfg)
     if (root / "manifest.json").exists():
         manifest = ds.load_manifest(root)
-        diff = [k for k in FIXED if manifest.get(k) != fresh[k]]
+        diff = [k for k in FIXED if manifest.get(k, ASSUMED.get(k)) != fresh[k]]
         if diff:
             raise LabError(
                 f"{root} holds a collection made with other settings ({', '.join(diff)}); "

@@ -86,6 +86,9 @@ def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
     found = re.search(r"[?&]plan=([\w-]+)", page.url)
     assert found, page.url  # the run id is in the URL
     run = found.group(1)
+    wait_idle(page)
+    page.get_by_text("Start here: what this page shows").click()  # the guide opens
+    expect(page.get_by_text("Step plans once and acts")).to_be_visible()
     for n in range(1, 6):
         click(page, "Step")
         expect(step_text(page, n)).to_be_visible(timeout=20_000)
@@ -274,6 +277,15 @@ def test_scene_drives_by_hand_and_collects_data_with_a_progress_bar(lab):
     expect(page.get_by_text("Done: train on it on the Train page.")).to_be_visible(timeout=120_000)
     expect(page.get_by_text(re.compile("from-the-browser"))).to_be_visible()
     shot(page, "scene-collected")
+    # a reopened tab finds the collection and shows its settings, not the defaults
+    found = re.search(r"[?&]collect=([\w-]+)", page.url)
+    assert found, page.url
+    again = browser.new_page(viewport={"width": 1400, "height": 1600})
+    again.goto(f"{url}/scene?collect={found.group(1)}")
+    expect(again.get_by_text("Done: train on it on the Train page.")).to_be_visible(timeout=WAIT)
+    expect(again.get_by_label("Episodes", exact=True)).to_have_value("20")
+    expect(again.get_by_label("Folder name")).to_have_value("from-the-browser")
+    again.close()
     page.close()
 
 

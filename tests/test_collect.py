@@ -203,7 +203,12 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     collect(small(tmp_path / "d", episodes=2))
     with pytest.raises(LabError, match="other settings"):
         collect(small(tmp_path / "d", episodes=2, seed=5))
-    # more episodes with the same settings extends the collection
+    # more episodes with the same settings extends the collection, also one collected
+    # before manifests said which reset options exploration takes (none, then)
+    path = tmp_path / "d" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest.pop("explore_resets") == [{}]
+    path.write_text(json.dumps(manifest))
     collect(small(tmp_path / "d", episodes=4))
     assert ds.Dataset(tmp_path / "d").n_episodes == 4
 
@@ -261,6 +266,11 @@ def test_exploration_covers_what_the_world_model_must_learn(name):
         assert near.mean() > 0.05, "the person should come near the hand"
         assert (near & (speed < 0.2)).sum() > 20 and (near & (speed > 0.4)).sum() > 20
         assert np.min(sig["knife_height"]) < 0.05  # the knife reaches the board
+        # every other episode starts as the guardrail experiments do: a slow person by
+        # the board (Kitchen.EXPLORE_RESETS)
+        first = sig["person_speed"][starts]
+        assert np.all(first[1::2] <= 0.15) and np.all(first[0::2] >= 0.25)
+        assert np.all(sig["person_x"][starts[1::2]] <= 0.95)
     scene.close()
 
 

@@ -102,8 +102,16 @@ def test_agent_quality_smoke():
     keys = {"scene", "success", "oracle_success", "ratio", "violation_step_rate", "false_safe_rate"}
     assert keys <= set(scene_rows[0])
     guard = {r["design"]: r for r in rows if r["experiment"] == "kitchen_guardrail"}
-    assert set(guard) == {"unguarded", "spec", "spec+stop", "margin+stop"}
+    assert set(guard) == {
+        "unguarded",
+        "spec",
+        "spec+stop",
+        "spec+margin",
+        "spec+margin+stop",
+        "hand+stop",
+    }
     assert all(0 <= r["violation_step_rate"] <= 1 for r in guard.values())
+    assert guard["spec+margin"]["margin"] == 1.0 and guard["spec"]["margin"] == 0.0
 
 
 def test_lab_starts_the_app_with_streamlit_options(tmp_path):

@@ -385,10 +385,11 @@ def page() -> None:
             "evaluated at the corners of that box and the worst counts (exact for "
             "expressions monotone or convex in each signal, as guardrails usually are). "
             "The rule itself is unchanged and reality is still checked against it. In "
-            "Kitchen, the knife rule planned on imagined values let 6 % of real steps "
-            "break it, because the model reads the distance to the person a few "
-            "centimetres long at the edge of the zone; with $m = 1$ and the stop fallback, "
-            "0.2 % (`./lab bench agent_quality`)."
+            "Kitchen, the knife rule planned on imagined values let 7 % of real steps "
+            "break it: the planner skims the edge of the zone at speed, where a few "
+            "centimetres of error in the distance to the person or in the hand's speed "
+            "decide. With $m = 1$, 0.9 %; with the stop fallback too, 0.13 %, at the same "
+            "success (`./lab bench agent_quality`)."
         )
     _expressions()
     _where(

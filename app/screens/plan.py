@@ -343,11 +343,37 @@ def _settings_from(run: PlanRun) -> None:
     SS["plan/margin"] = s.margin
 
 
+def start_here() -> None:
+    """A short guide at the top of the default page (closed: an expander whose state
+    changed between reruns would move the whole page under a user's pointer)."""
+    with st.expander(":material/flag: Start here: what this page shows, and where to go next"):
+        st.markdown(
+            "An agent plans in a real PyBullet scene with a world model it learned: every "
+            "step it imagines hundreds of futures in latent space, scores them with the cost "
+            "(a task objective plus guardrails) and acts on the first action of the best. "
+            "On the left the scene as it is; beside it the chosen plan decoded, the sampled "
+            "futures, and what it imagines each signal will do next to what really happens.\n"
+            "1. **Step** plans once and acts; **Run** keeps going; **New episode** draws "
+            "another start and goal.\n"
+            "2. **Edit the cost** below while it plans: add a term such as "
+            "`relu(speed - 0.3)`, soft (a weight: a price) or hard (a limit: a rule). The "
+            "next plan uses it; a typing error is shown with its column and the last good "
+            "version stays in force.\n"
+            "3. **Kitchen** (sidebar, Scene): a knife rule is on, slow near the person. "
+            "*Guardrails: predicted vs real* shows where imagination and reality disagree; "
+            "the *Guardrail margin* gives the rule room for the model's measured error.\n\n"
+            "Then: **Scene** to drive by hand and collect data, **Train** to learn a world "
+            "model of your own, **Experiments** to compare guardrail designs over the same "
+            "seeded episodes, **Learn** for the architecture behind it all."
+        )
+
+
 def page() -> None:
     run = current("plan")
     if run is not None and "plan/scene" not in SS:
         _settings_from(run)  # a reopened tab: show the run's own settings
     st.title("Plan")
+    start_here()
     side = st.sidebar
     scene = side.selectbox(
         "Scene", list(scenes.SCENES), key="plan/scene", format_func=str.capitalize
@@ -431,11 +457,14 @@ def page() -> None:
         fmt = st.radio("Format", ["gif", "mp4"], horizontal=True, key="plan/video_fmt")
         if st.button("Make the video of this episode"):
             try:
-                SS["plan/video"] = (fmt, run.video(fmt))
+                SS["plan/video"] = (run.id, fmt, run.video(fmt))
             except LabError as e:
                 st.error(str(e))
-        if "plan/video" in SS:
-            fmt, data = SS["plan/video"]
+        made = SS.get("plan/video")
+        if made is not None and made[0] != run.id:  # another agent's (a scene switch): gone
+            del SS["plan/video"]
+        elif made is not None:
+            _, fmt, data = made
             st.download_button(
                 f"Download {fmt}",
                 data,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import streamlit as st
 
@@ -104,7 +105,8 @@ def collect_panel(key: str) -> None:
         key="scene/col_pixels",
         help="needed for pixel world models and decoded frames",
     )
-    workers = c[2].number_input("Processes", 1, os.cpu_count() or 1, os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    workers = c[2].number_input("Processes", 1, cores, cores, key="scene/col_workers")
     name = c[3].text_input("Folder name", f"{key}", key=f"scene/col_name/{key}")
     busy = run is not None and run.active
     if st.button("Collect", disabled=busy, type="primary"):
@@ -148,8 +150,22 @@ def collect_progress(run_id: str) -> None:
         c[0].success("Done: train on it on the Train page.")
 
 
+def _settings_from(run: CollectRun) -> None:
+    """A reopened ?collect= tab: the form shows the run's settings, not the defaults."""
+    cfg = run.cfg
+    SS["scene/scene"], SS["scene/col_episodes"] = cfg.scene, cfg.episodes
+    SS["scene/col_pixels"], SS["scene/col_workers"] = (
+        cfg.pixels,
+        min(cfg.workers, os.cpu_count() or 1),
+    )
+    SS[f"scene/col_name/{cfg.scene}"] = Path(cfg.out).name
+
+
 def page() -> None:
     st.title("Scene")
+    collecting = current("collect")
+    if collecting is not None and "scene/scene" not in SS:
+        _settings_from(collecting)
     key = st.sidebar.selectbox(
         "Scene", list(scenes.SCENES), key="scene/scene", format_func=str.capitalize
     )

@@ -119,11 +119,15 @@ def watch(run_id: str) -> None:
             " · ".join(f"**{k}** {v:.3f}" for k, v in val.items())
             + "  (nRMSE of imagined probed signals on held-out episodes, open loop)"
         )
-    g = st.columns(2)
+    g = st.columns([2, 2, 1.3])
     if p.history:
         g[0].plotly_chart(views.curves(p.history, "loss/", "loss terms", log=True), key="tr/l")
         if any(k.startswith("val/") for h in p.history for k in h):
-            g[1].plotly_chart(views.curves(p.history, "val/", "held-out figures"), key="tr/v")
+            # two units, two charts: nRMSE (1 = as bad as the mean) and a count of dimensions
+            nrmse = views.curves(p.history, "val/nrmse_", "held-out nRMSE of imagined signals")
+            g[1].plotly_chart(nrmse, key="tr/v")
+            rank = views.curves(p.history, "val/effective_rank", "effective rank of latents")
+            g[2].plotly_chart(rank, key="tr/rank")
     h = st.columns(2)
     if p.latent_std:
         h[0].plotly_chart(views.latent_spread(p.latent_std), key="tr/std")
