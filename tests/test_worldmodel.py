@@ -140,6 +140,13 @@ def test_resume_refuses_other_settings(reach_data, tmp_path):
     t.run()
     with pytest.raises(LabError, match="other settings"):
         Trainer(tiny(reach_data, tmp_path / "r", steps=5, latent_dim=8))
+    with pytest.raises(LabError, match="probe_hidden"):
+        Trainer(tiny(reach_data, tmp_path / "r", steps=5, probe_hidden=16))
+    # a resume file written before probe_hidden was a setting meant the default width
+    meta = json.loads((tmp_path / "r" / "resume.json").read_text())
+    del meta["config"]["probe_hidden"]
+    (tmp_path / "r" / "resume.json").write_text(json.dumps(meta))
+    assert Trainer(tiny(reach_data, tmp_path / "r", steps=6)).step == 5
 
 
 def test_the_thread_api_pauses_resumes_and_stops(reach_data, tmp_path):

@@ -45,6 +45,7 @@ from worldmodels.model import ModelConfig, WorldModel
 
 log = logging.getLogger(__name__)
 HORIZONS = (1, 4, 16)
+BEFORE = {"probe_hidden": 64}  # what a resume file written before a setting existed means
 RESUME_FORMAT, RESUME_VERSION = "lab-train-resume", 1
 
 
@@ -73,6 +74,10 @@ class TrainConfig:
         default=128, metadata={"help": "width of the predictor's MLP (sets the planning speed)"}
     )
     predictor_layers: int = field(default=2, metadata={"help": "hidden layers of the predictor"})
+    probe_hidden: int = field(
+        default=ModelConfig.probe_hidden,
+        metadata={"help": "width of each signal's probe head (the cost reads them every step)"},
+    )
     horizon: int = field(default=8, metadata={"help": "open-loop steps in the loss"})
     frames: int = field(
         default=2,
@@ -174,6 +179,7 @@ class Trainer:
             hidden=cfg.hidden,
             predictor_hidden=cfg.predictor_hidden,
             predictor_layers=cfg.predictor_layers,
+            probe_hidden=cfg.probe_hidden,
             frames=self.data.frames,
             last_action=bool(cfg.last_action and cfg.obs == "pixels"),
             signals=tuple(self.data.signal_names),
@@ -383,13 +389,14 @@ class Trainer:
             "hidden",
             "predictor_hidden",
             "predictor_layers",
+            "probe_hidden",
             "horizon",
             "seed",
             "batch",
             "ema",
             "decoder",
         )
-        diff = [k for k in fixed if old.get(k) != getattr(self.cfg, k)]
+        diff = [k for k in fixed if old.get(k, BEFORE.get(k)) != getattr(self.cfg, k)]
         if diff:
             raise LabError(
                 f"{self.out} holds a run with other settings ({', '.join(diff)}): "
