@@ -28,7 +28,7 @@ from agents.planners import PLANNERS, PlannerConfig, PlanRecord, shift
 from scenes.base import LabScene
 from scenes.errors import LabError
 
-MAX_MARGIN = 5.0  # times the measured error: beyond that nothing is ever feasible
+MAX_MARGIN = 5.0  # times the measured error (a larger one is more likely a typing slip)
 
 
 @dataclass
@@ -117,7 +117,7 @@ class Agent:
 
     def _margins(self, model, margin: float) -> dict[str, torch.Tensor] | None:
         """margin x the model's measured probe RMSE, per signal, on the device."""
-        if margin == 0 or hasattr(model, "sync"):  # none asked, or a simulator: exact
+        if margin == 0 or getattr(model, "exact", False):  # none asked, or the simulator
             return None
         table = getattr(model, "probe_rmse", None)
         if not table:

@@ -53,6 +53,7 @@ class OracleModel:
     """
 
     decoder = None  # nothing to decode: the oracle has no frames of its own
+    exact = True  # it imagines what will happen: hard terms need no margin for its error
     device = torch.device("cpu")  # PyBullet runs on the CPU
 
     def __init__(self, scene: str | type[LabScene]) -> None:

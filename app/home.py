@@ -115,12 +115,19 @@ def safety_rules(scene: str) -> dict[str, Term]:
     return {t.name: t}
 
 
+# ./lab bench agent_quality, the Kitchen guardrail part (the Learn page quotes it too)
+MARGIN_FIGURES = (
+    "Kitchen, the knife rule, 30 episodes: planned on the imagined values it was broken on "
+    "7 % of real steps; with a margin of 1, 0.9 %; with 1 and the stop fallback, 0.13 %, "
+    "at the same success"
+)
 MARGIN_HELP = (
     "Hard guardrails must hold for every signal value within this many times the world "
     "model's measured error (its held-out probe RMSE at each imagined step), not only for "
     "the imagined value: room for the model being wrong. 0 plans on the imagined values "
-    "as they are. Kitchen, knife rule, 30 episodes: 0 let 7 % of real steps break it, "
-    "1 let 0.9 %, 1 with the stop fallback 0.13 %, at the same success."
+    "as they are; beyond the 16 measured steps the last step's error is used. "
+    + MARGIN_FIGURES
+    + "."
 )
 
 

@@ -265,7 +265,8 @@ def guardrails(view) -> dict | None:
             y=[p + limit if p > 0 else None for p in pred],
             mode="markers",
             marker={"color": IMAGINED, "symbol": "diamond"},
-            name="predicted violation",
+            name="predicted violation"
+            + (f" (within ±{view.margin:g} x error)" if view.margin else ""),
             showlegend=first,
             legendgroup="pred",
         )

@@ -176,7 +176,10 @@ class ExperimentRun(Run):
         guardrails: list | None = None,
         options: dict | None = None,
     ) -> None:
-        super().__init__(f"{scene}: {', '.join(designs)}")
+        how = agent_cfg.fallback.replace("_", " ") + " fallback"
+        if agent_cfg.margin:
+            how += f", margin {agent_cfg.margin:g} x model error"
+        super().__init__(f"{scene}: {', '.join(designs)} ({how})")
         self.guardrails, self.options = guardrails, options or {}
         self.scene, self.checkpoint, self.designs = scene, checkpoint, designs
         self.agent_cfg, self.episodes, self.seed = agent_cfg, episodes, seed

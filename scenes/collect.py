@@ -223,6 +223,11 @@ def prepare(cfg: CollectConfig) -> tuple[dict, list[int]]:
     if (root / "manifest.json").exists():
         manifest = ds.load_manifest(root)
         diff = [k for k in FIXED if manifest.get(k, ASSUMED.get(k)) != fresh[k]]
+        if diff == ["explore_resets"]:
+            raise LabError(
+                f"{root} was collected by an older exploration (its episodes start in fewer "
+                "situations than this lab's); collect into another --out, or delete it"
+            )
         if diff:
             raise LabError(
                 f"{root} holds a collection made with other settings ({', '.join(diff)}); "

@@ -148,7 +148,7 @@ def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
     thumb.focus()
     for _ in range(4):  # 0.25 a press
         thumb.press("ArrowRight")
-    margin = status.filter(has_text="hard terms kept within 1 x the model's error")
+    margin = status.filter(has_text="hard terms must hold within ±1 x the model's measured error")
     expect(margin.first).to_be_visible(timeout=20_000)
     click(page, "Step")
     expect(step_text(page, 2)).to_be_visible(timeout=20_000)

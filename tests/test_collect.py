@@ -211,6 +211,10 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     path.write_text(json.dumps(manifest))
     collect(small(tmp_path / "d", episodes=4))
     assert ds.Dataset(tmp_path / "d").n_episodes == 4
+    manifest["explore_resets"] = [{}, {"person_near": True}]  # another exploration's
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(LabError, match="older exploration"):
+        collect(small(tmp_path / "d", episodes=4))
 
 
 def test_not_a_dataset_gets_a_plain_message(tmp_path):

@@ -142,11 +142,14 @@ def test_resume_refuses_other_settings(reach_data, tmp_path):
         Trainer(tiny(reach_data, tmp_path / "r", steps=5, latent_dim=8))
     with pytest.raises(LabError, match="probe_hidden"):
         Trainer(tiny(reach_data, tmp_path / "r", steps=5, probe_hidden=16))
-    # a resume file written before probe_hidden was a setting meant the default width
-    meta = json.loads((tmp_path / "r" / "resume.json").read_text())
+    # a resume file written before probe_hidden was a setting meant the old width, 64
+    Trainer(tiny(reach_data, tmp_path / "w", steps=5, probe_hidden=64)).run()
+    meta = json.loads((tmp_path / "w" / "resume.json").read_text())
     del meta["config"]["probe_hidden"]
-    (tmp_path / "r" / "resume.json").write_text(json.dumps(meta))
-    assert Trainer(tiny(reach_data, tmp_path / "r", steps=6)).step == 5
+    (tmp_path / "w" / "resume.json").write_text(json.dumps(meta))
+    assert Trainer(tiny(reach_data, tmp_path / "w", steps=6, probe_hidden=64)).step == 5
+    with pytest.raises(LabError, match="probe_hidden"):
+        Trainer(tiny(reach_data, tmp_path / "w", steps=6))
 
 
 def test_the_thread_api_pauses_resumes_and_stops(reach_data, tmp_path):
@@ -194,6 +197,10 @@ def test_checkpoint_round_trip(saved):
     assert model.probe_rmse == config["probe_rmse"] == trainer.probe_rmse
     assert set(model.probe_rmse) == set(model.signal_names)
     assert all(len(v) == trainer.eval_horizon and min(v) >= 0 for v in model.probe_rmse.values())
+    assert config["split"] == {"seed": 0, "val_fraction": 0.1}  # what calibrate measures on
+    # a table measured on a diverging rollout (NaN) reads as never measured, not as broken
+    _set_config(folder, probe_rmse={k: [float("nan")] for k in model.signal_names})
+    assert load_checkpoint(folder)[0].probe_rmse is None
 
 
 def test_calibrate_measures_the_probe_error_and_changes_no_weight(saved, reach_data, capsys):

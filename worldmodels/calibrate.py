@@ -9,7 +9,9 @@ every save (``probe_rmse`` in the checkpoint's JSON: per signal, the RMSE
 at imagined steps 1..16 of open-loop rollouts on held-out windows, in the
 signal's units); this measures it for a checkpoint made before that, or on
 other data. By default the held-out episodes are the ones training left out
-(the same seed and share), so the figure is never taken on training data.
+(the seed and share the checkpoint records as ``split``; seed 0 and 10 % for
+a checkpoint too old to record them, as training then defaulted to), so on
+the training data set the figure is never taken on training episodes.
 Weights are untouched.
 """
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+
+import torch
 
 from scenes.cli import parse_config
 from scenes.errors import LabError
@@ -33,9 +37,11 @@ class CalibrateConfig:
         default="", metadata={"help": "dataset of the checkpoint's scene", "required": True}
     )
     val_fraction: float = field(
-        default=0.1, metadata={"help": "share of episodes held out (as in training)"}
+        default=-1.0, metadata={"help": "share of episodes held out (default: as in training)"}
     )
-    seed: int = field(default=0, metadata={"help": "seed of the held-out split (as in training)"})
+    seed: int = field(
+        default=-1, metadata={"help": "seed of the held-out split (default: as in training)"}
+    )
     windows: int = field(default=2048, metadata={"help": "held-out windows measured at most"})
     device: str = field(default="auto", metadata={"help": "auto (cuda when present), cpu, cuda"})
 
@@ -45,13 +51,16 @@ def calibrate(cfg: CalibrateConfig) -> dict[str, list[float]]:
     device = choose_device(cfg.device)
     model, config = load_checkpoint(cfg.checkpoint, device)
     horizon = max(HORIZONS)
+    split = config.get("split") or {}
+    seed = cfg.seed if cfg.seed >= 0 else int(split.get("seed", 0))
+    share = cfg.val_fraction if cfg.val_fraction >= 0 else float(split.get("val_fraction", 0.1))
     data = WindowData(
         cfg.data,
         config["obs"],
         device,
         horizon,
-        val_fraction=cfg.val_fraction,
-        seed=cfg.seed,
+        val_fraction=share,
+        seed=seed,
         pixels=config["obs"] == "pixels",
         frames=model.frames,
     )
@@ -61,7 +70,13 @@ def calibrate(cfg: CalibrateConfig) -> dict[str, list[float]]:
         raise LabError(f"{cfg.data} has other signals than the checkpoint's probes")
     if len(data.val_starts(horizon)) == 0:
         raise LabError(f"{cfg.data} has no held-out episode of more than {horizon} steps")
-    table = rmse_by_signal(probe_rmse(model, data, horizon, cfg.windows), data.signal_names)
+    rmse = probe_rmse(model, data, horizon, cfg.windows)
+    if not torch.isfinite(rmse).all():
+        raise LabError(
+            f"{cfg.checkpoint}: imagined rollouts overflow (the predictor diverges), so there "
+            "is no error to measure; train it again"
+        )
+    table = rmse_by_signal(rmse, data.signal_names)
     resave_checkpoint(model, cfg.checkpoint, config, probe_rmse=table)
     return table
 

@@ -145,20 +145,22 @@ def load_checkpoint(
 
 
 def _probe_rmse(config: dict, signals: tuple[str, ...], folder: Path) -> dict | None:
-    """The checkpoint's measured probe error ({signal: [RMSE at steps 1..H]}), checked."""
+    """The checkpoint's measured probe error ({signal: [RMSE at steps 1..H]}), checked;
+    None when it was never measured (or measured on a diverging rollout: not finite)."""
     table = config.get("probe_rmse")
     if not table:  # older checkpoints: never measured (./lab calibrate measures it)
         return None
-    ok = isinstance(table, dict) and set(table) <= set(signals)
-    ok = ok and all(
-        isinstance(v, list)
-        and v
-        and all(isinstance(x, int | float) and math.isfinite(x) and x >= 0 for x in v)
-        for v in table.values()
-    )
+
+    def number(x) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and not x < 0
+
+    ok = isinstance(table, dict) and set(table) == set(signals)
+    ok = ok and all(isinstance(v, list) and v and all(map(number, v)) for v in table.values())
     if not ok:
         raise LabError(
-            f"{folder}/config.json: 'probe_rmse' should map the model's signals to lists of "
-            "non-negative numbers; measure it again with ./lab calibrate"
+            f"{folder}/config.json: 'probe_rmse' should map each of the model's signals to a "
+            "list of non-negative numbers; measure it again with ./lab calibrate"
         )
+    if not all(math.isfinite(x) for v in table.values() for x in v):
+        return None
     return {k: [float(x) for x in v] for k, v in table.items()}

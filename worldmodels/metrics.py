@@ -55,7 +55,12 @@ def model_nrmse(
     model: WorldModel, data: WindowData, horizon: int, limit: int = 1024
 ) -> torch.Tensor:
     """nRMSE of probed imagined signals at steps 1..H (H,) on held-out windows."""
-    return (probe_rmse(model, data, horizon, limit) / data_std(data)).mean(dim=-1)
+    return nrmse_curve(probe_rmse(model, data, horizon, limit), data)
+
+
+def nrmse_curve(rmse: torch.Tensor, data: WindowData) -> torch.Tensor:
+    """Per-signal RMSE (H, n) -> nRMSE per step (H,), averaged over signals."""
+    return (rmse / data_std(data)).mean(dim=-1)
 
 
 def data_std(data: WindowData) -> torch.Tensor:

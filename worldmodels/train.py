@@ -40,12 +40,12 @@ from scenes.files import read_versioned_json, write_json_atomic
 from worldmodels.checkpoint import save_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.loss import LossConfig, effective_rank, ema_momentum, ema_update, losses
-from worldmodels.metrics import data_std, probe_rmse, rmse_by_signal
+from worldmodels.metrics import nrmse_curve, probe_rmse, rmse_by_signal
 from worldmodels.model import ModelConfig, WorldModel
 
 log = logging.getLogger(__name__)
 HORIZONS = (1, 4, 16)
-BEFORE = {"probe_hidden": 64}  # what a resume file written before a setting existed means
+BEFORE = {"probe_hidden": 64}  # what a resume file written before a setting existed meant
 RESUME_FORMAT, RESUME_VERSION = "lab-train-resume", 1
 
 
@@ -71,7 +71,8 @@ class TrainConfig:
     latent_dim: int = field(default=64, metadata={"help": "D, size of the latent"})
     hidden: int = field(default=256, metadata={"help": "width of the state encoder's MLP"})
     predictor_hidden: int = field(
-        default=128, metadata={"help": "width of the predictor's MLP (sets the planning speed)"}
+        default=ModelConfig.predictor_hidden,
+        metadata={"help": "width of the predictor's MLP (sets the planning speed)"},
     )
     predictor_layers: int = field(default=2, metadata={"help": "hidden layers of the predictor"})
     probe_hidden: int = field(
@@ -169,6 +170,8 @@ class Trainer:
         self.loss_cfg = cfg.loss_config()
         self.eval_horizon = min(max(HORIZONS), int(self.data.episodes[:, 1].min()) - 1)
         self.probe_rmse: dict[str, list[float]] = {}  # held-out, per signal and step (margins)
+        # which episodes were held out (./lab calibrate measures on the same ones)
+        self.split = {"seed": cfg.seed, "val_fraction": cfg.val_fraction}
 
         torch.manual_seed(cfg.seed)
         model_cfg = ModelConfig(
@@ -297,8 +300,10 @@ class Trainer:
         val = {}
         if self.eval_horizon >= 1:
             rmse = probe_rmse(model, self.data, self.eval_horizon)  # (H, n), signal units
-            curve = (rmse / data_std(self.data)).mean(dim=-1)
-            self.probe_rmse = rmse_by_signal(rmse, self.data.signal_names)
+            curve = nrmse_curve(rmse, self.data)
+            # a diverged rollout measures nothing a margin could use
+            finite = bool(torch.isfinite(rmse).all())
+            self.probe_rmse = rmse_by_signal(rmse, self.data.signal_names) if finite else {}
             for h in HORIZONS:
                 if h <= self.eval_horizon:
                     val[f"nrmse_h{h}"] = float(curve[h - 1])
@@ -329,6 +334,7 @@ class Trainer:
             "train_seconds": round(self.elapsed, 2),
             "normalisation": asdict(self.data.norm),
             "validation": val,
+            "split": self.split,
             "probe_rmse": self.probe_rmse,
             "data": str(self.cfg.data),
         }

@@ -21,6 +21,7 @@ import streamlit as st
 import scenes
 from agents.expressions import CONSTANTS, FUNCTIONS, MAX_LENGTH, ExpressionError, compile_expression
 from agents.planners import PlannerConfig
+from app import home
 from scenes.errors import LabError
 from worldmodels.checkpoint import read_config
 from worldmodels.loss import LossConfig
@@ -384,12 +385,10 @@ def page() -> None:
             "value in $\\hat y_h \\pm m\\,\\sigma_h$, not only at $\\hat y_h$: the term is "
             "evaluated at the corners of that box and the worst counts (exact for "
             "expressions monotone or convex in each signal, as guardrails usually are). "
-            "The rule itself is unchanged and reality is still checked against it. In "
-            "Kitchen, the knife rule planned on imagined values let 7 % of real steps "
-            "break it: the planner skims the edge of the zone at speed, where a few "
+            "The rule itself is unchanged and reality is still checked against it. Without "
+            "a margin the planner skims the edge of the zone at speed, where a few "
             "centimetres of error in the distance to the person or in the hand's speed "
-            "decide. With $m = 1$, 0.9 %; with the stop fallback too, 0.13 %, at the same "
-            "success (`./lab bench agent_quality`)."
+            f"decide. {home.MARGIN_FIGURES} (`./lab bench agent_quality`)."
         )
     _expressions()
     _where(

@@ -281,7 +281,7 @@ def live(run_id: str, scene: str) -> None:
         f"{v.signals.get('dist_goal', float('nan')):.3f}"
     )
     if v.margin:
-        line += f" · hard terms kept within {v.margin:g} x the model's error"
+        line += f" · hard terms must hold within ±{v.margin:g} x the model's measured error"
     if v.done:
         line += " · **goal reached**" if v.success else " · goal not reached"
     b[5].container(key="plan-status").markdown(line)
