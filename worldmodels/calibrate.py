@@ -20,8 +20,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-import torch
-
 from scenes.cli import parse_config
 from scenes.errors import LabError
 from worldmodels.checkpoint import load_checkpoint, resave_checkpoint
@@ -70,13 +68,12 @@ def calibrate(cfg: CalibrateConfig) -> dict[str, list[float]]:
         raise LabError(f"{cfg.data} has other signals than the checkpoint's probes")
     if len(data.val_starts(horizon)) == 0:
         raise LabError(f"{cfg.data} has no held-out episode of more than {horizon} steps")
-    rmse = probe_rmse(model, data, horizon, cfg.windows)
-    if not torch.isfinite(rmse).all():
+    table = rmse_by_signal(probe_rmse(model, data, horizon, cfg.windows), data.signal_names)
+    if table is None:
         raise LabError(
             f"{cfg.checkpoint}: imagined rollouts overflow (the predictor diverges), so there "
             "is no error to measure; train it again"
         )
-    table = rmse_by_signal(rmse, data.signal_names)
     resave_checkpoint(model, cfg.checkpoint, config, probe_rmse=table)
     return table
 

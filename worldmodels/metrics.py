@@ -46,8 +46,11 @@ def probe_rmse(
     return ((pred - w["signals"][:, 1:]) ** 2).mean(dim=0).sqrt()
 
 
-def rmse_by_signal(rmse: torch.Tensor, names) -> dict[str, list[float]]:
-    """(H, n) -> {name: [RMSE at steps 1..H]}, as checkpoints store it (``probe_rmse``)."""
+def rmse_by_signal(rmse: torch.Tensor, names) -> dict[str, list[float]] | None:
+    """(H, n) -> {name: [RMSE at steps 1..H]}, as checkpoints store it (``probe_rmse``);
+    None when a rollout diverged (not finite): that measures nothing a margin could use."""
+    if not bool(torch.isfinite(rmse).all()):
+        return None
     return {k: [round(float(x), 5) for x in rmse[:, i]] for i, k in enumerate(names)}
 
 
