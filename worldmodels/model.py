@@ -215,6 +215,17 @@ class Probes(nn.Module):
         mean, std = (self.mean, self.std) if idx is None else (self.mean[idx], self.std[idx])
         return self.normalised(s, idx) * std + mean
 
+    def stacked(self, idx: list[int]) -> tuple[torch.Tensor, ...]:
+        """The heads ``idx`` as two matrix products in the signals' units:
+        ``silu(s @ w1 + b1) @ w2 + b2`` with w1 (D, k*h), b1 (k*h,), w2 (k*h, k) (block
+        diagonal: each head reads its own h columns), b2 (k,). For ``WorldModel.imagine``."""
+        k, d, hid = len(idx), self.w1.shape[1], self.w1.shape[2]
+        std, mean = self.std[idx], self.mean[idx]
+        w1 = self.w1[idx].permute(1, 0, 2).reshape(d, k * hid)
+        blocks = torch.eye(k, dtype=w1.dtype, device=w1.device).repeat_interleave(hid, dim=0)
+        w2 = blocks * (self.w2[idx] * std[:, None]).reshape(-1, 1)  # (k*h, k)
+        return w1, self.b1[idx].reshape(-1), w2, self.b2[idx] * std + mean
+
 
 class Decoder(nn.Module):
     """Latent (B, D) -> image (B, 3, 64, 64) in [0, 1], for display only.
@@ -323,6 +334,83 @@ class WorldModel(nn.Module):
             s = self.predictor(s, actions[:, t])  # (B, D)
             out.append(s)
         return torch.stack(out, dim=1)  # (B, H, D)
+
+    def imagine(
+        self, s0: torch.Tensor, actions: torch.Tensor, names
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``rollout`` and then ``probe(names)`` on every imagined latent, in one pass:
+        latents (B, H, D) and {name: (B, H)}. What a planner calls, N x H times a plan.
+
+        With gradients enabled (the gradient planner) it is exactly those two calls.
+        Without, the same arithmetic is arranged for speed (a CEM plan on 2 CPU cores in
+        0.8 of the time; ``benchmarks/plan_speed.py``):
+
+        * a step's first matrix product serves both the predictor and the probes of the
+          latent it reads, so the imagined latents are not read a second time;
+        * biases ride in the products: the input carries a column of ones, and every
+          hidden layer a "bias unit", a column of constant value ``c = silu(1)``, so the
+          next layer's bias is a row ``bias / c`` of its matrix (on a CPU ``addmm`` first
+          copies its bias into the output: a pass over memory per layer per step);
+        * every product writes where the next one reads: into buffers made once. The
+          latents come back as a view into one of them.
+        """
+        names = list(names)
+        linears = [m for m in self.predictor.net if isinstance(m, nn.Linear)]
+        if torch.is_grad_enabled() or len(linears) < 2:
+            latents = self.rollout(s0, actions)
+            return latents, self.probe(latents, names)
+        first, middle, last = linears[0], linears[1:-1], linears[-1]
+        B, H, A = actions.shape
+        D, P = s0.shape[-1], first.out_features
+        idx = [self.cfg.signals.index(n) for n in names]
+        w1, b1, w2, b2 = self.probes.stacked(idx)
+        kh = w1.shape[1]
+        c = F.silu(w1.new_ones(()))  # the bias unit's value
+        # x_t = [s_t, a_t, 1] -> [predictor's hidden (P), bias unit (1), probes' hidden
+        # of s_t (kh, zero weight on the action)]
+        W = w1.new_zeros(D + A + 1, P + 1 + kh)
+        W[: D + A, :P] = first.weight.t()
+        W[-1, :P] = first.bias
+        W[-1, P] = 1.0
+        W[:D, P + 1 :] = w1
+        W[-1, P + 1 :] = b1
+        hidden_layers = []
+        for layer in middle:  # (P + 1) -> (P + 1), the bias unit carried on
+            Wm = w1.new_zeros(P + 1, P + 1)
+            Wm[:P, :P] = layer.weight.t()
+            Wm[P, :P] = layer.bias / c
+            Wm[P, P] = 1.0 / c
+            hidden_layers.append(Wm)
+        W_last = torch.cat([last.weight.t(), (last.bias / c)[None]])  # (P + 1, D)
+        W_probe = torch.cat([(b2 / c)[None], w2])  # (1 + kh, k): bias unit, then hidden
+        x = s0.new_empty(H + 1, B, D + A + 1, dtype=w1.dtype)  # x_0 .. x_H
+        x[0, :, :D] = s0
+        x[:H, :, D:-1] = actions.transpose(0, 1)
+        x[H, :, D:-1] = 0.0  # s_H is only probed; its action is never read
+        x[..., -1] = 1.0
+        values = x.new_empty(H, B, len(idx))
+        for t in range(H + 1):
+            xt = x[t]
+            if t == 0:  # s_0 is real: no probes
+                hidden = F.silu(xt @ W[:, : P + 1], inplace=True)
+            elif t < H:
+                hidden = F.silu(xt @ W, inplace=True)
+            elif idx:  # s_H: probes only
+                hidden = F.silu(xt @ W[:, P:], inplace=True)
+            else:
+                break
+            if t > 0 and idx:
+                torch.mm(hidden[:, -kh - 1 :], W_probe, out=values[t - 1])
+            if t == H:
+                break
+            z = hidden[:, : P + 1]
+            for Wm in hidden_layers:
+                z = F.silu(z @ Wm, inplace=True)
+            # s_t+1 = s_t + last(z), written where step t+1 reads it
+            torch.addmm(xt[:, :D], z, W_last, out=x[t + 1, :, :D])
+        latents = x[1:, :, :D].transpose(0, 1)  # (B, H, D)
+        per_signal = values.permute(2, 1, 0).contiguous()  # (k, B, H)
+        return latents, {name: per_signal[i] for i, name in enumerate(names)}
 
     def probe(self, s: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
         """Latents (..., D) -> {signal name: (...)} in the signal's units.

@@ -4,9 +4,11 @@ A planner searches action sequences ``(N, H, A)`` in [-1, 1] for the one whose
 imagined future (``model.rollout`` then ``model.probe``) has the lowest cost,
 among those that keep every hard guardrail. It knows the model only through
 ``rollout(s0 (N, D), actions (N, H, A)) -> (N, H, D)`` and ``probe(s) ->
-{name: (...)}``, so a linear toy, the JEPA and the true simulator (the oracle)
-all plug in. Everything is batched over samples on the model's device; the
-only Python loops run over iterations (and the horizon, inside rollout).
+{name: (...)}`` (or ``imagine``, the two fused, where a model has it: the
+JEPA's is faster), so a linear toy, the JEPA and the true simulator (the
+oracle) all plug in. Everything is batched over samples on the model's
+device; the only Python loops run over iterations (and the horizon, inside
+rollout).
 
 Ranking: feasible samples first, by cost; when none is feasible, samples are
 ranked by total violation, then cost, and the record says so
@@ -59,6 +61,17 @@ class PlanRecord:
     info: dict = field(default_factory=dict)
 
 
+def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names: list[str]):
+    """Latents (N, H, D) and the signals ``names`` {name: (N, H)} of the rollouts of
+    ``actions`` from ``s0`` (N, D): the model's fused ``imagine`` where it has one (the
+    JEPA), else ``rollout`` then ``probe`` (the oracle, toy models)."""
+    fused = getattr(model, "imagine", None)
+    if fused is not None:
+        return fused(s0, actions, names)
+    latents = model.rollout(s0, actions)
+    return latents, model.probe(latents, names)
+
+
 def rank(result: CostResult) -> torch.Tensor:
     """Indices best first: by violation (0 for feasible ones), then by cost."""
     order = torch.argsort(result.total, stable=True)
@@ -74,7 +87,7 @@ class Planner:
         self.cfg = cfg
         self.action_dim = action_dim
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(
         self,
         model,
@@ -88,10 +101,8 @@ class Planner:
         """actions (N, H, A) -> latents (N, H, D), signals {name: (N, H)}, CostResult.
 
         Only the signals the cost reads are probed, plus those in ``show``."""
-        N = actions.shape[0]
-        latents = model.rollout(s0.expand(N, -1), actions)  # (N, H, D)
         names = cost.needed + [n for n in show if n not in cost.needed]
-        signals = model.probe(latents, names)
+        latents, signals = imagine(model, s0.expand(actions.shape[0], -1), actions, names)
         return latents, signals, cost.evaluate(latents, signals, goal_latent, goal)
 
     def plan(
@@ -118,7 +129,7 @@ class Planner:
         k = min(self.cfg.elites, len(order))
         return PlanRecord(
             actions=samples[best].clone(),
-            latents=latents[best],
+            latents=latents[best].clone(),  # not a view that keeps all N rollouts alive
             samples=samples,
             signals=signals,
             terms=result.terms,
