@@ -15,9 +15,14 @@ and the pixel models' wider shape), on the chosen device:
   imagined latent; forward, and forward and backward for gradient descent)
   per second of plan;
 * ``matmul_gflops``: bare matrix products of the very same shapes (the
-  predictor's layers and the probes' first layer), in the same run, on the
-  same device: what the hardware gives such shapes;
-* ``ratio = rollout_gflops / matmul_gflops``: how much of it planning keeps;
+  predictor's layers and the probes' two), in the same run, on the same
+  device: what the hardware gives such shapes. (``WorldModel.imagine`` runs
+  the predictor's and the probes' first layers as one wider product: the
+  same work, and on 2 cores a (1000, 67) x (67, 193) product ran at the
+  GFLOP/s of its two parts, 149-151 against 133-150);
+* ``ratio = rollout_gflops / matmul_gflops``: how much of it planning keeps,
+  taken within each round of timing (a plan, then the bare products) and the
+  median of those: the machine's speed drifts between rounds, not within one;
   ``predictor_ratio`` counts the predictor's work alone (the probes then
   count as lost time), as this benchmark did before.
 
@@ -53,11 +58,13 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fns, device, repeats: int) -> list[float]:
-    """Median seconds of each of ``fns`` over ``repeats`` rounds, after two warm-ups.
+def timed(fns, device, repeats: int) -> list[list[float]]:
+    """Seconds of each of ``fns`` in each of ``repeats`` rounds, after two warm-ups.
 
     The functions take turns within every round, so a plan and the bare
-    products it is compared with see the same moment of a noisy machine.
+    products it is compared with see the same moment of a noisy machine (here
+    the same products ran at 77 to 127 GFLOP/s from one minute to the next):
+    ratios are taken within a round, then their median.
     """
     for _ in range(2):
         for fn in fns:
@@ -70,7 +77,7 @@ def timed(fns, device, repeats: int) -> list[float]:
             fn()
             sync(device)
             out.append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
+    return times
 
 
 def main() -> int:
@@ -147,24 +154,28 @@ def main() -> int:
         def one_plan(p=planner, c=cost, g=gen):
             return p.plan(model, c, s0, goal, None, g)
 
-        plan_s, matmul_s, predictor_s = timed([one_plan, bare, bare_predictor], device, repeats)
+        plan_t, matmul_t, predictor_t = timed([one_plan, bare, bare_predictor], device, repeats)
+        plan_s, matmul_s = statistics.median(plan_t), statistics.median(matmul_t)
         matmul_gflops = 2 * macs * N * H / matmul_s / 1e9
         # Rollouts per plan: CEM and MPPI evaluate once per iteration (the
         # last is the final ranking); gradient descent takes one forward and
         # backward (about three forwards) per iteration, then ranks once.
         passes = 3 * args.iterations + 1 if name == "gd" else args.iterations
         rollout_gflops = 2 * macs * N * H * passes / plan_s / 1e9
-        predictor_gflops = 2 * predictor_macs * N * H * passes / plan_s / 1e9
+        # plan GFLOP/s over bare GFLOP/s, within each round: passes x bare time / plan time
+        ratio = statistics.median(b * passes / p for p, b in zip(plan_t, matmul_t, strict=True))
+        predictor_ratio = statistics.median(
+            b * passes * predictor_macs / (p * macs)
+            for p, b in zip(plan_t, predictor_t, strict=True)
+        )
         row = {
             "planner": name,
             "device": str(device),
             "plan_ms": round(plan_s * 1e3, 2),
             "rollout_gflops": round(rollout_gflops, 1),
             "matmul_gflops": round(matmul_gflops, 1),
-            "ratio": round(rollout_gflops / matmul_gflops, 3),
-            "predictor_ratio": round(
-                predictor_gflops / (2 * predictor_macs * N * H / predictor_s / 1e9), 3
-            ),
+            "ratio": round(ratio, 3),
+            "predictor_ratio": round(predictor_ratio, 3),
         }
         rows.append(row)
         print(

@@ -351,8 +351,8 @@ class WorldModel(nn.Module):
           hidden layer a "bias unit", a column of constant value ``c = silu(1)``, so the
           next layer's bias is a row ``bias / c`` of its matrix (on a CPU ``addmm`` first
           copies its bias into the output: a pass over memory per layer per step);
-        * every product writes where the next one reads: into buffers made once. The
-          latents come back as a view into one of them.
+        * every product writes where the next one reads, into buffers (and views of
+          them) made once: a step is six calls. The latents come back as a view.
         """
         names = list(names)
         linears = [m for m in self.predictor.net if isinstance(m, nn.Linear)]
@@ -389,25 +389,31 @@ class WorldModel(nn.Module):
         x[H, :, D:-1] = 0.0  # s_H is only probed; its action is never read
         x[..., -1] = 1.0
         values = x.new_empty(H, B, len(idx))
+        hid = x.new_empty(B, P + 1 + kh)  # a step's first hidden layer
+        h_pred, h_probe = hid[:, : P + 1], hid[:, P:]  # both with the bias unit
+        zs = [x.new_empty(B, P + 1) for _ in hidden_layers]
+        xs, ss = x.unbind(0), x[:, :, :D].unbind(0)
+        vs = values.unbind(0)
+        W_pred, W_pr = W[:, : P + 1], W[:, P:]
         for t in range(H + 1):
-            xt = x[t]
+            xt = xs[t]
             if t == 0:  # s_0 is real: no probes
-                hidden = F.silu(xt @ W[:, : P + 1], inplace=True)
+                F.silu(torch.mm(xt, W_pred, out=h_pred), inplace=True)
             elif t < H:
-                hidden = F.silu(xt @ W, inplace=True)
+                F.silu(torch.mm(xt, W, out=hid), inplace=True)
             elif idx:  # s_H: probes only
-                hidden = F.silu(xt @ W[:, P:], inplace=True)
+                F.silu(torch.mm(xt, W_pr, out=h_probe), inplace=True)
             else:
                 break
             if t > 0 and idx:
-                torch.mm(hidden[:, -kh - 1 :], W_probe, out=values[t - 1])
+                torch.mm(h_probe, W_probe, out=vs[t - 1])
             if t == H:
                 break
-            z = hidden[:, : P + 1]
-            for Wm in hidden_layers:
-                z = F.silu(z @ Wm, inplace=True)
+            z = h_pred
+            for Wm, zb in zip(hidden_layers, zs, strict=True):
+                z = F.silu(torch.mm(z, Wm, out=zb), inplace=True)
             # s_t+1 = s_t + last(z), written where step t+1 reads it
-            torch.addmm(xt[:, :D], z, W_last, out=x[t + 1, :, :D])
+            torch.addmm(ss[t], z, W_last, out=ss[t + 1])
         latents = x[1:, :, :D].transpose(0, 1)  # (B, H, D)
         per_signal = values.permute(2, 1, 0).contiguous()  # (k, B, H)
         return latents, {name: per_signal[i] for i, name in enumerate(names)}
