@@ -9,7 +9,10 @@ A cost set (saved as JSON, so guardrail designs can be shared) holds:
 * guardrail terms, each an expression over the scene's signals (see
   ``agents.expressions``), soft (``weight * expr`` added to the cost) or hard
   (``expr <= limit`` at every step of the horizon, else the plan is
-  infeasible), each with an on/off switch.
+  infeasible), each with an on/off switch. A term may also read the goal:
+  ``goal_<task signal>`` (``goal_x`` in Reach, ``goal_block_x`` in Push) is
+  the goal's value of that signal, so a subgoal can follow the goal (Push:
+  "get behind the block", ``scenes.push.BEHIND_BLOCK``).
 
 ``Cost.evaluate`` turns imagined latents ``(N, H, D)`` and their probed
 signals ``{name: (N, H)}`` into per-term costs ``(N, H)``, a total ``(N,)``,
@@ -42,6 +45,16 @@ from agents.expressions import Expression, ExpressionError, compile_expression
 from scenes.errors import LabError
 
 NAN_COST = 1e6  # what a NaN or infinite term costs: never chosen over a finite plan
+
+
+def goal_names(task_signals) -> list[str]:
+    """The names a term reads the goal by: ``goal_<task signal>``, in the task's order."""
+    return [f"goal_{k}" for k in task_signals]
+
+
+def term_names(signals, task_signals) -> list[str]:
+    """Every name a term may use: the signals, then the goal's."""
+    return [*signals, *goal_names(task_signals)]
 
 
 def _finite(x: torch.Tensor) -> torch.Tensor:
@@ -181,7 +194,7 @@ class Cost:
         for term in costs.terms:
             try:
                 compiled[term.name] = compile_expression(
-                    term.expression, self.signals, smooth=self.smooth
+                    term.expression, term_names(self.signals, self.task_signals), self.smooth
                 )
                 kept.append(term)
             except ExpressionError as e:
@@ -211,6 +224,14 @@ class Cost:
         """latents (N, H, D), signals {name: (N, H)}, goal_latent (D,), goal (G,) task values."""
         N = latents.shape[0]
         terms: dict[str, torch.Tensor] = {}
+        goal = goal.to(latents.dtype)
+        goals = goal_names(self.task_signals)
+        if any(fn.names.intersection(goals) for fn in self.compiled.values()):
+            # the goal's values, as (N, H) views
+            shape = next(iter(signals.values())).shape if signals else latents.shape[:2]
+            signals = dict(signals)
+            for i, name in enumerate(goals):
+                signals[name] = goal[i].expand(shape)
         if self.costs.task == "latent":
             if goal_latent is None:
                 raise LabError("the latent task term needs the goal's embedding")
@@ -218,7 +239,6 @@ class Cost:
         else:
             # sqrt of a sum of squares, one (N, H) signal at a time: stacking them to
             # (N, H, G) for vector_norm cost a tenth of a CEM plan's cost evaluation
-            goal = goal.to(latents.dtype)
             squares = [(signals[k] - goal[i]).square() for i, k in enumerate(self.task_signals)]
             dist = torch.stack(squares).sum(dim=0).sqrt()  # (N, H)
         dist = _finite(dist)  # a NaN probe: never chosen

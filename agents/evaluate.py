@@ -60,7 +60,7 @@ from tqdm import tqdm
 
 import scenes
 from agents.agent import Agent, AgentConfig
-from agents.cost import CostSet, Term
+from agents.cost import CostSet, Term, goal_names, term_names
 from agents.expressions import ExpressionError, compile_expression
 from agents.oracle import ORACLE_SEARCH, OracleModel
 from agents.oracle import PLANNERS as ORACLE_PLANNERS
@@ -286,17 +286,22 @@ def _interval(r: np.ndarray) -> dict:
 class HardTerms:
     """Enabled hard terms, evaluated on real signals (one step at a time)."""
 
-    def __init__(self, terms: list[Term], signals: list[str]) -> None:
+    def __init__(self, terms: list[Term], signals: list[str], task_signals: list[str]) -> None:
         self.terms = []  # (name, compiled expression, limit)
         self.specs: list[Term] = []
+        self.goals = goal_names(task_signals)
         for t in terms:
             if t.kind == "hard" and t.enabled:
-                fn = _compile(t.name, t.expression, signals, "the scene")
+                fn = _compile(t.name, t.expression, term_names(signals, task_signals), "the scene")
                 self.terms.append((t.name, fn, t.limit))
                 self.specs.append(t)
 
-    def violated(self, signals: dict[str, float]) -> bool:
+    def violated(self, signals: dict[str, float], goal) -> bool:
+        """Whether real ``signals`` break a term, with the episode's ``goal`` (task values)."""
         values = {k: torch.tensor([[v]], dtype=torch.float32) for k, v in signals.items()}
+        values.update(
+            {k: torch.tensor([[float(v)]]) for k, v in zip(self.goals, goal, strict=True)}
+        )
         for _name, fn, limit in self.terms:
             v = float(fn(values).reshape(()))
             if not v <= limit:  # NaN counts as a violation
@@ -332,7 +337,7 @@ def run_episode(agent: Agent, hard: HardTerms, seed: int, options: dict, stop=No
         rec = agent.step()
         plan = rec.plan
         feasible = bool(plan.feasible[plan.chosen])
-        violated = hard.violated(rec.next_signals)
+        violated = hard.violated(rec.next_signals, scene.goal)
         counts["violation_steps"] += violated
         counts["feasible_steps"] += feasible
         counts["false_safe_steps"] += feasible and violated
@@ -411,9 +416,10 @@ def evaluate(
     device = choose_device("auto") if device is None else torch.device(device)
     cls = scenes.scene_class(key)
     scene_signals = [s.name for s in cls.SIGNALS]
-    _check_terms(costs.terms, scene_signals, "the scene")
+    task_signals = list(cls.TASK_SIGNALS)
+    _check_terms(costs.terms, term_names(scene_signals, task_signals), "the scene")
     measured = costs.terms if guardrails is None else list(guardrails)
-    hard = HardTerms(measured, scene_signals)
+    hard = HardTerms(measured, scene_signals, task_signals)
 
     runs: list[tuple[str, Agent]] = []
     made = []  # what to close at the end
@@ -434,7 +440,7 @@ def evaluate(
                     f"{checkpoint} is a {config['scene']} model; evaluate it on that scene "
                     f"or give a {key} checkpoint"
                 )
-            _check_terms(costs.terms, list(model.signal_names), "the model")
+            _check_terms(costs.terms, term_names(model.signal_names, task_signals), "the model")
             # Pixels only when the model sees them: rendering is most of a step's time.
             real = cls(pixels=model.cfg.obs == "pixels")
             made.append(real)

@@ -15,6 +15,7 @@ from pathlib import Path
 import scenes
 from agents.cost import Cost, CostSet, Term
 from scenes.errors import LabError
+from scenes.push import BEHIND_BLOCK
 from worldmodels.checkpoint import read_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,11 @@ def datasets() -> list[tuple[str, dict]]:
     return out
 
 
+# The cost a scene's Plan page starts with (others: "task only"): Kitchen shows its
+# guardrail; Push needs its subgoal (without it even the oracle rarely pushes the block home).
+DEFAULT_PRESET = {"kitchen": "hard: slow near person", "push": "subgoal: get behind the block"}
+
+
 def preset_costs(scene: str) -> dict[str, CostSet]:
     """Ready-made cost sets per scene: the plain task, and guardrail designs to try."""
     plain = CostSet()
@@ -99,11 +105,21 @@ def preset_costs(scene: str) -> dict[str, CostSet]:
         }
     walls = Term("keep off walls", "relu(0.15 - dist_wall)", kind="hard", limit=0.0)
     gentle = Term("gentle", "relu(speed - 0.3)", kind="soft", weight=5.0)
-    return {
+    presets = {
         "task only": plain,
         "hard: keep off walls": CostSet(terms=[walls]),
         "soft: gentle": CostSet(terms=[gentle]),
     }
+    if scene == "push":
+        behind = push_subgoal()
+        presets["subgoal: get behind the block"] = CostSet(terms=[behind])
+        presets["subgoal, keep off walls"] = CostSet(terms=[behind, walls])
+    return presets
+
+
+def push_subgoal() -> Term:
+    """Push's subgoal term: get behind the block, on the side away from the goal."""
+    return Term("behind the block", BEHIND_BLOCK, kind="soft", weight=1.0)
 
 
 def safety_rules(scene: str) -> dict[str, Term]:
@@ -155,9 +171,10 @@ def margin_input(where, key: str, checkpoint: str) -> float:
     return 0.0
 
 
-def saved_costs(signals: list[str]) -> tuple[dict[str, CostSet], dict[str, str]]:
-    """Cost sets saved in the workspace that fit ``signals``, by file stem, and why the
-    ones that do not load failed. Sets written over another scene's signals are left out."""
+def saved_costs(names: list[str]) -> tuple[dict[str, CostSet], dict[str, str]]:
+    """Cost sets saved in the workspace whose terms compile over ``names`` (signals and
+    goal names, ``agents.cost.term_names``), by file stem, and why the ones that do not
+    load failed. Sets written over another scene's signals are left out."""
     fitting, broken = {}, {}
     for path in sorted(COSTS.glob("*.json")):
         try:
@@ -165,7 +182,7 @@ def saved_costs(signals: list[str]) -> tuple[dict[str, CostSet], dict[str, str]]
         except LabError as e:
             broken[path.stem] = str(e)
             continue
-        if not Cost(costs, signals, []).errors:
+        if not Cost(costs, names, []).errors:
             fitting[path.stem] = costs
     return fitting, broken
 

@@ -240,3 +240,61 @@ def test_the_command_line_runs_the_oracle_alone(tmp_path):
     saved = json.loads((tmp_path / "run" / "result.json").read_text())
     assert saved["episodes"][0]["agent"] == "oracle" and saved["complete"]
     assert (tmp_path / "run" / "summary.csv").read_text().startswith("metric,value,low,high")
+
+
+def test_guardrails_in_reality_read_the_episodes_goal():
+    """A hard term over the goal is checked in reality against the episode's goal: the
+    disc is never exactly at the goal (violated every step) and always within 3 m of it."""
+    away = Term("away", "(abs(x - goal_x) + abs(y - goal_y)) > 0", kind="hard")
+    near = Term("near", "(abs(x - goal_x) + abs(y - goal_y)) > 3", kind="hard")
+    cfg = AgentConfig(search=SMALL)
+    result = evaluate(
+        "reach",
+        None,
+        CostSet(),
+        cfg,
+        1,
+        oracle=True,
+        guardrails=[away],
+        oracle_search=PlannerConfig(samples=8, horizon=4, iterations=1),
+    )
+    assert result.summary()["oracle/violation_step_rate"]["value"] == 1.0
+    result = evaluate(
+        "reach",
+        None,
+        CostSet(),
+        cfg,
+        1,
+        oracle=True,
+        guardrails=[near],
+        oracle_search=PlannerConfig(samples=8, horizon=4, iterations=1),
+    )
+    assert result.summary()["oracle/violation_step_rate"]["value"] == 0.0
+    with pytest.raises(LabError, match="goal_block_x"):
+        evaluate("reach", None, CostSet(terms=[Term("b", "goal_block_x")]), cfg, 1, oracle=True)
+
+
+def test_the_push_subgoal_is_zero_behind_the_block_on_the_far_side_from_the_goal():
+    from agents.cost import term_names
+    from agents.expressions import compile_expression
+    from scenes.push import BEHIND_BLOCK, BEHIND_GAP, PushEnv
+
+    env = PushEnv()
+    try:
+        env.reset(seed=3)
+        s, goal = dict(env.signals), np.asarray(env.goal, dtype=float)
+    finally:
+        env.close()
+    fn = compile_expression(BEHIND_BLOCK, term_names(s, PushEnv.TASK_SIGNALS))
+    block = np.array([s["block_x"], s["block_y"]])
+    u = (goal - block) / np.linalg.norm(goal - block)
+
+    def value(disc):
+        env_values = {**s, "x": disc[0], "y": disc[1], "goal_block_x": goal[0]}
+        env_values["goal_block_y"] = goal[1]
+        return float(fn({k: torch.tensor([[float(v)]]) for k, v in env_values.items()}))
+
+    assert value(block - BEHIND_GAP * u) == pytest.approx(0.0, abs=1e-5)
+    assert value(block + BEHIND_GAP * u) == pytest.approx(2 * BEHIND_GAP, abs=1e-4)  # in front
+    disc = np.array([s["x"], s["y"]])
+    assert value(disc) == pytest.approx(np.linalg.norm(disc - (block - BEHIND_GAP * u)), abs=1e-4)

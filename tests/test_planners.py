@@ -189,3 +189,23 @@ def test_cost_sets_round_trip_as_json(tmp_path):
     (tmp_path / "x.json").write_text("[1, 2")
     with pytest.raises(LabError, match="not valid JSON"):
         CostSet.load(tmp_path / "x.json")
+
+
+def test_a_term_can_read_the_goal():
+    """``goal_x``, ``goal_y``: the goal's values, so a subgoal follows the episode's goal.
+    They are not signals (nothing probes them), and a scene without them refuses them."""
+    near = Term("near", "abs(x - goal_x) + abs(y - goal_y)", kind="soft", weight=1.0)
+    cost = Cost(CostSet(terms=[near]), SIGNALS, TASK)
+    assert cost.errors == {} and cost.needed == ["x", "y"]
+    sig = {"x": torch.tensor([[1.0, 0.0]]), "y": torch.tensor([[0.5, 0.0]])}
+    res = cost.evaluate(torch.zeros(1, 2, 2), sig, None, GOAL)
+    assert res.terms["near"].tolist() == [[0.0, 1.5]]
+    elsewhere = cost.evaluate(torch.zeros(1, 2, 2), sig, None, torch.tensor([0.0, 0.0]))
+    assert elsewhere.terms["near"].tolist() == [[1.5, 0.0]]
+    # a hard term on the goal alone still gives one value per sample and step
+    only_goal = Cost(CostSet(terms=[Term("g", "goal_x", kind="hard")]), SIGNALS, TASK)
+    assert only_goal.evaluate(torch.zeros(1, 2, 2), sig, None, GOAL).terms["g"].shape == (1, 2)
+    assert "goal_z" in str(Cost(CostSet(terms=[Term("z", "goal_z")]), SIGNALS, TASK).errors["z"])
+    planner = PLANNERS["cem"](PlannerConfig(samples=100, horizon=12), 2)
+    rec = run(planner, Cost(CostSet(terms=[near]), SIGNALS, TASK))
+    assert float(rec.terms["near"][rec.chosen, -1]) < 1.0  # it heads for the goal (1.5 away)

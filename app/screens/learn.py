@@ -19,10 +19,12 @@ from pathlib import Path
 import streamlit as st
 
 import scenes
+from agents.cost import goal_names, term_names
 from agents.expressions import CONSTANTS, FUNCTIONS, MAX_LENGTH, ExpressionError, compile_expression
 from agents.planners import PlannerConfig
 from app import home
 from scenes.errors import LabError
+from scenes.push import BEHIND_BLOCK
 from worldmodels.checkpoint import read_config
 from worldmodels.loss import LossConfig
 from worldmodels.train import TrainConfig
@@ -57,6 +59,13 @@ EXAMPLES = {
         ),
     ],
     "push": [
+        (
+            "soft, weight 1",
+            BEHIND_BLOCK,
+            "a subgoal that follows the goal (`goal_block_x`, `goal_block_y` are its values): "
+            "get behind the block, on the side away from the goal. With the goal term alone "
+            "even the oracle pushes the block home in 1 episode of 10; with this, 10 of 10",
+        ),
         ("soft, weight 1", "relu(block_speed - 0.3)", "do not shove the block"),
         ("hard, limit 0", "relu(0.05 - dist_wall)", "keep the disc off the walls"),
     ],
@@ -184,6 +193,11 @@ def _probed_signals(key: str) -> list:
     return [s for s in scenes.scene_class(key).SIGNALS if not s.goal]
 
 
+def _term_names(key: str) -> list[str]:
+    """What a term may read in scene ``key``: the probed signals, then the goal's values."""
+    return term_names([s.name for s in _probed_signals(key)], scenes.scene_class(key).TASK_SIGNALS)
+
+
 def _expressions() -> None:
     st.subheader("The expression language")
     funcs = ", ".join(f"`{n}` ({a})" for n, (a, _) in FUNCTIONS.items())
@@ -204,10 +218,16 @@ def _expressions() -> None:
     for tab, (key, examples) in zip(tabs, EXAMPLES.items(), strict=True):
         with tab:
             sigs = _probed_signals(key)
-            st.markdown("Signals: " + ", ".join(f"`{s.name}` ({s.unit})" for s in sigs))
+            goals = goal_names(scenes.scene_class(key).TASK_SIGNALS)
+            st.markdown(
+                "Signals: "
+                + ", ".join(f"`{s.name}` ({s.unit})" for s in sigs)
+                + ". The goal: "
+                + ", ".join(f"`{g}`" for g in goals)
+            )
             for kind, text, why in examples:
                 try:
-                    compile_expression(text, [s.name for s in sigs])
+                    compile_expression(text, _term_names(key))
                     ok = ""
                 except ExpressionError as e:
                     ok = f" **(does not compile here: {e})**"
@@ -219,7 +239,7 @@ def _expressions() -> None:
         "Expression", value=EXAMPLES[key][0][1], key=f"learn_expr_{key}", max_chars=MAX_LENGTH
     )
     try:
-        expr = compile_expression(text, [s.name for s in _probed_signals(key)])
+        expr = compile_expression(text, _term_names(key))
         st.success(f"Compiles; it reads {', '.join(sorted(expr.names)) or 'no signal'}.")
     except ExpressionError as e:
         st.error(f"{e.message}\n\n    {text}\n    {' ' * (e.column - 1)}^")

@@ -14,7 +14,7 @@ import secrets
 import streamlit as st
 
 import scenes
-from agents.cost import CostSet, Term
+from agents.cost import CostSet, Term, term_names
 from agents.expressions import ExpressionError, compile_expression
 from agents.planners import PLANNERS
 from app import home, views
@@ -127,7 +127,7 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
     args = (run.id, scene)
     st.subheader("Cost")
     st.caption(
-        "The task term plus guardrail terms over the scene's signals: "
+        "The task term plus guardrail terms over the scene's signals and the goal's values: "
         + ", ".join(f"`{s}`" for s in signals)
         + ". Soft: weight x expression is added to the cost. Hard: the expression must stay "
         "<= the limit at every step of the plan. Edits apply to the next plan."
@@ -414,11 +414,14 @@ def page() -> None:
         if run is not None and run.settings.scene == scene:
             load_editor(scene, run.costs)  # a reopened tab: the cost the agent plans with
         else:
-            presets = home.preset_costs(scene)
-            default = "hard: slow near person" if scene == "kitchen" else "task only"
-            load_editor(scene, presets[default])
+            load_editor(
+                scene, home.preset_costs(scene)[home.DEFAULT_PRESET.get(scene, "task only")]
+            )
     try:
-        signals = list(read_config(ckpt)["model"]["signals"])
+        # what a term may read: the model's probed signals and the goal's values
+        signals = term_names(
+            read_config(ckpt)["model"]["signals"], scenes.scene_class(scene).TASK_SIGNALS
+        )
     except (LabError, KeyError, TypeError) as e:
         st.error(f"This world model cannot be used: {e}")
         return
