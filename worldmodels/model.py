@@ -44,8 +44,9 @@ class ModelConfig:
     hidden: int = 256  # width of the state encoder's MLP (runs once per step: can be wide)
     predictor_hidden: int = 64  # width of the predictor: it runs N x H times per plan, so its
     # size sets the planning speed (64 x 2 layers with 32-wide probes: CEM at N=1000, H=16,
-    # 5 iterations in about 40-56 ms on 2 cores, 78-126 ms at 128 and 64). Kitchen ships
-    # the wide shape: its knife guardrail needs the accuracy (worldmodels/pretrain.py)
+    # 5 iterations in about 43-58 ms on 2 cores, about twice that at 128 and 64). Kitchen
+    # and Push ship the wide shape: the knife guardrail and pushing need the accuracy
+    # (worldmodels/pretrain.py)
     predictor_layers: int = 2  # hidden layers of the residual predictor
     channels: tuple[int, ...] = (32, 64, 96, 128)  # pixel encoder: 4 stride-2 convs, 64 -> 4
     frames: int = 1  # pixels: the encoder sees this many consecutive frames (2: it sees motion)

@@ -236,6 +236,8 @@ def _command(run_id: str, name: str, *args) -> None:
         return
     SS["plan/await_version"] = run.view().version
     run.send(name, *args)
+    if name == "reset":  # the episode a made video showed is over
+        SS.pop("plan/video", None)
     if name in ("run", "pause"):
         SS.pop("plan/await_version")  # nothing new to wait for; the poll shows it
 
