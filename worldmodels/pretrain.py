@@ -53,7 +53,7 @@ PLAN: dict[str, dict] = {
         "train": {"state": {"steps": 3200}, "pixels": {"steps": 1000, "batch": 32, **WIDE}},
     },
     "wall": {"episodes": 300, "train": {"state": {"steps": 4000}}},
-    "push": {"episodes": 400, "train": {"state": {"steps": 8000, **WIDE}}},
+    "push": {"episodes": 400, "train": {"state": {"steps": 12000, **WIDE}}},
     "kitchen": {
         "episodes": 300,
         "train": {
