@@ -202,10 +202,11 @@ def _expressions() -> None:
     st.subheader("The expression language")
     funcs = ", ".join(f"`{n}` ({a})" for n, (a, _) in FUNCTIONS.items())
     st.markdown(
-        f"A term is one expression over the scene's probed signals, typed by you and compiled "
-        f"by `compile_expression` into torch operations on `(N, H)` tensors: every sample at "
-        f"every step of the horizon at once. It is parsed with Python's `ast` and checked "
-        f"against an allow-list; nothing reaches `eval`. Allowed functions (number of "
+        f"A term is one expression over the scene's probed signals and the goal's values "
+        f"(`goal_` and a task signal's name: a subgoal can follow the goal), typed by you and "
+        f"compiled by `compile_expression` into torch operations on `(N, H)` tensors: every "
+        f"sample at every step of the horizon at once. It is parsed with Python's `ast` and "
+        f"checked against an allow-list; nothing reaches `eval`. Allowed functions (number of "
         f"arguments): {funcs}. Constants: {', '.join(f'`{c}`' for c in CONSTANTS)}. "
         f"Comparisons give 0 or 1 (`(dist_hand_person < 0.5)` is a switch), `and`/`or`/`not` "
         f"act on such values, and `**` takes a constant exponent. For the gradient planner "
