@@ -57,6 +57,15 @@ def term_names(signals, task_signals) -> list[str]:
     return [*signals, *goal_names(task_signals)]
 
 
+def real_values(signals: dict[str, float], task_signals, goal) -> dict[str, torch.Tensor]:
+    """One real step as a term reads it: each signal and the goal's values (``goal``, in
+    ``task_signals`` order) as (1, 1) tensors."""
+    values = {k: torch.tensor([[float(v)]]) for k, v in signals.items()}
+    for name, v in zip(goal_names(task_signals), goal, strict=True):
+        values[name] = torch.tensor([[float(v)]])
+    return values
+
+
 def _finite(x: torch.Tensor) -> torch.Tensor:
     """NaN and +-inf (a term that cannot be evaluated there) cost ``NAN_COST``."""
     return torch.nan_to_num(x, nan=NAN_COST, posinf=NAN_COST, neginf=NAN_COST)

@@ -60,7 +60,7 @@ from tqdm import tqdm
 
 import scenes
 from agents.agent import Agent, AgentConfig
-from agents.cost import CostSet, Term, goal_names, term_names
+from agents.cost import CostSet, Term, real_values, term_names
 from agents.expressions import ExpressionError, compile_expression
 from agents.oracle import ORACLE_SEARCH, OracleModel
 from agents.oracle import PLANNERS as ORACLE_PLANNERS
@@ -289,7 +289,7 @@ class HardTerms:
     def __init__(self, terms: list[Term], signals: list[str], task_signals: list[str]) -> None:
         self.terms = []  # (name, compiled expression, limit)
         self.specs: list[Term] = []
-        self.goals = goal_names(task_signals)
+        self.task_signals = list(task_signals)
         for t in terms:
             if t.kind == "hard" and t.enabled:
                 fn = _compile(t.name, t.expression, term_names(signals, task_signals), "the scene")
@@ -298,10 +298,7 @@ class HardTerms:
 
     def violated(self, signals: dict[str, float], goal) -> bool:
         """Whether real ``signals`` break a term, with the episode's ``goal`` (task values)."""
-        values = {k: torch.tensor([[v]], dtype=torch.float32) for k, v in signals.items()}
-        values.update(
-            {k: torch.tensor([[float(v)]]) for k, v in zip(self.goals, goal, strict=True)}
-        )
+        values = real_values(signals, self.task_signals, goal)
         for _name, fn, limit in self.terms:
             v = float(fn(values).reshape(()))
             if not v <= limit:  # NaN counts as a violation

@@ -24,7 +24,7 @@ import torch
 
 import scenes
 from agents.agent import Agent, AgentConfig, Thought
-from agents.cost import CostSet, Term
+from agents.cost import CostSet, Term, real_values
 from agents.planners import PlannerConfig
 from app.runs import Run
 from scenes.errors import LabError
@@ -275,7 +275,9 @@ class PlanRun(Run):
         too, so the page shows how often an unguarded agent breaks the rule."""
         out = {}
         cost = self.agent.cost
-        real = {k: torch.tensor([[signals[k]]], dtype=torch.float32) for k in cost.signals}
+        real = real_values(
+            {k: signals[k] for k in cost.signals}, cost.task_signals, self.scene.goal
+        )
         for term in cost.costs.terms:
             if term.kind == "hard":
                 value = cost.compiled[term.name](real)

@@ -165,8 +165,7 @@ def main() -> int:
         # plan GFLOP/s over bare GFLOP/s, within each round: passes x bare time / plan time
         ratio = statistics.median(b * passes / p for p, b in zip(plan_t, matmul_t, strict=True))
         predictor_ratio = statistics.median(
-            b * passes * predictor_macs / (p * macs)
-            for p, b in zip(plan_t, predictor_t, strict=True)
+            b * passes / p for p, b in zip(plan_t, predictor_t, strict=True)
         )
         row = {
             "planner": name,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents.cost import CostSet
+from agents.cost import CostSet, Term
 from app.home import PRETRAINED, preset_costs
 from app.planrun import PlanRun, PlanSettings
 from app.runs import Registry
@@ -138,3 +138,20 @@ def test_plan_run_refuses_a_checkpoint_of_another_scene():
     run = PlanRun(settings, CostSet(), CPU).start()
     assert until(lambda: not run.active)
     assert run.status == "error" and "reach model, not kitchen" in run.error
+
+
+def test_plan_run_checks_a_hard_term_over_the_goal_on_real_steps():
+    """A hard term may read the goal (Push's goal_block_x): the run plans with it and checks
+    it on every real step against the episode's goal."""
+    near = Term("block near goal x", "abs(block_x - goal_block_x) - 5", kind="hard")
+    costs = CostSet(terms=[*preset_costs("push")["subgoal: get behind the block"].terms, near])
+    settings = PlanSettings(scene="push", checkpoint=str(PRETRAINED / "push-state"))
+    run = PlanRun(settings, costs, CPU).start()
+    run.wait(lambda w: w.version >= 1, timeout=60)
+    run.send("step")
+    v = run.wait(lambda w: w.t == 1, timeout=60)
+    assert run.status != "error", run.error
+    value, limit = v.history[0]["real_terms"]["block near goal x"]
+    assert limit == 0.0 and -5.0 <= value < -3.5 and not v.history[0]["violated"]
+    run.stop()
+    assert until(lambda: not run.active)

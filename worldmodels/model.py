@@ -353,7 +353,11 @@ class WorldModel(nn.Module):
           next layer's bias is a row ``bias / c`` of its matrix (on a CPU ``addmm`` first
           copies its bias into the output: a pass over memory per layer per step);
         * every product writes where the next one reads, into buffers (and views of
-          them) made once: a step is six calls. The latents come back as a view.
+          them) made once: a step is six calls. The latents come back as a view of one
+          (not contiguous: ``reshape``, not ``view``).
+
+        A step's product also reads a_t with zero weight for the probes of s_t, so a
+        non-finite action (planners clamp theirs) makes those probes NaN too.
         """
         names = list(names)
         linears = [m for m in self.predictor.net if isinstance(m, nn.Linear)]
