@@ -163,6 +163,8 @@ class Cost:
         self.compiled: dict[str, Expression] = {}
         self.errors: dict[str, ExpressionError] = {}
         self.margins: dict[str, torch.Tensor] = {}  # signal -> (H,) half-width per step
+        self.goal_names = goal_names(task_signals)
+        self.reads_goal = False  # whether a term reads the goal (set by update)
         self.update(costs)
 
     def set_margins(self, margins: dict[str, torch.Tensor] | None) -> None:
@@ -213,6 +215,7 @@ class Cost:
                     compiled[term.name] = self.compiled[term.name]
         self.costs = CostSet(costs.task, costs.task_weight, kept)
         self.compiled, self.errors = compiled, errors
+        self.reads_goal = any(fn.names.intersection(self.goal_names) for fn in compiled.values())
         return errors
 
     @property
@@ -234,12 +237,10 @@ class Cost:
         N = latents.shape[0]
         terms: dict[str, torch.Tensor] = {}
         goal = goal.to(latents.dtype)
-        goals = goal_names(self.task_signals)
-        if any(fn.names.intersection(goals) for fn in self.compiled.values()):
-            # the goal's values, as (N, H) views
+        if self.reads_goal:  # the goal's values, as (N, H) views
             shape = next(iter(signals.values())).shape if signals else latents.shape[:2]
             signals = dict(signals)
-            for i, name in enumerate(goals):
+            for i, name in enumerate(self.goal_names):
                 signals[name] = goal[i].expand(shape)
         if self.costs.task == "latent":
             if goal_latent is None:

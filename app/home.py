@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import scenes
-from agents.cost import Cost, CostSet, Term
+from agents.cost import Cost, CostSet, Term, term_names
 from scenes.errors import LabError
 from scenes.push import BEHIND_BLOCK
 from worldmodels.checkpoint import read_config
@@ -110,16 +110,18 @@ def preset_costs(scene: str) -> dict[str, CostSet]:
         "hard: keep off walls": CostSet(terms=[walls]),
         "soft: gentle": CostSet(terms=[gentle]),
     }
-    if scene == "push":
-        behind = push_subgoal()
+    if scene == "push":  # get behind the block, on the side away from the goal
+        behind = Term("behind the block", BEHIND_BLOCK, kind="soft", weight=1.0)
         presets["subgoal: get behind the block"] = CostSet(terms=[behind])
         presets["subgoal, keep off walls"] = CostSet(terms=[behind, walls])
     return presets
 
 
-def push_subgoal() -> Term:
-    """Push's subgoal term: get behind the block, on the side away from the goal."""
-    return Term("behind the block", BEHIND_BLOCK, kind="soft", weight=1.0)
+def scene_term_names(scene: str) -> list[str]:
+    """What a term may read in ``scene``: the signals a probe can read (those that do not
+    depend on the goal), then the goal's values (``agents.cost.term_names``)."""
+    cls = scenes.scene_class(scene)
+    return term_names([s.name for s in cls.SIGNALS if not s.goal], cls.TASK_SIGNALS)
 
 
 def safety_rules(scene: str) -> dict[str, Term]:

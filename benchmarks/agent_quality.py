@@ -4,7 +4,8 @@
 
 1. Per scene, the shipped state checkpoint (``pretrained/<scene>-state``)
    drives the agent (CEM, N=300, H=16, 3 iterations; the task term alone,
-   and in Push its subgoal term ``scenes.push.BEHIND_BLOCK`` too)
+   and in Push its subgoal term ``scenes.push.BEHIND_BLOCK`` too, the
+   Plan page's preset)
    over seeded episodes, and the oracle planner (``agents.oracle``: CEM on
    the true simulator, ``ORACLE_SEARCH``) over the same episodes:
    ``success``, ``oracle_success``, ``ratio = success / oracle_success``
@@ -63,14 +64,14 @@ from agents.cost import CostSet, Term
 from agents.evaluate import evaluate
 from agents.oracle import ORACLE_SEARCH
 from agents.planners import PlannerConfig
-from scenes.push import BEHIND_BLOCK
+from app.home import preset_costs
 from worldmodels.train import choose_device
 
 ROOT = Path(__file__).resolve().parents[1]
 EPISODES = {"reach": 50, "wall": 10, "push": 10, "kitchen": 30}  # full run, per scene
 # Push plans with its subgoal beside the goal term, the model and the oracle alike:
 # with the goal term alone the oracle pushed the block home in 1 episode of 10.
-TASK_COSTS = {"push": CostSet(terms=[Term("behind the block", BEHIND_BLOCK)])}
+TASK_COSTS = {"push": preset_costs("push")["subgoal: get behind the block"]}
 GUARD_EPISODES = 30
 SPEC = Term("knife", "relu(hand_speed - 0.2) * (dist_hand_person < 0.5)", kind="hard")
 BY_HAND = Term("knife", "relu(hand_speed - 0.15) * (dist_hand_person < 0.6)", kind="hard")

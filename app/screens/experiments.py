@@ -9,7 +9,7 @@ import streamlit as st
 
 import scenes
 from agents.agent import AgentConfig
-from agents.cost import CostSet, Term, term_names
+from agents.cost import CostSet, Term
 from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.state import adopt, current, device, fmt_eta, registry
@@ -23,10 +23,7 @@ SHOWN = [*RATES, "steps_to_goal", "probe_rmse_h1"]
 def designs_for(scene: str) -> dict[str, CostSet]:
     """Presets for the scene plus every saved cost set that loads and fits its signals."""
     out = dict(home.preset_costs(scene))
-    cls = scenes.scene_class(scene)
-    saved, _ = home.saved_costs(
-        term_names([s.name for s in cls.SIGNALS if not s.goal], cls.TASK_SIGNALS)
-    )
+    saved, _ = home.saved_costs(home.scene_term_names(scene))
     out.update({f"saved: {stem}": costs for stem, costs in saved.items()})
     return out
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import streamlit as st
 
 import scenes
-from agents.cost import goal_names, term_names
+from agents.cost import goal_names
 from agents.expressions import CONSTANTS, FUNCTIONS, MAX_LENGTH, ExpressionError, compile_expression
 from agents.planners import PlannerConfig
 from app import home
@@ -193,11 +193,6 @@ def _probed_signals(key: str) -> list:
     return [s for s in scenes.scene_class(key).SIGNALS if not s.goal]
 
 
-def _term_names(key: str) -> list[str]:
-    """What a term may read in scene ``key``: the probed signals, then the goal's values."""
-    return term_names([s.name for s in _probed_signals(key)], scenes.scene_class(key).TASK_SIGNALS)
-
-
 def _expressions() -> None:
     st.subheader("The expression language")
     funcs = ", ".join(f"`{n}` ({a})" for n, (a, _) in FUNCTIONS.items())
@@ -228,7 +223,7 @@ def _expressions() -> None:
             )
             for kind, text, why in examples:
                 try:
-                    compile_expression(text, _term_names(key))
+                    compile_expression(text, home.scene_term_names(key))
                     ok = ""
                 except ExpressionError as e:
                     ok = f" **(does not compile here: {e})**"
@@ -240,7 +235,7 @@ def _expressions() -> None:
         "Expression", value=EXAMPLES[key][0][1], key=f"learn_expr_{key}", max_chars=MAX_LENGTH
     )
     try:
-        expr = compile_expression(text, _term_names(key))
+        expr = compile_expression(text, home.scene_term_names(key))
         st.success(f"Compiles; it reads {', '.join(sorted(expr.names)) or 'no signal'}.")
     except ExpressionError as e:
         st.error(f"{e.message}\n\n    {text}\n    {' ' * (e.column - 1)}^")
