@@ -76,6 +76,21 @@ def enter(page, box, text: str) -> None:
     box.press("Enter")
 
 
+def images_drawn(page, n: int) -> None:
+    """The page's first ``n`` images have loaded and have pixels (a broken one never does).
+
+    An image's pixels arrive after its element: checking at once races the browser's fetch.
+    """
+    page.wait_for_function(
+        """n => {
+            const im = [...document.querySelectorAll("[data-testid='stImage'] img")].slice(0, n);
+            return im.length === n && im.every(i => i.complete && i.naturalWidth > 0);
+        }""",
+        arg=n,
+        timeout=WAIT,
+    )
+
+
 def open_plan(browser, url: str, height: int, label: str, option: str, shown: str):
     """A new Plan page switched to another scene or model, once it plans with ``shown``."""
     page = browser.new_page(viewport={"width": 1400, "height": height})
@@ -103,9 +118,7 @@ def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
         expect(step_text(page, n)).to_be_visible(timeout=20_000)
     expect(page.get_by_text("real: the scene now")).to_be_visible()
     expect(page.get_by_text(re.compile("^imagined: the chosen plan decoded"))).to_be_visible()
-    images = page.locator("[data-testid='stImage'] img")
-    assert images.count() >= 2
-    assert all(images.nth(i).evaluate("i => i.naturalWidth") > 0 for i in range(2))
+    images_drawn(page, 2)
     expect(page.get_by_text("chosen plan: cost per term").first).to_be_visible()
     shot(page, "plan")
     # /plan (every other page has its name as its path) finds the same agent
@@ -175,8 +188,7 @@ def test_plan_with_the_pixel_model_and_switch_a_term_to_hard(lab):
     for n in (1, 2):  # the second step sees the first one's frame and action
         click(page, "Step")
         expect(step_text(page, n)).to_be_visible(timeout=20_000)
-    images = page.locator("[data-testid='stImage'] img")
-    assert all(images.nth(i).evaluate("i => i.naturalWidth") > 0 for i in range(2))
+    images_drawn(page, 2)
     # A term switched from soft to hard gets a limit of 0, not its old weight.
     click(page, "Add term")
     wait_idle(page)
