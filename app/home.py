@@ -16,6 +16,7 @@ import scenes
 from agents.cost import Cost, CostSet, Term, term_names
 from scenes.errors import LabError
 from scenes.push import BEHIND_BLOCK
+from scenes.wall import THROUGH_DOOR
 from worldmodels.checkpoint import read_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +75,11 @@ def datasets() -> list[tuple[str, dict]]:
 
 # The cost a scene's Plan page starts with (others: "task only"): Kitchen shows its
 # guardrail; Push needs its subgoal (without it even the oracle rarely pushes the block home).
-DEFAULT_PRESET = {"kitchen": "hard: slow near person", "push": "subgoal: get behind the block"}
+DEFAULT_PRESET = {
+    "kitchen": "hard: slow near person",
+    "push": "subgoal: get behind the block",
+    "wall": "subgoal: through the door",
+}
 
 
 def preset_costs(scene: str) -> dict[str, CostSet]:
@@ -103,7 +108,9 @@ def preset_costs(scene: str) -> dict[str, CostSet]:
             "hard: with a margin": CostSet(terms=[margin]),
             "soft: slow near person": CostSet(terms=[soft]),
         }
-    walls = Term("keep off walls", "relu(0.15 - dist_wall)", kind="hard", limit=0.0)
+    # the door leaves 0.12 m between the disc's edge and the frame: Wall keeps 5 cm clear
+    clear = 0.05 if scene == "wall" else 0.15
+    walls = Term("keep off walls", f"relu({clear} - dist_wall)", kind="hard", limit=0.0)
     gentle = Term("gentle", "relu(speed - 0.3)", kind="soft", weight=5.0)
     presets = {
         "task only": plain,
@@ -114,6 +121,10 @@ def preset_costs(scene: str) -> dict[str, CostSet]:
         behind = Term("behind the block", BEHIND_BLOCK, kind="soft", weight=1.0)
         presets["subgoal: get behind the block"] = CostSet(terms=[behind])
         presets["subgoal, keep off walls"] = CostSet(terms=[behind, walls])
+    if scene == "wall":  # head for the door while the goal is in the other room
+        door = Term("through the door", THROUGH_DOOR, kind="soft", weight=1.0)
+        presets["subgoal: through the door"] = CostSet(terms=[door])
+        presets["subgoal, keep off walls"] = CostSet(terms=[door, walls])
     return presets
 
 

@@ -282,3 +282,33 @@ def test_the_push_subgoal_is_zero_behind_the_block_on_the_far_side_from_the_goal
     assert value(block + BEHIND_GAP * u) == pytest.approx(2 * BEHIND_GAP, abs=1e-4)  # in front
     disc = np.array([s["x"], s["y"]])
     assert value(disc) == pytest.approx(np.linalg.norm(disc - (block - BEHIND_GAP * u)), abs=1e-4)
+
+
+def test_the_wall_subgoal_leads_to_the_door_only_while_the_goal_is_in_the_other_room():
+    from agents.cost import term_names
+    from agents.expressions import compile_expression
+    from scenes.wall import DOOR_Y, THROUGH_DOOR, WallEnv
+
+    fn = compile_expression(THROUGH_DOOR, term_names(["x", "y"], WallEnv.TASK_SIGNALS))
+
+    def value(x, y, goal_x):
+        values = {"x": x, "y": y, "goal_x": goal_x, "goal_y": -0.5}
+        return float(fn({k: torch.tensor([[float(v)]]) for k, v in values.items()}))
+
+    assert value(0.5, -0.5, 0.4) == 0.0  # in the goal's room: the goal term alone
+    assert value(-0.001, DOOR_Y, 0.4) == pytest.approx(1.0, abs=1e-2)  # in the door: 1 to go
+    assert value(-0.5, -0.3, 0.4) == pytest.approx(np.hypot(0.5, 2 * (DOOR_Y + 0.3)) + 1)
+    assert value(0.5, -0.3, -0.4) == pytest.approx(np.hypot(0.5, 2 * (DOOR_Y + 0.3)) + 1)
+
+
+@pytest.mark.skipif(
+    not (ROOT / "pretrained" / "wall-state" / "config.json").exists(),
+    reason="pretrained/wall-state is made by ./lab pretrain",
+)
+def test_the_shipped_wall_model_goes_through_the_door_with_the_plan_pages_subgoal():
+    from app.home import DEFAULT_PRESET, preset_costs
+
+    costs = preset_costs("wall")[DEFAULT_PRESET["wall"]]
+    result = evaluate("wall", ROOT / "pretrained" / "wall-state", costs, AgentConfig(), 2, seed=0)
+    for episode in result.episodes:  # every start and goal are in different rooms
+        assert episode["success"], episode

@@ -25,6 +25,7 @@ from agents.planners import PlannerConfig
 from app import home
 from scenes.errors import LabError
 from scenes.push import BEHIND_BLOCK
+from scenes.wall import THROUGH_DOOR
 from worldmodels.checkpoint import read_config
 from worldmodels.loss import LossConfig
 from worldmodels.train import TrainConfig
@@ -54,8 +55,11 @@ EXAMPLES = {
         ("hard, limit 0", "relu(0.03 - dist_wall)", "do not scrape the walls or the door frame"),
         (
             "soft, weight 1",
-            "where(x < 0, sqrt(x**2 + (y - 0.55)**2), 0)",
-            "a hand-written subgoal for a start in the left room: head for the door first",
+            THROUGH_DOOR,
+            "a subgoal written by hand that reads the goal (`goal_x`): while the goal is in "
+            "the other room, head for the door (lined up with it first), and pay 1 until "
+            "through. With the goal term alone the agent reached the goal in 9 episodes of "
+            "30 and the oracle in 2; with this, 30 and 30",
         ),
     ],
     "push": [
