@@ -126,6 +126,8 @@ def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
     expect(step_text(page, 5)).to_be_visible(timeout=WAIT)
     expect(page.get_by_text("Page not found")).to_have_count(0)
     expect(page).to_have_url(re.compile(rf"[?&]plan={re.escape(run)}"))
+    wait_idle(page)  # its widgets took the run's settings without Streamlit's warning
+    assert "created with a default value" not in (ARTIFACTS / "server.log").read_text()
     page.close()
 
 

@@ -391,9 +391,13 @@ def page() -> None:
     planner = side.selectbox(
         "Planner", list(PLANNERS), key="plan/planner", format_func=PLANNER_NAMES.get
     )
-    samples = side.select_slider("Samples N", SAMPLES, value=300, key="plan/samples")
-    horizon = side.slider("Horizon H", 2, 32, 16, key="plan/horizon")
-    iterations = side.slider("Iterations", 1, 10, 3, key="plan/iterations")
+    # a reopened tab sets these from its run (_settings_from): a default passed beside a
+    # value set so makes Streamlit warn, so the defaults go in Session State instead
+    for key, default in (("plan/samples", 300), ("plan/horizon", 16), ("plan/iterations", 3)):
+        SS.setdefault(key, default)
+    samples = side.select_slider("Samples N", SAMPLES, key="plan/samples")
+    horizon = side.slider("Horizon H", 2, 32, key="plan/horizon")
+    iterations = side.slider("Iterations", 1, 10, key="plan/iterations")
     fallback = side.radio(
         "When no plan is safe",
         ["least_violating", "stop"],
