@@ -43,6 +43,7 @@ import torch
 
 from agents.expressions import Expression, ExpressionError, compile_expression
 from scenes.errors import LabError
+from scenes.files import parse_versioned_json
 
 NAN_COST = 1e6  # what a NaN or infinite term costs: never chosen over a finite plan
 
@@ -95,15 +96,11 @@ class CostSet:
         return json.dumps({"format": "lab-costs", "version": 1, **asdict(self)}, indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> CostSet:
-        try:
-            d = json.loads(text)
-        except ValueError as e:
-            raise LabError(f"the cost set is not valid JSON ({e})") from e
-        if not isinstance(d, dict) or d.get("format") != "lab-costs":
-            raise LabError("not a lab cost set (its 'format' should be 'lab-costs')")
-        if d.get("version") != 1:
-            raise LabError(f"cost set version {d.get('version')!r}; this lab reads version 1")
+    def from_json(cls, text: str, source: str = "the text") -> CostSet:
+        """A cost set from its JSON; anything else raises ``LabError`` naming ``source``."""
+        d = parse_versioned_json(
+            text, "lab-costs", 1, "lab cost set", "save it again from the Plan page", source
+        )
         try:
             terms = [Term(**t) for t in d.get("terms", [])]
             out = cls(
@@ -122,9 +119,12 @@ class CostSet:
     @classmethod
     def load(cls, path: str | Path) -> CostSet:
         try:
-            return cls.from_json(Path(path).read_text())
+            text = Path(path).read_text()
         except OSError as e:
             raise LabError(f"cannot read the cost set {path}: {e.strerror}") from e
+        except UnicodeDecodeError as e:
+            raise LabError(f"{path} is not text ({e}): not a lab cost set") from e
+        return cls.from_json(text, source=str(path))
 
     def check(self) -> None:
         if self.task not in ("signal", "latent"):

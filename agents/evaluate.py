@@ -67,7 +67,7 @@ from agents.oracle import PLANNERS as ORACLE_PLANNERS
 from agents.planners import PLANNERS, PlannerConfig
 from scenes.cli import parse_config
 from scenes.errors import LabError
-from scenes.files import write_json_atomic
+from scenes.files import parse_versioned_json, write_json_atomic
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.train import choose_device
 
@@ -142,15 +142,18 @@ class EvalResult:
 
     @classmethod
     def from_json(cls, text: str) -> EvalResult:
+        d = parse_versioned_json(
+            text,
+            FORMAT,
+            VERSION,
+            "lab evaluation result",
+            "run the evaluation again",
+            "the text",
+        )
         try:
-            d = json.loads(text)
-        except ValueError as e:
-            raise LabError(f"not an evaluation result: invalid JSON ({e})") from e
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise LabError(f"not an evaluation result (its 'format' should be {FORMAT!r})")
-        if d.get("version") != VERSION:
-            raise LabError(f"evaluation result version {d.get('version')!r}; this lab reads 1")
-        return cls(d["scene"], d["settings"], d["episodes"], d["horizon"], d["complete"])
+            return cls(d["scene"], d["settings"], d["episodes"], d["horizon"], d["complete"])
+        except KeyError as e:
+            raise LabError(f"the evaluation result has no {e}: run the evaluation again") from e
 
     def to_csv(self) -> str:
         """One row per agent and episode: the scalar fields, then probe RMSE per horizon."""

@@ -20,20 +20,31 @@ def write_json_atomic(path: Path, obj) -> None:
 
 
 def read_versioned_json(path: Path, fmt: str, version: int, what: str, remedy: str) -> dict:
+    """The JSON object in the file at ``path`` (``parse_versioned_json``)."""
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError as e:
+        raise LabError(f"{path} is not text ({e}): not a {what}; {remedy}") from e
+    return parse_versioned_json(text, fmt, version, what, remedy, source=str(path))
+
+
+def parse_versioned_json(
+    text: str, fmt: str, version: int, what: str, remedy: str, source: str = "the file"
+) -> dict:
     """A JSON object whose ``format`` is ``fmt`` and ``version`` is ``version``.
 
-    Anything else (unreadable, not JSON, another format, another version)
-    raises ``LabError`` naming ``what`` the file should be and the ``remedy``.
+    Anything else (not JSON, another format, another version) raises ``LabError``
+    naming ``source``, ``what`` it should be and the ``remedy``.
     """
     try:
-        obj = json.loads(Path(path).read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise LabError(f"{path} is not valid JSON ({e}): not a {what}; {remedy}") from e
+        obj = json.loads(text)
+    except ValueError as e:
+        raise LabError(f"{source} is not valid JSON ({e}): not a {what}; {remedy}") from e
     if not isinstance(obj, dict) or obj.get("format") != fmt:
-        raise LabError(f"{path} is not a {what}")
+        raise LabError(f"{source} is not a {what} (its 'format' should be {fmt!r})")
     if obj.get("version") != version:
         raise LabError(
-            f"{path} has format version {obj.get('version')!r}; this lab reads version "
+            f"{source} has format version {obj.get('version')!r}; this lab reads version "
             f"{version}: {remedy}"
         )
     return obj

@@ -209,3 +209,18 @@ def test_a_term_can_read_the_goal():
     planner = PLANNERS["cem"](PlannerConfig(samples=100, horizon=12), 2)
     rec = run(planner, Cost(CostSet(terms=[near]), SIGNALS, TASK))
     assert float(rec.terms["near"][rec.chosen, -1]) < 1.0  # it heads for the goal (1.5 away)
+
+
+def test_a_cost_set_that_is_not_one_is_refused_with_what_it_is_and_what_to_do(tmp_path):
+    for name, data, message in [
+        ("bin.json", b"\xff\xfe\x00binary", "is not text"),
+        ("list.json", b"[1, 2]", "not a lab cost set"),
+        ("other.json", b'{"format": "lab-eval", "version": 1}', "'format' should be 'lab-costs'"),
+        ("new.json", b'{"format": "lab-costs", "version": 9}', "version 9; this lab reads"),
+    ]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(LabError, match=message) as caught:
+            CostSet.load(tmp_path / name)
+        assert name in str(caught.value)  # the file is named
+    with pytest.raises(LabError, match="the text is not valid JSON"):
+        CostSet.from_json("{")

@@ -210,7 +210,8 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
         up = st.file_uploader("or a JSON file", type=["json"], key=f"plan/upload/{scene}")
         if up is not None and st.button("Load the file", key="plan/upload/go"):
             try:
-                _load_preset(*args, CostSet.from_json(up.getvalue().decode("utf-8", "replace")))
+                text = up.getvalue().decode("utf-8", "replace")
+                _load_preset(*args, CostSet.from_json(text, source=up.name))
                 st.rerun()
             except LabError as e:
                 st.error(str(e))
