@@ -172,12 +172,16 @@ def margin_input(where, key: str, checkpoint: str) -> float:
     """The agent's guardrail margin setting in ``where`` (a Streamlit container); 0 and a
     note saying how to measure it when the checkpoint's error was never measured."""
     if measured(checkpoint):
-        import streamlit as st  # here: the benchmarks import this module without a server
+        from app.state import seeded  # here: the benchmarks import this module, no server
 
-        st.session_state.setdefault(key, 0.0)  # a default beside a set value makes Streamlit warn
         return float(
             where.slider(
-                "Guardrail margin (x model error)", 0.0, 3.0, step=0.25, key=key, help=MARGIN_HELP
+                "Guardrail margin (x model error)",
+                0.0,
+                3.0,
+                step=0.25,
+                key=seeded(key, 0.0),
+                help=MARGIN_HELP,
             )
         )
     where.caption(

@@ -49,6 +49,17 @@ def adopt(run: Run) -> Run:
     return run.start()
 
 
+def seeded(key: str, default) -> str:
+    """``key``, after putting ``default`` in Session State unless it holds a value already.
+
+    For widgets that a reopened run fills in (each page's ``_settings_from``): a widget
+    given a default argument while Session State holds its key's value makes Streamlit log
+    a warning, so these widgets take their default from here and not as an argument.
+    """
+    st.session_state.setdefault(key, default)
+    return key
+
+
 def fmt_eta(seconds: float | None) -> str:
     if seconds is None:
         return ""

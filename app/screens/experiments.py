@@ -12,7 +12,7 @@ from agents.agent import AgentConfig
 from agents.cost import CostSet, Term
 from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
-from app.state import adopt, current, device, fmt_eta, registry
+from app.state import adopt, current, device, fmt_eta, registry, seeded
 from app.workers import ExperimentRun
 
 SS = st.session_state
@@ -78,24 +78,24 @@ def form() -> ExperimentRun | None:
     picked = st.multiselect(
         "Guardrail designs (cost sets: presets, and those saved on the Plan page)",
         list(options),
-        default=list(options)[:2],
-        key=f"exp/designs/{scene}",
+        key=seeded(f"exp/designs/{scene}", list(options)[:2]),
     )
     rules = rules_for(scene, options, picked)
     measured = st.multiselect(
         "Measured in reality against (hard terms; the same for every design, so an "
         "unguarded design shows how often it breaks the rule)",
         list(rules),
-        default=list(home.safety_rules(scene)),
-        key=f"exp/rules/{scene}",
+        key=seeded(f"exp/rules/{scene}", list(home.safety_rules(scene))),
         format_func=lambda k: f"{k}: {rules[k].expression} <= {rules[k].limit:g}",
     )
     d = st.columns(6)
-    episodes = d[0].number_input("Episodes per design", 1, 500, 10, key="exp/episodes")
-    seed = d[1].number_input("Seed", 0, 10**6, 0, key="exp/seed")
+    episodes = d[0].number_input("Episodes per design", 1, 500, key=seeded("exp/episodes", 10))
+    seed = d[1].number_input("Seed", 0, 10**6, key=seeded("exp/seed", 0))
     planner = d[2].selectbox("Planner", list(PLANNERS), key="exp/planner")
-    samples = d[3].select_slider("Samples N", [30, 100, 200, 300, 500], 300, key="exp/samples")
-    iters = d[4].slider("Iterations", 1, 6, 3, key="exp/iters")
+    samples = d[3].select_slider(
+        "Samples N", [30, 100, 200, 300, 500], key=seeded("exp/samples", 300)
+    )
+    iters = d[4].slider("Iterations", 1, 6, key=seeded("exp/iters", 3))
     fallback = d[5].radio(
         "No safe plan",
         ["least_violating", "stop"],
@@ -106,8 +106,7 @@ def form() -> ExperimentRun | None:
     reset = {}
     if scene == "kitchen" and st.toggle(
         "The person starts near the board (otherwise it is rarely near the arm)",
-        True,
-        key="exp/near",
+        key=seeded("exp/near", True),
     ):
         reset["person_near"] = True
     st.caption(

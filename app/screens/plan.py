@@ -19,7 +19,7 @@ from agents.expressions import ExpressionError, compile_expression
 from agents.planners import PLANNERS
 from app import home, views
 from app.planrun import PlanRun, PlanSettings
-from app.state import adopt, current, device, registry
+from app.state import adopt, current, device, registry, seeded
 from scenes.errors import LabError
 from worldmodels.checkpoint import read_config
 
@@ -392,13 +392,9 @@ def page() -> None:
     planner = side.selectbox(
         "Planner", list(PLANNERS), key="plan/planner", format_func=PLANNER_NAMES.get
     )
-    # a reopened tab sets these from its run (_settings_from): a default passed beside a
-    # value set so makes Streamlit warn, so the defaults go in Session State instead
-    for key, default in (("plan/samples", 300), ("plan/horizon", 16), ("plan/iterations", 3)):
-        SS.setdefault(key, default)
-    samples = side.select_slider("Samples N", SAMPLES, key="plan/samples")
-    horizon = side.slider("Horizon H", 2, 32, key="plan/horizon")
-    iterations = side.slider("Iterations", 1, 10, key="plan/iterations")
+    samples = side.select_slider("Samples N", SAMPLES, key=seeded("plan/samples", 300))
+    horizon = side.slider("Horizon H", 2, 32, key=seeded("plan/horizon", 16))
+    iterations = side.slider("Iterations", 1, 10, key=seeded("plan/iterations", 3))
     fallback = side.radio(
         "When no plan is safe",
         ["least_violating", "stop"],

@@ -9,7 +9,7 @@ import streamlit as st
 
 import scenes
 from app import home
-from app.state import adopt, current, fmt_eta, registry
+from app.state import adopt, current, fmt_eta, registry, seeded
 from app.workers import CollectRun, SceneRun
 from scenes.collect import CollectConfig
 
@@ -98,16 +98,17 @@ def collect_panel(key: str) -> None:
     )
     run = current("collect")
     c = st.columns(4)
-    episodes = c[0].number_input("Episodes", 10, 5000, 300, 10, key="scene/col_episodes")
+    episodes = c[0].number_input(
+        "Episodes", 10, 5000, step=10, key=seeded("scene/col_episodes", 300)
+    )
     pixels = c[1].toggle(
         "Pixels (64x64)",
-        True,
-        key="scene/col_pixels",
+        key=seeded("scene/col_pixels", True),
         help="needed for pixel world models and decoded frames",
     )
     cores = os.cpu_count() or 1
-    workers = c[2].number_input("Processes", 1, cores, cores, key="scene/col_workers")
-    name = c[3].text_input("Folder name", f"{key}", key=f"scene/col_name/{key}")
+    workers = c[2].number_input("Processes", 1, cores, key=seeded("scene/col_workers", cores))
+    name = c[3].text_input("Folder name", key=seeded(f"scene/col_name/{key}", key))
     busy = run is not None and run.active
     if st.button("Collect", disabled=busy, type="primary"):
         cfg = CollectConfig(

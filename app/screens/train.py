@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 
 from app import home, views
-from app.state import adopt, current, device, fmt_eta, registry
+from app.state import adopt, current, device, fmt_eta, registry, seeded
 from app.workers import TrainRun
 from worldmodels.train import TrainConfig
 
@@ -36,31 +36,39 @@ def settings() -> TrainConfig | None:
     man = folders[data]
     kinds = ["state", "pixels"] if man.get("pixels") else ["state"]
     obs = c[1].radio("Encoder sees", kinds, horizontal=True, key="train/obs")
-    steps = c[2].number_input("Steps", 10, 100000, 1500, 100, key="train/steps")
+    steps = c[2].number_input("Steps", 10, 100000, step=100, key=seeded("train/steps", 1500))
     batch = c[3].select_slider(
-        "Batch", [16, 32, 64, 128, 256, 512], 256 if obs == "state" else 32, key="train/batch"
+        "Batch",
+        [16, 32, 64, 128, 256, 512],
+        key=seeded("train/batch", 256 if obs == "state" else 32),
     )
     with st.expander("More settings: the loss and the model"):
         d = st.columns(4)
-        latent = d[0].select_slider("Latent size D", [16, 32, 64, 128], 64, key="train/latent")
-        horizon = d[1].slider("Open-loop steps in the loss", 1, 16, 8, key="train/horizon")
-        var_w = d[2].number_input("VICReg variance weight", 0.0, 100.0, 1.0, key="train/var")
-        cov_w = d[3].number_input("VICReg covariance weight", 0.0, 10.0, 0.04, key="train/cov")
+        latent = d[0].select_slider(
+            "Latent size D", [16, 32, 64, 128], key=seeded("train/latent", 64)
+        )
+        horizon = d[1].slider("Open-loop steps in the loss", 1, 16, key=seeded("train/horizon", 8))
+        var_w = d[2].number_input(
+            "VICReg variance weight", 0.0, 100.0, key=seeded("train/var", 1.0)
+        )
+        cov_w = d[3].number_input(
+            "VICReg covariance weight", 0.0, 10.0, key=seeded("train/cov", 0.04)
+        )
         e = st.columns(4)
         ema = e[0].toggle(
             "EMA target encoder",
-            True,
-            key="train/ema",
+            key=seeded("train/ema", True),
             help="switch it off with VICReg at 0 to watch the latent collapse",
         )
-        lr = e[1].number_input("Learning rate", 1e-5, 1e-1, 1e-3, format="%.0e", key="train/lr")
-        every = e[2].number_input("Evaluate every", 10, 5000, 100, 10, key="train/every")
-        seed = e[3].number_input("Seed", 0, 10**6, 0, key="train/seed")
-    name = st.text_input(
-        "Run name",
-        f"{man['scene']}-{obs}-{time.strftime('%H%M%S')}",
-        key=f"train/name/{data}/{obs}",
-    )
+        lr = e[1].number_input(
+            "Learning rate", 1e-5, 1e-1, format="%.0e", key=seeded("train/lr", 1e-3)
+        )
+        every = e[2].number_input(
+            "Evaluate every", 10, 5000, step=10, key=seeded("train/every", 100)
+        )
+        seed = e[3].number_input("Seed", 0, 10**6, key=seeded("train/seed", 0))
+    default = f"{man['scene']}-{obs}-{time.strftime('%H%M%S')}"
+    name = st.text_input("Run name", key=seeded(f"train/name/{data}/{obs}", default))
     return TrainConfig(
         data=data,
         out=str(home.RUNS / name),
