@@ -219,6 +219,11 @@ class Cost:
         return errors
 
     @property
+    def judges_safety(self) -> bool:
+        """Whether a plan can be infeasible: an enabled hard term is in force."""
+        return any(t.kind == "hard" and t.enabled for t in self.costs.terms)
+
+    @property
     def needed(self) -> list[str]:
         """The signals this cost reads: a planner probes only these."""
         names = set(self.task_signals) if self.costs.task == "signal" else set()

@@ -16,13 +16,15 @@ the real signals. The figures (DESIGN.md, Evaluation), per agent:
 | ``steps_to_goal`` | steps taken, over the successful episodes |
 | ``violation_step_rate`` | real steps where an enabled hard term broke its limit |
 | ``violation_episode_rate`` | episodes with at least one such step |
-| ``false_safe_rate`` | real violations among the steps whose plan was feasible |
+| ``false_safe_rate`` | real violations among the steps whose plan was judged safe |
 | ``probe_rmse_h{h}`` | imagined task signals h steps ahead vs real, RMSE (m) |
 
 A step violates when any enabled hard term, evaluated on the real signals
 after the step, exceeds its limit. A false safe is a step whose chosen plan
-the model judged feasible (every hard term within its limit over the whole
-imagined horizon) but whose real step violated. Probe error compares, for
+the model judged feasible (the agent plans with an enabled hard term, and every
+one is within its limit over the whole imagined horizon) but whose real step
+violated. An agent without hard terms judges nothing: its false-safe rate is
+undefined (None), not its violation rate. Probe error compares, for
 every step t, the chosen plan's imagined task signals at horizon h with the
 real ones after step t + h - 1.
 
@@ -336,7 +338,7 @@ def run_episode(agent: Agent, hard: HardTerms, seed: int, options: dict, stop=No
             return None
         rec = agent.step()
         plan = rec.plan
-        feasible = bool(plan.feasible[plan.chosen])
+        feasible = agent.cost.judges_safety and bool(plan.feasible[plan.chosen])
         violated = hard.violated(rec.next_signals, scene.goal)
         counts["violation_steps"] += violated
         counts["feasible_steps"] += feasible

@@ -331,19 +331,21 @@ def latent_spread(std: list[float]) -> dict:
 
 
 def interval_bars(rows: list[dict], metrics: list[str]) -> dict:
-    """Grouped bars with 95 % intervals: rows = [{"design", metric: {value, low, high}}]."""
+    """Grouped bars with 95 % intervals: rows = [{"design", metric: {value, low, high}}]; a
+    metric a row lacks (undefined for it) leaves a gap."""
     fig = Fig()
     for r in rows:
+        got = [r.get(m) for m in metrics]
         fig.add(
             type="bar",
             x=metrics,
-            y=[r[m]["value"] for m in metrics],
+            y=[v and v["value"] for v in got],
             name=r["design"],
             error_y={
                 "type": "data",
                 "symmetric": False,
-                "array": [r[m]["high"] - r[m]["value"] for m in metrics],
-                "arrayminus": [r[m]["value"] - r[m]["low"] for m in metrics],
+                "array": [v and v["high"] - v["value"] for v in got],
+                "arrayminus": [v and v["value"] - v["low"] for v in got],
             },
         )
     fig.axis("yaxis", range=[0, 1.05])

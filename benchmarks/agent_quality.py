@@ -10,8 +10,8 @@
    the true simulator, ``ORACLE_SEARCH``) over the same episodes:
    ``success``, ``oracle_success``, ``ratio = success / oracle_success``
    (null when the oracle never succeeds), ``violation_step_rate`` and
-   ``false_safe_rate`` (no hard term here, so both 0: the guardrail figures
-   come from part 2), mean plan times.
+   ``false_safe_rate`` (no hard term here: 0 and null, for nothing is judged
+   safe; the guardrail figures come from part 2), mean plan times.
 2. Kitchen guardrail experiment, the talk's "knife in hand, people around:
    don't move fast": in reality the hard guardrail ``relu(hand_speed - 0.2) *
    (dist_hand_person < 0.5) <= 0`` is checked after every step, on episodes

@@ -141,10 +141,11 @@ def test_evaluating_the_reach_model_gives_finite_figures_and_round_trips(tmp_pat
     assert calls[-1] == (6, 6) and result.complete
     summary = result.summary()
     for prefix in ("", "oracle/"):
-        for key in ("success_rate", "steps_to_goal", "violation_step_rate", "false_safe_rate"):
+        for key in ("success_rate", "steps_to_goal", "violation_step_rate"):
             v = summary[prefix + key]
             assert np.isfinite([v["value"], v["low"], v["high"]]).all(), (prefix, key)
             assert v["low"] <= v["value"] <= v["high"]
+        assert summary[prefix + "false_safe_rate"]["value"] is None  # no hard term judged
         for h in (1, 8):
             v = summary[f"{prefix}probe_rmse_h{h}"]
             assert v["low"] <= v["value"] <= v["high"]
@@ -177,8 +178,16 @@ def test_a_guardrail_broken_at_every_real_step_gives_violation_rate_one():
     assert s["violation_episode_rate"]["value"] == 1.0
     # no plan was ever feasible, so the false-safe rate is undefined, not 0
     assert s["false_safe_rate"]["value"] is None
-    # the same guardrail measured on an agent that does not plan with it
+    # measured on an agent that does not plan with it: violated, and nothing judged safe
     result = evaluate("reach", REACH, CostSet(), cfg, 1, device="cpu", guardrails=[always])
+    assert result.summary()["violation_step_rate"]["value"] == 1.0
+    assert result.summary()["false_safe_rate"]["value"] is None
+    # planning with a hard term that always holds, measured against one that never does:
+    # every step was judged safe and every step broke the rule
+    never = Term("never", "speed - 100", kind="hard", limit=0.0)
+    result = evaluate(
+        "reach", REACH, CostSet(terms=[never]), cfg, 1, device="cpu", guardrails=[always]
+    )
     assert result.summary()["false_safe_rate"]["value"] == 1.0
 
 
