@@ -165,15 +165,18 @@ def compile_expression(text: str, signals: Iterable[str], smooth: bool = False) 
         )
     if not text.strip():
         raise ExpressionError("the expression is empty")
+    stripped = text.strip()
+    shift = len(text) - len(text.lstrip())  # columns count in the typed text
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(stripped, mode="eval")
     except SyntaxError as e:
-        col = e.offset or 1
-        raise ExpressionError(f"syntax error: {e.msg}", max(1, col)) from None
+        if not e.offset:  # Python's parser ran out of input: point past the end
+            raise ExpressionError(
+                "syntax error: the expression ends too early", len(stripped) + 1 + shift
+            ) from None
+        raise ExpressionError(f"syntax error: {e.msg}", max(1, e.offset) + shift) from None
     except (ValueError, RecursionError, MemoryError) as e:
         raise ExpressionError(f"cannot parse: {type(e).__name__}") from None
-    # Columns refer to the stripped text; shift them back to the typed one.
-    shift = len(text) - len(text.lstrip())
     builder = _Builder(set(signals), smooth, shift)
     nodes = list(ast.walk(tree))
     if len(nodes) > MAX_NODES:

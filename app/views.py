@@ -350,3 +350,12 @@ def interval_bars(rows: list[dict], metrics: list[str]) -> dict:
         )
     fig.axis("yaxis", range=[0, 1.05])
     return fig.done(360, barmode="group")
+
+
+_MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~:$"})
+
+
+def plain(text: str) -> str:
+    """``text`` escaped for Streamlit's Markdown: a user's names and expressions shown as
+    typed (``__import__`` not turned bold, ``:red[x]`` not coloured, ``$x$`` not maths)."""
+    return str(text).translate(_MARKDOWN)

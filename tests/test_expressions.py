@@ -169,6 +169,16 @@ def test_leading_spaces_keep_columns_of_the_typed_text():
     with pytest.raises(ExpressionError) as err:
         compile_expression("   x + foo", SIGNALS)
     assert err.value.column == 8
+    with pytest.raises(ExpressionError, match="syntax") as err:
+        compile_expression("  relu(x - ", SIGNALS)
+    assert err.value.column == 7
+
+
+@pytest.mark.parametrize("text", ["relu(x - 0.2) +", "x ==", "not", " x *"])
+def test_an_expression_that_ends_too_early_points_past_its_end(text):
+    with pytest.raises(ExpressionError, match="ends too early") as err:
+        compile_expression(text, SIGNALS)
+    assert err.value.column == len(text.rstrip()) + 1
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -22,7 +22,7 @@ import scenes
 from agents.cost import goal_names
 from agents.expressions import CONSTANTS, FUNCTIONS, MAX_LENGTH, ExpressionError, compile_expression
 from agents.planners import PlannerConfig
-from app import home
+from app import home, views
 from scenes.errors import LabError
 from scenes.push import BEHIND_BLOCK
 from scenes.wall import THROUGH_DOOR
@@ -242,7 +242,7 @@ def _expressions() -> None:
         expr = compile_expression(text, home.scene_term_names(key))
         st.success(f"Compiles; it reads {', '.join(sorted(expr.names)) or 'no signal'}.")
     except ExpressionError as e:
-        st.error(f"{e.message}\n\n    {text}\n    {' ' * (e.column - 1)}^")
+        st.error(f"{views.plain(e.message)}\n\n    {text}\n    {' ' * (e.column - 1)}^")
 
 
 def _settings(cls, names: list[str]) -> str:

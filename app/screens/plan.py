@@ -191,9 +191,9 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
                 if kept is not None
                 else " The term is left out until it compiles."
             )
-            st.error(f"**{name}**: {e}.{tail}", icon=":material/error:")
+            st.error(f"**{views.plain(name)}**: {views.plain(e)}.{tail}", icon=":material/error:")
     if SS.get("plan/cost_error"):
-        st.error(SS["plan/cost_error"])
+        st.error(views.plain(SS["plan/cost_error"]))
     b = st.columns([1, 2, 2, 2])
     b[0].button("Add term", on_click=_add_term, args=args, icon=":material/add:")
     presets = home.preset_costs(scene)
@@ -214,7 +214,7 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
                 _load_preset(*args, CostSet.from_json(text, source=up.name))
                 st.rerun()
             except LabError as e:
-                st.error(str(e))
+                st.error(views.plain(e))
     with b[2].popover("Save this cost set", icon=":material/save:"):
         st.text_input("Name", key="plan/save_name", placeholder="my guardrails")
         st.button("Save", key="plan/save_go", on_click=_save_costs, args=(scene,))
