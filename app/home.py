@@ -75,6 +75,7 @@ def datasets() -> list[tuple[str, dict]]:
 
 # The cost a scene's Plan page starts with (others: "task only"): Kitchen shows its
 # guardrail; Push needs its subgoal (without it even the oracle rarely pushes the block home).
+PLANNER_NAMES = {"cem": "CEM (cross-entropy)", "mppi": "MPPI", "gd": "gradient descent (Adam)"}
 DEFAULT_PRESET = {
     "kitchen": "hard: slow near person",
     "push": "subgoal: get behind the block",

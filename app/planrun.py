@@ -257,7 +257,7 @@ class PlanRun(Run):
             self.running = False
         with self.lock:
             self._view.history.append(step)
-        message = rec.error or ("goal reached" if rec.is_success else "")
+        message = rec.error or ""  # the status line says whether the goal was reached
         self._rethink(status="finished" if rec.done else None, message=message, real=now)
         if self.running and self.settings.speed > 0:
             time.sleep(self.settings.speed)

@@ -78,11 +78,22 @@ class Fig:
         self.layout.setdefault(self._axis(kind, row), {}).update(kw)
 
     def done(self, height: int, title: str = "", **layout) -> dict:
+        # room for the figure's title, then for the first panel's title under it
+        top = 10 + (22 if title else 0) + (20 if self.layout["annotations"] else 0)
+        # The legend goes below the bottom axis's tick labels and title; plotly places it
+        # in fractions of the plot's height, so a fixed fraction overlapped them on short
+        # figures. Plotly widens the bottom margin to fit it.
+        bottom_axis = self.layout.get(self._axis("xaxis", self.rows), {})
+        below = 62 if bottom_axis.get("title") else 34  # px
         lay = {
             **self.layout,
             "height": height,
-            "margin": {"l": 10, "r": 10, "t": 30 if title else 10, "b": 10},
-            "legend": {"orientation": "h", "y": -0.15, "font": {"size": 11}},
+            "margin": {"l": 10, "r": 10, "t": top, "b": 10},
+            "legend": {
+                "orientation": "h",
+                "y": -below / max(height - top - 10, 50),
+                "font": {"size": 11},
+            },
             "shapes": self.shapes,
             **layout,
         }
@@ -138,7 +149,8 @@ def trajectories(view, names: tuple[str, str], height: int = 420) -> dict:
                 name=f"infeasible ({len(bad)})",
             )
         x, y = _lines(xy[view.elites])
-        fig.add(x=x, y=y, mode="lines", line={"color": "#2c7bb6", "width": 2}, name="elites")
+        best = f"best {len(view.elites)}"  # CEM's elites; the lowest-cost ones for any planner
+        fig.add(x=x, y=y, mode="lines", line={"color": "#2c7bb6", "width": 2}, name=best)
         x, y = _lines(xy[[view.chosen]])
         fig.add(x=x, y=y, mode="lines+markers", line={"color": "black", "width": 3}, name="chosen")
     if view.history:
@@ -158,8 +170,9 @@ def trajectories(view, names: tuple[str, str], height: int = 420) -> dict:
             name="goal",
             marker={"size": 16, "symbol": "star", "color": "#f1c40f", "line": {"width": 1}},
         )
-    fig.axis("xaxis", title={"text": names[0]})
-    fig.axis("yaxis", title={"text": names[1]}, scaleanchor="x", scaleratio=1)
+    # equal scales, and every point in view: the plot area narrows, not the range
+    fig.axis("xaxis", title={"text": names[0]}, constrain="domain")
+    fig.axis("yaxis", title={"text": names[1]}, scaleanchor="x", scaleratio=1, constrain="domain")
     return fig.done(height)
 
 

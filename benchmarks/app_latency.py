@@ -84,7 +84,7 @@ def main() -> int:
                 edit_ms.append((time.perf_counter() - t0) * 1e3)
             wait_idle(page)
             t = int(re.search(r"step (\d+)", status(page)).group(1))
-            if t >= 60:  # keep the episode going: start a new one now and then
+            if t >= 60 or "episode over" in status(page):  # keep an episode going
                 page.get_by_role("button", name="New episode", exact=True).click()
                 wait_status(page, r"^step 0 ·")
                 wait_idle(page)
@@ -94,7 +94,8 @@ def main() -> int:
             wait_status(page, rf"^step {t + 1} ·")
             if i:
                 step_ms.append((time.perf_counter() - t0) * 1e3)
-        plan_ms = re.search(r"plan (\d+) ms", status(page)).group(1)
+        found = re.search(r"plan (\d+) ms", status(page))  # not shown once an episode is over
+        plan_ms = found.group(1) if found else "?"
     e, s = np.array(edit_ms), np.array(step_ms)
     print(f"scene {args.scene}, {args.tries} tries each, planning {plan_ms} ms per plan")
     print(

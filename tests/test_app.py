@@ -137,8 +137,9 @@ def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
     url, browser = lab
     page = open_plan(browser, url, 1800, "Scene", "Kitchen", "kitchen-state")
     click(page, "Add term")
+    # the new row, not the preset's (.last is the first box until the rerun draws it)
+    expect(page.get_by_label("Expression")).to_have_count(2)
     expr = page.get_by_label("Expression").last
-    expect(expr).to_be_visible()
     enter(page, expr, "relu(hand_speed - ")
     error = page.get_by_test_id("stAlertContentError").get_by_text(re.compile("column 5: syntax"))
     expect(error).to_be_visible(timeout=20_000)
@@ -227,6 +228,25 @@ def test_plan_with_the_pixel_model_and_switch_a_term_to_hard(lab):
     page.get_by_role("button", name="Load a cost set").click()
     expect(page.get_by_role("button", name="saved: slow disc", exact=True)).to_be_visible()
     shot(page, "plan-pixels")
+    page.close()
+
+
+def test_an_ended_episode_says_so_once_and_offers_the_next(lab):
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(url)
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    click(page, "Run")  # Reach, the task alone: the goal is reached in a few dozen steps
+    status = page.locator(".st-key-plan-status")
+    expect(status.get_by_text(re.compile("episode over.*goal reached"))).to_be_visible(timeout=WAIT)
+    captions = page.get_by_test_id("stCaptionContainer")
+    expect(captions.get_by_text("goal reached")).to_have_count(0)  # said once, above
+    step = page.get_by_role("button", name="Step", exact=True)
+    expect(step).to_be_disabled()
+    expect(page.get_by_role("button", name="Run", exact=True)).to_be_disabled()
+    click(page, "New episode")
+    expect(step_text(page, 0)).to_be_visible(timeout=20_000)
+    expect(step).to_be_enabled()
     page.close()
 
 

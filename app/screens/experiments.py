@@ -91,7 +91,9 @@ def form() -> ExperimentRun | None:
     d = st.columns(6)
     episodes = d[0].number_input("Episodes per design", 1, 500, key=seeded("exp/episodes", 10))
     seed = d[1].number_input("Seed", 0, 10**6, key=seeded("exp/seed", 0))
-    planner = d[2].selectbox("Planner", list(PLANNERS), key="exp/planner")
+    planner = d[2].selectbox(
+        "Planner", list(PLANNERS), key="exp/planner", format_func=home.PLANNER_NAMES.get
+    )
     samples = d[3].select_slider(
         "Samples N", [30, 100, 200, 300, 500], key=seeded("exp/samples", 300)
     )

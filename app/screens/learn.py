@@ -52,7 +52,11 @@ EXAMPLES = {
         ("soft, weight 2", "relu(speed - 0.3)", "prefer to move slower than 0.3 m/s"),
     ],
     "wall": [
-        ("hard, limit 0", "relu(0.03 - dist_wall)", "do not scrape the walls or the door frame"),
+        (
+            "hard, limit 0",
+            "relu(0.05 - dist_wall)",
+            "keep 5 cm off the walls and the door frame (the preset; the door leaves 12 cm)",
+        ),
         (
             "soft, weight 1",
             THROUGH_DOOR,
@@ -528,10 +532,11 @@ def page() -> None:
     st.header("Try this")
     tc = TrainConfig()
     st.markdown(
-        "1. **The talk's guardrail.** On Plan, pick Kitchen, add a hard term "
-        "`relu(hand_speed - 0.2) * (dist_hand_person < 0.5)` with limit 0, and watch the hand "
-        "slow down as the person comes within 0.5 m. Compare the imagined `hand_speed` with "
-        "the real one: where do they disagree?\n"
+        "1. **The talk's guardrail.** On Plan, pick Kitchen: it starts with the hard term "
+        "`relu(hand_speed - 0.2) * (dist_hand_person < 0.5)`, limit 0. Watch the hand slow "
+        "down as the person comes within 0.5 m, then switch the term off (*On*) and run a new "
+        "episode. Compare the imagined `hand_speed` with the real one: where do they "
+        "disagree?\n"
         "2. **Room for error.** On Experiments, run the Kitchen knife rule over 20 episodes "
         "with *Guardrail margin* 0, then 1, then 1 with the stop fallback. How do the real "
         "violation rate, the false-safe rate and the success rate move?\n"

@@ -25,7 +25,6 @@ from worldmodels.checkpoint import read_config
 
 SS = st.session_state
 SAMPLES = [30, 100, 200, 300, 500, 1000]
-PLANNER_NAMES = {"cem": "CEM (cross-entropy)", "mppi": "MPPI", "gd": "gradient descent (Adam)"}
 
 
 # --- the cost editor's state ----------------------------------------------------------------
@@ -153,7 +152,7 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
         args=args,
     )
     for uid in list(_rows(scene)):
-        cols = st.columns([2, 5, 1.3, 1.3, 0.8, 0.7], vertical_alignment="bottom")
+        cols = st.columns([2, 4.6, 1.3, 1.3, 1.1, 0.7], vertical_alignment="bottom")
         cols[0].text_input("Name", key=f"term/{uid}/name", on_change=_send_costs, args=args)
         cols[1].text_input("Expression", key=f"term/{uid}/expr", on_change=_send_costs, args=args)
         cols[2].selectbox(
@@ -182,6 +181,12 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
         )
         text = SS.get(f"term/{uid}/expr", "")
         name = SS.get(f"term/{uid}/name", "")
+        if not text.strip() and name not in in_force:  # a new term, nothing typed yet
+            st.caption(
+                f"**{views.plain(name)}**: type an expression over the names above, then "
+                "Enter; the term joins the cost once it compiles."
+            )
+            continue
         try:
             compile_expression(text, signals)
         except ExpressionError as e:
@@ -256,8 +261,19 @@ def live(run_id: str, scene: str) -> None:
     run.touch()
     v = run.view()
     b = st.columns([1, 1, 1, 1, 1.4, 4])
-    b[0].button("Step", on_click=_command, args=(run_id, "step"), icon=":material/skip_next:")
-    b[1].button("Run", on_click=_command, args=(run_id, "run"), icon=":material/play_arrow:")
+    over = "The episode is over: New episode draws another, Reset replays this one."
+    for col, label, verb, icon in (
+        (b[0], "Step", "step", ":material/skip_next:"),
+        (b[1], "Run", "run", ":material/play_arrow:"),
+    ):
+        col.button(
+            label,
+            on_click=_command,
+            args=(run_id, verb),
+            icon=icon,
+            disabled=v.done,
+            help=over if v.done else None,
+        )
     b[2].button("Pause", on_click=_command, args=(run_id, "pause"), icon=":material/pause:")
     b[3].button(
         "Reset",
@@ -279,8 +295,9 @@ def live(run_id: str, scene: str) -> None:
     if run.idle_stopped and not run.running:
         state += " (paused while nobody watched)"
     line = (
-        f"**step {v.t}** · {state} · plan {v.plan_ms:.0f} ms · "
-        f"cost version {v.cost_version} · distance to goal "
+        f"**step {v.t}** · {state} · "
+        + ("" if v.done else f"plan {v.plan_ms:.0f} ms · ")
+        + f"cost version {v.cost_version} · distance to goal "
         f"{v.signals.get('dist_goal', float('nan')):.3f}"
     )
     if v.margin:
@@ -390,7 +407,7 @@ def page() -> None:
         "World model", list(labels), format_func=labels.get, key=f"plan/ckpt/{scene}"
     )
     planner = side.selectbox(
-        "Planner", list(PLANNERS), key="plan/planner", format_func=PLANNER_NAMES.get
+        "Planner", list(PLANNERS), key="plan/planner", format_func=home.PLANNER_NAMES.get
     )
     samples = side.select_slider("Samples N", SAMPLES, key=seeded("plan/samples", 300))
     horizon = side.slider("Horizon H", 2, 32, key=seeded("plan/horizon", 16))
@@ -449,7 +466,7 @@ def page() -> None:
     run.settings.speed = speed
     run.settings.options = settings.options  # used by the next reset
     st.caption(
-        f"Planning on **{device()}** with {labels[ckpt]} · {PLANNER_NAMES[planner]}, "
+        f"Planning on **{device()}** with {labels[ckpt]} · {home.PLANNER_NAMES[planner]}, "
         f"N={samples}, H={horizon}, {iterations} iterations · run `{run.id}` "
         "(in the URL: reopen it to find this agent again)"
     )
