@@ -108,9 +108,11 @@ class CostSet:
                 task_weight=float(d.get("task_weight", 1.0)),
                 terms=terms,
             )
-        except TypeError as e:
-            raise LabError(f"a term of the cost set is malformed: {e}") from e
-        out.check()
+            out.check()
+        except (TypeError, ValueError) as e:
+            raise LabError(f"{source}: the cost set is malformed ({e})") from e
+        except LabError as e:
+            raise LabError(f"{source}: {e}") from e
         return out
 
     def save(self, path: str | Path) -> None:
@@ -132,11 +134,21 @@ class CostSet:
         names = [t.name for t in self.terms]
         if len(set(names)) != len(names):
             raise LabError("two terms share a name; names must be unique")
+        if not _finite_number(self.task_weight):
+            raise LabError("the task weight must be a finite number")
         for t in self.terms:
+            if not (isinstance(t.name, str) and isinstance(t.expression, str)):
+                raise LabError(f"term {t.name!r}: its name and expression must be text")
             if t.kind not in ("soft", "hard"):
                 raise LabError(f"term {t.name!r}: kind must be 'soft' or 'hard'")
-            if not (math.isfinite(t.weight) and math.isfinite(t.limit)):
+            if not (_finite_number(t.weight) and _finite_number(t.limit)):
                 raise LabError(f"term {t.name!r}: weight and limit must be finite numbers")
+            if not isinstance(t.enabled, bool):
+                raise LabError(f"term {t.name!r}: enabled must be true or false")
+
+
+def _finite_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 COST_BINS = 5  # sampled trajectories are drawn in this many colour bands of cost
@@ -80,18 +82,22 @@ class Fig:
     def done(self, height: int, title: str = "", **layout) -> dict:
         # room for the figure's title, then for the first panel's title under it
         top = 10 + (22 if title else 0) + (20 if self.layout["annotations"] else 0)
-        # The legend goes below the bottom axis's tick labels and title; plotly places it
-        # in fractions of the plot's height, so a fixed fraction overlapped them on short
-        # figures. Plotly widens the bottom margin to fit it.
+        # The legend goes below the bottom axis's tick labels and title. Plotly places it in
+        # fractions of the plot's height and, when it spills into the margin, widens the
+        # margin, which moves it again: so the bottom margin is made to hold it here, from
+        # an estimate of its rows (entries about 40 px plus 6.5 px a character, on ~560 px).
         bottom_axis = self.layout.get(self._axis("xaxis", self.rows), {})
-        below = 62 if bottom_axis.get("title") else 34  # px
+        below = 66 if bottom_axis.get("title") else 36  # px: tick labels, then the title
+        names = [t["name"] for t in self.data if t.get("name") and t.get("showlegend", True)]
+        rows = max(1, math.ceil(sum(40 + 6.5 * len(n) for n in names) / 560))
+        bottom = below + 20 * rows + 6
         lay = {
             **self.layout,
             "height": height,
-            "margin": {"l": 10, "r": 10, "t": top, "b": 10},
+            "margin": {"l": 10, "r": 10, "t": top, "b": bottom},
             "legend": {
                 "orientation": "h",
-                "y": -below / max(height - top - 10, 50),
+                "y": -below / max(height - top - bottom, 50),
                 "font": {"size": 11},
             },
             "shapes": self.shapes,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -224,3 +226,21 @@ def test_a_cost_set_that_is_not_one_is_refused_with_what_it_is_and_what_to_do(tm
         assert name in str(caught.value)  # the file is named
     with pytest.raises(LabError, match="the text is not valid JSON"):
         CostSet.from_json("{")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"task_weight": "x"},
+        {"task_weight": float("inf")},
+        {"terms": [{"name": "a", "expression": "x", "weight": "x"}]},
+        {"terms": [{"name": "a", "expression": 3}]},
+        {"terms": [{"name": "a", "expression": "x", "enabled": "yes"}]},
+        {"terms": [{"name": "a", "expression": "x", "colour": "red"}]},
+        {"terms": ["x"]},
+    ],
+)
+def test_a_malformed_cost_set_is_refused_with_its_source_named(fields):
+    text = json.dumps({"format": "lab-costs", "version": 1, **fields})
+    with pytest.raises(LabError, match=r"^upload\.json: "):
+        CostSet.from_json(text, source="upload.json")

@@ -115,7 +115,7 @@ def form() -> ExperimentRun | None:
         "Every design runs on the same seeded episodes. Violation rates are measured in "
         "reality: the rules above, evaluated on the real signals after each step. False-safe: "
         "among the steps whose plan the design's own hard terms judged safe in imagination, "
-        "those that broke a rule in reality (none for a design without hard terms: it judges "
+        "those that broke a rule in reality (n/a for a design without hard terms: it judges "
         "nothing)."
     )
     busy = run is not None and run.active
@@ -157,7 +157,7 @@ def results(run_id: str) -> None:
         + (fmt_eta(run.eta) if run.active else ""),
     )
     if run.status == "error":
-        st.error(run.error)
+        st.error(views.plain(run.error))
     if run.active:
         st.button("Stop (keep finished episodes)", on_click=run.stop, key="exp/stop")
     with run.lock:

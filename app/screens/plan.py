@@ -181,10 +181,11 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
         )
         text = SS.get(f"term/{uid}/expr", "")
         name = SS.get(f"term/{uid}/name", "")
+        label = views.plain(name.strip() or "unnamed")
         if not text.strip() and name not in in_force:  # a new term, nothing typed yet
             st.caption(
-                f"**{views.plain(name)}**: type an expression over the names above, then "
-                "Enter; the term joins the cost once it compiles."
+                f"**{label}**: type an expression over the names above, then Enter; the "
+                "term joins the cost once it compiles."
             )
             continue
         try:
@@ -196,7 +197,7 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
                 if kept is not None
                 else " The term is left out until it compiles."
             )
-            st.error(f"**{views.plain(name)}**: {views.plain(e)}.{tail}", icon=":material/error:")
+            st.error(f"**{label}**: {views.plain(e)}.{tail}", icon=":material/error:")
     if SS.get("plan/cost_error"):
         st.error(views.plain(SS["plan/cost_error"]))
     b = st.columns([1, 2, 2, 2])
@@ -260,6 +261,13 @@ def live(run_id: str, scene: str) -> None:
         return
     run.touch()
     v = run.view()
+    # a command sent from this page's last click: draw what it made (the buttons too)
+    if "plan/await_version" in SS:
+        old = SS.pop("plan/await_version")
+        v = run.wait(lambda w: w.version > old, timeout=10)
+    if "plan/await_cost" in SS:
+        want = SS.pop("plan/await_cost")
+        v = run.wait(lambda w: w.cost_version >= want, timeout=10)
     b = st.columns([1, 1, 1, 1, 1.4, 4])
     over = "The episode is over: New episode draws another, Reset replays this one."
     for col, label, verb, icon in (
@@ -271,6 +279,7 @@ def live(run_id: str, scene: str) -> None:
             on_click=_command,
             args=(run_id, verb),
             icon=icon,
+            key=f"plan/{verb}",  # one button whether enabled or not (help, disabled change)
             disabled=v.done,
             help=over if v.done else None,
         )
@@ -282,14 +291,8 @@ def live(run_id: str, scene: str) -> None:
         icon=":material/replay:",
     )
     b[4].button("New episode", on_click=_new_episode, args=(run_id,), icon=":material/casino:")
-    if "plan/await_version" in SS:
-        old = SS.pop("plan/await_version")
-        v = run.wait(lambda w: w.version > old, timeout=10)
-    if "plan/await_cost" in SS:
-        want = SS.pop("plan/await_cost")
-        v = run.wait(lambda w: w.cost_version >= want, timeout=10)
     if run.status == "error":
-        st.error(f"The agent stopped: {run.error}")
+        st.error(f"The agent stopped: {views.plain(run.error)}")
         return
     state = "running" if run.running else ("episode over" if v.done else "paused")
     if run.idle_stopped and not run.running:
@@ -333,7 +336,9 @@ def live(run_id: str, scene: str) -> None:
     if v.terms:
         c[1].container(key="plan-costs").markdown(
             "Chosen plan, cost per term over the horizon: "
-            + " · ".join(f"**{k}** {float(t.sum()):.4g}{note(k)}" for k, t in v.terms.items())
+            + " · ".join(
+                f"**{views.plain(k)}** {float(t.sum()):.4g}{note(k)}" for k, t in v.terms.items()
+            )
         )
     g = st.columns([1.1, 1])
     names = run.plot_signals
