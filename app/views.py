@@ -302,7 +302,7 @@ def guardrails(view) -> dict | None:
         )
         fig.hline(limit, i, LIMIT)
     fig.axis("xaxis", len(names), title={"text": "step"})
-    return fig.done(140 * len(names) + 60, "guardrails: predicted vs real")
+    return fig.done(140 * len(names) + 110, "guardrails: predicted vs real")
 
 
 def _false_safe(step: dict, name: str) -> bool:
