@@ -61,7 +61,7 @@ class LabServer:
             sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"),
             "--server.headless", "true", "--server.port", str(self.port),
             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none",
+            "--server.fileWatcherType", "none", "--server.maxUploadSize", "1",
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=out, stderr=out)
         end = time.monotonic() + 60
