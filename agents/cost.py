@@ -43,8 +43,10 @@ import torch
 
 from agents.expressions import Expression, ExpressionError, compile_expression
 from scenes.errors import LabError
-from scenes.files import parse_versioned_json
+from scenes.files import parse_versioned_json, read_versioned_json
 
+# format, version, what a cost set file is, what to do about another one
+COSTS_FORMAT = ("lab-costs", 1, "lab cost set", "save it again from the Plan page")
 NAN_COST = 1e6  # what a NaN or infinite term costs: never chosen over a finite plan
 
 
@@ -93,14 +95,16 @@ class CostSet:
     terms: list[Term] = field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps({"format": "lab-costs", "version": 1, **asdict(self)}, indent=1)
+        fmt, version = COSTS_FORMAT[:2]
+        return json.dumps({"format": fmt, "version": version, **asdict(self)}, indent=1)
 
     @classmethod
     def from_json(cls, text: str, source: str = "the text") -> CostSet:
         """A cost set from its JSON; anything else raises ``LabError`` naming ``source``."""
-        d = parse_versioned_json(
-            text, "lab-costs", 1, "lab cost set", "save it again from the Plan page", source
-        )
+        return cls._from_dict(parse_versioned_json(text, *COSTS_FORMAT, source), source)
+
+    @classmethod
+    def _from_dict(cls, d: dict, source: str) -> CostSet:
         try:
             terms = [Term(**t) for t in d.get("terms", [])]
             out = cls(
@@ -120,13 +124,7 @@ class CostSet:
 
     @classmethod
     def load(cls, path: str | Path) -> CostSet:
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise LabError(f"cannot read the cost set {path}: {e.strerror}") from e
-        except UnicodeDecodeError as e:
-            raise LabError(f"{path} is not text ({e}): not a lab cost set") from e
-        return cls.from_json(text, source=str(path))
+        return cls._from_dict(read_versioned_json(Path(path), *COSTS_FORMAT), str(path))
 
     def check(self) -> None:
         if self.task not in ("signal", "latent"):

@@ -163,9 +163,9 @@ def compile_expression(text: str, signals: Iterable[str], smooth: bool = False) 
         raise ExpressionError(
             f"too long: {len(text)} characters, at most {MAX_LENGTH}", MAX_LENGTH + 1
         )
-    if not text.strip():
-        raise ExpressionError("the expression is empty")
     stripped = text.strip()
+    if not stripped:
+        raise ExpressionError("the expression is empty")
     shift = len(text) - len(text.lstrip())  # columns count in the typed text
     try:
         tree = ast.parse(stripped, mode="eval")

@@ -73,9 +73,10 @@ def datasets() -> list[tuple[str, dict]]:
     return out
 
 
-# The cost a scene's Plan page starts with (others: "task only"): Kitchen shows its
-# guardrail; Push needs its subgoal (without it even the oracle rarely pushes the block home).
 PLANNER_NAMES = {"cem": "CEM (cross-entropy)", "mppi": "MPPI", "gd": "gradient descent (Adam)"}
+# The cost a scene's Plan page starts with (others: "task only"): Kitchen shows its
+# guardrail; Push and Wall need their subgoals (without them even the oracle rarely
+# pushes the block home or finds the door).
 DEFAULT_PRESET = {
     "kitchen": "hard: slow near person",
     "push": "subgoal: get behind the block",

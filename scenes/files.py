@@ -20,9 +20,12 @@ def write_json_atomic(path: Path, obj) -> None:
 
 
 def read_versioned_json(path: Path, fmt: str, version: int, what: str, remedy: str) -> dict:
-    """The JSON object in the file at ``path`` (``parse_versioned_json``)."""
+    """The JSON object in the file at ``path`` (``parse_versioned_json``); a file that
+    cannot be read or is not text raises ``LabError`` too."""
     try:
         text = Path(path).read_text()
+    except OSError as e:
+        raise LabError(f"cannot read the {what} {path}: {e.strerror}") from e
     except UnicodeDecodeError as e:
         raise LabError(f"{path} is not text ({e}): not a {what}; {remedy}") from e
     return parse_versioned_json(text, fmt, version, what, remedy, source=str(path))
