@@ -105,16 +105,18 @@ class CostSet:
 
     @classmethod
     def _from_dict(cls, d: dict, source: str) -> CostSet:
+        """Each field checked for its type, a term named by its place (``term 2``), so a
+        hand-edited file is told exactly what to change."""
         try:
-            terms = [Term(**t) for t in d.get("terms", [])]
+            terms = d.get("terms", [])
+            if not isinstance(terms, list):
+                raise LabError("'terms' must be a list of terms, [{...}, ...]")
             out = cls(
                 task=d.get("task", "signal"),
-                task_weight=float(d.get("task_weight", 1.0)),
-                terms=terms,
+                task_weight=_number(d.get("task_weight", 1.0), "'task_weight'"),
+                terms=[_term(i, t) for i, t in enumerate(terms, start=1)],
             )
             out.check()
-        except (TypeError, ValueError) as e:
-            raise LabError(f"{source}: the cost set is malformed ({e})") from e
         except LabError as e:
             raise LabError(f"{source}: {e}") from e
         return out
@@ -147,6 +149,73 @@ class CostSet:
 
 def _finite_number(v) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _kind_of(v) -> str:
+    """What a JSON value is, in a user's words."""
+    if isinstance(v, bool):
+        return f"true/false ({str(v).lower()})"
+    if isinstance(v, int | float):
+        return f"a number ({v!r})"
+    if isinstance(v, str):
+        return f"text ({v!r})"
+    if v is None:
+        return "null"
+    return "a list" if isinstance(v, list) else "an object"
+
+
+def _number(v, what: str) -> float:
+    if not _finite_number(v):
+        raise LabError(f"{what} must be a finite number, not {_kind_of(v)}")
+    return float(v)
+
+
+# A term's fields in a cost set file: (what it must be, default or None when required)
+TERM_FIELDS = {
+    "name": ("text", None),
+    "expression": ("text", None),
+    "kind": ("'soft' or 'hard'", "soft"),
+    "weight": ("a finite number", 1.0),
+    "limit": ("a finite number", 0.0),
+    "enabled": ("true or false", True),
+}
+
+
+def _term(i: int, t) -> Term:
+    """Term ``i`` (1-based) of a cost set file, every field checked (issue 16: a name that
+    was a number gave Python's own 'missing 1 required positional argument')."""
+    where = f"term {i}"
+    if not isinstance(t, dict):
+        raise LabError(
+            f"{where} must be an object with {', '.join(TERM_FIELDS)}, not {_kind_of(t)}"
+        )
+    if isinstance(t.get("name"), str) and t["name"].strip():
+        where += f" ({t['name']!r})"
+    unknown = sorted(set(t) - set(TERM_FIELDS))
+    if unknown:
+        raise LabError(
+            f"{where}: unknown field {unknown[0]!r}; a term has {', '.join(TERM_FIELDS)}"
+        )
+    values = {}
+    for key, (must, default) in TERM_FIELDS.items():
+        if key not in t:
+            if default is None:
+                raise LabError(f"{where}: '{key}' is missing; it must be {must}")
+            values[key] = default
+            continue
+        v = t[key]
+        ok = {
+            "text": isinstance(v, str),
+            "'soft' or 'hard'": v in ("soft", "hard"),
+            "a finite number": _finite_number(v),
+            "true or false": isinstance(v, bool),
+        }[must]
+        if not ok:
+            raise LabError(f"{where}: '{key}' must be {must}, not {_kind_of(v)}")
+        values[key] = float(v) if must == "a finite number" else v
+    if not values["name"].strip():
+        raise LabError(f"{where}: 'name' is empty; give the term a name")
+    return Term(**values)
 
 
 @dataclass

@@ -53,6 +53,7 @@ import math
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -204,6 +205,60 @@ class EvalResult:
         return "\n".join(lines)
 
 
+def experiment_csv(results: dict[str, EvalResult], table: str = "episodes") -> str:
+    """Several designs' results as one CSV a reader can tell apart from any other.
+
+    ``table``: ``"episodes"`` (one row per design, agent and episode) or ``"summary"``
+    (design, metric, value, low, high). The settings that made the numbers (scene,
+    checkpoint, planner, samples, iterations, margin, fallback, seed, reset options,
+    the rules measured, each design's terms) head the file as ``# key: value`` lines
+    (``pandas.read_csv(..., comment="#")`` skips them); ``design`` is every row's first
+    column (issue 16: rows said ``agent=model`` and the settings were nowhere).
+    """
+    if table not in ("episodes", "summary"):
+        raise ValueError(f"table must be 'episodes' or 'summary', not {table!r}")
+    buf = io.StringIO()
+    first = next(iter(results.values()), None)
+    if first is not None:
+        s = first.settings
+        search = s.get("search") or {}
+        head = {
+            "scene": first.scene,
+            "checkpoint": s.get("checkpoint"),
+            "planner": s.get("planner"),
+            "samples": search.get("samples"),
+            "horizon": search.get("horizon"),
+            "iterations": search.get("iterations"),
+            "fallback": s.get("fallback"),
+            "margin": s.get("margin"),
+            "seed": s.get("seed"),
+            "episodes per design": s.get("episodes"),
+            "reset options": json.dumps(s.get("options") or {}),
+            "measured against": "; ".join(
+                f"{g['name']}: {g['expression']} <= {g['limit']:g}" for g in s.get("guardrails", [])
+            ),
+        }
+        for key, value in head.items():
+            buf.write(f"# {key}: {'' if value is None else value}\n")
+        for name, res in results.items():
+            c = res.settings.get("costs", {})
+            terms = "; ".join(
+                f"{t['name']} ({t['kind']}{'' if t['enabled'] else ', off'}): {t['expression']}"
+                + (f" <= {t['limit']:g}" if t["kind"] == "hard" else f" x {t['weight']:g}")
+                for t in c.get("terms", [])
+            )
+            task = f"task {c.get('task')} x {c.get('task_weight', 1):g}"
+            buf.write(f"# design {name}: {task}" + (f"; {terms}" if terms else "") + "\n")
+    w = csv.writer(buf, lineterminator="\n")
+    for i, (name, res) in enumerate(results.items()):
+        text = res.to_csv() if table == "episodes" else res.summary_csv()
+        rows = list(csv.reader(io.StringIO(text)))
+        if i == 0:
+            w.writerow(["design", *rows[0]])
+        w.writerows([name, *r] for r in rows[1:])
+    return buf.getvalue()
+
+
 # The per-episode record's scalar fields (CSV columns, in order).
 EPISODE_FIELDS = (
     "agent",  # "model" or "oracle"
@@ -320,8 +375,11 @@ def _compile(name: str, expression: str, signals: list[str], where: str):
         ) from e
 
 
-def run_episode(agent: Agent, hard: HardTerms, seed: int, options: dict, stop=None) -> dict | None:
-    """One seeded episode; its record, or None when ``stop`` was set before it ended."""
+def run_episode(
+    agent: Agent, hard: HardTerms, seed: int, options: dict, stop=None, turn=nullcontext
+) -> dict | None:
+    """One seeded episode; its record, or None when ``stop`` was set before it ended.
+    ``turn()``: a context each step runs in (the app's server shares its cores in turns)."""
     agent.generator.manual_seed(seed)
     agent.reset(seed=seed, options={**options, "goal_obs": True})
     scene = agent.scene
@@ -336,7 +394,8 @@ def run_episode(agent: Agent, hard: HardTerms, seed: int, options: dict, stop=No
     while not agent.done:
         if stop is not None and stop.is_set():
             return None
-        rec = agent.step()
+        with turn():
+            rec = agent.step()
         plan = rec.plan
         feasible = agent.cost.judges_safety and bool(plan.feasible[plan.chosen])
         violated = hard.violated(rec.next_signals, scene.goal)
@@ -392,6 +451,7 @@ def evaluate(
     oracle_search: PlannerConfig | None = None,
     options: dict | None = None,
     guardrails: list[Term] | None = None,
+    turn: Callable = nullcontext,
 ) -> EvalResult:
     """Run the agent (and, with ``oracle``, the oracle planner) over seeded episodes.
 
@@ -404,7 +464,8 @@ def evaluate(
     with (an unguarded agent measured against the guardrail it lacks, or a
     design with a safety margin measured against the specification); by
     default the cost set's enabled hard terms. ``device``: None picks CUDA
-    when present. Bad input raises ``LabError`` with a plain message.
+    when present. ``turn()``: a context every step runs in (the app's server takes
+    its cores in turns). Bad input raises ``LabError`` with a plain message.
     """
     key = scenes.scene_key(scene)
     if episodes < 1:
@@ -472,7 +533,7 @@ def evaluate(
         for i in range(episodes):
             s = episode_seed(seed, i)
             for name, agent in runs:
-                record = run_episode(agent, hard, s, options, stop)
+                record = run_episode(agent, hard, s, options, stop, turn)
                 if record is None:
                     log.info("evaluation stopped after %d of %d episodes", done, total)
                     return result

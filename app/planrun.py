@@ -31,6 +31,7 @@ from scenes.errors import LabError
 from worldmodels.checkpoint import load_checkpoint
 
 HISTORY_FRAME = 128  # px of the frames kept for the episode video
+SHOWN_MAX = 6  # signals plotted over time (150 px a panel)
 
 
 @dataclass
@@ -137,16 +138,21 @@ class PlanRun(Run):
     # --- the thread ----------------------------------------------------------------------
     def work(self) -> None:
         try:
-            self._build()
-            self._reset(self.settings.seed)
+            with self.turn():
+                self._build()
+                self._reset(self.settings.seed)
             while not self.stopping.is_set():
                 try:
                     name, args = self.commands.get(timeout=0.02 if self.running else 0.25)
                 except queue.Empty:
                     if self.running:
-                        self._step()
+                        with self.turn():  # a running agent queues behind others' steps
+                            self._step()
+                        if self.running and self.settings.speed > 0:
+                            time.sleep(self.settings.speed)
                     continue
-                self._handle(name, args)
+                with self.turn():
+                    self._handle(name, args)
         finally:
             self.close()
 
@@ -259,8 +265,6 @@ class PlanRun(Run):
             self._view.history.append(step)
         message = rec.error or ""  # the status line says whether the goal was reached
         self._rethink(status="finished" if rec.done else None, message=message, real=now)
-        if self.running and self.settings.speed > 0:
-            time.sleep(self.settings.speed)
 
     def _hard(self):
         """(name, per-term (N, H) costs) of the pending plan's enabled hard terms."""
@@ -327,13 +331,13 @@ class PlanRun(Run):
             self._view = v
 
     def _shown(self) -> list[str]:
-        """Task signals and what the enabled terms read, at most four."""
+        """What the terms read, switched off or not (a rule turned off is compared, real
+        against imagined, exactly then: issue 16), then the task signals; at most six."""
         cost = self.agent.cost
-        names = set(self.scene.TASK_SIGNALS)
-        for t in cost.costs.terms:
-            if t.enabled:
-                names |= cost.compiled[t.name].names
-        return [n for n in cost.signals if n in names][:4]
+        read = set().union(*(c.names for c in cost.compiled.values()))
+        first = [n for n in cost.signals if n in read]
+        rest = [n for n in cost.signals if n in self.scene.TASK_SIGNALS and n not in read]
+        return (first + rest)[:SHOWN_MAX]
 
     # --- the episode as a video (page thread; reads the history only) -------------------
     def video(self, fmt: str = "gif") -> bytes:

@@ -17,11 +17,13 @@ finished runs nobody has looked at for ``forget_seconds``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,11 @@ class Run:
         self.idle_stopped = False  # stopped by the reaper, not by a person
         self.idle_since = 0.0  # last_seen when the reaper last acted on it
         self.thread: threading.Thread | None = None
+        self.turns: Turns | None = None  # the server's, given by Registry.add
+
+    def turn(self) -> contextlib.AbstractContextManager:
+        """A unit of compute, in turn with every other run of the server (``Turns``)."""
+        return self.turns.take() if self.turns is not None else contextlib.nullcontext()
 
     # --- any thread --------------------------------------------------------------
     def start(self) -> Run:
@@ -128,6 +135,45 @@ class Run:
         raise NotImplementedError
 
 
+class Turns:
+    """Compute taken in turns, first come first served, ``slots`` at a time.
+
+    Every run of the server (each person's agent, a training run, an experiment) does its
+    work in units (a step and its plan, an optimiser step, an episode's step); each unit
+    takes a turn. With one slot each unit has torch's threads (both cores) to itself and
+    no run can starve another: an agent on Run, a training run and four people pressing
+    Step are served in the order they asked. Unbounded, five planners' OpenMP teams
+    oversubscribed the two cores and a step waited behind whole bursts (issue 16).
+    Tickets make it fair: a run that ends a turn and asks again queues behind the others
+    (a plain lock or semaphore lets it barge straight back in).
+    """
+
+    def __init__(self, slots: int = 1) -> None:
+        self.slots = slots
+        self._cv = threading.Condition()
+        self._issued = 0  # tickets handed out
+        self._finished = 0  # turns ended
+
+    @contextlib.contextmanager
+    def take(self) -> Iterator[None]:
+        with self._cv:
+            ticket = self._issued
+            self._issued += 1
+            self._cv.wait_for(lambda: ticket < self._finished + self.slots)
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._finished += 1
+                self._cv.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        """Turns asked for and not yet begun."""
+        with self._cv:
+            return max(0, self._issued - self._finished - self.slots)
+
+
 class Registry:
     """Every run of this server process by id; thread-safe; reaps idle runs."""
 
@@ -138,10 +184,12 @@ class Registry:
         self.forget_seconds = forget_seconds
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
+        self.turns = Turns()
         self._reaper = threading.Thread(target=self._reap_forever, name="lab-reaper", daemon=True)
         self._reaper.start()
 
     def add(self, run: Run) -> Run:
+        run.turns = self.turns
         with self._lock:
             self._runs[run.id] = run
         return run

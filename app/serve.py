@@ -39,15 +39,24 @@ def free_port() -> int:
 class LabServer:
     """``streamlit run app/main.py`` in a subprocess; the context gives its URL."""
 
-    def __init__(self, home: str | Path | None = None, log: str | Path | None = None, **env):
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        log: str | Path | None = None,
+        omp_threads: str | None = "1",
+        **env,
+    ):
+        """``omp_threads``: OMP_NUM_THREADS for the server (tests: 1, beside their browser
+        and pytest; None: as the environment has it, as ``./lab`` runs the server)."""
         self.port = free_port()
         self.env = {
             **os.environ,
             "PYTHONPATH": str(REPO),
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
             **({"LAB_HOME": str(home)} if home else {}),
             **{k: str(v) for k, v in env.items()},
         }
+        if omp_threads is not None:
+            self.env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", omp_threads)
         self.log = Path(log) if log else None
         self.proc: subprocess.Popen | None = None
 
@@ -58,11 +67,18 @@ class LabServer:
     def __enter__(self) -> str:
         out = self._log = open(self.log, "w") if self.log else subprocess.DEVNULL
         cmd = [
-            sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "main.py"),
-            "--server.headless", "true", "--server.port", str(self.port),
-            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-            "--server.fileWatcherType", "none", "--server.maxUploadSize", "1",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(REPO / "app" / "main.py"),
+            "--server.port",
+            str(self.port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.fileWatcherType",
+            "none",
+        ]  # fmt: skip; the rest from .streamlit/config.toml, as ./lab runs it (cwd=REPO)
         self.proc = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=out, stderr=out)
         end = time.monotonic() + 60
         while time.monotonic() < end:

@@ -260,9 +260,12 @@ def guardrails(view) -> dict | None:
     names = sorted({k for h in hist for k in h["real_terms"]})
     if not names:
         return None
-    fig = Fig(len(names), names)
+    # a rule switched off is still measured in reality, but nothing was predicted for it
+    planned = {k for h in hist for k in h["planned_terms"]}
+    titles = [k if k in planned else f"{k} (off: measured, not planned with)" for k in names]
+    fig = Fig(len(names), titles)
+    legend = set()  # each kind of mark in the legend once, where it first has marks
     for i, name in enumerate(names, start=1):
-        first = i == 1
         rows = [h for h in hist if name in h["real_terms"]]
         t = [h["t"] + 1 for h in rows]
         limit = rows[-1]["real_terms"][name][1]
@@ -273,33 +276,34 @@ def guardrails(view) -> dict | None:
             mode="lines+markers",
             line={"color": REAL},
             name="real",
-            showlegend=first,
+            showlegend="real" not in legend,
             legendgroup="real",
         )
+        legend.add("real")
         # planned_terms hold the excess over the limit; shown on the value's scale
-        pred = [h["planned_terms"].get(name, 0.0) for h in rows]
-        fig.add(
-            i,
-            x=t,
-            y=[p + limit if p > 0 else None for p in pred],
-            mode="markers",
-            marker={"color": IMAGINED, "symbol": "diamond"},
-            name="predicted violation"
-            + (f" (within ±{view.margin:g} x error)" if view.margin else ""),
-            showlegend=first,
-            legendgroup="pred",
-        )
+        pred = [(h["t"] + 1, h["planned_terms"].get(name, 0.0) + limit) for h in rows
+                if h["planned_terms"].get(name, 0.0) > 0]  # fmt: skip
         fs = [(h["t"] + 1, h["real_terms"][name][0]) for h in rows if _false_safe(h, name)]
-        fig.add(
-            i,
-            x=[a for a, _ in fs],
-            y=[b for _, b in fs],
-            mode="markers",
-            marker={"color": LIMIT, "symbol": "x", "size": 11},
-            name="false-safe",
-            showlegend=first,
-            legendgroup="fs",
+        label = "predicted violation" + (
+            f" (within ±{view.margin:g} x error)" if view.margin else ""
         )
+        for group, points, marker, text in (
+            ("pred", pred, {"color": IMAGINED, "symbol": "diamond"}, label),
+            ("fs", fs, {"color": LIMIT, "symbol": "x", "size": 11}, "false-safe"),
+        ):
+            if not points:  # a legend entry with no marks read as a broken chart
+                continue
+            fig.add(
+                i,
+                x=[a for a, _ in points],
+                y=[b for _, b in points],
+                mode="markers",
+                marker=marker,
+                name=text,
+                showlegend=group not in legend,
+                legendgroup=group,
+            )
+            legend.add(group)
         fig.hline(limit, i, LIMIT)
     fig.axis("xaxis", len(names), title={"text": "step"})
     return fig.done(140 * len(names) + 110, "guardrails: predicted vs real")

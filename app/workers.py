@@ -137,6 +137,7 @@ class TrainRun(Run):
 
     def work(self) -> None:
         self.trainer = Trainer(self.cfg, self.device)  # resumes from the run folder if any
+        self.trainer.turn = self.turn  # each optimiser step in turn with the server's others
         if self.stopping.is_set():
             return
         self.trainer.run()
@@ -187,6 +188,13 @@ class ExperimentRun(Run):
         self.total = episodes * len(designs)
         self.results: dict = {}  # design -> EvalResult
 
+    @property
+    def file_stem(self) -> str:
+        """What a downloaded file is called: scene, designs and when the run started
+        (``out`` is named by that time), so a folder of downloads can be told apart."""
+        designs = "-vs-".join(_slug(k.removeprefix("saved: "))[:24] for k in self.designs)
+        return f"{self.scene}-{designs[:80]}-{self.out.name}"
+
     def work(self) -> None:
         from agents.evaluate import evaluate  # the agents package owns evaluation
 
@@ -211,6 +219,7 @@ class ExperimentRun(Run):
                 device=self.device,
                 guardrails=self.guardrails,
                 options=self.options,
+                turn=self.turn,
             )
             with self.lock:
                 self.results[name] = result

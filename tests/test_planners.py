@@ -244,3 +244,34 @@ def test_a_malformed_cost_set_is_refused_with_its_source_named(fields):
     text = json.dumps({"format": "lab-costs", "version": 1, **fields})
     with pytest.raises(LabError, match=r"^upload\.json: "):
         CostSet.from_json(text, source="upload.json")
+
+
+@pytest.mark.parametrize(
+    "terms, message",
+    [
+        ([{"name": 5}], r"^f\.json: term 1: 'name' must be text, not a number \(5\)$"),
+        (
+            [{"name": "ok", "expression": "x"}, {"name": "b"}],
+            r"^f\.json: term 2 \('b'\): 'expression' is missing; it must be text$",
+        ),
+        (
+            [{"name": "a", "expression": "x", "kind": "firm"}],
+            r"term 1 \('a'\): 'kind' must be 'soft' or 'hard', not text \('firm'\)",
+        ),
+        (
+            [{"name": "a", "expression": "x", "weight": True}],
+            r"term 1 \('a'\): 'weight' must be a finite number, not true/false \(true\)",
+        ),
+        (
+            [{"name": "a", "expression": "x", "colour": "red"}],
+            r"term 1 \('a'\): unknown field 'colour'; a term has name, expression, kind",
+        ),
+        ([7], r"term 1 must be an object with name, expression, .*, not a number \(7\)"),
+        ({"name": "a"}, r"'terms' must be a list of terms"),
+    ],
+)
+def test_a_malformed_term_is_named_by_place_and_field_without_python_internals(terms, message):
+    text = json.dumps({"format": "lab-costs", "version": 1, "terms": terms})
+    with pytest.raises(LabError, match=message) as caught:
+        CostSet.from_json(text, source="f.json")
+    assert "__init__" not in str(caught.value) and "positional" not in str(caught.value)

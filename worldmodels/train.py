@@ -18,6 +18,7 @@ steps.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -203,6 +204,7 @@ class Trainer:
         self._run_flag.set()
         self._stop_flag = threading.Event()
         self._thread: threading.Thread | None = None
+        self.turn = contextlib.nullcontext  # each step in it: the app passes its turns
         self._resume_if_any()
 
     # --- control (any thread) ------------------------------------------------
@@ -252,8 +254,9 @@ class Trainer:
                 break
             if cfg.seconds and self.elapsed - budget_start >= cfg.seconds:
                 break
-            t0 = time.perf_counter()
-            terms = self.train_step()
+            with self.turn():  # the app's server shares its cores in turns (app.runs.Turns)
+                t0 = time.perf_counter()
+                terms = self.train_step()
             self.elapsed += time.perf_counter() - t0
             eta = (cfg.steps - self.step) * self.elapsed / max(self.step, 1)
             with self._lock:

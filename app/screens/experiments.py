@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 
 import streamlit as st
@@ -10,6 +9,7 @@ import streamlit as st
 import scenes
 from agents.agent import AgentConfig
 from agents.cost import CostSet, Term
+from agents.evaluate import experiment_csv
 from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.state import adopt, current, device, fmt_eta, registry, seeded
@@ -178,14 +178,16 @@ def results(run_id: str) -> None:
     st.dataframe(table, hide_index=True)
     st.caption("value [95 % bootstrap interval over episodes]")
     st.plotly_chart(views.interval_bars(rows, RATES), key="exp/bars")
-    buf = io.StringIO()
-    for name, res in done.items():
-        buf.write(f"# design: {name}\n")
-        buf.write(res.summary_csv())
-        buf.write(res.to_csv())
-    st.download_button(
-        "Download CSV", buf.getvalue(), file_name="experiment.csv", mime="text/csv", key="exp/csv"
-    )
+    d = st.columns(2)
+    for col, table in zip(d, ("episodes", "summary"), strict=True):
+        col.download_button(
+            f"Download {table} CSV",
+            experiment_csv(done, table),
+            file_name=f"{run.file_stem}-{table}.csv",
+            mime="text/csv",
+            key=f"exp/csv/{table}",
+            help="design in every row; the settings that made the numbers head the file",
+        )
     st.caption(f"saved under `{run.out}`")
 
 

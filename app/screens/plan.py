@@ -25,6 +25,7 @@ from worldmodels.checkpoint import read_config
 
 SS = st.session_state
 SAMPLES = [30, 100, 200, 300, 500, 1000]
+POLL_RUNNING, POLL_PAUSED = 0.6, 5.0  # s between redraws of the live view
 
 
 # --- the cost editor's state ----------------------------------------------------------------
@@ -118,8 +119,24 @@ def _remove_term(run_id: str, scene: str, uid: str) -> None:
 
 
 def _load_preset(run_id: str, scene: str, costs: CostSet) -> None:
+    SS.pop("plan/upload_error", None)
     load_editor(scene, costs)
     _send_costs(run_id, scene)
+
+
+def _load_file(run_id: str, scene: str) -> None:
+    """ "Load the file": a callback, so the editor's widgets are set before this run draws
+    them (from the script body it raised StreamlitWidgetAlreadyInstantiatedError and left
+    the load half done: issue 16)."""
+    up = SS.get(f"plan/upload/{scene}")
+    if up is None:
+        return
+    try:
+        costs = CostSet.from_json(up.getvalue().decode("utf-8", "replace"), source=up.name)
+    except LabError as e:
+        SS["plan/upload_error"] = str(e)
+        return
+    _load_preset(run_id, scene, costs)
 
 
 def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str, str]) -> None:
@@ -214,13 +231,10 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
                 f"saved: {stem}", key=f"saved/{stem}", on_click=_load_preset, args=(*args, costs)
             )
         up = st.file_uploader("or a JSON file", type=["json"], key=f"plan/upload/{scene}")
-        if up is not None and st.button("Load the file", key="plan/upload/go"):
-            try:
-                text = up.getvalue().decode("utf-8", "replace")
-                _load_preset(*args, CostSet.from_json(text, source=up.name))
-                st.rerun()
-            except LabError as e:
-                st.error(views.plain(e))
+        if up is not None:
+            st.button("Load the file", key="plan/upload/go", on_click=_load_file, args=args)
+        if SS.get("plan/upload_error"):
+            st.error(views.plain(SS["plan/upload_error"]))
     with b[2].popover("Save this cost set", icon=":material/save:"):
         st.text_input("Name", key="plan/save_name", placeholder="my guardrails")
         st.button("Save", key="plan/save_go", on_click=_save_costs, args=(scene,))
@@ -476,8 +490,13 @@ def page() -> None:
         "(in the URL: reopen it to find this agent again)"
     )
     # While the agent runs, each poll redraws every figure: on 2 cores a faster poll
-    # took the CPU (and the GIL) from the planner itself.
-    poll = 0.6 if SS.get("plan/fast") else 2.0
+    # took the CPU (and the GIL) from the planner itself. While it is paused nothing
+    # changes but by this page's own buttons (which redraw at once): the slow poll only
+    # keeps the run watched and follows another tab on the same run, and five paused
+    # pages of a class redrawing every 2 s took the server from the one that stepped.
+    # Set before the first poll: a first poll that found it unset reran the whole page,
+    # and a Step pressed meanwhile waited for that (5-9 s with five people: issue 16).
+    poll = POLL_RUNNING if SS.setdefault("plan/fast", run.running) else POLL_PAUSED
     st.fragment(run_every=poll)(live)(run.id, scene)
     in_force = {t.name: t.expression for t in run.view().in_force}
     cost_editor(run, scene, signals, in_force)
