@@ -286,6 +286,8 @@ def test_training_goes_on_after_the_tab_closes_and_is_found_by_its_run_id(lab):
     click(page, "Start training")
     progress = page.get_by_text(re.compile(r": step (\d+)/400"))
     expect(progress).to_be_visible(timeout=WAIT)
+    # no guess from the first steps: the time left counts the evaluations, once one is timed
+    expect(page.get_by_text("time left known after step 400")).to_be_visible(timeout=WAIT)
     expect(page.get_by_text(re.compile(r": step [1-9]\d*/400"))).to_be_visible(timeout=WAIT)
     shot(page, "train")
     reopen = page.url
@@ -359,7 +361,18 @@ def test_experiment_compares_two_designs_with_intervals(lab):
     expect(page.get_by_text(re.compile(r"4/4 episodes · finished"))).to_be_visible(timeout=240_000)
     table = page.locator("[data-testid='stDataFrame']").first  # a rerun can show two a moment
     expect(table).to_be_visible()
-    expect(page.get_by_role("button", name="Download CSV")).to_be_visible()
+    # the CSV says which design each row is and the settings that made it, by its name too
+    with page.expect_download() as got:
+        page.get_by_role("button", name="Download episodes CSV").click()
+    name = got.value.suggested_filename
+    assert re.fullmatch(r"reach-.+-vs-.+-\d{8}-\d{6}-episodes\.csv", name), name
+    text = Path(got.value.path()).read_text()
+    assert "# scene: reach" in text and "# planner: cem" in text and "# seed: 0" in text
+    rows = [r for r in text.splitlines() if not r.startswith("#")]
+    assert rows[0].startswith("design,agent,episode")
+    designs = {r.split(",")[0] for r in rows[1:]}
+    assert len(designs) == 2 and "model" not in designs, designs
+    expect(page.get_by_role("button", name="Download summary CSV")).to_be_visible()
     shot(page, "experiments-done")
     # a reopened tab finds the results, and the form shows the run's settings
     ctx = browser.new_context()
@@ -394,4 +407,87 @@ def test_every_page_draws_without_an_exception(lab, name):
     expect(page.get_by_role("heading", name=name.capitalize()).first).to_be_visible(timeout=WAIT)
     time.sleep(1.5)
     shot(page, f"page-{name}")
+    page.close()
+
+
+def open_popover(page, name: str, inside) -> None:
+    """Open the popover button ``name`` until ``inside`` shows (a rerun from an edit can
+    close one just opened)."""
+    for _ in range(3):
+        wait_idle(page)
+        page.get_by_role("button", name=name).click()
+        try:
+            expect(inside).to_be_visible(timeout=5_000)
+            return
+        except AssertionError:
+            continue
+    expect(inside).to_be_visible()
+
+
+def test_every_load_path_puts_its_cost_set_in_force_and_leaves_the_page_whole(lab, tmp_path):
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(url)  # Reach, "task only"
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    costs = page.locator(".st-key-plan-costs")
+    click(page, "Add term")
+    enter(page, page.get_by_label("Expression").last, "relu(speed - 0.5)")
+    expect(costs.filter(has_text="term 1").first).to_be_visible(timeout=20_000)
+    # the lab's own download ...
+    wait_idle(page)
+    with page.expect_download() as got:
+        page.get_by_role("button", name="Download JSON").click()
+    mine = tmp_path / "reach-costs.json"
+    got.value.save_as(mine)
+    assert "relu(speed - 0.5)" in mine.read_text()
+    # ... a preset replaces the term (preset path) ...
+    open_popover(page, "Load a cost set", page.get_by_role("button", name="task only"))
+    page.get_by_role("button", name="task only", exact=True).click()
+    expect(costs.filter(has_text="term 1")).to_have_count(0, timeout=20_000)
+    expect(page.get_by_label("Expression")).to_have_count(0)
+    # ... and the downloaded file brings it back (file path), the page whole below it
+    uploader = page.locator("[data-testid='stFileUploaderDropzoneInput']")
+    open_popover(page, "Load a cost set", uploader)
+    uploader.set_input_files(str(mine))
+    page.get_by_role("button", name="Load the file").click()
+    expect(costs.filter(has_text="term 1").first).to_be_visible(timeout=20_000)
+    expect(page.get_by_label("Expression")).to_have_value("relu(speed - 0.5)")
+    expect(page.get_by_role("button", name="Save this cost set")).to_be_visible()
+    expect(page.get_by_role("button", name="Download JSON")).to_be_visible()
+    expect(page.get_by_text("Episode video")).to_be_visible()
+    shot(page, "plan-loaded-file")  # no exception on the page
+    # a malformed term: which term, which field, what it should be; nothing lost
+    page.keyboard.press("Escape")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "lab-costs", "version": 1, "terms": [{"name": 5}]}))
+    open_popover(page, "Load a cost set", uploader)
+    uploader.set_input_files(str(bad))
+    page.get_by_role("button", name="Load the file").click()
+    message = "bad.json: term 1: 'name' must be text, not a number (5)"
+    expect(page.get_by_text(message)).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("__init__")).to_have_count(0)
+    expect(page.get_by_label("Expression")).to_have_value("relu(speed - 0.5)")
+    shot(page, "plan-malformed-file")
+    page.close()
+
+
+def test_a_rule_switched_off_stays_plotted_real_against_imagined(lab):
+    url, browser = lab
+    page = open_plan(browser, url, 2200, "Scene", "Kitchen", "kitchen-state")
+    wait_idle(page)
+    page.get_by_label("On").first.uncheck()  # the knife rule off (Learn's first exercise)
+    expect(page.get_by_text(re.compile("slow near person.*off: shown, not counted"))).to_be_visible(
+        timeout=20_000
+    )
+    for n in (1, 2, 3):
+        click(page, "Step")
+        expect(step_text(page, n)).to_be_visible(timeout=20_000)
+    charts = page.locator(".js-plotly-plot")
+    # both signals the rule reads, imagined and real, though the agent no longer plans with it
+    signals = charts.filter(has_text="imagined 1 step ahead").filter(has_text="dist_hand_person")
+    expect(signals.filter(has_text="hand_speed").first).to_be_visible(timeout=20_000)
+    guard = charts.filter(has_text="guardrails: predicted vs real").first
+    expect(guard).to_contain_text("off: measured, not planned with")
+    expect(guard).not_to_contain_text("predicted violation")  # nothing predicted: no entry
+    shot(page, "plan-rule-off")
     page.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from agents.cost import CostSet, Term
 from app.home import PRETRAINED, preset_costs
 from app.planrun import PlanRun, PlanSettings
-from app.runs import Registry
+from app.runs import Registry, Turns
 from app.workers import CollectRun, TrainRun
 from scenes.collect import CollectConfig, collect
 from worldmodels.checkpoint import load_checkpoint
@@ -155,3 +156,39 @@ def test_plan_run_checks_a_hard_term_over_the_goal_on_real_steps():
     assert limit == 0.0 and -5.0 <= value < -3.5 and not v.history[0]["violated"]
     run.stop()
     assert until(lambda: not run.active)
+
+
+def test_turns_are_served_in_the_order_asked_and_a_runner_cannot_barge_back_in():
+    turns = Turns(slots=1)
+    order: list[str] = []
+    first = threading.Event()
+
+    def runner() -> None:  # an agent on Run: asks again the moment its turn ends
+        for _ in range(3):
+            with turns.take():
+                order.append("runner")
+                first.set()
+                time.sleep(0.05)
+
+    def stepper(name: str) -> None:
+        first.wait()
+        with turns.take():
+            order.append(name)
+
+    threads = [threading.Thread(target=runner)]
+    threads += [threading.Thread(target=stepper, args=(f"p{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    # both people who asked during the runner's first turn go before its later turns
+    assert order[0] == "runner" and set(order[1:3]) == {"p0", "p1"}, order
+    assert order.count("runner") == 3 and turns.waiting == 0
+
+
+def test_a_registered_run_takes_the_registry_s_turns():
+    reg = Registry(idle_seconds=60)
+    run = reg.add(PlanRun(PlanSettings(checkpoint=""), CostSet(), CPU))
+    assert run.turns is reg.turns
+    with run.turn():
+        assert reg.turns.waiting == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from scenes.collect import CollectConfig, collect
 from worldmodels import ModelConfig, WorldModel, load_checkpoint, save_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.metrics import copy_last_nrmse, linear_nrmse, model_nrmse
-from worldmodels.train import TrainConfig, Trainer
+from worldmodels.train import TrainConfig, Trainer, eta_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -470,3 +471,33 @@ def test_imagine_is_rollout_then_probe(layers):
     _, with_grad = m.imagine(s0, actions, ["b"])
     (grad,) = torch.autograd.grad(with_grad["b"].sum(), actions)
     assert grad.abs().sum() > 0
+
+
+def test_time_left_counts_the_evaluations_to_come_at_the_recent_pace():
+    # nothing timed yet: no estimate (a step-4 guess left out the evaluations)
+    assert eta_seconds(4, 1500, 500, [0.03] * 4, None) is None
+    # 1000 steps at 0.04 s, then evaluations at 500 steps' multiples (1000, 1500): 2 x 20 s
+    assert eta_seconds(500, 1500, 500, [0.04] * 50, 20.0) == pytest.approx(40 + 40)
+    # a run whose end is not a multiple of eval_every evaluates once more at the end
+    assert eta_seconds(900, 1200, 500, [0.1], 5.0) == pytest.approx(30 + 2 * 5)
+    assert eta_seconds(1200, 1200, 500, [0.1], 5.0) is None
+
+
+def test_training_reports_no_time_left_until_an_evaluation_then_one_that_includes_it(
+    reach_data, tmp_path
+):
+    t = Trainer(tiny(reach_data, tmp_path / "eta", steps=40, eval_every=20))
+    seen = []  # (step, eta) as the app's page would read them, one per optimiser step
+
+    @contextlib.contextmanager
+    def watch():  # the turn hook: runs around every step, as the app's server does
+        yield
+        p = t.snapshot()
+        seen.append((p.step, p.eta))
+
+    t.turn = watch
+    t.run()
+    before = [eta for step, eta in seen[1:] if step < 20]  # read before the step published
+    after = [eta for step, eta in seen if 21 <= step < 39]
+    assert before and all(eta is None for eta in before)
+    assert after and all(eta is not None and eta > 0 for eta in after)

@@ -25,6 +25,7 @@ import math
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -120,7 +121,7 @@ class Progress:
     step: int = 0
     total: int = 0
     elapsed: float = 0.0  # seconds of training (pauses excluded)
-    eta: float | None = None  # seconds left at the current pace
+    eta: float | None = None  # seconds left (eta_seconds); None until an evaluation is timed
     losses: dict[str, float] = field(default_factory=dict)
     validation: dict[str, float] = field(default_factory=dict)
     latent_std: list[float] = field(default_factory=list)  # per dimension, held-out
@@ -128,6 +129,24 @@ class Progress:
     samples: dict[str, np.ndarray] = field(default_factory=dict)  # "real", "decoded" uint8
     checkpoint: str = ""
     error: str = ""
+
+
+ETA_WINDOW = 50  # recent steps whose wall time sets the pace of the time-left estimate
+
+
+def eta_seconds(
+    step: int, total: int, eval_every: int, recent: list[float], eval_s: float | None
+) -> float | None:
+    """Seconds left: the remaining steps at the pace of the ``recent`` steps' wall times
+    (a moving window: the first steps are slow, and the app's server shares its cores),
+    plus the evaluations still to come at ``eval_s`` each (the last one's duration). None
+    until an evaluation has been timed: they are much of a run (issue 16: "about 54 s
+    left" at step 4 of a run that took 150 s, from step time alone and from step 4)."""
+    if eval_s is None or not recent or step >= total:
+        return None
+    evals = total // eval_every - step // eval_every  # every eval_every steps ...
+    evals += total % eval_every != 0  # ... and once at the end
+    return (total - step) * sum(recent) / len(recent) + evals * eval_s
 
 
 def choose_device(name: str) -> torch.device:
@@ -247,6 +266,8 @@ class Trainer:
         cfg = self.cfg
         self._set(status="running", step=self.step)
         budget_start = self.elapsed
+        recent: deque[float] = deque(maxlen=ETA_WINDOW)  # wall seconds of the last steps
+        eval_s = None  # wall seconds of the last evaluation and save
         while self.step < cfg.steps:
             if not self._run_flag.is_set():
                 self._run_flag.wait()
@@ -254,11 +275,13 @@ class Trainer:
                 break
             if cfg.seconds and self.elapsed - budget_start >= cfg.seconds:
                 break
+            began = time.perf_counter()  # wall time, waiting for a turn included
             with self.turn():  # the app's server shares its cores in turns (app.runs.Turns)
                 t0 = time.perf_counter()
                 terms = self.train_step()
             self.elapsed += time.perf_counter() - t0
-            eta = (cfg.steps - self.step) * self.elapsed / max(self.step, 1)
+            recent.append(time.perf_counter() - began)
+            eta = eta_seconds(self.step, cfg.steps, cfg.eval_every, list(recent), eval_s)
             with self._lock:
                 p = self._progress
                 p.step, p.elapsed, p.eta, p.losses = self.step, self.elapsed, eta, terms
@@ -271,7 +294,9 @@ class Trainer:
                 if self.step % 10 == 0:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items() if k != "total"})
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                t0 = time.perf_counter()
                 self.evaluate_and_save()
+                eval_s = time.perf_counter() - t0
         if self.step % cfg.eval_every != 0 and self.step != cfg.steps:
             self.evaluate_and_save()  # stopped early: keep what was learnt
         status = "finished" if self.step >= cfg.steps else "stopped"

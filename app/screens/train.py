@@ -99,7 +99,10 @@ def watch(run_id: str) -> None:
     step = p.step if p else 0
     total = p.total if p else run.cfg.steps
     status = p.status if p and run.status != "error" else run.status
-    eta = fmt_eta(p.eta) if p and status == "running" else ""
+    eta = ""
+    if p and status == "running":
+        first = min(run.cfg.eval_every, total)  # the time left is known once one is timed
+        eta = fmt_eta(p.eta) if p.eta is not None else f"· time left known after step {first}"
     st.progress(
         min(step / max(total, 1), 1.0), text=f"{run.title}: step {step}/{total} · {status} {eta}"
     )
