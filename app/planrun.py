@@ -178,9 +178,11 @@ class PlanRun(Run):
             elif name == "costs":
                 costs, version = args
                 self._costs = costs
-                errors = self.agent.set_costs(costs)
-                message = "; ".join(f"{k}: {e}" for k, e in errors.items())
-                self._rethink(cost_version=version, message=message)
+                # a term that does not compile is left out (or kept at its last good
+                # version); the editor shows its error beside it, so the status line does
+                # not say it a second time (issue 16)
+                self.agent.set_costs(costs)
+                self._rethink(cost_version=version, message="")
             elif name == "search":
                 self._set_search(args[0])
         except LabError as e:

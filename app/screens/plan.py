@@ -349,7 +349,8 @@ def live(run_id: str, scene: str) -> None:
 
     if v.terms:
         c[1].container(key="plan-costs").markdown(
-            "Chosen plan, cost per term over the horizon: "
+            "Chosen plan, cost per term summed over the horizon (soft terms: weight x "
+            "expression, weight included; the task term x its weight): "
             + " · ".join(
                 f"**{views.plain(k)}** {float(t.sum()):.4g}{note(k)}" for k, t in v.terms.items()
             )
