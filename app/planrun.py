@@ -80,6 +80,7 @@ class View:
     imagined_frames: np.ndarray | None = None  # (H, 64, 64, 3)
     history: list[dict] = field(default_factory=list)  # one dict per step taken
     in_force: list[Term] = field(default_factory=list)  # the terms the agent plans with
+    cost_errors: dict[str, str] = field(default_factory=dict)  # term -> why it is left out
     shown: list[str] = field(default_factory=list)  # signals worth plotting over time
 
     @property
@@ -101,6 +102,7 @@ class PlanRun(Run):
         self.running = False
         self._costs = costs
         self._cost_version = 0
+        self._cost_errors: dict[str, str] = {}
         self._view = View()
         self.scene = None
         self.agent: Agent | None = None
@@ -179,9 +181,10 @@ class PlanRun(Run):
                 costs, version = args
                 self._costs = costs
                 # a term that does not compile is left out (or kept at its last good
-                # version); the editor shows its error beside it, so the status line does
-                # not say it a second time (issue 16)
-                self.agent.set_costs(costs)
+                # version); its error goes in cost_errors, which the editor shows beside
+                # the term, not in the status message (it was said twice: issue 16)
+                errors = self.agent.set_costs(costs)
+                self._cost_errors = {k: str(e) for k, e in errors.items()}
                 self._rethink(cost_version=version, message="")
             elif name == "search":
                 self._set_search(args[0])
@@ -311,6 +314,7 @@ class PlanRun(Run):
             success=bool(scene.goal_distance() <= scene.SUCCESS_RADIUS),
             history=self._view.history,
             in_force=list(self.agent.cost.costs.terms),
+            cost_errors=dict(self._cost_errors),
             shown=self._shown(),
             margin=self.agent.cfg.margin,
         )
