@@ -397,6 +397,21 @@ def test_app_latency_benchmark_runs(lab):
     assert 0 < result["edit_to_plan_ms_p50"] <= result["edit_to_plan_ms_p95"]
 
 
+def test_app_load_benchmark_runs(lab):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "app_load.py"), "--quick", "--sessions", "2",
+         "--steps", "2", "--think", "0.2"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    one, many = result["one"], result["many"]
+    assert (one["sessions"], many["sessions"]) == (1, 2)
+    assert one["steps"] == 2 and many["steps"] == 4 and many["failed"] == 0
+    assert 0 < many["step_ms_p50"] <= many["step_ms_p95"] and len(many["page_load_s"]) == 2
+    assert 0 < many["server_cores"] <= many["machine_cores"]
+
+
 @pytest.mark.parametrize("name", ["scene", "train", "experiments", "learn"])
 def test_every_page_draws_without_an_exception(lab, name):
     url, browser = lab
