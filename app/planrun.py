@@ -81,6 +81,8 @@ class View:
     history: list[dict] = field(default_factory=list)  # one dict per step taken
     in_force: list[Term] = field(default_factory=list)  # the terms the agent plans with
     cost_errors: dict[str, str] = field(default_factory=dict)  # term -> why it is left out
+    walls: list[tuple] = field(default_factory=list)  # (cx, cy, hx, hy) m, in the plot plane
+    goal_uv: tuple[float, float] | None = None  # the goal in frames, fractions (u right, v down)
     shown: list[str] = field(default_factory=list)  # signals worth plotting over time
 
     @property
@@ -108,6 +110,7 @@ class PlanRun(Run):
         self.agent: Agent | None = None
         self.pending: Thought | None = None
         self.plot_signals: tuple[str, ...] = ()
+        self.walls: list[tuple] = []
 
     # --- commands (page thread) ----------------------------------------------------
     def send(self, name: str, *args) -> None:
@@ -201,6 +204,8 @@ class PlanRun(Run):
             raise LabError(f"{s.checkpoint} is a {config['scene']} model, not {s.scene}")
         self.scene = scenes.make(s.scene, render_mode="rgb_array").unwrapped
         self.plot_signals = tuple(self.scene.TASK_SIGNALS[:2])
+        # the floor scenes' walls lie in their task signals' plane (x-y; Push: the block's)
+        self.walls = list(getattr(self.scene, "walls", ()))
         self.agent = self._make_agent(self.settings)
 
     def _make_agent(self, s: PlanSettings) -> Agent:
@@ -315,6 +320,8 @@ class PlanRun(Run):
             history=self._view.history,
             in_force=list(self.agent.cost.costs.terms),
             cost_errors=dict(self._cost_errors),
+            walls=self.walls,
+            goal_uv=scene.goal_pixel(),
             shown=self._shown(),
             margin=self.agent.cfg.margin,
         )

@@ -176,6 +176,19 @@ def trajectories(view, names: tuple[str, str], height: int = 420) -> dict:
             name="goal",
             marker={"size": 16, "symbol": "star", "color": "#f1c40f", "line": {"width": 1}},
         )
+    for cx, cy, hx, hy in view.walls:  # Wall's rooms and door, the arena's edge
+        fig.shapes.append(
+            {
+                "type": "rect",
+                "x0": cx - hx,
+                "x1": cx + hx,
+                "y0": cy - hy,
+                "y1": cy + hy,
+                "fillcolor": "#9a9a9a",
+                "line": {"width": 0},
+                "layer": "below",
+            }
+        )
     # equal scales, and every point in view: the plot area narrows, not the range
     fig.axis("xaxis", title={"text": names[0]}, constrain="domain")
     fig.axis("yaxis", title={"text": names[1]}, scaleanchor="x", scaleratio=1, constrain="domain")
@@ -312,6 +325,23 @@ def guardrails(view) -> dict | None:
 def _false_safe(step: dict, name: str) -> bool:
     value, limit = step["real_terms"][name]  # only terms planned with can be false-safe
     return name in step["planned_terms"] and step["planned_feasible"] and value > limit
+
+
+GOAL_RING = np.array([255, 215, 0], np.uint8)  # gold: neither scene's marker nor a body
+
+
+def mark_goal(frames: np.ndarray, uv: tuple[float, float] | None, radius: int = 3) -> np.ndarray:
+    """(..., S, S, 3) frames with a ring where the goal is (``uv``: fractions of width and
+    height). Decoded imagined frames come from latents that do not hold the goal, so the
+    page draws it on them; returns a copy (the input is unchanged)."""
+    out = frames.copy()
+    if uv is None:
+        return out
+    size = frames.shape[-2]
+    yy, xx = np.mgrid[:size, :size]
+    d = np.hypot(xx + 0.5 - uv[0] * size, yy + 0.5 - uv[1] * size)  # px from the goal
+    out[..., (d >= radius - 0.7) & (d <= radius + 0.7), :] = GOAL_RING
+    return out
 
 
 def strip(frames: np.ndarray, every: int = 2, scale: int = 2) -> np.ndarray:

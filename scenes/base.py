@@ -158,8 +158,25 @@ class LabScene(gym.Env):
         """Put the world in the configuration the goal describes (at rest)."""
         raise NotImplementedError
 
+    def goal_marker_point(self) -> tuple[float, float, float] | None:
+        """Where ``render()`` draws the goal's marker (world, m); None: no marker."""
+        return None
+
+    def goal_pixel(self) -> tuple[float, float] | None:
+        """Where the goal's marker appears in rendered frames (and in the 64 px observation
+        camera's), as (u, v) fractions of width and height; None when there is none. The
+        app draws it on decoded imagined frames, whose latents do not hold the goal."""
+        point = self.goal_marker_point()
+        return None if point is None else self.camera.project(point)
+
     def _show_goal_marker(self, visible: bool) -> None:
-        """Markers appear in ``render()`` only, never in observations."""
+        """Markers appear in ``render()`` only, never in observations: parked 1 m under the
+        floor (hidden from every camera) unless visible."""
+        point = self.goal_marker_point()
+        if point is not None:
+            x, y, z = point
+            pos = [x, y, z if visible else -1.0]
+            self.client.resetBasePositionAndOrientation(self.goal_marker, pos, [0, 0, 0, 1])
 
     def _extra_fields(self) -> dict[str, Any]:
         """Python-side state a snapshot must carry besides PyBullet's."""

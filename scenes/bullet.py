@@ -64,6 +64,18 @@ class Camera:
         self.view = p.computeViewMatrix(eye, target, up)
         self.projection = p.computeProjectionMatrixFOV(fov_deg, 1.0, near, far)
 
+    def project(self, point) -> tuple[float, float] | None:
+        """Where a world point (m) appears in this camera's images: (u, v) as fractions of
+        the width (from the left) and height (from the top); None when behind the camera.
+        The matrices are OpenGL's, column-major."""
+        view = np.asarray(self.view, np.float64).reshape(4, 4).T
+        proj = np.asarray(self.projection, np.float64).reshape(4, 4).T
+        clip = proj @ view @ np.array([*map(float, point), 1.0])  # (4,)
+        if clip[3] <= 0:
+            return None
+        x, y = clip[0] / clip[3], clip[1] / clip[3]  # normalised device coordinates, -1..1
+        return float((x + 1) / 2), float((1 - y) / 2)
+
     def render(self, client: Client, size: int) -> np.ndarray:
         """An RGB image ``(size, size, 3)`` uint8."""
         _, _, rgba, _, _ = client.getCameraImage(

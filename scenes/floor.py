@@ -118,10 +118,8 @@ class FloorScene(LabScene):
         vis = c.createVisualShape(p.GEOM_CYLINDER, radius=DISC_R, length=0.002, rgbaColor=GOAL_RGBA)
         return c.createMultiBody(0, -1, vis, basePosition=[0, 0, -1])
 
-    def _show_goal_marker(self, visible: bool) -> None:
-        # Parked under the floor, which hides it from the top-down camera.
-        pos = [float(self.goal[0]), float(self.goal[1]), 0.001 if visible else -1.0]
-        self.client.resetBasePositionAndOrientation(self.goal_marker, pos, [0, 0, 0, 1])
+    def goal_marker_point(self) -> tuple[float, float, float]:
+        return float(self.goal[0]), float(self.goal[1]), 0.001  # on the floor
 
     # --- the disc -------------------------------------------------------------
     def _set_disc(self, xy, vxy=(0.0, 0.0)) -> None:

@@ -305,9 +305,8 @@ class KitchenEnv(LabScene):
             self.person, [h["x"], h["y"], PERSON_R + PERSON_LEN / 2], [0, 0, 0, 1]
         )
 
-    def _show_goal_marker(self, visible: bool) -> None:
-        tip = [float(self.goal[0]), float(self.goal[1]), BOARD_TOP + 0.001 if visible else -1.0]
-        self.client.resetBasePositionAndOrientation(self.goal_marker, tip, [0, 0, 0, 1])
+    def goal_marker_point(self) -> tuple[float, float, float]:
+        return float(self.goal[0]), float(self.goal[1]), BOARD_TOP + 0.001  # on the board
 
     def _extra_fields(self) -> dict[str, Any]:
         return {"person": dict(self._person)}

@@ -517,10 +517,15 @@ def test_training_gives_no_time_left_before_it_has_timed_an_evaluation(lab):
     expect(steps).to_be_visible(timeout=WAIT)
     steps.fill("3000")
     steps.press("Enter")
+    page.get_by_text("More settings: the loss and the model").click()
+    every = page.get_by_label("Evaluate every")
+    every.fill("2000")  # the first evaluation well after the page has polled
+    every.press("Enter")
+    expect(every).to_have_value("2000")
     click(page, "Start training")
     # the first steps' pace left out the evaluations (54 s said, 150 s taken)
     waiting = page.get_by_text(
-        re.compile(r"step [1-9]\d*/3000 · running · time left known after step 500")
+        re.compile(r"step [1-9]\d*/3000 · running · time left known after step 2000")
     )
     expect(waiting).to_be_visible(timeout=WAIT)
     expect(page.get_by_text(re.compile(r"/3000 · running about"))).to_have_count(0)

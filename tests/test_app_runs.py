@@ -6,10 +6,12 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from agents.cost import CostSet, Term
+from app import views
 from app.home import PRETRAINED, preset_costs
 from app.planrun import PlanRun, PlanSettings
 from app.runs import Registry, Turns
@@ -193,3 +195,30 @@ def test_a_registered_run_takes_the_registry_s_turns():
     assert run.turns is reg.turns
     with run.turn():
         assert reg.turns.waiting == 0
+
+
+def test_the_wall_page_draws_the_walls_and_the_goal_on_imagined_frames():
+    reg = Registry(idle_seconds=60)
+    settings = PlanSettings(scene="wall", checkpoint=str(PRETRAINED / "wall-state"), seed=1)
+    run = reg.add(PlanRun(settings, preset_costs("wall")["task only"], CPU)).start()
+    try:
+        v = run.wait(lambda w: w.version >= 1, timeout=60)
+        # the arena's four walls and the two halves of the dividing wall, in the x-y plane
+        assert len(v.walls) == 6 and (0.0, pytest.approx(-0.325), 0.05, pytest.approx(0.675)) in [
+            (cx, cy, hx, hy) for cx, cy, hx, hy in v.walls
+        ]
+        fig = views.trajectories(v, ("x", "y"))
+        assert sum(s["type"] == "rect" for s in fig["layout"]["shapes"]) == 6
+        # the goal as a ring on decoded frames, where the top-down camera sees it (the
+        # view spans the 2.2 m arena and its walls, y up the image)
+        u, w = v.goal_uv
+        assert u == pytest.approx(0.5 + v.goal[0] / 2.2, abs=0.02)
+        assert w == pytest.approx(0.5 - v.goal[1] / 2.2, abs=0.02)
+        marked = views.mark_goal(v.imagined_frames, v.goal_uv)
+        ring = (marked == views.GOAL_RING).all(axis=-1)  # (H, 64, 64)
+        rows, cols = np.nonzero(ring[0])
+        assert len(rows) > 8
+        assert abs(cols.mean() / 64 - u) < 0.03 and abs(rows.mean() / 64 - w) < 0.03
+        assert not (v.imagined_frames == views.GOAL_RING).all(axis=-1).any()  # a copy is marked
+    finally:
+        run.stop()

@@ -304,3 +304,19 @@ def test_kitchen_hand_stays_in_its_workspace_and_the_person_walks():
         ys.append(s["person_y"])
     assert np.ptp(ys) > 1.0  # 10 s of walking at >= 0.25 m/s
     e.close()
+
+
+@pytest.mark.parametrize("name", ["reach", "wall", "push", "kitchen"])
+def test_goal_pixel_is_where_the_rendered_goal_marker_is(name):
+    env = scenes.make(name, render_mode="rgb_array").unwrapped
+    try:
+        env.reset(seed=3)
+        shown = env.render()  # with the marker
+        u, v = env.goal_pixel()
+        n = shown.shape[0]
+        r, c = int(v * n), int(u * n)
+        env._show_goal_marker(False)
+        bare = env.camera.render(env.client, n)  # the same frame without it
+        assert np.abs(shown[r, c].astype(int) - bare[r, c]).sum() > 60, (shown[r, c], bare[r, c])
+    finally:
+        env.close()

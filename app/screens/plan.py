@@ -264,8 +264,9 @@ def _command(run_id: str, name: str, *args) -> None:
 
 
 def _new_episode(run_id: str) -> None:
-    SS["plan/seed"] = int(SS.get("plan/seed", 0)) + 1
-    _command(run_id, "reset", SS["plan/seed"])
+    key = f"plan/seed/{SS['plan/scene']}"
+    SS[key] = int(SS.get(key, 0)) + 1
+    _command(run_id, "reset", SS[key])
 
 
 def live(run_id: str, scene: str) -> None:
@@ -301,7 +302,7 @@ def live(run_id: str, scene: str) -> None:
     b[3].button(
         "Reset",
         on_click=_command,
-        args=(run_id, "reset", SS.get("plan/seed", 0)),
+        args=(run_id, "reset", SS.get(f"plan/seed/{scene}", 0)),
         icon=":material/replay:",
     )
     b[4].button("New episode", on_click=_new_episode, args=(run_id,), icon=":material/casino:")
@@ -334,9 +335,10 @@ def live(run_id: str, scene: str) -> None:
         c[0].image(v.real, caption="real: the scene now", width="stretch")
     if v.imagined_frames is not None:
         c[1].image(
-            views.strip(v.imagined_frames, every=2, scale=2),
+            views.strip(views.mark_goal(v.imagined_frames, v.goal_uv), every=2, scale=2),
             caption="imagined: the chosen plan decoded from latents, steps 2, 4, ... ahead "
-            "(the decoder is display only: planning never sees pixels)",
+            "(the decoder is display only: planning never sees pixels; the gold ring is the "
+            "goal, drawn on them)",
             width="stretch",
         )
     hard = v.hard_limits
@@ -379,7 +381,7 @@ def _settings_from(run: PlanRun) -> None:
     SS["plan/scene"], SS[f"plan/ckpt/{s.scene}"] = s.scene, s.checkpoint
     SS["plan/planner"], SS["plan/samples"] = s.planner, s.samples
     SS["plan/horizon"], SS["plan/iterations"] = s.horizon, s.iterations
-    SS["plan/fallback"], SS["plan/seed"] = s.fallback, s.seed
+    SS["plan/fallback"], SS[f"plan/seed/{s.scene}"] = s.fallback, s.seed
     SS["plan/margin"] = s.margin
 
 
@@ -440,7 +442,8 @@ def page() -> None:
     )
     margin = home.margin_input(side, "plan/margin", ckpt)
     speed = side.slider("Pause between steps (s)", 0.0, 1.0, 0.0, 0.1, key="plan/speed")
-    seed = int(SS.setdefault("plan/seed", 0))
+    # each scene's own episode counter, from the episode its page starts on
+    seed = int(SS.setdefault(f"plan/seed/{scene}", home.START_SEED.get(scene, 0)))
     settings = PlanSettings(scene, ckpt, planner, samples, horizon, iterations, fallback, seed)
     settings.speed, settings.margin = speed, margin
     if scene == "kitchen" and side.toggle(
