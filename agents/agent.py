@@ -17,6 +17,7 @@ trained with ``last_action`` reads as an efference copy.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,11 @@ class AgentConfig:
     margin: float = 0.0
     decode: bool = True  # decode the chosen plan's imagined frames (display)
     show: tuple[str, ...] = ()  # signals to probe on every final sample (display)
+    # Who decides: "planner" (System 2: search over the horizon), "policy" (System 1: one
+    # pass of a distilled policy, agents.policy; its imagined future is judged by the
+    # cost for the record and the fallback, not searched), or "both" (the policy's
+    # imagined sequence is the planner's warm start: amortised planning).
+    actor: str = "planner"
 
 
 @dataclass
@@ -82,8 +88,19 @@ class Agent:
     """Plans with ``model`` in ``scene`` (an unwrapped lab scene) under ``costs``."""
 
     def __init__(
-        self, model, scene: LabScene, costs: CostSet, cfg: AgentConfig, seed: int = 0
+        self,
+        model,
+        scene: LabScene,
+        costs: CostSet,
+        cfg: AgentConfig,
+        seed: int = 0,
+        policy=None,
     ) -> None:
+        if cfg.actor not in ("planner", "policy", "both"):
+            raise LabError("actor must be 'planner', 'policy' or 'both'")
+        if cfg.actor != "planner" and policy is None:
+            raise LabError(f"actor {cfg.actor!r} needs a policy: ./lab distill makes one")
+        self.policy = policy
         if cfg.planner not in PLANNERS:
             raise LabError(f"unknown planner {cfg.planner!r}; choose {', '.join(PLANNERS)}")
         if cfg.fallback not in ("least_violating", "stop"):
@@ -164,16 +181,15 @@ class Agent:
         self._sync()
         obs = self.scene.observation
         s0 = self.model.encode(self._with_memory(obs))[0]  # (D,)
-        plan = self.planner.plan(
-            self.model,
-            self.cost,
-            s0,
-            self.goal,
-            self.goal_latent,
-            self.generator,
-            self.warm,
-            show=self.cfg.show,
-        )
+        if self.cfg.actor == "planner":
+            plan = self._search(s0, self.warm)
+        else:
+            plan = self._policy_plan(s0)
+            if self.cfg.actor == "both":  # System 1's proposal starts System 2's search
+                proposal_s = plan.seconds
+                plan = self._search(s0, plan.actions)
+                plan.seconds += proposal_s
+                plan.info["proposal_seconds"] = proposal_s
         stop = plan.none_feasible and self.cfg.fallback == "stop"
         action = (
             np.zeros(self.scene.ACTION_DIM, np.float32)
@@ -186,6 +202,50 @@ class Agent:
         if self.cfg.decode and self.model.decoder is not None:
             frames = self.model.decode(plan.latents).cpu().numpy()  # (H, 64, 64, 3)
         return Thought(obs.get("pixels"), self.scene.signals, plan, imagined, frames, action, stop)
+
+    def _search(self, s0: torch.Tensor, warm: torch.Tensor | None) -> PlanRecord:
+        return self.planner.plan(
+            self.model,
+            self.cost,
+            s0,
+            self.goal,
+            self.goal_latent,
+            self.generator,
+            warm,
+            show=self.cfg.show,
+        )
+
+    def _policy_plan(self, s0: torch.Tensor) -> PlanRecord:
+        """System 1: the policy's action now is one pass (``seconds`` times that pass); the
+        record holds its whole imagined sequence over the horizon, judged by the cost like
+        one sample of a planner (so the page, evaluation and the fallback read it alike)."""
+        s, goal = s0[None], self.goal[None]
+        t0 = time.perf_counter()
+        first = self.policy(s, goal)  # (1, A): the decision
+        seconds = time.perf_counter() - t0
+        H = self.cfg.search.horizon
+        rest = self.policy.imagine(self.model, self.model.rollout(s, first[:, None])[:, 0],
+                                   goal, H - 1)  # fmt: skip
+        actions = torch.cat([first[:, None], rest], dim=1)  # (1, H, A)
+        latents, signals, result = self.planner.evaluate(
+            self.model, self.cost, s, actions, self.goal, self.goal_latent, self.cfg.show
+        )
+        return PlanRecord(
+            actions=actions[0],
+            latents=latents[0],
+            samples=actions,
+            signals=signals,
+            terms=result.terms,
+            total=result.total,
+            violation=result.violation,
+            feasible=result.feasible,
+            elites=torch.zeros(1, dtype=torch.long, device=s0.device),
+            chosen=0,
+            none_feasible=not bool(result.feasible[0]),
+            iterations=0,
+            seconds=seconds,
+            info={"actor": "policy"},
+        )
 
     def _with_memory(self, obs: dict) -> dict:
         """The observation as the model wants it, with the last action; with F > 1

@@ -68,6 +68,7 @@ from agents.expressions import ExpressionError, compile_expression
 from agents.oracle import ORACLE_SEARCH, OracleModel
 from agents.oracle import PLANNERS as ORACLE_PLANNERS
 from agents.planners import PLANNERS, PlannerConfig
+from agents.policy import load_policy
 from scenes.cli import parse_config
 from scenes.errors import LabError
 from scenes.files import parse_versioned_json, write_json_atomic
@@ -452,6 +453,7 @@ def evaluate(
     options: dict | None = None,
     guardrails: list[Term] | None = None,
     turn: Callable = nullcontext,
+    policy: str | Path | None = None,
 ) -> EvalResult:
     """Run the agent (and, with ``oracle``, the oracle planner) over seeded episodes.
 
@@ -464,7 +466,8 @@ def evaluate(
     with (an unguarded agent measured against the guardrail it lacks, or a
     design with a safety margin measured against the specification); by
     default the cost set's enabled hard terms. ``device``: None picks CUDA
-    when present. ``turn()``: a context every step runs in (the app's server takes
+    when present. ``policy``: a distilled policy's folder, for ``agent_cfg.actor``
+    "policy" or "both". ``turn()``: a context every step runs in (the app's server takes
     its cores in turns). Bad input raises ``LabError`` with a plain message.
     """
     key = scenes.scene_key(scene)
@@ -508,7 +511,14 @@ def evaluate(
             real = cls(pixels=model.cfg.obs == "pixels")
             made.append(real)
             cfg = replace(agent_cfg, decode=False)  # no frames needed here
-            runs.append(("model", Agent(model, real, costs, cfg)))
+            pi = None
+            if cfg.actor != "planner":
+                if not policy:
+                    raise LabError(f"actor {cfg.actor!r} needs --policy (./lab distill)")
+                pi = load_policy(policy, config, device)
+                settings["policy"] = str(policy)
+            runs.append(("model", Agent(model, real, costs, cfg, policy=pi)))
+            settings["actor"] = cfg.actor
             settings["planner"], settings["search"] = cfg.planner, asdict(cfg.search)
             settings["fallback"], settings["margin"] = cfg.fallback, cfg.margin
         if oracle:
@@ -608,6 +618,15 @@ class EvalConfig:
         default="",
         metadata={"help": "reset options as JSON, e.g. '{\"person_near\": true}' (Kitchen)"},
     )
+    actor: str = field(
+        default="planner",
+        metadata={
+            "help": "who decides: the planner (System 2), a distilled policy (System 1: "
+            "--policy) or both (the policy warm-starts the planner)",
+            "choices": ["planner", "policy", "both"],
+        },
+    )
+    policy: str = field(default="", metadata={"help": "policy folder (./lab distill)"})
     device: str = field(default="auto", metadata={"help": "auto (cuda when present), cpu or cuda"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
@@ -630,7 +649,11 @@ def main(argv: list[str] | None = None) -> int:
             iterations=cfg.oracle_iterations,
         )
         agent_cfg = AgentConfig(
-            planner=cfg.planner, search=search, fallback=cfg.fallback, margin=cfg.margin
+            planner=cfg.planner,
+            search=search,
+            fallback=cfg.fallback,
+            margin=cfg.margin,
+            actor=cfg.actor,
         )
         device = choose_device(cfg.device)
     except LabError as e:
@@ -666,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
                 oracle_search=oracle_search,
                 options=options,
                 guardrails=guardrails,
+                policy=cfg.policy or None,
             )
         except LabError as e:
             box["error"] = e

@@ -1,0 +1,363 @@
+"""System 1: a reactive policy distilled from the planner (System 2), on the model's latents.
+
+``pi(s_t, goal) -> a_t`` is a small MLP over the world model's latent and the goal's
+task signals (scaled to [-1, 1] by the scene's goal range): one pass per action,
+batched, on the model's device. It is trained by imitating the planner with DAgger
+(Ross et al., 2011) entirely inside the world model: each round draws starts and goals
+from scene resets (observations only: the simulator is never stepped), rolls the
+current policy forward in imagination, asks the planner what it would do at the states
+the policy visits, adds those labels to everything labelled so far and fits the policy
+again. Plain imitation would train only on the planner's own states and drift where
+the policy goes; DAgger labels where the policy goes.
+
+A guardrail is *trained in* when the labelling planner had it as a hard term: the
+policy learns to avoid what the rule forbade in its training situations, and nothing
+checks the rule when it acts (the talk's contrast with a guardrail held at inference
+time). ``Agent`` can act with the policy, the planner, or both (the policy's imagined
+sequence warm-starts the planner: System 1 feeding System 2, as TD-MPC2's policy
+prior does for MPPI).
+
+Saved as a folder: ``policy.safetensors`` (weights) and ``policy.json`` (shape, the
+model it was distilled on, the cost set it was distilled under, training figures); a
+policy refuses a model other than its own, with a message. ``./lab distill`` runs it
+with a progress bar and resumes exactly (each round is seeded by the seed and its
+number; the state after each round is saved atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+import scenes
+from agents.cost import Cost, CostSet
+from agents.planners import PLANNERS, PlannerConfig
+from scenes.cli import parse_config
+from scenes.errors import LabError
+from scenes.files import read_versioned_json, write_json_atomic
+from worldmodels.checkpoint import load_checkpoint
+from worldmodels.train import choose_device
+
+log = logging.getLogger(__name__)
+FORMAT, VERSION = "lab-policy", 1
+WHAT = ("lab policy", "distill it again: ./lab distill --scene SCENE --checkpoint FOLDER")
+
+
+@dataclass
+class PolicyShape:
+    """What the network is; stored in the JSON and checked against the model."""
+
+    latent_dim: int
+    goal_dim: int
+    action_dim: int
+    goal_low: list[float]  # the scene's goal range: goals are scaled to [-1, 1] by it
+    goal_high: list[float]
+    hidden: int = 256  # width of the hidden layers
+    layers: int = 2  # hidden layers
+
+
+class Policy(nn.Module):
+    """``forward(s (B, D), goal (B, G)) -> actions (B, A)`` in [-1, 1]."""
+
+    def __init__(self, shape: PolicyShape) -> None:
+        super().__init__()
+        self.shape = shape
+        width = shape.latent_dim + shape.goal_dim
+        blocks: list[nn.Module] = []
+        for _ in range(shape.layers):
+            blocks += [nn.Linear(width, shape.hidden), nn.SiLU()]
+            width = shape.hidden
+        self.net = nn.Sequential(*blocks, nn.Linear(width, shape.action_dim), nn.Tanh())
+        low = torch.tensor(shape.goal_low, dtype=torch.float32)
+        high = torch.tensor(shape.goal_high, dtype=torch.float32)
+        self.register_buffer("goal_mid", (low + high) / 2)
+        self.register_buffer("goal_half", ((high - low) / 2).clamp_min(1e-6))
+
+    def forward(self, s: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        g = (goal - self.goal_mid) / self.goal_half  # (B, G) in [-1, 1] over the goal range
+        return self.net(torch.cat([s, g], dim=-1))
+
+    @torch.no_grad()
+    def imagine(self, model, s0: torch.Tensor, goal: torch.Tensor, steps: int) -> torch.Tensor:
+        """The policy acted out in the world model: s0 (B, D), goal (B, G) -> the actions
+        it takes (B, steps, A) along its own imagined states."""
+        s, out = s0, []
+        for _ in range(steps):
+            a = self(s, goal)  # (B, A)
+            out.append(a)
+            s = model.rollout(s, a[:, None])[:, 0]  # (B, D): one imagined step
+        return torch.stack(out, dim=1)
+
+
+# --- saving and loading ---------------------------------------------------------------
+def save_policy(policy: Policy, folder: str | Path, info: dict) -> Path:
+    """Weights and JSON in ``folder``, each written to a temp file and renamed over."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".policy.safetensors.tmp-{os.getpid()}"
+    save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}, tmp)
+    os.replace(tmp, folder / "policy.safetensors")
+    write_json_atomic(
+        folder / "policy.json",
+        {"format": FORMAT, "version": VERSION, "shape": asdict(policy.shape), **info},
+    )
+    return folder
+
+
+def load_policy(folder: str | Path, model_config: dict, device: torch.device) -> Policy:
+    """The policy in ``folder``, for the model whose checkpoint config is ``model_config``;
+    a policy distilled on another model (or not a policy at all) raises ``LabError``."""
+    folder = Path(folder)
+    meta = read_versioned_json(folder / "policy.json", FORMAT, VERSION, *WHAT)
+    want = meta.get("model_weights")
+    if want != model_config.get("weights"):
+        raise LabError(
+            f"{folder} was distilled on the world model {meta.get('checkpoint')!r} (weights "
+            f"{want}), not this one ({model_config.get('weights')}): its latents mean other "
+            "things here. Distill a policy for this model: ./lab distill"
+        )
+    try:
+        shape = PolicyShape(**meta["shape"])
+        policy = Policy(shape)
+        policy.load_state_dict(load_file(folder / "policy.safetensors"))
+    except (KeyError, TypeError, RuntimeError, OSError, ValueError) as e:
+        raise LabError(f"{folder} holds a broken policy ({e}); {WHAT[1]}") from e
+    model_shape = model_config["model"]
+    if (shape.latent_dim, shape.action_dim) != (
+        model_shape["latent_dim"],
+        model_shape["action_dim"],
+    ):
+        raise LabError(f"{folder}'s policy does not fit this model's latent or action size")
+    policy.info = meta
+    return policy.to(device).eval()
+
+
+# --- distillation -------------------------------------------------------------------------
+@dataclass
+class DistillConfig:
+    """``./lab distill``: a policy from the planner, by DAgger inside the world model."""
+
+    scene: str = field(default="", metadata={"help": "scene name", "required": True})
+    checkpoint: str = field(default="", metadata={"help": "world model folder", "required": True})
+    costs: str = field(default="", metadata={"help": "cost set JSON (default: the task alone)"})
+    out: str = field(default="", metadata={"help": "policy folder (default runs/policy-<scene>)"})
+    rounds: int = field(default=6, metadata={"help": "DAgger rounds"})
+    states: int = field(default=256, metadata={"help": "states the planner labels per round"})
+    rollout: int = field(default=20, metadata={"help": "imagined steps the policy acts per start"})
+    samples: int = field(default=300, metadata={"help": "labelling planner: CEM samples N"})
+    iterations: int = field(default=5, metadata={"help": "labelling planner: CEM iterations"})
+    horizon: int = field(default=16, metadata={"help": "labelling planner: horizon H"})
+    steps: int = field(default=600, metadata={"help": "optimiser steps per round"})
+    batch: int = field(default=256, metadata={"help": "labels per optimiser step"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    hidden: int = field(default=256, metadata={"help": "policy width"})
+    seed: int = field(default=0, metadata={"help": "every round is seeded from (seed, round)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+
+def _starts(scene, key: str, count: int, seed: int):
+    """``count`` observations (``key``: state or pixels) and goals from scene resets
+    (nothing is stepped)."""
+    resets = getattr(scene, "EXPLORE_RESETS", ({},))
+    obs, goals = [], []
+    for i in range(count):
+        o, _ = scene.reset(seed=seed * 100_003 + i, options=dict(resets[i % len(resets)]))
+        obs.append(o[key])
+        goals.append(np.asarray(scene.goal, np.float32))
+    return obs, np.stack(goals)
+
+
+class Distiller:
+    """The DAgger loop and its saved state; ``run()`` goes on from the last saved round."""
+
+    def __init__(self, cfg: DistillConfig, device: torch.device | None = None) -> None:
+        self.cfg = cfg
+        self.device = device or choose_device(cfg.device)
+        self.model, self.model_config = load_checkpoint(cfg.checkpoint, device=self.device)
+        key = scenes.scene_key(cfg.scene)
+        if scenes.scene_key(str(self.model_config["scene"])) != key:
+            raise LabError(f"{cfg.checkpoint} is a {self.model_config['scene']} model, not {key}")
+        self.scene = scenes.make(key).unwrapped
+        self.costs = CostSet.load(cfg.costs) if cfg.costs else CostSet()
+        task = list(self.scene.TASK_SIGNALS)
+        self.cost = Cost(self.costs, list(self.model.signal_names), task)
+        self.planner = PLANNERS["cem"](
+            PlannerConfig(samples=cfg.samples, horizon=cfg.horizon, iterations=cfg.iterations),
+            self.scene.ACTION_DIM,
+        )
+        shape = PolicyShape(
+            latent_dim=self.model.cfg.latent_dim,
+            goal_dim=len(task),
+            action_dim=self.scene.ACTION_DIM,
+            goal_low=[float(x) for x in self.scene.GOAL_LOW],
+            goal_high=[float(x) for x in self.scene.GOAL_HIGH],
+            hidden=cfg.hidden,
+        )
+        torch.manual_seed(cfg.seed)
+        self.policy = Policy(shape).to(self.device)
+        self.out = Path(cfg.out or Path("runs") / f"policy-{key}")
+        self.round = 0
+        self.data = {
+            k: torch.zeros(0, n)
+            for k, n in (("s", shape.latent_dim), ("goal", shape.goal_dim), ("a", shape.action_dim))
+        }
+        self.history: list[dict] = []
+        self._resume_if_any()
+
+    def _resume_if_any(self) -> None:
+        state = self.out / "distill.json"
+        if not state.exists():
+            return
+        meta = json.loads(state.read_text())
+        if meta.get("config", {}) | {"progress": True, "device": ""} != asdict(self.cfg) | {
+            "progress": True,
+            "device": "",
+        }:
+            raise LabError(f"{self.out} holds a distillation with other settings: pick --out")
+        self.policy = load_policy(self.out, self.model_config, self.device).train()
+        self.data = load_file(self.out / "labels.safetensors")
+        self.round, self.history = int(meta["round"]), list(meta["history"])
+
+    def _save(self) -> None:
+        info = {
+            "scene": self.scene.spec.id if self.scene.spec else self.cfg.scene,
+            "checkpoint": str(self.cfg.checkpoint),
+            "model_weights": self.model_config.get("weights"),
+            "costs": json.loads(self.costs.to_json()),
+            "rounds": self.round,
+            "labels": len(self.data["a"]),
+            "figures": self.history[-1] if self.history else {},
+        }
+        save_policy(self.policy, self.out, info)
+        tmp = self.out / f".labels.safetensors.tmp-{os.getpid()}"
+        save_file({k: v.contiguous() for k, v in self.data.items()}, tmp)
+        os.replace(tmp, self.out / "labels.safetensors")
+        write_json_atomic(
+            self.out / "distill.json",
+            {"round": self.round, "history": self.history, "config": asdict(self.cfg)},
+        )
+
+    @torch.no_grad()
+    def _label(self, s: torch.Tensor, goals: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The planner's first action at each state (B, D) for its goal (B, G): (B, A)."""
+        out = []
+        for i in range(len(s)):
+            plan = self.planner.plan(self.model, self.cost, s[i], goals[i], None, gen)
+            out.append(plan.actions[0])
+        return torch.stack(out)
+
+    def _visit(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """States the current policy reaches in imagination, with their goals: each start
+        is acted out for a random number of steps (0 to ``rollout``)."""
+        cfg = self.cfg
+        key = self.model.cfg.obs
+        obs, goals = _starts(self.scene, key, cfg.states, cfg.seed * 1000 + self.round)
+        s = self.model.encode(np.stack(obs))  # (B, D)
+        g = torch.as_tensor(goals, device=self.device)
+        stop_at = torch.randint(0, cfg.rollout + 1, (len(s),), generator=gen, device="cpu")
+        if self.round == 0:
+            stop_at.zero_()  # an untrained policy goes nowhere worth labelling: the starts
+        with torch.no_grad():
+            out = s.clone()
+            for t in range(int(stop_at.max())):
+                s = self.model.rollout(s, self.policy(s, g)[:, None])[:, 0]
+                keep = (stop_at == t + 1).to(self.device)
+                out[keep] = s[keep]
+        return out, g
+
+    def _fit(self, gen: torch.Generator) -> dict:
+        """Adam on the mean squared action error over every label so far; 10 % of this
+        round's labels held out for the figures (and trained on from the next round)."""
+        cfg = self.cfg
+        n = len(self.data["a"])
+        held = torch.arange(n - max(1, cfg.states // 10), n)
+        train = torch.arange(0, held[0])
+        s, g, a = (self.data[k].to(self.device) for k in ("s", "goal", "a"))
+        opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
+
+        def loss_on(rows: torch.Tensor) -> torch.Tensor:
+            return (self.policy(s[rows], g[rows]) - a[rows]).square().mean()
+
+        with torch.no_grad():
+            before = float(loss_on(held))
+        self.policy.train()
+        for _ in range(cfg.steps):
+            rows = train[torch.randint(0, len(train), (cfg.batch,), generator=gen)]
+            loss = loss_on(rows)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        self.policy.eval()
+        with torch.no_grad():
+            after = float(loss_on(held))
+        return {"held_out_mse_before": round(before, 5), "held_out_mse_after": round(after, 5)}
+
+    def run(self, progress=None, stop=None) -> list[dict]:
+        """Rounds until ``cfg.rounds`` (or ``stop`` is set); ``progress(done, total)``."""
+        cfg = self.cfg
+        while self.round < cfg.rounds:
+            if stop is not None and stop.is_set():
+                break
+            t0 = time.perf_counter()
+            gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.round)
+            plan_gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1000 + self.round)
+            s, g = self._visit(gen)
+            a = self._label(s, g, plan_gen)
+            for k, v in (("s", s), ("goal", g), ("a", a)):
+                self.data[k] = torch.cat([self.data[k], v.cpu()])
+            figures = self._fit(gen)
+            self.round += 1
+            self.history.append(
+                {
+                    "round": self.round,
+                    "labels": len(self.data["a"]),
+                    "seconds": round(time.perf_counter() - t0, 2),
+                    **figures,
+                }
+            )
+            self._save()
+            if progress is not None:
+                progress(self.round, cfg.rounds)
+        return self.history
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(DistillConfig, argv, "lab distill", __doc__.split("\n\n")[0])
+    try:
+        distiller = Distiller(cfg)
+    except LabError as e:
+        print(f"lab distill: {e}", file=sys.stderr)
+        return 2
+    bar = tqdm(
+        total=cfg.rounds,
+        initial=distiller.round,
+        desc="DAgger rounds",
+        disable=None if cfg.progress else True,
+    )
+
+    def tick(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+        bar.set_postfix(distiller.history[-1])
+
+    history = distiller.run(progress=tick)
+    bar.close()
+    for h in history:
+        print(json.dumps(h))
+    print(f"saved {distiller.out}/policy.safetensors and policy.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
