@@ -221,10 +221,12 @@ class Distiller:
         if not state.exists():
             return
         meta = json.loads(state.read_text())
-        if meta.get("config", {}) | {"progress": True, "device": ""} != asdict(self.cfg) | {
-            "progress": True,
-            "device": "",
-        }:
+        free = ("rounds", "progress", "device", "out")  # may change between runs
+
+        def fixed(config: dict) -> dict:
+            return {k: v for k, v in config.items() if k not in free}
+
+        if fixed(meta.get("config", {})) != fixed(asdict(self.cfg)):
             raise LabError(f"{self.out} holds a distillation with other settings: pick --out")
         self.policy = load_policy(self.out, self.model_config, self.device).train()
         self.data = load_file(self.out / "labels.safetensors")

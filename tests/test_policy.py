@@ -1,0 +1,95 @@
+"""System 1: the policy distilled from the planner (agents/policy.py), with real objects."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+import scenes
+from agents.agent import Agent, AgentConfig
+from agents.cost import CostSet
+from agents.planners import PlannerConfig
+from agents.policy import DistillConfig, Distiller, load_policy
+from app.home import PRETRAINED
+from scenes.errors import LabError
+from worldmodels.checkpoint import load_checkpoint, read_config
+
+CPU = torch.device("cpu")
+REACH = str(PRETRAINED / "reach-state")
+
+
+def tiny(out, rounds: int) -> DistillConfig:
+    return DistillConfig(
+        scene="reach", checkpoint=REACH, out=str(out), rounds=rounds, states=24, rollout=8,
+        samples=100, iterations=2, steps=80, batch=64, hidden=64, progress=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory):
+    out = tmp_path_factory.mktemp("policy") / "reach"
+    d = Distiller(tiny(out, 2), CPU)
+    d.run()
+    return out, d
+
+
+def test_distillation_lowers_the_imitation_loss(distilled):
+    _, d = distilled
+    first, last = d.history[0], d.history[-1]
+    assert first["held_out_mse_after"] < first["held_out_mse_before"]
+    assert last["held_out_mse_after"] < first["held_out_mse_before"]
+    assert [h["labels"] for h in d.history] == [24, 48]  # DAgger aggregates
+
+
+def test_a_saved_policy_round_trips_and_a_foreign_one_is_refused(distilled, tmp_path):
+    out, d = distilled
+    policy = load_policy(out, read_config(REACH), CPU)
+    s, g = torch.randn(5, d.policy.shape.latent_dim), torch.rand(5, 2) - 0.5
+    with torch.no_grad():
+        assert torch.equal(policy(s, g), d.policy(s, g))
+    assert json.loads((out / "policy.json").read_text())["model_weights"]
+    with pytest.raises(LabError, match="was distilled on the world model"):
+        load_policy(out, read_config(PRETRAINED / "wall-state"), CPU)
+    (tmp_path / "policy.json").write_text('{"format": "lab-costs", "version": 1}')
+    with pytest.raises(LabError, match="is not a lab policy"):
+        load_policy(tmp_path, read_config(REACH), CPU)
+
+
+def test_distillation_resumes_exactly(distilled, tmp_path):
+    _, straight = distilled
+    first = Distiller(tiny(tmp_path / "p", 1), CPU)
+    first.run()
+    again = Distiller(tiny(tmp_path / "p", 2), CPU)  # the same folder: goes on from round 1
+    assert again.round == 1
+    with pytest.raises(LabError, match="other settings"):
+        Distiller(replace(tiny(tmp_path / "p", 2), samples=50), CPU)
+    again.run()
+    for k, v in straight.policy.state_dict().items():
+        assert torch.equal(v, again.policy.state_dict()[k]), k
+
+
+def test_the_agent_acts_with_the_policy_and_with_both(distilled):
+    out, _ = distilled
+    model, config = load_checkpoint(REACH, device=CPU)
+    policy = load_policy(out, config, CPU)
+    scene = scenes.make("reach").unwrapped
+    try:
+        search = PlannerConfig(samples=50, horizon=8, iterations=2)
+        for actor in ("policy", "both"):
+            cfg = AgentConfig(search=search, actor=actor, decode=False)
+            agent = Agent(model, scene, CostSet(), cfg, policy=policy)
+            agent.reset(seed=0)
+            rec = agent.step()
+            assert rec.plan.actions.shape == (8, 2) and rec.action.shape == (2,)
+            if actor == "policy":  # one sample: the policy's own imagined sequence
+                assert rec.plan.samples.shape == (1, 8, 2) and rec.plan.iterations == 0
+            else:  # the planner searched around it
+                assert rec.plan.samples.shape == (50, 8, 2)
+                assert rec.plan.info["proposal_seconds"] > 0
+        with pytest.raises(LabError, match="needs a policy"):
+            Agent(model, scene, CostSet(), AgentConfig(actor="policy"))
+    finally:
+        scene.close()
