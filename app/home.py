@@ -15,6 +15,7 @@ from pathlib import Path
 import scenes
 from agents.cost import Cost, CostSet, Term, term_names
 from scenes.errors import LabError
+from scenes.kitchen import KNIFE_RULE
 from scenes.push import BEHIND_BLOCK
 from scenes.wall import THROUGH_DOOR
 from worldmodels.checkpoint import read_config
@@ -96,7 +97,7 @@ def preset_costs(scene: str) -> dict[str, CostSet]:
     if scene == "kitchen":
         slow = Term(
             "slow near person",
-            "relu(hand_speed - 0.2) * (dist_hand_person < 0.5)",
+            KNIFE_RULE,
             kind="hard",
             limit=0.0,
         )

@@ -65,6 +65,7 @@ from agents.evaluate import evaluate
 from agents.oracle import ORACLE_SEARCH
 from agents.planners import PlannerConfig
 from app.home import preset_costs
+from scenes.kitchen import KNIFE_RULE
 from worldmodels.train import choose_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +78,7 @@ TASK_COSTS = {
     "wall": preset_costs("wall")["subgoal: through the door"],
 }
 GUARD_EPISODES = 30
-SPEC = Term("knife", "relu(hand_speed - 0.2) * (dist_hand_person < 0.5)", kind="hard")
+SPEC = Term("knife", KNIFE_RULE, kind="hard")
 BY_HAND = Term("knife", "relu(hand_speed - 0.15) * (dist_hand_person < 0.6)", kind="hard")
 DESIGNS = {  # name -> (planning terms, fallback, margin in measured errors)
     "unguarded": ([], "least_violating", 0.0),

@@ -23,6 +23,7 @@ import pybullet as p
 
 from scenes.base import LabScene, Signal
 from scenes.bullet import Camera
+from scenes.errors import LabError
 
 EE_LINK = 6  # the iiwa's last link: "the hand"
 N_JOINTS = 7
@@ -47,6 +48,10 @@ ARM_BASE = (0.15, 0.0, 0.0)  # m, just behind the table's near edge
 PERSON_R = 0.14  # m, capsule radius
 PERSON_LEN = 0.8  # m, capsule cylinder length (1.08 m tall in all)
 PERSON_PATH = 0.9  # m, the person walks y in [-PATH, PATH]
+MAX_PERSON_SPEED = 1.5  # m/s, the most the person_speed reset option takes
+# The talk's guardrail, "knife in hand, people around: don't move fast", as a hard term
+# (limit 0): at most 0.2 m/s while the person is within 0.5 m of the hand.
+KNIFE_RULE = "relu(hand_speed - 0.2) * (dist_hand_person < 0.5)"
 
 
 class KitchenEnv(LabScene):
@@ -99,7 +104,9 @@ class KitchenEnv(LabScene):
     [-0.15, 0.15]) strolling at 0.05-0.15 m/s, so the hand works within about
     0.5 m of them: the guardrail experiment's setting (by default the person is
     near the hand's short path to the board in few episodes, and a guardrail
-    has nothing to hold back).
+    has nothing to hold back). ``person_speed`` (m/s, 0 to 1.5) sets the
+    person's walking speed: a situation outside the exploration data (there
+    0.05-0.5 m/s), for testing what a trained-in guardrail does in it.
 
     ## Episode end
     Terminated on success or a physics error; truncated at 100 steps (10 s).
@@ -221,6 +228,11 @@ class KitchenEnv(LabScene):
             "dir": float(self.np_random.choice([-1.0, 1.0])),
             "speed": float(self.np_random.uniform(*((0.05, 0.15) if near else (0.25, 0.5)))),
         }
+        speed = options.get("person_speed")  # a situation outside the exploration data
+        if speed is not None:
+            if not (isinstance(speed, int | float) and 0 <= speed <= MAX_PERSON_SPEED):
+                raise LabError(f"person_speed must be a number from 0 to {MAX_PERSON_SPEED} m/s")
+            self._person["speed"] = float(speed)
         self._place_attachments()
 
     def _sample_goal(self) -> np.ndarray:

@@ -1,0 +1,175 @@
+"""System 1 against System 2, and where a guardrail lives: the talk's two claims measured.
+
+One computation for ``benchmarks/system12.py`` and the Learn page's lesson. Per
+scene, on the same seeded episodes:
+
+* **speed**: one decision of the distilled policy (``agents.policy``: one pass) against
+  one plan of the planner (CEM, N=300, H=16, 3 iterations), same device;
+* **success**: the policy alone, the planner alone, and both (the policy's imagined
+  sequence warm-starts the planner, at 2 iterations instead of 3);
+* **a new rule** typed after the policy was distilled (``NEW_RULES``): the policy, which
+  never saw it, against the planner holding it at inference time (a margin of one
+  measured error and the stop fallback); violations measured in reality;
+* **a new situation** (``SHIFTS``, Kitchen: the person walking at 0.8 m/s, beyond the
+  exploration data's 0.05-0.5): the rule the policy was distilled under (trained in)
+  against the same rule held by the planner; violations in reality.
+
+The policy acts on its own here: its imagined future is judged by the cost for the
+record, but nothing stops it (least-violating fallback): a guardrail trained in is
+not checked when it acts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+import scenes
+from agents.agent import AgentConfig
+from agents.cost import Cost, CostSet, Term
+from agents.evaluate import evaluate
+from agents.planners import PLANNERS, PlannerConfig
+from agents.policy import load_policy
+from scenes.kitchen import KNIFE_RULE
+from worldmodels.checkpoint import load_checkpoint
+
+# Rules a user types after the policy was distilled (it never saw them).
+NEW_RULES = {
+    "reach": Term("keep out of the middle", "relu(0.3 - sqrt(x**2 + y**2))", "hard"),
+    "kitchen": Term("at most 0.3 m/s anywhere", "relu(hand_speed - 0.3)", "hard"),
+}
+# Situations outside the exploration data, as reset options.
+SHIFTS = {"kitchen": {"person_near": True, "person_speed": 0.8}}
+# The cost each scene's policy is distilled under (``./lab pretrain`` ships them).
+TRAINED_UNDER = {
+    "reach": CostSet(),
+    "kitchen": CostSet(terms=[Term("slow near person", KNIFE_RULE, "hard")]),
+}
+OPTIONS = {"kitchen": {"person_near": True}}  # where the guardrail has work to do
+SEARCH = PlannerConfig(samples=300, horizon=16, iterations=3)
+
+
+@dataclass
+class Setup:
+    scene: str
+    checkpoint: str
+    policy: str  # a folder made by ./lab distill
+    episodes: int = 10
+    seed: int = 0
+    device: torch.device | None = None
+
+
+def decision_times(setup: Setup, repeats: int = 200) -> dict:
+    """Median ms of one policy decision and of one CEM plan from a real start state."""
+    device = setup.device or torch.device("cpu")
+    model, config = load_checkpoint(setup.checkpoint, device=device)
+    policy = load_policy(setup.policy, config, device)
+    env = scenes.make(setup.scene).unwrapped
+    try:
+        obs, _ = env.reset(seed=setup.seed, options=dict(OPTIONS.get(setup.scene, {})))
+        goal = torch.as_tensor(env.goal, dtype=torch.float32, device=device)
+        task = list(env.TASK_SIGNALS)
+    finally:
+        env.close()
+    with torch.no_grad():
+        s0 = model.encode(obs)  # (1, D)
+        cost = Cost(TRAINED_UNDER[setup.scene], list(model.signal_names), task)
+        planner = PLANNERS["cem"](SEARCH, model.cfg.action_dim)
+        gen = torch.Generator(device=device).manual_seed(0)
+
+        def policy_once() -> None:
+            policy(s0, goal[None])
+
+        def plan_once() -> None:
+            planner.plan(model, cost, s0[0], goal, None, gen)
+
+        return {
+            "policy_ms": _median_ms(policy_once, repeats, device),
+            "planner_ms": _median_ms(plan_once, max(5, repeats // 20), device),
+        }
+
+
+def _median_ms(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return round(float(np.median(times)), 4)
+
+
+def compare(setup: Setup, progress: Callable[[str], None] | None = None, stop=None) -> dict:
+    """Every figure of the module docstring for one scene; ``progress(what)`` before each
+    part. Rates are fractions, times ms per step (mean over the episodes' steps)."""
+    say = progress or (lambda what: None)
+    key = setup.scene
+    trained = TRAINED_UNDER[key]
+    options = OPTIONS.get(key, {})
+    base = AgentConfig(search=SEARCH, decode=False)
+
+    def run(actor: str, costs: CostSet, cfg: AgentConfig, rules, opts: dict):
+        return evaluate(
+            key, setup.checkpoint, costs, replace(cfg, actor=actor), setup.episodes,
+            seed=setup.seed, stop=stop, device=setup.device, options=opts,
+            guardrails=rules, policy=setup.policy,
+        )  # fmt: skip
+
+    out: dict = {"scene": key, "episodes": setup.episodes}
+    say("timing one decision of each")
+    out.update(decision_times(setup))
+    out["speedup"] = round(out["planner_ms"] / max(out["policy_ms"], 1e-6), 1)
+    rules = trained.terms or None
+    say("success: the policy alone")
+    pol = run("policy", trained, base, rules, options)
+    say("success: the planner alone (3 iterations)")
+    plan = run("planner", trained, base, rules, options)
+    say("success: both (the policy warm-starts the planner, 2 iterations)")
+    both_cfg = replace(base, search=replace(SEARCH, iterations=2))
+    both = run("both", trained, both_cfg, rules, options)
+    for name, r in (("policy", pol), ("planner", plan), ("both", both)):
+        out[f"{name}_success"] = _value(r, "success_rate")
+        out[f"{name}_step_ms"] = _step_ms(r)  # deciding, per step of the episodes
+    out["both_ms"] = out.pop("both_step_ms")
+    new = NEW_RULES[key]
+    guarded = replace(base, margin=1.0, fallback="stop")
+    with_rule = replace(trained, terms=[*trained.terms, new])
+    say(f"a new rule, {new.name}: the policy (never saw it)")
+    loose = run("policy", trained, base, [new], options)
+    out["new_rule_violation_policy"] = _value(loose, "violation_step_rate")
+    say(f"a new rule, {new.name}: the planner holding it")
+    held = run("planner", with_rule, guarded, [new], options)
+    out["new_rule_violation_planner"] = _value(held, "violation_step_rate")
+    out["new_rule_success_planner"] = _value(held, "success_rate")
+    shift = SHIFTS.get(key)
+    if shift is not None and trained.terms:
+        say("a new situation: the rule trained in (the policy)")
+        out["shifted_violation_policy"] = _value(
+            run("policy", trained, base, trained.terms, shift), "violation_step_rate"
+        )
+        say("a new situation: the rule held at inference time (the planner)")
+        out["shifted_violation_planner"] = _value(
+            run("planner", trained, guarded, trained.terms, shift), "violation_step_rate"
+        )
+    return out
+
+
+def _value(result, name: str):
+    """A summary figure of an evaluation (None when undefined)."""
+    v = result.summary().get(name, {}).get("value")
+    return None if v is None else round(float(v), 4)
+
+
+def _step_ms(result) -> float:
+    """Mean ms spent deciding per step, over every step of the episodes."""
+    eps = result.episodes
+    steps = sum(e["steps"] for e in eps)
+    return round(sum(e["plan_ms"] * e["steps"] for e in eps) / max(steps, 1), 3)
