@@ -235,6 +235,7 @@ class PlanRun(Run):
 
     def _reset(self, seed: int) -> None:
         self.agent.reset(seed=seed, options=dict(self.settings.options))
+        self.settings.seed = seed  # a reopened tab resets and counts from this episode
         with self.lock:
             self._view = View(version=self._view.version, cost_version=self._view.cost_version)
         self._rethink(status="paused")

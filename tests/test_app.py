@@ -453,6 +453,14 @@ def test_every_load_path_puts_its_cost_set_in_force_and_leaves_the_page_whole(la
     mine = tmp_path / "reach-costs.json"
     got.value.save_as(mine)
     assert "relu(speed - 0.5)" in mine.read_text()
+    # ... and saved in the workspace (saved path, below)
+    name = page.get_by_placeholder("my guardrails")
+    open_popover(page, "Save this cost set", name)
+    name.fill("speed cap")
+    name.press("Enter")
+    click(page, "Save")
+    expect(page.get_by_text(re.compile("^saved to .*speed cap.json"))).to_be_visible(timeout=20_000)
+    page.keyboard.press("Escape")
     # ... a preset replaces the term (preset path) ...
     open_popover(page, "Load a cost set", page.get_by_role("button", name="task only"))
     page.get_by_role("button", name="task only", exact=True).click()
@@ -470,6 +478,16 @@ def test_every_load_path_puts_its_cost_set_in_force_and_leaves_the_page_whole(la
     expect(page.get_by_role("button", name="Download JSON")).to_be_visible()
     expect(page.get_by_text("Episode video")).to_be_visible()
     shot(page, "plan-loaded-file")  # no exception on the page
+    page.keyboard.press("Escape")
+    # the saved set, after the preset again took the term away
+    open_popover(page, "Load a cost set", page.get_by_role("button", name="task only"))
+    page.get_by_role("button", name="task only", exact=True).click()
+    expect(costs.filter(has_text="term 1")).to_have_count(0, timeout=20_000)
+    saved = page.get_by_role("button", name="saved: speed cap", exact=True)
+    open_popover(page, "Load a cost set", saved)
+    saved.click()
+    expect(costs.filter(has_text="term 1").first).to_be_visible(timeout=20_000)
+    expect(page.get_by_label("Expression")).to_have_value("relu(speed - 0.5)")
     # a malformed term: which term, which field, what it should be; nothing lost
     page.keyboard.press("Escape")
     bad = tmp_path / "bad.json"

@@ -167,11 +167,12 @@ def test_turns_are_served_in_the_order_asked_and_a_runner_cannot_barge_back_in()
     first = threading.Event()
 
     def runner() -> None:  # an agent on Run: asks again the moment its turn ends
-        for _ in range(3):
+        for i in range(3):
             with turns.take():
                 order.append("runner")
                 first.set()
-                time.sleep(0.05)
+                if i == 0:  # both people are queued before its first turn ends
+                    assert until(lambda: turns.waiting == 2, timeout=10)
 
     def stepper(name: str) -> None:
         first.wait()
@@ -192,9 +193,22 @@ def test_turns_are_served_in_the_order_asked_and_a_runner_cannot_barge_back_in()
 def test_a_registered_run_takes_the_registry_s_turns():
     reg = Registry(idle_seconds=60)
     run = reg.add(PlanRun(PlanSettings(checkpoint=""), CostSet(), CPU))
-    assert run.turns is reg.turns
+    other = reg.add(PlanRun(PlanSettings(checkpoint=""), CostSet(), CPU))
+    assert run.turns is reg.turns is other.turns  # one server, one queue
+    asked = threading.Event()
+
+    def second() -> None:
+        asked.set()
+        with other.turn():
+            pass
+
     with run.turn():
-        assert reg.turns.waiting == 0
+        t = threading.Thread(target=second)
+        t.start()
+        asked.wait(5)
+        assert until(lambda: reg.turns.waiting == 1, timeout=5)  # it waits for this turn
+    t.join(5)
+    assert not t.is_alive() and reg.turns.waiting == 0
 
 
 def test_the_wall_page_draws_the_walls_and_the_goal_on_imagined_frames():

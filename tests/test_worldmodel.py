@@ -476,11 +476,13 @@ def test_imagine_is_rollout_then_probe(layers):
 def test_time_left_counts_the_evaluations_to_come_at_the_recent_pace():
     # nothing timed yet: no estimate (a step-4 guess left out the evaluations)
     assert eta_seconds(4, 1500, 500, [0.03] * 4, None) is None
-    # 1000 steps at 0.04 s, then evaluations at 500 steps' multiples (1000, 1500): 2 x 20 s
-    assert eta_seconds(500, 1500, 500, [0.04] * 50, 20.0) == pytest.approx(40 + 40)
+    # at step 500, before its evaluation: 1000 steps at 0.04 s, then the evaluations at
+    # 500 (about to run), 1000 and 1500: 3 x 20 s
+    assert eta_seconds(500, 1500, 500, [0.04] * 50, 20.0) == pytest.approx(40 + 60)
+    assert eta_seconds(501, 1500, 500, [0.04] * 50, 20.0) == pytest.approx(999 * 0.04 + 40)
     # a run whose end is not a multiple of eval_every evaluates once more at the end
     assert eta_seconds(900, 1200, 500, [0.1], 5.0) == pytest.approx(30 + 2 * 5)
-    assert eta_seconds(1200, 1200, 500, [0.1], 5.0) is None
+    assert eta_seconds(1200, 1200, 500, [0.1], 5.0) == pytest.approx(5)  # the last one
 
 
 def test_training_reports_no_time_left_until_an_evaluation_then_one_that_includes_it(

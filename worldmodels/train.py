@@ -142,9 +142,11 @@ def eta_seconds(
     plus the evaluations still to come at ``eval_s`` each (the last one's duration). None
     until an evaluation has been timed: they are much of a run (issue 16: "about 54 s
     left" at step 4 of a run that took 150 s, from step time alone and from step 4)."""
-    if eval_s is None or not recent or step >= total:
+    if eval_s is None or not recent or step > total:
         return None
-    evals = total // eval_every - step // eval_every  # every eval_every steps ...
+    # evaluations from this step's on (it is estimated before this step's evaluation
+    # runs): every eval_every steps ...
+    evals = total // eval_every - (step - 1) // eval_every
     evals += total % eval_every != 0  # ... and once at the end
     return (total - step) * sum(recent) / len(recent) + evals * eval_s
 
@@ -295,7 +297,8 @@ class Trainer:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in terms.items() if k != "total"})
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                 t0 = time.perf_counter()
-                self.evaluate_and_save()
+                with self.turn():  # the heaviest part, in turn with the server's others
+                    self.evaluate_and_save()
                 eval_s = time.perf_counter() - t0
         if self.step % cfg.eval_every != 0 and self.step != cfg.steps:
             self.evaluate_and_save()  # stopped early: keep what was learnt

@@ -119,7 +119,7 @@ def _remove_term(run_id: str, scene: str, uid: str) -> None:
 
 
 def _load_preset(run_id: str, scene: str, costs: CostSet) -> None:
-    SS.pop("plan/upload_error", None)
+    SS.pop(f"plan/upload_error/{scene}", None)
     load_editor(scene, costs)
     _send_costs(run_id, scene)
 
@@ -134,7 +134,7 @@ def _load_file(run_id: str, scene: str) -> None:
     try:
         costs = CostSet.from_json(up.getvalue().decode("utf-8", "replace"), source=up.name)
     except LabError as e:
-        SS["plan/upload_error"] = str(e)
+        SS[f"plan/upload_error/{scene}"] = str(e)
         return
     _load_preset(run_id, scene, costs)
 
@@ -230,11 +230,17 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
             st.button(
                 f"saved: {stem}", key=f"saved/{stem}", on_click=_load_preset, args=(*args, costs)
             )
-        up = st.file_uploader("or a JSON file", type=["json"], key=f"plan/upload/{scene}")
+        failed = f"plan/upload_error/{scene}"  # this scene's, for the file chosen now
+        up = st.file_uploader(
+            "or a JSON file",
+            type=["json"],
+            key=f"plan/upload/{scene}",
+            on_change=lambda: SS.pop(failed, None),
+        )
         if up is not None:
             st.button("Load the file", key="plan/upload/go", on_click=_load_file, args=args)
-        if SS.get("plan/upload_error"):
-            st.error(views.plain(SS["plan/upload_error"]))
+            if SS.get(failed):
+                st.error(views.plain(SS[failed]))
     with b[2].popover("Save this cost set", icon=":material/save:"):
         st.text_input("Name", key="plan/save_name", placeholder="my guardrails")
         st.button("Save", key="plan/save_go", on_click=_save_costs, args=(scene,))
@@ -259,12 +265,13 @@ def _command(run_id: str, name: str, *args) -> None:
     run.send(name, *args)
     if name == "reset":  # the episode a made video showed is over
         SS.pop("plan/video", None)
-    if name in ("run", "pause"):
-        SS.pop("plan/await_version")  # nothing new to wait for; the poll shows it
+    # "run" and "pause" are answered too (a new version with ``running`` set): waiting for
+    # it lets the page switch its poll at once, not a slow poll later (a busy server
+    # answers after the others' turns)
 
 
-def _new_episode(run_id: str) -> None:
-    key = f"plan/seed/{SS['plan/scene']}"
+def _new_episode(run_id: str, scene: str) -> None:
+    key = f"plan/seed/{scene}"
     SS[key] = int(SS.get(key, 0)) + 1
     _command(run_id, "reset", SS[key])
 
@@ -305,7 +312,9 @@ def live(run_id: str, scene: str) -> None:
         args=(run_id, "reset", SS.get(f"plan/seed/{scene}", 0)),
         icon=":material/replay:",
     )
-    b[4].button("New episode", on_click=_new_episode, args=(run_id,), icon=":material/casino:")
+    b[4].button(
+        "New episode", on_click=_new_episode, args=(run_id, scene), icon=":material/casino:"
+    )
     if run.status == "error":
         st.error(f"The agent stopped: {views.plain(run.error)}")
         return
@@ -498,9 +507,10 @@ def page() -> None:
     # changes but by this page's own buttons (which redraw at once): the slow poll only
     # keeps the run watched and follows another tab on the same run, and five paused
     # pages of a class redrawing every 2 s took the server from the one that stepped.
-    # Set before the first poll: a first poll that found it unset reran the whole page,
+    # Set before every poll: a first poll that found it unset (or stale) reran the page,
     # and a Step pressed meanwhile waited for that (5-9 s with five people: issue 16).
-    poll = POLL_RUNNING if SS.setdefault("plan/fast", run.running) else POLL_PAUSED
+    SS["plan/fast"] = run.running
+    poll = POLL_RUNNING if run.running else POLL_PAUSED
     st.fragment(run_every=poll)(live)(run.id, scene)
     in_force = {t.name: t.expression for t in run.view().in_force}
     cost_editor(run, scene, signals, in_force)

@@ -101,8 +101,9 @@ def watch(run_id: str) -> None:
     status = p.status if p and run.status != "error" else run.status
     eta = ""
     if p and status == "running":
-        first = min(run.cfg.eval_every, total)  # the time left is known once one is timed
-        eta = fmt_eta(p.eta) if p.eta is not None else f"· time left known after step {first}"
+        every = run.cfg.eval_every  # the time left is known once an evaluation is timed
+        after = min(total, (p.step // every + 1) * every)
+        eta = fmt_eta(p.eta) if p.eta is not None else f"· time left known after step {after}"
     st.progress(
         min(step / max(total, 1), 1.0), text=f"{run.title}: step {step}/{total} · {status} {eta}"
     )
