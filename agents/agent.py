@@ -51,6 +51,7 @@ class AgentConfig:
     # cost for the record and the fallback, not searched), or "both" (the policy's
     # imagined sequence is the planner's warm start: amortised planning).
     actor: str = "planner"
+    shadow: bool = False  # with the policy acting, also plan (display: what System 2 would do)
 
 
 @dataclass
@@ -185,6 +186,8 @@ class Agent:
             plan = self._search(s0, self.warm)
         else:
             plan = self._policy_plan(s0)
+            if self.cfg.actor == "policy" and self.cfg.shadow:
+                plan.info["planner"] = self._search(s0, plan.actions)
             if self.cfg.actor == "both":  # System 1's proposal starts System 2's search
                 proposal_s = plan.seconds
                 plan = self._search(s0, plan.actions)

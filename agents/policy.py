@@ -229,8 +229,12 @@ class Distiller:
         if fixed(meta.get("config", {})) != fixed(asdict(self.cfg)):
             raise LabError(f"{self.out} holds a distillation with other settings: pick --out")
         self.policy = load_policy(self.out, self.model_config, self.device).train()
-        self.data = load_file(self.out / "labels.safetensors")
         self.round, self.history = int(meta["round"]), list(meta["history"])
+        labels = self.out / "labels.safetensors"
+        if labels.exists():
+            self.data = load_file(labels)
+        elif self.round < self.cfg.rounds:  # shipped policies leave their labels out
+            raise LabError(f"{self.out} has no labels.safetensors to go on from: pick --out")
 
     def _save(self) -> None:
         info = {
@@ -253,11 +257,14 @@ class Distiller:
 
     @torch.no_grad()
     def _label(self, s: torch.Tensor, goals: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        """The planner's first action at each state (B, D) for its goal (B, G): (B, A)."""
+        """What the planner would do first at each state (B, D) for its goal (B, G): the
+        mean first action of its final elites (B, A). The single best sample's action,
+        which the agent acts on, carries the sampling noise of one draw; the elites' mean
+        is CEM's own estimate of the best action, a steadier target."""
         out = []
         for i in range(len(s)):
             plan = self.planner.plan(self.model, self.cost, s[i], goals[i], None, gen)
-            out.append(plan.actions[0])
+            out.append(plan.samples[plan.elites, 0].mean(dim=0))  # (A,)
         return torch.stack(out)
 
     def _visit(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

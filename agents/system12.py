@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -38,9 +39,17 @@ from scenes.kitchen import KNIFE_RULE
 from worldmodels.checkpoint import load_checkpoint
 
 # Rules a user types after the policy was distilled (it never saw them).
+# Rules a user types after the policy was distilled (it never saw them). Each holds at
+# the start of every episode (the scenes start at rest), so an agent can keep it all along.
+# (A keep-out zone in Reach was tried: starts inside it break it before any decision.
+# Kitchen's "at most 0.3 m/s anywhere" froze the planner: success 0 of 6 with the margin
+# and the stop fallback, as issue 14 describes; the knife rule's zone widened to 0.7 m is
+# kept: the planner held it on 98.9 % of real steps with success 5 of 6.)
 NEW_RULES = {
-    "reach": Term("keep out of the middle", "relu(0.3 - sqrt(x**2 + y**2))", "hard"),
-    "kitchen": Term("at most 0.3 m/s anywhere", "relu(hand_speed - 0.3)", "hard"),
+    "reach": Term("at most 0.25 m/s", "relu(speed - 0.25)", "hard"),
+    "kitchen": Term(
+        "slow within 0.7 m", "relu(hand_speed - 0.2) * (dist_hand_person < 0.7)", "hard"
+    ),
 }
 # Situations outside the exploration data, as reset options.
 SHIFTS = {"kitchen": {"person_near": True, "person_speed": 0.8}}
@@ -51,6 +60,8 @@ TRAINED_UNDER = {
 }
 OPTIONS = {"kitchen": {"person_near": True}}  # where the guardrail has work to do
 SEARCH = PlannerConfig(samples=300, horizon=16, iterations=3)
+# ./lab bench system12 on the shipped models (the Learn page quotes it)
+FIGURES = "to be measured"
 
 
 @dataclass
@@ -149,16 +160,35 @@ def compare(setup: Setup, progress: Callable[[str], None] | None = None, stop=No
     held = run("planner", with_rule, guarded, [new], options)
     out["new_rule_violation_planner"] = _value(held, "violation_step_rate")
     out["new_rule_success_planner"] = _value(held, "success_rate")
-    shift = SHIFTS.get(key)
-    if shift is not None and trained.terms:
-        say("a new situation: the rule trained in (the policy)")
-        out["shifted_violation_policy"] = _value(
-            run("policy", trained, base, trained.terms, shift), "violation_step_rate"
-        )
-        say("a new situation: the rule held at inference time (the planner)")
-        out["shifted_violation_planner"] = _value(
-            run("planner", trained, guarded, trained.terms, shift), "violation_step_rate"
-        )
+    if key in SHIFTS and trained.terms:
+        out.update(new_situation(setup, progress, stop))
+    return out
+
+
+def new_situation(
+    setup: Setup, progress: Callable[[str], None] | None = None, stop=None, turn=nullcontext
+):
+    """The rule the policy was distilled under, in a situation outside the data
+    (``SHIFTS``): trained in (the policy) against held at inference time (the planner,
+    margin 1, stop fallback). Violation step rates in reality, and success. ``turn()``:
+    a context every step runs in (the app's server shares its cores in turns)."""
+    say = progress or (lambda what: None)
+    key = setup.scene
+    trained, shift = TRAINED_UNDER[key], SHIFTS[key]
+    out = {}
+    for actor, cfg, what in (
+        ("policy", AgentConfig(search=SEARCH, decode=False), "the rule trained in (policy)"),
+        ("planner", AgentConfig(search=SEARCH, decode=False, margin=1.0, fallback="stop"),
+         "the rule held at inference time (planner)"),
+    ):  # fmt: skip
+        say(f"a new situation: {what}")
+        r = evaluate(
+            key, setup.checkpoint, trained, replace(cfg, actor=actor), setup.episodes,
+            seed=setup.seed, stop=stop, device=setup.device, options=shift,
+            guardrails=trained.terms, policy=setup.policy, turn=turn,
+        )  # fmt: skip
+        out[f"shifted_violation_{actor}"] = _value(r, "violation_step_rate")
+        out[f"shifted_success_{actor}"] = _value(r, "success_rate")
     return out
 
 

@@ -177,6 +177,47 @@ def measured(checkpoint: str) -> bool:
         return False
 
 
+ACTOR_NAMES = {
+    "planner": "System 2: the planner searches",
+    "policy": "System 1: the policy reacts",
+    "both": "both: the policy's proposal starts the search",
+}
+
+
+def policies(checkpoint: str) -> dict[str, str]:
+    """Distilled policies (``./lab distill``; shipped ones first) made on this checkpoint's
+    world model: folder -> label. A policy of another model is not offered: its latents
+    mean other things."""
+    try:
+        weights = read_config(checkpoint).get("weights")
+    except LabError:
+        return {}
+    found = {}
+    for meta in [*sorted(PRETRAINED.glob("policy-*/policy.json")),
+                 *sorted(RUNS.glob("*/policy.json"))]:  # fmt: skip
+        try:
+            d = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(d, dict) and d.get("model_weights") == weights:
+            where = "pretrained" if meta.parent.parent == PRETRAINED else "runs"
+            terms = ", ".join(t["name"] for t in d.get("costs", {}).get("terms", []))
+            found[str(meta.parent)] = f"{where}/{meta.parent.name}" + (
+                f" (distilled under: {terms})" if terms else " (the task alone)"
+            )
+    return found
+
+
+def policy_costs(folder: str) -> CostSet:
+    """The cost set a policy was distilled under (its record; it acts without it)."""
+    try:
+        d = json.loads((Path(folder) / "policy.json").read_text())
+        return CostSet.from_json(json.dumps({"format": "lab-costs", "version": 1,
+                                             **d.get("costs", {})}))  # fmt: skip
+    except (OSError, ValueError, LabError):
+        return CostSet()
+
+
 def margin_input(where, key: str, checkpoint: str) -> float:
     """The agent's guardrail margin setting in ``where`` (a Streamlit container); 0 and a
     note saying how to measure it when the checkpoint's error was never measured."""

@@ -26,6 +26,7 @@ import scenes
 from agents.agent import Agent, AgentConfig, Thought
 from agents.cost import CostSet, Term, real_values
 from agents.planners import PlannerConfig
+from agents.policy import load_policy
 from app.runs import Run
 from scenes.errors import LabError
 from worldmodels.checkpoint import load_checkpoint
@@ -47,6 +48,8 @@ class PlanSettings:
     fallback: str = "least_violating"
     seed: int = 0
     margin: float = 0.0  # hard terms hold within margin x the model's measured error
+    actor: str = "planner"  # planner (System 2), policy (System 1) or both
+    policy: str = ""  # a distilled policy's folder, for the policy and both
     speed: float = 0.0  # seconds to wait between steps when running (0: as fast as it plans)
     options: dict = field(default_factory=dict)  # scene reset options, e.g. person_near
 
@@ -67,7 +70,9 @@ class View:
     success: bool = False
     margin: float = 0.0  # the agent's guardrail margin (x the model's measured error)
     # the plan about to be acted on (None when the episode is over)
-    plan_ms: float = 0.0
+    plan_ms: float = 0.0  # the decision: a plan, or one pass of the policy
+    actor: str = "planner"
+    policy_xy: np.ndarray | None = None  # (H, 2) the policy's imagined path (it acts on it)
     samples_xy: np.ndarray | None = None  # (N, H, 2) sampled trajectories in the plot plane
     total: np.ndarray | None = None  # (N,)
     feasible: np.ndarray | None = None  # (N,) bool
@@ -199,9 +204,9 @@ class PlanRun(Run):
         s = self.settings
         if not s.checkpoint:
             raise LabError("choose a checkpoint")
-        self.model, config = load_checkpoint(s.checkpoint, device=self.device)
-        if config["scene"] != s.scene:
-            raise LabError(f"{s.checkpoint} is a {config['scene']} model, not {s.scene}")
+        self.model, self.config = load_checkpoint(s.checkpoint, device=self.device)
+        if self.config["scene"] != s.scene:
+            raise LabError(f"{s.checkpoint} is a {self.config['scene']} model, not {s.scene}")
         self.scene = scenes.make(s.scene, render_mode="rgb_array").unwrapped
         self.plot_signals = tuple(self.scene.TASK_SIGNALS[:2])
         # the floor scenes' walls lie in their task signals' plane (x-y; Push: the block's)
@@ -217,9 +222,15 @@ class PlanRun(Run):
             fallback=s.fallback,
             margin=s.margin,
             show=self.plot_signals,
+            actor=s.actor,
+            shadow=s.actor == "policy",  # the plan System 2 would have made, beside it
         )
-        agent = Agent(self.model, self.scene, self._costs, cfg, seed=s.seed)
-        return agent
+        policy = None
+        if s.actor != "planner":
+            if not s.policy:
+                raise LabError("System 1 needs a policy for this model: ./lab distill")
+            policy = load_policy(s.policy, self.config, self.device)
+        return Agent(self.model, self.scene, self._costs, cfg, seed=s.seed, policy=policy)
 
     def _set_search(self, new: PlanSettings) -> None:
         old = self.agent
@@ -328,17 +339,23 @@ class PlanRun(Run):
         )
         if th is not None:
             p = th.plan
+            v.plan_ms, v.actor = p.seconds * 1e3, self.agent.cfg.actor
+            shadow = p.info.get("planner")
+            if shadow is not None:  # System 1 acts; System 2's plan is drawn beside it
+                mine = [p.signals[k][0] for k in self.plot_signals if k in p.signals]
+                if len(mine) == 2:
+                    v.policy_xy = torch.stack(mine, dim=-1).cpu().numpy()  # (H, 2)
+                p = shadow
             xy = [p.signals[k] for k in self.plot_signals if k in p.signals]
-            v.plan_ms = p.seconds * 1e3
             if len(xy) == 2:
                 v.samples_xy = torch.stack(xy, dim=-1).cpu().numpy()
             v.total = p.total.cpu().numpy()
             v.feasible = p.feasible.cpu().numpy()
             v.elites = p.elites.cpu().numpy()
             v.chosen = p.chosen
-            v.none_feasible = p.none_feasible
+            v.none_feasible = th.plan.none_feasible  # the plan acted on
             v.stopped = th.stopped
-            v.terms = {k: t[p.chosen].cpu().numpy() for k, t in p.terms.items()}
+            v.terms = {k: t[th.plan.chosen].cpu().numpy() for k, t in th.plan.terms.items()}
             v.imagined = th.imagined
             v.imagined_frames = th.imagined_frames
         with self.lock:

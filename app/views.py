@@ -8,7 +8,7 @@ import numpy as np
 
 COST_BINS = 5  # sampled trajectories are drawn in this many colour bands of cost
 BAND_COLOURS = ["#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027"]  # cheap -> dear
-REAL, IMAGINED, LIMIT = "#1f4e9c", "#e07b00", "#c0392b"
+REAL, IMAGINED, LIMIT, POLICY = "#1f4e9c", "#e07b00", "#c0392b", "#b0399c"
 
 
 class Fig:
@@ -158,7 +158,17 @@ def trajectories(view, names: tuple[str, str], height: int = 420) -> dict:
         best = f"best {len(view.elites)}"  # CEM's elites; the lowest-cost ones for any planner
         fig.add(x=x, y=y, mode="lines", line={"color": "#2c7bb6", "width": 2}, name=best)
         x, y = _lines(xy[[view.chosen]])
-        fig.add(x=x, y=y, mode="lines+markers", line={"color": "black", "width": 3}, name="chosen")
+        chosen = "chosen" if view.policy_xy is None else "the planner's choice (not acted on)"
+        fig.add(x=x, y=y, mode="lines+markers", line={"color": "black", "width": 3}, name=chosen)
+    if view.policy_xy is not None:  # System 1 acts on its own imagined path
+        path = np.concatenate([start, view.policy_xy])
+        fig.add(
+            x=path[:, 0],
+            y=path[:, 1],
+            mode="lines+markers",
+            line={"color": POLICY, "width": 3},
+            name="the policy's path (acted on)",
+        )
     if view.history:
         path = [[h["signals"][names[0]], h["signals"][names[1]]] for h in view.history]
         path = np.array([*path, start[0].tolist()])

@@ -7,7 +7,7 @@ import dataclasses
 import json
 import queue
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +176,11 @@ class ExperimentRun(Run):
         device: torch.device,
         guardrails: list | None = None,
         options: dict | None = None,
+        policies: dict[str, str] | None = None,
     ) -> None:
+        """``policies``: design name -> a distilled policy's folder; those designs act with
+        the policy (System 1), the others with the planner."""
+        self.policies = policies or {}
         how = agent_cfg.fallback.replace("_", " ") + " fallback"
         if agent_cfg.margin:
             how += f", margin {agent_cfg.margin:g} x model error"
@@ -207,11 +211,13 @@ class ExperimentRun(Run):
             def tick(done: int, total: int, base=base) -> None:
                 self.progress(base + done, self.total)
 
+            policy = self.policies.get(name)
+            cfg = self.agent_cfg if policy is None else replace(self.agent_cfg, actor="policy")
             result = evaluate(
                 self.scene,
                 self.checkpoint,
                 costs,
-                self.agent_cfg,
+                cfg,
                 self.episodes,
                 seed=self.seed,
                 progress=tick,
@@ -220,6 +226,7 @@ class ExperimentRun(Run):
                 guardrails=self.guardrails,
                 options=self.options,
                 turn=self.turn,
+                policy=policy,
             )
             with self.lock:
                 self.results[name] = result
@@ -233,3 +240,30 @@ class ExperimentRun(Run):
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:60] or "design"
+
+
+class NewSituationRun(Run):
+    """The Learn page's System 1 / System 2 lesson: a guardrail trained in against one held
+    at inference time, in a situation outside the data (``agents.system12.new_situation``)."""
+
+    kind = "lesson"
+
+    def __init__(self, setup) -> None:
+        super().__init__(f"{setup.scene}: the new-situation test, {setup.episodes} episodes each")
+        self.setup = setup
+        self.stage = ""
+        self.total = 2  # designs: the policy, then the planner
+        self.result: dict = {}
+
+    def work(self) -> None:
+        from agents.system12 import new_situation  # the agents package owns the experiment
+
+        self.started = time.monotonic()
+
+        def part(what: str) -> None:
+            with self.lock:
+                self.stage, self.done = what, int("planner" in what)
+
+        figures = new_situation(self.setup, progress=part, stop=self.stopping, turn=self.turn)
+        with self.lock:
+            self.result, self.done = figures, 2

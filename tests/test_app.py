@@ -550,3 +550,33 @@ def test_training_gives_no_time_left_before_it_has_timed_an_evaluation(lab):
     click(page, "Stop and save")
     expect(page.get_by_text(re.compile(r"/3000 · stopped"))).to_be_visible(timeout=WAIT)
     page.close()
+
+
+@pytest.mark.skipif(
+    not (ROOT / "pretrained" / "policy-reach" / "policy.json").exists(),
+    reason="pretrained/policy-reach is made by ./lab pretrain",
+)
+def test_plan_switches_to_system_1_and_shows_the_planner_beside_it(lab):
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1800})
+    page.goto(url)
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    wait_idle(page)
+    page.get_by_text("System 1: the policy reacts").click()
+    status = page.locator(".st-key-plan-status")
+    expect(status.get_by_text(re.compile(r"policy \d+\.\d+ ms \(System 1\)"))).to_be_visible(
+        timeout=20_000
+    )
+    for n in (1, 2):
+        click(page, "Step")
+        expect(step_text(page, n)).to_be_visible(timeout=20_000)
+    traj = page.locator(".js-plotly-plot").filter(has_text="the policy's path (acted on)")
+    expect(traj.first).to_contain_text("the planner's choice (not acted on)")
+    shot(page, "plan-system-1")
+    page.get_by_text("both: the policy's proposal starts the search").click()
+    expect(status.get_by_text(re.compile(r"plan \d+ ms \(policy \+ planner\)"))).to_be_visible(
+        timeout=20_000
+    )
+    click(page, "Step")
+    expect(step_text(page, 3)).to_be_visible(timeout=20_000)
+    page.close()

@@ -50,6 +50,7 @@ def _settings_from(run: ExperimentRun) -> None:
         SS[f"exp/ckpt/{scene}"] = run.checkpoint
     SS[f"exp/rules/{scene}"] = [g.name for g in run.guardrails or [] if g.name in rules]
     SS["exp/episodes"], SS["exp/seed"] = run.episodes, run.seed
+    SS[f"exp/policies/{scene}"] = list(run.policies.values())
     cfg = run.agent_cfg
     SS["exp/planner"], SS["exp/fallback"] = cfg.planner, cfg.fallback
     SS["exp/margin"] = cfg.margin
@@ -80,6 +81,16 @@ def form() -> ExperimentRun | None:
         list(options),
         key=seeded(f"exp/designs/{scene}", list(options)[:2]),
     )
+    found = home.policies(ckpt)
+    as_policy = []
+    if found:
+        as_policy = st.multiselect(
+            "System 1 designs: distilled policies, acting alone (a guardrail they were "
+            "distilled under is trained in, not checked)",
+            list(found),
+            key=seeded(f"exp/policies/{scene}", []),
+            format_func=found.get,
+        )
     rules = rules_for(scene, options, picked)
     measured = st.multiselect(
         "Measured in reality against (hard terms; the same for every design, so an "
@@ -119,8 +130,16 @@ def form() -> ExperimentRun | None:
         "nothing)."
     )
     busy = run is not None and run.active
-    if not st.button("Run the experiment", type="primary", disabled=busy or not picked):
+    if not st.button(
+        "Run the experiment", type="primary", disabled=busy or not (picked or as_policy)
+    ):
         return run
+    designs = {k: options[k] for k in picked}
+    policies = {}
+    for folder in as_policy:
+        name = f"System 1: {found[folder].split(' ')[0]}"
+        designs[name] = home.policy_costs(folder)
+        policies[name] = folder
     cfg = AgentConfig(
         planner=planner,
         search=PlannerConfig(samples=int(samples), iterations=int(iters)),
@@ -133,7 +152,7 @@ def form() -> ExperimentRun | None:
         ExperimentRun(
             scene,
             ckpt,
-            {k: options[k] for k in picked},
+            designs,
             cfg,
             int(episodes),
             int(seed),
@@ -141,6 +160,7 @@ def form() -> ExperimentRun | None:
             device(),
             guardrails=[rules[k] for k in measured],
             options=reset,
+            policies=policies,
         )
     )
 

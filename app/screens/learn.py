@@ -19,10 +19,13 @@ from pathlib import Path
 import streamlit as st
 
 import scenes
+from agents import system12
 from agents.cost import goal_names
 from agents.expressions import CONSTANTS, FUNCTIONS, MAX_LENGTH, ExpressionError, compile_expression
 from agents.planners import PlannerConfig
 from app import home, views
+from app.state import adopt, current, device, fmt_eta, registry
+from app.workers import NewSituationRun
 from scenes.errors import LabError
 from scenes.push import BEHIND_BLOCK
 from scenes.wall import THROUGH_DOOR
@@ -255,6 +258,60 @@ def _settings(cls, names: list[str]) -> str:
     return ", ".join(f"`{n}` = {defaults[n]}" for n in names if n in defaults)
 
 
+def _new_situation_lesson() -> None:
+    """A button that runs the new-situation test on a few episodes, in a worker."""
+    setup = system12.Setup(
+        scene="kitchen",
+        checkpoint=str(home.PRETRAINED / "kitchen-state"),
+        policy=str(home.PRETRAINED / "policy-kitchen"),
+        episodes=3,
+        device=device(),
+    )
+    if not Path(setup.policy, "policy.json").exists():
+        st.caption("The lesson needs the shipped Kitchen policy: `./lab pretrain`.")
+        return
+    run = current("lesson")
+    speed = system12.SHIFTS["kitchen"]["person_speed"]
+    st.markdown(
+        f"**Try it now** (Kitchen, about a minute): the person walks at {speed} m/s, faster "
+        "than anyone in the exploration data. Does the knife rule hold when it was trained "
+        "into the policy, and when the planner holds it?"
+    )
+    if st.button(
+        "Run the new-situation test (3 episodes each)", disabled=run is not None and run.active
+    ):
+        run = adopt(NewSituationRun(setup))
+    if run is not None:
+        st.fragment(run_every=1.0 if run.active else None)(_lesson_result)(run.id)
+
+
+def _lesson_result(run_id: str) -> None:
+    run = registry().get(run_id, "lesson")
+    if run is None:
+        return
+    run.touch()
+    st.progress(run.done / 2, text=f"{run.title}: {run.stage} · {run.status} {fmt_eta(run.eta)}")
+    if run.status == "error":
+        st.error(views.plain(run.error))
+    r = run.result
+    if r:
+        st.dataframe(
+            [
+                {
+                    "design": "trained in (System 1: the policy)",
+                    "real steps breaking the rule": r["shifted_violation_policy"],
+                    "success": r["shifted_success_policy"],
+                },
+                {
+                    "design": "held at inference time (System 2: planner, margin 1, stop)",
+                    "real steps breaking the rule": r["shifted_violation_planner"],
+                    "success": r["shifted_success_planner"],
+                },
+            ],
+            hide_index=True,
+        )
+
+
 def page() -> None:
     st.title("Learn: how the agent thinks")
     st.markdown(
@@ -483,12 +540,29 @@ def page() -> None:
         "cannot plan, and an early error compounds with nothing to pull it back. System 2 "
         "is deliberate: it searches for actions by optimising an objective over a horizon, "
         "can spend more computation on a harder decision, and can recover because it "
-        "replans from what it observes. Everything the agent does here is System 2: the "
-        "search settings (samples, iterations) are the amount of deliberation, and you can "
-        "watch the plan's time and quality change with them. The lab has no learned policy; "
-        "training one to imitate the planner's choices (turning System 2 into System 1) "
-        "is a natural extension."
+        "replans from what it observes. Here System 2 is the planner; System 1 is a policy "
+        "distilled from it (`./lab distill`: it imitates the planner's first action at the "
+        "states it visits itself in the world model, DAgger), one small network pass per "
+        "action. On Plan, *Who decides* switches between them, or lets the policy's "
+        "proposal start the planner's search (amortised planning)."
     )
+    st.markdown(
+        "**Where a guardrail lives.** A policy distilled from a planner that held a rule "
+        "has the rule *trained in*: it learned to behave well in the situations it was "
+        "trained on, and nothing checks the rule when it acts. The planner holds the rule "
+        "*at inference time*: no plan that breaks it in imagination is chosen, in any "
+        "situation, including a rule typed a minute ago. Measured on the shipped models "
+        f"(`./lab bench system12`): {system12.FIGURES}"
+    )
+    _where(
+        "Plan (Who decides) and Experiments (System 1 designs)",
+        "the policy's path beside the planner's choice; its decision time in the status line",
+        [
+            ("agents/policy.py", "Policy, Distiller (DAgger in the world model)"),
+            ("agents/system12.py", "compare, new_situation: the figures above"),
+        ],
+    )
+    _new_situation_lesson()
 
     st.header("6. Hierarchical planning: an open problem")
     st.markdown(

@@ -270,6 +270,13 @@ def _command(run_id: str, name: str, *args) -> None:
     # answers after the others' turns)
 
 
+def _decided(v) -> str:
+    """How the step's decision was made, and how long it took."""
+    if v.actor == "policy":
+        return f"policy {v.plan_ms:.3f} ms (System 1) · "
+    return f"plan {v.plan_ms:.0f} ms" + (" (policy + planner)" if v.actor == "both" else "") + " · "
+
+
 def _new_episode(run_id: str, scene: str) -> None:
     key = f"plan/seed/{scene}"
     SS[key] = int(SS.get(key, 0)) + 1
@@ -323,7 +330,7 @@ def live(run_id: str, scene: str) -> None:
         state += " (paused while nobody watched)"
     line = (
         f"**step {v.t}** · {state} · "
-        + ("" if v.done else f"plan {v.plan_ms:.0f} ms · ")
+        + ("" if v.done else _decided(v))
         + f"cost version {v.cost_version} · distance to goal "
         f"{v.signals.get('dist_goal', float('nan')):.3f}"
     )
@@ -392,6 +399,8 @@ def _settings_from(run: PlanRun) -> None:
     SS["plan/horizon"], SS["plan/iterations"] = s.horizon, s.iterations
     SS["plan/fallback"], SS[f"plan/seed/{s.scene}"] = s.fallback, s.seed
     SS["plan/margin"] = s.margin
+    if s.actor != "planner":
+        SS["plan/actor"], SS["plan/policy"] = s.actor, s.policy
 
 
 def start_here() -> None:
@@ -450,11 +459,32 @@ def page() -> None:
         format_func={"least_violating": "act on the least violating", "stop": "stop"}.get,
     )
     margin = home.margin_input(side, "plan/margin", ckpt)
+    found = home.policies(ckpt)
+    actor, policy = "planner", ""
+    if found:
+        actor = side.radio(
+            "Who decides",
+            list(home.ACTOR_NAMES),
+            key="plan/actor",
+            format_func=home.ACTOR_NAMES.get,
+            help="System 2 plans over the horizon every step; System 1 is a policy distilled "
+            "from that planner (./lab distill): one pass, no search, and a guardrail it "
+            "was distilled under is trained in, not checked.",
+        )
+        if actor != "planner":
+            policy = side.selectbox("Policy", list(found), key="plan/policy",
+                                    format_func=found.get)  # fmt: skip
+    else:
+        side.caption(
+            "System 1: no policy for this model yet (`./lab distill --scene "
+            f"{scene} --checkpoint {ckpt}`)"
+        )
     speed = side.slider("Pause between steps (s)", 0.0, 1.0, 0.0, 0.1, key="plan/speed")
     # each scene's own episode counter, from the episode its page starts on
     seed = int(SS.setdefault(f"plan/seed/{scene}", home.START_SEED.get(scene, 0)))
     settings = PlanSettings(scene, ckpt, planner, samples, horizon, iterations, fallback, seed)
     settings.speed, settings.margin = speed, margin
+    settings.actor, settings.policy = actor, policy
     if scene == "kitchen" and side.toggle(
         "Person starts near the board",
         True,
@@ -535,4 +565,5 @@ def page() -> None:
 
 
 def _search(s: PlanSettings) -> tuple:
-    return (s.planner, s.samples, s.horizon, s.iterations, s.fallback, s.margin)
+    return (s.planner, s.samples, s.horizon, s.iterations, s.fallback, s.margin, s.actor,
+            s.policy)  # fmt: skip
