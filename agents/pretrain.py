@@ -20,7 +20,7 @@ from agents.system12 import TRAINED_UNDER
 from scenes.errors import LabError
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
-ROUNDS = {"reach": 6, "kitchen": 12}  # Kitchen's labels are noisier: more rounds
+ROUNDS = {"reach": 6, "kitchen": 8}
 
 
 def pretrain_policies(names: list[str]) -> list[Path]:

@@ -41,12 +41,16 @@ from worldmodels.checkpoint import load_checkpoint
 # Rules a user types after the policy was distilled (it never saw them).
 # Rules a user types after the policy was distilled (it never saw them). Each holds at
 # the start of every episode (the scenes start at rest), so an agent can keep it all along.
-# (A keep-out zone in Reach was tried: starts inside it break it before any decision.
-# Kitchen's "at most 0.3 m/s anywhere" froze the planner: success 0 of 6 with the margin
-# and the stop fallback, as issue 14 describes; the knife rule's zone widened to 0.7 m is
-# kept: the planner held it on 98.9 % of real steps with success 5 of 6.)
+# Tried and left (10 episodes each, the planner with margin 1 and the stop fallback):
+# Reach, a keep-out zone (starts inside it break it before any decision); Reach, "at
+# most 0.25 m/s" (2 % of steps broken, success 0: slower than the 100 steps allow) and
+# "slow within 0.3 m of the goal" or "within 0.3 m of x = 0" (success 0 and 0.2: the
+# sampled plans rarely stay slow for all 16 steps, so the planner stops, the freezing of
+# issue 14); Kitchen, "at most 0.3 m/s anywhere" (success 0 of 6, frozen). Kept: Reach
+# "at most 0.35 m/s" (2.5 % broken, success 0.2: still slowed to a crawl) and Kitchen's
+# knife rule widened to 0.7 m (0.6 % broken, success 0.7).
 NEW_RULES = {
-    "reach": Term("at most 0.25 m/s", "relu(speed - 0.25)", "hard"),
+    "reach": Term("at most 0.35 m/s", "relu(speed - 0.35)", "hard"),
     "kitchen": Term(
         "slow within 0.7 m", "relu(hand_speed - 0.2) * (dist_hand_person < 0.7)", "hard"
     ),
@@ -61,7 +65,16 @@ TRAINED_UNDER = {
 OPTIONS = {"kitchen": {"person_near": True}}  # where the guardrail has work to do
 SEARCH = PlannerConfig(samples=300, horizon=16, iterations=3)
 # ./lab bench system12 on the shipped models (the Learn page quotes it)
-FIGURES = "to be measured"
+FIGURES = (
+    "the policy decides in 0.045 ms, the planner in 10-19 ms (220-420x); on their own "
+    "episodes both reach the goal as often (Reach 20 of 20 each; Kitchen 10 of 10 and 9 "
+    "of 10); the policy's proposal lets the planner search 2 iterations instead of 3 at "
+    "the same success in 0.7x the time. A rule typed after distillation: the policy, "
+    "which never saw it, broke it on 86 % (Reach, at most 0.35 m/s) and 42 % (Kitchen, "
+    "slow within 0.7 m of the person) of real steps; the planner holding it, on 2.3 % "
+    "and 0.6 %. The knife rule in a new situation (the person walking at 0.8 m/s): "
+    "trained in, broken on 18 % of steps; held at inference time, 5.4 %."
+)
 
 
 @dataclass

@@ -236,3 +236,44 @@ def test_the_wall_page_draws_the_walls_and_the_goal_on_imagined_frames():
         assert not (v.imagined_frames == views.GOAL_RING).all(axis=-1).any()  # a copy is marked
     finally:
         run.stop()
+
+
+POLICY_KITCHEN = PRETRAINED / "policy-kitchen"
+
+
+@pytest.mark.skipif(not (POLICY_KITCHEN / "policy.json").exists(), reason="./lab pretrain")
+def test_the_new_situation_lesson_runs_in_a_worker_with_both_designs():
+    from agents.system12 import Setup
+    from app.workers import NewSituationRun
+
+    reg = Registry(idle_seconds=60)
+    setup = Setup("kitchen", str(PRETRAINED / "kitchen-state"), str(POLICY_KITCHEN), 1, 0, CPU)
+    run = reg.add(NewSituationRun(setup)).start()
+    assert until(lambda: not run.active, timeout=240), run.stage
+    assert run.status == "finished" and run.done == 2, run.error
+    for actor in ("policy", "planner"):
+        assert 0 <= run.result[f"shifted_violation_{actor}"] <= 1
+        assert run.result[f"shifted_success_{actor}"] in (0.0, 1.0)
+
+
+@pytest.mark.skipif(not (POLICY_KITCHEN / "policy.json").exists(), reason="./lab pretrain")
+def test_an_experiment_runs_a_policy_as_a_design(tmp_path):
+    from agents.agent import AgentConfig
+    from agents.planners import PlannerConfig
+    from app.workers import ExperimentRun
+
+    reg = Registry(idle_seconds=60)
+    costs = preset_costs("kitchen")
+    run = ExperimentRun(
+        "kitchen", str(PRETRAINED / "kitchen-state"),
+        {"spec": costs["hard: slow near person"], "System 1": costs["hard: slow near person"]},
+        AgentConfig(search=PlannerConfig(samples=50, iterations=2), decode=False),
+        1, 0, tmp_path / "exp", CPU, options={"person_near": True},
+        policies={"System 1": str(POLICY_KITCHEN)},
+    )  # fmt: skip
+    reg.add(run).start()
+    assert until(lambda: not run.active, timeout=240)
+    assert run.status == "finished", run.error
+    assert run.results["System 1"].settings["actor"] == "policy"
+    assert run.results["spec"].settings["actor"] == "planner"
+    assert run.results["System 1"].settings["policy"] == str(POLICY_KITCHEN)

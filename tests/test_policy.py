@@ -93,3 +93,22 @@ def test_the_agent_acts_with_the_policy_and_with_both(distilled):
             Agent(model, scene, CostSet(), AgentConfig(actor="policy"))
     finally:
         scene.close()
+
+
+def test_system12_benchmark_runs_quick():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pretrained" / "policy-reach" / "policy.json").exists():
+        pytest.skip("pretrained/policy-reach is made by ./lab pretrain")
+    out = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "system12.py"), "--quick", "--scenes", "reach"],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    (row,) = json.loads(out.stdout.strip().splitlines()[-1])
+    keys = {"policy_ms", "planner_ms", "policy_success", "planner_success", "both_success",
+            "both_ms", "new_rule_violation_policy", "new_rule_violation_planner"}  # fmt: skip
+    assert keys <= set(row) and row["scene"] == "reach" and row["episodes"] == 3
