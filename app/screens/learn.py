@@ -295,7 +295,7 @@ def _lesson_result(run_id: str) -> None:
         st.error(views.plain(run.error))
     r = run.result
     if r:
-        st.dataframe(
+        st.table(  # a small table: its text in the page (slides, screen readers)
             [
                 {
                     "design": "trained in (System 1: the policy)",
@@ -308,7 +308,6 @@ def _lesson_result(run_id: str) -> None:
                     "success": r["shifted_success_planner"],
                 },
             ],
-            hide_index=True,
         )
 
 
