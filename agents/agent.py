@@ -125,6 +125,7 @@ class Agent:
                 cost.set_margins(margins)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.warm: torch.Tensor | None = None
+        self.shadow_warm: torch.Tensor | None = None  # the shadow planner's own warm start
         self.goal = torch.zeros(len(task), device=self.device)
         self.goal_latent: torch.Tensor | None = None
         self.t = 0
@@ -162,7 +163,7 @@ class Agent:
         self.goal = torch.as_tensor(self.scene.goal, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             self.goal_latent = self.model.encode(info["goal_obs"])[0]
-        self.warm, self.t, self.done = None, 0, False
+        self.warm, self.shadow_warm, self.t, self.done = None, None, 0, False
         self.memory = []
         self.last_action = np.zeros(self.scene.ACTION_DIM, np.float32)
         return info
@@ -184,15 +185,18 @@ class Agent:
         s0 = self.model.encode(self._with_memory(obs))[0]  # (D,)
         if self.cfg.actor == "planner":
             plan = self._search(s0, self.warm)
+        elif self.cfg.actor == "both":  # System 1's proposal starts System 2's search
+            t0 = self._clock()
+            proposal = self.policy.imagine(self.model, s0[None], self.goal[None],
+                                           self.cfg.search.horizon)[0]  # fmt: skip
+            proposal_s = self._clock() - t0
+            plan = self._search(s0, proposal)
+            plan.seconds += proposal_s  # the decision's whole time: proposal and search
+            plan.info["proposal"], plan.info["proposal_seconds"] = proposal, proposal_s
         else:
             plan = self._policy_plan(s0)
-            if self.cfg.actor == "policy" and self.cfg.shadow:
-                plan.info["planner"] = self._search(s0, plan.actions)
-            if self.cfg.actor == "both":  # System 1's proposal starts System 2's search
-                proposal_s = plan.seconds
-                plan = self._search(s0, plan.actions)
-                plan.seconds += proposal_s
-                plan.info["proposal_seconds"] = proposal_s
+            if self.cfg.shadow:  # what System 2 would do, from its own last plan
+                plan.info["planner"] = self._search(s0, self.shadow_warm)
         stop = plan.none_feasible and self.cfg.fallback == "stop"
         action = (
             np.zeros(self.scene.ACTION_DIM, np.float32)
@@ -223,9 +227,9 @@ class Agent:
         record holds its whole imagined sequence over the horizon, judged by the cost like
         one sample of a planner (so the page, evaluation and the fallback read it alike)."""
         s, goal = s0[None], self.goal[None]
-        t0 = time.perf_counter()
+        t0 = self._clock()
         first = self.policy(s, goal)  # (1, A): the decision
-        seconds = time.perf_counter() - t0
+        seconds = self._clock() - t0
         H = self.cfg.search.horizon
         rest = self.policy.imagine(self.model, self.model.rollout(s, first[:, None])[:, 0],
                                    goal, H - 1)  # fmt: skip
@@ -250,6 +254,12 @@ class Agent:
             info={"actor": "policy"},
         )
 
+    def _clock(self) -> float:
+        """Seconds, after the device has finished what it was given (CUDA runs ahead)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
     def _with_memory(self, obs: dict) -> dict:
         """The observation as the model wants it, with the last action; with F > 1
         frames, the current frame after the last F - 1 remembered ones, (1, F, 64, 64, 3)."""
@@ -265,6 +275,8 @@ class Agent:
         """Plan (or take ``thought``, made by ``think`` since the last step) and act."""
         thought = thought or self.think()
         self.warm = shift(thought.plan.actions)
+        shadow = thought.plan.info.get("planner")
+        self.shadow_warm = None if shadow is None else shift(shadow.actions)
         if self.frames > 1:
             self.memory = [*self.memory, thought.frame][-(self.frames - 1) :]
         self.last_action = np.asarray(thought.action, np.float32)

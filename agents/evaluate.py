@@ -515,7 +515,7 @@ def evaluate(
             if cfg.actor != "planner":
                 if not policy:
                     raise LabError(f"actor {cfg.actor!r} needs --policy (./lab distill)")
-                pi = load_policy(policy, config, device)
+                pi = load_policy(policy, checkpoint, device)
                 settings["policy"] = str(policy)
             runs.append(("model", Agent(model, real, costs, cfg, policy=pi)))
             settings["actor"] = cfg.actor

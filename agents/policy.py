@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm import tqdm
@@ -46,7 +47,7 @@ from agents.planners import PLANNERS, PlannerConfig
 from scenes.cli import parse_config
 from scenes.errors import LabError
 from scenes.files import read_versioned_json, write_json_atomic
-from worldmodels.checkpoint import load_checkpoint
+from worldmodels.checkpoint import latent_identity, load_checkpoint, read_config
 from worldmodels.train import choose_device
 
 log = logging.getLogger(__name__)
@@ -115,29 +116,26 @@ def save_policy(policy: Policy, folder: str | Path, info: dict) -> Path:
     return folder
 
 
-def load_policy(folder: str | Path, model_config: dict, device: torch.device) -> Policy:
-    """The policy in ``folder``, for the model whose checkpoint config is ``model_config``;
-    a policy distilled on another model (or not a policy at all) raises ``LabError``."""
+def load_policy(folder: str | Path, checkpoint: str | Path, device: torch.device) -> Policy:
+    """The policy in ``folder``, for the world model in ``checkpoint``; a policy distilled
+    on another model (or not a policy at all, or a damaged one) raises ``LabError``."""
     folder = Path(folder)
     meta = read_versioned_json(folder / "policy.json", FORMAT, VERSION, *WHAT)
-    want = meta.get("model_weights")
-    if want != model_config.get("weights"):
+    if meta.get("model_id") != latent_identity(checkpoint):
         raise LabError(
-            f"{folder} was distilled on the world model {meta.get('checkpoint')!r} (weights "
-            f"{want}), not this one ({model_config.get('weights')}): its latents mean other "
-            "things here. Distill a policy for this model: ./lab distill"
+            f"{folder} was distilled on the world model {meta.get('checkpoint')!r}, not on "
+            f"{checkpoint}: its latents mean other things there. Distill a policy for this "
+            "model: ./lab distill"
         )
     try:
         shape = PolicyShape(**meta["shape"])
         policy = Policy(shape)
         policy.load_state_dict(load_file(folder / "policy.safetensors"))
-    except (KeyError, TypeError, RuntimeError, OSError, ValueError) as e:
+    except (KeyError, TypeError, RuntimeError, OSError, ValueError, SafetensorError) as e:
         raise LabError(f"{folder} holds a broken policy ({e}); {WHAT[1]}") from e
-    model_shape = model_config["model"]
-    if (shape.latent_dim, shape.action_dim) != (
-        model_shape["latent_dim"],
-        model_shape["action_dim"],
-    ):
+    model_shape = read_config(checkpoint)["model"]
+    fits = (shape.latent_dim, shape.action_dim)
+    if fits != (model_shape["latent_dim"], model_shape["action_dim"]):
         raise LabError(f"{folder}'s policy does not fit this model's latent or action size")
     policy.info = meta
     return policy.to(device).eval()
@@ -191,6 +189,8 @@ class Distiller:
             raise LabError(f"{cfg.checkpoint} is a {self.model_config['scene']} model, not {key}")
         self.scene = scenes.make(key).unwrapped
         self.costs = CostSet.load(cfg.costs) if cfg.costs else CostSet()
+        if self.costs.task != "signal":
+            raise LabError("distillation labels goals by their task signals: use the signal task")
         task = list(self.scene.TASK_SIGNALS)
         self.cost = Cost(self.costs, list(self.model.signal_names), task)
         self.planner = PLANNERS["cem"](
@@ -228,28 +228,38 @@ class Distiller:
 
         if fixed(meta.get("config", {})) != fixed(asdict(self.cfg)):
             raise LabError(f"{self.out} holds a distillation with other settings: pick --out")
-        self.policy = load_policy(self.out, self.model_config, self.device).train()
+        self.policy = load_policy(self.out, self.cfg.checkpoint, self.device).train()
+        if self.policy.info.get("costs") != json.loads(self.costs.to_json()):
+            raise LabError(f"{self.out} was distilled under another cost set: pick --out")
         self.round, self.history = int(meta["round"]), list(meta["history"])
         labels = self.out / "labels.safetensors"
         if labels.exists():
             self.data = load_file(labels)
         elif self.round < self.cfg.rounds:  # shipped policies leave their labels out
             raise LabError(f"{self.out} has no labels.safetensors to go on from: pick --out")
+        # the files are written one by one: a save cut short leaves them disagreeing, and
+        # going on from there would not equal a straight run
+        count = self.history[-1]["labels"] if self.history else 0
+        if self.policy.info.get("rounds") != self.round or (
+            labels.exists() and len(self.data["a"]) != count
+        ):
+            raise LabError(f"{self.out} was saved only in part (interrupted): pick --out")
 
     def _save(self) -> None:
         info = {
             "scene": self.scene.spec.id if self.scene.spec else self.cfg.scene,
             "checkpoint": str(self.cfg.checkpoint),
-            "model_weights": self.model_config.get("weights"),
+            "model_id": latent_identity(self.cfg.checkpoint),
             "costs": json.loads(self.costs.to_json()),
             "rounds": self.round,
             "labels": len(self.data["a"]),
             "figures": self.history[-1] if self.history else {},
         }
-        save_policy(self.policy, self.out, info)
         tmp = self.out / f".labels.safetensors.tmp-{os.getpid()}"
+        self.out.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.data.items()}, tmp)
         os.replace(tmp, self.out / "labels.safetensors")
+        save_policy(self.policy, self.out, info)
         write_json_atomic(
             self.out / "distill.json",
             {"round": self.round, "history": self.history, "config": asdict(self.cfg)},
@@ -341,6 +351,9 @@ class Distiller:
                 progress(self.round, cfg.rounds)
         return self.history
 
+    def close(self) -> None:
+        self.scene.close()
+
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(DistillConfig, argv, "lab distill", __doc__.split("\n\n")[0])
@@ -360,8 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         bar.update(done - bar.n)
         bar.set_postfix(distiller.history[-1])
 
-    history = distiller.run(progress=tick)
-    bar.close()
+    try:
+        history = distiller.run(progress=tick)
+    finally:
+        distiller.close()
+        bar.close()
     for h in history:
         print(json.dumps(h))
     print(f"saved {distiller.out}/policy.safetensors and policy.json")

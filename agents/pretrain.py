@@ -6,18 +6,22 @@
 For each scene in ``agents.system12.TRAINED_UNDER`` whose ``pretrained/<scene>-state``
 exists, ``./lab distill`` runs into ``pretrained/policy-<scene>`` under that cost set
 (Kitchen: the knife rule, trained in), seeded, with ``ROUNDS`` DAgger rounds. A folder
-already made for the same model and settings is kept (distillation resumes from it).
+already made for the same model and settings is kept (distillation resumes from it);
+one made on another model (the world model was trained again) is made anew.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 from pathlib import Path
 
 from agents.policy import DistillConfig, Distiller
 from agents.system12 import TRAINED_UNDER
 from scenes.errors import LabError
+from worldmodels.checkpoint import latent_identity
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 ROUNDS = {"reach": 6, "kitchen": 8}
@@ -30,6 +34,11 @@ def pretrain_policies(names: list[str]) -> list[Path]:
         if key not in TRAINED_UNDER or not (checkpoint / "config.json").exists():
             continue
         out = PRETRAINED / f"policy-{key}"
+        made_on = out / "policy.json"
+        if made_on.exists() and json.loads(made_on.read_text()).get("model_id") != (
+            latent_identity(checkpoint)
+        ):  # the world model was trained again: its latents mean other things now
+            shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         costs = out / "costs.json"  # the cost set it is distilled under, beside it
         TRAINED_UNDER[key].save(costs)

@@ -35,6 +35,7 @@ from agents.cost import Cost, CostSet, Term
 from agents.evaluate import evaluate
 from agents.planners import PLANNERS, PlannerConfig
 from agents.policy import load_policy
+from scenes.errors import LabError
 from scenes.kitchen import KNIFE_RULE
 from worldmodels.checkpoint import load_checkpoint
 
@@ -90,8 +91,8 @@ class Setup:
 def decision_times(setup: Setup, repeats: int = 200) -> dict:
     """Median ms of one policy decision and of one CEM plan from a real start state."""
     device = setup.device or torch.device("cpu")
-    model, config = load_checkpoint(setup.checkpoint, device=device)
-    policy = load_policy(setup.policy, config, device)
+    model, _ = load_checkpoint(setup.checkpoint, device=device)
+    policy = load_policy(setup.policy, setup.checkpoint, device)
     env = scenes.make(setup.scene).unwrapped
     try:
         obs, _ = env.reset(seed=setup.seed, options=dict(OPTIONS.get(setup.scene, {})))
@@ -200,6 +201,8 @@ def new_situation(
             seed=setup.seed, stop=stop, device=setup.device, options=shift,
             guardrails=trained.terms, policy=setup.policy, turn=turn,
         )  # fmt: skip
+        if not r.complete:  # stopped (the lesson's tab went away): no figure from a part
+            raise LabError("the new-situation test was stopped before its episodes ended")
         out[f"shifted_violation_{actor}"] = _value(r, "violation_step_rate")
         out[f"shifted_success_{actor}"] = _value(r, "success_rate")
     return out

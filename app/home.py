@@ -18,7 +18,7 @@ from scenes.errors import LabError
 from scenes.kitchen import KNIFE_RULE
 from scenes.push import BEHIND_BLOCK
 from scenes.wall import THROUGH_DOOR
-from worldmodels.checkpoint import read_config
+from worldmodels.checkpoint import latent_identity, read_config
 
 REPO = Path(__file__).resolve().parents[1]
 HOME = Path(os.environ.get("LAB_HOME", REPO)).resolve()
@@ -186,10 +186,10 @@ ACTOR_NAMES = {
 
 def policies(checkpoint: str) -> dict[str, str]:
     """Distilled policies (``./lab distill``; shipped ones first) made on this checkpoint's
-    world model: folder -> label. A policy of another model is not offered: its latents
-    mean other things."""
+    world model (``latent_identity``): folder -> label. A policy of another model is not
+    offered: its latents mean other things; a broken one neither (loading would say why)."""
     try:
-        weights = read_config(checkpoint).get("weights")
+        identity = latent_identity(checkpoint)
     except LabError:
         return {}
     found = {}
@@ -197,14 +197,15 @@ def policies(checkpoint: str) -> dict[str, str]:
                  *sorted(RUNS.glob("*/policy.json"))]:  # fmt: skip
         try:
             d = json.loads(meta.read_text())
-        except (OSError, ValueError):
+            if d.get("format") != "lab-policy" or d.get("model_id") != identity:
+                continue
+            terms = ", ".join(str(t["name"]) for t in d.get("costs", {}).get("terms", []))
+        except (OSError, ValueError, AttributeError, TypeError, KeyError):
             continue
-        if isinstance(d, dict) and d.get("model_weights") == weights:
-            where = "pretrained" if meta.parent.parent == PRETRAINED else "runs"
-            terms = ", ".join(t["name"] for t in d.get("costs", {}).get("terms", []))
-            found[str(meta.parent)] = f"{where}/{meta.parent.name}" + (
-                f" (distilled under: {terms})" if terms else " (the task alone)"
-            )
+        where = "pretrained" if meta.parent.parent == PRETRAINED else "runs"
+        found[str(meta.parent)] = f"{where}/{meta.parent.name}" + (
+            f" (distilled under: {terms})" if terms else " (the task alone)"
+        )
     return found
 
 

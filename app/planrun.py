@@ -229,7 +229,7 @@ class PlanRun(Run):
         if s.actor != "planner":
             if not s.policy:
                 raise LabError("System 1 needs a policy for this model: ./lab distill")
-            policy = load_policy(s.policy, self.config, self.device)
+            policy = load_policy(s.policy, s.checkpoint, self.device)
         return Agent(self.model, self.scene, self._costs, cfg, seed=s.seed, policy=policy)
 
     def _set_search(self, new: PlanSettings) -> None:

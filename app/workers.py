@@ -212,7 +212,9 @@ class ExperimentRun(Run):
                 self.progress(base + done, self.total)
 
             policy = self.policies.get(name)
-            cfg = self.agent_cfg if policy is None else replace(self.agent_cfg, actor="policy")
+            cfg = self.agent_cfg
+            if policy is not None:  # it acts alone: nothing checks a rule, no margin, no stop
+                cfg = replace(cfg, actor="policy", fallback="least_violating", margin=0.0)
             result = evaluate(
                 self.scene,
                 self.checkpoint,

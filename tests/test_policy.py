@@ -46,16 +46,16 @@ def test_distillation_lowers_the_imitation_loss(distilled):
 
 def test_a_saved_policy_round_trips_and_a_foreign_one_is_refused(distilled, tmp_path):
     out, d = distilled
-    policy = load_policy(out, read_config(REACH), CPU)
+    policy = load_policy(out, REACH, CPU)
     s, g = torch.randn(5, d.policy.shape.latent_dim), torch.rand(5, 2) - 0.5
     with torch.no_grad():
         assert torch.equal(policy(s, g), d.policy(s, g))
-    assert json.loads((out / "policy.json").read_text())["model_weights"]
+    assert json.loads((out / "policy.json").read_text())["model_id"]
     with pytest.raises(LabError, match="was distilled on the world model"):
-        load_policy(out, read_config(PRETRAINED / "wall-state"), CPU)
+        load_policy(out, PRETRAINED / "wall-state", CPU)
     (tmp_path / "policy.json").write_text('{"format": "lab-costs", "version": 1}')
     with pytest.raises(LabError, match="is not a lab policy"):
-        load_policy(tmp_path, read_config(REACH), CPU)
+        load_policy(tmp_path, REACH, CPU)
 
 
 def test_distillation_resumes_exactly(distilled, tmp_path):
@@ -73,8 +73,8 @@ def test_distillation_resumes_exactly(distilled, tmp_path):
 
 def test_the_agent_acts_with_the_policy_and_with_both(distilled):
     out, _ = distilled
-    model, config = load_checkpoint(REACH, device=CPU)
-    policy = load_policy(out, config, CPU)
+    model, _ = load_checkpoint(REACH, device=CPU)
+    policy = load_policy(out, REACH, CPU)
     scene = scenes.make("reach").unwrapped
     try:
         search = PlannerConfig(samples=50, horizon=8, iterations=2)
@@ -89,6 +89,15 @@ def test_the_agent_acts_with_the_policy_and_with_both(distilled):
             else:  # the planner searched around it
                 assert rec.plan.samples.shape == (50, 8, 2)
                 assert rec.plan.info["proposal_seconds"] > 0
+        # with one iteration the search's first sample is the policy's proposal itself
+        cfg = AgentConfig(search=replace(search, iterations=1), actor="both", decode=False)
+        agent = Agent(model, scene, CostSet(), cfg, policy=policy)
+        agent.reset(seed=1)
+        plan = agent.think().plan
+        assert torch.equal(plan.samples[0], plan.info["proposal"])
+        s0 = model.encode(scene.observation)
+        expected = policy.imagine(model, s0, agent.goal[None], 8)[0]
+        assert torch.allclose(plan.info["proposal"], expected)
         with pytest.raises(LabError, match="needs a policy"):
             Agent(model, scene, CostSet(), AgentConfig(actor="policy"))
     finally:
@@ -112,3 +121,28 @@ def test_system12_benchmark_runs_quick():
     keys = {"policy_ms", "planner_ms", "policy_success", "planner_success", "both_success",
             "both_ms", "new_rule_violation_policy", "new_rule_violation_planner"}  # fmt: skip
     assert keys <= set(row) and row["scene"] == "reach" and row["episodes"] == 3
+
+
+def test_a_damaged_policy_file_is_refused_with_a_message(distilled, tmp_path):
+    out, _ = distilled
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "policy.json").write_text((out / "policy.json").read_text())
+    (broken / "policy.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(LabError, match="holds a broken policy"):
+        load_policy(broken, REACH, CPU)
+
+
+def test_a_recalibrated_model_keeps_its_policies(distilled, tmp_path):
+    """A calibration saves the weights again under a new name: the latents are the same."""
+    import shutil
+
+    from worldmodels.checkpoint import resave_checkpoint
+
+    out, _ = distilled
+    copy = tmp_path / "reach-state"
+    shutil.copytree(REACH, copy)
+    model, config = load_checkpoint(copy, device=CPU)
+    resave_checkpoint(model, copy, config, note="recalibrated")
+    assert read_config(copy)["weights"] != config["weights"]
+    load_policy(out, copy, CPU)  # not refused

@@ -18,6 +18,8 @@ plain message, and the caller's current model is untouched.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import os
 import time
@@ -76,6 +78,33 @@ def resave_checkpoint(model: WorldModel, folder: str | Path, config: dict, **upd
     info = {k: v for k, v in config.items() if k not in own}
     half = config.get("weights_dtype") == "float16"
     return save_checkpoint(model, folder, {**info, **updates}, half=half)
+
+
+LATENT_PARTS = ("encoder.", "predictor.")  # what gives the latents their meaning
+
+
+def latent_identity(folder: str | Path) -> str:
+    """A fingerprint of what the checkpoint's latents mean: a hash of its encoder and
+    predictor tensors as stored. A decoder refit or a calibration saves the weights again
+    under a new file name but keeps it; any training changes it. Things made on a model's
+    latents (a distilled policy) are matched to the model by it."""
+    folder = Path(folder)
+    config = read_config(folder)
+    return _identity(str(folder.resolve()), str(config.get("weights")))
+
+
+@functools.lru_cache(maxsize=64)
+def _identity(folder: str, weights: str) -> str:
+    try:
+        tensors = load_file(str(Path(folder) / weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise LabError(f"{folder}/{weights} is not a readable safetensors file ({e})") from e
+    h = hashlib.sha256()
+    for name in sorted(k for k in tensors if k.startswith(LATENT_PARTS)):
+        t = tensors[name].contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
 
 
 def read_config(folder: str | Path) -> dict:

@@ -137,7 +137,7 @@ def form() -> ExperimentRun | None:
     designs = {k: options[k] for k in picked}
     policies = {}
     for folder in as_policy:
-        name = f"System 1: {found[folder].split(' ')[0]}"
+        name = f"System 1: {found[folder]}"
         designs[name] = home.policy_costs(folder)
         policies[name] = folder
     cfg = AgentConfig(
