@@ -26,6 +26,7 @@ import torch
 from agents.cost import Cost, CostSet
 from agents.expressions import ExpressionError
 from agents.planners import PLANNERS, PlannerConfig, PlanRecord, shift
+from agents.planners.base import record
 from scenes.base import LabScene
 from scenes.errors import LabError
 
@@ -237,22 +238,10 @@ class Agent:
         latents, signals, result = self.planner.evaluate(
             self.model, self.cost, s, actions, self.goal, self.goal_latent, self.cfg.show
         )
-        return PlanRecord(
-            actions=actions[0],
-            latents=latents[0],
-            samples=actions,
-            signals=signals,
-            terms=result.terms,
-            total=result.total,
-            violation=result.violation,
-            feasible=result.feasible,
-            elites=torch.zeros(1, dtype=torch.long, device=s0.device),
-            chosen=0,
-            none_feasible=not bool(result.feasible[0]),
-            iterations=0,
-            seconds=seconds,
-            info={"actor": "policy"},
-        )
+        one = torch.zeros(1, dtype=torch.long, device=s0.device)  # the only sample
+        plan = record(actions, latents, signals, result, one, 0, seconds)
+        plan.info["actor"] = "policy"
+        return plan
 
     def _clock(self) -> float:
         """Seconds, after the device has finished what it was given (CUDA runs ahead)."""

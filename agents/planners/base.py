@@ -125,23 +125,8 @@ class Planner:
         samples = self.search(model, cost, s0, goal, goal_latent, generator, mean)
         latents, signals, result = self.evaluate(model, cost, s0, samples, goal, goal_latent, show)
         order = rank(result)
-        best = int(order[0])
-        k = min(self.cfg.elites, len(order))
-        return PlanRecord(
-            actions=samples[best].clone(),
-            latents=latents[best].clone(),  # not a view that keeps all N rollouts alive
-            samples=samples,
-            signals=signals,
-            terms=result.terms,
-            total=result.total,
-            violation=result.violation,
-            feasible=result.feasible,
-            elites=order[:k],
-            chosen=best,
-            none_feasible=not bool(result.feasible.any()),
-            iterations=self.cfg.iterations,
-            seconds=time.perf_counter() - t0,
-        )
+        return record(samples, latents, signals, result, order[: self.cfg.elites],
+                      self.cfg.iterations, time.perf_counter() - t0)  # fmt: skip
 
     def search(self, model, cost, s0, goal, goal_latent, generator, mean) -> torch.Tensor:
         """Return the final samples (N, H, A) to choose from."""
@@ -157,6 +142,27 @@ class Planner:
         samples = (mean + std * noise).clamp(-1.0, 1.0)
         samples[0] = mean
         return samples
+
+
+def record(samples, latents, signals, result: CostResult, elites, iterations: int, seconds):
+    """The plan record of evaluated ``samples`` (N, H, A): ``elites`` (K,) best first, the
+    first of them the chosen one."""
+    best = int(elites[0])
+    return PlanRecord(
+        actions=samples[best].clone(),
+        latents=latents[best].clone(),  # not a view that keeps all N rollouts alive
+        samples=samples,
+        signals=signals,
+        terms=result.terms,
+        total=result.total,
+        violation=result.violation,
+        feasible=result.feasible,
+        elites=elites,
+        chosen=best,
+        none_feasible=not bool(result.feasible.any()),
+        iterations=iterations,
+        seconds=seconds,
+    )
 
 
 def shift(actions: torch.Tensor) -> torch.Tensor:
