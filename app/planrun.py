@@ -362,13 +362,17 @@ class PlanRun(Run):
             self._view = v
 
     def _shown(self) -> list[str]:
-        """What the terms read, switched off or not (a rule turned off is compared, real
-        against imagined, exactly then: issue 16), then the task signals; at most six."""
+        """The task signals and what the terms read, switched off or not (a rule turned off is
+        compared, real against imagined, exactly then: issue 16); at most six."""
         cost = self.agent.cost
         read = set().union(*(c.names for c in cost.compiled.values()))
-        first = [n for n in cost.signals if n in read]
-        rest = [n for n in cost.signals if n in self.scene.TASK_SIGNALS and n not in read]
-        return (first + rest)[:SHOWN_MAX]
+        task = [n for n in cost.signals if n in self.scene.TASK_SIGNALS]
+        rules = [n for n in cost.signals if n in read and n not in task]
+        # the plotted plane's two task signals always; the rules' signals next; the rest
+        keep = task[:2]
+        rules = rules[: SHOWN_MAX - len(keep)]
+        rest = task[2:][: SHOWN_MAX - len(keep) - len(rules)]
+        return [n for n in cost.signals if n in {*keep, *rules, *rest}]
 
     # --- the episode as a video (page thread; reads the history only) -------------------
     def video(self, fmt: str = "gif") -> bytes:

@@ -528,9 +528,17 @@ def page() -> None:
     run.settings.speed = speed
     run.settings.options = settings.options  # used by the next reset
     st.caption(
-        f"Planning on **{device()}** with {labels[ckpt]} · {home.PLANNER_NAMES[planner]}, "
-        f"N={samples}, H={horizon}, {iterations} iterations · run `{run.id}` "
-        "(in the URL: reopen it to find this agent again)"
+        f"Planning on **{device()}** with {labels[ckpt]} · "
+        + (
+            f"System 1: {found[policy]} acts; beside it, what "
+            if actor == "policy"
+            else "the policy's proposal starts "
+            if actor == "both"
+            else ""
+        )
+        + f"{home.PLANNER_NAMES[planner]}, N={samples}, H={horizon}, {iterations} iterations"
+        + (" would choose" if actor == "policy" else "")
+        + f" · run `{run.id}` (in the URL: reopen it to find this agent again)"
     )
     # While the agent runs, each poll redraws every figure: on 2 cores a faster poll
     # took the CPU (and the GIL) from the planner itself. While it is paused nothing
