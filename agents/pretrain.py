@@ -1,4 +1,4 @@
-"""Make the shipped policies: System 1 for each shipped state model that has a lesson.
+"""Make the shipped policies: System 1 for each shipped state model.
 
     ./lab pretrain             # after the world models (worldmodels/pretrain.py)
     python -m agents.pretrain --scenes reach,kitchen
@@ -24,7 +24,7 @@ from scenes.errors import LabError
 from worldmodels.checkpoint import latent_identity
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
-ROUNDS = {"reach": 6, "kitchen": 8}
+ROUNDS = {"reach": 6, "kitchen": 8, "wall": 8, "push": 8}
 
 
 def pretrain_policies(names: list[str]) -> list[Path]:

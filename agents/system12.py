@@ -37,6 +37,8 @@ from agents.planners import PLANNERS, PlannerConfig
 from agents.policy import load_policy
 from scenes.errors import LabError
 from scenes.kitchen import KNIFE_RULE
+from scenes.push import BEHIND_BLOCK
+from scenes.wall import THROUGH_DOOR
 from worldmodels.checkpoint import load_checkpoint
 
 # Rules a user types after the policy was distilled (it never saw them).
@@ -62,6 +64,9 @@ SHIFTS = {"kitchen": {"person_near": True, "person_speed": 0.8}}
 TRAINED_UNDER = {
     "reach": CostSet(),
     "kitchen": CostSet(terms=[Term("slow near person", KNIFE_RULE, "hard")]),
+    # the subgoals the Plan page starts these scenes with (scenes.wall, scenes.push)
+    "wall": CostSet(terms=[Term("through the door", THROUGH_DOOR)]),
+    "push": CostSet(terms=[Term("behind the block", BEHIND_BLOCK)]),
 }
 OPTIONS = {"kitchen": {"person_near": True}}  # where the guardrail has work to do
 SEARCH = PlannerConfig(samples=300, horizon=16, iterations=3)
@@ -165,16 +170,17 @@ def compare(setup: Setup, progress: Callable[[str], None] | None = None, stop=No
         out[f"{name}_success"] = _value(r, "success_rate")
         out[f"{name}_step_ms"] = _step_ms(r)  # deciding, per step of the episodes
     out["both_ms"] = out.pop("both_step_ms")
-    new = NEW_RULES[key]
-    guarded = replace(base, margin=1.0, fallback="stop")
-    with_rule = replace(trained, terms=[*trained.terms, new])
-    say(f"a new rule, {new.name}: the policy (never saw it)")
-    loose = run("policy", trained, base, [new], options)
-    out["new_rule_violation_policy"] = _value(loose, "violation_step_rate")
-    say(f"a new rule, {new.name}: the planner holding it")
-    held = run("planner", with_rule, guarded, [new], options)
-    out["new_rule_violation_planner"] = _value(held, "violation_step_rate")
-    out["new_rule_success_planner"] = _value(held, "success_rate")
+    new = NEW_RULES.get(key)
+    if new is not None:
+        guarded = replace(base, margin=1.0, fallback="stop")
+        with_rule = replace(trained, terms=[*trained.terms, new])
+        say(f"a new rule, {new.name}: the policy (never saw it)")
+        loose = run("policy", trained, base, [new], options)
+        out["new_rule_violation_policy"] = _value(loose, "violation_step_rate")
+        say(f"a new rule, {new.name}: the planner holding it")
+        held = run("planner", with_rule, guarded, [new], options)
+        out["new_rule_violation_planner"] = _value(held, "violation_step_rate")
+        out["new_rule_success_planner"] = _value(held, "success_rate")
     if key in SHIFTS and trained.terms:
         out.update(new_situation(setup, progress, stop))
     return out

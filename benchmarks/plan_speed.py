@@ -171,8 +171,8 @@ def main() -> int:
             "planner": name,
             "device": str(device),
             "plan_ms": round(plan_s * 1e3, 2),
-            "rollout_gflops": round(rollout_gflops, 1),
-            "matmul_gflops": round(matmul_gflops, 1),
+            "rollout_gflops": float(f"{rollout_gflops:.3g}"),  # tiny shapes: not rounded to 0
+            "matmul_gflops": float(f"{matmul_gflops:.3g}"),
             "ratio": round(ratio, 3),
             "predictor_ratio": round(predictor_ratio, 3),
         }

@@ -1,6 +1,6 @@
 """System 1 against System 2, and where a guardrail lives (``agents.system12``).
 
-    ./lab bench system12 [--quick] [--scenes reach,kitchen] [--episodes N]
+    ./lab bench system12 [--quick] [--scenes reach,kitchen[,wall,push]] [--episodes N]
 
 Per scene, the shipped state model and the policy distilled from its planner
 (``pretrained/policy-<scene>``, made by ``./lab pretrain``; ``--policy-dir`` for
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from agents.system12 import Setup, compare  # noqa: E402
 from worldmodels.train import choose_device  # noqa: E402
 
-EPISODES = {"reach": 20, "kitchen": 10}
+EPISODES = {"reach": 20, "kitchen": 10, "wall": 10, "push": 10}
 
 
 def main() -> int:
@@ -60,9 +60,13 @@ def main() -> int:
             f"{key} ({n} episodes a design, {device}): policy {row['policy_ms']} ms vs "
             f"planner {row['planner_ms']} ms per decision ({row['speedup']}x); success "
             f"policy {row['policy_success']}, planner {row['planner_success']}, both (2 it) "
-            f"{row['both_success']} in {row['both_ms']} ms vs {row['planner_step_ms']} ms; new "
-            f"rule broken on {row['new_rule_violation_policy']} of the policy's steps vs "
-            f"{row['new_rule_violation_planner']} of the planner's"
+            f"{row['both_success']} in {row['both_ms']} ms vs {row['planner_step_ms']} ms"
+            + (
+                f"; new rule broken on {row['new_rule_violation_policy']} of the policy's "
+                f"steps vs {row['new_rule_violation_planner']} of the planner's"
+                if "new_rule_violation_policy" in row
+                else ""
+            )
             + (
                 f"; shifted: {row['shifted_violation_policy']} vs "
                 f"{row['shifted_violation_planner']}"

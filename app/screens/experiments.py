@@ -50,7 +50,8 @@ def _settings_from(run: ExperimentRun) -> None:
         SS[f"exp/ckpt/{scene}"] = run.checkpoint
     SS[f"exp/rules/{scene}"] = [g.name for g in run.guardrails or [] if g.name in rules]
     SS["exp/episodes"], SS["exp/seed"] = run.episodes, run.seed
-    SS[f"exp/policies/{scene}"] = list(run.policies.values())
+    offered = home.policies(run.checkpoint)
+    SS[f"exp/policies/{scene}"] = [f for f in run.policies.values() if f in offered]
     cfg = run.agent_cfg
     SS["exp/planner"], SS["exp/fallback"] = cfg.planner, cfg.fallback
     SS["exp/margin"] = cfg.margin
