@@ -13,16 +13,13 @@ one made on another model (the world model was trained again) is made anew.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
 from agents.policy import DistillConfig, Distiller
 from agents.system12 import TRAINED_UNDER
 from scenes.errors import LabError
-from worldmodels.checkpoint import latent_identity
 
 log = logging.getLogger(__name__)
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
@@ -45,11 +42,6 @@ def pretrain_policies(names: list[str]) -> list[Path]:
         if key not in TRAINED_UNDER or not (checkpoint / "config.json").exists():
             continue
         out = PRETRAINED / f"policy-{key}"
-        made_on = out / "policy.json"
-        if made_on.exists() and json.loads(made_on.read_text()).get("model_id") != (
-            latent_identity(checkpoint)
-        ):  # the world model was trained again: its latents mean other things now
-            shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
         costs = out / "costs.json"  # the cost set it is distilled under, beside it
         TRAINED_UNDER[key].save(costs)
@@ -64,7 +56,8 @@ def pretrain_policies(names: list[str]) -> list[Path]:
         )
         try:
             distiller = Distiller(cfg)
-        except LabError as e:  # made with other settings: make it anew with these
+        except LabError as e:  # made with other settings, or on a model trained again
+            # since (its latents mean other things now): make it anew
             log.info("%s: %s; distilling again", out, e)
             for f in ("policy.json", "policy.safetensors", "distill.json", "labels.safetensors"):
                 (out / f).unlink(missing_ok=True)
@@ -73,8 +66,7 @@ def pretrain_policies(names: list[str]) -> list[Path]:
             distiller.run(progress=lambda done, total, key=key: print(f"{key}: {done}/{total}"))
         finally:
             distiller.close()
-        for extra in ("labels.safetensors",):  # the labels stay out of the repository
-            (out / extra).unlink(missing_ok=True)
+        (out / "labels.safetensors").unlink(missing_ok=True)  # out of the repository
         made.append(out)
     return made
 

@@ -41,7 +41,6 @@ from scenes.push import BEHIND_BLOCK
 from scenes.wall import THROUGH_DOOR
 from worldmodels.checkpoint import load_checkpoint
 
-# Rules a user types after the policy was distilled (it never saw them).
 # Rules a user types after the policy was distilled (it never saw them). Each holds at
 # the start of every episode (the scenes start at rest), so an agent can keep it all along.
 # Tried and left (10 episodes each, the planner with margin 1 and the stop fallback):

@@ -213,9 +213,8 @@ def policy_costs(folder: str) -> CostSet:
     """The cost set a policy was distilled under (its record; it acts without it)."""
     try:
         d = json.loads((Path(folder) / "policy.json").read_text())
-        return CostSet.from_json(json.dumps({"format": "lab-costs", "version": 1,
-                                             **d.get("costs", {})}))  # fmt: skip
-    except (OSError, ValueError, LabError):
+        return CostSet.from_json(json.dumps(d["costs"]))  # stored as CostSet.to_json wrote it
+    except (OSError, ValueError, KeyError, TypeError, LabError):
         return CostSet()
 
 

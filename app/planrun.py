@@ -204,9 +204,9 @@ class PlanRun(Run):
         s = self.settings
         if not s.checkpoint:
             raise LabError("choose a checkpoint")
-        self.model, self.config = load_checkpoint(s.checkpoint, device=self.device)
-        if self.config["scene"] != s.scene:
-            raise LabError(f"{s.checkpoint} is a {self.config['scene']} model, not {s.scene}")
+        self.model, config = load_checkpoint(s.checkpoint, device=self.device)
+        if config["scene"] != s.scene:
+            raise LabError(f"{s.checkpoint} is a {config['scene']} model, not {s.scene}")
         self.scene = scenes.make(s.scene, render_mode="rgb_array").unwrapped
         self.plot_signals = tuple(self.scene.TASK_SIGNALS[:2])
         # the floor scenes' walls lie in their task signals' plane (x-y; Push: the block's)
