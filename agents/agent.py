@@ -30,6 +30,8 @@ from agents.planners.base import record
 from scenes.base import LabScene
 from scenes.errors import LabError
 
+STUCK_STEPS = 15  # steps without progress, with a rule blocking cheaper plans, before "stuck"
+STUCK_PROGRESS = 0.02  # the least the distance to the goal must fall over them (task units)
 MAX_MARGIN = 5.0  # times the measured error (a larger one is more likely a typing slip)
 
 
@@ -45,6 +47,11 @@ class AgentConfig:
     # the imagined values as they are; 1 leaves one RMSE of room. A simulator (the
     # oracle) is exact and takes no margin.
     margin: float = 0.0
+    # Or a calibrated bound (issue 14): hard guardrails must hold over the split-conformal
+    # bound on |imagined - real| at miss rate ``delta`` (per signal and imagined step,
+    # measured on the agent's own closed-loop episodes by ./lab calibrate --episodes;
+    # ``model.probe_conformal``). 0: none; it takes the place of ``margin`` when set.
+    delta: float = 0.0
     decode: bool = True  # decode the chosen plan's imagined frames (display)
     show: tuple[str, ...] = ()  # signals to probe on every final sample (display)
     # Who decides: "planner" (System 2: search over the horizon), "policy" (System 1: one
@@ -107,8 +114,6 @@ class Agent:
             raise LabError(f"unknown planner {cfg.planner!r}; choose {', '.join(PLANNERS)}")
         if cfg.fallback not in ("least_violating", "stop"):
             raise LabError("fallback must be 'least_violating' or 'stop'")
-        if not (math.isfinite(cfg.margin) and 0 <= cfg.margin <= MAX_MARGIN):
-            raise LabError(f"margin must be a number from 0 to {MAX_MARGIN} (times the error)")
         self.model, self.scene, self.cfg = model, scene, cfg
         self.device = model.device
         signals = list(model.signal_names)
@@ -117,10 +122,10 @@ class Agent:
         if costs.task == "signal" and missing:
             raise LabError(f"the model has no probe for {missing}: use the latent task term")
         self.cost = Cost(costs, signals, task)
-        self.smooth_cost = Cost(costs, signals, task, smooth=True) if cfg.planner == "gd" else None
-        kw = {"smooth_cost": self.smooth_cost} if cfg.planner == "gd" else {}
-        self.planner = PLANNERS[cfg.planner](cfg.search, scene.ACTION_DIM, **kw)
-        margins = self._margins(model, cfg.margin)
+        grads = cfg.planner == "gd" or cfg.search.repair > 0  # gradients through the cost
+        self.smooth_cost = Cost(costs, signals, task, smooth=True) if grads else None
+        self.planner = PLANNERS[cfg.planner](cfg.search, scene.ACTION_DIM, self.smooth_cost)
+        margins = margins_for(model, cfg, self.device)
         for cost in (self.cost, self.smooth_cost):
             if cost is not None:
                 cost.set_margins(margins)
@@ -134,21 +139,6 @@ class Agent:
         self.frames = getattr(model, "frames", 1)  # the oracle has no frames
         self.memory: list[np.ndarray] = []  # earlier real frames of this episode, oldest first
         self.last_action = np.zeros(scene.ACTION_DIM, np.float32)  # what it did last (or rest)
-
-    def _margins(self, model, margin: float) -> dict[str, torch.Tensor] | None:
-        """margin x the model's measured probe RMSE, per signal, on the device."""
-        if margin == 0 or getattr(model, "exact", False):  # none asked, or the simulator
-            return None
-        table = getattr(model, "probe_rmse", None)
-        if not table:
-            raise LabError(
-                "a margin needs the model's measured probe error, and this checkpoint has "
-                "none: run ./lab calibrate --checkpoint FOLDER --data DATASET"
-            )
-        return {
-            k: margin * torch.tensor(v, dtype=torch.float32, device=self.device)
-            for k, v in table.items()
-        }
 
     def set_costs(self, costs: CostSet) -> dict[str, ExpressionError]:
         """Edit the cost while running: the next plan uses it; bad terms keep their last good
@@ -198,6 +188,7 @@ class Agent:
             plan = self._policy_plan(s0)
             if self.cfg.shadow:  # what System 2 would do, from its own last plan
                 plan.info["planner"] = self._search(s0, self.shadow_warm)
+        plan.info["blocked_by"] = blocking_term(plan, self.cost)
         stop = plan.none_feasible and self.cfg.fallback == "stop"
         action = (
             np.zeros(self.scene.ACTION_DIM, np.float32)
@@ -287,3 +278,66 @@ class Agent:
             done=self.done,
             error=info.get("error", ""),
         )
+
+
+def margins_for(model, cfg: AgentConfig, device) -> dict[str, torch.Tensor] | None:
+    """How far each imagined signal may be from the real one, per imagined step, for the
+    hard terms to hold over: the calibrated bound at ``cfg.delta``, or ``cfg.margin`` x the
+    measured probe RMSE; None for neither, or a model that is exact (the simulator)."""
+    if not (math.isfinite(cfg.margin) and 0 <= cfg.margin <= MAX_MARGIN):
+        raise LabError(f"margin must be a number from 0 to {MAX_MARGIN} (times the error)")
+    if cfg.delta:
+        bounds = getattr(model, "probe_conformal", None) or {}
+        if getattr(model, "exact", False):
+            return None
+        if not bounds:
+            raise LabError(
+                "a calibrated bound needs the model's closed-loop errors, and this checkpoint "
+                "has none: run ./lab calibrate --checkpoint FOLDER --episodes 30"
+            )
+        table = bounds.get(float(cfg.delta))
+        if table is None:
+            have = ", ".join(f"{d:g}" for d in sorted(bounds))
+            raise LabError(f"miss rate delta {cfg.delta:g} is not calibrated; choose {have}")
+    elif cfg.margin == 0 or getattr(model, "exact", False):
+        return None
+    else:
+        rmse = getattr(model, "probe_rmse", None)
+        if not rmse:
+            raise LabError(
+                "a margin needs the model's measured probe error, and this checkpoint has "
+                "none: run ./lab calibrate --checkpoint FOLDER --data DATASET"
+            )
+        table = {k: [cfg.margin * x for x in v] for k, v in rmse.items()}
+    return {k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in table.items()}
+
+
+def blocking_term(plan: PlanRecord, cost: Cost) -> str | None:
+    """The enabled hard term that rules out the cheapest plan searched (the one the agent
+    would take without its rules), when the plan taken is dearer: what holds the agent
+    back. None when the cheapest plan is the one taken, or keeps every rule."""
+    cheapest = int(plan.total.argmin())
+    if cheapest == plan.chosen or bool(plan.feasible[cheapest]):
+        return None
+    worst, name = 0.0, None
+    for term in cost.costs.terms:
+        if term.kind == "hard" and term.enabled and term.name in plan.terms:
+            excess = float(plan.terms[term.name][cheapest].sum())
+            if excess > worst:
+                worst, name = excess, term.name
+    return name
+
+
+def stuck(history: list[tuple[float, str | None]]) -> str | None:
+    """Whether the agent is stuck, from its steps' (distance to the goal, blocking term):
+    over the last ``STUCK_STEPS`` the distance fell by less than ``STUCK_PROGRESS`` while a
+    rule blocked the cheaper plans on most of them. Returns that term's name, or None."""
+    if len(history) < STUCK_STEPS:
+        return None
+    last = history[-STUCK_STEPS:]
+    if last[0][0] - min(d for d, _ in last) >= STUCK_PROGRESS:
+        return None
+    blocked = [b for _, b in last if b]
+    if len(blocked) * 2 < STUCK_STEPS:
+        return None
+    return max(set(blocked), key=blocked.count)

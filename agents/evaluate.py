@@ -62,7 +62,7 @@ import torch
 from tqdm import tqdm
 
 import scenes
-from agents.agent import Agent, AgentConfig
+from agents.agent import Agent, AgentConfig, margins_for
 from agents.cost import CostSet, Term, real_values, term_names
 from agents.expressions import ExpressionError, compile_expression
 from agents.oracle import ORACLE_SEARCH, OracleModel
@@ -377,10 +377,18 @@ def _compile(name: str, expression: str, signals: list[str], where: str):
 
 
 def run_episode(
-    agent: Agent, hard: HardTerms, seed: int, options: dict, stop=None, turn=nullcontext
+    agent: Agent,
+    hard: HardTerms,
+    seed: int,
+    options: dict,
+    stop=None,
+    turn=nullcontext,
+    errors: list | None = None,
 ) -> dict | None:
     """One seeded episode; its record, or None when ``stop`` was set before it ended.
-    ``turn()``: a context each step runs in (the app's server shares its cores in turns)."""
+    ``turn()``: a context each step runs in (the app's server shares its cores in turns).
+    ``errors``: a list that gets the episode's |imagined - real| per step, horizon and
+    signal, (T, H, S), NaN past the episode's end (conformal calibration reads them)."""
     agent.generator.manual_seed(seed)
     agent.reset(seed=seed, options={**options, "goal_obs": True})
     scene = agent.scene
@@ -414,11 +422,15 @@ def run_episode(
     H = imag.shape[1]
     sse = np.zeros((H, len(names)))  # (H, S) squared error sums
     n = np.zeros(H, int)
+    gaps = np.full((T, H, len(names)), np.nan)
     for h in range(1, min(H, T) + 1):
         # the plan made at step t imagines, at h, the state after step t + h - 1
         err = imag[: T - h + 1, h - 1] - real_arr[h - 1 :]  # (T - h + 1, S)
         sse[h - 1] = (err**2).sum(axis=0)
         n[h - 1] = T - h + 1
+        gaps[: T - h + 1, h - 1] = np.abs(err)
+    if errors is not None:
+        errors.append(gaps)
     success = bool(rec.is_success)
     return {
         "seed": seed,
@@ -435,6 +447,92 @@ def run_episode(
         "probe_n": [int(x) for x in n],
         "probe_sse_by_signal": {k: [float(x) for x in sse[:, i]] for i, k in enumerate(names)},
     }
+
+
+@dataclass
+class EpisodeSpec:
+    """Everything that makes an evaluation's agents, in plain values: a Ray worker builds
+    them from it (scenes and models are made where they run; paths are absolute)."""
+
+    scene: str
+    checkpoint: str | None
+    costs: str  # the cost set's JSON
+    agent: dict  # AgentConfig, as asdict
+    oracle: bool
+    oracle_search: dict  # PlannerConfig, as asdict
+    options: dict
+    guardrails: list[dict]  # the hard terms checked in reality, as asdict
+    policy: str | None
+    seed: int
+    device: str
+
+    def agent_config(self) -> AgentConfig:
+        d = dict(self.agent)
+        d["search"] = PlannerConfig(**d["search"])
+        d["show"] = tuple(d.get("show", ()))
+        return AgentConfig(**d)
+
+
+def run_episodes(
+    spec: EpisodeSpec,
+    indices,
+    progress: Callable[[], None] | None = None,
+    stop: threading.Event | None = None,
+    turn: Callable = nullcontext,
+    errors: list | None = None,
+) -> tuple[list[dict], bool]:
+    """Episodes ``indices`` of ``spec``: one record per agent and episode (the model's
+    first), and whether they all finished (False when ``stop`` was set: those that did).
+    ``progress()`` after each record; ``errors`` collects the model's |imagined - real|
+    per episode (``run_episode``)."""
+    device = torch.device(spec.device)
+    cls = scenes.scene_class(spec.scene)
+    costs = CostSet.from_json(spec.costs)
+    hard = HardTerms([Term(**t) for t in spec.guardrails], [s.name for s in cls.SIGNALS],
+                     list(cls.TASK_SIGNALS))  # fmt: skip
+    runs: list[tuple[str, Agent]] = []
+    made = []  # what to close at the end
+    try:
+        if spec.checkpoint is not None:
+            model, _ = load_checkpoint(spec.checkpoint, device)
+            real = cls(pixels=model.cfg.obs == "pixels")  # pixels only when it sees them
+            made.append(real)
+            cfg = replace(spec.agent_config(), decode=False)  # no frames needed here
+            pi = None if cfg.actor == "planner" else load_policy(spec.policy, spec.checkpoint,
+                                                                   device)  # fmt: skip
+            runs.append(("model", Agent(model, real, costs, cfg, policy=pi)))
+        if spec.oracle:
+            sim = OracleModel(cls)
+            made.append(sim)
+            real = cls(pixels=False)
+            made.append(real)
+            runs.append(("oracle", Agent(sim, real, costs, _oracle_config(spec))))
+        out = []
+        for i in indices:
+            s = episode_seed(spec.seed, i)
+            for name, agent in runs:
+                keep = errors if name == "model" else None
+                record = run_episode(agent, hard, s, spec.options, stop, turn, keep)
+                if record is None:
+                    return out, False
+                out.append({"agent": name, "episode": int(i), **record})
+                if progress is not None:
+                    progress()
+        return out, True
+    finally:
+        for thing in made:
+            thing.close()
+
+
+def _oracle_config(spec: EpisodeSpec) -> AgentConfig:
+    agent = spec.agent_config()
+    planner = agent.planner if agent.planner in ORACLE_PLANNERS else "cem"
+    return AgentConfig(
+        planner=planner,
+        search=PlannerConfig(**spec.oracle_search),
+        fallback=agent.fallback,
+        decode=False,
+    )
 
 
 def evaluate(
@@ -454,6 +552,8 @@ def evaluate(
     guardrails: list[Term] | None = None,
     turn: Callable = nullcontext,
     policy: str | Path | None = None,
+    errors: list | None = None,
+    ray: str | None = None,
 ) -> EvalResult:
     """Run the agent (and, with ``oracle``, the oracle planner) over seeded episodes.
 
@@ -468,7 +568,10 @@ def evaluate(
     default the cost set's enabled hard terms. ``device``: None picks CUDA
     when present. ``policy``: a distilled policy's folder, for ``agent_cfg.actor``
     "policy" or "both". ``turn()``: a context every step runs in (the app's server takes
-    its cores in turns). Bad input raises ``LabError`` with a plain message.
+    its cores in turns). ``errors``: a list that gets the model's |imagined - real| per
+    episode (``run_episode``). ``ray``: fan the episodes out over Ray (``agents.fanout``:
+    "local" starts Ray on this machine, else a cluster's address); the records are the
+    same as without it. Bad input raises ``LabError`` with a plain message.
     """
     key = scenes.scene_key(scene)
     if episodes < 1:
@@ -486,76 +589,71 @@ def evaluate(
     _check_terms(costs.terms, term_names(scene_signals, task_signals), "the scene")
     measured = costs.terms if guardrails is None else list(guardrails)
     hard = HardTerms(measured, scene_signals, task_signals)
-
-    runs: list[tuple[str, Agent]] = []
-    made = []  # what to close at the end
-    try:
-        settings = {
-            "scene": key,
-            "checkpoint": None if checkpoint is None else str(checkpoint),
-            "costs": json.loads(costs.to_json()),
-            "seed": seed,
-            "episodes": episodes,
-            "options": options,
-            "guardrails": [asdict(t) for t in hard.specs],
-        }
-        if checkpoint is not None:
-            model, config = load_checkpoint(checkpoint, device)
-            if scenes.scene_key(str(config["scene"])) != key:
-                raise LabError(
-                    f"{checkpoint} is a {config['scene']} model; evaluate it on that scene "
-                    f"or give a {key} checkpoint"
-                )
-            _check_terms(costs.terms, term_names(model.signal_names, task_signals), "the model")
-            # Pixels only when the model sees them: rendering is most of a step's time.
-            real = cls(pixels=model.cfg.obs == "pixels")
-            made.append(real)
-            cfg = replace(agent_cfg, decode=False)  # no frames needed here
-            pi = None
-            if cfg.actor != "planner":
-                if not policy:
-                    raise LabError(f"actor {cfg.actor!r} needs --policy (./lab distill)")
-                pi = load_policy(policy, checkpoint, device)
-                settings["policy"] = str(policy)
-            runs.append(("model", Agent(model, real, costs, cfg, policy=pi)))
-            settings["actor"] = cfg.actor
-            settings["planner"], settings["search"] = cfg.planner, asdict(cfg.search)
-            settings["fallback"], settings["margin"] = cfg.fallback, cfg.margin
-        if oracle:
-            sim = OracleModel(cls)
-            made.append(sim)
-            real = cls(pixels=False)
-            made.append(real)
-            planner = agent_cfg.planner if agent_cfg.planner in ORACLE_PLANNERS else "cem"
-            cfg = AgentConfig(
-                planner=planner,
-                search=oracle_search or ORACLE_SEARCH,
-                fallback=agent_cfg.fallback,
-                decode=False,
+    settings = {
+        "scene": key,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "costs": json.loads(costs.to_json()),
+        "seed": seed,
+        "episodes": episodes,
+        "options": options,
+        "guardrails": [asdict(t) for t in hard.specs],
+    }
+    if checkpoint is not None:  # a bad checkpoint, policy or margin fails before any episode
+        model, config = load_checkpoint(checkpoint, device)
+        if scenes.scene_key(str(config["scene"])) != key:
+            raise LabError(
+                f"{checkpoint} is a {config['scene']} model; evaluate it on that scene "
+                f"or give a {key} checkpoint"
             )
-            runs.append(("oracle", Agent(sim, real, costs, cfg)))
-            settings["oracle_planner"], settings["oracle_search"] = planner, asdict(cfg.search)
+        _check_terms(costs.terms, term_names(model.signal_names, task_signals), "the model")
+        margins_for(model, agent_cfg, device)
+        if agent_cfg.actor != "planner":
+            if not policy:
+                raise LabError(f"actor {agent_cfg.actor!r} needs --policy (./lab distill)")
+            load_policy(policy, checkpoint, device)
+            settings["policy"] = str(policy)
+        settings["actor"] = agent_cfg.actor
+        settings["planner"], settings["search"] = agent_cfg.planner, asdict(agent_cfg.search)
+        settings["fallback"], settings["margin"] = agent_cfg.fallback, agent_cfg.margin
+        settings["delta"] = agent_cfg.delta
+    spec = EpisodeSpec(
+        scene=key,
+        checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
+        costs=costs.to_json(),
+        agent=asdict(agent_cfg),
+        oracle=oracle,
+        oracle_search=asdict(oracle_search or ORACLE_SEARCH),
+        options=options,
+        guardrails=[asdict(t) for t in hard.specs],
+        policy=str(Path(policy).resolve()) if policy else None,
+        seed=seed,
+        device=str(device),
+    )
+    if oracle:
+        ocfg = _oracle_config(spec)
+        settings["oracle_planner"], settings["oracle_search"] = ocfg.planner, spec.oracle_search
+    per_episode = int(checkpoint is not None) + int(oracle)
+    horizon = max([agent_cfg.search.horizon] * (checkpoint is not None)
+                  + [spec.oracle_search["horizon"]] * oracle)  # fmt: skip
+    result = EvalResult(key, settings, [], horizon, complete=False)
+    total = episodes * per_episode
+    counter = {"done": 0}
 
-        horizon = max(a.cfg.search.horizon for _, a in runs)  # the longest probe curve
-        result = EvalResult(key, settings, [], horizon, complete=False)
-        total = episodes * len(runs)
-        done = 0
-        for i in range(episodes):
-            s = episode_seed(seed, i)
-            for name, agent in runs:
-                record = run_episode(agent, hard, s, options, stop, turn)
-                if record is None:
-                    log.info("evaluation stopped after %d of %d episodes", done, total)
-                    return result
-                result.episodes.append({"agent": name, "episode": i, **record})
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-        result.complete = True
-        return result
-    finally:
-        for thing in made:
-            thing.close()
+    def tick(n: int = 1) -> None:
+        counter["done"] += n
+        if progress is not None:
+            progress(counter["done"], total)
+
+    if ray:
+        from agents import fanout  # Ray is imported only when asked for
+
+        records, finished = fanout.run(spec, range(episodes), ray, tick, stop, errors)
+    else:
+        records, finished = run_episodes(spec, range(episodes), tick, stop, turn, errors)
+    result.episodes, result.complete = records, finished
+    if not finished:
+        log.info("evaluation stopped after %d of %d episodes", len(records), total)
+    return result
 
 
 def _check_terms(terms: list[Term], signals: list[str], where: str) -> None:
@@ -602,6 +700,21 @@ class EvalConfig:
             "error (./lab calibrate); 0: on the imagined values as they are"
         },
     )
+    delta: float = field(
+        default=0.0,
+        metadata={
+            "help": "hard terms hold over the calibrated bound at this miss rate (./lab "
+            "calibrate --episodes); 0: none; replaces --margin"
+        },
+    )
+    repair: int = field(
+        default=PlannerConfig.repair,
+        metadata={"help": "infeasible plans repaired onto the hard terms per search round"},
+    )
+    ray: str = field(
+        default="",
+        metadata={"help": "fan the episodes out over Ray: 'local' or a cluster's address"},
+    )
     oracle_samples: int = field(default=ORACLE_SEARCH.samples, metadata={"help": "oracle's N"})
     oracle_horizon: int = field(default=ORACLE_SEARCH.horizon, metadata={"help": "oracle's H"})
     oracle_iterations: int = field(
@@ -640,7 +753,11 @@ def main(argv: list[str] | None = None) -> int:
         options = _options(cfg.options)
         guardrails = CostSet.load(cfg.guardrails).terms if cfg.guardrails else None
         search = replace(
-            PlannerConfig(), samples=cfg.samples, horizon=cfg.horizon, iterations=cfg.iterations
+            PlannerConfig(),
+            samples=cfg.samples,
+            horizon=cfg.horizon,
+            iterations=cfg.iterations,
+            repair=cfg.repair,
         )
         oracle_search = replace(
             ORACLE_SEARCH,
@@ -653,6 +770,7 @@ def main(argv: list[str] | None = None) -> int:
             search=search,
             fallback=cfg.fallback,
             margin=cfg.margin,
+            delta=cfg.delta,
             actor=cfg.actor,
         )
         device = choose_device(cfg.device)
@@ -690,6 +808,7 @@ def main(argv: list[str] | None = None) -> int:
                 options=options,
                 guardrails=guardrails,
                 policy=cfg.policy or None,
+                ray=cfg.ray or None,
             )
         except LabError as e:
             box["error"] = e

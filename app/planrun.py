@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import scenes
-from agents.agent import Agent, AgentConfig, Thought
+from agents.agent import Agent, AgentConfig, Thought, stuck
 from agents.cost import CostSet, Term, real_values
 from agents.planners import PlannerConfig
 from agents.policy import load_policy
@@ -89,6 +89,8 @@ class View:
     walls: list[tuple] = field(default_factory=list)  # (cx, cy, hx, hy) m, in the plot plane
     goal_uv: tuple[float, float] | None = None  # the goal in frames, fractions (u right, v down)
     shown: list[str] = field(default_factory=list)  # signals worth plotting over time
+    blocked_by: str | None = None  # the hard term ruling out the cheapest plan, this step
+    stuck: str | None = None  # the term that has kept the agent from progress (agent.stuck)
 
     @property
     def hard_limits(self) -> dict[str, float]:
@@ -276,6 +278,8 @@ class PlanRun(Run):
             "violated": any(v > lim for v, lim in real_terms.values()),
             "stopped": rec.stopped,
             "plan_ms": thought.plan.seconds * 1e3,
+            "dist_goal": float(rec.next_signals.get("dist_goal", float("nan"))),
+            "blocked_by": thought.plan.info.get("blocked_by"),
             "frame": _small(now),
             "imagined_frame": None
             if thought.imagined_frames is None
@@ -358,6 +362,8 @@ class PlanRun(Run):
             v.terms = {k: t[th.plan.chosen].cpu().numpy() for k, t in th.plan.terms.items()}
             v.imagined = th.imagined
             v.imagined_frames = th.imagined_frames
+            v.blocked_by = th.plan.info.get("blocked_by")
+        v.stuck = stuck([(h["dist_goal"], h["blocked_by"]) for h in v.history])
         with self.lock:
             self._view = v
 

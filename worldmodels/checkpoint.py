@@ -170,7 +170,33 @@ def load_checkpoint(
             raise LabError(f"{path}: tensor {k} holds NaN or infinity; the training diverged")
     model.load_state_dict(tensors)
     model.probe_rmse = _probe_rmse(config, cfg.signals, folder)
+    model.probe_conformal = _probe_conformal(config, cfg.signals, folder)
     return model.to(device).eval(), config
+
+
+def _probe_conformal(config: dict, signals: tuple[str, ...], folder: Path) -> dict | None:
+    """The checkpoint's calibrated bounds ({delta: {signal: [bound at steps 1..H]}}, from
+    ``probe_conformal``, made by ``./lab calibrate --episodes``), checked; None when never
+    calibrated. A bound may be infinite (null in the JSON: too few errors for that delta)."""
+    entry = config.get("probe_conformal")
+    if not entry:
+        return None
+    try:
+        out = {}
+        for delta, table in zip(entry["deltas"], entry["bounds"], strict=True):
+            rows = {k: [math.inf if x is None else float(x) for x in v] for k, v in table.items()}
+            if set(rows) != set(signals) or not all(rows.values()):
+                raise ValueError
+            if any(x < 0 or math.isnan(x) for v in rows.values() for x in v):
+                raise ValueError
+            out[float(delta)] = rows
+        return out
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise LabError(
+            f"{folder}/config.json: 'probe_conformal' should hold 'deltas' and a 'bounds' "
+            "table per delta for each of the model's signals; calibrate it again with "
+            "./lab calibrate --episodes N"
+        ) from None
 
 
 def _probe_rmse(config: dict, signals: tuple[str, ...], folder: Path) -> dict | None:

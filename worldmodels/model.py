@@ -277,6 +277,7 @@ class WorldModel(nn.Module):
         # as measured when the checkpoint was saved (``load_checkpoint`` sets it; None
         # when unmeasured). The agent's ``margin`` plans against it.
         self.probe_rmse: dict[str, list[float]] | None = None
+        self.probe_conformal: dict[float, dict[str, list[float]]] | None = None  # delta ->
 
     @property
     def device(self) -> torch.device:

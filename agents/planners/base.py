@@ -25,6 +25,8 @@ import torch
 
 from agents.cost import Cost, CostResult
 
+SCALES = (1.0, 0.8, 0.6, 0.45, 0.3, 0.2)  # scale repair: how much slower a copy goes
+
 
 @dataclass
 class PlannerConfig:
@@ -39,6 +41,19 @@ class PlannerConfig:
     temperature: float = 0.5  # MPPI: softmax temperature on costs (relative to their spread)
     lr: float = 0.1  # gradient descent: Adam's step on the actions
     violation_weight: float = 100.0  # gradient descent and MPPI: price of one unit of violation
+    # Constraint-aware search (issue 14): after each round, this many of the cheapest
+    # plans that break a hard term are repaired by gradient steps on their violation
+    # (through the model, smooth comparisons) and join the next round's samples. A rule
+    # that binds in part of the space (slow down when the knife is low) leaves Gaussian
+    # samples almost no plan that enters that part and stays within it, so without
+    # repair the feasible elites are the plans that never go there: the agent freezes.
+    repair: int = 30
+    # "scale": each is slowed down (actions times 0.8, 0.6, ..., 0.2, one batch) and the
+    # fastest copy that keeps every hard term is kept; "gradient": Adam steps on
+    # violation_weight x the smooth violation plus the cost, through the model
+    repair_mode: str = "scale"
+    repair_steps: int = 5  # gradient repair: steps
+    repair_lr: float = 0.1  # gradient repair: Adam's step on the actions
 
 
 @dataclass
@@ -83,9 +98,10 @@ class Planner:
 
     name = "base"
 
-    def __init__(self, cfg: PlannerConfig, action_dim: int) -> None:
+    def __init__(self, cfg: PlannerConfig, action_dim: int, smooth_cost: Cost | None = None):
         self.cfg = cfg
         self.action_dim = action_dim
+        self.smooth_cost = smooth_cost  # the same terms with smooth comparisons (gradients)
 
     @torch.inference_mode()
     def evaluate(
@@ -131,6 +147,59 @@ class Planner:
     def search(self, model, cost, s0, goal, goal_latent, generator, mean) -> torch.Tensor:
         """Return the final samples (N, H, A) to choose from."""
         raise NotImplementedError
+
+    def repaired(self, model, cost, s0, samples, result: CostResult, goal, goal_latent):
+        """Up to ``cfg.repair`` of the cheapest infeasible ``samples`` (N, H, A), moved by
+        gradient steps on ``violation_weight`` x their smooth violation plus their cost
+        (towards the rule, keeping progress): (R, H, A), or None when there is nothing to
+        repair (no hard term, no smooth cost, or every sample feasible)."""
+        R = min(self.cfg.repair, self.cfg.samples // 4)  # the rest stay free samples
+        if R <= 0 or self.smooth_cost is None or not cost.judges_safety:
+            return None
+        infeasible = ~result.feasible
+        if not bool(infeasible.any()):
+            return None
+        total = torch.where(infeasible, result.total, torch.full_like(result.total, torch.inf))
+        pick = torch.argsort(total)[: min(R, int(infeasible.sum()))]
+        if self.cfg.repair_mode == "scale":
+            return self.slowed(model, cost, s0, samples[pick], goal, goal_latent)
+        return self.descend(model, s0, samples[pick], goal, goal_latent, self.cfg.repair_steps,
+                            self.cfg.repair_lr)  # fmt: skip
+
+    def slowed(self, model, cost, s0, actions, goal, goal_latent) -> torch.Tensor:
+        """Each of ``actions`` (R, H, A) at the largest of ``SCALES`` that keeps every hard
+        term (all copies evaluated in one batch); where none does, its least violating."""
+        scales = torch.tensor(SCALES, device=actions.device)  # (S,)
+        R, S = actions.shape[0], len(SCALES)
+        copies = (actions[:, None] * scales[None, :, None, None]).reshape(R * S, *actions.shape[1:])
+        _, _, result = self.evaluate(model, cost, s0, copies, goal, goal_latent)
+        # feasible copies first, faster first; else the least violating
+        score = torch.where(result.feasible, -scales.repeat(R), result.violation).reshape(R, S)
+        feasible = result.feasible.reshape(R, S)
+        order = torch.where(feasible.any(dim=1, keepdim=True), score.masked_fill(~feasible, 1e9),
+                            score)  # fmt: skip
+        best = order.argmin(dim=1)  # (R,)
+        return copies.reshape(R, S, *actions.shape[1:])[torch.arange(R), best]
+
+    def descend(self, model, s0, actions, goal, goal_latent, steps: int, lr: float):
+        """``actions`` (R, H, A) after ``steps`` of Adam on cost + violation_weight x
+        violation (the smooth cost), through ``model.rollout``; clamped to [-1, 1]."""
+        actions = actions.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([actions], lr=lr)
+        cost = self.smooth_cost
+        R = actions.shape[0]
+        for _ in range(steps):
+            with torch.enable_grad():
+                latents = model.rollout(s0.expand(R, -1), actions)
+                result = cost.evaluate(latents, model.probe(latents, cost.needed), goal_latent,
+                                       goal)  # fmt: skip
+                loss = (result.total + self.cfg.violation_weight * result.violation).sum()
+                opt.zero_grad()
+                loss.backward()
+            opt.step()
+            with torch.no_grad():
+                actions.clamp_(-1.0, 1.0)
+        return actions.detach()
 
     def perturb(self, mean: torch.Tensor, std, generator: torch.Generator) -> torch.Tensor:
         """Samples (N, H, A): ``mean`` (H, A) plus Gaussian noise of ``std``, clipped to

@@ -18,10 +18,6 @@ from agents.planners.base import Planner
 class GradientDescent(Planner):
     name = "gd"
 
-    def __init__(self, cfg, action_dim, smooth_cost=None) -> None:
-        super().__init__(cfg, action_dim)
-        self.smooth_cost = smooth_cost  # the same terms compiled with smooth comparisons
-
     def search(self, model, cost, s0, goal, goal_latent, generator, mean):
         cfg = self.cfg
         actions = self.perturb(mean, cfg.init_std, generator).requires_grad_(True)

@@ -19,12 +19,15 @@ class MPPI(Planner):
 
     def search(self, model, cost, s0, goal, goal_latent, generator, mean):
         cfg = self.cfg
-        samples = None
+        samples, fixed = None, None
         for it in range(cfg.iterations):
             samples = self.perturb(mean, cfg.init_std, generator)  # (N, H, A)
+            if fixed is not None:  # last round's repaired plans (see CEM)
+                samples[-len(fixed) :] = fixed
             if it == cfg.iterations - 1:
                 break
             _, _, result = self.evaluate(model, cost, s0, samples, goal, goal_latent)
+            fixed = self.repaired(model, cost, s0, samples, result, goal, goal_latent)
             score = result.total + cfg.violation_weight * result.violation  # (N,)
             scale = score.std().clamp_min(1e-6)
             w = torch.softmax(-(score - score.min()) / (cfg.temperature * scale), dim=0)

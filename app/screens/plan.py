@@ -14,6 +14,7 @@ import secrets
 import streamlit as st
 
 import scenes
+from agents.agent import STUCK_STEPS
 from agents.cost import CostSet, Term, term_names
 from agents.expressions import ExpressionError, compile_expression
 from agents.planners import PLANNERS
@@ -341,6 +342,13 @@ def live(run_id: str, scene: str) -> None:
     b[5].container(key="plan-status").markdown(line)
     if v.message:
         st.caption(v.message)
+    if v.stuck and not v.done:
+        st.warning(
+            f"Stuck: for {STUCK_STEPS} steps the agent has not got closer to the goal, "
+            f"and the hard term **{v.stuck}** rules out the plans that would (no feasible "
+            "plan makes progress). Loosen or rewrite that term, allow a margin, or let "
+            "the search repair more plans (Search settings)."
+        )
     if v.none_feasible:
         st.warning(
             "No sampled plan keeps every hard guardrail: the agent "
