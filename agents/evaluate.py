@@ -357,14 +357,19 @@ class HardTerms:
                 self.terms.append((t.name, fn, t.limit))
                 self.specs.append(t)
 
+    def excess(self, signals: dict[str, float], goal) -> float:
+        """The largest ``value - limit`` of the terms on real ``signals`` (above 0: broken;
+        NaN counts as +inf), with the episode's ``goal`` (task values); -inf with no term."""
+        values = real_values(signals, self.task_signals, goal)
+        worst = -math.inf
+        for _name, fn, limit in self.terms:
+            v = float(fn(values).reshape(())) - limit
+            worst = max(worst, math.inf if math.isnan(v) else v)
+        return worst
+
     def violated(self, signals: dict[str, float], goal) -> bool:
         """Whether real ``signals`` break a term, with the episode's ``goal`` (task values)."""
-        values = real_values(signals, self.task_signals, goal)
-        for _name, fn, limit in self.terms:
-            v = float(fn(values).reshape(()))
-            if not v <= limit:  # NaN counts as a violation
-                return True
-        return False
+        return self.excess(signals, goal) > 0
 
 
 def _compile(name: str, expression: str, signals: list[str], where: str):
@@ -387,8 +392,11 @@ def run_episode(
 ) -> dict | None:
     """One seeded episode; its record, or None when ``stop`` was set before it ended.
     ``turn()``: a context each step runs in (the app's server shares its cores in turns).
-    ``errors``: a list that gets the episode's |imagined - real| per step, horizon and
-    signal, (T, H, S), NaN past the episode's end (conformal calibration reads them)."""
+    ``errors``: a list that gets the episode's |imagined - real| per step, imagined step
+    and signal, (T, H, S), where "real" is what the scene does when the whole chosen plan
+    is followed from that step (a snapshot, the plan acted open loop, the snapshot back):
+    the error a hard term's check over the horizon must allow for (conformal calibration
+    reads them). The episode itself goes on as without them."""
     agent.generator.manual_seed(seed)
     agent.reset(seed=seed, options={**options, "goal_obs": True})
     scene = agent.scene
@@ -399,15 +407,23 @@ def run_episode(
     counts = dict.fromkeys(
         ("violation_steps", "feasible_steps", "false_safe_steps", "none_feasible_steps"), 0
     )
-    stopped_steps, plan_s = 0, 0.0
+    stopped_steps, plan_s, worst = 0, 0.0, -math.inf
+    followed: list[np.ndarray] = []  # (H, S) per step: the real signals along the plan
     while not agent.done:
         if stop is not None and stop.is_set():
             return None
         with turn():
-            rec = agent.step()
+            if errors is None:
+                rec = agent.step()
+            else:  # the plan, followed in reality from here, before acting on its first step
+                thought = agent.think()
+                followed.append(_followed(scene, thought.plan.actions, names))
+                rec = agent.step(thought)
         plan = rec.plan
         feasible = agent.cost.judges_safety and bool(plan.feasible[plan.chosen])
-        violated = hard.violated(rec.next_signals, scene.goal)
+        excess = hard.excess(rec.next_signals, scene.goal)
+        worst = max(worst, excess)
+        violated = excess > 0
         counts["violation_steps"] += violated
         counts["feasible_steps"] += feasible
         counts["false_safe_steps"] += feasible and violated
@@ -422,15 +438,13 @@ def run_episode(
     H = imag.shape[1]
     sse = np.zeros((H, len(names)))  # (H, S) squared error sums
     n = np.zeros(H, int)
-    gaps = np.full((T, H, len(names)), np.nan)
     for h in range(1, min(H, T) + 1):
         # the plan made at step t imagines, at h, the state after step t + h - 1
         err = imag[: T - h + 1, h - 1] - real_arr[h - 1 :]  # (T - h + 1, S)
         sse[h - 1] = (err**2).sum(axis=0)
         n[h - 1] = T - h + 1
-        gaps[: T - h + 1, h - 1] = np.abs(err)
     if errors is not None:
-        errors.append(gaps)
+        errors.append(np.abs(imag - np.stack(followed)))  # (T, H, S)
     success = bool(rec.is_success)
     return {
         "seed": seed,
@@ -438,6 +452,8 @@ def run_episode(
         "steps": T,
         **counts,
         "stopped_steps": stopped_steps,
+        # the worst real excess over a limit (stress tests search for it); None: no term
+        "worst_excess": _round(worst) if math.isfinite(worst) else (None if worst < 0 else 1e9),
         "final_dist_goal": _round(scene.signals["dist_goal"]),
         "plan_ms": _round(1e3 * plan_s / T),
         "error": rec.error,
@@ -465,6 +481,7 @@ class EpisodeSpec:
     policy: str | None
     seed: int
     device: str
+    per_episode: dict = field(default_factory=dict)  # episode index -> its own reset options
 
     def agent_config(self) -> AgentConfig:
         d = dict(self.agent)
@@ -512,7 +529,8 @@ def run_episodes(
             s = episode_seed(spec.seed, i)
             for name, agent in runs:
                 keep = errors if name == "model" else None
-                record = run_episode(agent, hard, s, spec.options, stop, turn, keep)
+                options = {**spec.options, **spec.per_episode.get(i, {})}
+                record = run_episode(agent, hard, s, options, stop, turn, keep)
                 if record is None:
                     return out, False
                 out.append({"agent": name, "episode": int(i), **record})
@@ -524,6 +542,44 @@ def run_episodes(
             thing.close()
 
 
+def evaluate_spec(
+    scene,
+    checkpoint,
+    costs: CostSet,
+    agent_cfg: AgentConfig,
+    indices,
+    seed: int,
+    per_episode: dict,
+    stop=None,
+    device=None,
+    ray=None,
+    turn: Callable = nullcontext,
+):
+    """Episodes ``indices`` of the model's agent alone, each with its own reset options
+    (``per_episode``), its rule the cost set's enabled hard terms: (records, finished).
+    Locally or over Ray (``ray``), as ``evaluate``. Stress tests run their generations so."""
+    device = choose_device("auto") if device is None else torch.device(device)
+    spec = EpisodeSpec(
+        scene=scenes.scene_key(scene),
+        checkpoint=str(Path(checkpoint).resolve()),
+        costs=costs.to_json(),
+        agent=asdict(agent_cfg),
+        oracle=False,
+        oracle_search=asdict(ORACLE_SEARCH),
+        options={},
+        guardrails=[asdict(t) for t in costs.terms if t.kind == "hard" and t.enabled],
+        policy=None,
+        seed=seed,
+        device=str(device),
+        per_episode=dict(per_episode),
+    )
+    if ray:
+        from agents import fanout
+
+        return fanout.run(spec, list(indices), ray, None, stop)
+    return run_episodes(spec, list(indices), None, stop, turn)
+
+
 def _oracle_config(spec: EpisodeSpec) -> AgentConfig:
     agent = spec.agent_config()
     planner = agent.planner if agent.planner in ORACLE_PLANNERS else "cem"
@@ -533,6 +589,18 @@ def _oracle_config(spec: EpisodeSpec) -> AgentConfig:
         fallback=agent.fallback,
         decode=False,
     )
+
+
+def _followed(scene, actions: torch.Tensor, names: list[str]) -> np.ndarray:
+    """The real signals (H, S) along ``actions`` (H, A) from the scene's state now; the
+    scene is put back exactly as it was."""
+    snap = scene.snapshot()
+    try:
+        out = [scene.advance(a) for a in actions.cpu().numpy().astype(np.float32)]
+    finally:
+        scene.restore(snap)
+        scene.release(snap)
+    return np.array([[s[k] for k in names] for s in out], np.float64)
 
 
 def evaluate(

@@ -218,27 +218,106 @@ def policy_costs(folder: str) -> CostSet:
         return CostSet()
 
 
-def margin_input(where, key: str, checkpoint: str) -> float:
-    """The agent's guardrail margin setting in ``where`` (a Streamlit container); 0 and a
-    note saying how to measure it when the checkpoint's error was never measured."""
-    if measured(checkpoint):
-        from app.state import seeded  # here: the benchmarks import this module, no server
+@dataclass(frozen=True)
+class Failure:
+    """One episode a stress test found breaking its design's rule (``agents.stress``)."""
 
-        return float(
-            where.slider(
-                "Guardrail margin (x model error)",
-                0.0,
-                3.0,
-                step=0.25,
-                key=seeded(key, 0.0),
-                help=MARGIN_HELP,
+    label: str
+    seed: int
+    options: dict
+    excess: float
+    settings: dict  # the stress test's: the design (costs), the agent's settings
+
+
+def stress_failures(scene: str, checkpoint: str) -> list[Failure]:
+    """The failures of the workspace's stress tests of ``checkpoint`` in ``scene`` (under
+    runs/stress), newest test first and worst first within it."""
+    from agents.stress import StressResult  # the agents package owns the format
+
+    out = []
+    paths = sorted((RUNS / "stress").glob("**/result.json"), key=lambda p: -p.stat().st_mtime)
+    for path in paths:
+        try:
+            r = StressResult.load(path)
+            same = Path(r.settings["checkpoint"]).resolve() == Path(checkpoint).resolve()
+        except (LabError, KeyError, TypeError):
+            continue
+        if r.scene != scene or not same:
+            continue
+        where = path.parent.relative_to(RUNS / "stress")
+        for f in r.failures:
+            out.append(
+                Failure(
+                    f"{where}: excess {f['excess']:.3f}, episode {f['episode']}",
+                    int(f["seed"]),
+                    dict(f["options"]),
+                    float(f["excess"]),
+                    r.settings,
+                )
             )
+    return out
+
+
+def calibration(checkpoint: str) -> dict | None:
+    """The checkpoint's calibrated bounds as stored (``agents.conformal``), or None."""
+    try:
+        return read_config(checkpoint).get("probe_conformal") or None
+    except LabError:
+        return None
+
+
+def guard_input(where, key: str, checkpoint: str) -> tuple[float, float]:
+    """The agent's guardrail margin in ``where`` (a Streamlit container): none, the
+    calibrated bound at a miss rate delta (when the checkpoint has one), or a multiple of
+    the measured RMSE. Returns (margin, delta); says what the choice promises, and on what
+    data it was measured."""
+    import streamlit as st  # here: the benchmarks import this module, no server
+
+    from app.state import seeded
+
+    cal = calibration(checkpoint)
+    choices = ["none"]
+    if cal:
+        choices += [f"calibrated, delta {d:g}" for d in cal["deltas"]]
+    if measured(checkpoint):
+        choices.append("x measured RMSE")
+    default = "calibrated, delta 0.05" if "calibrated, delta 0.05" in choices else "none"
+    k = f"{key}/kind"
+    if st.session_state.get(k) not in choices:  # a new model offers other choices
+        st.session_state[k] = default
+    kind = where.selectbox("Guardrail margin", choices, key=k, help=GUARD_HELP)
+    if kind.startswith("calibrated"):
+        delta = float(kind.rsplit(" ", 1)[1])
+        on = cal.get("measured_on", {})
+        where.caption(
+            f"Each imagined signal is within the bound of what really follows, at every "
+            f"imagined step, with probability >= {1 - delta:g} (split conformal), measured "
+            f"on {on.get('episodes', '?')} of this agent's own episodes "
+            f"({on.get('planner', '?')}, rules: {', '.join(on.get('costs', [])) or 'none'}; "
+            f"`./lab calibrate --episodes`). Hard terms must hold over it."
         )
-    where.caption(
-        "Guardrail margin: off, this model's error was never measured "
-        "(`./lab calibrate --checkpoint ... --data ...`)"
-    )
-    return 0.0
+        return 0.0, delta
+    if kind == "x measured RMSE":
+        margin = where.slider(
+            "x the model's probe RMSE", 0.25, 3.0, step=0.25, key=seeded(key, 1.0), help=MARGIN_HELP
+        )
+        return float(margin), 0.0
+    if not cal:
+        where.caption(
+            "No calibrated bound for this model yet: `./lab calibrate --checkpoint "
+            f"{checkpoint} --episodes 30` measures one on the agent's own episodes."
+        )
+    return 0.0, 0.0
+
+
+GUARD_HELP = (
+    "Room for the world model being wrong. A hard term must hold not only for the imagined "
+    "value of each signal it reads but for every value within the margin of it. "
+    "'calibrated, delta': the split-conformal bound on |imagined - real| at miss rate delta, "
+    "per signal and imagined step, measured on the agent's own episodes (./lab calibrate "
+    "--episodes): it promises coverage 1 - delta. 'x measured RMSE': a multiple of the "
+    "probe error on held-out exploration data, which promises nothing. "
+)
 
 
 def saved_costs(names: list[str]) -> tuple[dict[str, CostSet], dict[str, str]]:

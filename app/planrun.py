@@ -48,6 +48,8 @@ class PlanSettings:
     fallback: str = "least_violating"
     seed: int = 0
     margin: float = 0.0  # hard terms hold within margin x the model's measured error
+    delta: float = 0.0  # or over the calibrated bound at this miss rate (agents.conformal)
+    repair: int = PlannerConfig.repair  # infeasible plans repaired per search round
     actor: str = "planner"  # planner (System 2), policy (System 1) or both
     policy: str = ""  # a distilled policy's folder, for the policy and both
     speed: float = 0.0  # seconds to wait between steps when running (0: as fast as it plans)
@@ -69,6 +71,7 @@ class View:
     done: bool = False
     success: bool = False
     margin: float = 0.0  # the agent's guardrail margin (x the model's measured error)
+    delta: float = 0.0  # or the calibrated bound's miss rate
     # the plan about to be acted on (None when the episode is over)
     plan_ms: float = 0.0  # the decision: a plan, or one pass of the policy
     actor: str = "planner"
@@ -184,9 +187,9 @@ class PlanRun(Run):
             elif name == "pause":
                 self.running = False
                 self._publish(status="paused")
-            elif name == "reset":
+            elif name == "reset":  # (seed, reset options: None for the settings')
                 self.running = False
-                self._reset(args[0] if args else self.settings.seed)
+                self._reset(args[0] if args else self.settings.seed, *args[1:])
             elif name == "costs":
                 costs, version = args
                 self._costs = costs
@@ -216,13 +219,16 @@ class PlanRun(Run):
         self.agent = self._make_agent(self.settings)
 
     def _make_agent(self, s: PlanSettings) -> Agent:
-        search = PlannerConfig(samples=s.samples, horizon=s.horizon, iterations=s.iterations)
+        search = PlannerConfig(
+            samples=s.samples, horizon=s.horizon, iterations=s.iterations, repair=s.repair
+        )
         search.elites = max(2, min(search.elites, s.samples // 4))
         cfg = AgentConfig(
             planner=s.planner,
             search=search,
             fallback=s.fallback,
             margin=s.margin,
+            delta=s.delta,
             show=self.plot_signals,
             actor=s.actor,
             shadow=s.actor == "policy",  # the plan System 2 would have made, beside it
@@ -246,8 +252,14 @@ class PlanRun(Run):
             self.agent.warm = old.warm
         self._rethink()
 
-    def _reset(self, seed: int) -> None:
-        self.agent.reset(seed=seed, options=dict(self.settings.options))
+    def _reset(self, seed: int, options: dict | None = None) -> None:
+        """A new episode from ``seed``; ``options`` (a stress test's failure) replace the
+        settings' reset options for it. The planner's random stream restarts from the seed
+        too, as in evaluation: an episode replays as it happened there."""
+        self.agent.generator.manual_seed(seed)
+        self.agent.reset(
+            seed=seed, options=dict(self.settings.options if options is None else options)
+        )
         self.settings.seed = seed  # a reopened tab resets and counts from this episode
         with self.lock:
             self._view = View(version=self._view.version, cost_version=self._view.cost_version)
@@ -340,6 +352,7 @@ class PlanRun(Run):
             goal_uv=scene.goal_pixel(),
             shown=self._shown(),
             margin=self.agent.cfg.margin,
+            delta=self.agent.cfg.delta,
         )
         if th is not None:
             p = th.plan

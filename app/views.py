@@ -415,6 +415,26 @@ def interval_bars(rows: list[dict], metrics: list[str]) -> dict:
     return fig.done(360, barmode="group")
 
 
+def stress_scatter(episodes: list[dict]) -> dict:
+    """A stress test as it went: each episode's worst real excess over the rule, in the
+    order run (above 0: it broke the rule)."""
+    fig = Fig()
+    x = [e["episode"] for e in episodes]
+    y = [e["excess"] for e in episodes]
+    fig.add(
+        type="scatter",
+        mode="markers",
+        x=x,
+        y=y,
+        name="episode",
+        marker={"color": ["#d7191c" if v > 0 else "#2c7bb6" for v in y], "size": 6},
+    )
+    fig.hline(0.0)
+    fig.axis("xaxis", title={"text": "episode (in the order the search ran them)"})
+    fig.axis("yaxis", title={"text": "worst real excess over the rule"})
+    return fig.done(300, "red: the rule broken in reality")
+
+
 _MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~:$"})
 
 

@@ -177,12 +177,16 @@ class ExperimentRun(Run):
         guardrails: list | None = None,
         options: dict | None = None,
         policies: dict[str, str] | None = None,
+        ray: str | None = None,
     ) -> None:
         """``policies``: design name -> a distilled policy's folder; those designs act with
-        the policy (System 1), the others with the planner."""
-        self.policies = policies or {}
+        the policy (System 1), the others with the planner. ``ray``: fan the episodes out
+        over Ray ("local", or a cluster's address: ``agents.fanout``)."""
+        self.policies, self.ray = policies or {}, ray
         how = agent_cfg.fallback.replace("_", " ") + " fallback"
-        if agent_cfg.margin:
+        if agent_cfg.delta:
+            how += f", calibrated margin at miss rate {agent_cfg.delta:g}"
+        elif agent_cfg.margin:
             how += f", margin {agent_cfg.margin:g} x model error"
         super().__init__(f"{scene}: {', '.join(designs)} ({how})")
         self.guardrails, self.options = guardrails, options or {}
@@ -214,7 +218,9 @@ class ExperimentRun(Run):
             policy = self.policies.get(name)
             cfg = self.agent_cfg
             if policy is not None:  # it acts alone: nothing checks a rule, no margin, no stop
-                cfg = replace(cfg, actor="policy", fallback="least_violating", margin=0.0)
+                cfg = replace(
+                    cfg, actor="policy", fallback="least_violating", margin=0.0, delta=0.0
+                )
             result = evaluate(
                 self.scene,
                 self.checkpoint,
@@ -229,6 +235,7 @@ class ExperimentRun(Run):
                 options=self.options,
                 turn=self.turn,
                 policy=policy,
+                ray=self.ray,
             )
             with self.lock:
                 self.results[name] = result
@@ -242,6 +249,58 @@ class ExperimentRun(Run):
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:60] or "design"
+
+
+class StressRun(Run):
+    """A stress test in the background (``agents.stress``): the failures as they are found."""
+
+    kind = "stress"
+
+    def __init__(
+        self,
+        scene: str,
+        checkpoint: str,
+        design: str,
+        costs: CostSet,
+        agent_cfg: AgentConfig,
+        budget: int,
+        method: str,
+        out: Path,
+        device: torch.device,
+        ray: str | None = None,
+    ) -> None:
+        super().__init__(f"{scene}: stress test of {design!r} ({method}, {budget} episodes)")
+        self.scene, self.checkpoint, self.design, self.costs = scene, checkpoint, design, costs
+        self.agent_cfg, self.budget, self.method = agent_cfg, budget, method
+        self.out, self.device, self.ray = out, device, ray
+        self.total = budget
+        self.result = None  # agents.stress.StressResult, as far as it has gone
+
+    def work(self) -> None:
+        from agents.stress import stress
+
+        self.started = time.monotonic()
+
+        def shown(result) -> None:
+            with self.lock:
+                self.result = result
+            self.progress(len(result.episodes), self.budget)
+            result.save(self.out)  # a stopped or broken-off search keeps what it found
+
+        result = stress(
+            self.scene,
+            self.checkpoint,
+            self.costs,
+            self.agent_cfg,
+            self.budget,
+            self.method,
+            progress=shown,
+            stop=self.stopping,
+            device=self.device,
+            ray=self.ray,
+            turn=self.turn,
+        )
+        shown(result)
 
 
 class NewSituationRun(Run):

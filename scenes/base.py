@@ -84,6 +84,9 @@ class LabScene(gym.Env):
     # scenes with such bodies (Push) rebuild the world on reset instead.
     REBUILD_ON_RESET: ClassVar[bool] = False
     GRAVITY: ClassVar[float] = -9.81  # m/s^2 along z
+    # What a stress test (agents.stress) may set in an episode: (name, low, high) of the
+    # reset parameters, in the scene's units; ``stress_options`` makes reset options of them.
+    STRESS_PARAMS: ClassVar[tuple[tuple[str, float, float], ...]] = ()
 
     def __init__(
         self,
@@ -184,6 +187,26 @@ class LabScene(gym.Env):
 
     def _set_extra_fields(self, fields: dict[str, Any]) -> None:
         pass
+
+    @classmethod
+    def stress_options(cls, values: dict[str, float]) -> dict:
+        """Reset options from ``values`` of ``STRESS_PARAMS`` (each within its range)."""
+        raise LabError(f"{cls.__name__} declares no stress-test parameters")
+
+    @staticmethod
+    def _point_option(options: dict, key: str, low, high) -> np.ndarray | None:
+        """``options[key]`` as a point inside the box [low, high], or None when absent."""
+        v = options.get(key)
+        if v is None:
+            return None
+        try:
+            xy = np.asarray(v, np.float64).reshape(len(low))
+        except (TypeError, ValueError):
+            xy = None
+        if xy is None or not np.all(np.isfinite(xy)) or np.any(xy < low) or np.any(xy > high):
+            box = ", ".join(f"{a:g}..{b:g}" for a, b in zip(low, high, strict=True))
+            raise LabError(f"the {key!r} option must be {len(low)} numbers in ({box})")
+        return xy
 
     def scripted_action(self) -> np.ndarray:
         """A privileged controller that reaches the goal (tests, baselines)."""

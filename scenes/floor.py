@@ -21,6 +21,7 @@ import pybullet as p
 
 from scenes.base import LabScene, Signal
 from scenes.bullet import Camera
+from scenes.errors import LabError
 
 ARENA = 1.0  # m, half-size of the free floor inside the walls
 WALL_T = 0.2  # m, wall thickness (thick: no tunnelling)
@@ -55,6 +56,12 @@ class FloorScene(LabScene):
     PHYSICS_SUBSTEPS = 3  # 30 Hz physics: enough for thick walls and the block (100/100 pushes)
     GOAL_LOW = (-0.8, -0.8)
     GOAL_HIGH = (0.8, 0.8)
+    STRESS_PARAMS = (
+        ("start_x", -0.8, 0.8),
+        ("start_y", -0.8, 0.8),
+        ("goal_x", -0.8, 0.8),
+        ("goal_y", -0.8, 0.8),
+    )
     TASK_SIGNALS = ("x", "y")
     # Walls as axis-aligned boxes (centre x, centre y, half x, half y).
     INNER_WALLS: ClassVar[tuple[tuple[float, float, float, float], ...]] = ()
@@ -163,6 +170,24 @@ class FloorScene(LabScene):
             if wall_distance(self.walls, *xy) - DISC_R > margin:
                 return xy
         raise RuntimeError("no free point found")  # unreachable for these layouts
+
+    def _start_point(self, options: dict, margin: float = 0.02) -> np.ndarray:
+        """The ``start`` option (the disc's x, y: it must clear every wall), else a free
+        random point."""
+        lim = ARENA - DISC_R - margin
+        xy = self._point_option(options, "start", (-lim, -lim), (lim, lim))
+        if xy is None:
+            return self._free_point(margin)
+        if wall_distance(self.walls, *xy) - DISC_R <= margin:
+            raise LabError(f"the start ({xy[0]:.3f}, {xy[1]:.3f}) is inside or against a wall")
+        return xy
+
+    @classmethod
+    def stress_options(cls, values: dict[str, float]) -> dict:
+        return {
+            "start": [values["start_x"], values["start_y"]],
+            "goal": [values["goal_x"], values["goal_y"]],
+        }
 
     def _goal_away_from(self, point, min_dist: float) -> np.ndarray:
         """A uniform goal in ``goal_space`` at least ``min_dist`` from ``point``."""

@@ -107,6 +107,10 @@ class KitchenEnv(LabScene):
     has nothing to hold back). ``person_speed`` (m/s, 0 to 1.5) sets the
     person's walking speed: a situation outside the exploration data (there
     0.05-0.5 m/s), for testing what a trained-in guardrail does in it.
+    ``start`` (the hand's x, y, z in the workspace box) and ``person``
+    (``{"x", "y", "dir", "speed"}``: x in [0.9, 1.05] m, y on the path, dir
+    +1 or -1 along y, speed 0 to 1.5 m/s; any of them) set the start exactly:
+    a stress test (``agents.stress``) searches over them.
 
     ## Episode end
     Terminated on success or a physics error; truncated at 100 steps (10 s).
@@ -138,6 +142,17 @@ class KitchenEnv(LabScene):
         *(Signal(f"q{i + 1}", "rad", f"joint {i + 1} angle") for i in range(N_JOINTS)),
     )
     TASK_SIGNALS = ("hand_x", "hand_y", "hand_z")
+    STRESS_PARAMS = (
+        ("start_x", 0.38, 0.55),
+        ("start_y", -0.35, 0.35),
+        ("start_z", 0.60, 0.80),
+        ("goal_x", 0.52, 0.68),
+        ("goal_y", -0.15, 0.15),
+        ("person_x", 0.9, 1.05),
+        ("person_y", -PERSON_PATH, PERSON_PATH),
+        ("person_dir", -1.0, 1.0),  # its sign: walking towards +y or -y
+        ("person_speed", 0.0, 0.5),
+    )
     ACTION_DIM = 3
     GOAL_LOW = tuple(WORKSPACE_LOW)
     GOAL_HIGH = tuple(WORKSPACE_HIGH)
@@ -212,13 +227,15 @@ class KitchenEnv(LabScene):
 
     # --- episodes -------------------------------------------------------------
     def _reset_world(self, options: dict) -> None:
-        start = np.array(
-            [
-                self.np_random.uniform(0.38, 0.55),
-                self.np_random.uniform(-0.35, 0.35),
-                self.np_random.uniform(0.60, 0.80),
-            ]
-        )
+        start = self._point_option(options, "start", WORKSPACE_LOW, WORKSPACE_HIGH)
+        if start is None:
+            start = np.array(
+                [
+                    self.np_random.uniform(0.38, 0.55),
+                    self.np_random.uniform(-0.35, 0.35),
+                    self.np_random.uniform(0.60, 0.80),
+                ]
+            )
         self._set_arm_at(start)
         near = bool(options.get("person_near", False))  # see "Reset options"
         y_range = (-0.15, 0.15) if near else (-PERSON_PATH, PERSON_PATH)
@@ -233,7 +250,21 @@ class KitchenEnv(LabScene):
             if not (isinstance(speed, int | float) and 0 <= speed <= MAX_PERSON_SPEED):
                 raise LabError(f"person_speed must be a number from 0 to {MAX_PERSON_SPEED} m/s")
             self._person["speed"] = float(speed)
+        self._person.update(_person_option(options.get("person")))
         self._place_attachments()
+
+    @classmethod
+    def stress_options(cls, values: dict[str, float]) -> dict:
+        return {
+            "start": [values["start_x"], values["start_y"], values["start_z"]],
+            "goal": [values["goal_x"], values["goal_y"], BOARD_TOP + KNIFE_LEN + 0.01],
+            "person": {
+                "x": values["person_x"],
+                "y": values["person_y"],
+                "dir": 1.0 if values["person_dir"] >= 0 else -1.0,
+                "speed": values["person_speed"],
+            },
+        }
 
     def _sample_goal(self) -> np.ndarray:
         x = self.np_random.uniform(0.52, 0.68)
@@ -358,3 +389,28 @@ class KitchenEnv(LabScene):
         s = self._signals
         hand = np.array([s["hand_x"], s["hand_y"], s["hand_z"]])
         return np.clip(5.0 * (self.goal - hand), -1.0, 1.0).astype(np.float32)
+
+
+PERSON_RANGES = {
+    "x": (0.9, 1.05),
+    "y": (-PERSON_PATH, PERSON_PATH),
+    "dir": (-1.0, 1.0),
+    "speed": (0.0, MAX_PERSON_SPEED),
+}
+
+
+def _person_option(person) -> dict[str, float]:
+    """The ``person`` reset option, checked: any of x, y, dir (+1 or -1), speed."""
+    if person is None:
+        return {}
+    if not isinstance(person, dict) or set(person) - set(PERSON_RANGES):
+        raise LabError(f"the 'person' option must be an object with some of {list(PERSON_RANGES)}")
+    out = {}
+    for k, v in person.items():
+        lo, hi = PERSON_RANGES[k]
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and lo <= v <= hi
+        if not ok or (k == "dir" and v not in (-1, 1)):
+            want = "+1 or -1" if k == "dir" else f"a number from {lo:g} to {hi:g}"
+            raise LabError(f"the person's {k!r} must be {want}, not {v!r}")
+        out[k] = float(v)
+    return out

@@ -6,6 +6,7 @@ import numpy as np
 import pybullet as p
 
 from scenes.base import Signal
+from scenes.errors import LabError
 from scenes.floor import DISC_R, DISC_SIGNALS, DISC_STATE, DIST_GOAL, FloorScene
 
 BLOCK_HALF = 0.08  # m, half the block's side
@@ -27,6 +28,9 @@ BEHIND_BLOCK = (
     f"sqrt((x - block_x + {BEHIND_GAP:.2f} * (goal_block_x - block_x) / {_TO_GOAL})**2"
     f" + (y - block_y + {BEHIND_GAP:.2f} * (goal_block_y - block_y) / {_TO_GOAL})**2)"
 )
+
+
+START_GAP = 0.3  # m, the least distance from the disc's start to the block's
 
 
 class PushEnv(FloorScene):
@@ -65,7 +69,9 @@ class PushEnv(FloorScene):
 
     ## Goal
     ``options={"goal": (block_x, block_y)}`` in [-0.6, 0.6]^2, or sampled at
-    least 0.3 m from the block's start; the block's yaw is free. Success when
+    least 0.3 m from the block's start; the block's yaw is free.
+    ``options={"block": (x, y), "start": (x, y)}`` set the block's start
+    (in [-0.5, 0.5]^2, yaw 0) and the disc's (at least 0.3 m from the block). Success when
     ``dist_goal < 0.1``. Reward ``-dist_goal``.
 
     ## Episode end
@@ -92,6 +98,14 @@ class PushEnv(FloorScene):
         Signal("block_wz", "rad/s", "block yaw rate"),
     )
     TASK_SIGNALS = ("block_x", "block_y")
+    STRESS_PARAMS = (
+        ("start_x", -0.8, 0.8),
+        ("start_y", -0.8, 0.8),
+        ("block_x", -0.5, 0.5),
+        ("block_y", -0.5, 0.5),
+        ("goal_x", -0.6, 0.6),
+        ("goal_y", -0.6, 0.6),
+    )
     GOAL_LOW = (-0.6, -0.6)
     GOAL_HIGH = (0.6, 0.6)
     MAX_EPISODE_STEPS = 200
@@ -126,13 +140,41 @@ class PushEnv(FloorScene):
         self.client.resetBaseVelocity(self.block, [0, 0, 0], [0, 0, 0])
 
     def _reset_world(self, options: dict) -> None:
-        block = self.np_random.uniform(-0.5, 0.5, 2)
-        self._set_block(block, self.np_random.uniform(-np.pi, np.pi))
-        for _ in range(1000):
-            disc = self._free_point(0.02)
-            if np.linalg.norm(disc - block) > 0.3:
-                break
+        block = self._point_option(options, "block", (-0.5, -0.5), (0.5, 0.5))
+        if block is None:
+            block = self.np_random.uniform(-0.5, 0.5, 2)
+            self._set_block(block, self.np_random.uniform(-np.pi, np.pi))
+        else:
+            self._set_block(block, 0.0)
+        if options.get("start") is not None:
+            disc = self._start_point(options)
+            if np.linalg.norm(disc - block) < START_GAP:
+                raise LabError(f"the disc must start at least {START_GAP} m from the block")
+        else:
+            for _ in range(1000):
+                disc = self._free_point(0.02)
+                if np.linalg.norm(disc - block) > START_GAP:
+                    break
         self._set_disc(disc)
+
+    @classmethod
+    def stress_options(cls, values: dict[str, float]) -> dict:
+        """The disc's start is moved out along the line from the block, to ``START_GAP``,
+        when the values put it closer."""
+        block = np.array([values["block_x"], values["block_y"]])
+        disc = np.array([values["start_x"], values["start_y"]])
+        away = disc - block
+        gap = float(np.linalg.norm(away))
+        if gap < START_GAP + 1e-3:
+            away = away / gap if gap > 1e-6 else np.array([1.0, 0.0])
+            disc = np.clip(block + away * (START_GAP + 1e-3), -0.8, 0.8)
+            if np.linalg.norm(disc - block) < START_GAP:  # clipped at the arena's edge
+                disc = np.clip(block - away * (START_GAP + 1e-3), -0.8, 0.8)
+        return {
+            "start": disc.round(6).tolist(),
+            "block": block.round(6).tolist(),
+            "goal": [values["goal_x"], values["goal_y"]],
+        }
 
     def _sample_goal(self) -> np.ndarray:
         block = np.array(self.client.getBasePositionAndOrientation(self.block)[0][:2])

@@ -42,8 +42,9 @@ class ReachEnv(FloorScene):
 
     ## Goal
     ``options={"goal": (x, y)}`` with both in [-0.8, 0.8], or sampled at
-    least 0.4 m from the start. ``info["is_success"]`` when ``dist_goal <
-    0.1``. Reward: ``-dist_goal``.
+    least 0.4 m from the start. ``options={"start": (x, y)}`` sets the disc's
+    start (clear of the walls), else it is drawn uniformly.
+    ``info["is_success"]`` when ``dist_goal < 0.1``. Reward: ``-dist_goal``.
 
     ## Episode end
     Terminated on success (unless ``terminate_on_success=False``) or when the
@@ -60,7 +61,7 @@ class ReachEnv(FloorScene):
     MAX_EPISODE_STEPS = 100
 
     def _reset_world(self, options: dict) -> None:
-        self._set_disc(self._free_point(0.02))
+        self._set_disc(self._start_point(options))
 
     def _sample_goal(self) -> np.ndarray:
         return self._goal_away_from(self._disc_state()[:2], 0.4)

@@ -46,6 +46,7 @@ class WallEnv(FloorScene):
     | dist_goal | m | distance from (x, y) to the goal (depends on the goal) |
 
     ## Goal
+    ``options={"start": (x, y)}`` sets the disc's start (clear of the walls).
     ``options={"goal": (x, y)}`` in [-0.8, 0.8]^2, or sampled in the room
     the disc does not start in, with y in [-0.8, 0.2]. Success when ``dist_goal < 0.1``. Reward
     ``-dist_goal``.
@@ -66,7 +67,8 @@ class WallEnv(FloorScene):
 
     def _reset_world(self, options: dict) -> None:
         side = self.np_random.choice([-1.0, 1.0])
-        self._set_disc(self._room_point(side))
+        start = options.get("start")
+        self._set_disc(self._room_point(side) if start is None else self._start_point(options))
 
     def _room_point(self, side: float) -> np.ndarray:
         """A point in the room on ``side`` (-1 left, +1 right), below the door."""

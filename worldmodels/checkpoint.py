@@ -80,6 +80,14 @@ def resave_checkpoint(model: WorldModel, folder: str | Path, config: dict, **upd
     return save_checkpoint(model, folder, {**info, **updates}, half=half)
 
 
+def update_config(folder: str | Path, **updates) -> None:
+    """Add or replace figures in a checkpoint's JSON (a measurement); the weights file
+    is untouched, so the checkpoint stays the same model."""
+    folder = Path(folder)
+    config = read_config(folder)
+    write_json_atomic(folder / "config.json", {**config, **updates})
+
+
 LATENT_PARTS = ("encoder.", "predictor.")  # what gives the latents their meaning
 
 

@@ -13,7 +13,7 @@ from agents.evaluate import experiment_csv
 from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.state import adopt, current, device, fmt_eta, registry, seeded
-from app.workers import ExperimentRun
+from app.workers import ExperimentRun, StressRun
 
 SS = st.session_state
 RATES = ["success_rate", "violation_step_rate", "violation_episode_rate", "false_safe_rate"]
@@ -54,7 +54,15 @@ def _settings_from(run: ExperimentRun) -> None:
     SS[f"exp/policies/{scene}"] = [f for f in run.policies.values() if f in offered]
     cfg = run.agent_cfg
     SS["exp/planner"], SS["exp/fallback"] = cfg.planner, cfg.fallback
-    SS["exp/margin"] = cfg.margin
+    SS["exp/margin"] = cfg.margin or 1.0
+    SS["exp/margin/kind"] = (
+        f"calibrated, delta {cfg.delta:g}"
+        if cfg.delta
+        else "x measured RMSE"
+        if cfg.margin
+        else "none"
+    )
+    SS["exp/ray"] = bool(run.ray)
     SS["exp/samples"], SS["exp/iters"] = cfg.search.samples, cfg.search.iterations
     if scene == "kitchen":
         SS["exp/near"] = bool(run.options.get("person_near"))
@@ -116,7 +124,9 @@ def form() -> ExperimentRun | None:
         key="exp/fallback",
         format_func={"least_violating": "least violating", "stop": "stop"}.get,
     )
-    margin = home.margin_input(st, "exp/margin", ckpt)
+    g = st.columns([2, 1])
+    margin, delta = home.guard_input(g[0], "exp/margin", ckpt)
+    ray = ray_toggle(g[1], "exp/ray")
     reset = {}
     if scene == "kitchen" and st.toggle(
         "The person starts near the board (otherwise it is rarely near the arm)",
@@ -146,6 +156,7 @@ def form() -> ExperimentRun | None:
         search=PlannerConfig(samples=int(samples), iterations=int(iters)),
         fallback=fallback,
         margin=margin,
+        delta=delta,
         decode=False,
     )
     out = home.RUNS / "experiments" / time.strftime("%Y%m%d-%H%M%S")
@@ -162,6 +173,7 @@ def form() -> ExperimentRun | None:
             guardrails=[rules[k] for k in measured],
             options=reset,
             policies=policies,
+            ray=ray,
         )
     )
 
@@ -218,6 +230,106 @@ def _cell(v: dict) -> str:
     return f"{v['value']:.3g} [{v['low']:.3g}, {v['high']:.3g}]"
 
 
+def ray_toggle(where, key: str) -> str | None:
+    """Whether to fan the episodes out over Ray on this machine: "local" or None."""
+    on = where.toggle(
+        "Episodes on Ray",
+        key=seeded(key, False),
+        help="Run the episodes in parallel, one Ray worker per core (agents.fanout); the "
+        "results are the same as without it. Ray starts once per server (seconds). To use "
+        "a cluster, run ./lab evaluate or ./lab stress with --ray ADDRESS (README).",
+    )
+    return "local" if on else None
+
+
+def stress_form(scene: str, ckpt: str) -> StressRun | None:
+    """Search the reset parameters for the episodes where a design breaks its rule."""
+    run = current("stress")
+    options = {
+        k: v
+        for k, v in designs_for(scene).items()
+        if any(t.kind == "hard" and t.enabled for t in v.terms)
+    }
+    if not options:
+        st.caption("No design of this scene has an enabled hard term to stress.")
+        return run
+    c = st.columns([2, 1, 1, 1])
+    design = c[0].selectbox("Design to stress", list(options), key=f"stress/design/{scene}")
+    budget = c[1].number_input("Budget (episodes)", 2, 2000, key=seeded("stress/budget", 100))
+    method = c[2].radio(
+        "Search",
+        ["cem", "random"],
+        key="stress/method",
+        horizontal=True,
+        format_func={"cem": "cross-entropy", "random": "uniform"}.get,
+    )
+    ray = ray_toggle(c[3], "stress/ray")
+    margin, delta = home.guard_input(st, "stress/margin", ckpt)
+    params = ", ".join(p[0] for p in scenes.scene_class(scene).STRESS_PARAMS)
+    st.caption(
+        f"The search sets {params} for each episode and scores it by the worst real excess "
+        "over the design's hard terms; the cross-entropy method moves towards the situations "
+        "that come closest to breaking the rule, uniform sampling is the baseline. Failures "
+        "replay on the Plan page (Replay a stress-test failure)."
+    )
+    busy = run is not None and run.active
+    if not st.button("Run the stress test", disabled=busy, key="stress/go"):
+        return run
+    cfg = AgentConfig(margin=margin, delta=delta, decode=False)
+    name = time.strftime("%Y%m%d-%H%M%S") + f"-{scene}-{method}"
+    return adopt(
+        StressRun(
+            scene,
+            ckpt,
+            design,
+            options[design],
+            cfg,
+            int(budget),
+            method,
+            home.RUNS / "stress" / name,
+            device(),
+            ray=ray,
+        )
+    )
+
+
+def stress_results(run_id: str) -> None:
+    run = registry().get(run_id, "stress")
+    if run is None:
+        st.info("This stress test is no longer known to the server; its folder keeps results.")
+        return
+    run.touch()
+    with run.lock:
+        result = run.result
+    found = len(result.failures) if result else 0
+    st.progress(
+        run.done / max(run.total, 1),
+        text=f"{run.title}: {run.done}/{run.total} episodes, {found} broke the rule · "
+        f"{run.status} " + (fmt_eta(run.eta) if run.active else ""),
+    )
+    if run.status == "error":
+        st.error(views.plain(run.error))
+    if run.active:
+        st.button("Stop (keep what was found)", on_click=run.stop, key="stress/stop")
+    if not result or not result.episodes:
+        return
+    st.plotly_chart(views.stress_scatter(result.episodes), key="stress/scatter")
+    rows = [
+        {
+            "excess": f["excess"],
+            "episode": f["episode"],
+            "seed": f["seed"],
+            "steps": f["steps"],
+            "violating steps": f["violation_steps"],
+            **{k: round(v, 3) for k, v in f["params"].items()},
+        }
+        for f in result.failures[:50]
+    ]
+    if rows:
+        st.dataframe(rows, hide_index=True)
+    st.caption(f"saved under `{run.out}`; the Plan page replays each failure")
+
+
 def page() -> None:
     st.title("Experiments")
     st.caption(
@@ -228,3 +340,14 @@ def page() -> None:
     run = form()
     if run is not None:
         st.fragment(run_every=1.0 if run.active else None)(results)(run.id)
+    st.subheader("Stress test")
+    st.caption(
+        "Random episodes say how often a design fails on average; a stress test searches "
+        "for the situations where it fails."
+    )
+    scene = SS.get("exp/scene", "reach")
+    ckpt = SS.get(f"exp/ckpt/{scene}")
+    if ckpt:
+        srun = stress_form(scene, ckpt)
+        if srun is not None:
+            st.fragment(run_every=1.0 if srun.active else None)(stress_results)(srun.id)

@@ -9,6 +9,8 @@ term that does not compile keeps its last good version in force there.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import secrets
 
 import streamlit as st
@@ -17,7 +19,7 @@ import scenes
 from agents.agent import STUCK_STEPS
 from agents.cost import CostSet, Term, term_names
 from agents.expressions import ExpressionError, compile_expression
-from agents.planners import PLANNERS
+from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.planrun import PlanRun, PlanSettings
 from app.state import adopt, current, device, registry, seeded
@@ -278,7 +280,80 @@ def _decided(v) -> str:
     return f"plan {v.plan_ms:.0f} ms" + (" (policy + planner)" if v.actor == "both" else "") + " · "
 
 
+def _episode(scene: str) -> tuple:
+    """What Reset replays: this scene's episode seed, and a replayed failure's options."""
+    seed = SS.get(f"plan/seed/{scene}", 0)
+    replay = SS.get("plan/replay")
+    if replay and replay["scene"] == scene and replay["seed"] == seed:
+        return seed, replay["options"]
+    return (seed,)
+
+
+def _replay(run_id: str, scene: str, failure: home.Failure) -> None:
+    """Replay a stress test's failure as it happened: its design, its search settings, then
+    its seed and reset options (queued in that order: the episode starts on the new agent)."""
+    run = registry().get(run_id, "plan")
+    if run is None:
+        return
+    cfg = failure.settings["agent"]
+    search = cfg["search"]
+    load_editor(scene, CostSet.from_json(json.dumps(failure.settings["costs"])))
+    _send_costs(run_id, scene)
+    new = dataclasses.replace(
+        run.settings,
+        planner=cfg["planner"],
+        samples=search["samples"],
+        horizon=search["horizon"],
+        iterations=search["iterations"],
+        repair=search["repair"],
+        fallback=cfg["fallback"],
+        margin=cfg["margin"],
+        delta=cfg["delta"],
+        actor="planner",
+        policy="",
+        seed=failure.seed,
+    )
+    SS["plan/planner"], SS["plan/samples"] = new.planner, new.samples
+    SS["plan/horizon"], SS["plan/iterations"] = new.horizon, new.iterations
+    SS["plan/repair"], SS["plan/fallback"], SS["plan/actor"] = new.repair, new.fallback, "planner"
+    SS["plan/margin"] = new.margin or 1.0
+    SS["plan/margin/kind"] = (
+        f"calibrated, delta {new.delta:g}"
+        if new.delta
+        else "x measured RMSE"
+        if new.margin
+        else "none"
+    )
+    SS[f"plan/seed/{scene}"] = failure.seed
+    SS["plan/replay"] = {"scene": scene, "seed": failure.seed, "options": failure.options}
+    run.send("search", new)
+    _command(run_id, "reset", failure.seed, failure.options)
+
+
+def replay_picker(run: PlanRun, scene: str) -> None:
+    """The stress tests' failures for this model, each replayable as it happened."""
+    found = home.stress_failures(scene, run.settings.checkpoint)
+    if not found:
+        return
+    with st.expander(f"Replay a stress-test failure ({len(found)} found for this model)"):
+        i = st.selectbox(
+            "Failure",
+            range(len(found)),
+            key=f"plan/failure/{scene}",
+            format_func=lambda i: found[i].label,
+        )
+        f = found[i]
+        rules = [t["name"] for t in f.settings["costs"]["terms"] if t["kind"] == "hard"]
+        st.caption(
+            f"Worst real excess over the rule {f.excess:.3f}; design: "
+            f"{', '.join(rules)}; seed {f.seed}; reset options `{json.dumps(f.options)}`. "
+            "Replaying loads that design and search and starts the episode as it began."
+        )
+        st.button("Replay it", on_click=_replay, args=(run.id, scene, f), icon=":material/history:")
+
+
 def _new_episode(run_id: str, scene: str) -> None:
+    SS.pop("plan/replay", None)
     key = f"plan/seed/{scene}"
     SS[key] = int(SS.get(key, 0)) + 1
     _command(run_id, "reset", SS[key])
@@ -317,7 +392,7 @@ def live(run_id: str, scene: str) -> None:
     b[3].button(
         "Reset",
         on_click=_command,
-        args=(run_id, "reset", SS.get(f"plan/seed/{scene}", 0)),
+        args=(run_id, "reset", *_episode(scene)),
         icon=":material/replay:",
     )
     b[4].button(
@@ -335,7 +410,12 @@ def live(run_id: str, scene: str) -> None:
         + f"cost version {v.cost_version} · distance to goal "
         f"{v.signals.get('dist_goal', float('nan')):.3f}"
     )
-    if v.margin:
+    if v.delta:
+        line += (
+            f" · hard terms must hold over the calibrated bound (miss rate {v.delta:g}: "
+            f"reality within it with probability >= {1 - v.delta:g})"
+        )
+    elif v.margin:
         line += f" · hard terms must hold within ±{v.margin:g} x the model's measured error"
     if v.done:
         line += " · **goal reached**" if v.success else " · goal not reached"
@@ -406,7 +486,10 @@ def _settings_from(run: PlanRun) -> None:
     SS["plan/planner"], SS["plan/samples"] = s.planner, s.samples
     SS["plan/horizon"], SS["plan/iterations"] = s.horizon, s.iterations
     SS["plan/fallback"], SS[f"plan/seed/{s.scene}"] = s.fallback, s.seed
-    SS["plan/margin"] = s.margin
+    SS["plan/margin"], SS["plan/repair"] = s.margin or 1.0, s.repair
+    SS["plan/margin/kind"] = (
+        f"calibrated, delta {s.delta:g}" if s.delta else "x measured RMSE" if s.margin else "none"
+    )
     if s.actor != "planner":
         SS["plan/actor"], SS["plan/policy"] = s.actor, s.policy
 
@@ -460,13 +543,24 @@ def page() -> None:
     samples = side.select_slider("Samples N", SAMPLES, key=seeded("plan/samples", 300))
     horizon = side.slider("Horizon H", 2, 32, key=seeded("plan/horizon", 16))
     iterations = side.slider("Iterations", 1, 10, key=seeded("plan/iterations", 3))
+    repair = side.slider(
+        "Repair infeasible plans",
+        0,
+        100,
+        step=10,
+        key=seeded("plan/repair", PlannerConfig.repair),
+        help="Each search round, this many of the cheapest plans that break a hard term are "
+        "slowed down (x0.8 ... x0.2) until they keep it, and join the next round. A rule "
+        "that binds in part of the space (slow down when the knife is low) otherwise leaves "
+        "no sampled plan that enters that part: the agent hovers at its edge (issue 14).",
+    )
     fallback = side.radio(
         "When no plan is safe",
         ["least_violating", "stop"],
         key="plan/fallback",
         format_func={"least_violating": "act on the least violating", "stop": "stop"}.get,
     )
-    margin = home.margin_input(side, "plan/margin", ckpt)
+    margin, delta = home.guard_input(side, "plan/margin", ckpt)
     found = home.policies(ckpt)
     actor, policy = "planner", ""
     if found:
@@ -491,7 +585,8 @@ def page() -> None:
     # each scene's own episode counter, from the episode its page starts on
     seed = int(SS.setdefault(f"plan/seed/{scene}", home.START_SEED.get(scene, 0)))
     settings = PlanSettings(scene, ckpt, planner, samples, horizon, iterations, fallback, seed)
-    settings.speed, settings.margin = speed, margin
+    settings.speed, settings.margin, settings.delta = speed, margin, delta
+    settings.repair = int(repair)
     settings.actor, settings.policy = actor, policy
     if scene == "kitchen" and side.toggle(
         "Person starts near the board",
@@ -560,6 +655,7 @@ def page() -> None:
     st.fragment(run_every=poll)(live)(run.id, scene)
     in_force = {t.name: t.expression for t in run.view().in_force}
     cost_editor(run, scene, signals, in_force)
+    replay_picker(run, scene)
     with st.expander("Episode video"):
         fmt = st.radio("Format", ["gif", "mp4"], horizontal=True, key="plan/video_fmt")
         if st.button("Make the video of this episode"):
@@ -581,5 +677,15 @@ def page() -> None:
 
 
 def _search(s: PlanSettings) -> tuple:
-    return (s.planner, s.samples, s.horizon, s.iterations, s.fallback, s.margin, s.actor,
-            s.policy)  # fmt: skip
+    return (
+        s.planner,
+        s.samples,
+        s.horizon,
+        s.iterations,
+        s.fallback,
+        s.margin,
+        s.delta,
+        s.repair,
+        s.actor,
+        s.policy,
+    )
