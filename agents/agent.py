@@ -52,6 +52,12 @@ class AgentConfig:
     # measured on the agent's own closed-loop episodes by ./lab calibrate --episodes;
     # ``model.probe_conformal``). 0: none; it takes the place of ``margin`` when set.
     delta: float = 0.0
+    # Over how many imagined steps a margin (either kind) holds: 0, all of them; K, the
+    # first K, the later ones on the imagined values. Only the first step is acted on
+    # before the agent plans again, so its real safety rests on the step-1 bound; bounds
+    # that grow with the horizon can otherwise rule out every plan that enters the zone a
+    # rule guards (it could never be sure it stays safe 16 steps on): the agent freezes.
+    margin_steps: int = 0
     decode: bool = True  # decode the chosen plan's imagined frames (display)
     show: tuple[str, ...] = ()  # signals to probe on every final sample (display)
     # Who decides: "planner" (System 2: search over the horizon), "policy" (System 1: one
@@ -122,7 +128,10 @@ class Agent:
         if costs.task == "signal" and missing:
             raise LabError(f"the model has no probe for {missing}: use the latent task term")
         self.cost = Cost(costs, signals, task)
-        grads = cfg.planner == "gd" or cfg.search.repair > 0  # gradients through the cost
+        # gradients through the cost: the gradient planner, and the gradient repair
+        grads = cfg.planner == "gd" or (
+            cfg.search.repair > 0 and cfg.search.repair_mode == "gradient"
+        )
         self.smooth_cost = Cost(costs, signals, task, smooth=True) if grads else None
         self.planner = PLANNERS[cfg.planner](cfg.search, scene.ACTION_DIM, self.smooth_cost)
         margins = margins_for(model, cfg, self.device)
@@ -309,7 +318,21 @@ def margins_for(model, cfg: AgentConfig, device) -> dict[str, torch.Tensor] | No
                 "none: run ./lab calibrate --checkpoint FOLDER --data DATASET"
             )
         table = {k: [cfg.margin * x for x in v] for k, v in rmse.items()}
-    return {k: torch.tensor(v, dtype=torch.float32, device=device) for k, v in table.items()}
+    if cfg.margin_steps < 0:
+        raise LabError("margin steps must be 0 (every imagined step) or more")
+    return {
+        k: torch.tensor(_first_steps(list(v), cfg.margin_steps), dtype=torch.float32, device=device)
+        for k, v in table.items()
+    }
+
+
+def _first_steps(curve: list[float], k: int) -> list[float]:
+    """A margin curve over the first ``k`` steps only (0: all), then 0 (the cost reuses a
+    curve's last value past its end)."""
+    if k <= 0:
+        return curve
+    curve = curve + curve[-1:] * max(k - len(curve), 0)
+    return [*curve[:k], 0.0]
 
 
 def blocking_term(plan: PlanRecord, cost: Cost) -> str | None:

@@ -683,7 +683,7 @@ def evaluate(
         settings["actor"] = agent_cfg.actor
         settings["planner"], settings["search"] = agent_cfg.planner, asdict(agent_cfg.search)
         settings["fallback"], settings["margin"] = agent_cfg.fallback, agent_cfg.margin
-        settings["delta"] = agent_cfg.delta
+        settings["delta"], settings["margin_steps"] = agent_cfg.delta, agent_cfg.margin_steps
     spec = EpisodeSpec(
         scene=key,
         checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
@@ -775,6 +775,10 @@ class EvalConfig:
             "calibrate --episodes); 0: none; replaces --margin"
         },
     )
+    margin_steps: int = field(
+        default=0,
+        metadata={"help": "the margin holds over the first K imagined steps; 0: all"},
+    )
     repair: int = field(
         default=PlannerConfig.repair,
         metadata={"help": "infeasible plans repaired onto the hard terms per search round"},
@@ -839,6 +843,7 @@ def main(argv: list[str] | None = None) -> int:
             fallback=cfg.fallback,
             margin=cfg.margin,
             delta=cfg.delta,
+            margin_steps=cfg.margin_steps,
             actor=cfg.actor,
         )
         device = choose_device(cfg.device)

@@ -21,7 +21,7 @@ from pathlib import Path
 from scenes.errors import LabError
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: workers import from it
-CHUNKS_PER_WORKER = 4  # smaller chunks than workers: progress moves, the load evens out
+CHUNKS_PER_WORKER = 2  # progress moves, the load evens out; each chunk builds its agent
 
 
 def connect(address: str, cpus: int | None = None):

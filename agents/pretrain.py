@@ -1,4 +1,4 @@
-"""Make the shipped policies: System 1 for each shipped state model.
+"""Make the shipped policies (System 1) and calibrated bounds of each shipped state model.
 
     ./lab pretrain             # after the world models (worldmodels/pretrain.py)
     python -m agents.pretrain --scenes reach,kitchen
@@ -8,6 +8,8 @@ exists, ``./lab distill`` runs into ``pretrained/policy-<scene>`` under that cos
 (Kitchen: the knife rule, trained in), seeded, with the scene's ``SETTINGS``. A folder
 already made for the same model and settings is kept (distillation resumes from it);
 one made on another model (the world model was trained again) is made anew.
+Then each model's conformal bounds are measured on 30 of its agent's own
+episodes under the same cost set (``agents.conformal``; the config only).
 """
 
 from __future__ import annotations
@@ -71,12 +73,36 @@ def pretrain_policies(names: list[str]) -> list[Path]:
     return made
 
 
+CALIBRATION_EPISODES = 30  # closed-loop episodes per shipped model's conformal bounds
+
+
+def calibrate_models(names: list[str]) -> list[Path]:
+    """The conformal bounds of each shipped state model (``agents.conformal``), measured
+    on its agent's own episodes under the scene's cost set (Kitchen: the knife rule)."""
+    from agents.agent import AgentConfig
+    from agents.conformal import calibrate_closed_loop
+
+    made = []
+    for key in names:
+        checkpoint = PRETRAINED / f"{key}-state"
+        if key not in TRAINED_UNDER or not (checkpoint / "config.json").exists():
+            continue
+        calibrate_closed_loop(
+            checkpoint, TRAINED_UNDER[key], AgentConfig(), CALIBRATION_EPISODES, device="cpu"
+        )
+        print(f"{key}: calibrated on {CALIBRATION_EPISODES} episodes")
+        made.append(checkpoint)
+    return made
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenes", default=",".join(TRAINED_UNDER))
     args, _ = ap.parse_known_args(argv)  # ./lab pretrain passes its other options too
     try:
-        made = pretrain_policies([s for s in args.scenes.split(",") if s])
+        names = [s for s in args.scenes.split(",") if s]
+        made = pretrain_policies(names)
+        calibrate_models(names)
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

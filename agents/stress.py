@@ -86,6 +86,7 @@ class StressResult:
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / "result.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, json.loads(self.to_json()))
         return path
 

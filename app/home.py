@@ -266,11 +266,11 @@ def calibration(checkpoint: str) -> dict | None:
         return None
 
 
-def guard_input(where, key: str, checkpoint: str) -> tuple[float, float]:
+def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
     """The agent's guardrail margin in ``where`` (a Streamlit container): none, the
     calibrated bound at a miss rate delta (when the checkpoint has one), or a multiple of
-    the measured RMSE. Returns (margin, delta); says what the choice promises, and on what
-    data it was measured."""
+    the measured RMSE, and over how many imagined steps it holds. Returns (margin, delta,
+    steps); says what the choice promises, and on what data it was measured."""
     import streamlit as st  # here: the benchmarks import this module, no server
 
     from app.state import seeded
@@ -281,7 +281,7 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float]:
         choices += [f"calibrated, delta {d:g}" for d in cal["deltas"]]
     if measured(checkpoint):
         choices.append("x measured RMSE")
-    default = "calibrated, delta 0.05" if "calibrated, delta 0.05" in choices else "none"
+    default = "none"  # the plain plan first; a margin is the user's choice
     k = f"{key}/kind"
     if st.session_state.get(k) not in choices:  # a new model offers other choices
         st.session_state[k] = default
@@ -307,7 +307,25 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float]:
             "No calibrated bound for this model yet: `./lab calibrate --checkpoint "
             f"{checkpoint} --episodes 30` measures one on the agent's own episodes."
         )
-    return 0.0, 0.0
+    return 0.0, 0.0, 0
+
+
+def _margin_steps(where, key: str) -> int:
+    from app.state import seeded
+
+    return int(
+        where.number_input(
+            "Over the first imagined steps (0: all)",
+            0,
+            64,
+            key=seeded(f"{key}/steps", 0),
+            help="Only the first step of a plan is acted on before the agent plans again, so "
+            "its real safety rests on the first step's bound. Bounds grow with the horizon: "
+            "held over all 16 steps they can rule out every plan that enters the zone a rule "
+            "guards, and the agent freezes (Kitchen, 'descend only over the target': 0 of 3 "
+            "reached the goal over all steps, 10 of 10 over the first step, no violation).",
+        )
+    )
 
 
 GUARD_HELP = (

@@ -49,6 +49,7 @@ class PlanSettings:
     seed: int = 0
     margin: float = 0.0  # hard terms hold within margin x the model's measured error
     delta: float = 0.0  # or over the calibrated bound at this miss rate (agents.conformal)
+    margin_steps: int = 0  # the margin holds over the first K imagined steps (0: all)
     repair: int = PlannerConfig.repair  # infeasible plans repaired per search round
     actor: str = "planner"  # planner (System 2), policy (System 1) or both
     policy: str = ""  # a distilled policy's folder, for the policy and both
@@ -72,6 +73,7 @@ class View:
     success: bool = False
     margin: float = 0.0  # the agent's guardrail margin (x the model's measured error)
     delta: float = 0.0  # or the calibrated bound's miss rate
+    margin_steps: int = 0  # over the first K imagined steps (0: all)
     # the plan about to be acted on (None when the episode is over)
     plan_ms: float = 0.0  # the decision: a plan, or one pass of the policy
     actor: str = "planner"
@@ -229,6 +231,7 @@ class PlanRun(Run):
             fallback=s.fallback,
             margin=s.margin,
             delta=s.delta,
+            margin_steps=s.margin_steps,
             show=self.plot_signals,
             actor=s.actor,
             shadow=s.actor == "policy",  # the plan System 2 would have made, beside it
@@ -353,6 +356,7 @@ class PlanRun(Run):
             shown=self._shown(),
             margin=self.agent.cfg.margin,
             delta=self.agent.cfg.delta,
+            margin_steps=self.agent.cfg.margin_steps,
         )
         if th is not None:
             p = th.plan

@@ -11,8 +11,10 @@ On the shipped state models (pretrained/*-state):
   measured on the same seeded episodes as: ``unguarded`` (the rule off,
   checked in reality), ``plain`` (hard term, CEM without repair: how the lab
   planned before, the freezing baseline), ``repair`` (CEM with the
-  constraint-aware repair, ``PlannerConfig.repair``) and ``calibrated``
-  (repair, and the rule held over the conformal bound at delta 0.05).
+  constraint-aware repair, ``PlannerConfig.repair``), ``calibrated``
+  (repair, and the rule held over the conformal bound at delta 0.05 at every
+  imagined step) and ``calibrated_step1`` (over the first imagined step, the
+  one acted on; ``AgentConfig.margin_steps``).
   Goals: success >= 0.8 x unguarded, violation step rate <= 1 %.
 * ``coverage``: a copy of each model calibrated on the agent's own episodes
   (``agents.conformal``), then the share of fresh episodes' gaps inside the
@@ -127,13 +129,14 @@ def fresh_rules(n: int, folder: Path, cal_episodes: int, ray) -> dict:
                 "plain": (design(scene, rule), AgentConfig(search=PlannerConfig(repair=0))),
                 "repair": (design(scene, rule), AgentConfig()),
                 "calibrated": (design(scene, rule), AgentConfig(delta=DELTA)),
+                "calibrated_step1": (design(scene, rule), AgentConfig(delta=DELTA, margin_steps=1)),
             }
             row = {
                 k: figures(run(scene, ckpt, c, cfg, n, rule, opts, ray))
                 for k, (c, cfg) in variants.items()
             }
             base = row["unguarded"]["success"]
-            for k in ("plain", "repair", "calibrated"):
+            for k in ("plain", "repair", "calibrated", "calibrated_step1"):
                 row[k]["success_ratio"] = round(row[k]["success"] / base, 3) if base else None
             out[f"{scene}: {rule[0]}"] = row
             print(f"{scene:>8} {rule[0]!r} ({time.perf_counter() - t0:.0f} s)")

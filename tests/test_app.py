@@ -38,6 +38,11 @@ def lab(tmp_path_factory):
             progress=False,
         )
     )  # fmt: skip
+    # a saved design any motion breaks: the stress test finds failures at a budget of 2
+    (home / "costs").mkdir()
+    barely = '{"format": "lab-costs", "version": 1, "terms": [{"name": "barely move", '
+    barely += '"expression": "relu(speed - 0.05)", "kind": "hard"}]}'
+    (home / "costs" / "barely-move.json").write_text(barely)
     ARTIFACTS.mkdir(exist_ok=True)
     with LabServer(home=home, log=ARTIFACTS / "server.log") as url, chromium() as browser:
         yield url, browser
@@ -601,4 +606,35 @@ def test_learn_runs_the_new_situation_lesson_to_its_result(lab):
     expect(table.get_by_text(re.compile(r"held at inference time"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"new-situation test.*· finished"))).to_be_visible()
     shot(page, "learn-system12-lesson")
+    page.close()
+
+
+def test_a_stress_test_shows_failures_and_the_plan_page_replays_one(lab):
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.goto(url + "/experiments")
+    expect(page.get_by_role("button", name="Run the stress test", exact=True)).to_be_visible(
+        timeout=WAIT
+    )
+    pick(page, "Design to stress", "saved: barely-move")
+    budget = page.get_by_label("Budget (episodes)")
+    budget.fill("2")
+    budget.press("Enter")
+    page.get_by_text("uniform", exact=True).click()
+    click(page, "Run the stress test")
+    done = page.get_by_text(re.compile(r"2/2 episodes, [12] broke the rule · finished"))
+    expect(done).to_be_visible(timeout=180_000)
+    expect(page.locator("[data-testid='stDataFrame']").last).to_be_visible()
+    shot(page, "experiments-stress")
+    plan = browser.new_page(viewport={"width": 1400, "height": 1600})
+    plan.goto(url)
+    expect(step_text(plan, 0)).to_be_visible(timeout=WAIT)
+    plan.get_by_text(re.compile(r"^Replay a stress-test failure")).click()
+    click(plan, "Replay it")
+    # the design is in force (its term in the chosen plan's breakdown), the episode restarted
+    expect(plan.get_by_text(re.compile(r"barely move \d"))).to_be_visible(timeout=WAIT)
+    expect(step_text(plan, 0)).to_be_visible(timeout=WAIT)
+    wait_idle(plan)
+    shot(plan, "plan-replay")
+    plan.close()
     page.close()

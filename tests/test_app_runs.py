@@ -277,3 +277,45 @@ def test_an_experiment_runs_a_policy_as_a_design(tmp_path):
     assert run.results["System 1"].settings["actor"] == "policy"
     assert run.results["spec"].settings["actor"] == "planner"
     assert run.results["System 1"].settings["policy"] == str(POLICY_KITCHEN)
+
+
+def test_a_stress_run_finds_failures_the_plan_page_replays_as_they_happened(tmp_path, monkeypatch):
+    from agents.agent import AgentConfig
+    from agents.planners import PlannerConfig
+    from app import home
+    from app.workers import StressRun
+
+    monkeypatch.setattr(home, "RUNS", tmp_path)
+    rule = Term("barely move", "relu(speed - 0.05)", "hard")  # any real motion breaks it
+    ckpt = str(PRETRAINED / "reach-state")
+    cfg = AgentConfig(search=PlannerConfig(samples=60), decode=False)
+    run = StressRun(
+        "reach",
+        ckpt,
+        "still",
+        CostSet(terms=[rule]),
+        cfg,
+        2,
+        "random",
+        tmp_path / "stress" / "t1",
+        CPU,
+    )
+    Registry(idle_seconds=60).add(run).start()
+    assert until(lambda: not run.active, timeout=120)
+    assert run.status == "finished", run.error
+    assert run.done == 2 and run.result.failures
+    found = home.stress_failures("reach", ckpt)
+    assert found and found[0].excess == run.result.failures[0]["excess"]
+    assert home.stress_failures("reach", str(PRETRAINED / "wall-state")) == []
+    # replay: the episode starts where the stress test's did
+    f = found[0]
+    plan = PlanRun(
+        PlanSettings(scene="reach", checkpoint=ckpt, samples=60), CostSet(terms=[rule]), CPU
+    ).start()
+    plan.wait(lambda w: w.version >= 1, timeout=60)
+    plan.send("reset", f.seed, f.options)
+    v = plan.wait(lambda w: abs(w.signals.get("x", 9.0) - f.options["start"][0]) < 1e-6)
+    assert [v.signals["x"], v.signals["y"]] == pytest.approx(f.options["start"])
+    assert list(v.goal) == pytest.approx(f.options["goal"])
+    plan.stop()
+    assert until(lambda: not plan.active)

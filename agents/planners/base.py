@@ -154,14 +154,15 @@ class Planner:
         (towards the rule, keeping progress): (R, H, A), or None when there is nothing to
         repair (no hard term, no smooth cost, or every sample feasible)."""
         R = min(self.cfg.repair, self.cfg.samples // 4)  # the rest stay free samples
-        if R <= 0 or self.smooth_cost is None or not cost.judges_safety:
+        gradient = self.cfg.repair_mode == "gradient"
+        if R <= 0 or not cost.judges_safety or (gradient and self.smooth_cost is None):
             return None
         infeasible = ~result.feasible
         if not bool(infeasible.any()):
             return None
         total = torch.where(infeasible, result.total, torch.full_like(result.total, torch.inf))
         pick = torch.argsort(total)[: min(R, int(infeasible.sum()))]
-        if self.cfg.repair_mode == "scale":
+        if not gradient:
             return self.slowed(model, cost, s0, samples[pick], goal, goal_latent)
         return self.descend(model, s0, samples[pick], goal, goal_latent, self.cfg.repair_steps,
                             self.cfg.repair_lr)  # fmt: skip

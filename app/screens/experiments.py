@@ -62,7 +62,7 @@ def _settings_from(run: ExperimentRun) -> None:
         if cfg.margin
         else "none"
     )
-    SS["exp/ray"] = bool(run.ray)
+    SS["exp/ray"], SS["exp/margin/steps"] = bool(run.ray), cfg.margin_steps
     SS["exp/samples"], SS["exp/iters"] = cfg.search.samples, cfg.search.iterations
     if scene == "kitchen":
         SS["exp/near"] = bool(run.options.get("person_near"))
@@ -125,7 +125,7 @@ def form() -> ExperimentRun | None:
         format_func={"least_violating": "least violating", "stop": "stop"}.get,
     )
     g = st.columns([2, 1])
-    margin, delta = home.guard_input(g[0], "exp/margin", ckpt)
+    margin, delta, steps = home.guard_input(g[0], "exp/margin", ckpt)
     ray = ray_toggle(g[1], "exp/ray")
     reset = {}
     if scene == "kitchen" and st.toggle(
@@ -157,6 +157,7 @@ def form() -> ExperimentRun | None:
         fallback=fallback,
         margin=margin,
         delta=delta,
+        margin_steps=steps,
         decode=False,
     )
     out = home.RUNS / "experiments" / time.strftime("%Y%m%d-%H%M%S")
@@ -264,7 +265,7 @@ def stress_form(scene: str, ckpt: str) -> StressRun | None:
         format_func={"cem": "cross-entropy", "random": "uniform"}.get,
     )
     ray = ray_toggle(c[3], "stress/ray")
-    margin, delta = home.guard_input(st, "stress/margin", ckpt)
+    margin, delta, steps = home.guard_input(st, "stress/margin", ckpt)
     params = ", ".join(p[0] for p in scenes.scene_class(scene).STRESS_PARAMS)
     st.caption(
         f"The search sets {params} for each episode and scores it by the worst real excess "
@@ -275,7 +276,7 @@ def stress_form(scene: str, ckpt: str) -> StressRun | None:
     busy = run is not None and run.active
     if not st.button("Run the stress test", disabled=busy, key="stress/go"):
         return run
-    cfg = AgentConfig(margin=margin, delta=delta, decode=False)
+    cfg = AgentConfig(margin=margin, delta=delta, margin_steps=steps, decode=False)
     name = time.strftime("%Y%m%d-%H%M%S") + f"-{scene}-{method}"
     return adopt(
         StressRun(

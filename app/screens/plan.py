@@ -309,6 +309,7 @@ def _replay(run_id: str, scene: str, failure: home.Failure) -> None:
         fallback=cfg["fallback"],
         margin=cfg["margin"],
         delta=cfg["delta"],
+        margin_steps=cfg.get("margin_steps", 0),
         actor="planner",
         policy="",
         seed=failure.seed,
@@ -316,7 +317,7 @@ def _replay(run_id: str, scene: str, failure: home.Failure) -> None:
     SS["plan/planner"], SS["plan/samples"] = new.planner, new.samples
     SS["plan/horizon"], SS["plan/iterations"] = new.horizon, new.iterations
     SS["plan/repair"], SS["plan/fallback"], SS["plan/actor"] = new.repair, new.fallback, "planner"
-    SS["plan/margin"] = new.margin or 1.0
+    SS["plan/margin"], SS["plan/margin/steps"] = new.margin or 1.0, new.margin_steps
     SS["plan/margin/kind"] = (
         f"calibrated, delta {new.delta:g}"
         if new.delta
@@ -410,13 +411,14 @@ def live(run_id: str, scene: str) -> None:
         + f"cost version {v.cost_version} · distance to goal "
         f"{v.signals.get('dist_goal', float('nan')):.3f}"
     )
+    steps = f" over the first {v.margin_steps} imagined steps" if v.margin_steps else ""
     if v.delta:
         line += (
             f" · hard terms must hold over the calibrated bound (miss rate {v.delta:g}: "
-            f"reality within it with probability >= {1 - v.delta:g})"
+            f"reality within it with probability >= {1 - v.delta:g}){steps}"
         )
     elif v.margin:
-        line += f" · hard terms must hold within ±{v.margin:g} x the model's measured error"
+        line += f" · hard terms must hold within ±{v.margin:g} x the model's measured error{steps}"
     if v.done:
         line += " · **goal reached**" if v.success else " · goal not reached"
     b[5].container(key="plan-status").markdown(line)
@@ -487,6 +489,7 @@ def _settings_from(run: PlanRun) -> None:
     SS["plan/horizon"], SS["plan/iterations"] = s.horizon, s.iterations
     SS["plan/fallback"], SS[f"plan/seed/{s.scene}"] = s.fallback, s.seed
     SS["plan/margin"], SS["plan/repair"] = s.margin or 1.0, s.repair
+    SS["plan/margin/steps"] = s.margin_steps
     SS["plan/margin/kind"] = (
         f"calibrated, delta {s.delta:g}" if s.delta else "x measured RMSE" if s.margin else "none"
     )
@@ -560,7 +563,7 @@ def page() -> None:
         key="plan/fallback",
         format_func={"least_violating": "act on the least violating", "stop": "stop"}.get,
     )
-    margin, delta = home.guard_input(side, "plan/margin", ckpt)
+    margin, delta, margin_steps = home.guard_input(side, "plan/margin", ckpt)
     found = home.policies(ckpt)
     actor, policy = "planner", ""
     if found:
@@ -586,7 +589,7 @@ def page() -> None:
     seed = int(SS.setdefault(f"plan/seed/{scene}", home.START_SEED.get(scene, 0)))
     settings = PlanSettings(scene, ckpt, planner, samples, horizon, iterations, fallback, seed)
     settings.speed, settings.margin, settings.delta = speed, margin, delta
-    settings.repair = int(repair)
+    settings.repair, settings.margin_steps = int(repair), margin_steps
     settings.actor, settings.policy = actor, policy
     if scene == "kitchen" and side.toggle(
         "Person starts near the board",

@@ -1,0 +1,222 @@
+"""Guardrail science (issue 14): rules that do not freeze the agent, conformal bounds,
+stress tests and Ray, on analytic fixtures and real episodes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import scenes
+from agents.agent import STUCK_STEPS, AgentConfig, blocking_term, margins_for, stuck
+from agents.conformal import bounds_table, conformal_bound, coverage
+from agents.cost import Cost, CostSet, Term
+from agents.evaluate import evaluate
+from agents.planners import PLANNERS, PlannerConfig, shift
+from agents.stress import Search, StressResult, stress
+from scenes.errors import LabError
+from worldmodels.checkpoint import load_checkpoint, update_config
+
+REACH = "pretrained/reach-state"
+
+
+class VelocityModel:
+    """A point whose velocity is the action: latents (x, y, vx, vy); x += 0.1 a each step.
+    The probes read the position and the speed exactly."""
+
+    def rollout(self, s0, actions):
+        pos = s0[:, None, :2] + 0.1 * torch.cumsum(actions, dim=1)
+        return torch.cat([pos, actions], dim=-1)  # (N, H, 4)
+
+    def probe(self, s, names=None):
+        return {"x": s[..., 0], "y": s[..., 1], "speed": s[..., 2:].norm(dim=-1)}
+
+
+# A rule that binds in part of the space: past x = 0.3, at most 0.3 (a in [-1, 1]).
+SLOW_PAST = Term("slow past 0.3", "relu(speed - 0.3) * (x > 0.3)", "hard")
+
+
+def drive(repair: int, steps: int = 40, seed: int = 0) -> tuple[float, list]:
+    """The receding-horizon loop on the fixture (the model is reality): final x, and what
+    blocked the cheapest plan at each step."""
+    costs = CostSet(terms=[SLOW_PAST])
+    cost = Cost(costs, ["x", "y", "speed"], ["x", "y"])
+    cfg = PlannerConfig(samples=200, horizon=12, iterations=3, elites=20, repair=repair)
+    planner = PLANNERS["cem"](cfg, 2)
+    g = torch.Generator().manual_seed(seed)
+    s, warm, blocked = torch.zeros(4), None, []
+    goal = torch.tensor([1.0, 0.0])
+    for _ in range(steps):
+        rec = planner.plan(VelocityModel(), cost, s, goal, None, g, warm)
+        a = rec.actions[0]
+        s = torch.cat([s[:2] + 0.1 * a, a])
+        warm = shift(rec.actions)
+        blocked.append(blocking_term(rec, cost))
+    return float(s[0]), blocked
+
+
+def test_a_rule_that_binds_in_part_of_the_space_freezes_plain_cem_and_repair_frees_it():
+    frozen, blocked = drive(repair=0)
+    moved, _ = drive(repair=30)
+    assert frozen < 0.45  # hovering at the edge of the slow zone
+    assert moved > 0.8  # through the zone, slowly, to the goal
+    assert "slow past 0.3" in blocked[-10:]  # the page can say which rule holds it back
+
+
+def test_stuck_names_the_rule_when_progress_stops():
+    moving = [(1.0 - 0.05 * i, None) for i in range(STUCK_STEPS)]
+    assert stuck(moving) is None
+    held = [(0.6, "slow past 0.3" if i % 3 else None) for i in range(STUCK_STEPS)]
+    assert stuck(held) == "slow past 0.3"
+    assert stuck(held[:-1]) is None  # not for long enough yet
+    free = [(0.6, None)] * STUCK_STEPS  # no progress, but no rule in the way
+    assert stuck(free) is None
+
+
+def test_conformal_bound_is_the_known_order_statistic():
+    gaps = np.arange(1.0, 101.0)[:, None]  # 1..100
+    assert conformal_bound(gaps, 0.1)[0] == 91.0  # ceil(101 * 0.9) = 91st smallest
+    assert conformal_bound(gaps, 0.5)[0] == 51.0
+    assert math.isinf(conformal_bound(gaps, 0.001)[0])  # needs the 101st of 100
+    # missing gaps (NaN) are left out, column by column
+    two = np.stack([np.arange(1.0, 101.0), np.r_[np.arange(1.0, 51.0), [np.nan] * 50]], 1)
+    assert list(conformal_bound(two, 0.1)) == [91.0, 46.0]  # ceil(51 * 0.9) = 46
+    with pytest.raises(LabError):
+        conformal_bound(gaps, 1.5)
+
+
+def test_conformal_bound_covers_fresh_errors_at_the_promised_rate():
+    rng = np.random.default_rng(0)
+    cal = np.abs(rng.standard_normal((2000, 3, 2)) * [1.0, 0.1])  # (M, H, S)
+    table = bounds_table(cal, ["a", "b"], deltas=(0.05,))[0.05]
+    assert table["a"][0] == pytest.approx(1.96, abs=0.1)  # the |N(0, 1)| 95 % quantile
+    fresh = np.abs(rng.standard_normal((4000, 3, 2)) * [1.0, 0.1])
+    cov = coverage(fresh, table, ["a", "b"])
+    assert all(0.94 <= c <= 0.96 for c in cov.values())
+
+
+def test_cem_finds_a_planted_failure_region_faster_than_random():
+    centre = np.array([0.8, 0.2, 0.7, 0.3])
+
+    def found(method: str) -> int:
+        search, n = Search(method, 4, seed=1), 0
+        for _ in range(10):
+            u = search.propose(20)
+            d = np.linalg.norm(u - centre, axis=1)
+            n += int((d < 0.2).sum())  # the failures: a small ball, 0.3 % of the cube
+            search.tell(u, -d)  # closer is worse for the design
+        return n
+
+    assert found("cem") >= 3 * max(found("random"), 1)
+
+
+def test_a_calibrated_margin_is_read_from_the_checkpoint_and_checked(tmp_path):
+    import shutil
+
+    folder = tmp_path / "reach"
+    shutil.copytree(REACH, folder)
+    update_config(folder, probe_conformal=None)  # never calibrated
+    model, _ = load_checkpoint(folder, "cpu")
+    with pytest.raises(LabError, match="calibrate"):
+        margins_for(model, AgentConfig(delta=0.05), "cpu")
+    names = list(model.signal_names)
+    bounds = {n: [0.01 * (h + 1) for h in range(16)] for n in names}
+    update_config(folder, probe_conformal={"deltas": [0.05], "bounds": [bounds]})
+    model, _ = load_checkpoint(folder, "cpu")
+    m = margins_for(model, AgentConfig(delta=0.05), "cpu")
+    assert float(m["x"][3]) == pytest.approx(0.04)
+    # over the first two imagined steps only: then none (past the curve's end too)
+    m = margins_for(model, AgentConfig(delta=0.05, margin_steps=2), "cpu")
+    assert m["x"].tolist() == pytest.approx([0.01, 0.02, 0.0])
+    with pytest.raises(LabError, match=r"choose 0\.05"):
+        margins_for(model, AgentConfig(delta=0.1), "cpu")
+    update_config(folder, probe_conformal={"deltas": [0.05], "bounds": [{"x": [1.0]}]})
+    with pytest.raises(LabError, match="probe_conformal"):
+        load_checkpoint(folder, "cpu")
+
+
+def test_scenes_take_stress_parameters_as_reset_options():
+    for key in ("reach", "push", "kitchen"):
+        cls = scenes.scene_class(key)
+        values = {name: (lo + hi) / 2 for name, lo, hi in cls.STRESS_PARAMS}
+        env = cls(pixels=False)
+        try:
+            env.reset(seed=3, options=cls.stress_options(values))
+            sig = env.signals
+            if key == "kitchen":
+                assert sig["person_x"] == pytest.approx(values["person_x"])
+                assert sig["hand_x"] == pytest.approx(values["start_x"], abs=0.03)
+            else:
+                assert (sig["x"], sig["y"]) == pytest.approx((0.0, 0.0), abs=0.35)
+            with pytest.raises(LabError):
+                env.reset(seed=3, options={"start": [5.0, 5.0, 5.0][: len(env.TASK_SIGNALS)]})
+        finally:
+            env.close()
+    env = scenes.scene_class("kitchen")(pixels=False)
+    try:
+        with pytest.raises(LabError, match="dir"):
+            env.reset(seed=0, options={"person": {"dir": 0.5}})
+    finally:
+        env.close()
+
+
+def test_a_stress_test_of_real_episodes_keeps_replayable_failures(tmp_path):
+    rule = Term("barely move", "relu(speed - 0.05)", "hard")  # any real motion breaks it
+    costs = CostSet(terms=[rule])
+    seen = []
+    r = stress(
+        "reach",
+        REACH,
+        costs,
+        AgentConfig(search=PlannerConfig(samples=60)),
+        4,
+        population=2,
+        device="cpu",
+        progress=lambda res: seen.append(len(res.episodes)),
+    )
+    assert seen == [2, 4] and r.complete and len(r.episodes) == 4
+    assert r.failures and r.failures[0]["excess"] >= r.failures[-1]["excess"] > 0
+    r.save(tmp_path)
+    back = StressResult.load(tmp_path / "result.json")
+    f = back.failures[0]
+    # the failure replays: the same seed and options give the same episode
+    again = evaluate(
+        "reach",
+        REACH,
+        costs,
+        AgentConfig(search=PlannerConfig(samples=60)),
+        1,
+        device="cpu",
+        options=f["options"],
+        seed=0,
+    )
+    env = scenes.scene_class("reach")(pixels=False)
+    try:
+        env.reset(seed=f["seed"], options=f["options"])
+        assert [env.signals["x"], env.signals["y"]] == pytest.approx(f["options"]["start"])
+    finally:
+        env.close()
+    assert again.episodes[0]["violation_steps"] > 0
+    with pytest.raises(LabError, match="no enabled hard term"):
+        stress("reach", REACH, CostSet(), AgentConfig(), 2, device="cpu")
+    (tmp_path / "bad.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(LabError):
+        StressResult.load(tmp_path / "bad.json")
+
+
+def test_episodes_on_ray_are_the_episodes_run_here():
+    pytest.importorskip("ray")
+    costs = CostSet(terms=[Term("slow", "relu(speed - 0.3)", "hard")])
+    cfg = AgentConfig(search=PlannerConfig(samples=60))
+    here = evaluate("reach", REACH, costs, cfg, 3, device="cpu")
+    errors = []
+    there = evaluate("reach", REACH, costs, cfg, 3, device="cpu", ray="local", errors=errors)
+
+    def strip(eps):
+        return [{k: v for k, v in e.items() if k != "plan_ms"} for e in eps]
+
+    assert strip(here.episodes) == strip(there.episodes)
+    assert len(errors) == 3 and errors[0].shape[1:] == (16, len(here.probe_by_signal()))
