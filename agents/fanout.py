@@ -9,12 +9,14 @@ episode order. What the workers are given is plain data (``EpisodeSpec``):
 scenes and models are built inside the workers (a PyBullet client does not
 travel), each worker's torch runs one thread (oversubscribed torch threads
 slowed RLlib workers 30x: ANCHORS.md), and paths are absolute. ``ray.init``
-runs once per process (the app's reruns find it initialised). Ray is imported
-here only, when asked for.
+runs once per process (the app's reruns find it initialised). Workers plan on
+their CPU core (one CPU each), whatever device the driver uses. Ray is
+imported here only, when asked for.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -69,6 +71,7 @@ def run(spec, indices, address: str, tick=None, stop: threading.Event | None = N
     ``tick(n)`` after each chunk with its record count; ``stop`` cancels what is left
     (the chunks already back are kept, in order, up to the first missing one)."""
     ray = connect(address, cpus)
+    spec = dataclasses.replace(spec, device="cpu")  # a worker is a CPU core
     remote = ray.remote(num_cpus=1)(_remote_episodes)
     chunks = _chunks(list(indices), workers(ray) * CHUNKS_PER_WORKER)
     pending = {remote.remote(spec, c, errors is not None): i for i, c in enumerate(chunks)}

@@ -279,6 +279,9 @@ class StressConfig:
     seed: int = field(default=0, metadata={"help": "seed of the search and the episodes"})
     delta: float = field(default=0.0, metadata={"help": "calibrated margin's miss rate"})
     margin: float = field(default=0.0, metadata={"help": "margin, x the measured RMSE"})
+    margin_steps: int = field(
+        default=0, metadata={"help": "the margin holds over the first K imagined steps; 0: all"}
+    )
     ray: str = field(default="", metadata={"help": "'local' or a Ray cluster's address"})
     out: str = field(default="", metadata={"help": "folder (default runs/stress/SCENE-METHOD)"})
 
@@ -291,7 +294,12 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint = cfg.checkpoint or str(
             Path(__file__).parent.parent / "pretrained" / f"{key}-state"
         )
-        agent = AgentConfig(search=PlannerConfig(), margin=cfg.margin, delta=cfg.delta)
+        agent = AgentConfig(
+            search=PlannerConfig(),
+            margin=cfg.margin,
+            delta=cfg.delta,
+            margin_steps=cfg.margin_steps,
+        )
         methods = [cfg.method] + (
             [m for m in ("cem", "random") if m != cfg.method] if cfg.compare else []
         )

@@ -159,6 +159,16 @@ MARGIN_FIGURES = (
     "7 % of real steps; with a margin of 1, 0.9 %; with 1 and the stop fallback, 0.13 %, "
     "at the same success"
 )
+# ./lab bench guardrail_science (issue 14; the Learn page quotes it)
+GUARDRAIL_FIGURES = (
+    "Six rules written afresh, two per scene, 20 episodes each: plain CEM froze on Kitchen's "
+    "'with the knife low, at most 0.3 m/s' (0 of 20 reached the goal), repair freed it "
+    "(20 of 20); with the calibrated margin over the first imagined step five of the six "
+    "kept success within 0.9x of unguarded at <= 1 % violating steps (Push's 'gentle with "
+    "the block': the model's block-speed error, 0.25 m/s at delta 0.05, exceeds the 0.2 "
+    "m/s limit, so no push is certified). A stress test found 115 knife-rule failures in "
+    "200 episodes, uniform sampling 35"
+)
 MARGIN_HELP = (
     "Hard guardrails must hold for every signal value within this many times the world "
     "model's measured error (its held-out probe RMSE at each imagined step), not only for "

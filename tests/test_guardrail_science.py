@@ -12,7 +12,7 @@ import torch
 
 import scenes
 from agents.agent import STUCK_STEPS, AgentConfig, blocking_term, margins_for, stuck
-from agents.conformal import bounds_table, conformal_bound, coverage
+from agents.conformal import bounds_table, conformal_bound, coverage, episode_bound
 from agents.cost import Cost, CostSet, Term
 from agents.evaluate import evaluate
 from agents.planners import PLANNERS, PlannerConfig, shift
@@ -88,14 +88,32 @@ def test_conformal_bound_is_the_known_order_statistic():
         conformal_bound(gaps, 1.5)
 
 
-def test_conformal_bound_covers_fresh_errors_at_the_promised_rate():
+def test_the_bound_counts_episodes_not_steps():
+    """Five long episodes of small gaps and four one-step episodes of large ones: pooled
+    over steps the large gaps are 4 of 504; counted in episodes, 4 of 9."""
+    episodes = [np.ones((100, 1))] * 5 + [np.full((1, 1), 5.0)] * 4
+    assert episode_bound(episodes, 0.6)[0] == 1.0  # (1 - 0.6) * 10/9 = 0.44 <= 5/9
+    assert episode_bound(episodes, 0.4)[0] == 5.0  # 0.6 * 10/9 = 0.67 > 5/9
+    assert conformal_bound(np.concatenate(episodes), 0.4)[0] == 1.0  # the steps' answer
+    ten = [np.arange(1.0, 11.0)[:, None]] * 19  # each episode's gaps 1..10
+    assert episode_bound(ten, 0.5)[0] == 6.0  # 0.5 * 20/19 = 0.526 -> 6 of 10
+    assert math.isinf(episode_bound(ten[:4], 0.1)[0])  # 0.9 * 5/4 > 1: too few episodes
+
+
+def test_conformal_bound_covers_fresh_episodes_at_the_promised_rate():
     rng = np.random.default_rng(0)
-    cal = np.abs(rng.standard_normal((2000, 3, 2)) * [1.0, 0.1])  # (M, H, S)
-    table = bounds_table(cal, ["a", "b"], deltas=(0.05,))[0.05]
-    assert table["a"][0] == pytest.approx(1.96, abs=0.1)  # the |N(0, 1)| 95 % quantile
-    fresh = np.abs(rng.standard_normal((4000, 3, 2)) * [1.0, 0.1])
-    cov = coverage(fresh, table, ["a", "b"])
-    assert all(0.94 <= c <= 0.96 for c in cov.values())
+
+    def episodes(n):  # each episode has its own scale: steps of one are alike
+        return [
+            np.abs(rng.standard_normal((int(rng.integers(5, 40)), 3, 2)))
+            * rng.uniform(0.5, 1.5)
+            * [1.0, 0.1]
+            for _ in range(n)
+        ]
+
+    table = bounds_table(episodes(400), ["a", "b"], deltas=(0.05,))[0.05]
+    cov = coverage(episodes(2000), table, ["a", "b"])
+    assert all(0.935 <= c <= 0.965 for c in cov.values()), cov
 
 
 def test_cem_finds_a_planted_failure_region_faster_than_random():

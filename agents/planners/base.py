@@ -182,12 +182,13 @@ class Planner:
         best = order.argmin(dim=1)  # (R,)
         return copies.reshape(R, S, *actions.shape[1:])[torch.arange(R), best]
 
-    def descend(self, model, s0, actions, goal, goal_latent, steps: int, lr: float):
+    def descend(self, model, s0, actions, goal, goal_latent, steps: int, lr: float, cost=None):
         """``actions`` (R, H, A) after ``steps`` of Adam on cost + violation_weight x
-        violation (the smooth cost), through ``model.rollout``; clamped to [-1, 1]."""
+        violation (``cost``, by default the smooth one), through ``model.rollout``; clamped
+        to [-1, 1] after each step."""
         actions = actions.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([actions], lr=lr)
-        cost = self.smooth_cost
+        cost = cost or self.smooth_cost
         R = actions.shape[0]
         for _ in range(steps):
             with torch.enable_grad():

@@ -10,8 +10,6 @@ exactly (hard comparisons) by the base class.
 
 from __future__ import annotations
 
-import torch
-
 from agents.planners.base import Planner
 
 
@@ -20,20 +18,7 @@ class GradientDescent(Planner):
 
     def search(self, model, cost, s0, goal, goal_latent, generator, mean):
         cfg = self.cfg
-        actions = self.perturb(mean, cfg.init_std, generator).requires_grad_(True)
-        opt = torch.optim.Adam([actions], lr=cfg.lr)
-        grad_cost = self.smooth_cost or cost
-        N = actions.shape[0]
-        for _ in range(cfg.iterations):
-            with torch.enable_grad():
-                latents = model.rollout(s0.expand(N, -1), actions)
-                result = grad_cost.evaluate(
-                    latents, model.probe(latents, grad_cost.needed), goal_latent, goal
-                )
-                loss = (result.total + cfg.violation_weight * result.violation).sum()
-                opt.zero_grad()
-                loss.backward()
-            opt.step()
-            with torch.no_grad():
-                actions.clamp_(-1.0, 1.0)
-        return actions.detach()
+        start = self.perturb(mean, cfg.init_std, generator)
+        return self.descend(
+            model, s0, start, goal, goal_latent, cfg.iterations, cfg.lr, self.smooth_cost or cost
+        )

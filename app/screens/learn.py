@@ -468,7 +468,29 @@ def page() -> None:
             "The rule itself is unchanged and reality is still checked against it. Without "
             "a margin the planner skims the edge of the zone at speed, where a few "
             "centimetres of error in the distance to the person or in the hand's speed "
-            f"decide. {home.MARGIN_FIGURES} (`./lab bench agent_quality`)."
+            f"decide. {home.MARGIN_FIGURES} (`./lab bench agent_quality`).\n\n"
+            "A multiple of an RMSE promises nothing. The calibrated margin does: `./lab "
+            "calibrate --episodes 30` runs the agent's own episodes, follows each chosen plan "
+            "open loop in reality from a snapshot, and keeps $|\\hat y_h - y_h|$ per signal "
+            "and step. For a miss rate $\\delta$ the bound $b_h$ is the "
+            "$\\lceil (n+1)(1-\\delta) \\rceil$-th smallest of those $n$ gaps (split "
+            "conformal prediction): a new gap exchangeable with them is within $b_h$ with "
+            "probability at least $1-\\delta$. The margin setting *calibrated, delta* makes "
+            "the hard terms hold over $\\hat y_h \\pm b_h$."
+        )
+    with st.expander("Rules that freeze the agent, and where a design fails"):
+        st.markdown(
+            "A rule that binds in part of the space (*with the knife low, at most 0.3 m/s*) "
+            "can freeze a sampling planner: Gaussian samples almost never stay slow for "
+            "every step of a descent, so the feasible plans are the ones that never "
+            "descend, and the agent hovers at the zone's edge. Each search round therefore "
+            "repairs the cheapest plans that break a hard term (slowed down until they keep "
+            "it) and adds them to the next round; when a rule still holds the agent back "
+            "the Plan page names it. Random episodes say how often a design fails; a "
+            "stress test (Experiments, `./lab stress`) searches the start, the goal and the "
+            "person's walk for the episodes where it does, by the cross-entropy method, and "
+            "every failure replays on the Plan page as it happened. "
+            f"{home.GUARDRAIL_FIGURES} (`./lab bench guardrail_science`)."
         )
     _expressions()
     _where(
