@@ -8,7 +8,7 @@ exists, ``./lab distill`` runs into ``pretrained/policy-<scene>`` under that cos
 (Kitchen: the knife rule, trained in), seeded, with the scene's ``SETTINGS``. A folder
 already made for the same model and settings is kept (distillation resumes from it);
 one made on another model (the world model was trained again) is made anew.
-Then each model's conformal bounds are measured on 30 of its agent's own
+Then each model's conformal bounds are measured on 60 of its agent's own
 episodes under the same cost set (``agents.conformal``; the config only).
 """
 
@@ -73,7 +73,7 @@ def pretrain_policies(names: list[str]) -> list[Path]:
     return made
 
 
-CALIBRATION_EPISODES = 30  # closed-loop episodes per shipped model's conformal bounds
+CALIBRATION_EPISODES = 60  # closed-loop episodes per shipped model's conformal bounds
 
 
 def calibrate_models(names: list[str]) -> list[Path]:

@@ -162,12 +162,14 @@ MARGIN_FIGURES = (
 # ./lab bench guardrail_science (issue 14; the Learn page quotes it)
 GUARDRAIL_FIGURES = (
     "Six rules written afresh, two per scene, 20 episodes each: plain CEM froze on Kitchen's "
-    "'with the knife low, at most 0.3 m/s' (0 of 20 reached the goal), repair freed it "
-    "(20 of 20); with the calibrated margin over the first imagined step five of the six "
-    "kept success within 0.9x of unguarded at <= 1 % violating steps (Push's 'gentle with "
-    "the block': the model's block-speed error, 0.25 m/s at delta 0.05, exceeds the 0.2 "
-    "m/s limit, so no push is certified). A stress test found 115 knife-rule failures in "
-    "200 episodes, uniform sampling 35"
+    "'with the knife low, at most 0.3 m/s' (0 of 20 reached the goal) and repair freed it "
+    "(20 of 20); with the calibrated margin (delta 0.05) over the first imagined step five "
+    "of the six kept 0.9x the unguarded success or more at under 1 % violating steps. "
+    "Push's 'gentle with the block' is the model's limit: its block-speed error, 0.30 m/s "
+    "at delta 0.05, is above the 0.2 m/s limit, so no push is certified. The bound covered "
+    "0.94-0.98 of fresh episodes' errors per signal; the knife rule at delta 0.05 kept 0 % "
+    "of real steps violating at 0.97 success. A stress test found 115 knife-rule failures "
+    "in 200 episodes, uniform sampling 35"
 )
 MARGIN_HELP = (
     "Hard guardrails must hold for every signal value within this many times the world "
