@@ -308,12 +308,12 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
             f"({on.get('planner', '?')}, rules: {', '.join(on.get('costs', [])) or 'none'}; "
             f"`./lab calibrate --episodes`). Hard terms must hold over it."
         )
-        return 0.0, delta
+        return 0.0, delta, _margin_steps(where, key)
     if kind == "x measured RMSE":
         margin = where.slider(
             "x the model's probe RMSE", 0.25, 3.0, step=0.25, key=seeded(key, 1.0), help=MARGIN_HELP
         )
-        return float(margin), 0.0
+        return float(margin), 0.0, _margin_steps(where, key)
     if not cal:
         where.caption(
             "No calibrated bound for this model yet: `./lab calibrate --checkpoint "
@@ -334,8 +334,9 @@ def _margin_steps(where, key: str) -> int:
             help="Only the first step of a plan is acted on before the agent plans again, so "
             "its real safety rests on the first step's bound. Bounds grow with the horizon: "
             "held over all 16 steps they can rule out every plan that enters the zone a rule "
-            "guards, and the agent freezes (Kitchen, 'descend only over the target': 0 of 3 "
-            "reached the goal over all steps, 10 of 10 over the first step, no violation).",
+            "guards, and the agent freezes (Kitchen, 'descend only over the target', delta "
+            "0.05: 0 of 20 reached the goal over all steps, 20 of 20 over the first, 0.2 % "
+            "of real steps violating).",
         )
     )
 

@@ -72,7 +72,7 @@ def click(page, name: str) -> None:
 
 def pick(page, label: str, option: str) -> None:
     """Choose ``option`` in the Streamlit selectbox labelled ``label``."""
-    page.get_by_label(label).first.click()
+    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
     page.get_by_role("option", name=option, exact=True).click()
 
 
@@ -169,12 +169,7 @@ def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
     status = page.locator(".st-key-plan-status")
     expect(status.filter(has_text="the model's error")).to_have_count(0)
     wait_idle(page)
-    thumb = (
-        page.get_by_test_id("stSlider").filter(has_text="Guardrail margin").get_by_role("slider")
-    )
-    thumb.focus()
-    for _ in range(4):  # 0.25 a press
-        thumb.press("ArrowRight")
+    pick(page, "Guardrail margin", "x measured RMSE")
     margin = status.filter(has_text="hard terms must hold within ±1 x the model's measured error")
     expect(margin.first).to_be_visible(timeout=20_000)
     click(page, "Step")
@@ -187,7 +182,16 @@ def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
     expect(page.get_by_label("Expression").last).to_have_value("relu(hand_speed - 0.1) * 10")
     expect(page.get_by_label("Expression")).to_have_count(2)
     expect(margin.first).to_be_visible()
+    thumb = page.get_by_test_id("stSlider").filter(has_text="probe RMSE").get_by_role("slider")
     expect(thumb).to_have_value("1")
+    # the calibrated bound: the page says what it promises, and on what data
+    wait_idle(page)
+    pick(page, "Guardrail margin", "calibrated, delta 0.05")
+    bound = status.filter(has_text="calibrated bound (miss rate 0.05")
+    expect(bound.first).to_be_visible(timeout=20_000)
+    expect(
+        page.get_by_text(re.compile(r"measured on 60 of this agent's own episodes"))
+    ).to_be_visible()
     page.close()
 
 
