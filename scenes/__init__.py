@@ -1,14 +1,15 @@
-"""PyBullet scenes for the lab, registered with Gymnasium on import.
+"""PyBullet scenes for the lab, registered with Gymnasium.
 
-``import scenes`` registers ``lab/Reach-v0``, ``lab/Wall-v0``,
-``lab/Push-v0`` and ``lab/Kitchen-v0``; ``gymnasium.make`` wraps each in a
-``TimeLimit`` of the scene's ``MAX_EPISODE_STEPS``. A new scene is one file
-plus one line in ``SCENES``.
+``scenes.register()`` (``scenes.make`` calls it) registers ``lab/Reach-v0``,
+``lab/Wall-v0``, ``lab/Push-v0`` and ``lab/Kitchen-v0``; ``gymnasium.make``
+wraps each in a ``TimeLimit`` of the scene's ``MAX_EPISODE_STEPS``. A new
+scene is one file plus one line in ``SCENES``. Importing this package pulls
+neither PyBullet nor Gymnasium (a GPU machine with torch alone imports the
+world models and planners, which read ``scenes.errors`` and ``scene_key``):
+a scene's module is imported when its class is asked for.
 """
 
 from __future__ import annotations
-
-import gymnasium as gym
 
 from scenes.errors import LabError
 
@@ -36,12 +37,18 @@ def scene_key(name: str) -> str:
     raise LabError(f"unknown scene {name!r}; choose one of {', '.join(SCENES)}")
 
 
-def make(name: str, **kwargs) -> gym.Env:
+def make(name: str, **kwargs):
     """``gymnasium.make`` for a short name or id, with the scene's TimeLimit."""
+    import gymnasium as gym
+
+    register()
     return gym.make(SCENES[scene_key(name)][0], **kwargs)
 
 
-def _register() -> None:
+def register() -> None:
+    """Register every scene's id with Gymnasium (once)."""
+    import gymnasium as gym
+
     for key, (env_id, entry) in SCENES.items():
         if env_id in gym.registry:
             continue
@@ -49,6 +56,4 @@ def _register() -> None:
         gym.register(id=env_id, entry_point=entry, max_episode_steps=steps)
 
 
-_register()
-
-__all__ = ["SCENES", "LabError", "make", "scene_class", "scene_key"]
+__all__ = ["SCENES", "LabError", "make", "register", "scene_class", "scene_key"]

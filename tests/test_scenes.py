@@ -24,6 +24,7 @@ def env(request):
 
 
 def test_registered_with_time_limits():
+    scenes.register()
     for key, (env_id, _) in scenes.SCENES.items():
         e = gym.make(env_id)
         assert e.spec.max_episode_steps == scenes.scene_class(key).MAX_EPISODE_STEPS

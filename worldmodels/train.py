@@ -33,7 +33,6 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 import scenes
 from scenes.cli import parse_config
@@ -264,7 +263,7 @@ class Trainer:
             log.exception("training failed")
             self._set(status="error", error=f"{type(e).__name__}: {e}")
 
-    def run(self, bar: tqdm | None = None) -> Progress:
+    def run(self, bar=None) -> Progress:
         cfg = self.cfg
         self._set(status="running", step=self.step)
         budget_start = self.elapsed
@@ -479,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(trainer.data.train_ids)} train / {len(trainer.data.val_ids)} held-out episodes, "
         f"into {trainer.out}"
     )
+    from tqdm import tqdm  # the command line's bar (a bare GPU machine has no tqdm)
+
     bar = tqdm(
         total=cfg.steps,
         initial=trainer.step,

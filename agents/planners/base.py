@@ -205,9 +205,11 @@ class Planner:
         """Samples (N, H, A): ``mean`` (H, A) plus Gaussian noise of ``std``, clipped to
         [-1, 1]; the first sample is the mean itself, so a warm start is never lost."""
         cfg = self.cfg
+        # drawn where the generator lives: a CPU generator gives a CUDA search the very
+        # noise it gives a CPU one (benchmarks/gpu_check.py compares the two plans)
         noise = torch.randn(
-            cfg.samples, cfg.horizon, self.action_dim, generator=generator, device=mean.device
-        )
+            cfg.samples, cfg.horizon, self.action_dim, generator=generator, device=generator.device
+        ).to(mean.device)
         samples = (mean + std * noise).clamp(-1.0, 1.0)
         samples[0] = mean
         return samples
