@@ -118,6 +118,8 @@ class Agent:
         self.policy = policy
         if cfg.planner not in PLANNERS:
             raise LabError(f"unknown planner {cfg.planner!r}; choose {', '.join(PLANNERS)}")
+        if cfg.search.repair_mode not in ("scale", "gradient"):
+            raise LabError("repair mode must be 'scale' or 'gradient'")
         if cfg.fallback not in ("least_violating", "stop"):
             raise LabError("fallback must be 'least_violating' or 'stop'")
         self.model, self.scene, self.cfg = model, scene, cfg
@@ -138,7 +140,9 @@ class Agent:
         for cost in (self.cost, self.smooth_cost):
             if cost is not None:
                 cost.set_margins(margins)
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        # on the CPU whatever the model's device: the same seed gives the same samples
+        # on a GPU server, in a Ray worker (a CPU core) and here (Planner.perturb)
+        self.generator = torch.Generator().manual_seed(seed)
         self.warm: torch.Tensor | None = None
         self.shadow_warm: torch.Tensor | None = None  # the shadow planner's own warm start
         self.goal = torch.zeros(len(task), device=self.device)
@@ -302,12 +306,18 @@ def margins_for(model, cfg: AgentConfig, device) -> dict[str, torch.Tensor] | No
         if not bounds:
             raise LabError(
                 "a calibrated bound needs the model's closed-loop errors, and this checkpoint "
-                "has none: run ./lab calibrate --checkpoint FOLDER --episodes 30"
+                "has none: run ./lab calibrate --checkpoint FOLDER --episodes 60"
             )
         table = bounds.get(float(cfg.delta))
+        have = ", ".join(f"{d:g}" for d in sorted(bounds) if finite_bounds(bounds[d]))
         if table is None:
-            have = ", ".join(f"{d:g}" for d in sorted(bounds))
             raise LabError(f"miss rate delta {cfg.delta:g} is not calibrated; choose {have}")
+        if not finite_bounds(table):
+            need = math.ceil((1 - cfg.delta) / cfg.delta)
+            raise LabError(
+                f"miss rate delta {cfg.delta:g} needs at least {need} calibration episodes "
+                f"(./lab calibrate --episodes {need}); with these, choose {have}"
+            )
     elif cfg.margin == 0 or getattr(model, "exact", False):
         return None
     else:
@@ -324,6 +334,12 @@ def margins_for(model, cfg: AgentConfig, device) -> dict[str, torch.Tensor] | No
         k: torch.tensor(_first_steps(list(v), cfg.margin_steps), dtype=torch.float32, device=device)
         for k, v in table.items()
     }
+
+
+def finite_bounds(table: dict[str, list[float]]) -> bool:
+    """Whether a calibrated table gives a finite bound everywhere (too few calibration
+    episodes for its delta leave +inf: no plan could keep a hard term over it)."""
+    return all(math.isfinite(x) for v in table.values() for x in v)
 
 
 def _first_steps(curve: list[float], k: int) -> list[float]:

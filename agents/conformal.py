@@ -1,6 +1,6 @@
 """Calibrated guardrail margins: split-conformal bounds on the model's imagination error.
 
-    ./lab calibrate --checkpoint pretrained/kitchen-state --episodes 30 [--costs design.json]
+    ./lab calibrate --checkpoint pretrained/kitchen-state --episodes 60 [--costs design.json]
     ./lab calibrate --checkpoint pretrained/kitchen-state --data data/pretrain/kitchen
 
 A margin of "one RMSE" promises nothing. This one does: the agent runs its own
@@ -193,7 +193,7 @@ def calibrate_closed_loop(
     """Measure the bounds on the agent's closed-loop episodes, store them in the checkpoint
     (``probe_conformal``) and return {delta: {signal: [bound at steps 1..H]}}."""
     if episodes < 2:
-        raise LabError("calibrate on at least 2 episodes (30 or more for delta 0.05)")
+        raise LabError("calibrate on at least 2 episodes (19 or more for delta 0.05)")
     gaps, names, what = closed_loop_gaps(
         checkpoint, costs, agent_cfg, episodes, seed, progress, stop, device, ray
     )
@@ -219,7 +219,7 @@ class CalibrateConfig:
     checkpoint: str = field(default="", metadata={"help": "checkpoint folder", "required": True})
     episodes: int = field(
         default=0,
-        metadata={"help": "closed-loop episodes of the agent for the conformal bounds (30+)"},
+        metadata={"help": "closed-loop episodes of the agent for the conformal bounds (60)"},
     )
     costs: str = field(
         default="", metadata={"help": "the cost set the agent plans with (default: task only)"}
@@ -246,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.data:
             from worldmodels import calibrate as rmse
 
-            rmse.main(["--checkpoint", cfg.checkpoint, "--data", cfg.data,
-                       "--device", cfg.device])  # fmt: skip
+            rc = rmse.main(["--checkpoint", cfg.checkpoint, "--data", cfg.data,
+                            "--device", cfg.device])  # fmt: skip
+            if rc:
+                return rc
         if cfg.episodes:
             costs = CostSet.load(cfg.costs) if cfg.costs else CostSet()
             agent = AgentConfig(planner=cfg.planner, search=replace(PlannerConfig()))

@@ -542,6 +542,30 @@ def run_episodes(
             thing.close()
 
 
+def check_design(key: str, checkpoint, costs: CostSet, agent_cfg: AgentConfig, device,
+                 policy=None) -> None:  # fmt: skip
+    """Raise ``LabError`` before any episode when the design cannot run: a checkpoint of
+    another scene, a term its signals cannot compute, a margin it cannot give, a policy
+    missing or made on another model."""
+    cls = scenes.scene_class(key)
+    task_signals = list(cls.TASK_SIGNALS)
+    costs.check()
+    model, config = load_checkpoint(checkpoint, device)
+    if scenes.scene_key(str(config["scene"])) != key:
+        raise LabError(
+            f"{checkpoint} is a {config['scene']} model; evaluate it on that scene "
+            f"or give a {key} checkpoint"
+        )
+    _check_terms(costs.terms, term_names([s.name for s in cls.SIGNALS], task_signals),
+                 "the scene")  # fmt: skip
+    _check_terms(costs.terms, term_names(model.signal_names, task_signals), "the model")
+    margins_for(model, agent_cfg, device)
+    if agent_cfg.actor != "planner":
+        if not policy:
+            raise LabError(f"actor {agent_cfg.actor!r} needs --policy (./lab distill)")
+        load_policy(policy, checkpoint, device)
+
+
 def evaluate_spec(
     scene,
     checkpoint,
@@ -667,18 +691,8 @@ def evaluate(
         "guardrails": [asdict(t) for t in hard.specs],
     }
     if checkpoint is not None:  # a bad checkpoint, policy or margin fails before any episode
-        model, config = load_checkpoint(checkpoint, device)
-        if scenes.scene_key(str(config["scene"])) != key:
-            raise LabError(
-                f"{checkpoint} is a {config['scene']} model; evaluate it on that scene "
-                f"or give a {key} checkpoint"
-            )
-        _check_terms(costs.terms, term_names(model.signal_names, task_signals), "the model")
-        margins_for(model, agent_cfg, device)
+        check_design(key, checkpoint, costs, agent_cfg, device, policy)
         if agent_cfg.actor != "planner":
-            if not policy:
-                raise LabError(f"actor {agent_cfg.actor!r} needs --policy (./lab distill)")
-            load_policy(policy, checkpoint, device)
             settings["policy"] = str(policy)
         settings["actor"] = agent_cfg.actor
         settings["planner"], settings["search"] = agent_cfg.planner, asdict(agent_cfg.search)

@@ -23,6 +23,7 @@ from pathlib import Path
 from scenes.errors import LabError
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: workers import from it
+_STARTING = threading.Lock()
 CHUNKS_PER_WORKER = 2  # progress moves, the load evens out; each chunk builds its agent
 
 
@@ -33,14 +34,15 @@ def connect(address: str, cpus: int | None = None):
         import ray
     except ImportError as e:
         raise LabError("Ray is not installed here: pip install -r requirements.txt") from e
-    if not ray.is_initialized():
-        env = {"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}}
-        kw = {"num_cpus": cpus} if address == "local" else {"address": address}
-        try:
-            ray.init(**kw, runtime_env=env, include_dashboard=False, log_to_driver=False,
-                     logging_level="ERROR")  # fmt: skip
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise LabError(f"Ray did not start at {address!r}: {e}") from e
+    with _STARTING:  # two background runs of the app may ask at once
+        if not ray.is_initialized():
+            env = {"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}}
+            kw = {"num_cpus": cpus} if address == "local" else {"address": address}
+            try:
+                ray.init(**kw, runtime_env=env, include_dashboard=False, log_to_driver=False,
+                         logging_level="ERROR")  # fmt: skip
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                raise LabError(f"Ray did not start at {address!r}: {e}") from e
     return ray
 
 
@@ -76,23 +78,25 @@ def run(spec, indices, address: str, tick=None, stop: threading.Event | None = N
     chunks = _chunks(list(indices), workers(ray) * CHUNKS_PER_WORKER)
     pending = {remote.remote(spec, c, errors is not None): i for i, c in enumerate(chunks)}
     results: dict[int, tuple] = {}
-    while pending:
-        if stop is not None and stop.is_set():
-            for ref in pending:
-                ray.cancel(ref, force=True)
-            break
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-        for ref in ready:
-            i = pending.pop(ref)
-            try:
-                results[i] = ray.get(ref)
-            except ray.exceptions.RayTaskError as e:
-                cause = getattr(e, "cause", None)
-                if isinstance(cause, LabError):
-                    raise LabError(str(cause)) from None
-                raise LabError(f"a Ray worker failed: {cause or e}") from e
-            if tick is not None:
-                tick(len(results[i][0]))
+    try:
+        while pending:
+            if stop is not None and stop.is_set():
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            for ref in ready:
+                i = pending.pop(ref)
+                try:
+                    results[i] = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, LabError):
+                        raise LabError(str(cause)) from None
+                    raise LabError(f"a Ray worker failed: {cause or e}") from e
+                if tick is not None:
+                    tick(len(results[i][0]))
+    finally:  # stopped, or a chunk failed: the others give their cores back
+        for ref in pending:
+            ray.cancel(ref, force=True)
     records: list[dict] = []
     for i in range(len(chunks)):
         if i not in results:

@@ -43,7 +43,7 @@ from tqdm import tqdm
 import scenes
 from agents.agent import AgentConfig
 from agents.cost import CostSet
-from agents.evaluate import episode_seed, evaluate_spec
+from agents.evaluate import check_design, episode_seed, evaluate_spec
 from agents.planners import PlannerConfig
 from scenes.cli import parse_config
 from scenes.errors import LabError
@@ -94,10 +94,15 @@ class StressResult:
     def load(cls, path: str | Path) -> StressResult:
         try:
             d = json.loads(Path(path).read_text())
-            if d.get("format") != FORMAT:
+            if not isinstance(d, dict) or d.get("format") != FORMAT:
                 raise ValueError("not a stress-test result")
-            return cls(d["scene"], d["settings"], list(d["episodes"]), bool(d["complete"]))
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            episodes = list(d["episodes"])
+            for e in episodes:  # what the pages read of each
+                if not (isinstance(e, dict) and isinstance(e["options"], dict)):
+                    raise ValueError("an episode is not an object with options")
+                float(e["excess"]), int(e["seed"]), int(e["episode"])
+            return cls(d["scene"], dict(d["settings"]), episodes, bool(d["complete"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise LabError(f"{path} is not a readable stress-test result ({e})") from e
 
 
@@ -182,6 +187,7 @@ def stress(
         raise LabError("the budget must be at least 1 episode and a generation 2 or more")
     if not any(t.kind == "hard" and t.enabled for t in costs.terms):
         raise LabError("the design has no enabled hard term: there is no rule to break")
+    check_design(key, checkpoint, costs, agent_cfg, device or "cpu")
     check = cls(pixels=False)  # rejects parameters the scene cannot start from
     search = Search(method, len(cls.STRESS_PARAMS), seed)
     result = StressResult(

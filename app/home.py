@@ -251,9 +251,9 @@ def stress_failures(scene: str, checkpoint: str) -> list[Failure]:
     for path in paths:
         try:
             r = StressResult.load(path)
-            same = Path(r.settings["checkpoint"]).resolve() == Path(checkpoint).resolve()
-        except (LabError, KeyError, TypeError):
-            continue
+            same = Path(str(r.settings["checkpoint"])).resolve() == Path(checkpoint).resolve()
+        except (LabError, KeyError, TypeError, ValueError):
+            continue  # not a result this page can replay
         if r.scene != scene or not same:
             continue
         where = path.parent.relative_to(RUNS / "stress")
@@ -289,8 +289,12 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
 
     cal = calibration(checkpoint)
     choices = ["none"]
-    if cal:
-        choices += [f"calibrated, delta {d:g}" for d in cal["deltas"]]
+    if cal:  # the deltas its episodes can promise (too few for one leave +inf bounds)
+        choices += [
+            f"calibrated, delta {d:g}"
+            for d, t in zip(cal["deltas"], cal["bounds"], strict=False)
+            if all(x is not None for v in t.values() for x in v)
+        ]
     if measured(checkpoint):
         choices.append("x measured RMSE")
     default = "none"  # the plain plan first; a margin is the user's choice
@@ -302,9 +306,10 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
         delta = float(kind.rsplit(" ", 1)[1])
         on = cal.get("measured_on", {})
         where.caption(
-            f"Each imagined signal is within the bound of what really follows, at every "
-            f"imagined step, with probability >= {1 - delta:g} (split conformal), measured "
-            f"on {on.get('episodes', '?')} of this agent's own episodes "
+            f"For each signal and imagined step, what really follows is within the bound "
+            f"with probability >= {1 - delta:g} on average over episodes (split conformal, "
+            f"counted in episodes; not jointly over signals or steps), measured on "
+            f"{on.get('episodes', '?')} of this agent's own episodes "
             f"({on.get('planner', '?')}, rules: {', '.join(on.get('costs', [])) or 'none'}; "
             f"`./lab calibrate --episodes`). Hard terms must hold over it."
         )
@@ -317,7 +322,7 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
     if not cal:
         where.caption(
             "No calibrated bound for this model yet: `./lab calibrate --checkpoint "
-            f"{checkpoint} --episodes 30` measures one on the agent's own episodes."
+            f"{checkpoint} --episodes 60` measures one on the agent's own episodes."
         )
     return 0.0, 0.0, 0
 

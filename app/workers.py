@@ -282,8 +282,9 @@ class StressRun(Run):
         self.started = time.monotonic()
 
         def shown(result) -> None:
-            with self.lock:
-                self.result = result
+            snapshot = dataclasses.replace(result, episodes=list(result.episodes))
+            with self.lock:  # a copy: the search goes on appending to its own list
+                self.result = snapshot
             self.progress(len(result.episodes), self.budget)
             result.save(self.out)  # a stopped or broken-off search keeps what it found
 

@@ -216,7 +216,8 @@ def stress_figures(budget: int, ray) -> dict:
 def ray_figures(n: int) -> dict:
     from agents import fanout
 
-    fanout.connect("local", cpus=2)  # started once, as the app does
+    ray = fanout.connect("local", cpus=2)  # started once, as the app does (or by --ray)
+    n_workers = fanout.workers(ray)
     ckpt = PRETRAINED / "kitchen-state"
     rule = ("knife rule", KNIFE_RULE)
     t0 = time.perf_counter()
@@ -231,10 +232,14 @@ def ray_figures(n: int) -> dict:
 
     same = strip(local.episodes) == strip(remote.episodes)
     print(
-        f" ray: {n} episodes {t_local:.1f} s locally, {t_ray:.1f} s on 2 Ray workers "
+        f" ray: {n} episodes {t_local:.1f} s locally, {t_ray:.1f} s on {n_workers} Ray workers "
         f"({t_local / t_ray:.2f}x); identical records: {same}"
     )
-    return {"ray_speedup": round(t_local / t_ray, 3), "ray_identical": same}
+    return {
+        "ray_speedup": round(t_local / t_ray, 3),
+        "ray_identical": same,
+        "ray_workers": n_workers,
+    }
 
 
 def main() -> None:

@@ -171,6 +171,14 @@ class FloorScene(LabScene):
                 return xy
         raise RuntimeError("no free point found")  # unreachable for these layouts
 
+    def _check_goal(self, goal) -> np.ndarray:
+        """A goal inside (or against) a wall cannot be reached: refused like one out of
+        range (a stress test then draws another)."""
+        g = super()._check_goal(goal)
+        if wall_distance(self.walls, float(g[0]), float(g[1])) < DISC_R:
+            raise LabError(f"the goal ({g[0]:.3f}, {g[1]:.3f}) is inside or against a wall")
+        return g
+
     def _start_point(self, options: dict, margin: float = 0.02) -> np.ndarray:
         """The ``start`` option (the disc's x, y: it must clear every wall), else a free
         random point."""

@@ -151,6 +151,12 @@ def test_a_calibrated_margin_is_read_from_the_checkpoint_and_checked(tmp_path):
     assert m["x"].tolist() == pytest.approx([0.01, 0.02, 0.0])
     with pytest.raises(LabError, match=r"choose 0\.05"):
         margins_for(model, AgentConfig(delta=0.1), "cpu")
+    # too few episodes for a delta leave +inf: refused with how many it needs
+    inf = {n: [None] * 16 for n in names}
+    update_config(folder, probe_conformal={"deltas": [0.01, 0.05], "bounds": [inf, bounds]})
+    model, _ = load_checkpoint(folder, "cpu")
+    with pytest.raises(LabError, match="at least 99 calibration episodes"):
+        margins_for(model, AgentConfig(delta=0.01), "cpu")
     update_config(folder, probe_conformal={"deltas": [0.05], "bounds": [{"x": [1.0]}]})
     with pytest.raises(LabError, match="probe_conformal"):
         load_checkpoint(folder, "cpu")
@@ -177,6 +183,12 @@ def test_scenes_take_stress_parameters_as_reset_options():
     try:
         with pytest.raises(LabError, match="dir"):
             env.reset(seed=0, options={"person": {"dir": 0.5}})
+    finally:
+        env.close()
+    env = scenes.scene_class("wall")(pixels=False)
+    try:  # a goal in the dividing wall cannot be reached: refused, and a search redraws
+        with pytest.raises(LabError, match="inside or against a wall"):
+            env.reset(seed=0, options={"goal": [0.0, -0.5]})
     finally:
         env.close()
 
@@ -220,9 +232,12 @@ def test_a_stress_test_of_real_episodes_keeps_replayable_failures(tmp_path):
     assert again.episodes[0]["violation_steps"] > 0
     with pytest.raises(LabError, match="no enabled hard term"):
         stress("reach", REACH, CostSet(), AgentConfig(), 2, device="cpu")
-    (tmp_path / "bad.json").write_text(json.dumps({"format": "other"}))
-    with pytest.raises(LabError):
-        StressResult.load(tmp_path / "bad.json")
+    with pytest.raises(LabError, match="reach model"):  # before any episode
+        stress("kitchen", REACH, CostSet(terms=[rule]), AgentConfig(), 2, device="cpu")
+    for bad in ({"format": "other"}, [1, 2], {**json.loads(back.to_json()), "episodes": [{}]}):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(LabError):
+            StressResult.load(tmp_path / "bad.json")
 
 
 def test_episodes_on_ray_are_the_episodes_run_here():

@@ -4,7 +4,8 @@ Sample N sequences from a Gaussian around the mean, keep the K best (feasible
 first, see ``base.rank``), refit the Gaussian to them, repeat. The current
 mean is always one of the samples, so a warm start is never lost. With
 ``repair`` (``PlannerConfig``), the cheapest infeasible plans of a round are
-repaired onto the hard terms by a few gradient steps and join the next round.
+repaired onto the hard terms (slowed down, by default: ``Planner.repaired``)
+and join the next round.
 """
 
 from __future__ import annotations

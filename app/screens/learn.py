@@ -470,13 +470,16 @@ def page() -> None:
             "centimetres of error in the distance to the person or in the hand's speed "
             f"decide. {home.MARGIN_FIGURES} (`./lab bench agent_quality`).\n\n"
             "A multiple of an RMSE promises nothing. The calibrated margin does: `./lab "
-            "calibrate --episodes 30` runs the agent's own episodes, follows each chosen plan "
+            "calibrate --episodes 60` runs the agent's own episodes, follows each chosen plan "
             "open loop in reality from a snapshot, and keeps $|\\hat y_h - y_h|$ per signal "
-            "and step. For a miss rate $\\delta$ the bound $b_h$ is the "
-            "$\\lceil (n+1)(1-\\delta) \\rceil$-th smallest of those $n$ gaps (split "
-            "conformal prediction): a new gap exchangeable with them is within $b_h$ with "
-            "probability at least $1-\\delta$. The margin setting *calibrated, delta* makes "
-            "the hard terms hold over $\\hat y_h \\pm b_h$."
+            "and step. Steps of one episode err alike (an episode along a wall errs on most "
+            "of them); episodes are what is exchangeable. So each of the $E$ episodes weighs "
+            "$1/E$, and for a miss rate $\\delta$ the bound $b_h$ is the smallest gap at "
+            "which the episodes' mean coverage reaches $(1-\\delta)(E+1)/E$ (split conformal "
+            "prediction, counted in episodes): a new episode's gap at step $h$ is within "
+            "$b_h$ with probability at least $1-\\delta$ on average (per signal and step, "
+            "not jointly). The margin setting *calibrated, delta* makes the hard terms hold "
+            "over $\\hat y_h \\pm b_h$."
         )
     with st.expander("Rules that freeze the agent, and where a design fails"):
         st.markdown(

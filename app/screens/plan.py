@@ -688,6 +688,7 @@ def _search(s: PlanSettings) -> tuple:
         s.fallback,
         s.margin,
         s.delta,
+        s.margin_steps,
         s.repair,
         s.actor,
         s.policy,
