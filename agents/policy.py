@@ -4,7 +4,9 @@
 task signals (scaled to [-1, 1] by the scene's goal range): one pass per action,
 batched, on the model's device. It is trained by imitating the planner with DAgger
 (Ross et al., 2011) entirely inside the world model: each round draws starts and goals
-from scene resets (observations only: the simulator is never stepped), rolls the
+from the exploration data (``--data``: a random row of a random episode, with that
+episode's goal) or from scene resets (observations only: the simulator is never
+stepped; what the shipped policies were made from), rolls the
 current policy forward in imagination, asks the planner what it would do at the states
 the policy visits, adds those labels to everything labelled so far and fits the policy
 again. Plain imitation would train only on the planner's own states and drift where
@@ -150,6 +152,13 @@ class DistillConfig:
     checkpoint: str = field(default="", metadata={"help": "world model folder", "required": True})
     costs: str = field(default="", metadata={"help": "cost set JSON (default: the task alone)"})
     out: str = field(default="", metadata={"help": "policy folder (default runs/policy-<scene>)"})
+    data: str = field(
+        default="",
+        metadata={
+            "help": "exploration dataset: starts and goals from its episodes "
+            "(default: from scene resets)"
+        },
+    )
     rounds: int = field(default=6, metadata={"help": "DAgger rounds"})
     states: int = field(default=256, metadata={"help": "states the planner labels per round"})
     rollout: int = field(default=20, metadata={"help": "imagined steps the policy acts per start"})
@@ -177,6 +186,16 @@ def _starts(scene, key: str, count: int, seed: int):
     return obs, np.stack(goals)
 
 
+def _starts_from_data(data, key: str, count: int, seed: int):
+    """``count`` observations and goals from an exploration dataset (``scenes.dataset``
+    ``Episodes``): each a random row of a random episode, with that episode's goal."""
+    rng = np.random.default_rng([seed, 0xDA7A])
+    eps = rng.integers(0, len(data.episodes), count)
+    first, rows = data.episodes[eps, 0], data.episodes[eps, 1]
+    row = first + (rng.random(count) * rows).astype(np.int64)
+    return list(data.arrays[key][row]), data.goals[eps].astype(np.float32)
+
+
 class Distiller:
     """The DAgger loop and its saved state; ``run()`` goes on from the last saved round."""
 
@@ -188,6 +207,7 @@ class Distiller:
         if scenes.scene_key(str(self.model_config["scene"])) != key:
             raise LabError(f"{cfg.checkpoint} is a {self.model_config['scene']} model, not {key}")
         self.scene = scenes.make(key).unwrapped
+        self.dataset = self._dataset(cfg, key)  # None: starts from scene resets
         self.costs = CostSet.load(cfg.costs) if cfg.costs else CostSet()
         if self.costs.task != "signal":
             raise LabError("distillation labels goals by their task signals: use the signal task")
@@ -216,6 +236,23 @@ class Distiller:
         self.history: list[dict] = []
         self._resume_if_any()
 
+    def _dataset(self, cfg: DistillConfig, key: str):
+        """The exploration data the starts and goals come from, checked, or None."""
+        if not cfg.data:
+            return None
+        from scenes.dataset import Dataset
+
+        data = Dataset(cfg.data)
+        if scenes.scene_key(data.scene) != key:
+            raise LabError(f"{cfg.data} holds {data.scene} data, not {key}")
+        obs = self.model.cfg.obs
+        if obs == "pixels" and (not data.pixels or getattr(self.model, "frames", 1) > 1):
+            raise LabError(
+                f"{cfg.data}: a pixel model needs single frames the dataset holds; "
+                "distil it from scene resets (leave --data out)"
+            )
+        return data.load(("state", "pixels") if obs == "pixels" else ("state",))
+
     def _resume_if_any(self) -> None:
         state = self.out / "distill.json"
         if not state.exists():
@@ -226,7 +263,8 @@ class Distiller:
         def fixed(config: dict) -> dict:
             return {k: v for k, v in config.items() if k not in free}
 
-        if fixed(meta.get("config", {})) != fixed(asdict(self.cfg)):
+        saved = {"data": "", **meta.get("config", {})}  # made before --data: from resets
+        if fixed(saved) != fixed(asdict(self.cfg)):
             raise LabError(f"{self.out} holds a distillation with other settings: pick --out")
         self.policy = load_policy(self.out, self.cfg.checkpoint, self.device).train()
         if self.policy.info.get("costs") != json.loads(self.costs.to_json()):
@@ -282,7 +320,11 @@ class Distiller:
         is acted out for a random number of steps (0 to ``rollout``)."""
         cfg = self.cfg
         key = self.model.cfg.obs
-        obs, goals = _starts(self.scene, key, cfg.states, cfg.seed * 1000 + self.round)
+        seed = cfg.seed * 1000 + self.round
+        if self.dataset is None:
+            obs, goals = _starts(self.scene, key, cfg.states, seed)
+        else:
+            obs, goals = _starts_from_data(self.dataset, key, cfg.states, seed)
         s = self.model.encode(np.stack(obs))  # (B, D)
         g = torch.as_tensor(goals, device=self.device)
         stop_at = torch.randint(0, cfg.rollout + 1, (len(s),), generator=gen, device="cpu")

@@ -5,7 +5,10 @@
 
 For each scene in ``agents.system12.TRAINED_UNDER`` whose ``pretrained/<scene>-state``
 exists, ``./lab distill`` runs into ``pretrained/policy-<scene>`` under that cost set
-(Kitchen: the knife rule, trained in), seeded, with the scene's ``SETTINGS``. A folder
+(Kitchen: the knife rule, trained in), seeded, with the scene's ``SETTINGS``, its
+starts and goals from the model's exploration data (``data/pretrain/<scene>``, which
+``worldmodels/pretrain.py`` collects; from scene resets where it is absent, as the
+policies shipped now were made). A folder
 already made for the same model and settings is kept (distillation resumes from it);
 one made on another model (the world model was trained again) is made anew.
 Then each model's conformal bounds are measured on 60 of its agent's own
@@ -48,11 +51,13 @@ def pretrain_policies(names: list[str]) -> list[Path]:
         costs = out / "costs.json"  # the cost set it is distilled under, beside it
         TRAINED_UNDER[key].save(costs)
         repo = PRETRAINED.parent
+        data = repo / "data" / "pretrain" / key  # the world model's exploration data
         cfg = DistillConfig(
             scene=key,
             checkpoint=str(checkpoint.relative_to(repo)),
             costs=str(costs.relative_to(repo)),
             out=str(out.relative_to(repo)),
+            data=str(data.relative_to(repo)) if (data / "manifest.json").exists() else "",
             progress=False,
             **SETTINGS.get(key, {}),
         )

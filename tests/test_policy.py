@@ -146,3 +146,21 @@ def test_a_recalibrated_model_keeps_its_policies(distilled, tmp_path):
     resave_checkpoint(model, copy, config, note="recalibrated")
     assert read_config(copy)["weights"] != config["weights"]
     load_policy(out, copy, CPU)  # not refused
+
+
+def test_distillation_draws_its_starts_from_exploration_data(tmp_path):
+    from scenes.collect import CollectConfig, collect
+
+    data = tmp_path / "data"
+    collect(CollectConfig(scene="reach", out=str(data), episodes=6, steps=20, workers=1,
+                          progress=False))  # fmt: skip
+    cfg = replace(tiny(tmp_path / "p", 1), data=str(data))
+    d = Distiller(cfg, CPU)
+    assert d.dataset is not None and len(d.dataset.goals) == 6
+    d.run()
+    assert d.history[-1]["labels"] == 24
+    with pytest.raises(LabError, match="other settings"):  # the data are part of the run
+        Distiller(replace(cfg, data=""), CPU)
+    with pytest.raises(LabError, match="holds reach data, not wall"):
+        Distiller(replace(cfg, scene="wall", checkpoint=str(PRETRAINED / "wall-state"),
+                          out=str(tmp_path / "w")), CPU)  # fmt: skip
