@@ -299,10 +299,10 @@ def margins_for(model, cfg: AgentConfig, device) -> dict[str, torch.Tensor] | No
     measured probe RMSE; None for neither, or a model that is exact (the simulator)."""
     if not (math.isfinite(cfg.margin) and 0 <= cfg.margin <= MAX_MARGIN):
         raise LabError(f"margin must be a number from 0 to {MAX_MARGIN} (times the error)")
+    if getattr(model, "exact", False) or not (cfg.delta or cfg.margin):
+        return None  # the simulator needs none, or none was asked for
     if cfg.delta:
         bounds = getattr(model, "probe_conformal", None) or {}
-        if getattr(model, "exact", False):
-            return None
         if not bounds:
             raise LabError(
                 "a calibrated bound needs the model's closed-loop errors, and this checkpoint "
@@ -318,8 +318,6 @@ def margins_for(model, cfg: AgentConfig, device) -> dict[str, torch.Tensor] | No
                 f"miss rate delta {cfg.delta:g} needs at least {need} calibration episodes "
                 f"(./lab calibrate --episodes {need}); with these, choose {have}"
             )
-    elif cfg.margin == 0 or getattr(model, "exact", False):
-        return None
     else:
         rmse = getattr(model, "probe_rmse", None)
         if not rmse:

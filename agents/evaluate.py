@@ -678,7 +678,6 @@ def evaluate(
     cls = scenes.scene_class(key)
     scene_signals = [s.name for s in cls.SIGNALS]
     task_signals = list(cls.TASK_SIGNALS)
-    _check_terms(costs.terms, term_names(scene_signals, task_signals), "the scene")
     measured = costs.terms if guardrails is None else list(guardrails)
     hard = HardTerms(measured, scene_signals, task_signals)
     settings = {
@@ -691,13 +690,15 @@ def evaluate(
         "guardrails": [asdict(t) for t in hard.specs],
     }
     if checkpoint is not None:  # a bad checkpoint, policy or margin fails before any episode
-        check_design(key, checkpoint, costs, agent_cfg, device, policy)
+        check_design(key, checkpoint, costs, agent_cfg, device, policy)  # the terms too
         if agent_cfg.actor != "planner":
             settings["policy"] = str(policy)
         settings["actor"] = agent_cfg.actor
         settings["planner"], settings["search"] = agent_cfg.planner, asdict(agent_cfg.search)
         settings["fallback"], settings["margin"] = agent_cfg.fallback, agent_cfg.margin
         settings["delta"], settings["margin_steps"] = agent_cfg.delta, agent_cfg.margin_steps
+    else:  # the oracle alone: the terms against the scene's signals
+        _check_terms(costs.terms, term_names(scene_signals, task_signals), "the scene")
     spec = EpisodeSpec(
         scene=key,
         checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),

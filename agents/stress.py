@@ -116,17 +116,14 @@ class Search:
         self.rng = np.random.default_rng(seed)
         self.mean = np.full(dims, 0.5)
         self.std = np.full(dims, 0.5)
-        self.last: np.ndarray | None = None
         self.seen_u, self.seen_s = [], []
 
     def propose(self, n: int) -> np.ndarray:
         """(n, dims) in [0, 1]."""
         if self.method == "random":
-            self.last = self.rng.uniform(size=(n, len(self.mean)))
-        else:
-            draw = self.mean + self.std * self.rng.standard_normal((n, len(self.mean)))
-            self.last = np.clip(draw, 0.0, 1.0)
-        return self.last
+            return self.rng.uniform(size=(n, len(self.mean)))
+        draw = self.mean + self.std * self.rng.standard_normal((n, len(self.mean)))
+        return np.clip(draw, 0.0, 1.0)
 
     def tell(self, u: np.ndarray, scores: np.ndarray) -> None:
         """The generation ``u`` (n, dims) scored (n,), higher is worse for the design. The

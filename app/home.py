@@ -278,6 +278,20 @@ def calibration(checkpoint: str) -> dict | None:
         return None
 
 
+def guard_kind(margin: float, delta: float) -> str:
+    """The *Guardrail margin* choice that gives ``margin`` and ``delta`` (``guard_input``)."""
+    return f"calibrated, delta {delta:g}" if delta else "x measured RMSE" if margin else "none"
+
+
+def show_guard(key: str, margin: float, delta: float, steps: int) -> None:
+    """Put a run's margin into ``guard_input``'s widgets under ``key`` (a reopened tab,
+    a replayed failure), before they are drawn."""
+    import streamlit as st
+
+    st.session_state[f"{key}/kind"] = guard_kind(margin, delta)
+    st.session_state[key], st.session_state[f"{key}/steps"] = margin or 1.0, steps
+
+
 def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
     """The agent's guardrail margin in ``where`` (a Streamlit container): none, the
     calibrated bound at a miss rate delta (when the checkpoint has one), or a multiple of
@@ -291,7 +305,7 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
     choices = ["none"]
     if cal:  # the deltas its episodes can promise (too few for one leave +inf bounds)
         choices += [
-            f"calibrated, delta {d:g}"
+            guard_kind(0.0, d)
             for d, t in zip(cal["deltas"], cal["bounds"], strict=False)
             if all(x is not None for v in t.values() for x in v)
         ]

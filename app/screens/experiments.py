@@ -54,15 +54,8 @@ def _settings_from(run: ExperimentRun) -> None:
     SS[f"exp/policies/{scene}"] = [f for f in run.policies.values() if f in offered]
     cfg = run.agent_cfg
     SS["exp/planner"], SS["exp/fallback"] = cfg.planner, cfg.fallback
-    SS["exp/margin"] = cfg.margin or 1.0
-    SS["exp/margin/kind"] = (
-        f"calibrated, delta {cfg.delta:g}"
-        if cfg.delta
-        else "x measured RMSE"
-        if cfg.margin
-        else "none"
-    )
-    SS["exp/ray"], SS["exp/margin/steps"] = bool(run.ray), cfg.margin_steps
+    home.show_guard("exp/margin", cfg.margin, cfg.delta, cfg.margin_steps)
+    SS["exp/ray"] = bool(run.ray)
     SS["exp/samples"], SS["exp/iters"] = cfg.search.samples, cfg.search.iterations
     if scene == "kitchen":
         SS["exp/near"] = bool(run.options.get("person_near"))

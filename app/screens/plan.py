@@ -314,18 +314,7 @@ def _replay(run_id: str, scene: str, failure: home.Failure) -> None:
         policy="",
         seed=failure.seed,
     )
-    SS["plan/planner"], SS["plan/samples"] = new.planner, new.samples
-    SS["plan/horizon"], SS["plan/iterations"] = new.horizon, new.iterations
-    SS["plan/repair"], SS["plan/fallback"], SS["plan/actor"] = new.repair, new.fallback, "planner"
-    SS["plan/margin"], SS["plan/margin/steps"] = new.margin or 1.0, new.margin_steps
-    SS["plan/margin/kind"] = (
-        f"calibrated, delta {new.delta:g}"
-        if new.delta
-        else "x measured RMSE"
-        if new.margin
-        else "none"
-    )
-    SS[f"plan/seed/{scene}"] = failure.seed
+    _show_settings(new)
     SS["plan/replay"] = {"scene": scene, "seed": failure.seed, "options": failure.options}
     run.send("search", new)
     _command(run_id, "reset", failure.seed, failure.options)
@@ -482,19 +471,17 @@ def live(run_id: str, scene: str) -> None:
 
 
 # --- the page ---------------------------------------------------------------------------------
-def _settings_from(run: PlanRun) -> None:
-    s = run.settings
+def _show_settings(s: PlanSettings) -> None:
+    """The sidebar's widgets set to ``s`` (before they are drawn): a reopened tab shows
+    its run's settings, a replayed failure the stress test's."""
     SS["plan/scene"], SS[f"plan/ckpt/{s.scene}"] = s.scene, s.checkpoint
     SS["plan/planner"], SS["plan/samples"] = s.planner, s.samples
     SS["plan/horizon"], SS["plan/iterations"] = s.horizon, s.iterations
     SS["plan/fallback"], SS[f"plan/seed/{s.scene}"] = s.fallback, s.seed
-    SS["plan/margin"], SS["plan/repair"] = s.margin or 1.0, s.repair
-    SS["plan/margin/steps"] = s.margin_steps
-    SS["plan/margin/kind"] = (
-        f"calibrated, delta {s.delta:g}" if s.delta else "x measured RMSE" if s.margin else "none"
-    )
+    SS["plan/repair"], SS["plan/actor"] = s.repair, s.actor
+    home.show_guard("plan/margin", s.margin, s.delta, s.margin_steps)
     if s.actor != "planner":
-        SS["plan/actor"], SS["plan/policy"] = s.actor, s.policy
+        SS["plan/policy"] = s.policy
 
 
 def start_here() -> None:
@@ -525,7 +512,7 @@ def start_here() -> None:
 def page() -> None:
     run = current("plan")
     if run is not None and "plan/scene" not in SS:
-        _settings_from(run)  # a reopened tab: show the run's own settings
+        _show_settings(run.settings)  # a reopened tab: show the run's own settings
     st.title("Plan")
     start_here()
     side = st.sidebar
