@@ -354,15 +354,18 @@ class _Builder:
                 raise self.error(node, "this part is not a finite number (division by zero?)")
             return self.bounded(node, value)
 
+        constants: dict = {}  # (value, dtype, device) -> tensor, made once
+
+        def constant(v: float, ref: Tensor) -> Tensor:
+            key = (v, ref.dtype, ref.device)
+            if key not in constants:  # a copy to a GPU waits for it: once, not every plan
+                with torch.inference_mode(False):  # usable with gradients too
+                    constants[key] = torch.as_tensor(v, dtype=ref.dtype, device=ref.device)
+            return constants[key]
+
         def run(env: dict[str, Tensor]) -> Tensor:
             vals = [a(env) if callable(a) else a for a in args]
             ref = next(v for v in vals if isinstance(v, Tensor))
-            vals = [
-                torch.as_tensor(v, dtype=ref.dtype, device=ref.device)
-                if not isinstance(v, Tensor)
-                else v
-                for v in vals
-            ]
-            return fn(*vals)
+            return fn(*(v if isinstance(v, Tensor) else constant(v, ref) for v in vals))
 
         return run

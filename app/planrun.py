@@ -29,6 +29,7 @@ from agents.planners import PlannerConfig
 from agents.policy import load_policy
 from app.runs import Run
 from scenes.errors import LabError
+from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint
 
 HISTORY_FRAME = 128  # px of the frames kept for the episode video
@@ -77,6 +78,7 @@ class View:
     # the plan about to be acted on (None when the episode is over)
     plan_ms: float = 0.0  # the decision: a plan, or one pass of the policy
     actor: str = "planner"
+    imagination: str = ""  # compiled or not (worldmodels.compiled.label)
     policy_xy: np.ndarray | None = None  # (H, 2) the policy's imagined path (it acts on it)
     samples_xy: np.ndarray | None = None  # (N, H, 2) sampled trajectories in the plot plane
     total: np.ndarray | None = None  # (N,)
@@ -361,6 +363,7 @@ class PlanRun(Run):
         if th is not None:
             p = th.plan
             v.plan_ms, v.actor = p.seconds * 1e3, self.agent.cfg.actor
+            v.imagination = compiled.label(self.agent.model)
             shadow = p.info.get("planner")
             if shadow is not None:  # System 1 acts; System 2's plan is drawn beside it
                 mine = [p.signals[k][0] for k in self.plot_signals if k in p.signals]

@@ -9,11 +9,13 @@ models and windows, and runs in a few minutes:
 
 * correctness: a plan on the device equals the CPU plan from the same seed (the
   samples drawn from one CPU generator, so both search the same noise) within
-  tolerance, for CEM, MPPI and gradient descent; the fused ``imagine`` against
-  ``rollout`` then ``probe``; a training step (finite losses, weights moved);
+  tolerance, for CEM, MPPI and gradient descent; the compiled imagination
+  (``worldmodels.compiled``: Triton and CUDA graphs on a GPU) against ``rollout``
+  then ``probe``; a training step (finite losses, weights moved);
   a checkpoint round trip (the same outputs after save and load);
 * speed: a CEM plan at N = 1000, H = 16, 5 iterations (goal on a GPU: <= 5 ms),
-  and at N = 10 000 and 100 000 (how the time grows); JEPA training steps per
+  and at N = 10 000 and 100 000 (how the time grows), with the imagination compiled
+  and without (``LAB_COMPILE=0``: before a compile is ready); JEPA training steps per
   second on the device against the CPU, state and pixel models.
 
 Prints the figures, then one JSON line. Exit status 1 when a correctness check
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -36,6 +39,7 @@ import torch
 
 from agents.cost import Cost, CostSet, Term
 from agents.planners import PLANNERS, PlannerConfig
+from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint, save_checkpoint
 from worldmodels.loss import LossConfig, losses
 from worldmodels.model import ModelConfig, WorldModel
@@ -43,6 +47,7 @@ from worldmodels.model import ModelConfig, WorldModel
 SIGNALS = ("x", "y", "vx", "vy", "speed", "dist_wall")  # Reach's probes
 TASK = ["x", "y"]
 RULE = Term("slow", "relu(speed - 0.3)", "hard")
+CPU = torch.device("cpu")
 
 
 def sync(device: torch.device) -> None:
@@ -90,16 +95,31 @@ def check_plans(device) -> dict:
 
 
 def check_imagine(device) -> dict:
+    """The compiled imagination (``worldmodels.compiled``; off with LAB_COMPILE=0)
+    against ``rollout`` then ``probe``, at two batch sizes (one compile serves both)."""
     model = model_on(device)
-    s0 = torch.randn(64, model.cfg.latent_dim, device=device)
-    actions = torch.rand(64, 16, 2, device=device) * 2 - 1
-    with torch.no_grad():
-        lat, sig = model.imagine(s0, actions, list(SIGNALS))
-        ref = model.rollout(s0, actions)
-        probed = model.probe(ref, list(SIGNALS))
-    gap = max(float((lat - ref).abs().max()),
-              *(float((sig[k] - probed[k]).abs().max()) for k in SIGNALS))  # fmt: skip
-    return {"max_gap": gap, "ok": gap < 1e-4}
+    out: dict = {"compiled": compiled.enabled()}
+    with torch.inference_mode():
+        model.imagine(torch.zeros(2, model.cfg.latent_dim, device=device),
+                      torch.zeros(2, 16, 2, device=device), list(SIGNALS))  # fmt: skip
+    compiled.wait(model)
+    gaps = []
+    for n in (64, 1000):
+        s0 = torch.randn(n, model.cfg.latent_dim, device=device)
+        actions = torch.rand(n, 16, 2, device=device) * 2 - 1
+        with torch.inference_mode():
+            lat, sig = model.imagine(s0, actions, list(SIGNALS))
+            ref, probed = compiled.plain(model, SIGNALS, s0, actions)
+        gaps.append(max(float((lat - ref).abs().max()),
+                        *(float((sig[k] - probed[k]).abs().max()) for k in SIGNALS)))  # fmt: skip
+    out["max_gap"] = max(gaps)
+    kinds = compiled.status(model)  # after the calls: a failure there falls back silently
+    if kinds:
+        out.update(state=kinds[0]["state"], compile_s=kinds[0]["seconds"],
+                   calls=kinds[0]["calls"], error=kinds[0]["error"])  # fmt: skip
+    used = not compiled.enabled() or (out.get("state") == "ready" and out["calls"] >= 2)
+    out["ok"] = out["max_gap"] < 1e-4 and used
+    return out
 
 
 def batch_for(model: WorldModel, B: int, H: int, device) -> dict:
@@ -166,9 +186,8 @@ def check_checkpoint(device) -> dict:
     return {"max_gap": gap, "ok": gap < 1e-6}
 
 
-def plan_ms(device, samples: int, repeats: int) -> float:
-    model = model_on(device)
-    plan_once("cem", model, device, samples, 16, 5)  # warm-up
+def plan_ms(model, device, samples: int, repeats: int) -> float:
+    plan_once("cem", model, device, samples, 16, 5)  # warm-up (a CUDA graph recorded)
     times = []
     for i in range(repeats):
         sync(device)
@@ -205,13 +224,24 @@ def main() -> int:
     out["checks"], out["ok"] = checks, ok
     repeats = 3 if args.quick else 10
     sizes = (1000, 10_000) if args.quick or device.type == "cpu" else (1000, 10_000, 100_000)
-    out["cem_plan_ms"] = {str(n): plan_ms(device, n, repeats) for n in sizes}
+    model = model_on(device)
+    plan_once("cem", model, device, 1000, 16, 5)  # asks for the compile
+    compiled.wait(model)
+    out["cem_plan_ms"] = {str(n): plan_ms(model, device, n, repeats) for n in sizes}
+    out["compiled_kinds"] = compiled.status(model)
     print(f"  CEM plan, H=16, 5 iterations, ms by N: {out['cem_plan_ms']}")
+    print(f"  its compiled imagination: {out['compiled_kinds']}")
+    if compiled.enabled():
+        os.environ[compiled.ENV] = "0"
+        out["uncompiled_cem_plan_ms"] = {str(n): plan_ms(model, device, n, repeats)
+                                         for n in sizes}  # fmt: skip
+        del os.environ[compiled.ENV]
+        print(f"  the same, imagination uncompiled: {out['uncompiled_cem_plan_ms']}")
     steps = 5 if args.quick else 30
     speed = {}
     for obs in ("state", "pixels"):
         here = train_steps(model_on(device, obs), device, steps)
-        cpu = here if device.type == "cpu" else train_steps(model_on("cpu", obs), "cpu", steps)
+        cpu = here if device.type == "cpu" else train_steps(model_on(CPU, obs), CPU, steps)
         speed[obs] = {"device": round(here, 2), "cpu": round(cpu, 2),
                       "ratio": round(here / cpu, 2)}  # fmt: skip
         print(f"  training steps/s, {obs}: {speed[obs]}")

@@ -42,11 +42,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import itertools
+import os
 
 import torch
 
 from agents.cost import Cost, CostSet, Term
 from agents.planners import PLANNERS, PlannerConfig
+from worldmodels import compiled
 from worldmodels.model import ModelConfig, WorldModel
 from worldmodels.train import choose_device
 
@@ -141,6 +143,7 @@ def main() -> int:
     s0 = torch.randn(D, device=device)
     goal = torch.tensor([0.5, 0.5], device=device)
     rows = []
+    on = compiled.enabled()
     for name, planner_cls in PLANNERS.items():
         search = PlannerConfig(samples=N, horizon=H, iterations=args.iterations)
         if name == "gd":
@@ -154,7 +157,20 @@ def main() -> int:
         def one_plan(p=planner, c=cost, g=gen):
             return p.plan(model, c, s0, goal, None, g)
 
-        plan_t, matmul_t, predictor_t = timed([one_plan, bare, bare_predictor], device, repeats)
+        def plain_plan(plan=one_plan, on=on):
+            os.environ[compiled.ENV] = "0"  # the imagination as before a compile is ready
+            try:
+                return plan()
+            finally:
+                os.environ[compiled.ENV] = "1" if on else "0"
+
+        one_plan()  # asks for the compile of this planner's kinds (the gradient's is not)
+        kinds = compiled.wait(model)
+        compile_s = max((k["seconds"] for k in kinds), default=0.0)
+        failed = [k["error"] for k in kinds if k["state"] == "failed"]
+        plan_t, plain_t, matmul_t, predictor_t = timed(
+            [one_plan, plain_plan, bare, bare_predictor], device, repeats
+        )
         plan_s, matmul_s = statistics.median(plan_t), statistics.median(matmul_t)
         matmul_gflops = 2 * macs * N * H / matmul_s / 1e9
         # Rollouts per plan: CEM and MPPI evaluate once per iteration (the
@@ -171,6 +187,12 @@ def main() -> int:
             "planner": name,
             "device": str(device),
             "plan_ms": round(plan_s * 1e3, 2),
+            "plain_plan_ms": round(statistics.median(plain_t) * 1e3, 2),
+            "compiled_speedup": round(
+                statistics.median(a / b for a, b in zip(plain_t, plan_t, strict=True)), 2
+            ),
+            "compile_s": round(compile_s, 1),
+            "compile_failed": failed[0] if failed else "",
             "rollout_gflops": float(f"{rollout_gflops:.3g}"),  # tiny shapes: not rounded to 0
             "matmul_gflops": float(f"{matmul_gflops:.3g}"),
             "ratio": round(ratio, 3),
@@ -180,7 +202,9 @@ def main() -> int:
         print(
             f"{name}: {row['plan_ms']} ms per plan (N={N}, H={H}, {args.iterations} "
             f"iterations, D={D}); rollouts at {row['rollout_gflops']} GFLOP/s, bare matmul "
-            f"{row['matmul_gflops']} GFLOP/s, ratio {row['ratio']}"
+            f"{row['matmul_gflops']} GFLOP/s, ratio {row['ratio']}; uncompiled "
+            f"{row['plain_plan_ms']} ms ({row['compiled_speedup']}x), compiled in "
+            f"{row['compile_s']} s {failed[0] if failed else ''}"
         )
     print(json.dumps(rows))
     return 0

@@ -436,43 +436,6 @@ def test_probes_in_blocks_give_the_same_values_and_gradients():
     assert torch.allclose(g, g1)
 
 
-@pytest.mark.parametrize("layers", [1, 2, 3])
-def test_imagine_is_rollout_then_probe(layers):
-    """The planners' fused pass gives what the two contract calls give, for any depth of
-    predictor, any subset and order of signals (none too), and keeps gradients when on."""
-    cfg = ModelConfig(
-        latent_dim=16,
-        action_dim=3,
-        signals=("a", "b", "c"),
-        decoder=False,
-        predictor_layers=layers,
-        predictor_hidden=24,
-        probe_hidden=8,
-    )
-    torch.manual_seed(layers)
-    m = WorldModel(cfg).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0.0, 0.2)
-        m.probes.mean.normal_()
-        m.probes.std.uniform_(0.5, 2.0)
-    s0, actions = torch.randn(7, 16), torch.rand(7, 5, 3) * 2 - 1
-    with torch.no_grad():
-        want = m.rollout(s0, actions)
-        latents, signals = m.imagine(s0, actions, ["c", "a"])
-        alone, nothing = m.imagine(s0, actions, [])
-        probed = m.probe(want, ["c", "a"])
-    assert latents.shape == (7, 5, 16) and list(signals) == ["c", "a"] and nothing == {}
-    assert torch.allclose(latents, want, atol=1e-5) and torch.allclose(alone, want, atol=1e-5)
-    for name in ("c", "a"):
-        assert signals[name].shape == (7, 5)
-        assert torch.allclose(signals[name], probed[name], atol=1e-5)
-    actions.requires_grad_(True)
-    _, with_grad = m.imagine(s0, actions, ["b"])
-    (grad,) = torch.autograd.grad(with_grad["b"].sum(), actions)
-    assert grad.abs().sum() > 0
-
-
 def test_time_left_counts_the_evaluations_to_come_at_the_recent_pace():
     # nothing timed yet: no estimate (a step-4 guess left out the evaluations)
     assert eta_seconds(4, 1500, 500, [0.03] * 4, None) is None

@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from scenes.errors import LabError
+from worldmodels import compiled
 
 
 @dataclass
@@ -203,10 +204,11 @@ class Probes(nn.Module):
             h = F.silu(torch.addmm(b1, rows, w1)).view(-1, k, hid)  # (m, k, h)
             return (h * w2).sum(dim=-1) + b2  # (m, k)
 
-        # In blocks of rows: a planner probes N x H = 16000 latents at once, and the
-        # (M, k*h) hidden layer of all of them (16 MB) falls out of the cache: three
-        # to four times slower on a CPU than the same work in blocks of 2048.
-        if len(flat) <= PROBE_BLOCK:
+        # In blocks of rows, on a CPU: a planner probes N x H = 16000 latents at once,
+        # and the (M, k*h) hidden layer of all of them (16 MB) falls out of the cache:
+        # three to four times slower than the same work in blocks of 2048. Not on a GPU
+        # (800 blocks at N = 100 000: 6x slower) nor compiled (inductor fuses the layers).
+        if torch.compiler.is_compiling() or s.device.type != "cpu" or len(flat) <= PROBE_BLOCK:
             out = heads(flat)
         else:
             out = torch.cat([heads(rows) for rows in flat.split(PROBE_BLOCK)])
@@ -215,17 +217,6 @@ class Probes(nn.Module):
     def forward(self, s: torch.Tensor, idx: list[int] | None = None) -> torch.Tensor:
         mean, std = (self.mean, self.std) if idx is None else (self.mean[idx], self.std[idx])
         return self.normalised(s, idx) * std + mean
-
-    def stacked(self, idx: list[int]) -> tuple[torch.Tensor, ...]:
-        """The heads ``idx`` as two matrix products in the signals' units:
-        ``silu(s @ w1 + b1) @ w2 + b2`` with w1 (D, k*h), b1 (k*h,), w2 (k*h, k) (block
-        diagonal: each head reads its own h columns), b2 (k,). For ``WorldModel.imagine``."""
-        k, d, hid = len(idx), self.w1.shape[1], self.w1.shape[2]
-        std, mean = self.std[idx], self.mean[idx]
-        w1 = self.w1[idx].permute(1, 0, 2).reshape(d, k * hid)
-        blocks = torch.eye(k, dtype=w1.dtype, device=w1.device).repeat_interleave(hid, dim=0)
-        w2 = blocks * (self.w2[idx] * std[:, None]).reshape(-1, 1)  # (k*h, k)
-        return w1, self.b1[idx].reshape(-1), w2, self.b2[idx] * std + mean
 
 
 class Decoder(nn.Module):
@@ -340,89 +331,19 @@ class WorldModel(nn.Module):
     def imagine(
         self, s0: torch.Tensor, actions: torch.Tensor, names
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``rollout`` and then ``probe(names)`` on every imagined latent, in one pass:
-        latents (B, H, D) and {name: (B, H)}. What a planner calls, N x H times a plan.
+        """``rollout`` and then ``probe(names)`` on every imagined latent: latents (B, H,
+        D) and {name: (B, H)}. What a planner calls, N x H steps a plan.
 
-        With gradients enabled (the gradient planner) it is exactly those two calls.
-        Without, the same arithmetic is arranged for speed (a CEM plan on 2 CPU cores in
-        0.8 of the time; ``benchmarks/plan_speed.py``):
-
-        * a step's first matrix product serves both the predictor and the probes of the
-          latent it reads, so the imagined latents are not read a second time;
-        * biases ride in the products: the input carries a column of ones, and every
-          hidden layer a "bias unit", a column of constant value ``c = silu(1)``, so the
-          next layer's bias is a row ``bias / c`` of its matrix (on a CPU ``addmm`` first
-          copies its bias into the output: a pass over memory per layer per step);
-        * every product writes where the next one reads, into buffers (and views of
-          them) made once: a step is six calls. The latents come back as a view of one
-          (not contiguous: ``reshape``, not ``view``).
-
-        A step's product also reads a_t with zero weight for the probes of s_t, so a
-        non-finite action (planners clamp theirs) makes those probes NaN too.
+        In a plan (inference mode, an evaluated model) the two are compiled by inductor
+        once per kind, in the background (``worldmodels.compiled``), and the plain calls
+        answer until that is done: on 2 CPU cores the compiled pass takes 0.6 of the
+        time of the hand-fused one it replaced, on an H200 a quarter
+        (``benchmarks/plan_speed.py``, ``./lab gpu-check``).
         """
-        names = list(names)
-        linears = [m for m in self.predictor.net if isinstance(m, nn.Linear)]
-        if torch.is_grad_enabled() or len(linears) < 2:
-            latents = self.rollout(s0, actions)
-            return latents, self.probe(latents, names)
-        first, middle, last = linears[0], linears[1:-1], linears[-1]
-        B, H, A = actions.shape
-        D, P = s0.shape[-1], first.out_features
-        idx = [self.cfg.signals.index(n) for n in names]
-        w1, b1, w2, b2 = self.probes.stacked(idx)
-        kh = w1.shape[1]
-        c = F.silu(w1.new_ones(()))  # the bias unit's value
-        # x_t = [s_t, a_t, 1] -> [predictor's hidden (P), bias unit (1), probes' hidden
-        # of s_t (kh, zero weight on the action)]
-        W = w1.new_zeros(D + A + 1, P + 1 + kh)
-        W[: D + A, :P] = first.weight.t()
-        W[-1, :P] = first.bias
-        W[-1, P] = 1.0
-        W[:D, P + 1 :] = w1
-        W[-1, P + 1 :] = b1
-        hidden_layers = []
-        for layer in middle:  # (P + 1) -> (P + 1), the bias unit carried on
-            Wm = w1.new_zeros(P + 1, P + 1)
-            Wm[:P, :P] = layer.weight.t()
-            Wm[P, :P] = layer.bias / c
-            Wm[P, P] = 1.0 / c
-            hidden_layers.append(Wm)
-        W_last = torch.cat([last.weight.t(), (last.bias / c)[None]])  # (P + 1, D)
-        W_probe = torch.cat([(b2 / c)[None], w2])  # (1 + kh, k): bias unit, then hidden
-        x = s0.new_empty(H + 1, B, D + A + 1, dtype=w1.dtype)  # x_0 .. x_H
-        x[0, :, :D] = s0
-        x[:H, :, D:-1] = actions.transpose(0, 1)
-        x[H, :, D:-1] = 0.0  # s_H is only probed; its action is never read
-        x[..., -1] = 1.0
-        values = x.new_empty(H, B, len(idx))
-        hid = x.new_empty(B, P + 1 + kh)  # a step's first hidden layer
-        h_pred, h_probe = hid[:, : P + 1], hid[:, P:]  # both with the bias unit
-        zs = [x.new_empty(B, P + 1) for _ in hidden_layers]
-        xs, ss = x.unbind(0), x[:, :, :D].unbind(0)
-        vs = values.unbind(0)
-        W_pred, W_pr = W[:, : P + 1], W[:, P:]
-        for t in range(H + 1):
-            xt = xs[t]
-            if t == 0:  # s_0 is real: no probes
-                F.silu(torch.mm(xt, W_pred, out=h_pred), inplace=True)
-            elif t < H:
-                F.silu(torch.mm(xt, W, out=hid), inplace=True)
-            elif idx:  # s_H: probes only
-                F.silu(torch.mm(xt, W_pr, out=h_probe), inplace=True)
-            else:
-                break
-            if t > 0 and idx:
-                torch.mm(h_probe, W_probe, out=vs[t - 1])
-            if t == H:
-                break
-            z = h_pred
-            for Wm, zb in zip(hidden_layers, zs, strict=True):
-                z = F.silu(torch.mm(z, Wm, out=zb), inplace=True)
-            # s_t+1 = s_t + last(z), written where step t+1 reads it
-            torch.addmm(ss[t], z, W_last, out=ss[t + 1])
-        latents = x[1:, :, :D].transpose(0, 1)  # (B, H, D)
-        per_signal = values.permute(2, 1, 0).contiguous()  # (k, B, H)
-        return latents, {name: per_signal[i] for i, name in enumerate(names)}
+        fast = compiled.imagine(self, s0, actions, names)
+        if fast is not None:
+            return fast
+        return compiled.plain(self, tuple(names), s0, actions)
 
     def probe(self, s: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
         """Latents (..., D) -> {signal name: (...)} in the signal's units.
@@ -430,6 +351,8 @@ class WorldModel(nn.Module):
         ``names`` limits the probes run (a planner needs only what its cost reads).
         """
         names = list(self.cfg.signals) if names is None else list(names)
+        if not names:
+            return {}
         idx = [self.cfg.signals.index(n) for n in names]
         values = self.probes(s, idx)  # (..., k)
         return {name: values[..., i] for i, name in enumerate(names)}

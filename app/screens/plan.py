@@ -277,7 +277,9 @@ def _decided(v) -> str:
     """How the step's decision was made, and how long it took."""
     if v.actor == "policy":
         return f"policy {v.plan_ms:.3f} ms (System 1) · "
-    return f"plan {v.plan_ms:.0f} ms" + (" (policy + planner)" if v.actor == "both" else "") + " · "
+    both = " (policy + planner)" if v.actor == "both" else ""
+    how = f"{v.imagination} · " if v.imagination else ""
+    return f"plan {v.plan_ms:.0f} ms{both} · {how}"
 
 
 def _episode(scene: str) -> tuple:

@@ -1,0 +1,120 @@
+"""The compiled imagination (worldmodels.compiled): the same numbers as the plain
+rollout and probes, compiled off the plan's path, and the plain path where compiling
+fails. Real compiles (inductor, g++): about 20 s each on 2 cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from agents.cost import Cost, CostSet, Term
+from agents.planners import PLANNERS, PlannerConfig
+from worldmodels import ModelConfig, WorldModel, compiled
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def compiling(monkeypatch):
+    monkeypatch.setenv(compiled.ENV, "1")  # the other tests plan uncompiled (conftest)
+
+
+def model_of(layers: int) -> WorldModel:
+    cfg = ModelConfig(latent_dim=16, action_dim=3, signals=("a", "b", "c"), decoder=False,
+                      predictor_layers=layers, predictor_hidden=24, probe_hidden=8)  # fmt: skip
+    torch.manual_seed(layers)
+    m = WorldModel(cfg).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0.0, 0.2)
+        m.probes.mean.normal_()
+        m.probes.std.uniform_(0.5, 2.0)
+    return m
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_compiled_imagination_is_rollout_then_probe(compiling, layers):
+    """Any depth of predictor, any subset and order of signals, any batch size (one
+    compile serves them); the first call answers at once, uncompiled."""
+    m = model_of(layers)
+    s0, actions = torch.randn(7, 16), torch.rand(7, 5, 3) * 2 - 1
+    with torch.inference_mode():
+        first, _ = m.imagine(s0, actions, ["c", "a"])  # asks for the compile
+    assert torch.allclose(first, m.rollout(s0, actions))
+    assert compiled.status(m)[0]["state"] in ("compiling", "ready")
+    (kind,) = compiled.wait(m)
+    assert kind["state"] == "ready" and kind["signals"] == ["c", "a"], kind
+    for n in (7, 300):
+        s0, actions = torch.randn(n, 16), torch.rand(n, 5, 3) * 2 - 1
+        with torch.inference_mode():
+            latents, signals = m.imagine(s0, actions, ["c", "a"])
+        want = m.rollout(s0, actions)
+        probed = m.probe(want, ["c", "a"])
+        assert latents.shape == (n, 5, 16) and list(signals) == ["c", "a"]
+        assert torch.allclose(latents, want, atol=1e-5)
+        for name in ("c", "a"):
+            assert signals[name].shape == (n, 5)
+            assert torch.allclose(signals[name], probed[name], atol=1e-5)
+    assert compiled.status(m)[0]["calls"] == 2  # both answered by the compiled pass
+    # with gradients (the gradient planner): the plain calls, gradients through them
+    actions = (torch.rand(4, 5, 3) * 2 - 1).requires_grad_(True)
+    _, with_grad = m.imagine(torch.randn(4, 16), actions, ["b"])
+    (grad,) = torch.autograd.grad(with_grad["b"].sum(), actions)
+    assert grad.abs().sum() > 0
+    assert m.imagine(torch.randn(4, 16), actions.detach(), [])[1] == {}
+
+
+def test_a_plan_is_the_same_compiled_or_not(compiling):
+    """CEM from the same seed on the same model: the same plan, with the imagination
+    compiled and without (LAB_COMPILE=0), repairs and all."""
+    m = model_of(2)
+    cost = Cost(CostSet(terms=[Term("slow", "relu(a - 0.5)", "hard")]), ["a", "b", "c"],
+                ["b", "c"])  # fmt: skip
+    planner = PLANNERS["cem"](PlannerConfig(samples=200, horizon=5, iterations=3), 3)
+
+    def plan():
+        gen = torch.Generator().manual_seed(3)
+        return planner.plan(m, cost, torch.zeros(16), torch.tensor([0.5, -0.5]), None, gen)
+
+    plan()
+    compiled.wait(m)
+    fast = plan()
+    assert sum(k["calls"] for k in compiled.status(m)) >= 3  # every round's evaluation
+    os.environ[compiled.ENV] = "0"  # monkeypatch puts it back
+    slow = plan()
+    assert torch.allclose(fast.actions, slow.actions, atol=1e-5)
+    assert torch.allclose(fast.total, slow.total, atol=1e-4)
+
+
+SCRIPT = """
+import json, torch
+from worldmodels import compiled
+from tests.test_compiled import model_of
+m = model_of(1)
+s0, actions = torch.randn(9, 16), torch.rand(9, 5, 3)
+with torch.inference_mode():
+    m.imagine(s0, actions, ["a"])
+    kinds = compiled.wait(m)
+    latents, signals = m.imagine(s0, actions, ["a"])  # the plain path answers
+print(json.dumps({"kinds": kinds, "ok": bool(torch.allclose(latents, m.rollout(s0, actions)))}))
+"""
+
+
+def test_without_a_compiler_the_plain_path_stays_and_says_why(tmp_path):
+    env = dict(os.environ, LAB_COMPILE="1", CXX=str(tmp_path / "no-such-compiler"),
+               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, text=True,
+                         capture_output=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    (kind,) = out["kinds"]
+    assert kind["state"] == "failed" and kind["error"], kind
+    assert out["ok"]
+    assert "imagination stays uncompiled" in run.stderr

@@ -1,0 +1,243 @@
+"""The imagination step compiled (``torch.compile``, inductor), in the background.
+
+A planner imagines N x H steps a plan: the predictor, then the probes its cost
+reads, on every imagined latent. Written plainly (``WorldModel.rollout`` then
+``WorldModel.probe``) that is a few small matrix products and SiLUs per step,
+and their launches and passes over memory cost more than their arithmetic.
+Inductor fuses them into generated loops (C++ on a CPU, Triton on a GPU); on a
+GPU each batch size's whole rollout is also captured once as a CUDA graph and
+replayed (one launch instead of a hundred). ``benchmarks/plan_speed.py`` and
+``./lab gpu-check`` measure both paths in one run.
+
+Compiling takes 10-30 s on 2 CPU cores, so it never stands in a plan's way:
+the first call of a kind (its signals, horizon, device) asks a background
+thread to compile it and is answered by the plain code; calls after the
+compile use the compiled one. The batch size is dynamic (one compile serves
+the N samples, the repaired copies and any other batch). Inductor keeps what
+it made on disk (``CACHE``), so a restart pays tracing (a few seconds), not
+the compile. Where compiling fails (no C++ compiler, no Triton) the plain code
+stays, and ``status`` says why.
+
+``LAB_COMPILE=0`` turns it off (the tests do, except the one that tests it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import traceback
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+ENV = "LAB_COMPILE"
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "inductor"
+RECOMPILE_LIMIT = 64  # kinds per process (dynamo's default of 8 is shared by all of them)
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV, "1") != "0"
+
+
+def plain(model, names: tuple[str, ...], s0: torch.Tensor, actions: torch.Tensor):
+    """What is compiled: ``rollout`` then ``probe``, as the model writes them."""
+    latents = model.rollout(s0, actions)
+    return latents, model.probe(latents, names)
+
+
+@dataclass
+class Kind:
+    """One compiled imagination: its state, and how long it took."""
+
+    state: str = "compiling"  # compiling | ready | failed
+    fn: object = None
+    seconds: float = 0.0
+    error: str = ""
+    calls: int = 0  # plans' calls it answered
+    graphs: dict = field(default_factory=dict)  # on a GPU: batch size -> captured graph
+
+
+@dataclass
+class Imagination:
+    """A model's compiled kinds, keyed by (signals, horizon, device, dtype)."""
+
+    kinds: dict[tuple, Kind] = field(default_factory=dict)
+
+
+_models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> Imagination
+_lock = threading.Lock()
+_jobs: queue.Queue = queue.Queue()
+_worker: threading.Thread | None = None
+_exiting: threading.Event | None = None
+
+
+def _key(names, s0: torch.Tensor, actions: torch.Tensor) -> tuple:
+    return tuple(names), actions.shape[1], actions.shape[2], str(s0.device), s0.dtype
+
+
+def _usable(model, s0: torch.Tensor) -> bool:
+    # the compiled graphs are made for planning: inference mode, an evaluated model,
+    # a batch of at least two (dynamo specialises sizes 0 and 1)
+    return (
+        enabled() and torch.is_inference_mode_enabled() and not model.training and s0.shape[0] >= 2
+    )
+
+
+def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names):
+    """The compiled ``plain(model, names, s0, actions)``, or None while it is not ready
+    (the first such call asks for the compile) or cannot be used here."""
+    if not _usable(model, s0):
+        return None
+    key = _key(names, s0, actions)
+    with _lock:
+        book = _models.setdefault(model, Imagination())
+        kind = book.kinds.get(key)
+        if kind is None:
+            book.kinds[key] = Kind()
+            _jobs.put((weakref.ref(model), key, s0[:2].clone(), actions[:2].clone()))
+            _start()
+            return None
+    if kind.state != "ready":
+        return None
+    # as compiled: contiguous inference tensors (a planner's s0 is one latent expanded
+    # to N rows, stride 0; its samples are made outside inference mode): each differs
+    # in what dynamo checks, and a mismatch would compile again, here, on the plan's path
+    s0, actions = (x.clone(memory_format=torch.contiguous_format) for x in (s0, actions))
+    try:
+        if s0.device.type == "cuda":
+            out = _replay(kind, model, key[0], s0, actions)
+        else:
+            out = kind.fn(model, key[0], s0, actions)
+    except Exception as e:  # never a plan lost to the compiled path: the plain one answers
+        _fail(kind, e)
+        return None
+    kind.calls += 1
+    return out
+
+
+def _replay(kind: Kind, model, names, s0: torch.Tensor, actions: torch.Tensor):
+    """On a GPU: the compiled rollout of this batch size as one CUDA graph, captured on
+    its first call here (a few milliseconds), replayed after. Graphs are captured in the
+    thread that plans, not the one that compiled: each thread has its own capture state."""
+    n = s0.shape[0]
+    if n not in kind.graphs:
+        inputs = (s0.clone(), actions.clone())  # the graph reads these, always
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up (cuBLAS workspaces, Triton's first launch)
+            for _ in range(2):
+                kind.fn(model, names, *inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            outputs = kind.fn(model, names, *inputs)
+        kind.graphs[n] = (graph, inputs, outputs)
+    graph, (g_s0, g_actions), (latents, signals) = kind.graphs[n]
+    g_s0.copy_(s0)
+    g_actions.copy_(actions)
+    graph.replay()
+    # its outputs are overwritten by the next replay: copies leave
+    return latents.clone(), {k: v.clone() for k, v in signals.items()}
+
+
+def _fail(kind: Kind, e: Exception) -> None:
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" ({Path(where.filename).name}:{where.lineno})" if where else ""
+    kind.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{at}"
+    kind.state = "failed"
+    kind.graphs.clear()
+    if not (_exiting and _exiting.is_set()):  # at exit inductor refuses new work: no news
+        log.warning("imagination stays uncompiled: %s", kind.error)
+
+
+def _start() -> None:
+    """(Under ``_lock``.) A worker, unless one is at work. Not a daemon: one killed at
+    exit in the middle of a compile aborts the process (inductor's C++ threads), so the
+    exit waits for the compile under way (seconds) and drops the ones still asked."""
+    global _worker, _exiting
+    if _worker is None:
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CACHE))
+        if hasattr(torch._dynamo.config, "recompile_limit"):
+            torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT
+        if _exiting is None:
+            _exiting = threading.Event()
+            threading._register_atexit(_exiting.set)  # before non-daemon threads are joined
+        _worker = threading.Thread(target=_work, name="lab-compile")
+        _worker.start()
+
+
+def _work() -> None:
+    global _worker
+    while True:
+        with _lock:
+            if _jobs.empty() or _exiting.is_set():
+                _worker = None
+                return
+            ref, key, s0, actions = _jobs.get_nowait()
+        model = ref()
+        if model is None:
+            continue
+        kind = _models[model].kinds[key]
+        t0 = time.perf_counter()
+        try:
+            # (not mode="reduce-overhead": its CUDA graphs, made in this thread, failed
+            # in the planning one on an H200; _replay captures them there instead)
+            fn = torch.compile(plain, dynamic=None)
+            torch._dynamo.mark_dynamic(s0, 0)
+            torch._dynamo.mark_dynamic(actions, 0)
+            with torch.inference_mode():
+                fn(model, key[0], s0, actions)
+        except Exception as e:  # no compiler, no Triton, an op inductor cannot do
+            _fail(kind, e)
+        else:
+            kind.fn, kind.state = fn, "ready"
+        kind.seconds = time.perf_counter() - t0
+        del model
+
+
+def status(model) -> list[dict]:
+    """Each kind compiled for ``model``: signals, horizon, device, state, seconds, error."""
+    with _lock:
+        try:
+            book = _models.get(model)
+        except TypeError:  # not a model of ours (unhashable, no weak references)
+            book = None
+        kinds = dict(book.kinds) if book is not None else {}
+    return [
+        dict(signals=list(k[0]), horizon=k[1], device=k[3], state=v.state,
+             seconds=round(v.seconds, 1), calls=v.calls, error=v.error)
+        for k, v in kinds.items()
+    ]  # fmt: skip
+
+
+def label(model) -> str:
+    """A few words on how ``model`` imagines now, for the page ("" where nothing was
+    asked: the oracle, the policy alone)."""
+    if getattr(model, "imagine", None) is None:  # the oracle steps a simulator
+        return ""
+    if not enabled():
+        return f"imagination uncompiled ({ENV}=0)"
+    kinds = status(model)
+    if not kinds:
+        return ""
+    failed = [k["error"] for k in kinds if k["state"] == "failed"]
+    if failed:
+        return f"imagination uncompiled ({failed[0]})"
+    if any(k["state"] == "compiling" for k in kinds):
+        return "imagination compiling (plain until then)"
+    return "imagination compiled"
+
+
+def wait(model, timeout: float = 600.0) -> list[dict]:
+    """Block until no kind of ``model`` is compiling (benchmarks, tests); its status."""
+    end = time.monotonic() + timeout
+    while any(k["state"] == "compiling" for k in status(model)) and time.monotonic() < end:
+        time.sleep(0.1)
+    return status(model)
