@@ -41,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import functools
 import itertools
 import os
 
@@ -80,6 +81,12 @@ def timed(fns, device, repeats: int) -> list[list[float]]:
             sync(device)
             out.append(time.perf_counter() - t0)
     return times
+
+
+def counted(rows: list[int], imagine, s0, actions, names):
+    """``imagine``, noting how many rows it was asked for."""
+    rows.append(actions.shape[0])
+    return imagine(s0, actions, names)
 
 
 def main() -> int:
@@ -164,7 +171,12 @@ def main() -> int:
             finally:
                 os.environ[compiled.ENV] = "1" if on else "0"
 
+        imagined: list[int] = []  # batch sizes imagined
+        model.imagine = functools.partial(counted, imagined, WorldModel.imagine.__get__(model))
         one_plan()  # asks for the compile of this planner's kinds (the gradient's is not)
+        compiled.wait(model)
+        for _ in range(compiled.STATIC_AFTER):  # and of its batch sizes (on a CPU)
+            one_plan()
         kinds = compiled.wait(model)
         compile_s = max((k["seconds"] for k in kinds), default=0.0)
         failed = [k["error"] for k in kinds if k["state"] == "failed"]
@@ -173,10 +185,13 @@ def main() -> int:
         )
         plan_s, matmul_s = statistics.median(plan_t), statistics.median(matmul_t)
         matmul_gflops = 2 * macs * N * H / matmul_s / 1e9
-        # Rollouts per plan: CEM and MPPI evaluate once per iteration (the
-        # last is the final ranking); gradient descent takes one forward and
-        # backward (about three forwards) per iteration, then ranks once.
-        passes = 3 * args.iterations + 1 if name == "gd" else args.iterations
+        # Rollouts per plan, in passes over N samples: every row imagined (CEM and MPPI
+        # evaluate once per iteration, the last the final ranking, and the repaired
+        # copies of the plans that break the hard term: 6 x 30 a round here), and for
+        # gradient descent one forward and backward (about three forwards) an iteration
+        imagined.clear()
+        one_plan()
+        passes = sum(imagined) / N + (3 * args.iterations if name == "gd" else 0)
         rollout_gflops = 2 * macs * N * H * passes / plan_s / 1e9
         # plan GFLOP/s over bare GFLOP/s, within each round: passes x bare time / plan time
         ratio = statistics.median(b * passes / p for p, b in zip(plan_t, matmul_t, strict=True))
@@ -196,6 +211,7 @@ def main() -> int:
             "rollout_gflops": float(f"{rollout_gflops:.3g}"),  # tiny shapes: not rounded to 0
             "matmul_gflops": float(f"{matmul_gflops:.3g}"),
             "ratio": round(ratio, 3),
+            "passes": round(passes, 2),
             "predictor_ratio": round(predictor_ratio, 3),
         }
         rows.append(row)

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 ENV = "LAB_COMPILE"
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "inductor"
+STATIC_AFTER = 3  # calls of one batch size before it gets a compile of its own (CPU)
+SIZED = 4  # at most so many batch sizes of a kind get one
 RECOMPILE_LIMIT = 64  # kinds per process (dynamo's default of 8 is shared by all of them)
 
 
@@ -61,6 +63,8 @@ class Kind:
     seconds: float = 0.0
     error: str = ""
     calls: int = 0  # plans' calls it answered
+    seen: dict = field(default_factory=dict)  # batch size -> calls of it
+    sized: dict = field(default_factory=dict)  # on a CPU: batch size -> its own compile
     graphs: dict = field(default_factory=dict)  # on a GPU: batch size -> captured graph
 
 
@@ -101,9 +105,16 @@ def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names):
         kind = book.kinds.get(key)
         if kind is None:
             book.kinds[key] = Kind()
-            _jobs.put((weakref.ref(model), key, s0[:2].clone(), actions[:2].clone()))
+            _jobs.put((weakref.ref(model), key, None, s0[:2].clone(), actions[:2].clone()))
             _start()
             return None
+        n = s0.shape[0]
+        kind.seen[n] = kind.seen.get(n, 0) + 1
+        if (s0.device.type == "cpu" and kind.state == "ready" and n not in kind.sized
+                and kind.seen[n] >= STATIC_AFTER and len(kind.sized) < SIZED):  # fmt: skip
+            kind.sized[n] = None  # asked for
+            _jobs.put((weakref.ref(model), key, n, s0.clone(), actions.clone()))
+            _start()
     if kind.state != "ready":
         return None
     # as compiled: contiguous inference tensors (a planner's s0 is one latent expanded
@@ -114,7 +125,8 @@ def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names):
         if s0.device.type == "cuda":
             out = _replay(kind, model, key[0], s0, actions)
         else:
-            out = kind.fn(model, key[0], s0, actions)
+            out = (kind.sized.get(s0.shape[0]) or kind.fn)(model, key[0], s0, actions)
+            # (None: asked for, False: failed; the dynamic compile serves both)
     except Exception as e:  # never a plan lost to the compiled path: the plain one answers
         _fail(kind, e)
         return None
@@ -180,11 +192,14 @@ def _work() -> None:
             if _jobs.empty() or _exiting.is_set():
                 _worker = None
                 return
-            ref, key, s0, actions = _jobs.get_nowait()
+            ref, key, size, s0, actions = _jobs.get_nowait()
         model = ref()
         if model is None:
             continue
         kind = _models[model].kinds[key]
+        if size is not None:
+            _size(kind, model, key, size, s0, actions)
+            continue
         t0 = time.perf_counter()
         try:
             # (not mode="reduce-overhead": its CUDA graphs, made in this thread, failed
@@ -202,6 +217,20 @@ def _work() -> None:
         del model
 
 
+def _size(kind: Kind, model, key, size: int, s0, actions) -> None:
+    """On a CPU, a batch size planned often gets a compile of its own, its shapes fixed:
+    inductor's loops then know their bounds (N = 1000, H = 16: 0.9 of the time of the
+    dynamic compile's pass, ``benchmarks/plan_speed.py``)."""
+    try:
+        fn = torch.compile(plain, dynamic=False)
+        with torch.inference_mode():
+            fn(model, key[0], s0, actions)
+    except Exception:  # the dynamic compile still serves this size
+        kind.sized[size] = False
+        return
+    kind.sized[size] = fn
+
+
 def status(model) -> list[dict]:
     """Each kind compiled for ``model``: signals, horizon, device, state, seconds, error."""
     with _lock:
@@ -212,7 +241,9 @@ def status(model) -> list[dict]:
         kinds = dict(book.kinds) if book is not None else {}
     return [
         dict(signals=list(k[0]), horizon=k[1], device=k[3], state=v.state,
-             seconds=round(v.seconds, 1), calls=v.calls, error=v.error)
+             seconds=round(v.seconds, 1), calls=v.calls, error=v.error,
+             sizes=sorted(n for n, fn in v.sized.items() if fn),
+             sizing=any(fn is None for fn in v.sized.values()))
         for k, v in kinds.items()
     ]  # fmt: skip
 
@@ -238,6 +269,10 @@ def label(model) -> str:
 def wait(model, timeout: float = 600.0) -> list[dict]:
     """Block until no kind of ``model`` is compiling (benchmarks, tests); its status."""
     end = time.monotonic() + timeout
-    while any(k["state"] == "compiling" for k in status(model)) and time.monotonic() < end:
+
+    def busy(k: dict) -> bool:
+        return k["state"] == "compiling" or k["sizing"]
+
+    while any(busy(k) for k in status(model)) and time.monotonic() < end:
         time.sleep(0.1)
     return status(model)
