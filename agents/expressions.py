@@ -357,7 +357,7 @@ class _Builder:
         constants: dict = {}  # (value, dtype, device) -> tensor, made once
 
         def constant(v: float, ref: Tensor) -> Tensor:
-            key = (v, ref.dtype, ref.device)
+            key = (v, math.copysign(1.0, v), ref.dtype, ref.device)  # -0.0 is not 0.0
             if key not in constants:  # a copy to a GPU waits for it: once, not every plan
                 with torch.inference_mode(False):  # usable with gradients too
                     constants[key] = torch.as_tensor(v, dtype=ref.dtype, device=ref.device)

@@ -29,6 +29,7 @@ import queue
 import threading
 import time
 import traceback
+import types
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,8 @@ ENV = "LAB_COMPILE"
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "inductor"
 STATIC_AFTER = 3  # calls of one batch size before it gets a compile of its own (CPU)
 SIZED = 4  # at most so many batch sizes of a kind get one
-RECOMPILE_LIMIT = 64  # kinds per process (dynamo's default of 8 is shared by all of them)
+SIZED_MIN = 64  # smaller batches (a few repaired plans) stay with the dynamic compile
+GRAPHS = 16  # on a GPU: CUDA graphs a kind keeps (batch sizes beyond run uncaptured)
 
 
 def enabled() -> bool:
@@ -66,6 +68,9 @@ class Kind:
     seen: dict = field(default_factory=dict)  # batch size -> calls of it
     sized: dict = field(default_factory=dict)  # on a CPU: batch size -> its own compile
     graphs: dict = field(default_factory=dict)  # on a GPU: batch size -> captured graph
+    pool: object = None  # on a GPU: the memory pool its graphs share
+    lock: threading.Lock = field(default_factory=threading.Lock)  # its graphs' buffers
+    code: object = None  # its own copy of ``plain`` (see ``_own``)
 
 
 @dataclass
@@ -111,7 +116,8 @@ def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names):
         n = s0.shape[0]
         kind.seen[n] = kind.seen.get(n, 0) + 1
         if (s0.device.type == "cpu" and kind.state == "ready" and n not in kind.sized
-                and kind.seen[n] >= STATIC_AFTER and len(kind.sized) < SIZED):  # fmt: skip
+                and n >= SIZED_MIN and kind.seen[n] >= STATIC_AFTER
+                and len(kind.sized) < SIZED):  # fmt: skip
             kind.sized[n] = None  # asked for
             _jobs.put((weakref.ref(model), key, n, s0.clone(), actions.clone()))
             _start()
@@ -123,7 +129,10 @@ def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names):
     s0, actions = (x.clone(memory_format=torch.contiguous_format) for x in (s0, actions))
     try:
         if s0.device.type == "cuda":
-            out = _replay(kind, model, key[0], s0, actions)
+            with kind.lock:  # one set of graph buffers: one plan at a time reads them
+                out = _replay(kind, model, key[0], s0, actions)
+            if out is None:
+                return None
         else:
             out = (kind.sized.get(s0.shape[0]) or kind.fn)(model, key[0], s0, actions)
             # (None: asked for, False: failed; the dynamic compile serves both)
@@ -139,7 +148,26 @@ def _replay(kind: Kind, model, names, s0: torch.Tensor, actions: torch.Tensor):
     its first call here (a few milliseconds), replayed after. Graphs are captured in the
     thread that plans, not the one that compiled: each thread has its own capture state."""
     n = s0.shape[0]
+    weights = tuple(p.data_ptr() for p in model.parameters())  # moved: captured anew
+    if n in kind.graphs and kind.graphs[n] is not None and kind.graphs[n][0] != weights:
+        del kind.graphs[n]
     if n not in kind.graphs:
+        if len(kind.graphs) >= GRAPHS:  # (repairs come in many sizes) uncaptured
+            return kind.fn(model, names, s0, actions)
+        kind.graphs[n] = _capture(kind, model, names, s0, actions, weights)
+    if kind.graphs[n] is None:  # its capture failed: the plain path, for this size only
+        return None
+    _, graph, (g_s0, g_actions), (latents, signals) = kind.graphs[n]
+    g_s0.copy_(s0)
+    g_actions.copy_(actions)
+    graph.replay()
+    # its outputs are overwritten by the next replay: copies leave
+    return latents.clone(), {k: v.clone() for k, v in signals.items()}
+
+
+def _capture(kind: Kind, model, names, s0, actions, weights):
+    """(weights, graph, its inputs, its outputs) of one batch size, or None (logged)."""
+    try:
         inputs = (s0.clone(), actions.clone())  # the graph reads these, always
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -147,16 +175,15 @@ def _replay(kind: Kind, model, names, s0: torch.Tensor, actions: torch.Tensor):
             for _ in range(2):
                 kind.fn(model, names, *inputs)
         torch.cuda.current_stream().wait_stream(side)
+        if kind.pool is None:
+            kind.pool = torch.cuda.graph_pool_handle()  # the kind's graphs replay in turn
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, pool=kind.pool, capture_error_mode="thread_local"):
             outputs = kind.fn(model, names, *inputs)
-        kind.graphs[n] = (graph, inputs, outputs)
-    graph, (g_s0, g_actions), (latents, signals) = kind.graphs[n]
-    g_s0.copy_(s0)
-    g_actions.copy_(actions)
-    graph.replay()
-    # its outputs are overwritten by the next replay: copies leave
-    return latents.clone(), {k: v.clone() for k, v in signals.items()}
+    except Exception as e:  # out of memory at N = 100 000, say
+        log.warning("no CUDA graph for %d rows: %s: %s", s0.shape[0], type(e).__name__, e)
+        return None
+    return weights, graph, inputs, outputs
 
 
 def _fail(kind: Kind, e: Exception) -> None:
@@ -176,21 +203,29 @@ def _start() -> None:
     global _worker, _exiting
     if _worker is None:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CACHE))
-        if hasattr(torch._dynamo.config, "recompile_limit"):
-            torch._dynamo.config.recompile_limit = RECOMPILE_LIMIT
         if _exiting is None:
             _exiting = threading.Event()
-            threading._register_atexit(_exiting.set)  # before non-daemon threads are joined
+            try:  # before non-daemon threads are joined at exit
+                threading._register_atexit(_exiting.set)
+            except RuntimeError:  # the interpreter is already shutting down
+                _exiting.set()
         _worker = threading.Thread(target=_work, name="lab-compile")
         _worker.start()
 
 
 def _work() -> None:
     global _worker
+    try:
+        _jobs_until_done()
+    finally:  # whatever ends it, the next job starts a worker again
+        with _lock:
+            _worker = None
+
+
+def _jobs_until_done() -> None:
     while True:
         with _lock:
             if _jobs.empty() or _exiting.is_set():
-                _worker = None
                 return
             ref, key, size, s0, actions = _jobs.get_nowait()
         model = ref()
@@ -204,7 +239,8 @@ def _work() -> None:
         try:
             # (not mode="reduce-overhead": its CUDA graphs, made in this thread, failed
             # in the planning one on an H200; _replay captures them there instead)
-            fn = torch.compile(plain, dynamic=None)
+            kind.code = _own(plain)
+            fn = torch.compile(kind.code, dynamic=None)
             torch._dynamo.mark_dynamic(s0, 0)
             torch._dynamo.mark_dynamic(actions, 0)
             with torch.inference_mode():
@@ -217,12 +253,20 @@ def _work() -> None:
         del model
 
 
+def _own(fn):
+    """A copy of ``fn`` with a code object of its own. Dynamo keeps its compiled entries
+    on the code object, and a limited number of them (then falls back to plain Python
+    without a word): each kind keeps its own (one dynamic, up to ``SIZED`` fixed)."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__,
+                              fn.__defaults__, fn.__closure__)  # fmt: skip
+
+
 def _size(kind: Kind, model, key, size: int, s0, actions) -> None:
     """On a CPU, a batch size planned often gets a compile of its own, its shapes fixed:
     inductor's loops then know their bounds (N = 1000, H = 16: 0.9 of the time of the
     dynamic compile's pass, ``benchmarks/plan_speed.py``)."""
     try:
-        fn = torch.compile(plain, dynamic=False)
+        fn = torch.compile(kind.code, dynamic=False)
         with torch.inference_mode():
             fn(model, key[0], s0, actions)
     except Exception:  # the dynamic compile still serves this size
@@ -239,13 +283,13 @@ def status(model) -> list[dict]:
         except TypeError:  # not a model of ours (unhashable, no weak references)
             book = None
         kinds = dict(book.kinds) if book is not None else {}
-    return [
-        dict(signals=list(k[0]), horizon=k[1], device=k[3], state=v.state,
-             seconds=round(v.seconds, 1), calls=v.calls, error=v.error,
-             sizes=sorted(n for n, fn in v.sized.items() if fn),
-             sizing=any(fn is None for fn in v.sized.values()))
-        for k, v in kinds.items()
-    ]  # fmt: skip
+        return [
+            dict(signals=list(k[0]), horizon=k[1], device=k[3], state=v.state,
+                 seconds=round(v.seconds, 1), calls=v.calls, error=v.error,
+                 sizes=sorted(n for n, fn in v.sized.items() if fn),
+                 sizing=any(fn is None for fn in v.sized.values()))
+            for k, v in kinds.items()
+        ]  # fmt: skip
 
 
 def label(model) -> str:
