@@ -129,12 +129,15 @@ class Agent:
         missing = [k for k in task if k not in signals]
         if costs.task == "signal" and missing:
             raise LabError(f"the model has no probe for {missing}: use the latent task term")
-        self.cost = Cost(costs, signals, task)
+        distance = getattr(model, "goal_distance", None)  # the latent task term's
+        self.cost = Cost(costs, signals, task, distance=distance)
         # gradients through the cost: the gradient planner, and the gradient repair
         grads = cfg.planner == "gd" or (
             cfg.search.repair > 0 and cfg.search.repair_mode == "gradient"
         )
-        self.smooth_cost = Cost(costs, signals, task, smooth=True) if grads else None
+        self.smooth_cost = (
+            Cost(costs, signals, task, smooth=True, distance=distance) if grads else None
+        )
         self.planner = PLANNERS[cfg.planner](cfg.search, scene.ACTION_DIM, self.smooth_cost)
         margins = margins_for(model, cfg, self.device)
         for cost in (self.cost, self.smooth_cost):

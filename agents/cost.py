@@ -232,9 +232,17 @@ class Cost:
     """A compiled cost set for one scene's signals; see the module docstring."""
 
     def __init__(
-        self, costs: CostSet, signals: list[str], task_signals: list[str], smooth: bool = False
+        self,
+        costs: CostSet,
+        signals: list[str],
+        task_signals: list[str],
+        smooth: bool = False,
+        distance=None,
     ) -> None:
         costs.check()
+        # the latent task term's distance, (N, H, D) and (D,) -> (N, H): the model's
+        # steps to go where it has them (WorldModel.goal_distance); else Euclidean
+        self.distance = distance
         self.signals = list(signals)
         self.task_signals = list(task_signals)
         self.smooth = smooth  # smooth comparisons, for the gradient planner
@@ -329,7 +337,10 @@ class Cost:
         if self.costs.task == "latent":
             if goal_latent is None:
                 raise LabError("the latent task term needs the goal's embedding")
-            dist = torch.linalg.vector_norm(latents - goal_latent, dim=-1)  # (N, H)
+            if self.distance is not None:
+                dist = self.distance(latents, goal_latent)  # (N, H)
+            else:
+                dist = torch.linalg.vector_norm(latents - goal_latent, dim=-1)
         else:
             # sqrt of a sum of squares, one (N, H) signal at a time: stacking them to
             # (N, H, G) for vector_norm cost a tenth of a CEM plan's cost evaluation

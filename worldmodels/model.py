@@ -56,6 +56,9 @@ class ModelConfig:
     probe_hidden: int = 32  # one head per signal: D -> probe_hidden -> 1 (the cost reads
     # them on every imagined latent: at 64 they were a third of a plan's work)
     decoder: bool = True  # train a display decoder (needs pixels in the data)
+    # A head whose embedding distances count steps to go (worldmodels/distance.py; 0: none,
+    # the latent task term is then the plain latent distance)
+    distance_dim: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -219,6 +222,18 @@ class Probes(nn.Module):
         return self.normalised(s, idx) * std + mean
 
 
+class DistanceHead(nn.Module):
+    """Latent (..., D) -> embedding (..., E) whose Euclidean distances count the steps
+    between two states (trained by ``worldmodels.distance``, the model frozen)."""
+
+    def __init__(self, cfg: ModelConfig, hidden: int = 128) -> None:
+        super().__init__()
+        self.net = mlp([cfg.latent_dim, hidden, hidden, cfg.distance_dim])
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.net(s)
+
+
 class Decoder(nn.Module):
     """Latent (B, D) -> image (B, 3, 64, 64) in [0, 1], for display only.
 
@@ -264,6 +279,7 @@ class WorldModel(nn.Module):
         self.predictor = Predictor(cfg)
         self.probes = Probes(cfg)
         self.decoder = Decoder(cfg) if cfg.decoder else None
+        self.distance = DistanceHead(cfg) if cfg.distance_dim else None
         # Held-out probe RMSE per signal at imagined steps 1..H, in the signals' units,
         # as measured when the checkpoint was saved (``load_checkpoint`` sets it; None
         # when unmeasured). The agent's ``margin`` plans against it.
@@ -356,6 +372,13 @@ class WorldModel(nn.Module):
         idx = [self.cfg.signals.index(n) for n in names]
         values = self.probes(s, idx)  # (..., k)
         return {name: values[..., i] for i, name in enumerate(names)}
+
+    def goal_distance(self, s: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """Latents (..., D) and a goal's (D,) -> (...): steps to go, where the model has a
+        distance head (``worldmodels.distance``); else the plain latent distance."""
+        if self.distance is None:
+            return torch.linalg.vector_norm(s - goal, dim=-1)
+        return torch.linalg.vector_norm(self.distance(s) - self.distance(goal), dim=-1)
 
     def decode(self, s: torch.Tensor) -> torch.Tensor:
         """Latents (B, D) -> uint8 images (B, 64, 64, 3)."""
