@@ -79,6 +79,7 @@ class View:
     plan_ms: float = 0.0  # the decision: a plan, or one pass of the policy
     actor: str = "planner"
     imagination: str = ""  # compiled or not (worldmodels.compiled.label)
+    goal_steps: np.ndarray | None = None  # (H,) steps to go along the plan (distance head)
     policy_xy: np.ndarray | None = None  # (H, 2) the policy's imagined path (it acts on it)
     samples_xy: np.ndarray | None = None  # (N, H, 2) sampled trajectories in the plot plane
     total: np.ndarray | None = None  # (N,)
@@ -383,9 +384,19 @@ class PlanRun(Run):
             v.imagined = th.imagined
             v.imagined_frames = th.imagined_frames
             v.blocked_by = th.plan.info.get("blocked_by")
+            v.goal_steps = self._goal_steps(th.plan)
         v.stuck = stuck([(h["dist_goal"], h["blocked_by"]) for h in v.history])
         with self.lock:
             self._view = v
+
+    def _goal_steps(self, plan) -> np.ndarray | None:
+        """(H,) the steps to go the model's distance head reads along the chosen plan's
+        imagined latents (no labels); None for a model without a head, or the oracle."""
+        model, goal = self.agent.model, self.agent.goal_latent
+        if getattr(model, "distance", None) is None or goal is None:
+            return None
+        with torch.no_grad():
+            return model.goal_distance(plan.latents, goal).cpu().numpy()
 
     def _shown(self) -> list[str]:
         """The task signals and what the terms read, switched off or not (a rule turned off is

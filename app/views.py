@@ -276,6 +276,25 @@ def signals_over_time(view, names: list[str], limits: dict[str, float]) -> dict:
     return fig.done(150 * len(names) + 40)
 
 
+def goal_distance(view, task: list[str]) -> dict:
+    """Along the chosen plan, h = 1..H steps ahead: the steps to go the model's distance
+    head reads off the imagined latents (no labels), beside the distance to the goal its
+    probes read (metres, labelled signals): the label-free cost against the labelled one."""
+    steps = np.asarray(view.goal_steps)
+    h = np.arange(1, len(steps) + 1)
+    fig = Fig(2, ["steps to go (latent distance head, no labels)",
+                  "distance to the goal the probes read (m)"])  # fmt: skip
+    fig.add(1, x=h, y=steps, mode="lines+markers", line={"color": IMAGINED},
+            name="steps to go", showlegend=False)  # fmt: skip
+    if all(k in view.imagined for k in task) and view.goal is not None:
+        probed = np.sqrt(sum((np.asarray(view.imagined[k]) - g) ** 2
+                             for k, g in zip(task, view.goal, strict=False)))  # fmt: skip
+        fig.add(2, x=h, y=probed[: len(h)], mode="lines+markers", line={"color": REAL},
+                name="probed distance", showlegend=False)  # fmt: skip
+    fig.axis("xaxis", 2, title={"text": "steps ahead"})
+    return fig.done(330)
+
+
 def guardrails(view) -> dict | None:
     """Per hard term: the real value each step, the plan's predicted violation one step
     ahead, the limit; crosses where the plan was feasible but reality violated."""

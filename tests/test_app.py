@@ -129,6 +129,8 @@ def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
     expect(page.get_by_text(re.compile("^imagined: the chosen plan decoded"))).to_be_visible()
     images_drawn(page, 2)
     expect(page.get_by_text("chosen plan: cost per term").first).to_be_visible()
+    # the shipped model's steps-to-go head, read along the plan beside the probes
+    expect(page.get_by_text("steps to go (latent distance head, no labels)")).to_be_visible()
     shot(page, "plan")
     # /plan (every other page has its name as its path) finds the same agent
     page.goto(f"{url}/plan?plan={run}")

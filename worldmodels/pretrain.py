@@ -9,7 +9,8 @@ resumable) and trains the models listed in ``PLAN`` into
 fixed in steps, not seconds, so the same command gives the same weights on
 the same kind of machine. On 2 CPU cores the whole plan takes about 50
 minutes (collection 3, state models 23 of which Push's 12, pixel models 9 +
-15, decoder refits 1 each); each checkpoint's probe error is then measured on the held-out
+15, decoder refits 1 each, distance heads
+half a minute each); each checkpoint's probe error is then measured on the held-out
 episodes (``./lab calibrate``, for the agent's margin). A CUDA device
 makes the training part several times faster. Pretrained weights are stored
 as float16 to keep each checkpoint under 5 MB; they load as float32.
@@ -30,6 +31,7 @@ from scenes.collect import CollectConfig, collect
 from scenes.errors import LabError
 from worldmodels.calibrate import CalibrateConfig, calibrate
 from worldmodels.checkpoint import save_checkpoint
+from worldmodels.distance import DistanceConfig, train_distance
 from worldmodels.refit import RefitConfig, refit_checkpoint
 from worldmodels.train import TrainConfig, Trainer, choose_device
 
@@ -146,6 +148,11 @@ def pretrain(cfg: PretrainConfig) -> list[Path]:
             log.info("%s-%s decoder refit: %s", key, obs, refit_checkpoint(refit))
             # Measured again on the float16 weights as shipped (training measured float32).
             calibrate(CalibrateConfig(checkpoint=str(dest), data=str(data), device=cfg.device))
+            # The steps-to-go head, for goals given as observations (the model frozen)
+            head = DistanceConfig(checkpoint=str(dest), data=str(data), seed=cfg.seed,
+                                  steps=max(2, int(DistanceConfig.steps * cfg.scale)),
+                                  device=cfg.device, progress=False)  # fmt: skip
+            log.info("%s-%s distance head: %s", key, obs, train_distance(head)[1])
             made.append(dest)
     return made
 

@@ -463,6 +463,8 @@ def live(run_id: str, scene: str) -> None:
     shown = list(v.shown)
     if shown:
         g[1].plotly_chart(views.signals_over_time(v, shown, {}), key="plan/signals")
+    if v.goal_steps is not None:  # the model has a steps-to-go head (worldmodels/distance.py)
+        g[0].plotly_chart(views.goal_distance(v, list(run.plot_signals)), key="plan/goal")
     fig = views.guardrails(v)
     if fig is not None:
         st.plotly_chart(fig, key="plan/guard")

@@ -1,0 +1,95 @@
+"""The steps-to-go head (worldmodels/distance.py): trained for real on a little Reach
+exploration data beside the shipped model, saved into a copy of its checkpoint, and
+read by the agent's latent task term."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import scenes
+from agents.agent import Agent, AgentConfig
+from agents.cost import CostSet
+from agents.planners import PlannerConfig
+from scenes import LabError
+from scenes.collect import CollectConfig, collect
+from worldmodels.checkpoint import latent_identity, load_checkpoint
+from worldmodels.data import WindowData
+from worldmodels.distance import DistanceConfig, encode_rows, train_distance, transitions
+from worldmodels.model import ModelConfig, WorldModel
+
+ROOT = Path(__file__).resolve().parents[1]
+REACH = ROOT / "pretrained" / "reach-state"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("distance")
+    data = tmp / "data"
+    collect(CollectConfig(scene="reach", out=str(data), episodes=6, workers=1, pixels=False,
+                          progress=False))  # fmt: skip
+    model = tmp / "reach-state"
+    shutil.copytree(REACH, model)
+    seen = []
+    cfg = DistanceConfig(checkpoint=str(model), data=str(data), steps=600, batch=256,
+                         progress=False)  # fmt: skip
+    folder, record = train_distance(cfg, progress=lambda done, total, figures: seen.append(done))
+    return folder, record, data, seen
+
+
+def test_the_head_counts_steps_and_keeps_the_model(trained):
+    folder, record, data, seen = trained
+    assert seen and seen[-1] == 600 and record["steps"] == 600
+    model, config = load_checkpoint(folder)
+    assert model.cfg.distance_dim == 32 and config["distance"]["data"] == str(data)
+    # the world model itself is untouched: its policies and bounds still hold
+    assert latent_identity(folder) == latent_identity(REACH)
+    rows = WindowData(str(data), "state", torch.device("cpu"), horizon=1, val_fraction=0.0)
+    z = encode_rows(model, rows)
+    steps = transitions(rows.episodes)
+    with torch.no_grad():
+        phi = model.distance(z)
+    one = torch.linalg.vector_norm(phi[steps] - phi[steps + 1], dim=-1)
+    assert float(one.mean()) < 1.2  # one step apart is about one apart
+    # farther apart in the arena is more steps apart (no label was used to learn it)
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randint(len(z), (2000,), generator=g) for _ in range(2))
+    learned = torch.linalg.vector_norm(phi[a] - phi[b], dim=-1).numpy()
+    metres = torch.linalg.vector_norm(rows.state[a, :2] - rows.state[b, :2], dim=-1).numpy()
+    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
+    assert np.corrcoef(rank(learned), rank(metres))[0, 1] > 0.7
+
+
+def test_the_latent_task_term_reads_the_head(trained):
+    folder = trained[0]
+    model, _ = load_checkpoint(folder)
+    scene = scenes.make("reach").unwrapped
+    try:
+        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2))
+        agent = Agent(model, scene, CostSet(task="latent"), cfg)
+        agent.reset(seed=3)
+        plan = agent.think().plan
+        with torch.no_grad():
+            want = model.goal_distance(plan.latents, agent.goal_latent)  # (H,)
+        got = plan.terms["task"][plan.chosen]
+        assert torch.allclose(got, want, atol=1e-4)
+        # without a head (older checkpoints): the plain latent distance, as before
+        plain = WorldModel(ModelConfig.from_dict({**model.cfg.to_dict(), "distance_dim": 0}))
+        assert plain.distance is None
+        s = torch.randn(5, plain.cfg.latent_dim)
+        assert torch.allclose(plain.goal_distance(s, s[0]), (s - s[0]).norm(dim=-1))
+    finally:
+        scene.close()
+
+
+def test_data_of_another_scene_is_refused(trained, tmp_path):
+    data = tmp_path / "wall"
+    collect(CollectConfig(scene="wall", out=str(data), episodes=2, steps=10, workers=1,
+                          pixels=False, progress=False))  # fmt: skip
+    with pytest.raises(LabError, match="wall data"):
+        train_distance(DistanceConfig(checkpoint=str(trained[0]), data=str(data), steps=2,
+                                      progress=False))  # fmt: skip
