@@ -4,8 +4,10 @@ A cost set (saved as JSON, so guardrail designs can be shared) holds:
 
 * the task term: ``signal`` distance (the probed task signals against the
   goal's, e.g. x-y for Reach: the default, it reached the goal in 100 % of
-  the prototype's episodes) or ``latent`` distance (to the goal
-  observation's embedding: 70 % there);
+  the prototype's episodes) or ``latent`` distance to the goal
+  observation's embedding: steps to go where the model has a distance head
+  (``worldmodels/distance.py``; Reach 20 of 20 episodes, no label in the
+  cost), else the plain Euclidean distance (4 of 20);
 * guardrail terms, each an expression over the scene's signals (see
   ``agents.expressions``), soft (``weight * expr`` added to the cost) or hard
   (``expr <= limit`` at every step of the horizon, else the plan is

@@ -29,6 +29,7 @@ from app.workers import NewSituationRun
 from scenes.errors import LabError
 from scenes.push import BEHIND_BLOCK
 from scenes.wall import THROUGH_DOOR
+from worldmodels import distance
 from worldmodels.checkpoint import read_config
 from worldmodels.loss import LossConfig
 from worldmodels.train import TrainConfig
@@ -92,6 +93,8 @@ CODE = [
     ("worldmodels/loss.py", "losses, vicreg_terms, ema_update, ema_momentum, effective_rank"),
     ("worldmodels/train.py", "TrainConfig, Trainer (start, snapshot, pause, resume, stop)"),
     ("worldmodels/metrics.py", "model_nrmse, copy_last_nrmse, linear_nrmse"),
+    ("worldmodels/distance.py", "DistanceConfig, train_distance: the steps-to-go head"),
+    ("worldmodels/compiled.py", "imagine: the imagination compiled off the plan's path"),
     ("worldmodels/checkpoint.py", "save_checkpoint, load_checkpoint, read_config"),
     ("agents/expressions.py", "compile_expression, FUNCTIONS"),
     ("agents/cost.py", "CostSet, Term, Cost.update, Cost.evaluate"),
@@ -611,6 +614,16 @@ def page() -> None:
         "signals as labels, but on detached latents: they read the representation, they do "
         "not shape it."
     )
+    st.markdown(
+        "**A goal given as an observation, and no label at all.** The plain distance between "
+        "two latents is not how far apart the states are in steps, so planning on it to a "
+        "goal's embedding mostly fails. A small head learns, from the exploration data's own "
+        "time steps and nothing else, an embedding where one step is at most one apart and "
+        "any two states are as far apart as that allows: the shortest path in steps, *steps "
+        "to go* (as in quasimetric RL). The world model stays frozen. "
+        f"{distance.FIGURES} (`./lab bench label_free`). On Plan, the chart *steps to go* "
+        "shows the head's reading along the chosen plan beside the probes' distance in metres."
+    )
     _where(
         "Scene",
         "drive by hand, then collect exploration data.",
@@ -638,9 +651,12 @@ def page() -> None:
         "2. **Room for error.** On Experiments, run the Kitchen knife rule over 20 episodes "
         "with *Guardrail margin* 0, then 1, then 1 with the stop fallback. How do the real "
         "violation rate, the false-safe rate and the success rate move?\n"
-        "3. **Latent or probe task term.** Switch the task term from signal distance to latent "
-        "distance on Reach; does the disc still reach the goal, and how close does it stop? "
-        "Then run both on Experiments over the same seeds.\n"
+        "3. **A goal image, no labels.** On Plan, pick `pretrained/reach-pixels` and switch "
+        "the task term to latent distance: the agent now plans to the goal's *image*, with "
+        "the steps-to-go head. Watch *steps to go* fall along the plan; then run both task "
+        "terms on Experiments over the same seeds. Train a model of your own (Train) and "
+        "plan on its plain latent distance: it has no head until `./lab distance` gives it "
+        "one. How often does it get there?\n"
         "4. **Break the world model, watch the guardrail fail.** On Experiments, evaluate "
         "one guardrail design with the shipped checkpoint and with a model you trained on "
         "Train for only a few hundred steps. "
