@@ -195,6 +195,10 @@ class PlanRun(Run):
             elif name == "reset":  # (seed, reset options: None for the settings')
                 self.running = False
                 self._reset(args[0] if args else self.settings.seed, *args[1:])
+            elif name == "goal":  # the scene now becomes the goal; the episode starts again
+                self.running = False
+                here = [self.scene.signals[k] for k in self.scene.TASK_SIGNALS]
+                self._reset(self.settings.seed, {**self.settings.options, "goal": here})
             elif name == "costs":
                 costs, version = args
                 self._costs = costs

@@ -137,6 +137,15 @@ def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
     expect(step_text(page, 5)).to_be_visible(timeout=WAIT)
     expect(page.get_by_text("Page not found")).to_have_count(0)
     expect(page).to_have_url(re.compile(rf"[?&]plan={re.escape(run)}"))
+    # the scene as it is after 5 steps becomes the goal: the episode starts again and the
+    # agent, which was there 5 steps in, gets there again
+    click(page, "Goal: this")
+    expect(step_text(page, 0)).to_be_visible(timeout=20_000)
+    click(page, "Run")
+    status = page.locator(".st-key-plan-status")
+    expect(status.get_by_text(re.compile("goal reached"))).to_be_visible(timeout=WAIT)
+    reached = int(re.search(r"step (\d+)", status.inner_text()).group(1))
+    assert reached <= 12, status.inner_text()
     page.close()
 
 

@@ -365,7 +365,7 @@ def live(run_id: str, scene: str) -> None:
     if "plan/await_cost" in SS:
         want = SS.pop("plan/await_cost")
         v = run.wait(lambda w: w.cost_version >= want, timeout=10)
-    b = st.columns([1, 1, 1, 1, 1.4, 4])
+    b = st.columns([1, 1, 1, 1, 1.4, 1.3, 4])
     over = "The episode is over: New episode draws another, Reset replays this one."
     for col, label, verb, icon in (
         (b[0], "Step", "step", ":material/skip_next:"),
@@ -390,6 +390,15 @@ def live(run_id: str, scene: str) -> None:
     b[4].button(
         "New episode", on_click=_new_episode, args=(run_id, scene), icon=":material/casino:"
     )
+    b[5].button(
+        "Goal: this",
+        on_click=_command,
+        args=(run_id, "goal"),
+        icon=":material/flag:",
+        help="Take the scene as it is now as the goal: the episode starts again from its "
+        "start, and the agent plans to this frame. With the latent task term it plans to "
+        "its observation (a pixel model: to its image), no label read.",
+    )
     if run.status == "error":
         st.error(f"The agent stopped: {views.plain(run.error)}")
         return
@@ -412,7 +421,7 @@ def live(run_id: str, scene: str) -> None:
         line += f" · hard terms must hold within ±{v.margin:g} x the model's measured error{steps}"
     if v.done:
         line += " · **goal reached**" if v.success else " · goal not reached"
-    b[5].container(key="plan-status").markdown(line)
+    b[6].container(key="plan-status").markdown(line)
     if v.message:
         st.caption(v.message)
     if v.stuck and not v.done:
