@@ -195,10 +195,11 @@ class PlanRun(Run):
             elif name == "reset":  # (seed, reset options: None for the settings')
                 self.running = False
                 self._reset(args[0] if args else self.settings.seed, *args[1:])
-            elif name == "goal":  # the scene now becomes the goal; the episode starts again
+            elif name == "goal":  # (values): the scene now, or a point clicked, is the goal
                 self.running = False
                 here = [self.scene.signals[k] for k in self.scene.TASK_SIGNALS]
-                self._reset(self.settings.seed, {**self.settings.options, "goal": here})
+                goal = list(args[0]) if args else here
+                self._reset(self.settings.seed, {**self.settings.options, "goal": goal})
             elif name == "costs":
                 costs, version = args
                 self._costs = costs
@@ -392,6 +393,11 @@ class PlanRun(Run):
         v.stuck = stuck([(h["dist_goal"], h["blocked_by"]) for h in v.history])
         with self.lock:
             self._view = v
+
+    @property
+    def scene_goal_signals(self) -> tuple[str, ...]:
+        """The signals a goal gives values to (a clicked goal needs two: the plotted plane)."""
+        return tuple(self.scene.TASK_SIGNALS) if self.scene is not None else ()
 
     def _goal_steps(self, plan) -> np.ndarray | None:
         """(H,) the steps to go the model's distance head reads along the chosen plan's

@@ -118,10 +118,33 @@ def _lines(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat[:, 0], flat[:, 1]
 
 
-def trajectories(view, names: tuple[str, str], height: int = 420) -> dict:
+GOAL_GRID = 0.05  # m between the invisible points a click on the plane picks a goal by
+
+
+def goal_grid(walls: list[tuple], step: float = GOAL_GRID) -> np.ndarray:
+    """(P, 2) points of the plane inside the arena and outside its walls (``walls``: the
+    rectangles (cx, cy, hx, hy) drawn, the arena's edge among them)."""
+    if not walls:
+        return np.zeros((0, 2))
+    w = np.asarray(walls, dtype=float)
+    lo, hi = (w[:, :2] - w[:, 2:]).min(0), (w[:, :2] + w[:, 2:]).max(0)
+    gx, gy = (np.arange(a + step / 2, b, step) for a, b in zip(lo, hi, strict=True))
+    pts = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
+    inside = (np.abs(pts[:, None] - w[None, :, :2]) <= w[None, :, 2:] + 0.03).all(-1).any(-1)
+    return pts[~inside]
+
+
+def trajectories(view, names: tuple[str, str], height: int = 420, clickable: bool = False) -> dict:
     """The last iteration's sampled plans in the plot plane, coloured by cost band; elites
-    blue, infeasible ones dotted grey, the chosen one black; the real path and goal."""
+    blue, infeasible ones dotted grey, the chosen one black; the real path and goal.
+    ``clickable``: the plane's free points as an invisible first trace, so that a click
+    selects the nearest (the page makes it the goal)."""
     fig = Fig()
+    if clickable:
+        pts = goal_grid(view.walls)
+        fig.add(x=pts[:, 0], y=pts[:, 1], mode="markers", showlegend=False,
+                name="click: the goal here", marker={"size": 9, "color": "rgba(0,0,0,0)"},
+                hovertemplate="goal here (%{x:.2f}, %{y:.2f})<extra></extra>")  # fmt: skip
     xy = view.samples_xy
     start = np.array([[view.signals.get(names[0], np.nan), view.signals.get(names[1], np.nan)]])
     if xy is not None:

@@ -146,6 +146,23 @@ def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):
     expect(status.get_by_text(re.compile("goal reached"))).to_be_visible(timeout=WAIT)
     reached = int(re.search(r"step (\d+)", status.inner_text()).group(1))
     assert reached <= 12, status.inner_text()
+    # a click on the plane picks the goal there (the star moves, the episode starts again)
+    click(page, "Pause")
+    click(page, "Reset")  # the seeded goal, from the start
+    expect(step_text(page, 0)).to_be_visible(timeout=20_000)
+    wait_idle(page)
+
+    def to_goal() -> str:
+        return re.search(r"distance to goal ([\d.]+)", status.inner_text()).group(1)
+
+    before = to_goal()
+    plane = page.locator(".nsewdrag").first.bounding_box()
+    at = (plane["x"] + 0.75 * plane["width"], plane["y"] + 0.25 * plane["height"])
+    page.mouse.move(*at)
+    page.mouse.click(*at)
+    # the same start, another goal: another distance to it
+    expect(status).not_to_have_text(re.compile(rf"distance to goal {re.escape(before)}\b"))
+    assert to_goal() != before
     page.close()
 
 

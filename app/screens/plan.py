@@ -344,6 +344,21 @@ def replay_picker(run: PlanRun, scene: str) -> None:
         st.button("Replay it", on_click=_replay, args=(run.id, scene, f), icon=":material/history:")
 
 
+def _goal_clicked(run_id: str, picked) -> None:
+    """A click on the plane's grid (the chart's first trace): that point becomes the goal,
+    the episode starts again. A selection stays in the chart's state over reruns: each is
+    acted on once."""
+    points = [p for p in (picked or {}).get("selection", {}).get("points", [])
+              if p.get("curve_number") == 0]  # fmt: skip
+    if not points:
+        SS.pop("plan/goal_clicked", None)
+        return
+    goal = [round(float(points[0]["x"]), 3), round(float(points[0]["y"]), 3)]
+    if SS.get("plan/goal_clicked") != goal:
+        SS["plan/goal_clicked"] = goal
+        _command(run_id, "goal", goal)
+
+
 def _new_episode(run_id: str, scene: str) -> None:
     SS.pop("plan/replay", None)
     key = f"plan/seed/{scene}"
@@ -466,7 +481,15 @@ def live(run_id: str, scene: str) -> None:
     g = st.columns([1.1, 1])
     names = run.plot_signals
     if len(names) == 2:
-        g[0].plotly_chart(views.trajectories(v, names), key="plan/traj")
+        clickable = len(run.scene_goal_signals) == 2  # Kitchen's goal has a height too
+        picked = g[0].plotly_chart(
+            views.trajectories(v, names, clickable=clickable),
+            key="plan/traj",
+            on_select="rerun" if clickable else "ignore",
+            selection_mode="points",
+        )
+        if clickable:
+            _goal_clicked(run_id, picked)
     if v.terms:
         g[1].plotly_chart(views.term_bars(v.terms, hard), key="plan/terms")
     shown = list(v.shown)
