@@ -4,6 +4,7 @@ read by the agent's latent task term."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from agents.cost import CostSet
 from agents.planners import PlannerConfig
 from scenes import LabError
 from scenes.collect import CollectConfig, collect
-from worldmodels.checkpoint import latent_identity, load_checkpoint
+from worldmodels.checkpoint import latent_identity, load_checkpoint, save_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.distance import DistanceConfig, encode_rows, train_distance, transitions
 from worldmodels.model import ModelConfig, WorldModel
@@ -93,3 +94,14 @@ def test_data_of_another_scene_is_refused(trained, tmp_path):
     with pytest.raises(LabError, match="wall data"):
         train_distance(DistanceConfig(checkpoint=str(trained[0]), data=str(data), steps=2,
                                       progress=False))  # fmt: skip
+
+
+def test_a_checkpoint_from_before_the_head_loads_and_plans_as_before(tmp_path):
+    """A config.json written before ``distance_dim`` existed: no head, plain distance."""
+    cfg = ModelConfig(signals=("x", "y"), decoder=False)
+    save_checkpoint(WorldModel(cfg), tmp_path, {"scene": "reach", "step": 1})
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["model"]["distance_dim"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    model, _ = load_checkpoint(tmp_path)
+    assert model.distance is None and model.cfg.distance_dim == 0
