@@ -27,6 +27,7 @@ from agents.agent import Agent, AgentConfig, Thought, stuck
 from agents.cost import CostSet, Term, real_values
 from agents.planners import PlannerConfig
 from agents.policy import load_policy
+from app import views
 from app.runs import Run
 from scenes.errors import LabError
 from worldmodels import compiled
@@ -80,6 +81,7 @@ class View:
     actor: str = "planner"
     imagination: str = ""  # compiled or not (worldmodels.compiled.label)
     goal_steps: np.ndarray | None = None  # (H,) steps to go along the plan (distance head)
+    goal_points: np.ndarray | None = None  # (P, 2) where a click may put the goal
     policy_xy: np.ndarray | None = None  # (H, 2) the policy's imagined path (it acts on it)
     samples_xy: np.ndarray | None = None  # (N, H, 2) sampled trajectories in the plot plane
     total: np.ndarray | None = None  # (N,)
@@ -126,6 +128,8 @@ class PlanRun(Run):
         self.pending: Thought | None = None
         self.plot_signals: tuple[str, ...] = ()
         self.walls: list[tuple] = []
+        self.goal_points = np.zeros((0, 2))
+        self._episode_options: dict = {}  # the reset options of the episode under way
 
     # --- commands (page thread) ----------------------------------------------------
     def send(self, name: str, *args) -> None:
@@ -198,8 +202,9 @@ class PlanRun(Run):
             elif name == "goal":  # (values): the scene now, or a point clicked, is the goal
                 self.running = False
                 here = [self.scene.signals[k] for k in self.scene.TASK_SIGNALS]
-                goal = list(args[0]) if args else here
-                self._reset(self.settings.seed, {**self.settings.options, "goal": goal})
+                goal = self.scene.check_goal(list(args[0]) if args else here).tolist()
+                # the same episode (its start, a replayed failure's options) to this goal
+                self._reset(self.settings.seed, {**self._episode_options, "goal": goal})
             elif name == "costs":
                 costs, version = args
                 self._costs = costs
@@ -226,6 +231,7 @@ class PlanRun(Run):
         self.plot_signals = tuple(self.scene.TASK_SIGNALS[:2])
         # the floor scenes' walls lie in their task signals' plane (x-y; Push: the block's)
         self.walls = list(getattr(self.scene, "walls", ()))
+        self.goal_points = self._goal_points()
         self.agent = self._make_agent(self.settings)
 
     def _make_agent(self, s: PlanSettings) -> Agent:
@@ -268,9 +274,8 @@ class PlanRun(Run):
         settings' reset options for it. The planner's random stream restarts from the seed
         too, as in evaluation: an episode replays as it happened there."""
         self.agent.generator.manual_seed(seed)
-        self.agent.reset(
-            seed=seed, options=dict(self.settings.options if options is None else options)
-        )
+        self._episode_options = dict(self.settings.options if options is None else options)
+        self.agent.reset(seed=seed, options=dict(self._episode_options))
         self.settings.seed = seed  # a reopened tab resets and counts from this episode
         with self.lock:
             self._view = View(version=self._view.version, cost_version=self._view.cost_version)
@@ -360,6 +365,7 @@ class PlanRun(Run):
             in_force=list(self.agent.cost.costs.terms),
             cost_errors=dict(self._cost_errors),
             walls=self.walls,
+            goal_points=self.goal_points,
             goal_uv=scene.goal_pixel(),
             shown=self._shown(),
             margin=self.agent.cfg.margin,
@@ -393,6 +399,20 @@ class PlanRun(Run):
         v.stuck = stuck([(h["dist_goal"], h["blocked_by"]) for h in v.history])
         with self.lock:
             self._view = v
+
+    def _goal_points(self) -> np.ndarray:
+        """(P, 2) the points of the plotted plane a click may make the goal: those the
+        scene takes (in its goal region, clear of walls); none for a goal of 3 values."""
+        if len(self.scene.TASK_SIGNALS) != 2:
+            return np.zeros((0, 2))
+        ok = []
+        for p in views.goal_grid(self.walls):
+            try:
+                self.scene.check_goal(p)
+            except LabError:
+                continue
+            ok.append(p)
+        return np.asarray(ok).reshape(-1, 2)
 
     @property
     def scene_goal_signals(self) -> tuple[str, ...]:

@@ -123,7 +123,8 @@ GOAL_GRID = 0.05  # m between the invisible points a click on the plane picks a 
 
 def goal_grid(walls: list[tuple], step: float = GOAL_GRID) -> np.ndarray:
     """(P, 2) points of the plane inside the arena and outside its walls (``walls``: the
-    rectangles (cx, cy, hx, hy) drawn, the arena's edge among them)."""
+    rectangles (cx, cy, hx, hy) drawn, the arena's edge among them); the run keeps those
+    its scene takes as a goal (``PlanRun._goal_points``)."""
     if not walls:
         return np.zeros((0, 2))
     w = np.asarray(walls, dtype=float)
@@ -137,11 +138,11 @@ def goal_grid(walls: list[tuple], step: float = GOAL_GRID) -> np.ndarray:
 def trajectories(view, names: tuple[str, str], height: int = 420, clickable: bool = False) -> dict:
     """The last iteration's sampled plans in the plot plane, coloured by cost band; elites
     blue, infeasible ones dotted grey, the chosen one black; the real path and goal.
-    ``clickable``: the plane's free points as an invisible first trace, so that a click
-    selects the nearest (the page makes it the goal)."""
+    ``clickable``: the points a goal may be put at (``view.goal_points``) as an invisible
+    first trace, so that a click selects the nearest (the page makes it the goal)."""
     fig = Fig()
-    if clickable:
-        pts = goal_grid(view.walls)
+    pts = view.goal_points
+    if clickable and pts is not None and len(pts):
         fig.add(x=pts[:, 0], y=pts[:, 1], mode="markers", showlegend=False,
                 name="click: the goal here", marker={"size": 9, "color": "rgba(0,0,0,0)"},
                 hovertemplate="goal here (%{x:.2f}, %{y:.2f})<extra></extra>")  # fmt: skip
@@ -311,7 +312,7 @@ def goal_distance(view, task: list[str]) -> dict:
             name="steps to go", showlegend=False)  # fmt: skip
     if all(k in view.imagined for k in task) and view.goal is not None:
         probed = np.sqrt(sum((np.asarray(view.imagined[k]) - g) ** 2
-                             for k, g in zip(task, view.goal, strict=False)))  # fmt: skip
+                             for k, g in zip(task, view.goal, strict=True)))  # fmt: skip
         fig.add(2, x=h, y=probed[: len(h)], mode="lines+markers", line={"color": REAL},
                 name="probed distance", showlegend=False)  # fmt: skip
     fig.axis("xaxis", 2, title={"text": "steps ahead"})

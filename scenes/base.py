@@ -461,6 +461,11 @@ class LabScene(gym.Env):
             raise LabError(f"action must be finite, got {a.tolist()}")
         return np.minimum(np.maximum(a, -1.0), 1.0)  # clip, cheaper than np.clip
 
+    def check_goal(self, goal) -> np.ndarray:
+        """``goal`` as the scene takes it, or a ``LabError`` saying why it cannot be one
+        (before a reset: a refused goal must not leave half an episode behind)."""
+        return self._check_goal(goal)
+
     def _check_goal(self, goal) -> np.ndarray:
         names = ", ".join(self.TASK_SIGNALS)
         try:

@@ -161,6 +161,31 @@ def test_plan_run_checks_a_hard_term_over_the_goal_on_real_steps():
     assert until(lambda: not run.active)
 
 
+def test_a_goal_is_checked_before_the_episode_starts_again():
+    """A goal the scene refuses (in a wall, out of its region) leaves the episode as it
+    was, with the reason; every point the page offers for a click is one it takes."""
+    settings = PlanSettings(scene="wall", checkpoint=str(PRETRAINED / "wall-state"))
+    run = PlanRun(settings, CostSet(), CPU).start()
+    run.wait(lambda w: w.version >= 1, timeout=60)
+    run.send("step")
+    v = run.wait(lambda w: w.t == 1, timeout=60)
+    where = (v.signals["x"], v.signals["y"])
+    assert len(v.goal_points) > 100
+    for p in v.goal_points[::7]:
+        run.scene.check_goal(p)  # (raises if refused)
+    run.send("goal", [0.0, 0.0])  # the dividing wall runs through the middle
+    v = run.wait(lambda w: "wall" in w.message, timeout=60)
+    assert v.t == 1 and (v.signals["x"], v.signals["y"]) == where
+    run.send("step")  # the episode goes on from where it was
+    v = run.wait(lambda w: w.t == 2, timeout=60)
+    goal = [float(g) for g in v.goal_points[0]]
+    run.send("goal", goal)
+    v = run.wait(lambda w: w.t == 0 and w.version > 0 and w.signals, timeout=60)
+    assert np.allclose(v.goal, goal, atol=1e-6)
+    run.stop()
+    assert until(lambda: not run.active)
+
+
 def test_turns_are_served_in_the_order_asked_and_a_runner_cannot_barge_back_in():
     turns = Turns(slots=1)
     order: list[str] = []

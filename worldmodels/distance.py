@@ -9,7 +9,8 @@ the goal with it, against 10 of 10 on the probed x-y). This module learns an
 embedding ``phi`` of the frozen world model's latents whose Euclidean distance
 is the number of steps between two states, from the exploration data's own
 time steps, as quasimetric RL does (QRL, Wang et al. 2023), in its symmetric
-form (the scenes' moves can be undone):
+form (the agent's own moves can be undone; Kitchen's person, who moves on his
+own, makes its head the least sure of them, and it is not measured):
 
 * one step apart is at most one apart: ``|phi(s_t) - phi(s_t+1)| <= 1`` on
   every transition in the data (a squared-excess penalty, its weight raised by
@@ -124,11 +125,12 @@ def train_head(head: DistanceHead, latents: torch.Tensor, steps_from: torch.Tens
         lam = max(0.0, lam + 10.0 * (excess.item() - cfg.slack))  # dual ascent
         if not math.isfinite(float(loss)):
             raise LabError(f"the distance head diverged at step {step} (loss {float(loss)})")
-        if progress is not None and (step % 50 == 0 or step == cfg.steps - 1):
+        if step % 50 == 0 or step == cfg.steps - 1:
             figures = {"step": step + 1, "step_distance": round(float(d_step.mean()), 3),
                        "pair_distance": round(float(d_pair.mean()), 2),
                        "excess": round(float(excess), 4), "weight": round(lam, 2)}  # fmt: skip
-            progress(step + 1, cfg.steps, figures)
+            if progress is not None:
+                progress(step + 1, cfg.steps, figures)
     return figures
 
 

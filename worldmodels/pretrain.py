@@ -10,7 +10,7 @@ fixed in steps, not seconds, so the same command gives the same weights on
 the same kind of machine. On 2 CPU cores the whole plan takes about 50
 minutes (collection 3, state models 23 of which Push's 12, pixel models 9 +
 15, decoder refits 1 each, distance heads
-half a minute each); each checkpoint's probe error is then measured on the held-out
+0.5-2.5 min each); each checkpoint's probe error is then measured on the held-out
 episodes (``./lab calibrate``, for the agent's margin). A CUDA device
 makes the training part several times faster. Pretrained weights are stored
 as float16 to keep each checkpoint under 5 MB; they load as float32.

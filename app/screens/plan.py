@@ -266,7 +266,7 @@ def _command(run_id: str, name: str, *args) -> None:
         return
     SS["plan/await_version"] = run.view().version
     run.send(name, *args)
-    if name == "reset":  # the episode a made video showed is over
+    if name in ("reset", "goal"):  # the episode a made video showed is over
         SS.pop("plan/video", None)
     # "run" and "pause" are answered too (a new version with ``running`` set): waiting for
     # it lets the page switch its poll at once, not a slow poll later (a busy server
@@ -410,9 +410,10 @@ def live(run_id: str, scene: str) -> None:
         on_click=_command,
         args=(run_id, "goal"),
         icon=":material/flag:",
-        help="Take the scene as it is now as the goal: the episode starts again from its "
-        "start, and the agent plans to this frame. With the latent task term it plans to "
-        "its observation (a pixel model: to its image), no label read.",
+        help="Take where the disc (Push: the block, Kitchen: the hand) is now as the goal: "
+        "the episode starts again from its start, and the agent plans to get there. With "
+        "the latent task term it plans to the goal's observation (the scene with it there; "
+        "a pixel model: its image), no label read.",
     )
     if run.status == "error":
         st.error(f"The agent stopped: {views.plain(run.error)}")
@@ -496,7 +497,7 @@ def live(run_id: str, scene: str) -> None:
     if shown:
         g[1].plotly_chart(views.signals_over_time(v, shown, {}), key="plan/signals")
     if v.goal_steps is not None:  # the model has a steps-to-go head (worldmodels/distance.py)
-        g[0].plotly_chart(views.goal_distance(v, list(run.plot_signals)), key="plan/goal")
+        g[0].plotly_chart(views.goal_distance(v, list(run.scene_goal_signals)), key="plan/goal")
     fig = views.guardrails(v)
     if fig is not None:
         st.plotly_chart(fig, key="plan/guard")
