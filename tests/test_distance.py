@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +107,15 @@ def test_a_checkpoint_from_before_the_head_loads_and_plans_as_before(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     model, _ = load_checkpoint(tmp_path)
     assert model.distance is None and model.cfg.distance_dim == 0
+
+
+def test_label_free_benchmark_runs_quick():
+    """The benchmark's quick form: Reach from state, 5 episodes, every cost it compares."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "label_free.py"), "--quick"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    (row,) = json.loads(out.stdout.strip().splitlines()[-1])
+    keys = {"latent_success", "plain_success", "signal_success", "oracle_success",
+            "steps_latent", "steps_signal"}  # fmt: skip
+    assert keys <= set(row) and (row["scene"], row["obs"], row["episodes"]) == ("reach", "state", 5)
+    assert row["latent_success"] >= 0.8  # the shipped head gets there without labels
