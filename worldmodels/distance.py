@@ -55,7 +55,8 @@ FIGURES = (
     "latent distance, 20 of 20 on the probed x-y (20.4 steps); from pixels, the goal an "
     "image, 20 of 20 (20.4 steps) against 4 of 20 plain and 20 of 20 probed (26.9 steps). "
     "Wall, the goal in the other room: 20 of 20 (42.8 steps) with no subgoal written, "
-    "against 0 plain, 4 probed and 2 for the oracle on the goal term alone"
+    "against 0 plain, 4 probed and 2 for the oracle on the goal term alone; Push 11 of 20 "
+    "against 0 plain and 6 probed"
 )
 
 
