@@ -49,6 +49,7 @@ from agents.planners import PLANNERS, PlannerConfig
 from scenes.cli import parse_config
 from scenes.errors import LabError
 from scenes.files import read_versioned_json, write_json_atomic
+from worldmodels import compiled
 from worldmodels.checkpoint import latent_identity, load_checkpoint, read_config
 from worldmodels.train import choose_device
 
@@ -94,13 +95,20 @@ class Policy(nn.Module):
     @torch.no_grad()
     def imagine(self, model, s0: torch.Tensor, goal: torch.Tensor, steps: int) -> torch.Tensor:
         """The policy acted out in the world model: s0 (B, D), goal (B, G) -> the actions
-        it takes (B, steps, A) along its own imagined states."""
-        s, out = s0, []
-        for _ in range(steps):
-            a = self(s, goal)  # (B, A)
-            out.append(a)
-            s = model.rollout(s, a[:, None])[:, 0]  # (B, D): one imagined step
-        return torch.stack(out, dim=1)
+        it takes (B, steps, A) along its own imagined states. The agent's proposal (batch
+        1) is compiled in the background (``worldmodels.compiled.proposal``)."""
+        fast = compiled.proposal(acted, self, model, s0, goal, steps)
+        return acted(self, model, s0, goal, steps) if fast is None else fast
+
+
+def acted(policy: Policy, model, s0: torch.Tensor, goal: torch.Tensor, steps: int):
+    """``policy`` acting for ``steps`` in ``model`` from s0 (B, D): its actions (B, steps, A)."""
+    s, out = s0, []
+    for _ in range(steps):
+        a = policy(s, goal)  # (B, A)
+        out.append(a)
+        s = model.rollout(s, a[:, None])[:, 0]  # (B, D): one imagined step
+    return torch.stack(out, dim=1)
 
 
 # --- saving and loading ---------------------------------------------------------------

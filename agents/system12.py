@@ -39,6 +39,7 @@ from scenes.errors import LabError
 from scenes.kitchen import KNIFE_RULE
 from scenes.push import BEHIND_BLOCK
 from scenes.wall import THROUGH_DOOR
+from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint
 
 # Rules a user types after the policy was distilled (it never saw them). Each holds at
@@ -147,6 +148,7 @@ def compare(setup: Setup, progress: Callable[[str], None] | None = None, stop=No
     trained = TRAINED_UNDER[key]
     options = OPTIONS.get(key, {})
     base = AgentConfig(search=SEARCH, decode=False)
+    both_cfg = replace(base, search=replace(SEARCH, iterations=2))
 
     def run(actor: str, costs: CostSet, cfg: AgentConfig, rules, opts: dict):
         return evaluate(
@@ -160,12 +162,18 @@ def compare(setup: Setup, progress: Callable[[str], None] | None = None, stop=No
     out.update(decision_times(setup))
     out["speedup"] = round(out["planner_ms"] / max(out["policy_ms"], 1e-6), 1)
     rules = trained.terms or None
+    if compiled.enabled():  # compile the imagination and the proposal before timing them
+        say("compiling the imagination")
+        for actor, cfg in (("planner", base), ("both", both_cfg)):
+            evaluate(key, setup.checkpoint, trained, replace(cfg, actor=actor), 1,
+                     seed=setup.seed, device=setup.device, options=options,
+                     guardrails=rules, policy=setup.policy)  # fmt: skip
+        compiled.settle()
     say("success: the policy alone")
     pol = run("policy", trained, base, rules, options)
     say("success: the planner alone (3 iterations)")
     plan = run("planner", trained, base, rules, options)
     say("success: both (the policy warm-starts the planner, 2 iterations)")
-    both_cfg = replace(base, search=replace(SEARCH, iterations=2))
     both = run("both", trained, both_cfg, rules, options)
     for name, r in (("policy", pol), ("planner", plan), ("both", both)):
         out[f"{name}_success"] = _value(r, "success_rate")

@@ -17,6 +17,7 @@ import torch
 from agents.cost import Cost, CostSet, Term
 from agents.planners import PLANNERS, PlannerConfig
 from worldmodels import ModelConfig, WorldModel, compiled
+from worldmodels.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -127,3 +128,26 @@ def test_without_a_compiler_the_plain_path_stays_and_says_why(tmp_path):
     assert kind["state"] == "failed" and kind["error"], kind
     assert out["ok"]
     assert "imagination stays uncompiled" in run.stderr
+
+
+@needs_compiler
+def test_the_policy_proposal_compiled_is_the_same(compiling):
+    """System 1's proposal (batch 1, acted out in the model) compiled: the same actions as
+    the plain loop, and an ordinary tensor the planner may write into."""
+    from agents.policy import acted, load_policy
+
+    reach = ROOT / "pretrained" / "reach-state"
+    if not (ROOT / "pretrained" / "policy-reach" / "policy.json").exists():
+        pytest.skip("pretrained/policy-reach is made by ./lab pretrain")
+    model, _ = load_checkpoint(reach)
+    policy = load_policy(ROOT / "pretrained" / "policy-reach", reach, torch.device("cpu"))
+    s0, goal = torch.randn(1, model.cfg.latent_dim), torch.tensor([[0.3, -0.2]])
+    first = policy.imagine(model, s0, goal, 8)  # asks for the compile
+    (kind,) = compiled.wait(model)
+    assert kind["state"] == "ready" and kind["signals"] == ["policy proposal"], kind
+    fast = policy.imagine(model, s0, goal, 8)
+    with torch.no_grad():
+        want = acted(policy, model, s0, goal, 8)
+    assert compiled.status(model)[0]["calls"] == 1
+    assert torch.allclose(fast, want, atol=1e-5) and torch.allclose(first, want, atol=1e-5)
+    assert not fast.is_inference() and fast.shape == (1, 8, 2)

@@ -85,6 +85,7 @@ _lock = threading.Lock()
 _jobs: queue.Queue = queue.Queue()
 _worker: threading.Thread | None = None
 _exiting: threading.Event | None = None
+_codes: dict[tuple, object] = {}  # kind key -> its own copy of the function compiled
 
 
 def _key(names, s0: torch.Tensor, actions: torch.Tensor) -> tuple:
@@ -141,6 +142,35 @@ def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names):
         return None
     kind.calls += 1
     return out
+
+
+def proposal(fn, policy, model, s0: torch.Tensor, goal: torch.Tensor, steps: int):
+    """A policy acted out in the model, ``fn(policy, model, s0, goal, steps)`` (System 1's
+    proposal, batch 1: 16 steps of small products whose launches cost more than their
+    arithmetic), compiled like the imagination; None until ready (the plain loop answers).
+    Its output is a plain tensor: the planner may write into it."""
+    if not enabled() or model.training or policy.training or s0.shape[0] != 1:
+        return None
+    key = (("policy proposal",), steps, goal.shape[-1], str(s0.device), s0.dtype, id(policy))
+    with _lock:
+        book = _models.setdefault(model, Imagination())
+        kind = book.kinds.get(key)
+        if kind is None:
+            book.kinds[key] = Kind()
+            job = (weakref.ref(model), key, None, s0.clone(), goal.clone())
+            _jobs.put((*job, fn, weakref.ref(policy)))
+            _start()
+            return None
+    if kind.state != "ready":
+        return None
+    try:
+        with torch.inference_mode():
+            out = kind.fn(policy, model, s0.clone(), goal.clone(), steps)
+    except Exception as e:
+        _fail(kind, e)
+        return None
+    kind.calls += 1
+    return out.clone()  # outside inference mode: an ordinary tensor
 
 
 def _replay(kind: Kind, model, names, s0: torch.Tensor, actions: torch.Tensor):
@@ -227,11 +257,14 @@ def _jobs_until_done() -> None:
         with _lock:
             if _jobs.empty() or _exiting.is_set():
                 return
-            ref, key, size, s0, actions = _jobs.get_nowait()
+            ref, key, size, s0, actions, *acted = _jobs.get_nowait()
         model = ref()
         if model is None:
             continue
         kind = _models[model].kinds[key]
+        if acted:
+            _compile_proposal(kind, model, key, s0, actions, *acted)
+            continue
         if size is not None:
             _size(kind, model, key, size, s0, actions)
             continue
@@ -239,7 +272,7 @@ def _jobs_until_done() -> None:
         try:
             # (not mode="reduce-overhead": its CUDA graphs, made in this thread, failed
             # in the planning one on an H200; _replay captures them there instead)
-            kind.code = _own(plain)
+            kind.code = _code(key, plain)
             fn = torch.compile(kind.code, dynamic=None)
             torch._dynamo.mark_dynamic(s0, 0)
             torch._dynamo.mark_dynamic(actions, 0)
@@ -251,6 +284,31 @@ def _jobs_until_done() -> None:
             kind.fn, kind.state = fn, "ready"
         kind.seconds = time.perf_counter() - t0
         del model
+
+
+def _compile_proposal(kind: Kind, model, key, s0, goal, fn, policy_ref) -> None:
+    policy = policy_ref()
+    if policy is None:
+        return
+    t0 = time.perf_counter()
+    try:
+        kind.code = _code(key[:-1], fn)  # (not the policy: any policy of these shapes)
+        compiled = torch.compile(kind.code, dynamic=False)
+        with torch.inference_mode():
+            compiled(policy, model, s0, goal, key[1])
+    except Exception as e:
+        _fail(kind, e)
+    else:
+        kind.fn, kind.state = compiled, "ready"
+    kind.seconds = time.perf_counter() - t0
+
+
+def _code(key: tuple, fn):
+    """The copy of ``fn`` that kinds of ``key`` share, whatever their model: dynamo's
+    entries on it then serve a second model of the same shapes at once (an evaluation
+    loads its model afresh), and their number stays bounded by the shapes seen."""
+    with _lock:
+        return _codes.setdefault(key, _own(fn))
 
 
 def _own(fn):
@@ -308,6 +366,14 @@ def label(model) -> str:
     if any(k["state"] == "compiling" for k in kinds):
         return "imagination compiling (plain until then)"
     return "imagination compiled"
+
+
+def settle(timeout: float = 600.0) -> None:
+    """Block until no compile is under way or asked for, whatever the model (benchmarks
+    that load their models afresh: time them after their kinds are compiled)."""
+    end = time.monotonic() + timeout
+    while _worker is not None and time.monotonic() < end:
+        time.sleep(0.1)
 
 
 def wait(model, timeout: float = 600.0) -> list[dict]:
