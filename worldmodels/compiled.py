@@ -31,6 +31,7 @@ import time
 import traceback
 import types
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,9 @@ log = logging.getLogger(__name__)
 
 ENV = "LAB_COMPILE"
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "inductor"
+# On a CPU a batch size planned often gets a compile of its own, its shapes fixed:
+# inductor's loops then know their bounds (N = 1000, H = 16: 0.9 of the time of the
+# dynamic compile's pass, benchmarks/plan_speed.py)
 STATIC_AFTER = 3  # calls of one batch size before it gets a compile of its own (CPU)
 SIZED = 4  # at most so many batch sizes of a kind get one
 SIZED_MIN = 64  # smaller batches (a few repaired plans) stay with the dynamic compile
@@ -70,17 +74,23 @@ class Kind:
     graphs: dict = field(default_factory=dict)  # on a GPU: batch size -> captured graph
     pool: object = None  # on a GPU: the memory pool its graphs share
     lock: threading.Lock = field(default_factory=threading.Lock)  # its graphs' buffers
-    code: object = None  # its own copy of ``plain`` (see ``_own``)
 
 
 @dataclass
-class Imagination:
-    """A model's compiled kinds, keyed by (signals, horizon, device, dtype)."""
+class Job:
+    """A compile the worker is asked for: ``fn(*args)`` compiled and run once. Models
+    and policies travel as weak references (a closed page does not wait for its
+    compile); the worker drops a job whose owner is gone."""
 
-    kinds: dict[tuple, Kind] = field(default_factory=dict)
+    kind: Kind
+    code_key: tuple  # the kinds that share one copy of ``fn`` (``_code``)
+    fn: Callable
+    args: tuple
+    dynamic: bool  # dim 0 of the tensor arguments (the batch) dynamic
+    size: int | None = None  # a batch size's own compile (CPU); None: the kind's
 
 
-_models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> Imagination
+_models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {key: Kind}
 _lock = threading.Lock()
 _jobs: queue.Queue = queue.Queue()
 _worker: threading.Thread | None = None
@@ -106,13 +116,12 @@ def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names):
     if not _usable(model, s0):
         return None
     key = _key(names, s0, actions)
+    args = (weakref.ref(model), key[0])
     with _lock:
-        book = _models.setdefault(model, Imagination())
-        kind = book.kinds.get(key)
+        kind = _models.setdefault(model, {}).get(key)
         if kind is None:
-            book.kinds[key] = Kind()
-            _jobs.put((weakref.ref(model), key, None, s0[:2].clone(), actions[:2].clone()))
-            _start()
+            kind = _models[model][key] = Kind()
+            _ask(Job(kind, key, plain, (*args, s0[:2].clone(), actions[:2].clone()), True))
             return None
         n = s0.shape[0]
         kind.seen[n] = kind.seen.get(n, 0) + 1
@@ -120,8 +129,7 @@ def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names):
                 and n >= SIZED_MIN and kind.seen[n] >= STATIC_AFTER
                 and len(kind.sized) < SIZED):  # fmt: skip
             kind.sized[n] = None  # asked for
-            _jobs.put((weakref.ref(model), key, n, s0.clone(), actions.clone()))
-            _start()
+            _ask(Job(kind, key, plain, (*args, s0.clone(), actions.clone()), False, size=n))
     if kind.state != "ready":
         return None
     # as compiled: contiguous inference tensors (a planner's s0 is one latent expanded
@@ -153,13 +161,12 @@ def proposal(fn, policy, model, s0: torch.Tensor, goal: torch.Tensor, steps: int
         return None
     key = (("policy proposal",), steps, goal.shape[-1], str(s0.device), s0.dtype, id(policy))
     with _lock:
-        book = _models.setdefault(model, Imagination())
-        kind = book.kinds.get(key)
+        kind = _models.setdefault(model, {}).get(key)
         if kind is None:
-            book.kinds[key] = Kind()
-            job = (weakref.ref(model), key, None, s0.clone(), goal.clone())
-            _jobs.put((*job, fn, weakref.ref(policy)))
-            _start()
+            kind = _models[model][key] = Kind()
+            args = (weakref.ref(policy), weakref.ref(model), s0.clone(), goal.clone(), steps)
+            # one copy of ``fn`` for any policy of these shapes (the key without its id)
+            _ask(Job(kind, key[:-1], fn, args, False))
             return None
     if kind.state != "ready":
         return None
@@ -226,11 +233,13 @@ def _fail(kind: Kind, e: Exception) -> None:
         log.warning("imagination stays uncompiled: %s", kind.error)
 
 
-def _start() -> None:
-    """(Under ``_lock``.) A worker, unless one is at work. Not a daemon: one killed at
-    exit in the middle of a compile aborts the process (inductor's C++ threads), so the
-    exit waits for the compile under way (seconds) and drops the ones still asked."""
+def _ask(job: Job) -> None:
+    """(Under ``_lock``.) Queue ``job``, and start a worker unless one is at work. Not a
+    daemon: one killed at exit in the middle of a compile aborts the process (inductor's
+    C++ threads), so the exit waits for the compile under way (seconds) and drops the
+    ones still asked."""
     global _worker, _exiting
+    _jobs.put(job)
     if _worker is None:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CACHE))
         if _exiting is None:
@@ -257,50 +266,38 @@ def _jobs_until_done() -> None:
         with _lock:
             if _jobs.empty() or _exiting.is_set():
                 return
-            ref, key, size, s0, actions, *acted = _jobs.get_nowait()
-        model = ref()
-        if model is None:
-            continue
-        kind = _models[model].kinds[key]
-        if acted:
-            _compile_proposal(kind, model, key, s0, actions, *acted)
-            continue
-        if size is not None:
-            _size(kind, model, key, size, s0, actions)
-            continue
-        t0 = time.perf_counter()
-        try:
-            # (not mode="reduce-overhead": its CUDA graphs, made in this thread, failed
-            # in the planning one on an H200; _replay captures them there instead)
-            kind.code = _code(key, plain)
-            fn = torch.compile(kind.code, dynamic=None)
-            torch._dynamo.mark_dynamic(s0, 0)
-            torch._dynamo.mark_dynamic(actions, 0)
-            with torch.inference_mode():
-                fn(model, key[0], s0, actions)
-        except Exception as e:  # no compiler, no Triton, an op inductor cannot do
-            _fail(kind, e)
-        else:
-            kind.fn, kind.state = fn, "ready"
-        kind.seconds = time.perf_counter() - t0
-        del model
+            job = _jobs.get_nowait()
+        _run(job)
 
 
-def _compile_proposal(kind: Kind, model, key, s0, goal, fn, policy_ref) -> None:
-    policy = policy_ref()
-    if policy is None:
+def _run(job: Job) -> None:
+    """Compile ``job`` and run it once (under inference mode, as it will be called), then
+    hand the compiled function to its kind: its own (``ready``) or a batch size's."""
+    args = [a() if isinstance(a, weakref.ref) else a for a in job.args]
+    if any(a is None for a in args):  # its model or policy is gone
         return
     t0 = time.perf_counter()
     try:
-        kind.code = _code(key[:-1], fn)  # (not the policy: any policy of these shapes)
-        compiled = torch.compile(kind.code, dynamic=False)
+        # (not mode="reduce-overhead": its CUDA graphs, made in this thread, failed in
+        # the planning one on an H200; _replay captures them there instead)
+        fn = torch.compile(_code(job.code_key, job.fn), dynamic=None if job.dynamic else False)
+        if job.dynamic:
+            for a in args:
+                if isinstance(a, torch.Tensor):
+                    torch._dynamo.mark_dynamic(a, 0)
         with torch.inference_mode():
-            compiled(policy, model, s0, goal, key[1])
-    except Exception as e:
-        _fail(kind, e)
+            fn(*args)
+    except Exception as e:  # no compiler, no Triton, an op inductor cannot do
+        if job.size is not None:  # the dynamic compile still serves this size
+            job.kind.sized[job.size] = False
+            return
+        _fail(job.kind, e)
     else:
-        kind.fn, kind.state = compiled, "ready"
-    kind.seconds = time.perf_counter() - t0
+        if job.size is not None:
+            job.kind.sized[job.size] = fn
+            return
+        job.kind.fn, job.kind.state = fn, "ready"
+    job.kind.seconds = time.perf_counter() - t0
 
 
 def _code(key: tuple, fn):
@@ -319,28 +316,13 @@ def _own(fn):
                               fn.__defaults__, fn.__closure__)  # fmt: skip
 
 
-def _size(kind: Kind, model, key, size: int, s0, actions) -> None:
-    """On a CPU, a batch size planned often gets a compile of its own, its shapes fixed:
-    inductor's loops then know their bounds (N = 1000, H = 16: 0.9 of the time of the
-    dynamic compile's pass, ``benchmarks/plan_speed.py``)."""
-    try:
-        fn = torch.compile(kind.code, dynamic=False)
-        with torch.inference_mode():
-            fn(model, key[0], s0, actions)
-    except Exception:  # the dynamic compile still serves this size
-        kind.sized[size] = False
-        return
-    kind.sized[size] = fn
-
-
 def status(model) -> list[dict]:
     """Each kind compiled for ``model``: signals, horizon, device, state, seconds, error."""
     with _lock:
         try:
-            book = _models.get(model)
+            kinds = dict(_models.get(model) or {})
         except TypeError:  # not a model of ours (unhashable, no weak references)
-            book = None
-        kinds = dict(book.kinds) if book is not None else {}
+            kinds = {}
         return [
             dict(signals=list(k[0]), horizon=k[1], device=k[3], state=v.state,
                  seconds=round(v.seconds, 1), calls=v.calls, error=v.error,
