@@ -39,7 +39,7 @@ from agents.agent import AgentConfig
 from agents.cost import CostSet
 from agents.evaluate import evaluate
 from worldmodels.checkpoint import load_checkpoint, read_config, resave_checkpoint
-from worldmodels.model import ModelConfig, WorldModel
+from worldmodels.distance import with_head
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"reach": ("state", "pixels"), "wall": ("state",), "push": ("state",)}
@@ -48,11 +48,7 @@ MODELS = {"reach": ("state", "pixels"), "wall": ("state",), "push": ("state",)}
 def without_head(checkpoint: Path, folder: Path) -> Path:
     """A copy of ``checkpoint`` without its distance head (the plain latent distance)."""
     model, config = load_checkpoint(checkpoint)
-    cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "distance_dim": 0})
-    plain = WorldModel(cfg)
-    own = {k: v for k, v in model.state_dict().items() if not k.startswith("distance.")}
-    plain.load_state_dict(own)
-    return resave_checkpoint(plain, folder, config)
+    return resave_checkpoint(with_head(model, 0), folder, config)
 
 
 def rates(result) -> tuple[float, float | None]:

@@ -79,7 +79,8 @@ class DistanceConfig:
 
 
 def with_head(model: WorldModel, dim: int) -> WorldModel:
-    """``model`` with a fresh distance head of ``dim`` (its other weights shared)."""
+    """``model`` with a fresh distance head of ``dim`` (its other weights shared); 0: the
+    model without one (the plain latent distance)."""
     cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "distance_dim": dim})
     out = WorldModel(cfg).to(model.device)
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("distance.")}
