@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -233,10 +232,9 @@ def main() -> int:
     print(f"  CEM plan, H=16, 5 iterations, ms by N: {out['cem_plan_ms']}")
     print(f"  its compiled imagination: {out['compiled_kinds']}")
     if compiled.enabled():
-        os.environ[compiled.ENV] = "0"
-        out["uncompiled_cem_plan_ms"] = {str(n): plan_ms(model, device, n, repeats)
-                                         for n in sizes}  # fmt: skip
-        del os.environ[compiled.ENV]
+        with compiled.off():
+            out["uncompiled_cem_plan_ms"] = {str(n): plan_ms(model, device, n, repeats)
+                                             for n in sizes}  # fmt: skip
         print(f"  the same, imagination uncompiled: {out['uncompiled_cem_plan_ms']}")
     steps = 5 if args.quick else 30
     speed = {}

@@ -43,7 +43,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import functools
 import itertools
-import os
 
 import torch
 
@@ -150,7 +149,6 @@ def main() -> int:
     s0 = torch.randn(D, device=device)
     goal = torch.tensor([0.5, 0.5], device=device)
     rows = []
-    on = compiled.enabled()
     for name, planner_cls in PLANNERS.items():
         search = PlannerConfig(samples=N, horizon=H, iterations=args.iterations)
         if name == "gd":
@@ -164,12 +162,9 @@ def main() -> int:
         def one_plan(p=planner, c=cost, g=gen):
             return p.plan(model, c, s0, goal, None, g)
 
-        def plain_plan(plan=one_plan, on=on):
-            os.environ[compiled.ENV] = "0"  # the imagination as before a compile is ready
-            try:
+        def plain_plan(plan=one_plan):
+            with compiled.off():  # the imagination as before a compile is ready
                 return plan()
-            finally:
-                os.environ[compiled.ENV] = "1" if on else "0"
 
         imagined: list[int] = []  # batch sizes imagined
         model.imagine = functools.partial(counted, imagined, WorldModel.imagine.__get__(model))

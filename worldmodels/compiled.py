@@ -23,6 +23,7 @@ stays, and ``status`` says why.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -52,6 +53,20 @@ GRAPHS = 16  # on a GPU: CUDA graphs a kind keeps (batch sizes beyond run uncapt
 
 def enabled() -> bool:
     return os.environ.get(ENV, "1") != "0"
+
+
+@contextlib.contextmanager
+def off():
+    """The plain path for the calls inside (benchmarks and tests compare the two)."""
+    before = os.environ.get(ENV)
+    os.environ[ENV] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[ENV]
+        else:
+            os.environ[ENV] = before
 
 
 def plain(model, names: tuple[str, ...], s0: torch.Tensor, actions: torch.Tensor):
