@@ -27,7 +27,6 @@ from agents.agent import Agent, AgentConfig, Thought, stuck
 from agents.cost import CostSet, Term, real_values
 from agents.planners import PlannerConfig
 from agents.policy import load_policy
-from app import views
 from app.runs import Run
 from scenes.errors import LabError
 from worldmodels import compiled
@@ -35,6 +34,7 @@ from worldmodels.checkpoint import load_checkpoint
 
 HISTORY_FRAME = 128  # px of the frames kept for the episode video
 SHOWN_MAX = 6  # signals plotted over time (150 px a panel)
+GOAL_GRID = 0.05  # m between the points a click on the plane picks a goal by
 
 
 @dataclass
@@ -401,12 +401,17 @@ class PlanRun(Run):
             self._view = v
 
     def _goal_points(self) -> np.ndarray:
-        """(P, 2) the points of the plotted plane a click may make the goal: those the
-        scene takes (in its goal region, clear of walls); none for a goal of 3 values."""
-        if len(self.scene.TASK_SIGNALS) != 2:
+        """(P, 2) the points of the plotted plane, every ``GOAL_GRID`` m over the walls'
+        extent (the arena's edge among them), a click may make the goal: those the scene
+        takes (its own check: in its goal region, clear of walls); none for a goal of 3
+        values or a scene without walls drawn."""
+        if len(self.scene.TASK_SIGNALS) != 2 or not self.walls:
             return np.zeros((0, 2))
+        w = np.asarray(self.walls, dtype=float)  # (cx, cy, hx, hy)
+        lo, hi = (w[:, :2] - w[:, 2:]).min(0), (w[:, :2] + w[:, 2:]).max(0)
+        axes = (np.arange(a + GOAL_GRID / 2, b, GOAL_GRID) for a, b in zip(lo, hi, strict=True))
         ok = []
-        for p in views.goal_grid(self.walls):
+        for p in np.stack(np.meshgrid(*axes), -1).reshape(-1, 2):
             try:
                 self.scene.check_goal(p)
             except LabError:

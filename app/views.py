@@ -118,23 +118,6 @@ def _lines(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat[:, 0], flat[:, 1]
 
 
-GOAL_GRID = 0.05  # m between the invisible points a click on the plane picks a goal by
-
-
-def goal_grid(walls: list[tuple], step: float = GOAL_GRID) -> np.ndarray:
-    """(P, 2) points of the plane inside the arena and outside its walls (``walls``: the
-    rectangles (cx, cy, hx, hy) drawn, the arena's edge among them); the run keeps those
-    its scene takes as a goal (``PlanRun._goal_points``)."""
-    if not walls:
-        return np.zeros((0, 2))
-    w = np.asarray(walls, dtype=float)
-    lo, hi = (w[:, :2] - w[:, 2:]).min(0), (w[:, :2] + w[:, 2:]).max(0)
-    gx, gy = (np.arange(a + step / 2, b, step) for a, b in zip(lo, hi, strict=True))
-    pts = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2)
-    inside = (np.abs(pts[:, None] - w[None, :, :2]) <= w[None, :, 2:] + 0.03).all(-1).any(-1)
-    return pts[~inside]
-
-
 def trajectories(view, names: tuple[str, str], height: int = 420, clickable: bool = False) -> dict:
     """The last iteration's sampled plans in the plot plane, coloured by cost band; elites
     blue, infeasible ones dotted grey, the chosen one black; the real path and goal.
