@@ -150,11 +150,11 @@ def compare(setup: Setup, progress: Callable[[str], None] | None = None, stop=No
     base = AgentConfig(search=SEARCH, decode=False)
     both_cfg = replace(base, search=replace(SEARCH, iterations=2))
 
-    def run(actor: str, costs: CostSet, cfg: AgentConfig, rules, opts: dict):
+    def run(actor: str, costs: CostSet, cfg: AgentConfig, rules, opts: dict, episodes=None):
         return evaluate(
-            key, setup.checkpoint, costs, replace(cfg, actor=actor), setup.episodes,
-            seed=setup.seed, stop=stop, device=setup.device, options=opts,
-            guardrails=rules, policy=setup.policy,
+            key, setup.checkpoint, costs, replace(cfg, actor=actor),
+            episodes or setup.episodes, seed=setup.seed, stop=stop, device=setup.device,
+            options=opts, guardrails=rules, policy=setup.policy,
         )  # fmt: skip
 
     out: dict = {"scene": key, "episodes": setup.episodes}
@@ -166,9 +166,7 @@ def compare(setup: Setup, progress: Callable[[str], None] | None = None, stop=No
         say("compiling the imagination")
         for _ in range(2):  # the second round: a batch size's own compile, asked in the first
             for actor, cfg in (("planner", base), ("both", both_cfg)):
-                evaluate(key, setup.checkpoint, trained, replace(cfg, actor=actor), 1,
-                         seed=setup.seed, device=setup.device, options=options,
-                         guardrails=rules, policy=setup.policy)  # fmt: skip
+                run(actor, trained, cfg, rules, options, episodes=1)
             compiled.settle()
     say("success: the policy alone")
     pol = run("policy", trained, base, rules, options)
