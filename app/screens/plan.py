@@ -380,7 +380,7 @@ def live(run_id: str, scene: str) -> None:
     if "plan/await_cost" in SS:
         want = SS.pop("plan/await_cost")
         v = run.wait(lambda w: w.cost_version >= want, timeout=10)
-    b = st.columns([1, 1, 1, 1, 1.4, 1.3, 4])
+    b = st.columns([1, 1, 1, 1, 1.4, 4])
     over = "The episode is over: New episode draws another, Reset replays this one."
     for col, label, verb, icon in (
         (b[0], "Step", "step", ":material/skip_next:"),
@@ -405,16 +405,6 @@ def live(run_id: str, scene: str) -> None:
     b[4].button(
         "New episode", on_click=_new_episode, args=(run_id, scene), icon=":material/casino:"
     )
-    b[5].button(
-        "Goal: this",
-        on_click=_command,
-        args=(run_id, "goal"),
-        icon=":material/flag:",
-        help="Take where the disc (Push: the block, Kitchen: the hand) is now as the goal: "
-        "the episode starts again from its start, and the agent plans to get there. With "
-        "the latent task term it plans to the goal's observation (the scene with it there; "
-        "a pixel model: its image), no label read.",
-    )
     if run.status == "error":
         st.error(f"The agent stopped: {views.plain(run.error)}")
         return
@@ -437,7 +427,7 @@ def live(run_id: str, scene: str) -> None:
         line += f" · hard terms must hold within ±{v.margin:g} x the model's measured error{steps}"
     if v.done:
         line += " · **goal reached**" if v.success else " · goal not reached"
-    b[6].container(key="plan-status").markdown(line)
+    b[5].container(key="plan-status").markdown(line)
     if v.message:
         st.caption(v.message)
     if v.stuck and not v.done:
@@ -491,6 +481,20 @@ def live(run_id: str, scene: str) -> None:
         )
         if clickable:
             _goal_clicked(run_id, picked)
+    # beside the plane, not in the row above: a sixth button there cut the others' names
+    pick = g[0].columns([1, 3], vertical_alignment="center")
+    pick[0].button(
+        "Goal: this",
+        on_click=_command,
+        args=(run_id, "goal"),
+        icon=":material/flag:",
+        help="Take where the disc (Push: the block, Kitchen: the hand) is now as the goal: "
+        "the episode starts again from its start, and the agent plans to get there. With "
+        "the latent task term it plans to the goal's observation (the scene with it there; "
+        "a pixel model: its image), no label read.",
+    )
+    if len(run.scene_goal_signals) == 2:
+        pick[1].caption("or click the plane above: the goal goes there")
     if v.terms:
         g[1].plotly_chart(views.term_bars(v.terms, hard), key="plan/terms")
     shown = list(v.shown)
