@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from agents.cost import Cost, CostSet
 from agents.expressions import ExpressionError
+from agents.hierarchy import HierarchyConfig, HighPlanner
 from agents.planners import PLANNERS, PlannerConfig, PlanRecord, shift
 from agents.planners.base import record
 from scenes.base import LabScene
@@ -66,6 +67,10 @@ class AgentConfig:
     # imagined sequence is the planner's warm start: amortised planning).
     actor: str = "planner"
     shadow: bool = False  # with the policy acting, also plan (display: what System 2 would do)
+    # Two levels (agents.hierarchy): a learned high level (worldmodels.highlevel) plans
+    # far ahead over latent macro-actions and hands the planner its first predicted
+    # latent as the subgoal; None plans flat, on the goal itself.
+    hierarchy: HierarchyConfig | None = None
 
 
 @dataclass
@@ -110,6 +115,7 @@ class Agent:
         cfg: AgentConfig,
         seed: int = 0,
         policy=None,
+        high=None,
     ) -> None:
         if cfg.actor not in ("planner", "policy", "both"):
             raise LabError("actor must be 'planner', 'policy' or 'both'")
@@ -138,9 +144,25 @@ class Agent:
         self.smooth_cost = (
             Cost(costs, signals, task, smooth=True, distance=distance) if grads else None
         )
-        self.planner = PLANNERS[cfg.planner](cfg.search, scene.ACTION_DIM, self.smooth_cost)
+        self.high: HighPlanner | None = None
+        self.sub_cost = self.smooth_sub_cost = None  # the low level's, under a high level
+        if cfg.hierarchy is not None:
+            if high is None:
+                raise LabError("a hierarchy needs a high level: ./lab highlevel makes one")
+            if cfg.actor != "planner":
+                raise LabError("a hierarchy plans at both levels: the actor must be the planner")
+            self.high = HighPlanner(high, model, costs, task, cfg.hierarchy)
+            self.sub_cost = self.high.subgoal_cost(costs, signals, task, model)
+            if grads:
+                self.smooth_sub_cost = self.high.subgoal_cost(costs, signals, task, model, True)
+        search = cfg.search
+        if cfg.hierarchy is not None and cfg.hierarchy.horizon:
+            search = replace(search, horizon=cfg.hierarchy.horizon)  # to the subgoal
+        self.planner = PLANNERS[cfg.planner](
+            search, scene.ACTION_DIM, self.smooth_sub_cost or self.smooth_cost
+        )
         margins = margins_for(model, cfg, self.device)
-        for cost in (self.cost, self.smooth_cost):
+        for cost in (self.cost, self.smooth_cost, self.sub_cost, self.smooth_sub_cost):
             if cost is not None:
                 cost.set_margins(margins)
         # on the CPU whatever the model's device: the same seed gives the same samples
@@ -162,6 +184,9 @@ class Agent:
         errors = self.cost.update(costs)
         if self.smooth_cost is not None:
             self.smooth_cost.update(costs)
+        for sub in (self.sub_cost, self.smooth_sub_cost):
+            if sub is not None:  # the task stays the subgoal; the terms are the person's
+                sub.update(CostSet("latent", costs.task_weight, list(costs.terms)))
         return errors
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> dict:
@@ -171,6 +196,8 @@ class Agent:
         with torch.no_grad():
             self.goal_latent = self.model.encode(info["goal_obs"])[0]
         self.warm, self.shadow_warm, self.t, self.done = None, None, 0, False
+        if self.high is not None:
+            self.high.reset()
         self.memory = []
         self.last_action = np.zeros(self.scene.ACTION_DIM, np.float32)
         return info
@@ -190,7 +217,13 @@ class Agent:
         self._sync()
         obs = self.scene.observation
         s0 = self.model.encode(self._with_memory(obs))[0]  # (D,)
-        if self.cfg.actor == "planner":
+        if self.high is not None:  # the high level's first predicted latent is the goal
+            high = self.high.next(s0, self.goal, self.goal_latent, self.generator)
+            plan = self._search(s0, self.warm, self.sub_cost, high.latents[0])
+            plan.info["high"] = high
+            if high.info["fresh"]:
+                plan.seconds += high.seconds
+        elif self.cfg.actor == "planner":
             plan = self._search(s0, self.warm)
         elif self.cfg.actor == "both":  # System 1's proposal starts System 2's search
             t0 = self._clock()
@@ -218,13 +251,16 @@ class Agent:
             frames = self.model.decode(plan.latents).cpu().numpy()  # (H, 64, 64, 3)
         return Thought(obs.get("pixels"), self.scene.signals, plan, imagined, frames, action, stop)
 
-    def _search(self, s0: torch.Tensor, warm: torch.Tensor | None) -> PlanRecord:
+    def _search(self, s0: torch.Tensor, warm: torch.Tensor | None, cost: Cost | None = None,
+                goal_latent: torch.Tensor | None = None) -> PlanRecord:  # fmt: skip
+        """The planner's search from ``s0``, on the agent's cost and goal unless given
+        (the low level of a hierarchy plans to its subgoal)."""
         return self.planner.plan(
             self.model,
-            self.cost,
+            cost or self.cost,
             s0,
             self.goal,
-            self.goal_latent,
+            self.goal_latent if goal_latent is None else goal_latent,
             self.generator,
             warm,
             show=self.cfg.show,

@@ -65,6 +65,7 @@ import scenes
 from agents.agent import Agent, AgentConfig, margins_for
 from agents.cost import CostSet, Term, real_values, term_names
 from agents.expressions import ExpressionError, compile_expression
+from agents.hierarchy import HierarchyConfig
 from agents.oracle import ORACLE_SEARCH, OracleModel
 from agents.oracle import PLANNERS as ORACLE_PLANNERS
 from agents.planners import PLANNERS, PlannerConfig
@@ -73,6 +74,7 @@ from scenes.cli import parse_config
 from scenes.errors import LabError
 from scenes.files import parse_versioned_json, write_json_atomic
 from worldmodels.checkpoint import load_checkpoint
+from worldmodels.highlevel import load_high
 from worldmodels.train import choose_device
 
 log = logging.getLogger(__name__)
@@ -482,11 +484,14 @@ class EpisodeSpec:
     seed: int
     device: str
     per_episode: dict = field(default_factory=dict)  # episode index -> its own reset options
+    high: str | None = None  # a high level's folder, for AgentConfig.hierarchy
 
     def agent_config(self) -> AgentConfig:
         d = dict(self.agent)
         d["search"] = PlannerConfig(**d["search"])
         d["show"] = tuple(d.get("show", ()))
+        if d.get("hierarchy") is not None:
+            d["hierarchy"] = HierarchyConfig(**d["hierarchy"])
         return AgentConfig(**d)
 
 
@@ -517,7 +522,9 @@ def run_episodes(
             cfg = replace(spec.agent_config(), decode=False)  # no frames needed here
             pi = None if cfg.actor == "planner" else load_policy(spec.policy, spec.checkpoint,
                                                                    device)  # fmt: skip
-            runs.append(("model", Agent(model, real, costs, cfg, policy=pi)))
+            high = None if cfg.hierarchy is None else load_high(spec.high, spec.checkpoint,
+                                                                device)  # fmt: skip
+            runs.append(("model", Agent(model, real, costs, cfg, policy=pi, high=high)))
         if spec.oracle:
             sim = OracleModel(cls)
             made.append(sim)
@@ -543,10 +550,10 @@ def run_episodes(
 
 
 def check_design(key: str, checkpoint, costs: CostSet, agent_cfg: AgentConfig, device,
-                 policy=None) -> None:  # fmt: skip
+                 policy=None, high=None) -> None:  # fmt: skip
     """Raise ``LabError`` before any episode when the design cannot run: a checkpoint of
     another scene, a term its signals cannot compute, a margin it cannot give, a policy
-    missing or made on another model."""
+    or high level missing or made on another model."""
     cls = scenes.scene_class(key)
     task_signals = list(cls.TASK_SIGNALS)
     costs.check()
@@ -564,6 +571,12 @@ def check_design(key: str, checkpoint, costs: CostSet, agent_cfg: AgentConfig, d
         if not policy:
             raise LabError(f"actor {agent_cfg.actor!r} needs --policy (./lab distill)")
         load_policy(policy, checkpoint, device)
+    if agent_cfg.hierarchy is not None:
+        if not high:
+            raise LabError("a hierarchy needs --high, a high level (./lab highlevel)")
+        if agent_cfg.actor != "planner":
+            raise LabError("a hierarchy plans at both levels: the actor must be the planner")
+        load_high(high, checkpoint, device)
 
 
 def evaluate_spec(
@@ -646,6 +659,7 @@ def evaluate(
     policy: str | Path | None = None,
     errors: list | None = None,
     ray: str | None = None,
+    high: str | Path | None = None,
 ) -> EvalResult:
     """Run the agent (and, with ``oracle``, the oracle planner) over seeded episodes.
 
@@ -659,7 +673,8 @@ def evaluate(
     design with a safety margin measured against the specification); by
     default the cost set's enabled hard terms. ``device``: None picks CUDA
     when present. ``policy``: a distilled policy's folder, for ``agent_cfg.actor``
-    "policy" or "both". ``turn()``: a context every step runs in (the app's server takes
+    "policy" or "both"; ``high``: a high level's folder, for ``agent_cfg.hierarchy``.
+    ``turn()``: a context every step runs in (the app's server takes
     its cores in turns). ``errors``: a list that gets the model's |imagined - real| per
     episode (``run_episode``). ``ray``: fan the episodes out over Ray (``agents.fanout``:
     "local" starts Ray on this machine, else a cluster's address); the records are the
@@ -690,9 +705,11 @@ def evaluate(
         "guardrails": [asdict(t) for t in hard.specs],
     }
     if checkpoint is not None:  # a bad checkpoint, policy or margin fails before any episode
-        check_design(key, checkpoint, costs, agent_cfg, device, policy)  # the terms too
+        check_design(key, checkpoint, costs, agent_cfg, device, policy, high)  # the terms too
         if agent_cfg.actor != "planner":
             settings["policy"] = str(policy)
+        if agent_cfg.hierarchy is not None:
+            settings["high"], settings["hierarchy"] = str(high), asdict(agent_cfg.hierarchy)
         settings["actor"] = agent_cfg.actor
         settings["planner"], settings["search"] = agent_cfg.planner, asdict(agent_cfg.search)
         settings["fallback"], settings["margin"] = agent_cfg.fallback, agent_cfg.margin
@@ -711,6 +728,7 @@ def evaluate(
         policy=str(Path(policy).resolve()) if policy else None,
         seed=seed,
         device=str(device),
+        high=str(Path(high).resolve()) if high else None,
     )
     if oracle:
         ocfg = _oracle_config(spec)

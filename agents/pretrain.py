@@ -12,7 +12,10 @@ policies shipped now were made). A folder
 already made for the same model and settings is kept (distillation resumes from it);
 one made on another model (the world model was trained again) is made anew.
 Then each model's conformal bounds are measured on 60 of its agent's own
-episodes under the same cost set (``agents.conformal``; the config only).
+episodes under the same cost set (``agents.conformal``; the config only), and
+Wall and Push get a learned high level (``./lab highlevel`` into
+``pretrained/high-<scene>``, from the same exploration data) for hierarchical
+planning.
 """
 
 from __future__ import annotations
@@ -78,6 +81,44 @@ def pretrain_policies(names: list[str]) -> list[Path]:
     return made
 
 
+HIGH_LEVELS = {"wall": {}, "push": {}}  # scene -> HighConfig settings
+
+
+def pretrain_high(names: list[str]) -> list[Path]:
+    """The high level of each scene in ``HIGH_LEVELS`` (agents/hierarchy.py), on its
+    state model's exploration data; one made on another model is made anew."""
+    import torch
+
+    from worldmodels.highlevel import HighConfig, HighTrainer, load_high, save_high
+
+    made = []
+    repo = PRETRAINED.parent
+    for key in names:
+        checkpoint = PRETRAINED / f"{key}-state"
+        data = repo / "data" / "pretrain" / key
+        if key not in HIGH_LEVELS or not (checkpoint / "config.json").exists():
+            continue
+        if not (data / "manifest.json").exists():
+            log.warning("%s: no exploration data at %s; its high level is not made", key, data)
+            continue
+        out = PRETRAINED / f"high-{key}"
+        rel = lambda p: str(p.relative_to(repo))  # noqa: E731
+        cfg = HighConfig(checkpoint=rel(checkpoint), data=rel(data), out=rel(out), progress=False,
+                         **HIGH_LEVELS[key])  # fmt: skip
+        try:
+            trainer = HighTrainer(cfg)
+        except LabError as e:  # other settings, or a model trained again since
+            log.info("%s: %s; training again", out, e)
+            for f in ("high.json", "high.safetensors"):
+                (out / f).unlink(missing_ok=True)
+            trainer = HighTrainer(cfg)
+        print(f"{key} high level: {trainer.run()}")
+        high = load_high(out, checkpoint, torch.device("cpu"))
+        save_high(high, out, high.info)  # without the optimiser's state: out of the repository
+        made.append(out)
+    return made
+
+
 CALIBRATION_EPISODES = 60  # closed-loop episodes per shipped model's conformal bounds
 
 
@@ -102,12 +143,13 @@ def calibrate_models(names: list[str]) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scenes", default=",".join(TRAINED_UNDER))
+    ap.add_argument("--scenes", default=",".join({**TRAINED_UNDER, **HIGH_LEVELS}))
     args, _ = ap.parse_known_args(argv)  # ./lab pretrain passes its other options too
     try:
         names = [s for s in args.scenes.split(",") if s]
         made = pretrain_policies(names)
         calibrate_models(names)
+        made += pretrain_high(names)
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

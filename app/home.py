@@ -196,29 +196,43 @@ ACTOR_NAMES = {
 }
 
 
-def policies(checkpoint: str) -> dict[str, str]:
-    """Distilled policies (``./lab distill``; shipped ones first) made on this checkpoint's
-    world model (``latent_identity``): folder -> label. A policy of another model is not
-    offered: its latents mean other things; a broken one neither (loading would say why)."""
+def made_on(checkpoint: str, file: str, fmt: str):
+    """Folders (shipped ones first, then runs) holding ``file`` of format ``fmt`` made on
+    this checkpoint's world model (``latent_identity``): yields (folder, its JSON, label).
+    One of another model is not offered: its latents mean other things; a broken one
+    neither (loading would say why)."""
     try:
         identity = latent_identity(checkpoint)
     except LabError:
-        return {}
-    found = {}
-    for meta in [*sorted(PRETRAINED.glob("policy-*/policy.json")),
-                 *sorted(RUNS.glob("*/policy.json"))]:  # fmt: skip
+        return
+    for meta in [*sorted(PRETRAINED.glob(f"*/{file}")), *sorted(RUNS.glob(f"*/{file}"))]:
         try:
             d = json.loads(meta.read_text())
-            if d.get("format") != "lab-policy" or d.get("model_id") != identity:
+            if not isinstance(d, dict) or d.get("format") != fmt or d.get("model_id") != identity:
                 continue
-            terms = ", ".join(str(t["name"]) for t in d.get("costs", {}).get("terms", []))
-        except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        except (OSError, ValueError):
             continue
         where = "pretrained" if meta.parent.parent == PRETRAINED else "runs"
-        found[str(meta.parent)] = f"{where}/{meta.parent.name}" + (
-            f" (distilled under: {terms})" if terms else " (the task alone)"
-        )
+        yield str(meta.parent), d, f"{where}/{meta.parent.name}"
+
+
+def policies(checkpoint: str) -> dict[str, str]:
+    """Distilled policies (``./lab distill``) made on this checkpoint's world model:
+    folder -> label."""
+    found = {}
+    for folder, d, label in made_on(checkpoint, "policy.json", "lab-policy"):
+        try:
+            terms = ", ".join(str(t["name"]) for t in d.get("costs", {}).get("terms", []))
+        except (AttributeError, TypeError, KeyError):
+            continue
+        found[folder] = label + (f" (distilled under: {terms})" if terms else " (the task alone)")
     return found
+
+
+def high_levels(checkpoint: str) -> dict[str, str]:
+    """Learned high levels (``./lab highlevel``) made on this checkpoint's world model:
+    folder -> label."""
+    return {folder: label for folder, _, label in made_on(checkpoint, "high.json", "lab-highlevel")}
 
 
 def policy_costs(folder: str) -> CostSet:

@@ -25,12 +25,14 @@ import torch
 import scenes
 from agents.agent import Agent, AgentConfig, Thought, stuck
 from agents.cost import CostSet, Term, real_values
+from agents.hierarchy import HierarchyConfig
 from agents.planners import PlannerConfig
 from agents.policy import load_policy
 from app.runs import Run
 from scenes.errors import LabError
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint
+from worldmodels.highlevel import load_high
 
 HISTORY_FRAME = 128  # px of the frames kept for the episode video
 SHOWN_MAX = 6  # signals plotted over time (150 px a panel)
@@ -55,6 +57,7 @@ class PlanSettings:
     repair: int = PlannerConfig.repair  # infeasible plans repaired per search round
     actor: str = "planner"  # planner (System 2), policy (System 1) or both
     policy: str = ""  # a distilled policy's folder, for the policy and both
+    high: str = ""  # a learned high level's folder: plan in two levels (agents.hierarchy)
     speed: float = 0.0  # seconds to wait between steps when running (0: as fast as it plans)
     options: dict = field(default_factory=dict)  # scene reset options, e.g. person_near
 
@@ -83,6 +86,9 @@ class View:
     goal_steps: np.ndarray | None = None  # (H,) steps to go along the plan (distance head)
     goal_points: np.ndarray | None = None  # (P, 2) where a click may put the goal
     policy_xy: np.ndarray | None = None  # (H, 2) the policy's imagined path (it acts on it)
+    high_xy: np.ndarray | None = None  # (L, 2) the high level's plan, k steps a point
+    high_frames: np.ndarray | None = None  # (L, 64, 64, 3) it, decoded; the first: the subgoal
+    high_k: int = 0  # primitive steps per macro-action
     samples_xy: np.ndarray | None = None  # (N, H, 2) sampled trajectories in the plot plane
     total: np.ndarray | None = None  # (N,)
     feasible: np.ndarray | None = None  # (N,) bool
@@ -249,13 +255,16 @@ class PlanRun(Run):
             show=self.plot_signals,
             actor=s.actor,
             shadow=s.actor == "policy",  # the plan System 2 would have made, beside it
+            hierarchy=HierarchyConfig() if s.high else None,
         )
+        high = load_high(s.high, s.checkpoint, self.device) if s.high else None
         policy = None
         if s.actor != "planner":
             if not s.policy:
                 raise LabError("System 1 needs a policy for this model: ./lab distill")
             policy = load_policy(s.policy, s.checkpoint, self.device)
-        return Agent(self.model, self.scene, self._costs, cfg, seed=s.seed, policy=policy)
+        return Agent(self.model, self.scene, self._costs, cfg, seed=s.seed, policy=policy,
+                     high=high)  # fmt: skip
 
     def _set_search(self, new: PlanSettings) -> None:
         old = self.agent
@@ -396,9 +405,23 @@ class PlanRun(Run):
             v.imagined_frames = th.imagined_frames
             v.blocked_by = th.plan.info.get("blocked_by")
             v.goal_steps = self._goal_steps(th.plan)
+            high = th.plan.info.get("high")
+            if high is not None:  # the high level's plan: where the subgoal came from
+                self._high_view(v, high)
         v.stuck = stuck([(h["dist_goal"], h["blocked_by"]) for h in v.history])
         with self.lock:
             self._view = v
+
+    def _high_view(self, v: View, high) -> None:
+        """The high level's chosen plan in the plot plane, and decoded."""
+        model = self.agent.model
+        with torch.no_grad():
+            probed = model.probe(high.latents, list(self.plot_signals))
+            if len(probed) == 2:
+                v.high_xy = torch.stack(list(probed.values()), dim=-1).cpu().numpy()
+            if model.decoder is not None:
+                v.high_frames = model.decode(high.latents).cpu().numpy()
+        v.high_k = self.agent.high.high.shape.k
 
     def _goal_points(self) -> np.ndarray:
         """(P, 2) the points of the plotted plane, every ``GOAL_GRID`` m over the walls'

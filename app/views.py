@@ -9,6 +9,7 @@ import numpy as np
 COST_BINS = 5  # sampled trajectories are drawn in this many colour bands of cost
 BAND_COLOURS = ["#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027"]  # cheap -> dear
 REAL, IMAGINED, LIMIT, POLICY = "#1f4e9c", "#e07b00", "#c0392b", "#b0399c"
+HIGH = "#16a085"  # the high level's plan and subgoal
 
 
 class Fig:
@@ -176,6 +177,13 @@ def trajectories(view, names: tuple[str, str], height: int = 420, clickable: boo
             line={"color": POLICY, "width": 3},
             name="the policy's path (acted on)",
         )
+    if view.high_xy is not None:  # the high level's plan; its first point is the subgoal
+        path = np.concatenate([start, view.high_xy])
+        fig.add(x=path[:, 0], y=path[:, 1], mode="lines+markers", name=(
+                    f"high level's plan ({view.high_k} steps a point)"),
+                line={"color": HIGH, "width": 2, "dash": "dash"}, marker={"size": 6})  # fmt: skip
+        fig.add(x=path[1:2, 0], y=path[1:2, 1], mode="markers", name="subgoal (low level's goal)",
+                marker={"size": 14, "symbol": "diamond", "color": HIGH})  # fmt: skip
     if view.history:
         path = [[h["signals"][names[0]], h["signals"][names[1]]] for h in view.history]
         path = np.array([*path, start[0].tolist()])

@@ -19,6 +19,7 @@ import scenes
 from agents.agent import STUCK_STEPS
 from agents.cost import CostSet, Term, term_names
 from agents.expressions import ExpressionError, compile_expression
+from agents.hierarchy import HierarchyConfig
 from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.planrun import PlanRun, PlanSettings
@@ -453,6 +454,13 @@ def live(run_id: str, scene: str) -> None:
             "goal, drawn on them)",
             width="stretch",
         )
+    if v.high_frames is not None:
+        c[1].image(
+            views.strip(views.mark_goal(v.high_frames, v.goal_uv), every=1, scale=2),
+            caption=f"the high level's plan, decoded: {v.high_k}, {2 * v.high_k}, ... steps "
+            "ahead; the first is the subgoal the planner steers to",
+            width="stretch",
+        )
     hard = v.hard_limits
     off = {t.name for t in v.in_force if not t.enabled}
 
@@ -523,6 +531,7 @@ def _show_settings(s: PlanSettings) -> None:
     home.show_guard("plan/margin", s.margin, s.delta, s.margin_steps)
     if s.actor != "planner":
         SS["plan/policy"] = s.policy
+    SS["plan/hierarchy"] = bool(s.high)
 
 
 def start_here() -> None:
@@ -620,6 +629,7 @@ def page() -> None:
     settings.speed, settings.margin, settings.delta = speed, margin, delta
     settings.repair, settings.margin_steps = int(repair), margin_steps
     settings.actor, settings.policy = actor, policy
+    settings.high = high_level_input(side, ckpt, scene, actor)
     if scene == "kitchen" and side.toggle(
         "Person starts near the board",
         True,
@@ -673,6 +683,13 @@ def page() -> None:
         )
         + f"{home.PLANNER_NAMES[planner]}, N={samples}, H={horizon}, {iterations} iterations"
         + (" would choose" if actor == "policy" else "")
+        + (
+            f" · hierarchy: {home.high_levels(ckpt)[settings.high]} plans "
+            f"{HierarchyConfig.chunks} macro-actions ahead, the planner "
+            f"{HierarchyConfig.horizon} steps to its subgoal"
+            if settings.high
+            else ""
+        )
         + f" · run `{run.id}` (in the URL: reopen it to find this agent again)"
     )
     # While the agent runs, each poll redraws every figure: on 2 cores a faster poll
@@ -721,4 +738,27 @@ def _search(s: PlanSettings) -> tuple:
         s.repair,
         s.actor,
         s.policy,
+        s.high,
     )
+
+
+def high_level_input(side, ckpt: str, scene: str, actor: str) -> str:
+    """The switch for hierarchical planning: the folder of the learned high level it turns
+    on, or "" (flat). Offered when one was made on this model and the planner decides."""
+    found = home.high_levels(ckpt)
+    if not found:
+        if scene in ("wall", "push"):
+            side.caption(f"Hierarchy: no high level for this model yet (`./lab highlevel "
+                         f"--checkpoint {ckpt} --data data/{scene}`)")  # fmt: skip
+        return ""
+    on = side.toggle(
+        "Learned high level (hierarchy)",
+        False,
+        key="plan/hierarchy",
+        disabled=actor != "planner",
+        help="A second predictor in the same latent space plans 80 steps ahead over latent "
+        "macro-actions (8 steps each) and hands the planner its first predicted latent as "
+        "the subgoal: the way through the door or behind the block, learned from the data, "
+        "no subgoal term written (agents/hierarchy.py). The planner then plans 8 steps to it.",
+    )
+    return next(iter(found)) if on and actor == "planner" else ""
