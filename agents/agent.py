@@ -306,6 +306,8 @@ class Agent:
     def step(self, thought: Thought | None = None) -> StepRecord:
         """Plan (or take ``thought``, made by ``think`` since the last step) and act."""
         thought = thought or self.think()
+        if self.high is not None:
+            self.high.stepped()
         self.warm = shift(thought.plan.actions)
         shadow = thought.plan.info.get("planner")
         self.shadow_warm = None if shadow is None else shift(shadow.actions)

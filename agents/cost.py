@@ -254,9 +254,6 @@ class Cost:
         self.margins: dict[str, torch.Tensor] = {}  # signal -> (H,) half-width per step
         self.goal_names = goal_names(task_signals)
         self.reads_goal = False  # whether a term reads the goal (set by update)
-        # the task term's weight per imagined step (H,), None: 1 at every step (a high
-        # level counts only where its plan ends: agents.hierarchy)
-        self.step_weights: torch.Tensor | None = None
         self.update(costs)
 
     def set_margins(self, margins: dict[str, torch.Tensor] | None) -> None:
@@ -352,8 +349,6 @@ class Cost:
             squares = [(signals[k] - goal[i]).square() for i, k in enumerate(self.task_signals)]
             dist = torch.stack(squares).sum(dim=0).sqrt()  # (N, H)
         dist = _finite(dist)  # a NaN probe: never chosen
-        if self.step_weights is not None:
-            dist = dist * self.step_weights.to(dist)
         terms["task"] = self.costs.task_weight * dist
         total = terms["task"].sum(dim=1)
         violation = torch.zeros(N, device=latents.device, dtype=latents.dtype)

@@ -845,6 +845,18 @@ class EvalConfig:
         },
     )
     policy: str = field(default="", metadata={"help": "policy folder (./lab distill)"})
+    high: str = field(
+        default="",
+        metadata={"help": "a learned high level's folder (./lab highlevel): plan in two levels"},
+    )
+    high_method: str = field(
+        default="policy",
+        metadata={
+            "help": "how the high level finds the subgoal: its subgoal policy (HIQL) or "
+            "planning over macro-actions (HWM)",
+            "choices": ["policy", "plan"],
+        },
+    )
     device: str = field(default="auto", metadata={"help": "auto (cuda when present), cpu or cuda"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
@@ -878,6 +890,7 @@ def main(argv: list[str] | None = None) -> int:
             delta=cfg.delta,
             margin_steps=cfg.margin_steps,
             actor=cfg.actor,
+            hierarchy=HierarchyConfig(method=cfg.high_method) if cfg.high else None,
         )
         device = choose_device(cfg.device)
     except LabError as e:
@@ -915,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
                 guardrails=guardrails,
                 policy=cfg.policy or None,
                 ray=cfg.ray or None,
+                high=cfg.high or None,
             )
         except LabError as e:
             box["error"] = e

@@ -48,9 +48,9 @@ from agents.cost import Cost, CostSet
 from agents.planners import PLANNERS, PlannerConfig
 from scenes.cli import parse_config
 from scenes.errors import LabError
-from scenes.files import read_versioned_json, write_json_atomic
+from scenes.files import write_json_atomic
 from worldmodels import compiled
-from worldmodels.checkpoint import latent_identity, load_checkpoint, read_config
+from worldmodels.checkpoint import latent_identity, load_checkpoint, read_config, read_made_on
 from worldmodels.train import choose_device
 
 log = logging.getLogger(__name__)
@@ -130,13 +130,8 @@ def load_policy(folder: str | Path, checkpoint: str | Path, device: torch.device
     """The policy in ``folder``, for the world model in ``checkpoint``; a policy distilled
     on another model (or not a policy at all, or a damaged one) raises ``LabError``."""
     folder = Path(folder)
-    meta = read_versioned_json(folder / "policy.json", FORMAT, VERSION, *WHAT)
-    if meta.get("model_id") != latent_identity(checkpoint):
-        raise LabError(
-            f"{folder} was distilled on the world model {meta.get('checkpoint')!r}, not on "
-            f"{checkpoint}: its latents mean other things there. Distill a policy for this "
-            "model: ./lab distill"
-        )
+    meta = read_made_on(folder / "policy.json", FORMAT, VERSION, WHAT, checkpoint, "distilled",
+                        "Distill a policy for this model: ./lab distill")  # fmt: skip
     try:
         shape = PolicyShape(**meta["shape"])
         policy = Policy(shape)

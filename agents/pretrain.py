@@ -81,7 +81,7 @@ def pretrain_policies(names: list[str]) -> list[Path]:
     return made
 
 
-HIGH_LEVELS = {"wall": {}, "push": {}}  # scene -> HighConfig settings
+HIGH_LEVELS = {"wall": {"subgoal": True}, "push": {"subgoal": True}}  # -> HighConfig settings
 
 
 def pretrain_high(names: list[str]) -> list[Path]:

@@ -16,6 +16,7 @@ import torch
 import scenes
 from agents.agent import AgentConfig
 from agents.cost import CostSet
+from agents.hierarchy import HierarchyConfig
 from app.runs import Run
 from scenes.collect import CollectConfig, collect
 from scenes.errors import LabError
@@ -178,11 +179,14 @@ class ExperimentRun(Run):
         options: dict | None = None,
         policies: dict[str, str] | None = None,
         ray: str | None = None,
+        highs: dict[str, str] | None = None,
     ) -> None:
         """``policies``: design name -> a distilled policy's folder; those designs act with
-        the policy (System 1), the others with the planner. ``ray``: fan the episodes out
-        over Ray ("local", or a cluster's address: ``agents.fanout``)."""
-        self.policies, self.ray = policies or {}, ray
+        the policy (System 1), the others with the planner. ``highs``: design name -> a
+        learned high level's folder; those designs plan in two levels (agents.hierarchy).
+        ``ray``: fan the episodes out over Ray ("local", or a cluster's address:
+        ``agents.fanout``)."""
+        self.policies, self.ray, self.highs = policies or {}, ray, highs or {}
         how = agent_cfg.fallback.replace("_", " ") + " fallback"
         if agent_cfg.delta:
             how += f", calibrated margin at miss rate {agent_cfg.delta:g}"
@@ -215,12 +219,14 @@ class ExperimentRun(Run):
             def tick(done: int, total: int, base=base) -> None:
                 self.progress(base + done, self.total)
 
-            policy = self.policies.get(name)
+            policy, high = self.policies.get(name), self.highs.get(name)
             cfg = self.agent_cfg
             if policy is not None:  # it acts alone: nothing checks a rule, no margin, no stop
                 cfg = replace(
                     cfg, actor="policy", fallback="least_violating", margin=0.0, delta=0.0
                 )
+            if high is not None:
+                cfg = replace(cfg, hierarchy=HierarchyConfig())
             result = evaluate(
                 self.scene,
                 self.checkpoint,
@@ -236,6 +242,7 @@ class ExperimentRun(Run):
                 turn=self.turn,
                 policy=policy,
                 ray=self.ray,
+                high=high,
             )
             with self.lock:
                 self.results[name] = result

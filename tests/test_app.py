@@ -670,3 +670,26 @@ def test_a_stress_test_shows_failures_and_the_plan_page_replays_one(lab):
     shot(plan, "plan-replay")
     plan.close()
     page.close()
+
+
+@pytest.mark.skipif(
+    not (ROOT / "pretrained" / "high-wall" / "high.json").exists(),
+    reason="pretrained/high-wall is made by ./lab pretrain",
+)
+def test_plan_turns_the_learned_high_level_on_and_draws_its_plan(lab):
+    url, browser = lab
+    page = open_plan(browser, url, 2000, "Scene", "Wall", "wall-state")
+    wait_idle(page)
+    page.get_by_text("Learned high level (hierarchy)").click()
+    expect(page.get_by_text(re.compile(r"hierarchy: pretrained/high-wall plans"))).to_be_visible(
+        timeout=WAIT
+    )
+    click(page, "Step")
+    expect(step_text(page, 1)).to_be_visible(timeout=WAIT)
+    traj = page.locator(".js-plotly-plot").filter(has_text="subgoal (low level's goal)")
+    expect(traj.first).to_contain_text("high level's plan")
+    expect(page.get_by_text(re.compile("the high level's plan, decoded"))).to_be_visible()
+    shot(page, "plan-hierarchy")
+    page.get_by_text("Learned high level (hierarchy)").click()  # and off again: flat
+    expect(page.get_by_text(re.compile(r"hierarchy: pretrained"))).to_have_count(0, timeout=WAIT)
+    page.close()

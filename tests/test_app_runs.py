@@ -344,3 +344,40 @@ def test_a_stress_run_finds_failures_the_plan_page_replays_as_they_happened(tmp_
     assert list(v.goal) == pytest.approx(f.options["goal"])
     plan.stop()
     assert until(lambda: not plan.active)
+
+
+@pytest.mark.skipif(not (PRETRAINED / "high-wall" / "high.json").exists(),
+                    reason="pretrained/high-wall is made by ./lab pretrain")  # fmt: skip
+def test_the_plan_run_draws_the_high_levels_plan_and_an_experiment_runs_it(tmp_path):
+    from dataclasses import replace
+
+    from agents.agent import AgentConfig
+    from agents.planners import PlannerConfig
+    from app.workers import ExperimentRun
+
+    high = str(PRETRAINED / "high-wall")
+    settings = PlanSettings(scene="wall", checkpoint=str(PRETRAINED / "wall-state"), high=high)
+    run = PlanRun(settings, CostSet(), CPU).start()
+    try:
+        v = run.wait(lambda w: w.version >= 1 and w.high_xy is not None, timeout=60)
+        assert v.high_xy.shape == (10, 2) and v.high_frames.shape == (10, 64, 64, 3)
+        assert v.high_k == 8 and len(v.imagined["x"]) == 8  # the low level plans 8 steps
+        fig = views.trajectories(v, ("x", "y"))
+        assert "subgoal (low level's goal)" in [t.get("name") for t in fig["data"]]
+        run.send("search", replace(settings, high=""))  # off: flat again
+        v = run.wait(lambda w: w.high_xy is None and len(w.imagined.get("x", ())) == 16,
+                     timeout=60)  # fmt: skip
+    finally:
+        run.stop()
+    assert until(lambda: not run.active)
+    reg = Registry(idle_seconds=60)
+    exp = ExperimentRun(
+        "wall", str(PRETRAINED / "wall-state"), {"flat": CostSet(), "learned": CostSet()},
+        AgentConfig(search=PlannerConfig(samples=50, iterations=2), decode=False),
+        1, 0, tmp_path / "exp", CPU, highs={"learned": high},
+    )  # fmt: skip
+    reg.add(exp).start()
+    assert until(lambda: not exp.active, timeout=240)
+    assert exp.status == "finished", exp.error
+    assert exp.results["learned"].settings["high"] == high
+    assert "hierarchy" not in exp.results["flat"].settings

@@ -24,7 +24,8 @@ from worldmodels.highlevel import DOUBT, HighConfig, HighTrainer, MacroModel, lo
 
 ROOT = Path(__file__).resolve().parents[1]
 WALL = ROOT / "pretrained" / "wall-state"
-SMALL = dict(steps=300, batch=128, save_every=100, members=2, hidden=64, progress=False)
+SMALL = dict(steps=300, batch=128, save_every=100, members=2, hidden=64, subgoal=True,
+             progress=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,8 @@ def test_training_learns_the_macro_steps(trained):
     assert before["val_error_first"] > 0.5
     assert figures["val_error_first"] < 0.5 * before["val_error_first"]
     assert figures["val_error_last"] < before["val_error_last"]
+    # the subgoal policy's proposals come nearer the goal (in steps) than where it stands
+    assert figures["val_subgoal_gain"] > max(1.0, before["val_subgoal_gain"] + 0.5)
     meta = json.loads((out / "high.json").read_text())
     assert meta["shape"]["members"] == 2 and meta["figures"] == figures
 
@@ -105,7 +108,7 @@ def test_the_agent_plans_to_the_high_levels_subgoal(trained):
     high = load_high(trained[0], WALL, torch.device("cpu"))
     scene = scenes.make("wall").unwrapped
     try:
-        h = HierarchyConfig(chunks=4, samples=64, iterations=2, doubt=1.0)
+        h = HierarchyConfig(method="plan", chunks=4, samples=64, iterations=2, doubt=1.0)
         cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
                           hierarchy=h)  # fmt: skip
         agent = Agent(model, scene, CostSet(), cfg, high=high)
@@ -131,6 +134,29 @@ def test_the_agent_plans_to_the_high_levels_subgoal(trained):
         scene.close()
 
 
+def test_the_subgoal_policy_proposes_every_step(trained):
+    model, _ = load_checkpoint(WALL)
+    high = load_high(trained[0], WALL, torch.device("cpu"))
+    scene = scenes.make("wall").unwrapped
+    try:
+        h = HierarchyConfig(method="policy", chunks=5)
+        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
+                          hierarchy=h)  # fmt: skip
+        agent = Agent(model, scene, CostSet(), cfg, high=high)
+        agent.reset(seed=2)
+        for _ in range(3):
+            thought = agent.think()
+            top = thought.plan.info["high"]
+            assert top.info["fresh"] and top.latents.shape == (5, model.cfg.latent_dim)
+            s0 = model.encode(scene.observation)
+            with torch.no_grad():
+                want = high.propose(s0, agent.goal_latent[None])[0]
+            assert torch.allclose(top.latents[0], want, atol=1e-5)
+            agent.step(thought)
+    finally:
+        scene.close()
+
+
 def test_evaluation_runs_the_hierarchy(trained):
     h = HierarchyConfig(chunks=4, samples=64, iterations=2)
     cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2), hierarchy=h)
@@ -139,3 +165,18 @@ def test_evaluation_runs_the_hierarchy(trained):
     assert result.episodes[0]["steps"] > 0
     with pytest.raises(LabError, match="needs --high"):
         evaluate("wall", WALL, CostSet(), cfg, 1, device="cpu")
+
+
+def test_the_command_lines_train_and_evaluate_a_hierarchy(data, trained, tmp_path, capsys):
+    from agents.evaluate import main as evaluate_main
+    from worldmodels.highlevel import main as highlevel_main
+
+    out = tmp_path / "cli-high"
+    args = ["--checkpoint", str(WALL), "--data", str(data), "--out", str(out), "--steps", "20",
+            "--batch", "64", "--save-every", "10", "--subgoal", "--no-progress"]  # fmt: skip
+    assert highlevel_main(args) == 0 and (out / "high.json").exists()
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["step"] == 20
+    assert highlevel_main(["--checkpoint", str(WALL), "--data", str(tmp_path / "none")]) == 2
+    code = evaluate_main(["--scene", "wall", "--checkpoint", str(WALL), "--high", str(out),
+                          "--episodes", "1", "--samples", "50", "--no-progress"])  # fmt: skip
+    assert code == 0 and "success" in capsys.readouterr().out

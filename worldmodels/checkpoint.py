@@ -101,6 +101,20 @@ def latent_identity(folder: str | Path) -> str:
     return _identity(str(folder.resolve()), str(config.get("weights")))
 
 
+def read_made_on(path: Path, fmt: str, version: int, what: tuple[str, str], checkpoint,
+                 done: str, redo: str) -> dict:  # fmt: skip
+    """The JSON at ``path`` of a thing made on a world model's latents (a distilled policy,
+    a high level), checked for format and for being made on ``checkpoint``'s model: one
+    made on another raises ``LabError`` saying it was ``done`` on that one, and ``redo``."""
+    meta = read_versioned_json(path, fmt, version, *what)
+    if meta.get("model_id") != latent_identity(checkpoint):
+        raise LabError(
+            f"{path.parent} was {done} on the world model {meta.get('checkpoint')!r}, not on "
+            f"{checkpoint}: its latents mean other things there. {redo}"
+        )
+    return meta
+
+
 @functools.lru_cache(maxsize=64)
 def _identity(folder: str, weights: str) -> str:
     try:

@@ -21,6 +21,16 @@ percentile of each dimension, as HWM bounds its latent actions), so what it
 samples is what the predictor was trained on. ``agents/hierarchy.py`` plans with
 it and hands the low level its first predicted latent as the subgoal.
 
+Beside it, with ``--subgoal``, a second way to the subgoal that needs no search:
+a subgoal policy (HIQL, Park et al. 2023) maps ``(s_t, goal latent)`` to the
+latent to be at ``k`` steps on. It is trained by advantage-weighted regression on
+the data's own chunks: the target is the real ``s_t+k``, weighted by
+``exp(beta x A)`` where ``A`` is how many steps nearer the goal ``s_t+k`` is than
+``s_t``, read by the model's steps-to-go head (``worldmodels/distance.py``); goals
+are later states of the same episode (hindsight) or, a share of the time, any
+state. Its subgoals are states the data visited, where a planner over a learned
+predictor finds the states the predictor gets wrong.
+
 Saved as a folder: ``high.safetensors`` and ``high.json`` (shape, the world
 model it was trained on, its figures); refused with a message for another model.
 Training saves every ``save_every`` steps (weights and the optimiser's state) and
@@ -45,13 +55,14 @@ from torch import nn
 from scenes.cli import parse_config
 from scenes.dataset import window_starts
 from scenes.errors import LabError
-from scenes.files import read_versioned_json, write_json_atomic
-from worldmodels.checkpoint import latent_identity, load_checkpoint
+from scenes.files import write_json_atomic
+from worldmodels.checkpoint import latent_identity, load_checkpoint, read_made_on
 from worldmodels.model import mlp
 
 FORMAT, VERSION = "lab-highlevel", 1
 WHAT = ("lab high level", "train it again: ./lab highlevel --checkpoint FOLDER --data DATA")
 CODE_RANGE = (1.0, 99.0)  # percentiles of the data's codes the planner's box spans
+AWR_CLIP = 50.0  # the subgoal policy's largest advantage weight
 
 
 @dataclass
@@ -65,6 +76,7 @@ class HighShape:
     hidden: int = 256  # width of the high-level predictor
     layers: int = 2  # its hidden layers
     members: int = 1  # predictors in the ensemble (their spread: where the model is unsure)
+    subgoal: bool = False  # a subgoal policy too (HIQL: ``propose``)
 
 
 class HighLevel(nn.Module):
@@ -81,6 +93,11 @@ class HighLevel(nn.Module):
         for p in self.predictors:  # start at "nothing moves"
             nn.init.zeros_(p[-1].weight)
             nn.init.zeros_(p[-1].bias)
+        self.proposer = None
+        if shape.subgoal:  # (s_t, goal) -> the latent k steps on, towards the goal
+            self.proposer = mlp([2 * shape.latent_dim, 256, 256, shape.latent_dim])
+            nn.init.zeros_(self.proposer[-1].weight)
+            nn.init.zeros_(self.proposer[-1].bias)
         # the data's code range (CODE_RANGE), set after training: the planner's box
         self.register_buffer("code_low", -torch.ones(shape.code))
         self.register_buffer("code_high", torch.ones(shape.code))
@@ -102,6 +119,13 @@ class HighLevel(nn.Module):
         """A planner's macro-actions in [-1, 1] (..., code) -> codes in the data's range."""
         mid, half = (self.code_high + self.code_low) / 2, (self.code_high - self.code_low) / 2
         return mid + half * u
+
+    def propose(self, s: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """The subgoal policy: latents s (B, D) and the goal's (B, D) -> the latent to be at
+        k steps on (B, D)."""
+        if self.proposer is None:
+            raise LabError("this high level has no subgoal policy: train it with --subgoal")
+        return s + self.proposer(torch.cat([s, goal.expand_as(s)], dim=-1))
 
     def rollouts(self, s0: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """s0 (B, D), codes (B, L, code) -> each member's latents after each macro-action
@@ -191,13 +215,8 @@ def load_high(folder: str | Path, checkpoint: str | Path, device: torch.device,
     another model (or not a high level, or a damaged one) raises ``LabError``. With
     ``with_optim``: (high level, the optimiser's saved tensors)."""
     folder = Path(folder)
-    meta = read_versioned_json(folder / "high.json", FORMAT, VERSION, *WHAT)
-    if meta.get("model_id") != latent_identity(checkpoint):
-        raise LabError(
-            f"{folder} was trained on the world model {meta.get('checkpoint')!r}, not on "
-            f"{checkpoint}: its latents mean other things there. Train a high level for this "
-            "model: ./lab highlevel"
-        )
+    meta = read_made_on(folder / "high.json", FORMAT, VERSION, WHAT, checkpoint, "trained",
+                        "Train a high level for this model: ./lab highlevel")  # fmt: skip
     try:
         shape = HighShape(**meta["shape"])
         high = HighLevel(shape)
@@ -225,6 +244,21 @@ class HighConfig:
     code: int = field(default=8, metadata={"help": "size of a latent macro-action"})
     hidden: int = field(default=256, metadata={"help": "width of the high-level predictor"})
     members: int = field(default=1, metadata={"help": "predictors in the ensemble"})
+    subgoal: bool = field(
+        default=False,
+        metadata={"help": "train a subgoal policy too (needs the model's steps-to-go head)"},
+    )
+    beta: float = field(default=0.5, metadata={"help": "subgoal policy: advantage temperature"})
+    other_goals: float = field(
+        default=0.3, metadata={"help": "subgoal policy: share of goals from anywhere in the data"}
+    )
+    pool: int = field(
+        default=1,
+        metadata={
+            "help": "draw batch x pool windows and train on batch of them, in proportion "
+            "to their error (1: uniform)"
+        },
+    )
     chunks: int = field(default=4, metadata={"help": "macro-steps chained in training"})
     probe_weight: float = field(
         default=1.0,
@@ -278,8 +312,18 @@ class HighTrainer:
         # how far latents move in k steps: the loss is in units of it
         moved = self.latents[self.train_starts + cfg.k] - self.latents[self.train_starts]
         self.scale = float(moved.square().sum(-1).mean())
+        if cfg.subgoal:
+            if self.model.distance is None:
+                raise LabError(
+                    f"a subgoal policy is trained on the model's steps-to-go head, and "
+                    f"{cfg.checkpoint} has none: ./lab distance --checkpoint FOLDER --data DATA"
+                )
+            with torch.no_grad():  # the embedding whose distances count steps
+                self.phi = torch.cat([self.model.distance(z) for z in self.latents.split(4096)])
+            ends = torch.as_tensor(data.episodes[:, 0] + data.episodes[:, 1])
+            self.end_of = torch.repeat_interleave(ends, torch.as_tensor(data.episodes[:, 1]))
         shape = HighShape(self.model.cfg.latent_dim, self.model.cfg.action_dim, cfg.k, cfg.code,
-                          cfg.hidden, members=cfg.members)  # fmt: skip
+                          cfg.hidden, members=cfg.members, subgoal=cfg.subgoal)  # fmt: skip
         torch.manual_seed(cfg.seed)
         self.high = HighLevel(shape).to(self.device)
         self.opt = torch.optim.Adam(self.high.parameters(), lr=cfg.lr)
@@ -328,15 +372,46 @@ class HighTrainer:
         latent, probed = self._errors(starts)
         return latent + self.cfg.probe_weight * probed
 
+    def _goals(self, starts: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """A goal row for each start: a later row of its episode (at least k on), or with
+        probability ``other_goals`` any row."""
+        k = self.cfg.k
+        span = (self.end_of[starts] - (starts + k)).float()
+        later = starts + k + (torch.rand(len(starts), generator=gen) * span).long()
+        anywhere = torch.randint(len(self.latents), (len(starts),), generator=gen)
+        pick = torch.rand(len(starts), generator=gen) < self.cfg.other_goals
+        return torch.where(pick, anywhere, later)
+
+    def _subgoal_terms(self, starts: torch.Tensor, goals: torch.Tensor):
+        """Per start: the proposal's squared error to the real s_t+k (units of a k-step
+        move), its advantage weight, and the steps the proposal gains towards the goal."""
+        k, dev = self.cfg.k, self.device
+        t, g = starts.to(dev), goals.to(dev)
+        s, nxt, goal = self.latents[t], self.latents[t + k], self.latents[g]
+        step = lambda a, b: torch.linalg.vector_norm(a - b, dim=-1)  # noqa: E731
+        adv = step(self.phi[t], self.phi[g]) - step(self.phi[t + k], self.phi[g])
+        weight = torch.exp(self.cfg.beta * adv).clamp(max=AWR_CLIP)
+        proposal = self.high.propose(s, goal)
+        error = (proposal - nxt).square().sum(-1) / self.scale
+        with torch.no_grad():
+            gain = step(self.phi[t], self.phi[g]) - step(self.model.distance(proposal), self.phi[g])
+        return error, weight, gain
+
     def evaluate(self) -> dict:
         """Held-out error of the first and the last chained macro-step (1.0: no better than
         "nothing moves"), and the codes' range over the training chunks."""
         with torch.no_grad():
             latent, probed = (e.mean(0) for e in self._errors(self.val_starts[:4096]))
-        return {"val_error_first": round(float(latent[0]), 4),
-                "val_error_last": round(float(latent[-1]), 4),
-                "val_probe_rmse_first": round(float(probed[0].sqrt()), 4),
-                "val_probe_rmse_last": round(float(probed[-1].sqrt()), 4)}  # fmt: skip
+            out = {"val_error_first": round(float(latent[0]), 4),
+                   "val_error_last": round(float(latent[-1]), 4),
+                   "val_probe_rmse_first": round(float(probed[0].sqrt()), 4),
+                   "val_probe_rmse_last": round(float(probed[-1].sqrt()), 4)}  # fmt: skip
+            if self.cfg.subgoal:  # steps a proposal gains towards held-out goals (k at best)
+                starts = self.val_starts[:4096]
+                gen = torch.Generator().manual_seed(self.cfg.seed)
+                _, _, gain = self._subgoal_terms(starts, self._goals(starts, gen))
+                out["val_subgoal_gain"] = round(float(gain.mean()), 3)
+        return out
 
     def set_code_range(self) -> None:
         """The planner's box: the CODE_RANGE percentiles of the training chunks' codes."""
@@ -371,8 +446,17 @@ class HighTrainer:
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
             self.high.train()
             for _ in range(block):
-                pick = torch.randint(len(self.train_starts), (cfg.batch,), generator=gen)
-                loss = self._loss(self.train_starts[pick]).mean()
+                pick = torch.randint(len(self.train_starts), (cfg.batch * cfg.pool,),
+                                     generator=gen)  # fmt: skip
+                starts = self.train_starts[pick]
+                if cfg.pool > 1:  # the windows it gets most wrong, in proportion
+                    with torch.no_grad():
+                        worst = self._loss(starts).sum(-1).cpu()
+                    starts = starts[torch.multinomial(worst + 1e-6, cfg.batch, generator=gen)]
+                loss = self._loss(starts).mean()
+                if cfg.subgoal:
+                    error, weight, _ = self._subgoal_terms(starts, self._goals(starts, gen))
+                    loss = loss + (weight * error).mean()
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()

@@ -52,6 +52,8 @@ def _settings_from(run: ExperimentRun) -> None:
     SS["exp/episodes"], SS["exp/seed"] = run.episodes, run.seed
     offered = home.policies(run.checkpoint)
     SS[f"exp/policies/{scene}"] = [f for f in run.policies.values() if f in offered]
+    offered = home.high_levels(run.checkpoint)
+    SS[f"exp/highs/{scene}"] = [f for f in run.highs.values() if f in offered]
     cfg = run.agent_cfg
     SS["exp/planner"], SS["exp/fallback"] = cfg.planner, cfg.fallback
     home.show_guard("exp/margin", cfg.margin, cfg.delta, cfg.margin_steps)
@@ -92,6 +94,17 @@ def form() -> ExperimentRun | None:
             list(found),
             key=seeded(f"exp/policies/{scene}", []),
             format_func=found.get,
+        )
+    found_high = home.high_levels(ckpt)
+    as_high = []
+    if found_high:
+        as_high = st.multiselect(
+            "Hierarchy designs: a learned high level plans 80 steps ahead on the goal term "
+            "alone and the planner follows its subgoals (compare with the task alone: flat, "
+            "and the subgoal preset a person wrote)",
+            list(found_high),
+            key=seeded(f"exp/highs/{scene}", []),
+            format_func=found_high.get,
         )
     rules = rules_for(scene, options, picked)
     measured = st.multiselect(
@@ -135,7 +148,9 @@ def form() -> ExperimentRun | None:
     )
     busy = run is not None and run.active
     if not st.button(
-        "Run the experiment", type="primary", disabled=busy or not (picked or as_policy)
+        "Run the experiment",
+        type="primary",
+        disabled=busy or not (picked or as_policy or as_high),
     ):
         return run
     designs = {k: options[k] for k in picked}
@@ -144,6 +159,10 @@ def form() -> ExperimentRun | None:
         name = f"System 1: {found[folder]}"
         designs[name] = home.policy_costs(folder)
         policies[name] = folder
+    highs = {}
+    for folder in as_high:
+        name = f"learned hierarchy: {found_high[folder]}"
+        designs[name], highs[name] = CostSet(), folder
     cfg = AgentConfig(
         planner=planner,
         search=PlannerConfig(samples=int(samples), iterations=int(iters)),
@@ -168,6 +187,7 @@ def form() -> ExperimentRun | None:
             options=reset,
             policies=policies,
             ray=ray,
+            highs=highs,
         )
     )
 

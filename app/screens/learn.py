@@ -19,7 +19,7 @@ from pathlib import Path
 import streamlit as st
 
 import scenes
-from agents import system12
+from agents import hierarchy, system12
 from agents.cost import goal_names
 from agents.expressions import CONSTANTS, FUNCTIONS, MAX_LENGTH, ExpressionError, compile_expression
 from agents.planners import PlannerConfig
@@ -314,6 +314,29 @@ def _lesson_result(run_id: str) -> None:
         )
 
 
+def _hierarchy_figures() -> None:
+    """The measured comparison (``./lab bench hierarchy``), a row per design and scene."""
+    names = {
+        "flat": "flat: the goal term alone, 16 steps",
+        "hand_subgoal": "flat + the subgoal a person wrote",
+        "learned": "learned high level: subgoal policy (HIQL)",
+        "hwm": "learned high level: planning over macro-actions (HWM)",
+        "flat_steps": "flat on the steps-to-go distance (no label)",
+        "oracle_flat": "the true simulator, the goal term alone",
+    }
+    rows = []
+    for row in hierarchy.MEASURED:
+        for key, name in names.items():
+            if f"{key}_success" in row:
+                ms = row.get(f"plan_ms_{key}")
+                rows.append({"scene": row["scene"], "design": name,
+                             "success": f"{row[f'{key}_success']:.2f}",
+                             "steps to the goal": row.get(f"steps_{key}") or "",
+                             "plan ms a step": "" if ms is None else f"{ms:.1f}"})  # fmt: skip
+    st.table(rows)
+    st.caption(hierarchy.FIGURES)
+
+
 def page() -> None:
     st.title("Learn: how the agent thinks")
     st.markdown(
@@ -602,11 +625,28 @@ def page() -> None:
         "whoever writes it is doing the job a higher level would have to learn.\n\n"
         "A learned cost can do part of that job. The steps-to-go distance of section 7, "
         "learned from exploration alone, counts the way round through the door, so a plan "
-        "that cannot see the door still falls towards it: on Wall 20 of 20 episodes reach "
-        "the goal with no subgoal written (the probed x-y 4 of 20, the hand-written door "
-        "subgoal 20 of 20). On Push, where getting behind the block means first moving away "
-        "from where it must end, it gets 11 of 20 against the hand-written subgoal's 10 of "
-        "10: a distance between states does not yet make a plan of several stages."
+        "that cannot see the door still falls towards it.\n\n"
+        "**A learned high level.** Here a second level is learned from the same exploration "
+        "data and handed the job the hand-written subgoal did (`./lab highlevel`). Two ways "
+        "are built. *HWM* (2026): a chunk of 8 primitive actions is encoded into a small "
+        "latent macro-action, a second predictor learns where 8 steps of it lead in the same "
+        "latent space, and CEM plans 10 of them (80 steps) ahead; its first predicted latent "
+        "becomes the planner's goal. *HIQL* (2023): a subgoal policy proposes the latent to "
+        "be at 8 steps on, learned by regressing onto the data's own 8-step-later states, "
+        "weighted by how many steps nearer the goal they came (read by the steps-to-go "
+        "head); one pass, no search. Either way the planner then plans 8 steps to the "
+        "subgoal, on the steps-to-go distance to it, with your guardrails as always. No term "
+        "about the door or the block is written anywhere."
+    )
+    _hierarchy_figures()
+    _where(
+        "Plan (Wall or Push: *Learned high level*) and Experiments (Hierarchy designs)",
+        "the high level's plan dashed in green on the x-y plane, its subgoal a diamond, and "
+        "its plan decoded into frames under the planner's",
+        [
+            ("worldmodels/highlevel.py", "HighLevel, HighTrainer: macro-actions, subgoals"),
+            ("agents/hierarchy.py", "HighPlanner, compare: the figures above"),
+        ],
     )
 
     st.header("7. Learning from observation")
@@ -677,7 +717,9 @@ def page() -> None:
         "7. **Deliberation.** On Plan, set CEM's iterations to 1 (random shooting) and then "
         "to 5, and compare the plan time and the cost of the chosen plan.\n"
         "8. **Wall.** Plan on Wall without and with the door subgoal term above; then "
-        "with a longer horizon instead. Which fixes the dead end, and at what price?"
+        "with a longer horizon instead; then with the *Learned high level* switched on and "
+        "no subgoal term. Which fixes the dead end, and at what price? Does the learned "
+        "one do the same on Push?"
     )
     with st.expander("Where everything is: the code map"):
         st.markdown("\n".join(f"- {_code(p, n)}" for p, n in CODE))
