@@ -681,7 +681,7 @@ def test_plan_turns_the_learned_high_level_on_and_draws_its_plan(lab):
     page = open_plan(browser, url, 2000, "Scene", "Wall", "wall-state")
     wait_idle(page)
     page.get_by_text("Learned high level (hierarchy)").click()
-    expect(page.get_by_text(re.compile(r"hierarchy: pretrained/high-wall plans"))).to_be_visible(
+    expect(page.get_by_text(re.compile(r"hierarchy: pretrained/high-wall proposes"))).to_be_visible(
         timeout=WAIT
     )
     click(page, "Step")

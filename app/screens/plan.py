@@ -684,9 +684,10 @@ def page() -> None:
         + f"{home.PLANNER_NAMES[planner]}, N={samples}, H={horizon}, {iterations} iterations"
         + (" would choose" if actor == "policy" else "")
         + (
-            f" · hierarchy: {home.high_levels(ckpt)[settings.high]} plans "
-            f"{HierarchyConfig.chunks} macro-actions ahead, the planner "
-            f"{HierarchyConfig.horizon} steps to its subgoal"
+            f" · hierarchy: {home.high_levels(ckpt)[settings.high]} proposes a subgoal "
+            "8 steps ahead every step (its chain of "
+            f"{HierarchyConfig.chunks} drawn), the planner plans {HierarchyConfig.horizon} "
+            "steps to it"
             if settings.high
             else ""
         )
@@ -756,9 +757,11 @@ def high_level_input(side, ckpt: str, scene: str, actor: str) -> str:
         False,
         key="plan/hierarchy",
         disabled=actor != "planner",
-        help="A second predictor in the same latent space plans 80 steps ahead over latent "
-        "macro-actions (8 steps each) and hands the planner its first predicted latent as "
-        "the subgoal: the way through the door or behind the block, learned from the data, "
-        "no subgoal term written (agents/hierarchy.py). The planner then plans 8 steps to it.",
+        help="A high level learned from the exploration data, in the same latent space, "
+        "proposes every step the latent to be at 8 steps on towards the goal (its subgoal "
+        "policy; `./lab evaluate --high-method plan` plans over latent macro-actions "
+        "instead), and the planner plans 8 steps to it: the way through the door, learned, "
+        "no subgoal term written (agents/hierarchy.py). A subgoal term in the cost below "
+        "still counts: switch it off to see the high level alone.",
     )
     return next(iter(found)) if on and actor == "planner" else ""
