@@ -25,7 +25,7 @@ import torch
 
 from agents.cost import Cost, CostSet
 from agents.expressions import ExpressionError
-from agents.hierarchy import HierarchyConfig, HighPlanner
+from agents.hierarchy import HierarchyConfig, HighPlanner, low_costs
 from agents.planners import PLANNERS, PlannerConfig, PlanRecord, shift
 from agents.planners.base import record
 from scenes.base import LabScene
@@ -67,9 +67,9 @@ class AgentConfig:
     # imagined sequence is the planner's warm start: amortised planning).
     actor: str = "planner"
     shadow: bool = False  # with the policy acting, also plan (display: what System 2 would do)
-    # Two levels (agents.hierarchy): a learned high level (worldmodels.highlevel) plans
-    # far ahead over latent macro-actions and hands the planner its first predicted
-    # latent as the subgoal; None plans flat, on the goal itself.
+    # Two levels (agents.hierarchy): a learned high level (worldmodels.highlevel) hands
+    # the planner a subgoal latent k steps ahead (its subgoal policy's proposal, or the
+    # first latent of its plan over macro-actions); None plans flat, on the goal itself.
     hierarchy: HierarchyConfig | None = None
 
 
@@ -186,7 +186,7 @@ class Agent:
             self.smooth_cost.update(costs)
         for sub in (self.sub_cost, self.smooth_sub_cost):
             if sub is not None:  # the task stays the subgoal; the terms are the person's
-                sub.update(CostSet("latent", costs.task_weight, list(costs.terms)))
+                sub.update(low_costs(costs))
         return errors
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> dict:

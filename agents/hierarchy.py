@@ -86,6 +86,12 @@ SUBGOAL_DISTANCES = {
 }
 
 
+def low_costs(costs: CostSet) -> CostSet:
+    """The low level's cost set under a high level: the task is the subgoal's latent, the
+    terms are the person's."""
+    return CostSet(task="latent", task_weight=costs.task_weight, terms=list(costs.terms))
+
+
 class HighPlanner:
     """The high level's planning state for one agent: its last plan and subgoal."""
 
@@ -119,9 +125,8 @@ class HighPlanner:
 
     def subgoal_cost(self, costs: CostSet, signals, task_signals, model, smooth=False) -> Cost:
         """The low level's cost: distance to the subgoal (a latent) and the person's terms."""
-        low = CostSet(task="latent", task_weight=costs.task_weight, terms=list(costs.terms))
         distance = SUBGOAL_DISTANCES[self.cfg.subgoal](model)
-        return Cost(low, signals, task_signals, smooth=smooth, distance=distance)
+        return Cost(low_costs(costs), signals, task_signals, smooth=smooth, distance=distance)
 
     def due(self) -> bool:
         return self.plan is None or self.age >= self.every
@@ -198,8 +203,8 @@ FIGURES = (
 # The subgoal terms a person wrote for the scenes (the Plan page's presets); the learned
 # high level is measured against them and against the goal term alone.
 HAND_SUBGOALS = {
-    "wall": Term("through the door", THROUGH_DOOR),
-    "push": Term("behind the block", BEHIND_BLOCK),
+    "wall": Term("through the door", THROUGH_DOOR, kind="soft", weight=1.0),
+    "push": Term("behind the block", BEHIND_BLOCK, kind="soft", weight=1.0),
 }
 
 

@@ -33,12 +33,11 @@ import scenes
 from agents.agent import AgentConfig
 from agents.cost import Cost, CostSet, Term
 from agents.evaluate import evaluate
+from agents.hierarchy import HAND_SUBGOALS
 from agents.planners import PLANNERS, PlannerConfig
 from agents.policy import load_policy
 from scenes.errors import LabError
 from scenes.kitchen import KNIFE_RULE
-from scenes.push import BEHIND_BLOCK
-from scenes.wall import THROUGH_DOOR
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint
 
@@ -66,8 +65,8 @@ TRAINED_UNDER = {
     "reach": CostSet(),
     "kitchen": CostSet(terms=[Term("slow near person", KNIFE_RULE, "hard")]),
     # the subgoals the Plan page starts these scenes with (scenes.wall, scenes.push)
-    "wall": CostSet(terms=[Term("through the door", THROUGH_DOOR)]),
-    "push": CostSet(terms=[Term("behind the block", BEHIND_BLOCK)]),
+    "wall": CostSet(terms=[HAND_SUBGOALS["wall"]]),
+    "push": CostSet(terms=[HAND_SUBGOALS["push"]]),
 }
 OPTIONS = {"kitchen": {"person_near": True}}  # where the guardrail has work to do
 SEARCH = PlannerConfig(samples=300, horizon=16, iterations=3)

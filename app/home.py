@@ -14,10 +14,9 @@ from pathlib import Path
 
 import scenes
 from agents.cost import Cost, CostSet, Term, term_names
+from agents.hierarchy import HAND_SUBGOALS
 from scenes.errors import LabError
 from scenes.kitchen import KNIFE_RULE
-from scenes.push import BEHIND_BLOCK
-from scenes.wall import THROUGH_DOOR
 from worldmodels.checkpoint import latent_identity, read_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,11 +126,11 @@ def preset_costs(scene: str) -> dict[str, CostSet]:
         "soft: gentle": CostSet(terms=[gentle]),
     }
     if scene == "push":  # get behind the block, on the side away from the goal
-        behind = Term("behind the block", BEHIND_BLOCK, kind="soft", weight=1.0)
+        behind = HAND_SUBGOALS["push"]
         presets["subgoal: get behind the block"] = CostSet(terms=[behind])
         presets["subgoal, keep off walls"] = CostSet(terms=[behind, walls])
     if scene == "wall":  # head for the door while the goal is in the other room
-        door = Term("through the door", THROUGH_DOOR, kind="soft", weight=1.0)
+        door = HAND_SUBGOALS["wall"]
         presets["subgoal: through the door"] = CostSet(terms=[door])
         presets["subgoal, keep off walls"] = CostSet(terms=[door, walls])
     return presets

@@ -103,10 +103,6 @@ class HighLevel(nn.Module):
         self.register_buffer("code_high", torch.ones(shape.code))
         self.info: dict = {}
 
-    @property
-    def device(self) -> torch.device:
-        return self.code_low.device
-
     def encode_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """(..., k, A) primitive actions -> (..., code)."""
         return self.encoder(actions.flatten(-2))
@@ -158,12 +154,8 @@ class MacroModel:
     that drifts to the goal untouched), and a cost on ``doubt`` keeps it where the
     members agree, as PETS and MOPO do with theirs."""
 
-    exact = False
-
     def __init__(self, high: HighLevel, model) -> None:
         self.high, self.model = high, model
-        self.device = model.device
-        self.probe_rmse = self.probe_conformal = None  # no margin is measured up here
 
     @property
     def signal_names(self):
@@ -188,9 +180,6 @@ class MacroModel:
     def probe(self, s: torch.Tensor, names=None) -> dict[str, torch.Tensor]:
         names = self.model.signal_names if names is None else names
         return self.model.probe(s, [n for n in names if n != DOUBT])
-
-    def goal_distance(self, s: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        return self.model.goal_distance(s, goal)
 
 
 # --- saving and loading ---------------------------------------------------------------
@@ -388,18 +377,19 @@ class HighTrainer:
         k, dev = self.cfg.k, self.device
         t, g = starts.to(dev), goals.to(dev)
         s, nxt, goal = self.latents[t], self.latents[t + k], self.latents[g]
-        step = lambda a, b: torch.linalg.vector_norm(a - b, dim=-1)  # noqa: E731
-        adv = step(self.phi[t], self.phi[g]) - step(self.phi[t + k], self.phi[g])
-        weight = torch.exp(self.cfg.beta * adv).clamp(max=AWR_CLIP)
+        to_goal = lambda phi: torch.linalg.vector_norm(phi - self.phi[g], dim=-1)  # noqa: E731
+        here = to_goal(self.phi[t])
+        weight = torch.exp(self.cfg.beta * (here - to_goal(self.phi[t + k]))).clamp(max=AWR_CLIP)
         proposal = self.high.propose(s, goal)
         error = (proposal - nxt).square().sum(-1) / self.scale
         with torch.no_grad():
-            gain = step(self.phi[t], self.phi[g]) - step(self.model.distance(proposal), self.phi[g])
+            gain = here - to_goal(self.model.distance(proposal))
         return error, weight, gain
 
     def evaluate(self) -> dict:
         """Held-out error of the first and the last chained macro-step (1.0: no better than
-        "nothing moves"), and the codes' range over the training chunks."""
+        "nothing moves"), their probed signals' RMSE, and (with a subgoal policy) the steps
+        its proposals gain towards held-out goals."""
         with torch.no_grad():
             latent, probed = (e.mean(0) for e in self._errors(self.val_starts[:4096]))
             out = {"val_error_first": round(float(latent[0]), 4),

@@ -19,7 +19,7 @@ import scenes
 from agents.agent import STUCK_STEPS
 from agents.cost import CostSet, Term, term_names
 from agents.expressions import ExpressionError, compile_expression
-from agents.hierarchy import HierarchyConfig
+from agents.hierarchy import HAND_SUBGOALS, HierarchyConfig
 from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.planrun import PlanRun, PlanSettings
@@ -629,7 +629,7 @@ def page() -> None:
     settings.speed, settings.margin, settings.delta = speed, margin, delta
     settings.repair, settings.margin_steps = int(repair), margin_steps
     settings.actor, settings.policy = actor, policy
-    settings.high = high_level_input(side, ckpt, scene, actor)
+    settings.high, high_label = high_level_input(side, ckpt, scene, actor)
     if scene == "kitchen" and side.toggle(
         "Person starts near the board",
         True,
@@ -684,7 +684,7 @@ def page() -> None:
         + f"{home.PLANNER_NAMES[planner]}, N={samples}, H={horizon}, {iterations} iterations"
         + (" would choose" if actor == "policy" else "")
         + (
-            f" · hierarchy: {home.high_levels(ckpt)[settings.high]} proposes a subgoal "
+            f" · hierarchy: {high_label} proposes a subgoal "
             "8 steps ahead every step (its chain of "
             f"{HierarchyConfig.chunks} drawn), the planner plans {HierarchyConfig.horizon} "
             "steps to it"
@@ -743,15 +743,16 @@ def _search(s: PlanSettings) -> tuple:
     )
 
 
-def high_level_input(side, ckpt: str, scene: str, actor: str) -> str:
-    """The switch for hierarchical planning: the folder of the learned high level it turns
-    on, or "" (flat). Offered when one was made on this model and the planner decides."""
+def high_level_input(side, ckpt: str, scene: str, actor: str) -> tuple[str, str]:
+    """The switch for hierarchical planning: the folder and label of the learned high level
+    it turns on, or ("", "") (flat). Offered when one was made on this model and the
+    planner decides."""
     found = home.high_levels(ckpt)
     if not found:
-        if scene in ("wall", "push"):
+        if scene in HAND_SUBGOALS:  # the scenes a person wrote a subgoal for
             side.caption(f"Hierarchy: no high level for this model yet (`./lab highlevel "
                          f"--checkpoint {ckpt} --data data/{scene}`)")  # fmt: skip
-        return ""
+        return "", ""
     on = side.toggle(
         "Learned high level (hierarchy)",
         False,
@@ -764,4 +765,7 @@ def high_level_input(side, ckpt: str, scene: str, actor: str) -> str:
         "no subgoal term written (agents/hierarchy.py). A subgoal term in the cost below "
         "still counts: switch it off to see the high level alone.",
     )
-    return next(iter(found)) if on and actor == "planner" else ""
+    if not (on and actor == "planner"):
+        return "", ""
+    folder = next(iter(found))
+    return folder, found[folder]
