@@ -177,19 +177,40 @@ def compare(setup: Setup, progress: Callable[[str], None] | None = None, stop=No
         out[f"{name}_success"] = _value(r, "success_rate")
         out[f"{name}_step_ms"] = _step_ms(r)  # deciding, per step of the episodes
     out["both_ms"] = out.pop("both_step_ms")
-    new = NEW_RULES.get(key)
-    if new is not None:
-        guarded = replace(base, margin=1.0, fallback="stop")
-        with_rule = replace(trained, terms=[*trained.terms, new])
-        say(f"a new rule, {new.name}: the policy (never saw it)")
-        loose = run("policy", trained, base, [new], options)
-        out["new_rule_violation_policy"] = _value(loose, "violation_step_rate")
-        say(f"a new rule, {new.name}: the planner holding it")
-        held = run("planner", with_rule, guarded, [new], options)
-        out["new_rule_violation_planner"] = _value(held, "violation_step_rate")
-        out["new_rule_success_planner"] = _value(held, "success_rate")
+    if key in NEW_RULES:
+        out.update(new_rule(setup, progress, stop))
     if key in SHIFTS and trained.terms:
         out.update(new_situation(setup, progress, stop))
+    return out
+
+
+def new_rule(
+    setup: Setup, progress: Callable[[str], None] | None = None, stop=None, turn=nullcontext
+) -> dict:
+    """A rule typed after the policy was distilled (``NEW_RULES``): the policy, which never
+    saw it, against the planner holding it (margin 1, stop fallback). Violation step rates
+    in reality, and success."""
+    say = progress or (lambda what: None)
+    key = setup.scene
+    trained, new = TRAINED_UNDER[key], NEW_RULES[key]
+    options = OPTIONS.get(key, {})
+    base = AgentConfig(search=SEARCH, decode=False)
+    out = {}
+    for actor, costs, cfg, what in (
+        ("policy", trained, base, "the policy (never saw it)"),
+        ("planner", replace(trained, terms=[*trained.terms, new]),
+         replace(base, margin=1.0, fallback="stop"), "the planner holding it"),
+    ):  # fmt: skip
+        say(f"a new rule, {new.name}: {what}")
+        r = evaluate(
+            key, setup.checkpoint, costs, replace(cfg, actor=actor), setup.episodes,
+            seed=setup.seed, stop=stop, device=setup.device, options=options,
+            guardrails=[new], policy=setup.policy, turn=turn,
+        )  # fmt: skip
+        if not r.complete:
+            raise LabError("the new-rule test was stopped before its episodes ended")
+        out[f"new_rule_violation_{actor}"] = _value(r, "violation_step_rate")
+        out[f"new_rule_success_{actor}"] = _value(r, "success_rate")
     return out
 
 

@@ -23,7 +23,7 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
     import streamlit as st
 
-    from app.screens import experiments, learn, plan, scene, train
+    from app.screens import experiments, learn, lessons, plan, scene, train
     from app.state import device
 
     st.set_page_config(page_title="Objective-driven agent lab", page_icon="🐈", layout="wide")
@@ -47,7 +47,8 @@ def main() -> None:
         st.Page(learn.page, title="Learn", icon=":material/school:", url_path="learn"),
         st.Page(to_plan, title="Plan", url_path="plan", visibility="hidden"),
     ]
-    nav = st.navigation(pages)
+    # The lessons: a page per claim of the talk, run live (a section of their own)
+    nav = st.navigation({"Lab": pages, "Lessons": lessons.pages()})
     st.sidebar.caption(f"Objective-driven agent lab · torch device: **{device()}**")
     nav.run()
 

@@ -311,28 +311,31 @@ class StressRun(Run):
         shown(result)
 
 
-class NewSituationRun(Run):
-    """The Learn page's System 1 / System 2 lesson: a guardrail trained in against one held
-    at inference time, in a situation outside the data (``agents.system12.new_situation``)."""
+class LessonRun(Run):
+    """One lesson's experiment (``agents.lessons``), its ``Live`` filled as it goes."""
 
-    kind = "lesson"
+    def __init__(self, key: str, device: torch.device, quick: bool = False) -> None:
+        from agents.lessons import LESSONS, Live
 
-    def __init__(self, setup) -> None:
-        super().__init__(f"{setup.scene}: the new-situation test, {setup.episodes} episodes each")
-        self.setup = setup
-        self.stage = ""
-        self.total = 2  # designs: the policy, then the planner
-        self.result: dict = {}
+        self.lesson = LESSONS[key]
+        self.kind = f"lesson-{key}"  # a run per lesson page
+        super().__init__(self.lesson.title)
+        self.device, self.quick = device, quick
+        self.live = Live()
+        self.result: dict | None = None
 
     def work(self) -> None:
-        from agents.system12 import new_situation  # the agents package owns the experiment
+        from agents.lessons import Live
 
         self.started = time.monotonic()
-
-        def part(what: str) -> None:
-            with self.lock:
-                self.stage, self.done = what, int("planner" in what)
-
-        figures = new_situation(self.setup, progress=part, stop=self.stopping, turn=self.turn)
+        self.live, self.result = Live(), None
+        result = self.lesson.run(self.live, self.device, self.stopping, self.turn, self.quick)
         with self.lock:
-            self.result, self.done = figures, 2
+            self.result = result
+
+    def view(self):
+        """A copy of the lesson's ``Live`` (its progress also sets the run's, for the ETA)."""
+        live = self.live.copy()
+        with self.lock:
+            self.done, self.total = min(live.done, live.total), live.total
+        return live

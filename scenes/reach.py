@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from scenes.floor import DISC_SIGNALS, DISC_STATE, DIST_GOAL, FloorScene
+from scenes.errors import LabError
+from scenes.floor import ARENA, DISC_R, DISC_SIGNALS, DISC_STATE, DIST_GOAL, FloorScene
+
+PUSH_DISTANCE = 0.15  # m, how far a shove moves the disc (options={"pushes": p})
 
 
 class ReachEnv(FloorScene):
@@ -46,6 +49,11 @@ class ReachEnv(FloorScene):
     start (clear of the walls), else it is drawn uniformly.
     ``info["is_success"]`` when ``dist_goal < 0.1``. Reward: ``-dist_goal``.
 
+    ``options={"pushes": p}`` (0 to 1, default 0): before each step, with
+    probability ``p``, something shoves the disc ``PUSH_DISTANCE`` in a random
+    direction (drawn from the episode's seed). No model can see it coming: the
+    lesson on open-loop plans and receding horizons uses it.
+
     ## Episode end
     Terminated on success (unless ``terminate_on_success=False``) or when the
     physics diverges (``info["error"]``); truncated at 100 steps (10 s).
@@ -60,8 +68,32 @@ class ReachEnv(FloorScene):
     STATE = DISC_STATE
     MAX_EPISODE_STEPS = 100
 
+    pushes = 0.0  # probability of a shove before each step (the "pushes" reset option)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        options = dict(options or {})
+        raw = options.pop("pushes", 0.0)
+        try:
+            pushes = float(raw)
+        except (TypeError, ValueError):
+            pushes = float("nan")
+        if not 0.0 <= pushes <= 1.0:
+            raise LabError(f"pushes is a probability per step, in [0, 1], not {raw!r}")
+        self.pushes = pushes
+        return super().reset(seed=seed, options=options)
+
     def _reset_world(self, options: dict) -> None:
         self._set_disc(self._start_point(options))
+
+    def _apply_action(self, action: np.ndarray) -> None:
+        super()._apply_action(action)
+        if self.pushes and self.np_random.random() < self.pushes:
+            x, y, vx, vy = self._disc_state()
+            angle = self.np_random.uniform(0.0, 2 * np.pi)
+            lim = ARENA - DISC_R - 0.01  # against a wall at most, never into one
+            xy = np.clip([x + PUSH_DISTANCE * np.cos(angle), y + PUSH_DISTANCE * np.sin(angle)],
+                         -lim, lim)  # fmt: skip
+            self._set_disc(xy, (vx, vy))
 
     def _sample_goal(self) -> np.ndarray:
         return self._goal_away_from(self._disc_state()[:2], 0.4)

@@ -87,6 +87,10 @@ def losses(
     ``actions`` (B, H, A), ``signals`` (B, H+1, n) for the probes, optionally
     ``pixels`` (B, H+1, 64, 64, 3) uint8 for the decoder.
     """
+    if model.cfg.objective == "generative":
+        from worldmodels import generative  # the contrast: trained on pixel error
+
+        return generative.losses(model, batch, cfg)
     obs, actions = batch["obs"], batch["actions"]
     B, H1 = obs.shape[:2]
     H = H1 - 1

@@ -59,6 +59,10 @@ class ModelConfig:
     # A head whose embedding distances count steps to go (worldmodels/distance.py; 0: none,
     # the latent task term is then the plain latent distance)
     distance_dim: int = 0
+    # What trains the latent: "jepa" (latent prediction against EMA targets, VICReg;
+    # worldmodels.loss) or "generative" (every imagined latent decoded and compared
+    # with the real frame in pixels: worldmodels.generative, the lessons' contrast)
+    objective: str = "jepa"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -266,6 +270,10 @@ class WorldModel(nn.Module):
         super().__init__()
         if cfg.obs not in ("state", "pixels"):
             raise LabError(f"obs must be 'state' or 'pixels', not {cfg.obs!r}")
+        if cfg.objective not in ("jepa", "generative"):
+            raise LabError(f"objective must be 'jepa' or 'generative', not {cfg.objective!r}")
+        if cfg.objective == "generative" and not (cfg.obs == "pixels" and cfg.decoder):
+            raise LabError("a generative model predicts pixels: it needs pixels and a decoder")
         if cfg.frames < 1 or (cfg.obs == "state" and (cfg.frames != 1 or cfg.last_action)):
             raise LabError(
                 f"frames {cfg.frames}, last_action {cfg.last_action}: a state model takes one "

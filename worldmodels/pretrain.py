@@ -49,6 +49,7 @@ DECODER_STEPS = 800  # then the display decoder is fitted again alone (worldmode
 # 29 of 30 after 12000 (12.5 minutes), the oracle in 30 of 30. The pixel models
 # keep the wide shape they were shipped with.
 WIDE = {"predictor_hidden": 128, "probe_hidden": 64}
+GENERATIVE = {"obs": "pixels", "objective": "generative"}
 PLAN: dict[str, dict] = {
     "reach": {
         "episodes": 300,
@@ -61,6 +62,9 @@ PLAN: dict[str, dict] = {
         "train": {
             "state": {"steps": 2500, **WIDE},
             "pixels": {"steps": 1500, "batch": 32, **WIDE},
+            # the lessons' contrast (worldmodels/generative.py): the pixel model's shape
+            # and steps, trained on pixel error instead
+            "generative": {"steps": 1500, "batch": 32, **WIDE, **GENERATIVE},
         },
     },
 }
@@ -73,7 +77,10 @@ class PretrainConfig:
     scenes: str = field(
         default="reach,wall,push,kitchen", metadata={"help": "comma-separated scenes"}
     )
-    obs: str = field(default="state,pixels", metadata={"help": "comma-separated obs kinds"})
+    obs: str = field(
+        default="state,pixels,generative",
+        metadata={"help": "comma-separated kinds: state, pixels (JEPAs), generative (pixels)"},
+    )
     out: str = field(default="pretrained", metadata={"help": "where the checkpoints go"})
     data: str = field(default="data/pretrain", metadata={"help": "where the collected data go"})
     runs: str = field(default="runs/pretrain", metadata={"help": "training run folders"})
@@ -105,10 +112,11 @@ def pretrain(cfg: PretrainConfig) -> list[Path]:
             )
         )
         log.info("%s: %d episodes collected in %.0f s", key, episodes, time.perf_counter() - t0)
-        for obs in kinds:
-            overrides = dict(plan["train"][obs])
+        for kind in kinds:
+            overrides = dict(plan["train"][kind])
             overrides["steps"] = max(2, int(overrides["steps"] * cfg.scale))
-            run = Path(cfg.runs) / f"{key}-{obs}"
+            obs = overrides.pop("obs", kind)
+            run = Path(cfg.runs) / f"{key}-{kind}"
             train_cfg = TrainConfig(
                 data=str(data),
                 out=str(run),
@@ -121,7 +129,7 @@ def pretrain(cfg: PretrainConfig) -> list[Path]:
             trainer = Trainer(train_cfg, device=device)
             trainer.run()
             snap = trainer.snapshot()
-            dest = Path(cfg.out) / f"{key}-{obs}"
+            dest = Path(cfg.out) / f"{key}-{kind}"
             if dest.exists():
                 shutil.rmtree(dest)
             info = {
@@ -133,10 +141,15 @@ def pretrain(cfg: PretrainConfig) -> list[Path]:
                 "normalisation": trainer.data.norm.__dict__,
                 "validation": snap.validation,
                 "split": trainer.split,
-                "made_by": f"./lab pretrain --scenes {key} --obs {obs} --seed {cfg.seed}",
+                "made_by": f"./lab pretrain --scenes {key} --obs {kind} --seed {cfg.seed}",
             }
             save_checkpoint(trainer.model, dest, info, half=True)
-            log.info("%s-%s: %s in %.0f s", key, obs, snap.validation, trainer.elapsed)
+            log.info("%s-%s: %s in %.0f s", key, kind, snap.validation, trainer.elapsed)
+            if train_cfg.objective == "generative":  # its decoder is the model: no refit;
+                # it plans on its probes (no steps-to-go head)
+                calibrate(CalibrateConfig(checkpoint=str(dest), data=str(data), device=cfg.device))
+                made.append(dest)
+                continue
             refit = RefitConfig(
                 checkpoint=str(dest),
                 data=str(data),

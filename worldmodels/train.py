@@ -46,7 +46,8 @@ from worldmodels.model import ModelConfig, WorldModel
 
 log = logging.getLogger(__name__)
 HORIZONS = (1, 4, 16)
-BEFORE = {"probe_hidden": 64}  # what a resume file written before a setting existed meant
+# what a resume file written before a setting existed meant
+BEFORE = {"probe_hidden": 64, "objective": "jepa"}
 RESUME_FORMAT, RESUME_VERSION = "lab-train-resume", 1
 
 
@@ -92,6 +93,14 @@ class TrainConfig:
     var_weight: float = field(default=1.0, metadata={"help": "VICReg variance weight (0: off)"})
     cov_weight: float = field(default=0.04, metadata={"help": "VICReg covariance weight (0: off)"})
     ema: bool = field(default=True, metadata={"help": "EMA target encoder (off: collapse demo)"})
+    objective: str = field(
+        default="jepa",
+        metadata={
+            "help": "jepa (latent prediction) or generative (predicts the next frames in "
+            "pixels, for comparison: worldmodels/generative.py)",
+            "choices": ["jepa", "generative"],
+        },
+    )
     decoder: bool = field(
         default=True, metadata={"help": "train the display decoder (needs pixels)"}
     )
@@ -108,7 +117,7 @@ class TrainConfig:
             horizon=self.horizon,
             var_weight=self.var_weight,
             cov_weight=self.cov_weight,
-            ema=self.ema,
+            ema=self.ema and self.objective == "jepa",  # a generative model has no target
         )
 
 
@@ -208,6 +217,7 @@ class Trainer:
             last_action=bool(cfg.last_action and cfg.obs == "pixels"),
             signals=tuple(self.data.signal_names),
             decoder=bool(cfg.decoder and self.data.has_pixels),
+            objective=cfg.objective,
         )
         self.model = WorldModel(model_cfg).to(self.device)
         self.data.norm.apply(self.model)
@@ -429,6 +439,7 @@ class Trainer:
             "batch",
             "ema",
             "decoder",
+            "objective",
         )
         diff = [k for k in fixed if old.get(k, BEFORE.get(k)) != getattr(self.cfg, k)]
         if diff:

@@ -24,8 +24,6 @@ from agents.cost import goal_names
 from agents.expressions import CONSTANTS, FUNCTIONS, MAX_LENGTH, ExpressionError, compile_expression
 from agents.planners import PlannerConfig
 from app import home, views
-from app.state import adopt, current, device, fmt_eta, registry
-from app.workers import NewSituationRun
 from scenes.errors import LabError
 from scenes.push import BEHIND_BLOCK
 from scenes.wall import THROUGH_DOOR
@@ -261,57 +259,14 @@ def _settings(cls, names: list[str]) -> str:
     return ", ".join(f"`{n}` = {defaults[n]}" for n in names if n in defaults)
 
 
-def _new_situation_lesson() -> None:
-    """A button that runs the new-situation test on a few episodes, in a worker."""
-    setup = system12.Setup(
-        scene="kitchen",
-        checkpoint=str(home.PRETRAINED / "kitchen-state"),
-        policy=str(home.PRETRAINED / "policy-kitchen"),
-        episodes=3,
-        device=device(),
-    )
-    if not Path(setup.policy, "policy.json").exists():
-        st.caption("The lesson needs the shipped Kitchen policy: `./lab pretrain`.")
-        return
-    run = current("lesson")
-    speed = system12.SHIFTS["kitchen"]["person_speed"]
-    st.markdown(
-        f"**Try it now** (Kitchen, about a minute): the person walks at {speed} m/s, faster "
-        "than anyone in the exploration data. Does the knife rule hold when it was trained "
-        "into the policy, and when the planner holds it?"
-    )
-    if st.button(
-        "Run the new-situation test (3 episodes each)", disabled=run is not None and run.active
-    ):
-        run = adopt(NewSituationRun(setup))
-    if run is not None:
-        st.fragment(run_every=1.0 if run.active else None)(_lesson_result)(run.id)
+def _lessons_link(*keys: str) -> None:
+    """Links to the lesson pages that run this section's claims live."""
+    from app.screens import lessons
 
-
-def _lesson_result(run_id: str) -> None:
-    run = registry().get(run_id, "lesson")
-    if run is None:
-        return
-    run.touch()
-    st.progress(run.done / 2, text=f"{run.title}: {run.stage} · {run.status} {fmt_eta(run.eta)}")
-    if run.status == "error":
-        st.error(views.plain(run.error))
-    r = run.result
-    if r:
-        st.table(  # a small table: its text in the page (slides, screen readers)
-            [
-                {
-                    "design": "trained in (System 1: the policy)",
-                    "real steps breaking the rule": r["shifted_violation_policy"],
-                    "success": r["shifted_success_policy"],
-                },
-                {
-                    "design": "held at inference time (System 2: planner, margin 1, stop)",
-                    "real steps breaking the rule": r["shifted_violation_planner"],
-                    "success": r["shifted_success_planner"],
-                },
-            ],
-        )
+    for key in keys:
+        page = lessons.PAGES.get(key)
+        if page is not None:
+            st.page_link(page, label=f"Run it live: {page.title}", icon=page.icon)
 
 
 def _hierarchy_figures() -> None:
@@ -444,6 +399,8 @@ def page() -> None:
             ("worldmodels/metrics.py", "model_nrmse and its two baselines"),
         ],
     )
+
+    _lessons_link("blur", "collapse")
 
     st.header("3. The cost: a task objective plus guardrails")
     st.markdown(
@@ -583,6 +540,8 @@ def page() -> None:
         ],
     )
 
+    _lessons_link("open_loop")
+
     st.header("5. System 1 and System 2")
     st.markdown(
         "System 1 is reactive: one pass from perception to action, a fixed amount of "
@@ -612,7 +571,7 @@ def page() -> None:
             ("agents/system12.py", "compare, new_situation: the figures above"),
         ],
     )
-    _new_situation_lesson()
+    _lessons_link("guardrails")
 
     st.header("6. Hierarchical planning: an open problem")
     st.markdown(
@@ -648,6 +607,8 @@ def page() -> None:
             ("agents/hierarchy.py", "HighPlanner, compare: the figures above"),
         ],
     )
+
+    _lessons_link("hierarchy")
 
     st.header("7. Learning from observation")
     st.markdown(

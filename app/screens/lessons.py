@@ -1,0 +1,149 @@
+"""The Lessons: one page per claim of the talk, each run live on this machine.
+
+A page says the claim in a sentence, shows the figures measured when the shipped
+checkpoints were made (so a lecture can start at once), and has one button that
+runs the experiment (``agents.lessons``) in a worker thread (``LessonRun``; a
+closed tab loses nothing, a reopened one finds it by the URL). The result is drawn
+as it comes in; the chart exports as PNG (the camera in its toolbar), the rows as
+CSV, Kitchen's frames as PNG. Then what it shows and what to try next.
+
+Entry point: ``pages()``, the ``st.Page`` of each lesson for ``st.navigation``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import streamlit as st
+
+from agents.lessons import HORIZONS, LESSONS, MEASURED, PRETRAINED
+from app import views
+from app.state import adopt, current, device, fmt_eta, registry
+from app.workers import LessonRun
+
+ICONS = {
+    "blur": ":material/blur_on:",
+    "collapse": ":material/compress:",
+    "guardrails": ":material/shield:",
+    "open_loop": ":material/replay:",
+    "hierarchy": ":material/account_tree:",
+}
+# what each lesson loads (a fresh clone has them all; ./lab pretrain makes them again)
+NEEDS = {
+    "blur": ["kitchen-pixels", "kitchen-generative"],
+    "collapse": [],
+    "guardrails": ["kitchen-state", "policy-kitchen"],
+    "open_loop": ["reach-state"],
+    "hierarchy": ["wall-state", "high-wall"],
+}
+
+
+PAGES: dict = {}  # key -> its st.Page, for links from other pages (the Learn page)
+
+
+def pages() -> list:
+    """A page per lesson, in the talk's order, at ``/lesson-<key>``."""
+    out = []
+    for key, lesson in LESSONS.items():
+
+        def draw(key: str = key) -> None:
+            _lesson(key)
+
+        PAGES[key] = st.Page(draw, title=lesson.title.split(":")[0], icon=ICONS[key],
+                             url_path=f"lesson-{key.replace('_', '-')}")  # fmt: skip
+        out.append(PAGES[key])
+    return out
+
+
+def _lesson(key: str) -> None:
+    lesson = LESSONS[key]
+    st.title(lesson.title)
+    st.markdown(f"**The claim.** {lesson.claim}")
+    measured = MEASURED.get(key)
+    if measured:
+        st.caption(
+            "Measured when the shipped checkpoints were made (`./lab bench lessons`, "
+            f"2 CPU cores, {measured.get('seconds', '?')} s):"
+        )
+        st.table(_figure_rows(measured))
+    missing = [n for n in NEEDS[key] if not Path(PRETRAINED, n).is_dir()]
+    if missing:
+        st.warning(f"This lesson needs the shipped {', '.join(missing)}: `./lab pretrain`.")
+        return
+    run = current(f"lesson-{key}")
+    busy = run is not None and run.active
+    go, halt = st.columns([3, 1])
+    if go.button("Run the experiment (at most two minutes)", type="primary", disabled=busy,
+                 key=f"lesson/{key}/run"):  # fmt: skip
+        run = adopt(LessonRun(key, device()))
+    if busy and halt.button("Stop", key=f"lesson/{key}/stop"):
+        run.stop()
+    if run is not None:
+        st.fragment(run_every=1.0 if run.active else None)(_result)(run.id, key)
+    st.markdown(f"**What it shows.** {lesson.shows}")
+    st.markdown(f"**Try next.** {lesson.next}")
+
+
+def _result(run_id: str, key: str) -> None:
+    run = registry().get(run_id, f"lesson-{key}")
+    if run is None:
+        return
+    run.touch()
+    live = run.view()
+    lesson = LESSONS[key]
+    done = "finished" if run.status == "finished" else run.status
+    st.progress(min(1.0, live.done / max(live.total, 1)),
+                text=f"{live.stage} · {done} {fmt_eta(run.eta)}")  # fmt: skip
+    if run.status == "error":
+        st.error(views.plain(run.error))
+    if live.figures:
+        st.table(_figure_rows(live.figures))
+    if key == "blur" and live.pictures:
+        _frames(live.pictures)
+    if key == "collapse" and live.pictures:
+        cols = st.columns(len(live.pictures))
+        for col, (name, spread) in zip(cols, live.pictures.items(), strict=True):
+            fig = views.latent_spread(list(spread))
+            fig["layout"]["title"]["text"] = f"{name}: spread per dimension, largest first"
+            col.plotly_chart(fig, key=f"lesson/{key}/spread/{name}")
+    if live.rows:
+        chart = lesson.chart
+        fig = views.lesson_chart(live.rows, chart["x"], chart["y"], chart["color"])
+        st.plotly_chart(fig, key=f"lesson/{key}/chart", config={
+            "displaylogo": False,
+            "toImageButtonOptions": {"format": "png", "filename": f"lesson-{key}", "scale": 2},
+        })  # fmt: skip
+        st.download_button("Download the rows (CSV)", _csv(live.rows), f"lesson-{key}.csv",
+                           "text/csv", key=f"lesson/{key}/csv")  # fmt: skip
+
+
+def _frames(pictures: dict[str, np.ndarray]) -> None:
+    """Real frames at h = 1, 4, 16 above each model's, upscaled; and as a PNG."""
+    rows, names = [], []
+    for name in ("real", "JEPA", "generative"):
+        if name in pictures:
+            rows.append(views.strip(pictures[name], every=1, scale=3))
+            names.append(name if name == "real" else f"{name} (imagined)")
+    gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
+    grid = np.concatenate([x for r in rows for x in (r, gap)][:-1], axis=0)
+    st.image(grid, caption=f"rows: {', '.join(names)} · columns: h = "
+             f"{', '.join(str(h) for h in HORIZONS)} steps ahead", width=420)  # fmt: skip
+    st.download_button("Download the frames (PNG)", iio.imwrite("<bytes>", grid, extension=".png"),
+                       "lesson-blur-frames.png", "image/png", key="lesson/blur/png")  # fmt: skip
+
+
+def _figure_rows(figures: dict) -> list[dict]:
+    return [{"figure": k.replace("_", " "), "value": v} for k, v in figures.items()]
+
+
+def _csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    writer = csv.DictWriter(out, keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
