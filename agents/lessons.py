@@ -22,6 +22,7 @@ shipped checkpoints were made, shown before anything runs.
 from __future__ import annotations
 
 import copy
+import os
 import tempfile
 import threading
 import time
@@ -35,18 +36,21 @@ import torch
 
 import scenes
 from agents.agent import Agent, AgentConfig
-from agents.cost import CostSet
+from agents.cost import CostSet, Term
 from agents.evaluate import evaluate
 from agents.planners import PlannerConfig
 from scenes.collect import CollectConfig, collect
 from scenes.errors import LabError
+from scenes.kitchen import KNIFE_RULE
+from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.generative import sharpness
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "pretrained"
-DATA = ROOT / "runs" / "lessons"  # episodes the lessons collect for themselves
+# episodes the lessons collect for themselves, in the workspace (as app.home has it)
+DATA = Path(os.environ.get("LAB_HOME", ROOT)).resolve() / "runs" / "lessons"
 SEARCH = PlannerConfig(samples=300, horizon=16, iterations=3)
 
 
@@ -114,24 +118,27 @@ def episodes_for(scene: str, episodes: int, pixels: bool, seed: int) -> Path:
 # --- 1. pixels blur, representations do not -----------------------------------------
 HORIZONS = (1, 4, 16)
 BLUR_MODELS = {"JEPA": "kitchen-pixels", "generative": "kitchen-generative"}
+# the talk's guardrail, the person near: what each model's imagination must keep
+KNIFE = CostSet(terms=[Term("slow near person", KNIFE_RULE, "hard")])
 
 
 def blur(live: Live, device, stop=None, turn=nullcontext, quick: bool = False) -> dict:
     """The generative model and the pixel JEPA, trained on the same Kitchen data with
     the same parts, on held-out episodes: their frames at h = 1, 4, 16 beside the real
     ones (the JEPA's through its display decoder), sharpness (image-gradient energy) of
-    each relative to the real frame, probe error per horizon; then each plans the same
-    episodes (success, ms per plan)."""
-    plans = 2 if quick else 4
+    each relative to the real frame, probe error per horizon (h = 0: the frame and
+    signals read back from the real frame's own latent, the decoder's and probes' own
+    limit); then each plans the same episodes (success, ms per plan)."""
+    plans = 2 if quick else 10
     live.say("collecting held-out Kitchen episodes", 0, 2 + 2 * plans)
     data = WindowData(str(episodes_for("kitchen", 6, True, 1001)), "pixels", device,
                       horizon=16, val_fraction=0.5, seed=0, frames=2)  # fmt: skip
     starts = data.val_starts(16, limit=48)
     batch = data.windows(starts, 16)
-    real = batch["pixels"][:, 1:]  # (B, 16, 64, 64, 3): the real frames after each start
-    real_sharp = sharpness(real).mean(0)  # (16,)
+    real = batch["pixels"]  # (B, 17, 64, 64, 3): each start's frame and the 16 after it
+    real_sharp = sharpness(real).mean(0)  # (17,)
     live.tick()
-    live.picture("real", real[0, [h - 1 for h in HORIZONS]].cpu().numpy())
+    live.picture("real", real[0, list(HORIZONS)].cpu().numpy())
     for name, folder in BLUR_MODELS.items():
         _stopped(stop)
         live.say(f"{name}: imagining 16 steps from {len(starts)} held-out frames")
@@ -140,37 +147,51 @@ def blur(live: Live, device, stop=None, turn=nullcontext, quick: bool = False) -
         with torch.no_grad(), turn():
             s0 = model.encode({"pixels": batch["obs"][:, 0],
                                "last_action": batch["last_action"][:, 0]})  # fmt: skip
-            latents = model.rollout(s0, batch["actions"])  # (B, 16, D)
-            frames = model.decode(latents.flatten(0, 1)).view(real.shape)
-            probed = model.probes.normalised(latents)  # (B, 16, n) in units of std
-        target = (batch["signals"][:, 1:] - model.probes.mean) / model.probes.std
-        nrmse = (probed - target).pow(2).mean(0).sqrt().mean(-1)  # (16,)
-        ratio = sharpness(frames).mean(0) / real_sharp  # (16,)
+            latents = torch.cat([s0[:, None], model.rollout(s0, batch["actions"])], 1)
+            frames = model.decode(latents.flatten(0, 1)).view(real.shape)  # h = 0 .. 16
+            probed = model.probes.normalised(latents)  # (B, 17, n) in units of std
+        target = (batch["signals"] - model.probes.mean) / model.probes.std
+        nrmse = (probed - target).pow(2).mean(0).sqrt().mean(-1)  # (17,)
+        ratio = sharpness(frames).mean(0) / real_sharp  # (17,)
         mse = (frames.float() - real.float()).div(255).pow(2).mean(dim=(0, 2, 3, 4))
-        for h in range(1, 17):
-            live.add(model=name, h=h, sharpness_ratio=round(float(ratio[h - 1]), 3),
-                     probe_nrmse=round(float(nrmse[h - 1]), 3),
-                     pixel_mse=round(float(mse[h - 1]), 5))  # fmt: skip
-        live.picture(name, frames[0, [h - 1 for h in HORIZONS]].cpu().numpy())
+        for h in range(17):
+            live.add(model=name, h=h, sharpness_ratio=round(float(ratio[h]), 3),
+                     probe_nrmse=round(float(nrmse[h]), 3),
+                     pixel_mse=round(float(mse[h]), 5))  # fmt: skip
+        live.picture(name, frames[0, list(HORIZONS)].cpu().numpy())
         key = name.lower()
-        for h in HORIZONS:
-            live.set(**{f"{key}_sharpness_h{h}": round(float(ratio[h - 1]), 3),
-                        f"{key}_probe_nrmse_h{h}": round(float(nrmse[h - 1]), 3)})  # fmt: skip
+        for h in (0, *HORIZONS):
+            live.set(**{f"{key}_sharpness_h{h}": round(float(ratio[h]), 3),
+                        f"{key}_probe_nrmse_h{h}": round(float(nrmse[h]), 3)})  # fmt: skip
         live.tick()
-    for name, folder in BLUR_MODELS.items():
-        live.say(f"{name}: planning {plans} Kitchen episodes")
-        result = evaluate("kitchen", PRETRAINED / folder, CostSet(),
-                          AgentConfig(search=SEARCH, decode=False), plans, seed=7,
-                          device=device, stop=stop, turn=turn,
-                          progress=lambda n, t: live.tick())  # fmt: skip
-        _stopped(stop)
-        s = result.summary()
+    # Each episode planned by one model, then the other, both on the plain imagination:
+    # compiling it in the background would fall on whichever model came first.
+    results: dict[str, list] = {name: [] for name in BLUR_MODELS}
+    with compiled.off():
+        _plan_both(live, results, plans, device, stop, turn)
+    for name, done in results.items():
         key = name.lower()
-        live.set(**{f"{key}_success": round(s["success_rate"]["value"], 3),
-                    f"{key}_plan_ms": round(_plan_ms(result), 2)})  # fmt: skip
-    figures = live.copy().figures
-    live.set(sharpness_h16=figures["generative_sharpness_h16"])
+        eps = [e for r in done for e in r.episodes if e["agent"] == "model"]
+        broke = sum(e["violation_steps"] for e in eps) / max(1, sum(e["steps"] for e in eps))
+        won, ms = np.mean([e["success"] for e in eps]), np.mean([_plan_ms(r) for r in done])
+        live.set(**{f"{key}_success": round(float(won), 3),
+                    f"{key}_violation_step_rate": round(broke, 4),
+                    f"{key}_plan_ms": round(float(ms), 2)})  # fmt: skip
+    live.say("done")
     return live.copy().figures
+
+
+def _plan_both(live: Live, results: dict, plans: int, device, stop, turn) -> None:
+    for ep in range(plans):
+        for name, folder in BLUR_MODELS.items():
+            live.say(f"{name}: planning Kitchen episode {ep + 1} of {plans}")
+            result = evaluate("kitchen", PRETRAINED / folder, KNIFE,
+                              AgentConfig(search=SEARCH, decode=False), 1, seed=7 + ep,
+                              device=device, stop=stop, turn=turn,
+                              options={"person_near": True})  # fmt: skip
+            _stopped(stop)
+            results[name].append(result)
+            live.tick()
 
 
 def _plan_ms(result) -> float:
@@ -240,7 +261,7 @@ def guardrails(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fa
 
     setup = system12.Setup(scene="kitchen", checkpoint=str(PRETRAINED / "kitchen-state"),
                            policy=str(PRETRAINED / "policy-kitchen"),
-                           episodes=2 if quick else 3, device=device)  # fmt: skip
+                           episodes=2 if quick else 10, device=device)  # fmt: skip
     parts = 4
 
     def say(what: str) -> None:
@@ -275,7 +296,7 @@ def open_loop(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fal
     from the real one along the blind plan; and the model's own error as it imagines
     further ahead (autoregressive rollout on the real actions) against predicting one
     step at a time from each real state."""
-    episodes = 4 if quick else 10
+    episodes = 4 if quick else 20
     model, _ = load_checkpoint(PRETRAINED / "reach-state", device)
     model.eval()
     env = scenes.make("reach").unwrapped
@@ -311,6 +332,7 @@ def open_loop(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fal
             live.set(**{f"open_loop_success_{tag}": won["open loop"] / episodes,
                         f"receding_success_{tag}": won["receding horizon"] / episodes,
                         f"blind_gap_end_{tag}": round(float(gap[-1]) / episodes, 3)})  # fmt: skip
+        live.say("done")
         figures = live.copy().figures
     finally:
         env.close()
@@ -365,7 +387,7 @@ def hierarchy(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fal
     horizon, flat with the subgoal a person wrote, and the learned high level."""
     from agents.hierarchy import HAND_SUBGOALS, HierarchyConfig, figures
 
-    episodes = 3 if quick else 6
+    episodes = 3 if quick else 12
     designs = {
         "flat, 16 steps": (CostSet(), SEARCH, None),
         "flat, 32 steps": (CostSet(), replace(SEARCH, horizon=32), None),
@@ -391,12 +413,14 @@ def hierarchy(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fal
     live.set(flat_success=out["flat, 16 steps"], long_success=out["flat, 32 steps"],
              hand_success=out["flat + the subgoal a person wrote"],
              learned_success=out["learned high level (HIQL subgoals)"])  # fmt: skip
+    live.say("done")
     return live.copy().figures
 
 
 @dataclass
 class Lesson:
     key: str
+    nav: str  # its short name in the navigation
     title: str
     claim: str
     run: Callable
@@ -410,23 +434,32 @@ LESSONS = {
     for lesson in (
         Lesson(
             "blur",
+            "Pixels blur",
             "Pixels blur, representations do not",
             "A world model trained to predict pixels spends itself on details it cannot "
             "predict and averages them into a blur; one that predicts in representation "
             "space keeps what matters for acting.",
             blur,
-            "The generative model's frames lose their edges as it looks further ahead: it "
-            "cannot know the arm's and the person's exact next positions from two frames, "
-            "and under a pixel error the best guess is the average of what may happen. "
-            "The JEPA predicts latents, not frames: its probes read the scene from its "
-            "imagination at least as well, and it plans as well or better.",
-            "Plan with the generative model on the Plan page (pick `kitchen-generative`): "
-            "watch its imagined frames. Train both for longer (`./lab pretrain --scenes "
-            "kitchen --obs pixels,generative`): does the blur go away?",
-            {"x": "h", "y": ["sharpness_ratio", "probe_nrmse"], "color": "model"},
+            "The generative model's frames are soft (its sharpness at h = 16 is under half "
+            "the real frame's): from two frames it cannot know exactly where the arm and "
+            "the person will be, and under a pixel error the best guess is the average of "
+            "what may happen. Here both models draw through the same thin decoder, which "
+            "already softens the frame it was given (h = 0), so the pictures differ less "
+            "than the claim's; what differs is what the imagination keeps. The generative "
+            "model's probes lose the scene as it looks ahead (at h = 16 about twice the "
+            "JEPA's error, the person's position most), and planning with the knife rule "
+            "held it breaks the rule on more real steps, since it does not foresee where "
+            "the person will be; at the same success and time per plan.",
+            "Plan with the generative model on the Plan page (World model: "
+            "`kitchen-generative`, the person near) and watch its imagined frames and "
+            "the knife rule. Give the generative model a wider decoder or longer training "
+            "(`./lab train --objective generative`): do the frames sharpen, and does the "
+            "person come back into its probes?",
+            {"x": "h", "y": ["sharpness_ratio", "probe_nrmse", "pixel_mse"], "color": "model"},
         ),
         Lesson(
             "collapse",
+            "Collapse",
             "Collapse: why the JEPA needs its EMA target and VICReg",
             "Trained only to predict its own embedding, an encoder finds the trivial "
             "answer: map everything to one point, and the prediction is perfect.",
@@ -441,6 +474,7 @@ LESSONS = {
         ),
         Lesson(
             "guardrails",
+            "Guardrails",
             "Guardrails at inference time",
             "A rule held by the planner at inference time holds for rules and situations "
             "the agent was never trained on; a rule trained into a policy does not.",
@@ -455,6 +489,7 @@ LESSONS = {
         ),
         Lesson(
             "open_loop",
+            "Open loop",
             "Open loop drifts, receding horizon recovers",
             "No world model is exact and the world surprises: executing a plan blind "
             "drifts away from it; re-planning from what is really seen, every step, "
@@ -475,6 +510,7 @@ LESSONS = {
         ),
         Lesson(
             "hierarchy",
+            "Hierarchy",
             "Hierarchy: plan at the level where the way is found",
             "A flat planner sees 16 steps ahead; to go round a wall it needs a subgoal, "
             "and a learned high level can find one from the data instead of a person.",
@@ -490,6 +526,75 @@ LESSONS = {
     )
 }
 
-# What ``./lab bench lessons`` printed on 2 CPU cores with the shipped checkpoints
-# (filled from benchmarks/lessons.py; the pages show it before anything runs).
-MEASURED: dict[str, dict] = {}
+
+def run_lesson(key: str, live: Live, device, stop=None, turn=nullcontext,
+               quick: bool = False) -> dict:  # fmt: skip
+    """Lesson ``key``'s experiment, as the page and the benchmark run it: on the plain
+    imagination, in this thread. A lesson is over in a minute or two, and compiling the
+    imagination in the background (tens of seconds of both cores per kind of call) would
+    not pay for itself in that time; it would only slow the lesson, unevenly."""
+    with compiled.off():
+        return LESSONS[key].run(live, device, stop, turn, quick)
+
+
+# What ``./lab bench lessons`` printed on 2 CPU cores with the shipped checkpoints (the
+# pages show it before anything runs): rates are fractions, times seconds and ms.
+MEASURED: dict[str, dict] = {
+    "blur": {
+        "seconds": 49.3,
+        "jepa_sharpness_h0": 0.554,
+        "jepa_probe_nrmse_h0": 0.492,
+        "jepa_sharpness_h1": 0.552,
+        "jepa_probe_nrmse_h1": 0.478,
+        "jepa_sharpness_h4": 0.543,
+        "jepa_probe_nrmse_h4": 0.445,
+        "jepa_sharpness_h16": 0.525,
+        "jepa_probe_nrmse_h16": 0.497,
+        "generative_sharpness_h0": 0.48,
+        "generative_probe_nrmse_h0": 0.486,
+        "generative_sharpness_h1": 0.477,
+        "generative_probe_nrmse_h1": 0.482,
+        "generative_sharpness_h4": 0.473,
+        "generative_probe_nrmse_h4": 0.496,
+        "generative_sharpness_h16": 0.467,
+        "generative_probe_nrmse_h16": 0.954,
+        "jepa_success": 1.0,
+        "jepa_violation_step_rate": 0.0491,
+        "jepa_plan_ms": 38.03,
+        "generative_success": 1.0,
+        "generative_violation_step_rate": 0.1349,
+        "generative_plan_ms": 37.24,
+    },
+    "collapse": {
+        "seconds": 91.0,
+        "rank_with": 20.48,
+        "rank_without": 0.0,
+    },
+    "guardrails": {
+        "seconds": 41.4,
+        "new_rule_violation_policy": 0.4233,
+        "new_rule_success_policy": 1.0,
+        "new_rule_violation_planner": 0.0014,
+        "new_rule_success_planner": 0.8,
+        "shifted_violation_policy": 0.1828,
+        "shifted_success_policy": 0.9,
+        "shifted_violation_planner": 0.0451,
+        "shifted_success_planner": 1.0,
+    },
+    "open_loop": {
+        "seconds": 23.6,
+        "open_loop_success_calm": 0.35,
+        "receding_success_calm": 0.95,
+        "blind_gap_end_calm": 0.124,
+        "open_loop_success_pushed": 0.25,
+        "receding_success_pushed": 0.9,
+        "blind_gap_end_pushed": 0.259,
+    },
+    "hierarchy": {
+        "seconds": 59.2,
+        "flat_success": 0.333,
+        "long_success": 0.333,
+        "hand_success": 1.0,
+        "learned_success": 1.0,
+    },
+}

@@ -325,11 +325,12 @@ class LessonRun(Run):
         self.result: dict | None = None
 
     def work(self) -> None:
-        from agents.lessons import Live
+        from agents.lessons import Live, run_lesson
 
         self.started = time.monotonic()
         self.live, self.result = Live(), None
-        result = self.lesson.run(self.live, self.device, self.stopping, self.turn, self.quick)
+        result = run_lesson(self.lesson.key, self.live, self.device, self.stopping, self.turn,
+                            self.quick)  # fmt: skip
         with self.lock:
             self.result = result
 

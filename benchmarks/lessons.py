@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from agents.lessons import LESSONS, Live  # noqa: E402
+from agents.lessons import LESSONS, Live, run_lesson  # noqa: E402
 
 SECONDS_GOAL = 120.0
 
@@ -58,7 +58,7 @@ def main() -> int:
     for key in keys:
         live = Live()
         t0 = time.perf_counter()
-        figures = LESSONS[key].run(live, device, quick=args.quick)
+        figures = run_lesson(key, live, device, quick=args.quick)
         row = {"seconds": round(time.perf_counter() - t0, 1), **figures}
         report[key] = row
         print(f"{key}: " + " ".join(f"{k}={v}" for k, v in row.items()), flush=True)

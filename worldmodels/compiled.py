@@ -51,22 +51,23 @@ SIZED_MIN = 64  # smaller batches (a few repaired plans) stay with the dynamic c
 GRAPHS = 16  # on a GPU: CUDA graphs a kind keeps (batch sizes beyond run uncaptured)
 
 
+_here = threading.local()  # off() in this thread only
+
+
 def enabled() -> bool:
-    return os.environ.get(ENV, "1") != "0"
+    return os.environ.get(ENV, "1") != "0" and not getattr(_here, "off", False)
 
 
 @contextlib.contextmanager
 def off():
-    """The plain path for the calls inside (benchmarks and tests compare the two)."""
-    before = os.environ.get(ENV)
-    os.environ[ENV] = "0"
+    """The plain path for the calls inside, in this thread (benchmarks and tests compare
+    the two; a lesson times two models alike while the server's other runs compile)."""
+    before = getattr(_here, "off", False)
+    _here.off = True
     try:
         yield
     finally:
-        if before is None:
-            del os.environ[ENV]
-        else:
-            os.environ[ENV] = before
+        _here.off = before
 
 
 def plain(model, names: tuple[str, ...], s0: torch.Tensor, actions: torch.Tensor):

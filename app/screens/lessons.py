@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -42,6 +43,8 @@ NEEDS = {
 }
 
 
+# each lesson's short version (a smoke test of the pages: the browser tests set it)
+QUICK = os.environ.get("LAB_LESSONS_QUICK") == "1"
 PAGES: dict = {}  # key -> its st.Page, for links from other pages (the Learn page)
 
 
@@ -53,7 +56,7 @@ def pages() -> list:
         def draw(key: str = key) -> None:
             _lesson(key)
 
-        PAGES[key] = st.Page(draw, title=lesson.title.split(":")[0], icon=ICONS[key],
+        PAGES[key] = st.Page(draw, title=lesson.nav, icon=ICONS[key],
                              url_path=f"lesson-{key.replace('_', '-')}")  # fmt: skip
         out.append(PAGES[key])
     return out
@@ -79,7 +82,7 @@ def _lesson(key: str) -> None:
     go, halt = st.columns([3, 1])
     if go.button("Run the experiment (at most two minutes)", type="primary", disabled=busy,
                  key=f"lesson/{key}/run"):  # fmt: skip
-        run = adopt(LessonRun(key, device()))
+        run = adopt(LessonRun(key, device(), quick=QUICK))
     if busy and halt.button("Stop", key=f"lesson/{key}/stop"):
         run.stop()
     if run is not None:

@@ -89,7 +89,9 @@ def drive(run_id: str, key: str) -> None:
         st.button("Set this goal (new episode)", on_click=_send, args=(run_id, "reset", v.t, goal))
 
 
-def collect_panel(key: str) -> None:
+def collect_panel(key: str, then_train: bool = False) -> None:
+    """The collection form and its progress. ``then_train``: on the Train page, which
+    shows its training form (a full rerun) once the data are in."""
     st.subheader("Collect exploration data")
     st.caption(
         "Random walks with correlated noise mixed with noisy scripted runs, in worker processes; "
@@ -120,7 +122,7 @@ def collect_panel(key: str) -> None:
         )
         run = adopt(CollectRun(cfg))
     if run is not None:
-        st.fragment(run_every=0.5)(collect_progress)(run.id)
+        st.fragment(run_every=0.5 if run.active else None)(collect_progress)(run.id, then_train)
     have = home.datasets()
     if have:
         st.markdown(
@@ -129,7 +131,7 @@ def collect_panel(key: str) -> None:
         )
 
 
-def collect_progress(run_id: str) -> None:
+def collect_progress(run_id: str, then_train: bool = False) -> None:
     run = registry().get(run_id, "collect")
     if run is None:
         return
@@ -147,6 +149,8 @@ def collect_progress(run_id: str) -> None:
         c[0].button("Stop", on_click=run.stop, key="scene/col_stop")
     elif run.done < run.total:
         c[0].button("Go on", on_click=run.restart, key="scene/col_resume")
+    elif then_train:
+        st.rerun()  # the Train page now has data: its form replaces this panel
     else:
         c[0].success("Done: train on it on the Train page.")
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+import scenes
 from app import home, views
+from app.screens.scene import collect_panel
 from app.state import adopt, current, device, fmt_eta, registry, seeded
 from app.workers import TrainRun
 from worldmodels.train import TrainConfig
@@ -20,7 +22,14 @@ SS = st.session_state
 def settings() -> TrainConfig | None:
     have = home.datasets()
     if not have:
-        st.info("No data yet: collect some on the Scene page first (300 episodes take a minute).")
+        st.info(
+            "No data yet: a world model learns from exploration data. Collect some here (300 "
+            "Reach episodes take about a minute on 2 cores) or drive a scene first on the "
+            "Scene page."
+        )
+        key = st.selectbox("Scene", list(scenes.SCENES), key="train/col_scene",
+                           format_func=str.capitalize)  # fmt: skip
+        collect_panel(key, then_train=True)
         return None
     folders = {folder: m for folder, m in have}
     c = st.columns([2, 1, 1, 1])
