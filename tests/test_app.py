@@ -623,21 +623,21 @@ def test_plan_switches_to_system_1_and_shows_the_planner_beside_it(lab):
     not (ROOT / "pretrained" / "policy-kitchen" / "policy.json").exists(),
     reason="pretrained/policy-kitchen is made by ./lab pretrain",
 )
-def test_learn_runs_the_new_situation_lesson_to_its_result(lab):
+def test_learn_leads_to_the_lesson_that_runs_its_claim(lab):
     url, browser = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     page.goto(url + "/learn")
     expect(page.get_by_text("Where a guardrail lives.")).to_be_visible(timeout=WAIT)
     expect(page.get_by_text(re.compile(r"the policy decides in 0\.045 ms"))).to_be_visible()
-    click(page, "Run the new-situation test (3 episodes each)")
-    expect(page.get_by_text(re.compile("new-situation test, 3 episodes each"))).to_be_visible(
+    for name in ("Pixels blur", "Collapse", "Open loop", "Hierarchy"):
+        expect(page.get_by_role("link", name=f"Run it live: {name}")).to_be_visible()
+    wait_idle(page)
+    page.get_by_role("link", name="Run it live: Guardrails").click()
+    expect(page.get_by_role("heading", name="Guardrails at inference time")).to_be_visible(
         timeout=WAIT
     )
-    table = page.get_by_test_id("stTable")
-    expect(table.get_by_text("trained in (System 1: the policy)")).to_be_visible(timeout=240_000)
-    expect(table.get_by_text(re.compile(r"held at inference time"))).to_be_visible()
-    expect(page.get_by_text(re.compile(r"new-situation test.*· finished"))).to_be_visible()
-    shot(page, "learn-system12-lesson")
+    assert page.url.endswith("/lesson-guardrails")
+    shot(page, "learn-to-lesson")
     page.close()
 
 

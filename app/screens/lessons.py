@@ -103,16 +103,6 @@ def _result(run_id: str, key: str) -> None:
                 text=f"{live.stage} · {done} {fmt_eta(run.eta)}")  # fmt: skip
     if run.status == "error":
         st.error(views.plain(run.error))
-    if live.figures:
-        st.table(_figure_rows(live.figures))
-    if key == "blur" and live.pictures:
-        _frames(live.pictures)
-    if key == "collapse" and live.pictures:
-        cols = st.columns(len(live.pictures))
-        for col, (name, spread) in zip(cols, live.pictures.items(), strict=True):
-            fig = views.latent_spread(list(spread))
-            fig["layout"]["title"]["text"] = f"{name}: spread per dimension, largest first"
-            col.plotly_chart(fig, key=f"lesson/{key}/spread/{name}")
     if live.rows:
         chart = lesson.chart
         fig = views.lesson_chart(live.rows, chart["x"], chart["y"], chart["color"])
@@ -122,6 +112,16 @@ def _result(run_id: str, key: str) -> None:
         })  # fmt: skip
         st.download_button("Download the rows (CSV)", _csv(live.rows), f"lesson-{key}.csv",
                            "text/csv", key=f"lesson/{key}/csv")  # fmt: skip
+    if key == "blur" and live.pictures:
+        _frames(live.pictures)
+    if key == "collapse" and live.pictures:
+        cols = st.columns(len(live.pictures))
+        for col, (name, spread) in zip(cols, live.pictures.items(), strict=True):
+            fig = views.latent_spread(list(spread))
+            fig["layout"]["title"]["text"] = f"{name}: spread of each dimension"
+            col.plotly_chart(fig, key=f"lesson/{key}/spread/{name}")
+    if live.figures:
+        st.table(_figure_rows(live.figures))
 
 
 def _frames(pictures: dict[str, np.ndarray]) -> None:
