@@ -34,11 +34,12 @@ class Checkpoint:
 
 
 def checkpoints(scene: str | None = None) -> list[Checkpoint]:
-    """Shipped checkpoints first (state before pixels: the default plans best), then the
-    workspace's trained ones; newest runs first."""
+    """Shipped checkpoints first (state before pixels, the generative contrast last: the
+    default plans best), then the workspace's trained ones; newest runs first."""
     found = []
     shipped = sorted(
-        PRETRAINED.glob("*/config.json"), key=lambda p: (p.parent.name.endswith("-pixels"), p)
+        PRETRAINED.glob("*/config.json"),
+        key=lambda p: (p.parent.name.endswith("-generative"), p.parent.name.endswith("-pixels"), p),
     )
     folders = shipped + sorted(
         RUNS.glob("*/checkpoint/config.json"), key=lambda p: -p.stat().st_mtime
@@ -54,8 +55,10 @@ def checkpoints(scene: str | None = None) -> list[Checkpoint]:
         folder = cfg.parent
         where = "pretrained" if folder.parent == PRETRAINED else folder.parent.name
         label = f"{where}/{folder.name}" if where == "pretrained" else f"runs/{where}"
+        model = d.get("model") if isinstance(d.get("model"), dict) else {}
+        kind = ", generative" if model.get("objective") == "generative" else ""
         found.append(
-            Checkpoint(str(folder), f"{label} ({obs}, step {d.get('step', '?')})", key, obs)
+            Checkpoint(str(folder), f"{label} ({obs}{kind}, step {d.get('step', '?')})", key, obs)
         )
     return found
 
