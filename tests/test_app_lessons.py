@@ -114,3 +114,26 @@ def test_the_train_page_collects_data_in_place_for_a_newcomer(empty_lab):
     expect(page.get_by_role("combobox", name="Data")).to_have_value("reach (reach, 10 episodes)")
     shot(page, "train-newcomer-collected")
     page.close()
+
+
+def test_the_plan_page_plans_with_the_generative_model(empty_lab):
+    """The lesson's 'try next': the generative model is a world model like the others."""
+    url, browser = empty_lab
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(url)
+    status = page.locator(".st-key-plan-status")
+    expect(status.get_by_text(re.compile(r"^step 0 ·")).first).to_be_visible(timeout=WAIT)
+    for label, option in (("Scene", "Kitchen"),
+                          ("World model", "pretrained/kitchen-generative (pixels, generative, "
+                           "step 1500)")):  # fmt: skip
+        wait_idle(page)
+        page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
+        page.get_by_role("option", name=option, exact=True).click()
+    expect(page.get_by_text(re.compile("^Planning on .*kitchen-generative"))).to_be_visible(
+        timeout=WAIT
+    )
+    wait_idle(page)
+    page.get_by_role("button", name="Step", exact=True).click()
+    expect(status.get_by_text(re.compile(r"^step 1 ·")).first).to_be_visible(timeout=WAIT)
+    shot(page, "plan-generative")
+    page.close()

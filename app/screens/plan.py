@@ -367,6 +367,12 @@ def _new_episode(run_id: str, scene: str) -> None:
     _command(run_id, "reset", SS[key])
 
 
+def _generative(run) -> bool:
+    """The agent's model predicts pixels (worldmodels/generative.py), not latents."""
+    cfg = getattr(getattr(run, "model", None), "cfg", None)
+    return getattr(cfg, "objective", "jepa") == "generative"
+
+
 def live(run_id: str, scene: str) -> None:
     run = registry().get(run_id, "plan")
     if run is None:
@@ -447,11 +453,16 @@ def live(run_id: str, scene: str) -> None:
     if v.real is not None:
         c[0].image(v.real, caption="real: the scene now", width="stretch")
     if v.imagined_frames is not None:
+        decoder = (
+            "a generative model: trained through this decoder on pixel error; planning "
+            "still reads its latents"
+            if _generative(run)
+            else "the decoder is display only: planning never sees pixels"
+        )
         c[1].image(
             views.strip(views.mark_goal(v.imagined_frames, v.goal_uv), every=2, scale=2),
             caption="imagined: the chosen plan decoded from latents, steps 2, 4, ... ahead "
-            "(the decoder is display only: planning never sees pixels; the gold ring is the "
-            "goal, drawn on them)",
+            f"({decoder}; the gold ring is the goal, drawn on them)",
             width="stretch",
         )
     if v.high_frames is not None:
