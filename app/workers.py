@@ -334,6 +334,10 @@ class LessonRun(Run):
         with self.lock:
             self.result = result
 
+    def on_idle(self) -> None:
+        """Nobody watches (the tab was closed): a lesson ends by itself within two minutes,
+        so it goes on, and a reopened tab (the run id in its URL) finds the whole result."""
+
     def view(self):
         """A copy of the lesson's ``Live`` (its progress also sets the run's, for the ETA)."""
         live = self.live.copy()
