@@ -130,7 +130,7 @@ def blur(live: Live, device, stop=None, turn=nullcontext, quick: bool = False) -
     signals read back from the real frame's own latent, the decoder's and probes' own
     limit); then each plans the same episodes (success, ms per plan)."""
     plans = 2 if quick else 10
-    live.say("collecting held-out Kitchen episodes", 0, 2 + 2 * plans)
+    live.say("collecting held-out Kitchen episodes", 0, 3 + 2 * plans)
     data = WindowData(str(episodes_for("kitchen", 6, True, 1001)), "pixels", device,
                       horizon=16, val_fraction=0.5, seed=0, frames=2)  # fmt: skip
     starts = data.val_starts(16, limit=48)
@@ -453,8 +453,8 @@ LESSONS = {
             "Plan with the generative model on the Plan page (World model: "
             "`kitchen-generative`, the person near) and watch its imagined frames and "
             "the knife rule. Give the generative model a wider decoder or longer training "
-            "(`./lab train --objective generative`): do the frames sharpen, and does the "
-            "person come back into its probes?",
+            "(`./lab train --obs pixels --objective generative`): do the frames sharpen, and "
+            "does the person come back into its probes?",
             {"x": "h", "y": ["sharpness_ratio", "probe_nrmse", "pixel_mse"], "color": "model"},
         ),
         Lesson(

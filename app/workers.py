@@ -329,8 +329,14 @@ class LessonRun(Run):
 
         self.started = time.monotonic()
         self.live, self.result = Live(), None
-        result = run_lesson(self.lesson.key, self.live, self.device, self.stopping, self.turn,
-                            self.quick)  # fmt: skip
+        try:
+            result = run_lesson(self.lesson.key, self.live, self.device, self.stopping,
+                                self.turn, self.quick)  # fmt: skip
+        except LabError:
+            if self.stopping.is_set():  # stopped by its page: what it found stays shown
+                self.live.say("stopped")
+                return
+            raise
         with self.lock:
             self.result = result
 

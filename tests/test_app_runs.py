@@ -385,3 +385,15 @@ def test_the_plan_run_draws_the_high_levels_plan_and_an_experiment_runs_it(tmp_p
     assert exp.status == "finished", exp.error
     assert exp.results["learned"].settings["high"] == high
     assert "hierarchy" not in exp.results["flat"].settings
+
+
+def test_a_lesson_stopped_by_its_page_ends_stopped_with_what_it_found():
+    from app.workers import LessonRun
+
+    reg = Registry(idle_seconds=60)
+    run = reg.add(LessonRun("open_loop", CPU, quick=True)).start()
+    assert until(lambda: run.view().done >= 1, timeout=60)
+    run.stop()
+    assert until(lambda: not run.active, timeout=60)
+    assert run.status == "stopped" and run.error == ""
+    assert run.view().stage == "stopped" and run.result is None

@@ -354,7 +354,8 @@ def label(model) -> str:
     if getattr(model, "imagine", None) is None:  # the oracle steps a simulator
         return ""
     if not enabled():
-        return f"imagination uncompiled ({ENV}=0)"
+        why = f" ({ENV}=0)" if os.environ.get(ENV, "1") == "0" else ""
+        return f"imagination uncompiled{why}"
     kinds = status(model)
     if not kinds:
         return ""

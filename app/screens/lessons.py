@@ -96,6 +96,11 @@ def _result(run_id: str, key: str) -> None:
     if run is None:
         return
     run.touch()
+    polling = f"lesson/{key}/polling"
+    if run.active:
+        st.session_state[polling] = True
+    elif st.session_state.pop(polling, False):
+        st.rerun(scope="app")  # it has ended: the page stops polling, its buttons come back
     live = run.view()
     lesson = LESSONS[key]
     done = "finished" if run.status == "finished" else run.status
@@ -111,7 +116,7 @@ def _result(run_id: str, key: str) -> None:
             "toImageButtonOptions": {"format": "png", "filename": f"lesson-{key}", "scale": 2},
         })  # fmt: skip
         st.download_button("Download the rows (CSV)", _csv(live.rows), f"lesson-{key}.csv",
-                           "text/csv", key=f"lesson/{key}/csv")  # fmt: skip
+                           "text/csv", key=f"lesson/{key}/csv", on_click="ignore")  # fmt: skip
     if key == "blur" and live.pictures:
         _frames(live.pictures)
     if key == "collapse" and live.pictures:
@@ -136,7 +141,8 @@ def _frames(pictures: dict[str, np.ndarray]) -> None:
     st.image(grid, caption=f"rows: {', '.join(names)} · columns: h = "
              f"{', '.join(str(h) for h in HORIZONS)} steps ahead", width=420)  # fmt: skip
     st.download_button("Download the frames (PNG)", iio.imwrite("<bytes>", grid, extension=".png"),
-                       "lesson-blur-frames.png", "image/png", key="lesson/blur/png")  # fmt: skip
+                       "lesson-blur-frames.png", "image/png", key="lesson/blur/png",
+                       on_click="ignore")  # fmt: skip
 
 
 def _figure_rows(figures: dict) -> list[dict]:

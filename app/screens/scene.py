@@ -149,8 +149,12 @@ def collect_progress(run_id: str, then_train: bool = False) -> None:
         c[0].button("Stop", on_click=run.stop, key="scene/col_stop")
     elif run.done < run.total:
         c[0].button("Go on", on_click=run.restart, key="scene/col_resume")
-    elif then_train:
-        st.rerun()  # the Train page now has data: its form replaces this panel
+    elif then_train and run.status == "finished" and home.datasets():
+        # the Train page now has data: its form replaces this panel (once per run: a
+        # dataset gone since would otherwise rerun the page for ever)
+        if SS.get("train/collected") != run.id:
+            SS["train/collected"] = run.id
+            st.rerun()
     else:
         c[0].success("Done: train on it on the Train page.")
 
