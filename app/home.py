@@ -194,7 +194,7 @@ def measured(checkpoint: str) -> bool:
 ACTOR_NAMES = {
     "planner": "System 2: the planner searches",
     "policy": "System 1: the policy reacts",
-    "both": "both: the policy's proposal starts the search",
+    "both": "both: the policy's proposal joins the search",
 }
 
 

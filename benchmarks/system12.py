@@ -60,7 +60,9 @@ def main() -> int:
             f"{key} ({n} episodes a design, {device}): policy {row['policy_ms']} ms vs "
             f"planner {row['planner_ms']} ms per decision ({row['speedup']}x); success "
             f"policy {row['policy_success']}, planner {row['planner_success']}, both (2 it) "
-            f"{row['both_success']} in {row['both_ms']} ms vs {row['planner_step_ms']} ms"
+            f"{row['both_success']} in {row['both_ms']} ms vs {row['planner_step_ms']} ms "
+            f"({row['both_ms'] / row['planner_step_ms']:.2f}x); the planner alone at 2 it "
+            f"{row['planner2_success']} in {row['planner2_step_ms']} ms"
             + (
                 f"; new rule broken on {row['new_rule_violation_policy']} of the policy's "
                 f"steps vs {row['new_rule_violation_planner']} of the planner's"

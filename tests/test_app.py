@@ -610,7 +610,7 @@ def test_plan_switches_to_system_1_and_shows_the_planner_beside_it(lab):
     traj = page.locator(".js-plotly-plot").filter(has_text="the policy's path (acted on)")
     expect(traj.first).to_contain_text("the planner's choice (not acted on)")
     shot(page, "plan-system-1")
-    page.get_by_text("both: the policy's proposal starts the search").click()
+    page.get_by_text("both: the policy's proposal joins the search").click()
     expect(status.get_by_text(re.compile(r"plan \d+ ms \(policy \+ planner\)"))).to_be_visible(
         timeout=20_000
     )

@@ -11,7 +11,7 @@ import torch
 import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet
-from agents.planners import PlannerConfig
+from agents.planners import PlannerConfig, shift
 from agents.policy import DistillConfig, Distiller, load_policy
 from app.home import PRETRAINED
 from scenes.errors import LabError
@@ -98,6 +98,14 @@ def test_the_agent_acts_with_the_policy_and_with_both(distilled):
         s0 = model.encode(scene.observation)
         expected = policy.imagine(model, s0, agent.goal[None], 8)[0]
         assert torch.allclose(plan.info["proposal"], expected)
+        # then the policy reads the last plan's imagined states in one pass, and its
+        # proposal is one more sample beside the last plan shifted (the search's mean)
+        last = agent.step()
+        plan = agent.think().plan
+        states = torch.cat([model.encode(scene.observation), last.plan.latents[1:]])
+        assert torch.allclose(plan.info["proposal"], policy(states, agent.goal.expand(8, -1)))
+        assert torch.equal(plan.samples[1], plan.info["proposal"])
+        assert torch.equal(plan.samples[0], shift(last.plan.actions))
         with pytest.raises(LabError, match="needs a policy"):
             Agent(model, scene, CostSet(), AgentConfig(actor="policy"))
     finally:

@@ -100,6 +100,7 @@ class Planner:
     name = "base"
 
     def __init__(self, cfg: PlannerConfig, action_dim: int, smooth_cost: Cost | None = None):
+        self.extra: torch.Tensor | None = None  # one more sample in every round (plan)
         self.cfg = cfg
         self.action_dim = action_dim
         self.smooth_cost = smooth_cost  # the same terms with smooth comparisons (gradients)
@@ -132,14 +133,20 @@ class Planner:
         generator: torch.Generator,
         warm: torch.Tensor | None = None,
         show: tuple[str, ...] = (),
+        extra: torch.Tensor | None = None,
     ) -> PlanRecord:
         """Search from latent ``s0`` (D,) or (1, D); ``warm`` (H, A) starts the search;
-        the record's signals also hold the names in ``show`` (for display)."""
+        ``extra`` (H, A) is one more sample in every round (System 1's proposal beside the
+        warm start); the record's signals also hold the names in ``show`` (for display)."""
         t0 = time.perf_counter()
         s0 = s0.reshape(1, -1)
         H, A = self.cfg.horizon, self.action_dim
         mean = torch.zeros(H, A, device=s0.device) if warm is None else warm.to(s0.device)
-        samples = self.search(model, cost, s0, goal, goal_latent, generator, mean)
+        self.extra = None if extra is None else extra.to(s0.device)
+        try:
+            samples = self.search(model, cost, s0, goal, goal_latent, generator, mean)
+        finally:
+            self.extra = None
         latents, signals, result = self.evaluate(model, cost, s0, samples, goal, goal_latent, show)
         order = rank(result)
         return record(samples, latents, signals, result, order[: self.cfg.elites],
@@ -212,6 +219,8 @@ class Planner:
         ).to(mean.device)
         samples = (mean + std * noise).clamp(-1.0, 1.0)
         samples[0] = mean
+        if self.extra is not None and len(samples) > 1:
+            samples[1] = self.extra
         return samples
 
 

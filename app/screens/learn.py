@@ -553,7 +553,7 @@ def page() -> None:
         "distilled from it (`./lab distill`: it imitates the planner's first action at the "
         "states it visits itself in the world model, DAgger), one small network pass per "
         "action. On Plan, *Who decides* switches between them, or lets the policy's "
-        "proposal start the planner's search (amortised planning)."
+        "proposal join the planner's search (amortised planning)."
     )
     st.markdown(
         "**Where a guardrail lives.** A policy distilled from a planner that held a rule "

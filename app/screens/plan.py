@@ -688,7 +688,7 @@ def page() -> None:
         + (
             f"System 1: {found[policy]} acts; beside it, what "
             if actor == "policy"
-            else "the policy's proposal starts "
+            else "the policy's proposal joins "
             if actor == "both"
             else ""
         )
