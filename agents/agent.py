@@ -67,8 +67,8 @@ class AgentConfig:
     # the policy acted out in imagination starts an episode's first search; after that
     # the policy, read along the last plan's imagined states in one batched pass, is one
     # more sample of every round beside the last plan shifted. Interleaved on the same
-    # episodes, compiled: 0.76x of the 3-iteration planner's time on Reach against 0.83x
-    # for the policy acted out every step, 0.65x on Kitchen either way; issue 13).
+    # episodes, compiled: 0.74x of the 3-iteration planner's time on Reach against 0.83x
+    # for the policy acted out every step, 0.66x and 0.65x on Kitchen; issue 13).
     actor: str = "planner"
     shadow: bool = False  # with the policy acting, also plan (display: what System 2 would do)
     # Two levels (agents.hierarchy): a learned high level (worldmodels.highlevel) hands

@@ -1,6 +1,7 @@
 """System 1 against System 2, and where a guardrail lives (``agents.system12``).
 
     ./lab bench system12 [--quick] [--scenes reach,kitchen[,wall,push]] [--episodes N]
+    ./lab bench system12 --interleaved   # the warm start's time alone, designs in turn
 
 Per scene, the shipped state model and the policy distilled from its planner
 (``pretrained/policy-<scene>``, made by ``./lab pretrain``; ``--policy-dir`` for
@@ -27,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.system12 import Setup, compare  # noqa: E402
+from agents.system12 import Setup, compare, warm_start_times  # noqa: E402
 from worldmodels.train import choose_device  # noqa: E402
 
 EPISODES = {"reach": 20, "kitchen": 10, "wall": 10, "push": 10}
@@ -36,6 +37,9 @@ EPISODES = {"reach": 20, "kitchen": 10, "wall": 10, "push": 10}
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 episodes a design")
+    ap.add_argument("--interleaved", action="store_true",
+                    help="only the warm start's time: each episode run by every design in "
+                    "turn (agents.system12.warm_start_times)")  # fmt: skip
     ap.add_argument("--scenes", default="reach,kitchen")
     ap.add_argument("--episodes", type=int, default=0, help="per design (default 20 / 10)")
     ap.add_argument("--policy-dir", default=str(ROOT / "pretrained"))
@@ -53,7 +57,14 @@ def main() -> int:
             device=device,
         )
         t0 = time.perf_counter()
-        row = compare(setup, progress=lambda what, key=key: print(f"{key}: {what}", flush=True))
+        say = lambda what, key=key: print(f"{key}: {what}", flush=True)  # noqa: E731
+        if args.interleaved:
+            row = {"scene": key, "episodes": n, **warm_start_times(setup, progress=say)}
+            row["seconds"] = round(time.perf_counter() - t0, 1)
+            rows.append(row)
+            print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+            continue
+        row = compare(setup, progress=say)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)
         print(

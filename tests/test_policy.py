@@ -172,3 +172,17 @@ def test_distillation_draws_its_starts_from_exploration_data(tmp_path):
     with pytest.raises(LabError, match="holds reach data, not wall"):
         Distiller(replace(cfg, scene="wall", checkpoint=str(PRETRAINED / "wall-state"),
                           out=str(tmp_path / "w")), CPU)  # fmt: skip
+
+
+@pytest.mark.skipif(not (PRETRAINED / "policy-reach" / "policy.json").exists(),
+                    reason="./lab pretrain")  # fmt: skip
+def test_the_warm_start_is_timed_with_every_design_on_each_episode():
+    from agents.system12 import Setup, warm_start_times
+
+    setup = Setup("reach", REACH, str(PRETRAINED / "policy-reach"), episodes=2, device=CPU)
+    said = []
+    out = warm_start_times(setup, progress=said.append)
+    for design in ("planner3", "planner2", "both2"):
+        assert out[f"{design}_ms"] > 0 and 0 <= out[f"{design}_success"] <= 1
+    assert out["both2_ratio"] == round(out["both2_ms"] / out["planner3_ms"], 3)
+    assert said[-1] == "episode 2 of 2, each design in turn"
