@@ -111,8 +111,12 @@ def episodes_for(scene: str, episodes: int, pixels: bool, seed: int) -> Path:
     out = DATA / f"{scene}-{'pixels' if pixels else 'state'}-{seed}"
     cfg = CollectConfig(scene=scene, out=str(out), episodes=episodes, pixels=pixels, seed=seed,
                         workers=1, episodes_per_shard=episodes, progress=False)  # fmt: skip
-    collect(cfg)
+    with _COLLECTING:  # two people starting the same lesson at once: one collects
+        collect(cfg)
     return out
+
+
+_COLLECTING = threading.Lock()
 
 
 # --- 1. pixels blur, representations do not -----------------------------------------
