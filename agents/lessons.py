@@ -82,6 +82,13 @@ class Live:
         with self.lock:
             self.rows.append(row)
 
+    def replace(self, match: dict, rows: list[dict]) -> None:
+        """The rows that hold every item of ``match`` give way to ``rows`` (a curve
+        redrawn as its mean takes in another episode)."""
+        with self.lock:
+            keep = [r for r in self.rows if any(r.get(k) != v for k, v in match.items())]
+            self.rows = keep + rows
+
     def set(self, **figures) -> None:
         with self.lock:
             self.figures.update(figures)
@@ -327,15 +334,18 @@ def open_loop(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fal
                         auto += out["auto"]
                         onestep += out["onestep"]
                     live.tick()
-            tag = "pushed" if pushes else "calm"
-            for k in range(OPEN_LOOP_H):
-                live.add(pushes=pushes, step=k + 1,
-                         blind_plan_gap_m=round(float(gap[k]) / episodes, 4),
-                         rollout_error_m=round(float(auto[k]) / episodes, 4),
-                         one_step_error_m=round(float(onestep[k]) / episodes, 4))  # fmt: skip
-            live.set(**{f"open_loop_success_{tag}": won["open loop"] / episodes,
-                        f"receding_success_{tag}": won["receding horizon"] / episodes,
-                        f"blind_gap_end_{tag}": round(float(gap[-1]) / episodes, 3)})  # fmt: skip
+                # the means so far, redrawn after every episode
+                n, tag = ep + 1, "pushed" if pushes else "calm"
+                live.replace({"pushes": pushes}, [
+                    {"pushes": pushes, "step": k + 1,
+                     "blind_plan_gap_m": round(float(gap[k]) / n, 4),
+                     "rollout_error_m": round(float(auto[k]) / n, 4),
+                     "one_step_error_m": round(float(onestep[k]) / n, 4)}
+                    for k in range(OPEN_LOOP_H)
+                ])  # fmt: skip
+                live.set(**{f"open_loop_success_{tag}": round(won["open loop"] / n, 3),
+                            f"receding_success_{tag}": round(won["receding horizon"] / n, 3),
+                            f"blind_gap_end_{tag}": round(float(gap[-1]) / n, 3)})  # fmt: skip
         live.say("done")
         figures = live.copy().figures
     finally:
