@@ -496,6 +496,8 @@ def lesson_chart(rows: list[dict], x: str, ys: list, color: str | None) -> dict:
                 else:
                     trace["line"] = {"dash": "dot" if j else "solid"}
                     fig.add(row, mode="lines+markers" if len(pts) < 30 else "lines", **trace)
+    for row in range(1, len(panels) + 1):
+        fig.axis("yaxis", row, rangemode="tozero")  # ratios and errors: from 0, not zoomed
     fig.axis("xaxis", len(panels), title={"text": x.replace("_", " ")})
     return fig.done(220 * len(panels) + 60, barmode="group")
 

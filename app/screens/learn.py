@@ -168,10 +168,18 @@ def _num(d, key: str) -> float | None:
     return float(v) if ok else None
 
 
+def _generative(cfg: dict) -> str:
+    model = cfg.get("model")
+    generative = isinstance(model, dict) and model.get("objective") == "generative"
+    return ", generative" if generative else ""
+
+
 def _checkpoints() -> None:
     """The shipped checkpoints' held-out figures, read from their config.json."""
     rows, problems = [], []
     for folder in sorted((ROOT / "pretrained").glob("*/")):
+        if (folder / "policy.json").is_file() or (folder / "high.json").is_file():
+            continue  # a policy or a high level beside the world models: not one of them
         try:
             cfg = read_config(folder)
             val = cfg.get("validation")
@@ -179,7 +187,7 @@ def _checkpoints() -> None:
                 {
                     "checkpoint": folder.name,
                     "scene": cfg["scene"],
-                    "obs": cfg.get("obs", "?"),
+                    "obs": cfg.get("obs", "?") + _generative(cfg),
                     "step": _num(cfg, "step"),
                     "nRMSE h1": _num(val, "nrmse_h1"),
                     "nRMSE h4": _num(val, "nrmse_h4"),
@@ -286,7 +294,7 @@ def _hierarchy_figures() -> None:
                 ms = row.get(f"plan_ms_{key}")
                 rows.append({"scene": row["scene"], "design": name,
                              "success": f"{row[f'{key}_success']:.2f}",
-                             "steps to the goal": row.get(f"steps_{key}") or "",
+                             "steps to the goal": str(row.get(f"steps_{key}") or ""),
                              "plan ms a step": "" if ms is None else f"{ms:.1f}"})  # fmt: skip
     st.table(rows)
     st.caption(hierarchy.FIGURES)

@@ -66,24 +66,28 @@ def _lesson(key: str) -> None:
     lesson = LESSONS[key]
     st.title(lesson.title)
     st.markdown(f"**The claim.** {lesson.claim}")
+    run = current(f"lesson-{key}")
     measured = MEASURED.get(key)
     if measured:
-        st.caption(
+        said = (
             "Measured when the shipped checkpoints were made (`./lab bench lessons`, "
-            f"2 CPU cores, {measured.get('seconds', '?')} s):"
+            f"2 CPU cores, {measured.get('seconds', '?')} s)"
         )
-        st.table(_figure_rows(measured))
+        if run is None:  # before anything runs: the lecture starts from these
+            st.caption(said + ":")
+            st.table(_figure_rows(measured))
+        else:  # beside this run's own figures: out of the way
+            with st.expander(said):
+                st.table(_figure_rows(measured))
     missing = [n for n in NEEDS[key] if not Path(PRETRAINED, n).is_dir()]
     if missing:
         st.warning(f"This lesson needs the shipped {', '.join(missing)}: `./lab pretrain`.")
         return
-    run = current(f"lesson-{key}")
-    busy = run is not None and run.active
     go, halt = st.columns([3, 1])
-    if go.button("Run the experiment (at most two minutes)", type="primary", disabled=busy,
-                 key=f"lesson/{key}/run"):  # fmt: skip
+    if go.button("Run the experiment (at most two minutes)", type="primary",
+                 disabled=run is not None and run.active, key=f"lesson/{key}/run"):  # fmt: skip
         run = adopt(LessonRun(key, device(), quick=QUICK))
-    if busy and halt.button("Stop", key=f"lesson/{key}/stop"):
+    if run is not None and run.active and halt.button("Stop", key=f"lesson/{key}/stop"):
         run.stop()
     if run is not None:
         st.fragment(run_every=1.0 if run.active else None)(_result)(run.id, key)
@@ -139,14 +143,33 @@ def _frames(pictures: dict[str, np.ndarray]) -> None:
     gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
     grid = np.concatenate([x for r in rows for x in (r, gap)][:-1], axis=0)
     st.image(grid, caption=f"rows: {', '.join(names)} · columns: h = "
-             f"{', '.join(str(h) for h in HORIZONS)} steps ahead", width=420)  # fmt: skip
+             f"{', '.join(str(h) for h in HORIZONS)} steps ahead", width=640)  # fmt: skip
     st.download_button("Download the frames (PNG)", iio.imwrite("<bytes>", grid, extension=".png"),
                        "lesson-blur-frames.png", "image/png", key="lesson/blur/png",
                        on_click="ignore")  # fmt: skip
 
 
+# what a figure's name says, by the words in it (first match): its unit or meaning
+MEANINGS = (
+    ("seconds", "s, the whole lesson"),
+    ("sharpness", "image-gradient energy, predicted frame over real frame (1: as sharp)"),
+    ("probe_nrmse", "probes' error over each signal's spread, mean of the signals"),
+    ("violation", "share of real steps breaking the rule"),
+    ("success", "share of episodes reaching the goal"),
+    ("_ms", "ms per plan"),
+    ("rank", "effective rank of the latent (of 64 dimensions; 0: collapsed)"),
+    ("gap", "m between the imagined and the real disc at the plan's last step"),
+)
+
+
 def _figure_rows(figures: dict) -> list[dict]:
-    return [{"figure": k.replace("_", " "), "value": v} for k, v in figures.items()]
+    """Name, value (as few digits as it has, up to 4) and what it means."""
+    rows = []
+    for k, v in figures.items():
+        what = next((m for word, m in MEANINGS if word in k), "")
+        value = f"{v:.4g}" if isinstance(v, float) else str(v)
+        rows.append({"figure": k.replace("_", " "), "value": value, "what it is": what})
+    return rows
 
 
 def _csv(rows: list[dict]) -> str:
