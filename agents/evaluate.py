@@ -85,6 +85,13 @@ CONFIDENCE = 0.95
 EVAL_STREAM = 0xE7A1  # keeps evaluation seeds apart from collection's (seed, i)
 
 
+def plan_ms_per_step(episodes: list[dict]) -> float:
+    """Mean ms per plan over every step of ``episodes`` (records of ``run_episode``): each
+    episode's mean weighted by its steps."""
+    steps = sum(e["steps"] for e in episodes)
+    return sum(e["plan_ms"] * e["steps"] for e in episodes) / max(steps, 1)
+
+
 def episode_seed(seed: int, episode: int) -> int:
     """The reset seed of episode ``episode`` of an evaluation seeded ``seed``."""
     ss = np.random.SeedSequence([seed, episode], spawn_key=(EVAL_STREAM,))
@@ -118,6 +125,10 @@ class EvalResult:
             for name, value in _metrics(eps, seed).items():
                 out[prefix + name] = value
         return out
+
+    def plan_ms(self, agent: str = "model") -> float:
+        """``agent``'s mean ms per plan over every step of its episodes."""
+        return plan_ms_per_step([e for e in self.episodes if e["agent"] == agent])
 
     def probe_by_signal(self, agent: str = "model") -> dict[str, list[float | None]]:
         """signal -> RMSE per horizon h = 1..H, every signal the model probes (no intervals)."""
@@ -840,7 +851,7 @@ class EvalConfig:
         default="planner",
         metadata={
             "help": "who decides: the planner (System 2), a distilled policy (System 1: "
-            "--policy) or both (the policy warm-starts the planner)",
+            "--policy) or both (the policy's proposal joins the planner's search)",
             "choices": ["planner", "policy", "both"],
         },
     )

@@ -273,9 +273,8 @@ def compare(scene: str, checkpoint, high, episodes: int, seed: int = 0, device="
 def figures(name: str, result) -> dict:
     """A design's success, steps to the goal (successful episodes) and plan time a step."""
     s = result.summary()
-    eps = [e for e in result.episodes if e["agent"] == "model"]
     steps = s["steps_to_goal"]["value"]
-    ms = sum(e["plan_ms"] * e["steps"] for e in eps) / max(1, sum(e["steps"] for e in eps))
+    ms = result.plan_ms()
     return {f"{name}_success": round(s["success_rate"]["value"], 3),
             f"steps_{name}": None if steps is None else round(steps, 1),
             f"plan_ms_{name}": round(ms, 2)}  # fmt: skip

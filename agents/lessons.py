@@ -64,7 +64,6 @@ class Live:
         self.rows: list[dict] = []
         self.figures: dict = {}
         self.pictures: dict[str, np.ndarray] = {}
-        self.started = time.monotonic()
 
     def say(self, stage: str, done: int | None = None, total: int | None = None) -> None:
         with self.lock:
@@ -184,7 +183,7 @@ def blur(live: Live, device, stop=None, turn=nullcontext, quick: bool = False) -
         key = name.lower()
         eps = [e for r in done for e in r.episodes if e["agent"] == "model"]
         broke = sum(e["violation_steps"] for e in eps) / max(1, sum(e["steps"] for e in eps))
-        won, ms = np.mean([e["success"] for e in eps]), np.mean([_plan_ms(r) for r in done])
+        won, ms = np.mean([e["success"] for e in eps]), np.mean([r.plan_ms() for r in done])
         live.set(**{f"{key}_success": round(float(won), 3),
                     f"{key}_violation_step_rate": round(broke, 4),
                     f"{key}_plan_ms": round(float(ms), 2)})  # fmt: skip
@@ -203,12 +202,6 @@ def _plan_both(live: Live, results: dict, plans: int, device, stop, turn) -> Non
             _stopped(stop)
             results[name].append(result)
             live.tick()
-
-
-def _plan_ms(result) -> float:
-    """Mean time per plan over every step of the model's episodes."""
-    eps = [e for e in result.episodes if e["agent"] == "model"]
-    return sum(e["plan_ms"] * e["steps"] for e in eps) / max(1, sum(e["steps"] for e in eps))
 
 
 # --- 2. collapse --------------------------------------------------------------------
@@ -443,6 +436,7 @@ class Lesson:
     shows: str  # what the result shows
     next: str  # what to try next
     chart: dict = field(default_factory=dict)  # how the page draws the rows
+    needs: tuple[str, ...] = ()  # the shipped checkpoints it loads (pretrained/<name>)
 
 
 LESSONS = {
@@ -474,6 +468,7 @@ LESSONS = {
             "(`./lab train --obs pixels --objective generative`): do the frames sharpen, and "
             "does the person come back into its probes?",
             {"x": "h", "y": ["sharpness_over_real", "probe_nrmse", "pixel_mse"], "color": "model"},
+            tuple(BLUR_MODELS.values()),
         ),
         Lesson(
             "collapse",
@@ -506,6 +501,7 @@ LESSONS = {
             "On the Experiments page compare the policy and the planner on your own rule; "
             "on the Plan page type a new guardrail while the agent runs.",
             {"x": "actor", "y": ["violation_step_rate", "success"], "color": "test"},
+            ("kitchen-state", "policy-kitchen"),
         ),
         Lesson(
             "open_loop",
@@ -527,6 +523,7 @@ LESSONS = {
                 "y": ["blind_plan_gap_m", ("rollout_error_m", "one_step_error_m")],
                 "color": "world",
             },
+            ("reach-state",),
         ),
         Lesson(
             "hierarchy",
@@ -542,6 +539,7 @@ LESSONS = {
             "On the Plan page, Wall, switch the learned high level on and watch its "
             "subgoal (green diamond). On Push it does not yet work: see the README.",
             {"x": "design", "y": ["success", "plan_ms"], "color": None},
+            ("wall-state", "high-wall"),
         ),
     )
 }

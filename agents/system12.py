@@ -32,7 +32,7 @@ import torch
 import scenes
 from agents.agent import AgentConfig
 from agents.cost import Cost, CostSet, Term
-from agents.evaluate import evaluate
+from agents.evaluate import evaluate, plan_ms_per_step
 from agents.hierarchy import HAND_SUBGOALS
 from agents.planners import PLANNERS, PlannerConfig
 from agents.policy import load_policy
@@ -173,7 +173,7 @@ def compare(setup: Setup, progress: Callable[[str], None] | None = None, stop=No
     pol = run("policy", trained, base, rules, options)
     say("success: the planner alone (3 iterations)")
     plan = run("planner", trained, base, rules, options)
-    say("success: both (the policy warm-starts the planner, 2 iterations)")
+    say("success: both (the policy's proposal in the planner's search, 2 iterations)")
     both = run("both", trained, both_cfg, rules, options)
     say("success: the planner alone at 2 iterations (the control)")
     plan2 = run("planner", trained, both_cfg, rules, options)
@@ -221,8 +221,7 @@ def warm_start_times(setup: Setup, progress: Callable[[str], None] | None = None
             episodes[name] += run(name, setup.seed + i)
     out: dict = {}
     for name, eps in episodes.items():
-        out[f"{name}_ms"] = round(sum(e["plan_ms"] * e["steps"] for e in eps)
-                                  / max(1, sum(e["steps"] for e in eps)), 3)  # fmt: skip
+        out[f"{name}_ms"] = round(plan_ms_per_step(eps), 3)
         out[f"{name}_success"] = round(float(np.mean([e["success"] for e in eps])), 3)
     for name in ("planner2", "both2"):
         out[f"{name}_ratio"] = round(out[f"{name}_ms"] / out["planner3_ms"], 3)
@@ -296,6 +295,4 @@ def _value(result, name: str):
 
 def _step_ms(result) -> float:
     """Mean ms spent deciding per step, over every step of the episodes."""
-    eps = result.episodes
-    steps = sum(e["steps"] for e in eps)
-    return round(sum(e["plan_ms"] * e["steps"] for e in eps) / max(steps, 1), 3)
+    return round(plan_ms_per_step(result.episodes), 3)

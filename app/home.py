@@ -17,7 +17,7 @@ from agents.cost import Cost, CostSet, Term, term_names
 from agents.hierarchy import HAND_SUBGOALS
 from scenes.errors import LabError
 from scenes.kitchen import KNIFE_RULE
-from worldmodels.checkpoint import latent_identity, read_config
+from worldmodels.checkpoint import latent_identity, objective, read_config
 
 REPO = Path(__file__).resolve().parents[1]
 HOME = Path(os.environ.get("LAB_HOME", REPO)).resolve()
@@ -55,8 +55,7 @@ def checkpoints(scene: str | None = None) -> list[Checkpoint]:
         folder = cfg.parent
         where = "pretrained" if folder.parent == PRETRAINED else folder.parent.name
         label = f"{where}/{folder.name}" if where == "pretrained" else f"runs/{where}"
-        model = d.get("model") if isinstance(d.get("model"), dict) else {}
-        kind = ", generative" if model.get("objective") == "generative" else ""
+        kind = ", generative" if objective(d) == "generative" else ""
         found.append(
             Checkpoint(str(folder), f"{label} ({obs}{kind}, step {d.get('step', '?')})", key, obs)
         )

@@ -14,6 +14,18 @@ import time
 from pathlib import Path
 
 import pytest
+from webpage import (  # the browser tests' shared helpers (tests/webpage.py)
+    ARTIFACTS,
+    WAIT,
+    click,
+    enter,
+    expect,
+    images_drawn,
+    open_plan,
+    pick,
+    shot,
+    step_text,
+)
 
 from app.serve import CHROMIUM, LabServer, chromium, wait_idle
 from scenes.collect import CollectConfig, collect
@@ -22,10 +34,7 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
 ]
-expect = pytest.importorskip("playwright.sync_api").expect
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-WAIT = 60_000  # ms: a cold page loads torch and a checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -51,64 +60,6 @@ def lab(tmp_path_factory):
     # default makes Streamlit log a warning (app.state.seeded is the cure)
     log = (ARTIFACTS / "server.log").read_text()
     assert "created with a default value" not in log, log[-3000:]
-
-
-def shot(page, name: str) -> None:
-    """Save a screenshot, then check the page shows no Python exception."""
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    errors = page.locator("[data-testid='stException']")
-    assert errors.count() == 0, errors.first.inner_text()
-
-
-def step_text(page, n: int):
-    return page.locator(".st-key-plan-status").get_by_text(re.compile(rf"^step {n} ·")).first
-
-
-def click(page, name: str) -> None:
-    """Click a button once the script is idle (a click during a rerun can race it)."""
-    wait_idle(page)
-    page.get_by_role("button", name=name, exact=True).click()
-
-
-def pick(page, label: str, option: str) -> None:
-    """Choose ``option`` in the Streamlit selectbox labelled ``label``."""
-    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
-
-
-def enter(page, box, text: str) -> None:
-    """Type ``text`` into a text input and submit it, once it really holds it (a rerun
-    that lands between the fill and the Enter can redraw the box)."""
-    wait_idle(page)
-    box.fill(text)
-    expect(box).to_have_value(text)
-    box.press("Enter")
-
-
-def images_drawn(page, n: int) -> None:
-    """The page's first ``n`` images have loaded and have pixels (a broken one never does).
-
-    An image's pixels arrive after its element: checking at once races the browser's fetch.
-    """
-    page.wait_for_function(
-        """n => {
-            const im = [...document.querySelectorAll("[data-testid='stImage'] img")].slice(0, n);
-            return im.length === n && im.every(i => i.complete && i.naturalWidth > 0);
-        }""",
-        arg=n,
-        timeout=WAIT,
-    )
-
-
-def open_plan(browser, url: str, height: int, label: str, option: str, shown: str):
-    """A new Plan page switched to another scene or model, once it plans with ``shown``."""
-    page = browser.new_page(viewport={"width": 1400, "height": height})
-    page.goto(url)
-    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
-    pick(page, label, option)
-    expect(page.get_by_text(re.compile(f"^Planning on .*{shown}"))).to_be_visible(timeout=WAIT)
-    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
-    return page
 
 
 def test_plan_runs_steps_and_shows_real_and_imagined_frames(lab):

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from webpage import ARTIFACTS, WAIT, expect, open_plan, pick, shot, step_text
 
 from agents.lessons import LESSONS, MEASURED
 from app.serve import CHROMIUM, LabServer, chromium, wait_idle
@@ -22,11 +23,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
 ]
-expect = pytest.importorskip("playwright.sync_api").expect
-
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-WAIT = 60_000
 LESSON_WAIT = 300_000  # ms: a short lesson on a busy 2-core machine
 # what each lesson's result shows once it has finished
 RESULT = {
@@ -47,12 +43,6 @@ def empty_lab(tmp_path_factory):
     with LabServer(home=home, log=log, LAB_LESSONS_QUICK=1) as url, chromium() as browser:
         yield url, browser
     shutil.rmtree(home, ignore_errors=True)
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-    errors = page.locator("[data-testid='stException']")
-    assert errors.count() == 0, errors.first.inner_text()
 
 
 @pytest.mark.parametrize("key", list(LESSONS))
@@ -117,23 +107,18 @@ def test_the_train_page_collects_data_in_place_for_a_newcomer(empty_lab):
 
 
 def test_the_plan_page_plans_with_the_generative_model(empty_lab):
-    """The lesson's 'try next': the generative model is a world model like the others."""
+    """The lesson's 'try next': the generative model is a world model like the others (and
+    Kitchen's default stays its state model)."""
     url, browser = empty_lab
-    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-    page.goto(url)
-    status = page.locator(".st-key-plan-status")
-    expect(status.get_by_text(re.compile(r"^step 0 ·")).first).to_be_visible(timeout=WAIT)
-    for label, option in (("Scene", "Kitchen"),
-                          ("World model", "pretrained/kitchen-generative (pixels, generative, "
-                           "step 1500)")):  # fmt: skip
-        wait_idle(page)
-        page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
-        page.get_by_role("option", name=option, exact=True).click()
+    page = open_plan(browser, url, 1600, "Scene", "Kitchen", "kitchen-state")
+    wait_idle(page)
+    pick(page, "World model", "pretrained/kitchen-generative (pixels, generative, step 1500)")
     expect(page.get_by_text(re.compile("^Planning on .*kitchen-generative"))).to_be_visible(
         timeout=WAIT
     )
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
     wait_idle(page)
     page.get_by_role("button", name="Step", exact=True).click()
-    expect(status.get_by_text(re.compile(r"^step 1 ·")).first).to_be_visible(timeout=WAIT)
+    expect(step_text(page, 1)).to_be_visible(timeout=WAIT)
     shot(page, "plan-generative")
     page.close()

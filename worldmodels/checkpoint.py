@@ -129,6 +129,13 @@ def _identity(folder: str, weights: str) -> str:
     return h.hexdigest()[:16]
 
 
+def objective(config: dict) -> str:
+    """What trained a checkpoint's latent, from its config.json: "jepa" or "generative"
+    (``ModelConfig.objective``; a config from before the setting existed is a JEPA's)."""
+    model = config.get("model")
+    return str(model.get("objective", "jepa")) if isinstance(model, dict) else "jepa"
+
+
 def read_config(folder: str | Path) -> dict:
     """The checkpoint's JSON, checked for format and version."""
     folder = Path(folder)

@@ -28,7 +28,7 @@ from scenes.errors import LabError
 from scenes.push import BEHIND_BLOCK
 from scenes.wall import THROUGH_DOOR
 from worldmodels import distance
-from worldmodels.checkpoint import read_config
+from worldmodels.checkpoint import objective, read_config
 from worldmodels.loss import LossConfig
 from worldmodels.train import TrainConfig
 
@@ -168,12 +168,6 @@ def _num(d, key: str) -> float | None:
     return float(v) if ok else None
 
 
-def _generative(cfg: dict) -> str:
-    model = cfg.get("model")
-    generative = isinstance(model, dict) and model.get("objective") == "generative"
-    return ", generative" if generative else ""
-
-
 def _checkpoints() -> None:
     """The shipped checkpoints' held-out figures, read from their config.json."""
     rows, problems = [], []
@@ -187,7 +181,8 @@ def _checkpoints() -> None:
                 {
                     "checkpoint": folder.name,
                     "scene": cfg["scene"],
-                    "obs": cfg.get("obs", "?") + _generative(cfg),
+                    "obs": cfg.get("obs", "?")
+                    + (", generative" if objective(cfg) == "generative" else ""),
                     "step": _num(cfg, "step"),
                     "nRMSE h1": _num(val, "nrmse_h1"),
                     "nRMSE h4": _num(val, "nrmse_h4"),

@@ -33,14 +33,6 @@ ICONS = {
     "open_loop": ":material/replay:",
     "hierarchy": ":material/account_tree:",
 }
-# what each lesson loads (a fresh clone has them all; ./lab pretrain makes them again)
-NEEDS = {
-    "blur": ["kitchen-pixels", "kitchen-generative"],
-    "collapse": [],
-    "guardrails": ["kitchen-state", "policy-kitchen"],
-    "open_loop": ["reach-state"],
-    "hierarchy": ["wall-state", "high-wall"],
-}
 
 
 # each lesson's short version (a smoke test of the pages: the browser tests set it)
@@ -79,7 +71,7 @@ def _lesson(key: str) -> None:
         else:  # beside this run's own figures: out of the way
             with st.expander(said):
                 st.table(_figure_rows(measured))
-    missing = [n for n in NEEDS[key] if not Path(PRETRAINED, n).is_dir()]
+    missing = [n for n in lesson.needs if not Path(PRETRAINED, n).is_dir()]
     if missing:
         st.warning(f"This lesson needs the shipped {', '.join(missing)}: `./lab pretrain`.")
         return
