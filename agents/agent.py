@@ -191,7 +191,7 @@ class Agent:
             self.smooth_cost.update(costs)
         for sub in (self.sub_cost, self.smooth_sub_cost):
             if sub is not None:  # the task stays the subgoal; the terms are the person's
-                sub.update(low_costs(costs))
+                sub.update(low_costs(costs, self.cfg.hierarchy.beside_goal))
         return errors
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> dict:

@@ -240,11 +240,15 @@ class Cost:
         task_signals: list[str],
         smooth: bool = False,
         distance=None,
+        beside: float = 0.0,
     ) -> None:
         costs.check()
         # the latent task term's distance, (N, H, D) and (D,) -> (N, H): the model's
         # steps to go where it has them (WorldModel.goal_distance); else Euclidean
         self.distance = distance
+        # Beside a signal task, the distance to ``goal_latent`` at this weight, as the
+        # term "subgoal" (a hierarchy's low level: the goal, and the way to its subgoal)
+        self.beside = beside
         self.signals = list(signals)
         self.task_signals = list(task_signals)
         self.smooth = smooth  # smooth comparisons, for the gradient planner
@@ -320,6 +324,13 @@ class Cost:
             names |= self.compiled[term.name].names
         return [n for n in self.signals if n in names]
 
+    def _latent_distance(self, latents: torch.Tensor, goal_latent) -> torch.Tensor:
+        if goal_latent is None:
+            raise LabError("the latent task term needs the goal's embedding")
+        if self.distance is not None:
+            return self.distance(latents, goal_latent)  # (N, H)
+        return torch.linalg.vector_norm(latents - goal_latent, dim=-1)
+
     def evaluate(
         self,
         latents: torch.Tensor,
@@ -337,12 +348,7 @@ class Cost:
             for i, name in enumerate(self.goal_names):
                 signals[name] = goal[i].expand(shape)
         if self.costs.task == "latent":
-            if goal_latent is None:
-                raise LabError("the latent task term needs the goal's embedding")
-            if self.distance is not None:
-                dist = self.distance(latents, goal_latent)  # (N, H)
-            else:
-                dist = torch.linalg.vector_norm(latents - goal_latent, dim=-1)
+            dist = self._latent_distance(latents, goal_latent)  # (N, H)
         else:
             # sqrt of a sum of squares, one (N, H) signal at a time: stacking them to
             # (N, H, G) for vector_norm cost a tenth of a CEM plan's cost evaluation
@@ -351,6 +357,9 @@ class Cost:
         dist = _finite(dist)  # a NaN probe: never chosen
         terms["task"] = self.costs.task_weight * dist
         total = terms["task"].sum(dim=1)
+        if self.beside and self.costs.task == "signal":
+            terms["subgoal"] = self.beside * _finite(self._latent_distance(latents, goal_latent))
+            total = total + terms["subgoal"].sum(dim=1)
         violation = torch.zeros(N, device=latents.device, dtype=latents.dtype)
         for term in self.costs.terms:
             if term.kind == "hard":

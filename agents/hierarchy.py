@@ -65,6 +65,10 @@ class HierarchyConfig:
     # the plain latent distance without one), "probe" (every probed signal, in units of
     # its spread in the data) or "latent" (plain Euclidean)
     subgoal: str = "steps"
+    # Keep the goal's task term at the low level (a signal task: the goal's probed task
+    # signals), the distance to the subgoal beside it at this weight per step (0: the
+    # subgoal alone, the task; a latent task always plans on the subgoal alone)
+    beside_goal: float = 0.0
 
 
 def probed_distance(model):
@@ -86,10 +90,12 @@ SUBGOAL_DISTANCES = {
 }
 
 
-def low_costs(costs: CostSet) -> CostSet:
-    """The low level's cost set under a high level: the task is the subgoal's latent, the
-    terms are the person's."""
-    return CostSet(task="latent", task_weight=costs.task_weight, terms=list(costs.terms))
+def low_costs(costs: CostSet, beside_goal: float = 0.0) -> CostSet:
+    """The low level's cost set under a high level: the task is the subgoal's latent (or,
+    ``beside_goal``, the goal's signals, the subgoal a term beside them: ``Cost.beside``),
+    the terms are the person's."""
+    task = costs.task if beside_goal and costs.task == "signal" else "latent"
+    return CostSet(task=task, task_weight=costs.task_weight, terms=list(costs.terms))
 
 
 class HighPlanner:
@@ -126,7 +132,8 @@ class HighPlanner:
     def subgoal_cost(self, costs: CostSet, signals, task_signals, model, smooth=False) -> Cost:
         """The low level's cost: distance to the subgoal (a latent) and the person's terms."""
         distance = SUBGOAL_DISTANCES[self.cfg.subgoal](model)
-        return Cost(low_costs(costs), signals, task_signals, smooth=smooth, distance=distance)
+        return Cost(low_costs(costs, self.cfg.beside_goal), signals, task_signals, smooth=smooth,
+                    distance=distance, beside=self.cfg.beside_goal)  # fmt: skip
 
     def due(self) -> bool:
         return self.plan is None or self.age >= self.every

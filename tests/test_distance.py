@@ -23,7 +23,7 @@ from scenes.collect import CollectConfig, collect
 from worldmodels.checkpoint import latent_identity, load_checkpoint, save_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.distance import DistanceConfig, encode_rows, train_distance, transitions
-from worldmodels.model import ModelConfig, WorldModel
+from worldmodels.model import ModelConfig, WorldModel, iqe
 
 ROOT = Path(__file__).resolve().parents[1]
 REACH = ROOT / "pretrained" / "reach-state"
@@ -87,6 +87,45 @@ def test_the_latent_task_term_reads_the_head(trained):
         assert torch.allclose(plain.goal_distance(s, s[0]), (s - s[0]).norm(dim=-1))
     finally:
         scene.close()
+
+
+def test_the_quasimetric_is_one_and_need_not_be_symmetric():
+    """IQE: zero from a state to itself, the triangle inequality, and a union of intervals
+    per component (here one component: its length, checked against a fine grid)."""
+    g = torch.Generator().manual_seed(0)
+    x, y, z = (torch.randn(2000, 16, generator=g) for _ in range(3))
+    assert bool((iqe(x, x) == 0).all())
+    assert bool((iqe(x, z) <= iqe(x, y) + iqe(y, z) + 1e-5).all())
+    assert float((iqe(x, y) - iqe(y, x)).abs().mean()) > 0.1
+    a, b = torch.randn(8, generator=g).double(), torch.randn(8, generator=g).double()
+    grid = torch.linspace(-6, 6, 1_200_001, dtype=torch.float64)[:, None]
+    inside = ((grid >= a) & (grid < torch.maximum(a, b))).any(-1)
+    assert abs(float(inside.double().mean()) * 12 - float(iqe(a, b))) < 1e-3
+
+
+def test_a_quasimetric_head_trains_and_plans(trained, tmp_path):
+    """``--kind quasi``: steps from s to g need not be the steps back; saved, loaded and
+    read by the latent task term like the metric head."""
+    _, _, data, _ = trained
+    model_dir = tmp_path / "reach-state"
+    shutil.copytree(REACH, model_dir)
+    cfg = DistanceConfig(checkpoint=str(model_dir), data=str(data), steps=400, batch=256,
+                         kind="quasi", progress=False)  # fmt: skip
+    folder, _ = train_distance(cfg)
+    model, config = load_checkpoint(folder)
+    assert model.cfg.distance_kind == "quasi" and config["distance"]["kind"] == "quasi"
+    rows = WindowData(str(data), "state", torch.device("cpu"), horizon=1, val_fraction=0.0)
+    z = encode_rows(model, rows)
+    steps = transitions(rows.episodes)
+    with torch.no_grad():
+        forward = model.goal_distance(z[steps], z[steps + 1])
+        g = torch.Generator().manual_seed(1)
+        a, b = (torch.randint(len(z), (2000,), generator=g) for _ in range(2))
+        there, back = model.goal_distance(z[a], z[b]), model.goal_distance(z[b], z[a])
+    assert float(forward.mean()) < 1.2 < float(there.mean())  # a step is about one
+    assert not torch.allclose(there, back)
+    with pytest.raises(LabError, match="metric or quasi"):
+        WorldModel(ModelConfig.from_dict({**model.cfg.to_dict(), "distance_kind": "cosine"}))
 
 
 def test_data_of_another_scene_is_refused(trained, tmp_path):

@@ -157,6 +157,54 @@ def test_the_subgoal_policy_proposes_every_step(trained):
         scene.close()
 
 
+def test_the_low_level_can_keep_the_goal_beside_its_subgoal(trained):
+    """``beside_goal``: the low level's task stays the goal's probed signals, and the
+    steps to the subgoal are a term beside it at that weight."""
+    model, _ = load_checkpoint(WALL)
+    high = load_high(trained[0], WALL, torch.device("cpu"))
+    scene = scenes.make("wall").unwrapped
+    try:
+        h = HierarchyConfig(method="policy", beside_goal=0.05)
+        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
+                          hierarchy=h)  # fmt: skip
+        agent = Agent(model, scene, CostSet(), cfg, high=high)
+        agent.reset(seed=2)
+        plan = agent.think().plan
+        latents, chosen = plan.latents, plan.chosen
+        with torch.no_grad():
+            probed = model.probe(latents, ["x", "y"])
+            goal = torch.linalg.vector_norm(
+                torch.stack([probed["x"], probed["y"]], -1) - agent.goal, dim=-1
+            )
+            subgoal = 0.05 * model.goal_distance(latents, plan.info["high"].latents[0])
+        assert torch.allclose(plan.terms["task"][chosen], goal, atol=1e-4)
+        assert torch.allclose(plan.terms["subgoal"][chosen], subgoal, atol=1e-4)
+    finally:
+        scene.close()
+
+
+def test_the_subgoal_policy_can_learn_from_goals_episodes_reached(data, tmp_path):
+    """``reached``: examples from the episodes that reached their own goal, each aimed at
+    the row that first counted as reaching it, at least k steps on in the same episode."""
+    from scenes.dataset import Dataset
+
+    cfg = HighConfig(checkpoint=str(WALL), data=str(data), out=str(tmp_path / "h"),
+                     **{**SMALL, "steps": 20, "reached": 0.5})  # fmt: skip
+    success = Dataset(data).load(("success",)).arrays["success"]
+    episodes = Dataset(data).load(("success",)).episodes
+    if not any(success[a : a + n].any() for a, n in episodes):
+        with pytest.raises(LabError, match="reached its goal"):
+            HighTrainer(cfg)
+        return
+    trainer = HighTrainer(cfg)
+    starts, goals = trainer.reached_starts, trainer.reached_goal
+    assert len(starts) and bool(success[goals.numpy()].all())
+    assert bool((goals - starts >= cfg.k).all())
+    episode = lambda rows: torch.bucketize(rows, torch.as_tensor(episodes[:, 0].copy()), right=True)  # noqa: E731
+    assert torch.equal(episode(starts), episode(goals))
+    assert trainer.run()["step"] == 20
+
+
 def test_evaluation_runs_the_hierarchy(trained):
     h = HierarchyConfig(chunks=4, samples=64, iterations=2)
     cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2), hierarchy=h)

@@ -68,6 +68,10 @@ class DistanceConfig:
     data: str = field(default="", metadata={"help": "exploration data folder", "required": True})
     out: str = field(default="", metadata={"help": "save here (default: into the checkpoint)"})
     dim: int = field(default=32, metadata={"help": "embedding size"})
+    kind: str = field(
+        default="metric",
+        metadata={"help": "metric (symmetric) or quasi (IQE: from s to g need not be back)"},
+    )
     steps: int = field(default=4000, metadata={"help": "training steps"})
     batch: int = field(default=1024, metadata={"help": "transitions and random pairs a step"})
     lr: float = field(default=1e-3, metadata={"help": "Adam's step"})
@@ -78,10 +82,11 @@ class DistanceConfig:
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
 
 
-def with_head(model: WorldModel, dim: int) -> WorldModel:
-    """``model`` with a fresh distance head of ``dim`` (its other weights shared); 0: the
-    model without one (the plain latent distance)."""
-    cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "distance_dim": dim})
+def with_head(model: WorldModel, dim: int, kind: str = "metric") -> WorldModel:
+    """``model`` with a fresh distance head of ``dim`` and ``kind`` (its other weights
+    shared); 0: the model without one (the plain latent distance)."""
+    cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "distance_dim": dim,
+                                 "distance_kind": kind})  # fmt: skip
     out = WorldModel(cfg).to(model.device)
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("distance.")}
     missing, unexpected = out.load_state_dict(own, strict=False)
@@ -103,7 +108,8 @@ def transitions(episodes) -> torch.Tensor:
 
 
 def pair_distance(head: DistanceHead, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(head(a) - head(b), dim=-1)
+    """Latents -> the head's steps from ``a`` to ``b``."""
+    return head.between(head(a), head(b))
 
 
 def train_head(head: DistanceHead, latents: torch.Tensor, steps_from: torch.Tensor,
@@ -152,13 +158,13 @@ def train_distance(cfg: DistanceConfig, progress=None) -> tuple[Path, dict]:
     if data.scene != config.get("scene"):
         raise LabError(f"{cfg.data} is {data.scene} data; the model is {config.get('scene')}'s")
     torch.manual_seed(cfg.seed)
-    model = with_head(model, cfg.dim)
+    model = with_head(model, cfg.dim, cfg.kind)
     latents = encode_rows(model, data)
     t0 = time.perf_counter()
     figures = train_head(model.distance, latents, transitions(data.episodes), cfg, progress)
     model.eval()
     figures["seconds"] = round(time.perf_counter() - t0, 1)
-    record = {"data": str(cfg.data), "steps": cfg.steps, **figures}
+    record = {"data": str(cfg.data), "steps": cfg.steps, "kind": cfg.kind, **figures}
     folder = resave_checkpoint(model, cfg.out or cfg.checkpoint, config, distance=record)
     return Path(folder), record
 

@@ -241,6 +241,13 @@ class HighConfig:
     other_goals: float = field(
         default=0.3, metadata={"help": "subgoal policy: share of goals from anywhere in the data"}
     )
+    reached: float = field(
+        default=0.0,
+        metadata={
+            "help": "subgoal policy: share of its examples from episodes that reached their "
+            "own goal, aimed at the state that first counted as reaching it"
+        },
+    )
     pool: int = field(
         default=1,
         metadata={
@@ -311,6 +318,7 @@ class HighTrainer:
                 self.phi = torch.cat([self.model.distance(z) for z in self.latents.split(4096)])
             ends = torch.as_tensor(data.episodes[:, 0] + data.episodes[:, 1])
             self.end_of = torch.repeat_interleave(ends, torch.as_tensor(data.episodes[:, 1]))
+            self.reached_starts, self.reached_goal = self._reached(data)
         shape = HighShape(self.model.cfg.latent_dim, self.model.cfg.action_dim, cfg.k, cfg.code,
                           cfg.hidden, members=cfg.members, subgoal=cfg.subgoal)  # fmt: skip
         torch.manual_seed(cfg.seed)
@@ -361,6 +369,24 @@ class HighTrainer:
         latent, probed = self._errors(starts)
         return latent + self.cfg.probe_weight * probed
 
+    def _reached(self, data) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of training episodes at least k before the episode first reached its own
+        goal, and that row for each (empty without ``reached``)."""
+        from scenes.dataset import Dataset
+
+        if not self.cfg.reached:
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+        success = Dataset(self.cfg.data, verify=False).load(("success",)).arrays["success"]
+        starts, goals = [], []
+        for first, rows in data.episodes[data.train_ids]:
+            hit = np.flatnonzero(success[first : first + rows])
+            if len(hit) and hit[0] >= self.cfg.k:
+                starts.append(np.arange(first, first + hit[0] - self.cfg.k + 1))
+                goals.append(np.full(len(starts[-1]), first + hit[0]))
+        if not starts:
+            raise LabError(f"no training episode of {self.cfg.data} reached its goal: --reached 0")
+        return torch.as_tensor(np.concatenate(starts)), torch.as_tensor(np.concatenate(goals))
+
     def _goals(self, starts: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """A goal row for each start: a later row of its episode (at least k on), or with
         probability ``other_goals`` any row."""
@@ -377,7 +403,7 @@ class HighTrainer:
         k, dev = self.cfg.k, self.device
         t, g = starts.to(dev), goals.to(dev)
         s, nxt, goal = self.latents[t], self.latents[t + k], self.latents[g]
-        to_goal = lambda phi: torch.linalg.vector_norm(phi - self.phi[g], dim=-1)  # noqa: E731
+        to_goal = lambda phi: self.model.distance.between(phi, self.phi[g])  # noqa: E731
         here = to_goal(self.phi[t])
         weight = torch.exp(self.cfg.beta * (here - to_goal(self.phi[t + k]))).clamp(max=AWR_CLIP)
         proposal = self.high.propose(s, goal)
@@ -445,7 +471,13 @@ class HighTrainer:
                     starts = starts[torch.multinomial(worst + 1e-6, cfg.batch, generator=gen)]
                 loss = self._loss(starts).mean()
                 if cfg.subgoal:
-                    error, weight, _ = self._subgoal_terms(starts, self._goals(starts, gen))
+                    sub, goals = starts, self._goals(starts, gen)
+                    n = round(cfg.reached * len(sub))
+                    if n:  # aimed at the goals episodes reached
+                        pick = torch.randint(len(self.reached_starts), (n,), generator=gen)
+                        sub = torch.cat([sub[n:], self.reached_starts[pick]])
+                        goals = torch.cat([goals[n:], self.reached_goal[pick]])
+                    error, weight, _ = self._subgoal_terms(sub, goals)
                     loss = loss + (weight * error).mean()
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()

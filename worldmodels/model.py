@@ -59,6 +59,10 @@ class ModelConfig:
     # A head whose embedding distances count steps to go (worldmodels/distance.py; 0: none,
     # the latent task term is then the plain latent distance)
     distance_dim: int = 0
+    # Its form: "metric" (Euclidean: as many steps there as back) or "quasi" (an interval
+    # quasimetric, IQE: steps from s to g need not be steps from g to s: Push's block is
+    # pushed, never pulled); see worldmodels/distance.py
+    distance_kind: str = "metric"
     # What trains the latent: "jepa" (latent prediction against EMA targets, VICReg;
     # worldmodels.loss) or "generative" (every imagined latent decoded and compared
     # with the real frame in pixels: worldmodels.generative, the lessons' contrast)
@@ -226,16 +230,49 @@ class Probes(nn.Module):
         return self.normalised(s, idx) * std + mean
 
 
+IQE_COMPONENT = 8  # numbers per component of an interval quasimetric embedding
+
+
 class DistanceHead(nn.Module):
-    """Latent (..., D) -> embedding (..., E) whose Euclidean distances count the steps
-    between two states (trained by ``worldmodels.distance``, the model frozen)."""
+    """Latent (..., D) -> embedding (..., E) whose distances (``between``) count the
+    steps from one state to another (trained by ``worldmodels.distance``, the model
+    frozen): Euclidean (``metric``) or an interval quasimetric (``quasi``)."""
 
     def __init__(self, cfg: ModelConfig, hidden: int = 128) -> None:
         super().__init__()
+        if cfg.distance_kind not in ("metric", "quasi"):
+            raise LabError(f"unknown distance kind {cfg.distance_kind!r}: metric or quasi")
+        if cfg.distance_kind == "quasi" and cfg.distance_dim % IQE_COMPONENT:
+            raise LabError(f"a quasimetric head's size must be a multiple of {IQE_COMPONENT}")
+        self.kind = cfg.distance_kind
         self.net = mlp([cfg.latent_dim, hidden, hidden, cfg.distance_dim])
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         return self.net(s)
+
+    def between(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Embeddings (..., E) -> the steps from ``a`` to ``b`` (...)."""
+        if self.kind == "metric":
+            return torch.linalg.vector_norm(a - b, dim=-1)
+        return iqe(a, b)
+
+
+def iqe(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Interval quasimetric embedding (Wang and Isola 2022, QRL's distance): per
+    component of ``IQE_COMPONENT`` numbers, the length of the union of the intervals
+    ``[a_j, max(a_j, b_j)]``; the mean and the largest of the components, averaged. Zero
+    from a to b where b is nowhere above a; the triangle inequality holds, symmetry need
+    not."""
+    a, b = torch.broadcast_tensors(a, b)
+    a = a.unflatten(-1, (-1, IQE_COMPONENT))  # (..., K, c)
+    b = b.unflatten(-1, (-1, IQE_COMPONENT))
+    up = (b > a).to(a.dtype)
+    ends = torch.cat([a, torch.maximum(a, b)], dim=-1)  # (..., K, 2c)
+    steps = torch.cat([up, -up], dim=-1)  # an interval opens at a_j and closes at b_j
+    ends, order = ends.sort(dim=-1)
+    covered = steps.gather(-1, order).cumsum(-1)[..., :-1] > 0.5
+    length = (ends.diff(dim=-1) * covered).sum(-1)  # (..., K)
+    return 0.5 * (length.mean(-1) + length.amax(-1))
 
 
 class Decoder(nn.Module):
@@ -387,7 +424,7 @@ class WorldModel(nn.Module):
         distance head (``worldmodels.distance``); else the plain latent distance."""
         if self.distance is None:
             return torch.linalg.vector_norm(s - goal, dim=-1)
-        return torch.linalg.vector_norm(self.distance(s) - self.distance(goal), dim=-1)
+        return self.distance.between(self.distance(s), self.distance(goal))
 
     def decode(self, s: torch.Tensor) -> torch.Tensor:
         """Latents (B, D) -> uint8 images (B, 64, 64, 3)."""
