@@ -155,7 +155,7 @@ class Agent:
                 raise LabError("a hierarchy needs a high level: ./lab highlevel makes one")
             if cfg.actor != "planner":
                 raise LabError("a hierarchy plans at both levels: the actor must be the planner")
-            self.high = HighPlanner(high, model, costs, task, cfg.hierarchy)
+            self.high = HighPlanner(high, model, costs, task, cfg.hierarchy, scene)
             self.sub_cost = self.high.subgoal_cost(costs, signals, task, model)
             if grads:
                 self.smooth_sub_cost = self.high.subgoal_cost(costs, signals, task, model, True)

@@ -863,9 +863,10 @@ class EvalConfig:
     high_method: str = field(
         default="policy",
         metadata={
-            "help": "how the high level finds the subgoal: its subgoal policy (HIQL) or "
-            "planning over macro-actions (HWM)",
-            "choices": ["policy", "plan"],
+            "help": "how the high level finds the subgoal: its subgoal policy (HIQL), "
+            "planning over macro-actions (HWM), or (a diagnostic) the scene's scripted "
+            "controller acted out k steps ahead",
+            "choices": ["policy", "plan", "scripted"],
         },
     )
     device: str = field(default="auto", metadata={"help": "auto (cuda when present), cpu or cuda"})

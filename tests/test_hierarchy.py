@@ -8,6 +8,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,7 +16,7 @@ import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet
 from agents.evaluate import evaluate
-from agents.hierarchy import HierarchyConfig
+from agents.hierarchy import MIXED_LATENT, HierarchyConfig
 from agents.planners import PlannerConfig
 from scenes import LabError
 from scenes.collect import CollectConfig, collect
@@ -108,7 +109,8 @@ def test_the_agent_plans_to_the_high_levels_subgoal(trained):
     high = load_high(trained[0], WALL, torch.device("cpu"))
     scene = scenes.make("wall").unwrapped
     try:
-        h = HierarchyConfig(method="plan", chunks=4, samples=64, iterations=2, doubt=1.0)
+        h = HierarchyConfig(method="plan", chunks=4, samples=64, iterations=2, doubt=1.0,
+                            subgoal="steps", beside_goal=0.0)  # fmt: skip
         cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
                           hierarchy=h)  # fmt: skip
         agent = Agent(model, scene, CostSet(), cfg, high=high)
@@ -159,12 +161,13 @@ def test_the_subgoal_policy_proposes_every_step(trained):
 
 def test_the_low_level_can_keep_the_goal_beside_its_subgoal(trained):
     """``beside_goal``: the low level's task stays the goal's probed signals, and the
-    steps to the subgoal are a term beside it at that weight."""
+    distance to the subgoal (``mixed``: steps to go plus the plain latent distance) is a
+    term beside them at that weight."""
     model, _ = load_checkpoint(WALL)
     high = load_high(trained[0], WALL, torch.device("cpu"))
     scene = scenes.make("wall").unwrapped
     try:
-        h = HierarchyConfig(method="policy", beside_goal=0.05)
+        h = HierarchyConfig(method="policy", beside_goal=0.05, subgoal="mixed")
         cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
                           hierarchy=h)  # fmt: skip
         agent = Agent(model, scene, CostSet(), cfg, high=high)
@@ -176,11 +179,47 @@ def test_the_low_level_can_keep_the_goal_beside_its_subgoal(trained):
             goal = torch.linalg.vector_norm(
                 torch.stack([probed["x"], probed["y"]], -1) - agent.goal, dim=-1
             )
-            subgoal = 0.05 * model.goal_distance(latents, plan.info["high"].latents[0])
+            sub = plan.info["high"].latents[0]
+            plain = torch.linalg.vector_norm(latents - sub, dim=-1)
+            subgoal = 0.05 * (model.goal_distance(latents, sub) + MIXED_LATENT * plain)
         assert torch.allclose(plan.terms["task"][chosen], goal, atol=1e-4)
         assert torch.allclose(plan.terms["subgoal"][chosen], subgoal, atol=1e-4)
     finally:
         scene.close()
+
+
+def test_a_scripted_high_level_hands_down_the_scenes_own_way(trained):
+    """The diagnostic ``scripted`` high level: its subgoal is where the scene's scripted
+    controller is k steps on, and the real scene is put back exactly after it looked."""
+    model, _ = load_checkpoint(WALL)
+    high = load_high(trained[0], WALL, torch.device("cpu"))
+    scene = scenes.make("wall").unwrapped
+    twin = scenes.make("wall").unwrapped
+    try:
+        h = HierarchyConfig(method="scripted", chunks=2)
+        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
+                          hierarchy=h)  # fmt: skip
+        agent = Agent(model, scene, CostSet(), cfg, high=high)
+        agent.reset(seed=4)
+        twin.reset(seed=4)
+        before = scene.observation["state"].copy()
+        top = agent.think().plan.info["high"]
+        assert np.array_equal(scene.observation["state"], before)  # put back
+        for _ in range(high.shape.k):
+            twin.step(twin.scripted_action())
+        obs = {**twin.observation, "last_action": np.zeros(2, np.float32)}
+        with torch.no_grad():
+            want = model.encode(obs)[0]
+        assert top.latents.shape == (2, model.cfg.latent_dim)
+        assert torch.allclose(top.latents[0], want, atol=1e-5)
+        record = agent.step()
+        assert record.t == 0 and scene.elapsed_steps == 1
+        with pytest.raises(LabError, match="scripted"):
+            Agent(model, scene, CostSet(), replace(cfg, hierarchy=replace(h, method="oracle")),
+                  high=high)  # fmt: skip
+    finally:
+        scene.close()
+        twin.close()
 
 
 def test_the_subgoal_policy_can_learn_from_goals_episodes_reached(data, tmp_path):
