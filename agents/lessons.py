@@ -537,7 +537,8 @@ LESSONS = {
             "door works, and the learned high level's subgoals work as well without "
             "anyone writing them.",
             "On the Plan page, Wall, switch the learned high level on and watch its "
-            "subgoal (green diamond). On Push it does not yet work: see the README.",
+            "subgoal (green diamond). On Push it gets the block home in about half "
+            "the episodes, the person's subgoal in nearly all: see the README.",
             {"x": "design", "y": ["success", "plan_ms"], "color": None},
             ("wall-state", "high-wall"),
         ),
@@ -609,7 +610,7 @@ MEASURED: dict[str, dict] = {
         "blind_gap_end_pushed": 0.259,
     },
     "hierarchy": {
-        "seconds": 59.2,
+        "seconds": 48.1,
         "flat_success": 0.333,
         "long_success": 0.333,
         "hand_success": 1.0,

@@ -99,9 +99,10 @@ def form() -> ExperimentRun | None:
     as_high = []
     if found_high:
         as_high = st.multiselect(
-            "Hierarchy designs: a learned high level plans 80 steps ahead on the goal term "
-            "alone and the planner follows its subgoals (compare with the task alone: flat, "
-            "and the subgoal preset a person wrote)",
+            "Hierarchy designs: a learned high level proposes every step the subgoal to be "
+            "at 8 steps on, and the planner plans on the goal with the way to that subgoal "
+            "beside it (compare with the task alone: flat, and the subgoal preset a person "
+            "wrote)",
             list(found_high),
             key=seeded(f"exp/highs/{scene}", []),
             format_func=found_high.get,

@@ -279,6 +279,7 @@ def _hierarchy_figures() -> None:
         "hand_subgoal": "flat + the subgoal a person wrote",
         "learned": "learned high level: subgoal policy (HIQL)",
         "hwm": "learned high level: planning over macro-actions (HWM)",
+        "scripted_high": "yardstick: the scene's scripted controller as the high level",
         "flat_steps": "flat on the steps-to-go distance (no label)",
         "oracle_flat": "the true simulator, the goal term alone",
     }
@@ -596,9 +597,13 @@ def page() -> None:
         "becomes the planner's goal. *HIQL* (2023): a subgoal policy proposes the latent to "
         "be at 8 steps on, learned by regressing onto the data's own 8-step-later states, "
         "weighted by how many steps nearer the goal they came (read by the steps-to-go "
-        "head); one pass, no search. Either way the planner then plans 8 steps to the "
-        "subgoal, on the steps-to-go distance to it, with your guardrails as always. No term "
-        "about the door or the block is written anywhere."
+        "head); one pass, no search. Either way the planner then plans 8 steps on the goal "
+        "with the distance to the subgoal beside it (steps to go, plus the plain latent "
+        "distance, which is exact where the steps head is coarse), with your guardrails as "
+        "always. No term about the door or the block is written anywhere. To tell a poor "
+        "subgoal from a poor walk to it, a third high level that is not learned hands down "
+        "where the scene's own scripted controller is 8 steps on: what the same planner "
+        "makes of subgoals that are right."
     )
     _hierarchy_figures()
     _where(

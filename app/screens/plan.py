@@ -772,9 +772,10 @@ def high_level_input(side, ckpt: str, scene: str, actor: str) -> tuple[str, str]
         help="A high level learned from the exploration data, in the same latent space, "
         "proposes every step the latent to be at 8 steps on towards the goal (its subgoal "
         "policy; `./lab evaluate --high-method plan` plans over latent macro-actions "
-        "instead), and the planner plans 8 steps to it: the way through the door, learned, "
-        "no subgoal term written (agents/hierarchy.py). A subgoal term in the cost below "
-        "still counts: switch it off to see the high level alone.",
+        "instead), and the planner plans 8 steps on the goal with the distance to that "
+        "subgoal beside it: the way through the door, learned, no subgoal term written "
+        "(agents/hierarchy.py). A subgoal term in the cost below still counts: switch it "
+        "off to see the high level alone.",
     )
     if not (on and actor == "planner"):
         return "", ""
