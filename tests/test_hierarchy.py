@@ -5,6 +5,7 @@ shipped Wall model, saved, resumed exactly, refused for another model, and plann
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,6 +36,23 @@ def data(tmp_path_factory):
     collect(CollectConfig(scene="wall", out=str(out), episodes=6, workers=1, pixels=False,
                           progress=False))  # fmt: skip
     return out
+
+
+@contextmanager
+def wall_agent(trained, h: HierarchyConfig, seed: int):
+    """The shipped Wall model planning under ``h`` with the trained high level (64 samples,
+    2 rounds), reset to ``seed``: (model, high, agent); its scene closed after."""
+    model, _ = load_checkpoint(WALL)
+    high = load_high(trained[0], WALL, torch.device("cpu"))
+    scene = scenes.make("wall").unwrapped
+    try:
+        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
+                          hierarchy=h)  # fmt: skip
+        agent = Agent(model, scene, CostSet(), cfg, high=high)
+        agent.reset(seed=seed)
+        yield model, high, agent
+    finally:
+        scene.close()
 
 
 @pytest.fixture(scope="module")
@@ -137,41 +155,24 @@ def test_the_agent_plans_to_the_high_levels_subgoal(trained):
 
 
 def test_the_subgoal_policy_proposes_every_step(trained):
-    model, _ = load_checkpoint(WALL)
-    high = load_high(trained[0], WALL, torch.device("cpu"))
-    scene = scenes.make("wall").unwrapped
-    try:
-        h = HierarchyConfig(method="policy", chunks=5)
-        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
-                          hierarchy=h)  # fmt: skip
-        agent = Agent(model, scene, CostSet(), cfg, high=high)
-        agent.reset(seed=2)
+    with wall_agent(trained, HierarchyConfig(method="policy", chunks=5), 2) as (model, high, agent):
         for _ in range(3):
             thought = agent.think()
             top = thought.plan.info["high"]
             assert top.info["fresh"] and top.latents.shape == (5, model.cfg.latent_dim)
-            s0 = model.encode(scene.observation)
+            s0 = model.encode(agent.scene.observation)
             with torch.no_grad():
                 want = high.propose(s0, agent.goal_latent[None])[0]
             assert torch.allclose(top.latents[0], want, atol=1e-5)
             agent.step(thought)
-    finally:
-        scene.close()
 
 
 def test_the_low_level_can_keep_the_goal_beside_its_subgoal(trained):
     """``beside_goal``: the low level's task stays the goal's probed signals, and the
     distance to the subgoal (``mixed``: steps to go plus the plain latent distance) is a
     term beside them at that weight."""
-    model, _ = load_checkpoint(WALL)
-    high = load_high(trained[0], WALL, torch.device("cpu"))
-    scene = scenes.make("wall").unwrapped
-    try:
-        h = HierarchyConfig(method="policy", beside_goal=0.05, subgoal="mixed")
-        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
-                          hierarchy=h)  # fmt: skip
-        agent = Agent(model, scene, CostSet(), cfg, high=high)
-        agent.reset(seed=2)
+    h = HierarchyConfig(method="policy", beside_goal=0.05, subgoal="mixed")
+    with wall_agent(trained, h, 2) as (model, _, agent):
         plan = agent.think().plan
         latents, chosen = plan.latents, plan.chosen
         with torch.no_grad():
@@ -184,41 +185,33 @@ def test_the_low_level_can_keep_the_goal_beside_its_subgoal(trained):
             subgoal = 0.05 * (model.goal_distance(latents, sub) + MIXED_LATENT * plain)
         assert torch.allclose(plan.terms["task"][chosen], goal, atol=1e-4)
         assert torch.allclose(plan.terms["subgoal"][chosen], subgoal, atol=1e-4)
-    finally:
-        scene.close()
 
 
 def test_a_scripted_high_level_hands_down_the_scenes_own_way(trained):
     """The diagnostic ``scripted`` high level: its subgoal is where the scene's scripted
     controller is k steps on, and the real scene is put back exactly after it looked."""
-    model, _ = load_checkpoint(WALL)
-    high = load_high(trained[0], WALL, torch.device("cpu"))
-    scene = scenes.make("wall").unwrapped
+    h = HierarchyConfig(method="scripted", chunks=2)
     twin = scenes.make("wall").unwrapped
     try:
-        h = HierarchyConfig(method="scripted", chunks=2)
-        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
-                          hierarchy=h)  # fmt: skip
-        agent = Agent(model, scene, CostSet(), cfg, high=high)
-        agent.reset(seed=4)
-        twin.reset(seed=4)
-        before = scene.observation["state"].copy()
-        top = agent.think().plan.info["high"]
-        assert np.array_equal(scene.observation["state"], before)  # put back
-        for _ in range(high.shape.k):
-            twin.step(twin.scripted_action())
-        obs = {**twin.observation, "last_action": np.zeros(2, np.float32)}
-        with torch.no_grad():
-            want = model.encode(obs)[0]
-        assert top.latents.shape == (2, model.cfg.latent_dim)
-        assert torch.allclose(top.latents[0], want, atol=1e-5)
-        record = agent.step()
-        assert record.t == 0 and scene.elapsed_steps == 1
-        with pytest.raises(LabError, match="scripted"):
-            Agent(model, scene, CostSet(), replace(cfg, hierarchy=replace(h, method="oracle")),
-                  high=high)  # fmt: skip
+        with wall_agent(trained, h, 4) as (model, high, agent):
+            scene = agent.scene
+            twin.reset(seed=4)
+            before = scene.observation["state"].copy()
+            top = agent.think().plan.info["high"]
+            assert np.array_equal(scene.observation["state"], before)  # put back
+            for _ in range(high.shape.k):
+                twin.step(twin.scripted_action())
+            obs = {**twin.observation, "last_action": np.zeros(2, np.float32)}
+            with torch.no_grad():
+                want = model.encode(obs)[0]
+            assert top.latents.shape == (2, model.cfg.latent_dim)
+            assert torch.allclose(top.latents[0], want, atol=1e-5)
+            record = agent.step()
+            assert record.t == 0 and scene.elapsed_steps == 1
+            with pytest.raises(LabError, match="scripted"):
+                Agent(model, scene, CostSet(), replace(agent.cfg, hierarchy=replace(
+                    h, method="oracle")), high=high)  # fmt: skip
     finally:
-        scene.close()
         twin.close()
 
 
@@ -239,8 +232,10 @@ def test_the_subgoal_policy_can_learn_from_goals_episodes_reached(data, tmp_path
     starts, goals = trainer.reached_starts, trainer.reached_goal
     assert len(starts) and bool(success[goals.numpy()].all())
     assert bool((goals - starts >= cfg.k).all())
-    episode = lambda rows: torch.bucketize(rows, torch.as_tensor(episodes[:, 0].copy()), right=True)  # noqa: E731
-    assert torch.equal(episode(starts), episode(goals))
+    firsts = torch.as_tensor(episodes[:, 0].copy())
+    assert torch.equal(
+        torch.bucketize(starts, firsts, right=True), torch.bucketize(goals, firsts, right=True)
+    )  # the same episode
     assert trainer.run()["step"] == 20
 
 
