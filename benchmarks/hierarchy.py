@@ -10,10 +10,14 @@ state model (``pretrained/<scene>-state``) plans with:
   (``scenes.wall.THROUGH_DOOR``, ``scenes.push.BEHIND_BLOCK``: the Plan page's preset);
 * ``learned``: the learned high level (``pretrained/high-<scene>``, ``./lab
   highlevel``): its subgoal policy (HIQL) proposes the latent to be at 8 steps on,
-  every step, and the planner plans 8 steps to it (agents/hierarchy.py);
+  every step, and the planner plans 8 steps on the goal term with the distance to
+  that subgoal beside it (agents/hierarchy.py);
 * ``hwm``: the same high level planning instead: CEM over 10 latent macro-actions (80
-  steps) with its high-level predictor, on the goal term; its first predicted latent
-  is the subgoal, replanned every 8 steps (HWM);
+  steps) with its high-level predictor, on the steps to go to the goal's latent; its
+  first predicted latent is the subgoal, replanned every 8 steps (HWM);
+* ``scripted_high``: a yardstick, not learned: the scene's scripted controller acted
+  out 8 steps ahead hands down the subgoals, with the same low level (what it makes
+  of subgoals that are right);
 * ``flat_steps``: flat, on the steps-to-go distance to the goal's latent, no label in
   the cost (worldmodels/distance.py);
 * the oracle (the true simulator) on the goal term alone.
