@@ -698,7 +698,7 @@ def page() -> None:
             f" · hierarchy: {high_label} proposes a subgoal "
             "8 steps ahead every step (its chain of "
             f"{HierarchyConfig.chunks} drawn), the planner plans {HierarchyConfig.horizon} "
-            "steps to it"
+            "steps on the goal with the way to it beside"
             if settings.high
             else ""
         )
