@@ -223,20 +223,22 @@ class HighPlanner:
         (``compare``'s ``scripted_high``)."""
         t0 = time.perf_counter()
         scene, k = self.scene, self.high.shape.k
-        snap, out = scene.snapshot(), []
+        snap, seen = scene.snapshot(), []
         try:
             ended = False
             for _ in range(self.cfg.chunks):
                 for _ in range(k):
                     if not ended:
                         _, _, ended, _, _ = scene.step(scene.scripted_action())
-                obs = {**scene.observation, "last_action": np.zeros(scene.ACTION_DIM, np.float32)}
-                with torch.no_grad():
-                    out.append(self.model.encode(obs)[0])
+                seen.append(scene.observation)
         finally:
             scene.restore(snap)
             scene.release(snap)
-        return Proposals(torch.stack(out), time.perf_counter() - t0, {"fresh": True})
+        obs = {key: np.stack([o[key] for o in seen]) for key in seen[0]}  # one batch
+        obs["last_action"] = np.zeros((len(seen), scene.ACTION_DIM), np.float32)
+        with torch.no_grad():
+            latents = self.model.encode(obs)
+        return Proposals(latents, time.perf_counter() - t0, {"fresh": True})
 
 
 @dataclass

@@ -222,8 +222,8 @@ def test_the_subgoal_policy_can_learn_from_goals_episodes_reached(data, tmp_path
 
     cfg = HighConfig(checkpoint=str(WALL), data=str(data), out=str(tmp_path / "h"),
                      **{**SMALL, "steps": 20, "reached": 0.5})  # fmt: skip
-    success = Dataset(data).load(("success",)).arrays["success"]
-    episodes = Dataset(data).load(("success",)).episodes
+    loaded = Dataset(data).load(("success",))
+    success, episodes = loaded.arrays["success"], loaded.episodes
     if not any(success[a : a + n].any() for a, n in episodes):
         with pytest.raises(LabError, match="reached its goal"):
             HighTrainer(cfg)

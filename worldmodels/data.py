@@ -42,7 +42,8 @@ class WindowData:
         self.signal_names = [n for n in ds.signal_names if n not in goal]
         cols = [ds.signal_names.index(n) for n in self.signal_names]
         self.has_pixels = ds.pixels and (pixels or obs == "pixels")
-        keys = ("state", "actions", "signals") + (("pixels",) if self.has_pixels else ())
+        keys = ("state", "actions", "signals", "success")
+        keys += ("pixels",) if self.has_pixels else ()
         ep = ds.load(keys)
         self.episodes = ep.episodes
         n_eps = len(ep.episodes)
@@ -61,6 +62,7 @@ class WindowData:
         self.state = to(ep.arrays["state"])  # (N, S) float32
         self.actions = to(ep.arrays["actions"])  # (N, A)
         self.signals = to(ep.arrays["signals"][:, cols])  # (N, n)
+        self.success = ep.arrays["success"]  # (N,) bool numpy: the scene counted it reached
         self.pixels = to(ep.arrays["pixels"]) if self.has_pixels else None  # (N, 64, 64, 3) uint8
         self.obs_kind = obs
         self.frames = frames if obs == "pixels" else 1

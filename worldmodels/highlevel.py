@@ -372,14 +372,11 @@ class HighTrainer:
     def _reached(self, data) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows of training episodes at least k before the episode first reached its own
         goal, and that row for each (empty without ``reached``)."""
-        from scenes.dataset import Dataset
-
         if not self.cfg.reached:
             return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
-        success = Dataset(self.cfg.data, verify=False).load(("success",)).arrays["success"]
         starts, goals = [], []
         for first, rows in data.episodes[data.train_ids]:
-            hit = np.flatnonzero(success[first : first + rows])
+            hit = np.flatnonzero(data.success[first : first + rows])
             if len(hit) and hit[0] >= self.cfg.k:
                 starts.append(np.arange(first, first + hit[0] - self.cfg.k + 1))
                 goals.append(np.full(len(starts[-1]), first + hit[0]))
