@@ -28,8 +28,8 @@ from agents.expressions import ExpressionError
 from agents.hierarchy import HierarchyConfig, HighPlanner, low_costs
 from agents.planners import PLANNERS, PlannerConfig, PlanRecord, shift
 from agents.planners.base import record
+from common.errors import LabError
 from scenes.base import LabScene
-from scenes.errors import LabError
 
 STUCK_STEPS = 15  # steps without progress, with a rule blocking cheaper plans, before "stuck"
 STUCK_PROGRESS = 0.02  # the least the distance to the goal must fall over them (task units)

@@ -44,8 +44,8 @@ from pathlib import Path
 import torch
 
 from agents.expressions import Expression, ExpressionError, compile_expression
-from scenes.errors import LabError
-from scenes.files import parse_versioned_json, read_versioned_json
+from common.errors import LabError
+from common.files import parse_versioned_json, read_versioned_json
 
 # format, version, what a cost set file is, what to do about another one
 COSTS_FORMAT = ("lab-costs", 1, "lab cost set", "save it again from the Plan page")

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from scenes.errors import LabError
+from common.errors import LabError
 
 MAX_LENGTH = 400  # characters
 MAX_NODES = 200

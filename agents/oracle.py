@@ -33,8 +33,8 @@ import torch
 
 import scenes
 from agents.planners import PlannerConfig
+from common.errors import LabError
 from scenes.base import LabScene
-from scenes.errors import LabError
 
 # N=64, H=12, 2 iterations: 1,536 physics steps per plan, about 80 ms in
 # Reach and 0.4 s in Kitchen on one core, so a 50-episode Reach evaluation

@@ -15,7 +15,7 @@ from pathlib import Path
 import scenes
 from agents.cost import Cost, CostSet, Term, term_names
 from agents.hierarchy import HAND_SUBGOALS
-from scenes.errors import LabError
+from common.errors import LabError
 from scenes.kitchen import KNIFE_RULE
 from worldmodels.checkpoint import latent_identity, objective, read_config
 
@@ -247,7 +247,7 @@ def policy_costs(folder: str) -> CostSet:
 
 @dataclass(frozen=True)
 class Failure:
-    """One episode a stress test found breaking its design's rule (``agents.stress``)."""
+    """One episode a stress test found breaking its design's rule (``experiments.stress``)."""
 
     label: str
     seed: int
@@ -259,7 +259,7 @@ class Failure:
 def stress_failures(scene: str, checkpoint: str) -> list[Failure]:
     """The failures of the workspace's stress tests of ``checkpoint`` in ``scene`` (under
     runs/stress), newest test first and worst first within it."""
-    from agents.stress import StressResult  # the agents package owns the format
+    from experiments.stress import StressResult  # the agents package owns the format
 
     out = []
     paths = sorted((RUNS / "stress").glob("**/result.json"), key=lambda p: -p.stat().st_mtime)
@@ -286,7 +286,7 @@ def stress_failures(scene: str, checkpoint: str) -> list[Failure]:
 
 
 def calibration(checkpoint: str) -> dict | None:
-    """The checkpoint's calibrated bounds as stored (``agents.conformal``), or None."""
+    """The checkpoint's calibrated bounds as stored (``experiments.calibrate``), or None."""
     try:
         return read_config(checkpoint).get("probe_conformal") or None
     except LabError:

@@ -29,7 +29,7 @@ from agents.hierarchy import HierarchyConfig
 from agents.planners import PlannerConfig
 from agents.policy import load_policy
 from app.runs import Run
-from scenes.errors import LabError
+from common.errors import LabError
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.highlevel import load_high
@@ -52,7 +52,7 @@ class PlanSettings:
     fallback: str = "least_violating"
     seed: int = 0
     margin: float = 0.0  # hard terms hold within margin x the model's measured error
-    delta: float = 0.0  # or over the calibrated bound at this miss rate (agents.conformal)
+    delta: float = 0.0  # or over the calibrated bound at this miss rate (experiments.calibrate)
     margin_steps: int = 0  # the margin holds over the first K imagined steps (0: all)
     repair: int = PlannerConfig.repair  # infeasible plans repaired per search round
     actor: str = "planner"  # planner (System 2), policy (System 1) or both

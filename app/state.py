@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 from app.runs import Registry, Run
-from worldmodels.train import choose_device
+from common.device import choose_device
 
 
 @st.cache_resource

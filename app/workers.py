@@ -18,8 +18,8 @@ from agents.agent import AgentConfig
 from agents.cost import CostSet
 from agents.hierarchy import HierarchyConfig
 from app.runs import Run
+from common.errors import LabError
 from scenes.collect import CollectConfig, collect
-from scenes.errors import LabError
 from worldmodels.train import Progress, TrainConfig, Trainer
 
 
@@ -161,7 +161,7 @@ class TrainRun(Run):
 
 
 class ExperimentRun(Run):
-    """Guardrail designs compared over the same seeded episodes (``agents.evaluate``)."""
+    """Guardrail designs compared over the same seeded episodes (``experiments.evaluate``)."""
 
     kind = "experiment"
 
@@ -185,7 +185,7 @@ class ExperimentRun(Run):
         the policy (System 1), the others with the planner. ``highs``: design name -> a
         learned high level's folder; those designs plan in two levels (agents.hierarchy).
         ``ray``: fan the episodes out over Ray ("local", or a cluster's address:
-        ``agents.fanout``)."""
+        ``experiments.fanout``)."""
         self.policies, self.ray, self.highs = policies or {}, ray, highs or {}
         how = agent_cfg.fallback.replace("_", " ") + " fallback"
         if agent_cfg.delta:
@@ -208,7 +208,7 @@ class ExperimentRun(Run):
         return f"{self.scene}-{designs[:80]}-{self.out.name}"
 
     def work(self) -> None:
-        from agents.evaluate import evaluate  # the agents package owns evaluation
+        from experiments.evaluate import evaluate  # the agents package owns evaluation
 
         self.started = time.monotonic()
         for i, (name, costs) in enumerate(self.designs.items()):
@@ -259,7 +259,7 @@ def _slug(name: str) -> str:
 
 
 class StressRun(Run):
-    """A stress test in the background (``agents.stress``): the failures as they are found."""
+    """A stress test in the background (``experiments.stress``): the failures as they are found."""
 
     kind = "stress"
 
@@ -281,10 +281,10 @@ class StressRun(Run):
         self.agent_cfg, self.budget, self.method = agent_cfg, budget, method
         self.out, self.device, self.ray = out, device, ray
         self.total = budget
-        self.result = None  # agents.stress.StressResult, as far as it has gone
+        self.result = None  # experiments.stress.StressResult, as far as it has gone
 
     def work(self) -> None:
-        from agents.stress import stress
+        from experiments.stress import stress
 
         self.started = time.monotonic()
 
@@ -312,10 +312,10 @@ class StressRun(Run):
 
 
 class LessonRun(Run):
-    """One lesson's experiment (``agents.lessons``), its ``Live`` filled as it goes."""
+    """One lesson's experiment (``experiments.lessons``), its ``Live`` filled as it goes."""
 
     def __init__(self, key: str, device: torch.device, quick: bool = False) -> None:
-        from agents.lessons import LESSONS, Live
+        from experiments.lessons import LESSONS, Live
 
         self.lesson = LESSONS[key]
         self.kind = f"lesson-{key}"  # a run per lesson page
@@ -325,7 +325,7 @@ class LessonRun(Run):
         self.result: dict | None = None
 
     def work(self) -> None:
-        from agents.lessons import Live, run_lesson
+        from experiments.lessons import Live, run_lesson
 
         self.started = time.monotonic()
         self.live, self.result = Live(), None

@@ -61,12 +61,12 @@ import torch
 
 from agents.agent import AgentConfig
 from agents.cost import CostSet, Term
-from agents.evaluate import evaluate
 from agents.oracle import ORACLE_SEARCH
 from agents.planners import PlannerConfig
 from app.home import preset_costs
+from common.device import choose_device
+from experiments.evaluate import evaluate
 from scenes.kitchen import KNIFE_RULE
-from worldmodels.train import choose_device
 
 ROOT = Path(__file__).resolve().parents[1]
 EPISODES = {"reach": 50, "wall": 30, "push": 10, "kitchen": 30}  # full run, per scene

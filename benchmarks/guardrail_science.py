@@ -17,7 +17,7 @@ On the shipped state models (pretrained/*-state):
   one acted on; ``AgentConfig.margin_steps``).
   Goals: success >= 0.8 x unguarded, violation step rate <= 1 %.
 * ``coverage``: a copy of each model calibrated on 60 of the agent's own
-  episodes (``agents.conformal``), then the share of 40 fresh episodes' gaps
+  episodes (``experiments.calibrate``), then the share of 40 fresh episodes' gaps
   inside the delta 0.05 bound, per signal, on average over the episodes (what
   the bound promises; goal >= 0.94 for every signal), and pooled over steps.
 * ``knife``: Kitchen's knife rule with the calibrated margin (delta 0.05), the
@@ -50,12 +50,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agents.agent import AgentConfig  # noqa: E402
-from agents.conformal import calibrate_closed_loop, closed_loop_gaps, coverage  # noqa: E402
 from agents.cost import CostSet, Term  # noqa: E402
-from agents.evaluate import evaluate  # noqa: E402
 from agents.planners import PlannerConfig  # noqa: E402
-from agents.stress import stress  # noqa: E402
-from agents.system12 import TRAINED_UNDER  # noqa: E402
+from experiments.calibrate import calibrate_closed_loop, closed_loop_gaps, coverage  # noqa: E402
+from experiments.evaluate import evaluate  # noqa: E402
+from experiments.stress import stress  # noqa: E402
+from experiments.system12 import TRAINED_UNDER  # noqa: E402
 from scenes.kitchen import KNIFE_RULE  # noqa: E402
 
 PRETRAINED = ROOT / "pretrained"
@@ -214,7 +214,7 @@ def stress_figures(budget: int, ray) -> dict:
 
 
 def ray_figures(n: int) -> dict:
-    from agents import fanout
+    from experiments import fanout
 
     ray = fanout.connect("local", cpus=2)  # started once, as the app does (or by --ray)
     n_workers = fanout.workers(ray)

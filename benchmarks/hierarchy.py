@@ -2,7 +2,7 @@
 
     ./lab bench hierarchy [--quick] [--episodes 30] [--scenes wall,push]
 
-Per scene (``agents.hierarchy.compare``), on the same seeded episodes, the shipped
+Per scene (``experiments.hierarchy.compare``), on the same seeded episodes, the shipped
 state model (``pretrained/<scene>-state``) plans with:
 
 * ``flat``: the goal term alone (the goal's probed task signals), CEM over 16 steps;
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from agents.hierarchy import compare  # noqa: E402
+from experiments.hierarchy import compare  # noqa: E402
 
 GOALS = {"wall": 0.9, "push": 0.8}  # learned success (issue 17)
 TIME_GOAL = 1.5  # learned plan time per step, times the flat one

@@ -37,7 +37,7 @@ import torch
 
 from agents.agent import AgentConfig
 from agents.cost import CostSet
-from agents.evaluate import evaluate
+from experiments.evaluate import evaluate
 from worldmodels.checkpoint import load_checkpoint, read_config, resave_checkpoint
 from worldmodels.distance import with_head
 

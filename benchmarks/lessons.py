@@ -2,7 +2,7 @@
 
     ./lab bench lessons [--quick] [--only blur,collapse]
 
-Runs every lesson of ``agents.lessons`` (the same function the page runs, with the
+Runs every lesson of ``experiments.lessons`` (the same function the page runs, with the
 shipped checkpoints) and prints its figures and wall-clock seconds. Goals (issue
 19): every lesson in at most 120 s on 2 cores; the generative model's h16 sharpness
 ratio (image-gradient energy of its predicted frame over the real frame's) at most
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from agents.lessons import LESSONS, Live, run_lesson  # noqa: E402
+from experiments.lessons import LESSONS, Live, run_lesson  # noqa: E402
 
 SECONDS_GOAL = 120.0
 

@@ -48,9 +48,9 @@ import torch
 
 from agents.cost import Cost, CostSet, Term
 from agents.planners import PLANNERS, PlannerConfig
+from common.device import choose_device
 from worldmodels import compiled
 from worldmodels.model import ModelConfig, WorldModel
-from worldmodels.train import choose_device
 
 SIGNALS = ("x", "y", "vx", "vy", "speed", "dist_wall")  # Reach's
 

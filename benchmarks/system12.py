@@ -1,4 +1,4 @@
-"""System 1 against System 2, and where a guardrail lives (``agents.system12``).
+"""System 1 against System 2, and where a guardrail lives (``experiments.system12``).
 
     ./lab bench system12 [--quick] [--scenes reach,kitchen[,wall,push]] [--episodes N]
     ./lab bench system12 --interleaved   # the warm start's time alone, designs in turn
@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.system12 import Setup, compare, warm_start_times  # noqa: E402
-from worldmodels.train import choose_device  # noqa: E402
+from common.device import choose_device  # noqa: E402
+from experiments.system12 import Setup, compare, warm_start_times  # noqa: E402
 
 EPISODES = {"reach": 20, "kitchen": 10, "wall": 10, "push": 10}
 
@@ -39,7 +39,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="3 episodes a design")
     ap.add_argument("--interleaved", action="store_true",
                     help="only the warm start's time: each episode run by every design in "
-                    "turn (agents.system12.warm_start_times)")  # fmt: skip
+                    "turn (experiments.system12.warm_start_times)")  # fmt: skip
     ap.add_argument("--scenes", default="reach,kitchen")
     ap.add_argument("--episodes", type=int, default=0, help="per design (default 20 / 10)")
     ap.add_argument("--policy-dir", default=str(ROOT / "pretrained"))

@@ -31,12 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from common.device import choose_device
 from scenes.collect import CollectConfig, collect
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.loss import effective_rank
 from worldmodels.metrics import copy_last_nrmse, linear_nrmse, model_nrmse
-from worldmodels.train import TrainConfig, Trainer, choose_device
+from worldmodels.train import TrainConfig, Trainer
 
 EVAL_SEED = 1000  # no training run collects with this seed
 

@@ -11,7 +11,7 @@ a scene's module is imported when its class is asked for.
 
 from __future__ import annotations
 
-from scenes.errors import LabError
+from common.errors import LabError
 
 # short name -> (gymnasium id, "module:Class")
 SCENES = {

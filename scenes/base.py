@@ -34,8 +34,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from common.errors import LabError
 from scenes.bullet import Camera, Client
-from scenes.errors import LabError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class LabScene(gym.Env):
     # scenes with such bodies (Push) rebuild the world on reset instead.
     REBUILD_ON_RESET: ClassVar[bool] = False
     GRAVITY: ClassVar[float] = -9.81  # m/s^2 along z
-    # What a stress test (agents.stress) may set in an episode: (name, low, high) of the
+    # What a stress test (experiments.stress) may set in an episode: (name, low, high) of the
     # reset parameters, in the scene's units; ``stress_options`` makes reset options of them.
     STRESS_PARAMS: ClassVar[tuple[tuple[str, float, float], ...]] = ()
 

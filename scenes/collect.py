@@ -33,11 +33,11 @@ import numpy as np
 from tqdm import tqdm
 
 import scenes
+from common.config import parse_config
+from common.errors import LabError
+from common.files import write_json_atomic
 from scenes import dataset as ds
-from scenes.cli import parse_config
-from scenes.errors import LabError
 from scenes.exploration import ExplorationConfig, ExplorationPolicy
-from scenes.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 

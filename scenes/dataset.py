@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scenes.errors import LabError
-from scenes.files import read_versioned_json, write_json_atomic
+from common.errors import LabError
+from common.files import read_versioned_json, write_json_atomic
 
 FORMAT = "lab-dataset"
 VERSION = 1

@@ -19,9 +19,9 @@ from typing import ClassVar
 import numpy as np
 import pybullet as p
 
+from common.errors import LabError
 from scenes.base import LabScene, Signal
 from scenes.bullet import Camera
-from scenes.errors import LabError
 
 ARENA = 1.0  # m, half-size of the free floor inside the walls
 WALL_T = 0.2  # m, wall thickness (thick: no tunnelling)

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import pybullet as p
 
+from common.errors import LabError
 from scenes.base import LabScene, Signal
 from scenes.bullet import Camera
-from scenes.errors import LabError
 
 EE_LINK = 6  # the iiwa's last link: "the hand"
 N_JOINTS = 7
@@ -110,7 +110,7 @@ class KitchenEnv(LabScene):
     ``start`` (the hand's x, y, z in the workspace box) and ``person``
     (``{"x", "y", "dir", "speed"}``: x in [0.9, 1.05] m, y on the path, dir
     +1 or -1 along y, speed 0 to 1.5 m/s; any of them) set the start exactly:
-    a stress test (``agents.stress``) searches over them.
+    a stress test (``experiments.stress``) searches over them.
 
     ## Episode end
     Terminated on success or a physics error; truncated at 100 steps (10 s).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pybullet as p
 
+from common.errors import LabError
 from scenes.base import Signal
-from scenes.errors import LabError
 from scenes.floor import DISC_R, DISC_SIGNALS, DISC_STATE, DIST_GOAL, FloorScene
 
 BLOCK_HALF = 0.08  # m, half the block's side

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scenes.errors import LabError
+from common.errors import LabError
 from scenes.floor import ARENA, DISC_R, DISC_SIGNALS, DISC_STATE, DIST_GOAL, FloorScene
 
 PUSH_DISTANCE = 0.15  # m, how far a shove moves the disc (options={"pushes": p})

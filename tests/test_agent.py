@@ -12,7 +12,7 @@ import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet, Term
 from agents.planners import PlannerConfig
-from scenes import LabError
+from common.errors import LabError
 from worldmodels import load_checkpoint
 from worldmodels.model import ModelConfig, WorldModel
 

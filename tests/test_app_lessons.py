@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from webpage import ARTIFACTS, WAIT, expect, open_plan, pick, shot, step_text
 
-from agents.lessons import LESSONS, MEASURED
 from app.serve import CHROMIUM, LabServer, chromium, wait_idle
+from experiments.lessons import LESSONS, MEASURED
 
 pytestmark = [
     pytest.mark.browser,

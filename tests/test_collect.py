@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import scenes
-from scenes import LabError
+from common.errors import LabError
 from scenes import dataset as ds
 from scenes.collect import CollectConfig, collect, episode_seed, run_episodes
 from scenes.exploration import ExplorationConfig, ExplorationPolicy

@@ -18,7 +18,7 @@ import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet
 from agents.planners import PlannerConfig
-from scenes import LabError
+from common.errors import LabError
 from scenes.collect import CollectConfig, collect
 from worldmodels.checkpoint import latent_identity, load_checkpoint, save_checkpoint
 from worldmodels.data import WindowData

@@ -17,10 +17,10 @@ import torch
 import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet, Term
-from agents.evaluate import EvalResult, _metrics, episode_seed, evaluate
 from agents.oracle import ORACLE_SEARCH, OracleModel
 from agents.planners import PlannerConfig
-from scenes import LabError
+from common.errors import LabError
+from experiments.evaluate import EvalResult, _metrics, episode_seed, evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 REACH = ROOT / "pretrained" / "reach-state"
@@ -221,7 +221,7 @@ def test_bad_input_raises_lab_errors():
 
 def cli(*args, timeout=120):
     return subprocess.run(
-        [sys.executable, "-m", "agents.evaluate", *map(str, args)],
+        [sys.executable, "-m", "experiments.evaluate", *map(str, args)],
         capture_output=True, text=True, timeout=timeout, cwd=ROOT,
     )  # fmt: skip
 

@@ -12,12 +12,12 @@ import torch
 
 import scenes
 from agents.agent import STUCK_STEPS, AgentConfig, blocking_term, margins_for, stuck
-from agents.conformal import bounds_table, conformal_bound, coverage, episode_bound
 from agents.cost import Cost, CostSet, Term
-from agents.evaluate import evaluate
 from agents.planners import PLANNERS, PlannerConfig, shift
-from agents.stress import Search, StressResult, stress
-from scenes.errors import LabError
+from common.errors import LabError
+from experiments.calibrate import bounds_table, conformal_bound, coverage, episode_bound
+from experiments.evaluate import evaluate
+from experiments.stress import Search, StressResult, stress
 from worldmodels.checkpoint import load_checkpoint, update_config
 
 REACH = "pretrained/reach-state"

@@ -16,10 +16,10 @@ import torch
 import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet
-from agents.evaluate import evaluate
 from agents.hierarchy import MIXED_LATENT, HierarchyConfig
 from agents.planners import PlannerConfig
-from scenes import LabError
+from common.errors import LabError
+from experiments.evaluate import evaluate
 from scenes.collect import CollectConfig, collect
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.highlevel import DOUBT, HighConfig, HighTrainer, MacroModel, load_high
@@ -250,7 +250,7 @@ def test_evaluation_runs_the_hierarchy(trained):
 
 
 def test_the_command_lines_train_and_evaluate_a_hierarchy(data, trained, tmp_path, capsys):
-    from agents.evaluate import main as evaluate_main
+    from experiments.evaluate import main as evaluate_main
     from worldmodels.highlevel import main as highlevel_main
 
     out = tmp_path / "cli-high"

@@ -10,9 +10,9 @@ import torch
 import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet
-from agents.lessons import LESSONS, Live, collapse, open_loop
 from agents.planners import PlannerConfig
-from scenes import LabError
+from common.errors import LabError
+from experiments.lessons import LESSONS, Live, collapse, open_loop
 from scenes.collect import CollectConfig, collect
 from scenes.reach import PUSH_DISTANCE
 from worldmodels import ModelConfig, WorldModel, load_checkpoint

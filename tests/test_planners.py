@@ -10,7 +10,7 @@ import torch
 from agents.cost import Cost, CostSet, Term
 from agents.expressions import ExpressionError
 from agents.planners import PLANNERS, PlannerConfig, shift
-from scenes import LabError
+from common.errors import LabError
 
 
 class LinearModel:

@@ -12,9 +12,10 @@ import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet
 from agents.planners import PlannerConfig, shift
-from agents.policy import DistillConfig, Distiller, load_policy
+from agents.policy import load_policy
 from app.home import PRETRAINED
-from scenes.errors import LabError
+from common.errors import LabError
+from experiments.distill import DistillConfig, Distiller
 from worldmodels.checkpoint import load_checkpoint, read_config
 
 CPU = torch.device("cpu")
@@ -177,7 +178,7 @@ def test_distillation_draws_its_starts_from_exploration_data(tmp_path):
 @pytest.mark.skipif(not (PRETRAINED / "policy-reach" / "policy.json").exists(),
                     reason="./lab pretrain")  # fmt: skip
 def test_the_warm_start_is_timed_with_every_design_on_each_episode():
-    from agents.system12 import Setup, warm_start_times
+    from experiments.system12 import Setup, warm_start_times
 
     setup = Setup("reach", REACH, str(PRETRAINED / "policy-reach"), episodes=2, device=CPU)
     said = []

@@ -11,7 +11,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import scenes
-from scenes import LabError
+from common.errors import LabError
 
 ALL = list(scenes.SCENES)
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from scenes import LabError
+from common.errors import LabError
 from scenes.collect import CollectConfig, collect
 from worldmodels import ModelConfig, WorldModel, load_checkpoint, save_checkpoint
 from worldmodels.data import WindowData

@@ -20,12 +20,13 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from scenes.cli import parse_config
-from scenes.errors import LabError
+from common.config import parse_config
+from common.device import choose_device
+from common.errors import LabError
 from worldmodels.checkpoint import load_checkpoint, resave_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.metrics import probe_rmse, rmse_by_signal
-from worldmodels.train import HORIZONS, choose_device
+from worldmodels.train import HORIZONS
 
 
 @dataclass

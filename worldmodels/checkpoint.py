@@ -30,8 +30,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from scenes.errors import LabError
-from scenes.files import read_versioned_json, write_json_atomic
+from common.errors import LabError
+from common.files import read_versioned_json, write_json_atomic
 from worldmodels.model import ModelConfig, WorldModel
 
 FORMAT = "lab-worldmodel"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from common.errors import LabError
 from scenes.dataset import Dataset, window_starts
-from scenes.errors import LabError
 from worldmodels.model import Normalisation
 
 

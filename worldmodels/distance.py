@@ -41,8 +41,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from scenes.cli import parse_config
-from scenes.errors import LabError
+from common.config import parse_config
+from common.errors import LabError
 from worldmodels.checkpoint import load_checkpoint, resave_checkpoint
 from worldmodels.model import DistanceHead, ModelConfig, WorldModel
 
@@ -146,8 +146,8 @@ def train_head(head: DistanceHead, latents: torch.Tensor, steps_from: torch.Tens
 
 def train_distance(cfg: DistanceConfig, progress=None) -> tuple[Path, dict]:
     """Train the head for ``cfg.checkpoint`` on ``cfg.data`` and save; (folder, figures)."""
+    from common.device import choose_device
     from worldmodels.data import WindowData
-    from worldmodels.train import choose_device
 
     device = choose_device(cfg.device)
     model, config = load_checkpoint(cfg.checkpoint, device)

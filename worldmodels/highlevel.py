@@ -52,10 +52,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from scenes.cli import parse_config
+from common.config import parse_config
+from common.errors import LabError
+from common.files import write_json_atomic
 from scenes.dataset import window_starts
-from scenes.errors import LabError
-from scenes.files import write_json_atomic
 from worldmodels.checkpoint import latent_identity, load_checkpoint, read_made_on
 from worldmodels.model import mlp
 
@@ -276,9 +276,9 @@ class HighTrainer:
     FREE = ("steps", "progress", "device", "out", "save_every")  # may change on resume
 
     def __init__(self, cfg: HighConfig, device: torch.device | None = None) -> None:
+        from common.device import choose_device
         from worldmodels.data import WindowData
         from worldmodels.distance import encode_rows
-        from worldmodels.train import choose_device
 
         if min(cfg.k, cfg.code, cfg.hidden, cfg.chunks, cfg.batch, cfg.save_every, cfg.members) < 1:
             raise LabError("--k, --code, --hidden, --chunks, --batch and --save-every must be >= 1")

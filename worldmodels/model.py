@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from scenes.errors import LabError
+from common.errors import LabError
 from worldmodels import compiled
 
 

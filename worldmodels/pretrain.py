@@ -26,14 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import scenes
-from scenes.cli import parse_config
+from common.config import parse_config
+from common.device import choose_device
+from common.errors import LabError
 from scenes.collect import CollectConfig, collect
-from scenes.errors import LabError
 from worldmodels.calibrate import CalibrateConfig, calibrate
 from worldmodels.checkpoint import save_checkpoint
 from worldmodels.distance import DistanceConfig, train_distance
 from worldmodels.refit import RefitConfig, refit_checkpoint
-from worldmodels.train import TrainConfig, Trainer, choose_device
+from worldmodels.train import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from scenes.cli import parse_config
-from scenes.errors import LabError
+from common.config import parse_config
+from common.device import choose_device
+from common.errors import LabError
 from worldmodels.checkpoint import load_checkpoint, resave_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.loss import decoder_loss
 from worldmodels.model import WorldModel
-from worldmodels.train import choose_device
 
 log = logging.getLogger(__name__)
 

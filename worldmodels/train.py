@@ -35,9 +35,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import scenes
-from scenes.cli import parse_config
-from scenes.errors import LabError
-from scenes.files import read_versioned_json, write_json_atomic
+from common.config import parse_config
+from common.device import choose_device
+from common.errors import LabError
+from common.files import read_versioned_json, write_json_atomic
 from worldmodels.checkpoint import save_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.loss import LossConfig, effective_rank, ema_momentum, ema_update, losses
@@ -157,15 +158,6 @@ def eta_seconds(
     evals = total // eval_every - (step - 1) // eval_every
     evals += total % eval_every != 0  # ... and once at the end
     return (total - step) * sum(recent) / len(recent) + evals * eval_s
-
-
-def choose_device(name: str) -> torch.device:
-    """The one place a device is chosen: ``auto`` is CUDA when present."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise LabError("--device cuda asked for, but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -9,11 +9,11 @@ import streamlit as st
 import scenes
 from agents.agent import AgentConfig
 from agents.cost import CostSet, Term
-from agents.evaluate import experiment_csv
 from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.state import adopt, current, device, fmt_eta, registry, seeded
 from app.workers import ExperimentRun, StressRun
+from experiments.evaluate import experiment_csv
 
 SS = st.session_state
 RATES = ["success_rate", "violation_step_rate", "violation_episode_rate", "false_safe_rate"]
@@ -250,7 +250,7 @@ def ray_toggle(where, key: str) -> str | None:
     on = where.toggle(
         "Episodes on Ray",
         key=seeded(key, False),
-        help="Run the episodes in parallel, one Ray worker per core (agents.fanout); the "
+        help="Run the episodes in parallel, one Ray worker per core (experiments.fanout); the "
         "results are the same as without it. Ray starts once per server (seconds). To use "
         "a cluster, run ./lab evaluate or ./lab stress with --ray ADDRESS (README).",
     )

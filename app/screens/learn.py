@@ -19,12 +19,12 @@ from pathlib import Path
 import streamlit as st
 
 import scenes
-from agents import hierarchy, system12
 from agents.cost import goal_names
 from agents.expressions import CONSTANTS, FUNCTIONS, MAX_LENGTH, ExpressionError, compile_expression
 from agents.planners import PlannerConfig
 from app import home, views
-from scenes.errors import LabError
+from common.errors import LabError
+from experiments import hierarchy, system12
 from scenes.push import BEHIND_BLOCK
 from scenes.wall import THROUGH_DOOR
 from worldmodels import distance
@@ -102,7 +102,7 @@ CODE = [
     ("agents/planners/gd.py", "GradientDescent"),
     ("agents/agent.py", "Agent.reset / think / step, AgentConfig.fallback"),
     ("agents/oracle.py", "OracleModel: the true simulator behind the same interface"),
-    ("agents/evaluate.py", "evaluate, run_episode: seeded episodes, rates with intervals"),
+    ("experiments/evaluate.py", "evaluate, run_episode: seeded episodes, rates with intervals"),
 ]
 
 # The architecture; newrank lets the training cluster share ranks with the loop.
@@ -492,7 +492,7 @@ def page() -> None:
         [
             ("agents/expressions.py", "compile_expression, FUNCTIONS"),
             ("agents/cost.py", "CostSet, Term, Cost.update, Cost.evaluate, Cost.set_margins"),
-            ("agents/evaluate.py", "evaluate, run_episode (false_safe_rate)"),
+            ("experiments/evaluate.py", "evaluate, run_episode (false_safe_rate)"),
         ],
     )
 
@@ -571,8 +571,8 @@ def page() -> None:
         "Plan (Who decides) and Experiments (System 1 designs)",
         "the policy's path beside the planner's choice; its decision time in the status line",
         [
-            ("agents/policy.py", "Policy, Distiller (DAgger in the world model)"),
-            ("agents/system12.py", "compare, new_situation: the figures above"),
+            ("agents/policy.py", "Policy; experiments/distill.py: DAgger in the world model"),
+            ("experiments/system12.py", "compare, new_situation: the figures above"),
         ],
     )
     _lessons_link("guardrails")
@@ -612,7 +612,7 @@ def page() -> None:
         "its plan decoded into frames under the planner's",
         [
             ("worldmodels/highlevel.py", "HighLevel, HighTrainer: macro-actions, subgoals"),
-            ("agents/hierarchy.py", "HighPlanner, compare: the figures above"),
+            ("agents/hierarchy.py", "HighPlanner; experiments/hierarchy.py: compare, the figures above"),
         ],
     )
 

@@ -2,7 +2,7 @@
 
 A page says the claim in a sentence, shows the figures measured when the shipped
 checkpoints were made (so a lecture can start at once), and has one button that
-runs the experiment (``agents.lessons``) in a worker thread (``LessonRun``; a
+runs the experiment (``experiments.lessons``) in a worker thread (``LessonRun``; a
 closed tab loses nothing, a reopened one finds it by the URL). The result is drawn
 as it comes in; the chart exports as PNG (the camera in its toolbar), the rows as
 CSV, Kitchen's frames as PNG. Then what it shows and what to try next.
@@ -21,10 +21,10 @@ import imageio.v3 as iio
 import numpy as np
 import streamlit as st
 
-from agents.lessons import HORIZONS, LESSONS, MEASURED, PRETRAINED
 from app import views
 from app.state import adopt, current, device, fmt_eta, registry
 from app.workers import LessonRun
+from experiments.lessons import HORIZONS, LESSONS, MEASURED, PRETRAINED
 
 ICONS = {
     "blur": ":material/blur_on:",

@@ -24,7 +24,7 @@ from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.planrun import PlanRun, PlanSettings
 from app.state import adopt, current, device, registry, seeded
-from scenes.errors import LabError
+from common.errors import LabError
 from worldmodels.checkpoint import read_config
 
 SS = st.session_state

@@ -37,10 +37,10 @@ import torch
 import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet, Term
-from agents.evaluate import evaluate
 from agents.planners import PlannerConfig
+from common.errors import LabError
+from experiments.evaluate import evaluate
 from scenes.collect import CollectConfig, collect
-from scenes.errors import LabError
 from scenes.kitchen import KNIFE_RULE
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint
@@ -258,10 +258,10 @@ def collapse(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fals
 
 # --- 3. guardrails at inference time ------------------------------------------------
 def guardrails(live: Live, device, stop=None, turn=nullcontext, quick: bool = False) -> dict:
-    """System 1 against System 2 on Kitchen (``agents.system12``): a rule typed after the
+    """System 1 against System 2 on Kitchen (``experiments.system12``): a rule typed after the
     policy was distilled, and the knife rule in a situation outside the data (the person
     walking faster than anyone in it)."""
-    from agents import system12
+    from experiments import system12
 
     setup = system12.Setup(scene="kitchen", checkpoint=str(PRETRAINED / "kitchen-state"),
                            policy=str(PRETRAINED / "policy-kitchen"),
@@ -394,7 +394,8 @@ def _episode(agent: Agent, mode: str, pushes: float, ep: int) -> tuple[bool, dic
 def hierarchy(live: Live, device, stop=None, turn=nullcontext, quick: bool = False) -> dict:
     """Wall, the same seeded episodes: flat planning (16 steps), flat with twice the
     horizon, flat with the subgoal a person wrote, and the learned high level."""
-    from agents.hierarchy import HAND_SUBGOALS, HierarchyConfig, figures
+    from agents.hierarchy import HAND_SUBGOALS, HierarchyConfig
+    from experiments.hierarchy import figures
 
     episodes = 3 if quick else 12
     designs = {

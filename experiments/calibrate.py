@@ -44,12 +44,12 @@ from tqdm import tqdm
 import scenes
 from agents.agent import AgentConfig
 from agents.cost import CostSet
-from agents.evaluate import evaluate
 from agents.planners import PlannerConfig
-from scenes.cli import parse_config
-from scenes.errors import LabError
+from common.config import parse_config
+from common.device import choose_device
+from common.errors import LabError
+from experiments.evaluate import evaluate
 from worldmodels.checkpoint import load_checkpoint, update_config
-from worldmodels.train import choose_device
 
 DELTAS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)  # the miss rates a checkpoint is calibrated for
 CALIBRATION_SEED = 1000  # calibration episodes; evaluations default to seed 0: kept apart

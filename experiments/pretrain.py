@@ -1,9 +1,9 @@
 """Make the shipped policies (System 1) and calibrated bounds of each shipped state model.
 
     ./lab pretrain             # after the world models (worldmodels/pretrain.py)
-    python -m agents.pretrain --scenes reach,kitchen
+    python -m experiments.pretrain --scenes reach,kitchen
 
-For each scene in ``agents.system12.TRAINED_UNDER`` whose ``pretrained/<scene>-state``
+For each scene in ``experiments.system12.TRAINED_UNDER`` whose ``pretrained/<scene>-state``
 exists, ``./lab distill`` runs into ``pretrained/policy-<scene>`` under that cost set
 (Kitchen: the knife rule, trained in), seeded, with the scene's ``SETTINGS``, its
 starts and goals from the model's exploration data (``data/pretrain/<scene>``, which
@@ -12,7 +12,7 @@ policies shipped now were made). A folder
 already made for the same model and settings is kept (distillation resumes from it);
 one made on another model (the world model was trained again) is made anew.
 Then each model's conformal bounds are measured on 60 of its agent's own
-episodes under the same cost set (``agents.conformal``; the config only), and
+episodes under the same cost set (``experiments.calibrate``; the config only), and
 Wall and Push get a learned high level (``./lab highlevel`` into
 ``pretrained/high-<scene>``, from the same exploration data) for hierarchical
 planning.
@@ -25,9 +25,9 @@ import logging
 import sys
 from pathlib import Path
 
-from agents.policy import DistillConfig, Distiller
-from agents.system12 import TRAINED_UNDER
-from scenes.errors import LabError
+from common.errors import LabError
+from experiments.distill import DistillConfig, Distiller
+from experiments.system12 import TRAINED_UNDER
 
 log = logging.getLogger(__name__)
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
@@ -123,10 +123,10 @@ CALIBRATION_EPISODES = 60  # closed-loop episodes per shipped model's conformal 
 
 
 def calibrate_models(names: list[str]) -> list[Path]:
-    """The conformal bounds of each shipped state model (``agents.conformal``), measured
+    """The conformal bounds of each shipped state model (``experiments.calibrate``), measured
     on its agent's own episodes under the scene's cost set (Kitchen: the knife rule)."""
     from agents.agent import AgentConfig
-    from agents.conformal import calibrate_closed_loop
+    from experiments.calibrate import calibrate_closed_loop
 
     made = []
     for key in names:

@@ -21,7 +21,7 @@ baseline, at the same budget. A failure is an episode with an excess above 0.
 The result (``result.json``) keeps every episode's seed and reset options,
 worst first, with the design and agent settings, so each failure replays on
 the Plan page exactly as it happened (same seed, options, cost set, search).
-Episodes fan out over Ray with ``--ray`` (``agents.fanout``), one generation
+Episodes fan out over Ray with ``--ray`` (``experiments.fanout``), one generation
 at a time; the same seeds give the same episodes either way.
 """
 
@@ -43,11 +43,11 @@ from tqdm import tqdm
 import scenes
 from agents.agent import AgentConfig
 from agents.cost import CostSet
-from agents.evaluate import check_design, episode_seed, evaluate_spec
 from agents.planners import PlannerConfig
-from scenes.cli import parse_config
-from scenes.errors import LabError
-from scenes.files import write_json_atomic
+from common.config import parse_config
+from common.errors import LabError
+from common.files import write_json_atomic
+from experiments.evaluate import check_design, episode_seed, evaluate_spec
 
 FORMAT, VERSION = "lab-stress", 1
 ELITE_SHARE = 0.2  # CEM: the share of a generation its Gaussian is refitted to

@@ -70,12 +70,12 @@ from agents.oracle import ORACLE_SEARCH, OracleModel
 from agents.oracle import PLANNERS as ORACLE_PLANNERS
 from agents.planners import PLANNERS, PlannerConfig
 from agents.policy import load_policy
-from scenes.cli import parse_config
-from scenes.errors import LabError
-from scenes.files import parse_versioned_json, write_json_atomic
+from common.config import parse_config
+from common.device import choose_device
+from common.errors import LabError
+from common.files import parse_versioned_json, write_json_atomic
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.highlevel import load_high
-from worldmodels.train import choose_device
 
 log = logging.getLogger(__name__)
 
@@ -622,7 +622,7 @@ def evaluate_spec(
         per_episode=dict(per_episode),
     )
     if ray:
-        from agents import fanout
+        from experiments import fanout
 
         return fanout.run(spec, list(indices), ray, None, stop)
     return run_episodes(spec, list(indices), None, stop, turn)
@@ -687,7 +687,7 @@ def evaluate(
     "policy" or "both"; ``high``: a high level's folder, for ``agent_cfg.hierarchy``.
     ``turn()``: a context every step runs in (the app's server takes
     its cores in turns). ``errors``: a list that gets the model's |imagined - real| per
-    episode (``run_episode``). ``ray``: fan the episodes out over Ray (``agents.fanout``:
+    episode (``run_episode``). ``ray``: fan the episodes out over Ray (``experiments.fanout``:
     "local" starts Ray on this machine, else a cluster's address); the records are the
     same as without it. Bad input raises ``LabError`` with a plain message.
     """
@@ -757,7 +757,7 @@ def evaluate(
             progress(counter["done"], total)
 
     if ray:
-        from agents import fanout  # Ray is imported only when asked for
+        from experiments import fanout  # Ray is imported only when asked for
 
         records, finished = fanout.run(spec, range(episodes), ray, tick, stop, errors)
     else:

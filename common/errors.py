@@ -2,7 +2,7 @@
 
 Bad input (a wrong action, goal, file, expression or setting) raises
 ``LabError`` with a message that says what went wrong and what to do. It
-lives in the lowest layer (``scenes``) so every package can raise it.
+lives in the lowest layer (``common``) so every package can raise it.
 """
 
 

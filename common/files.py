@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from scenes.errors import LabError
+from common.errors import LabError
 
 
 def write_json_atomic(path: Path, obj) -> None:

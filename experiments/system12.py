@@ -32,11 +32,11 @@ import torch
 import scenes
 from agents.agent import AgentConfig
 from agents.cost import Cost, CostSet, Term
-from agents.evaluate import evaluate, plan_ms_per_step
 from agents.hierarchy import HAND_SUBGOALS
 from agents.planners import PLANNERS, PlannerConfig
 from agents.policy import load_policy
-from scenes.errors import LabError
+from common.errors import LabError
+from experiments.evaluate import evaluate, plan_ms_per_step
 from scenes.kitchen import KNIFE_RULE
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint

@@ -3,7 +3,7 @@
     ./lab evaluate ... --ray local                  # Ray on this machine, a worker a core
     ./lab evaluate ... --ray ray://head:10001       # or join a cluster (README: Ray)
 
-Each episode depends on its seed alone (``agents.evaluate.episode_seed``), so
+Each episode depends on its seed alone (``experiments.evaluate.episode_seed``), so
 the records are the same with and without Ray; the driver puts them back in
 episode order. What the workers are given is plain data (``EpisodeSpec``):
 scenes and models are built inside the workers (a PyBullet client does not
@@ -20,7 +20,7 @@ import dataclasses
 import threading
 from pathlib import Path
 
-from scenes.errors import LabError
+from common.errors import LabError
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: workers import from it
 _STARTING = threading.Lock()
@@ -59,7 +59,7 @@ def _remote_episodes(spec, indices, want_errors: bool):
     """In a worker: ``run_episodes`` on one chunk, one torch thread."""
     import torch
 
-    from agents.evaluate import run_episodes
+    from experiments.evaluate import run_episodes
 
     torch.set_num_threads(1)
     errors = [] if want_errors else None
@@ -69,7 +69,7 @@ def _remote_episodes(spec, indices, want_errors: bool):
 
 def run(spec, indices, address: str, tick=None, stop: threading.Event | None = None,
         errors: list | None = None, cpus: int | None = None):  # fmt: skip
-    """``agents.evaluate.run_episodes`` over Ray: (records in episode order, finished).
+    """``experiments.evaluate.run_episodes`` over Ray: (records in episode order, finished).
     ``tick(n)`` after each chunk with its record count; ``stop`` cancels what is left
     (the chunks already back are kept, in order, up to the first missing one)."""
     ray = connect(address, cpus)
