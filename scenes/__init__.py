@@ -1,24 +1,28 @@
 """PyBullet scenes for the lab, registered with Gymnasium.
 
-``scenes.register()`` (``scenes.make`` calls it) registers ``lab/Reach-v0``,
-``lab/Wall-v0``, ``lab/Push-v0`` and ``lab/Kitchen-v0``; ``gymnasium.make``
-wraps each in a ``TimeLimit`` of the scene's ``MAX_EPISODE_STEPS``. A new
-scene is one file plus one line in ``SCENES``. Importing this package pulls
-neither PyBullet nor Gymnasium (a GPU machine with torch alone imports the
-world models and planners, which read ``scenes.errors`` and ``scene_key``):
-a scene's module is imported when its class is asked for.
+Importing this package registers ``lab/Reach-v0``, ``lab/Wall-v0``,
+``lab/Push-v0`` and ``lab/Kitchen-v0`` (the Gymnasium convention: ``import
+scenes; gymnasium.make("lab/Reach-v0")``); ``gymnasium.make`` wraps each in a
+``TimeLimit`` of the scene's step limit. Registering needs only the
+entry-point strings and the step limits written in ``SCENES``, so importing
+this package pulls no PyBullet (a GPU machine with torch alone imports the
+world models and planners, which read ``scenes.errors`` and ``scene_key``;
+without Gymnasium there it registers nothing): a scene's module is imported
+when its class is asked for. A new scene is one file plus one line in
+``SCENES``; a test checks each step limit matches the class's
+``MAX_EPISODE_STEPS``.
 """
 
 from __future__ import annotations
 
 from common.errors import LabError
 
-# short name -> (gymnasium id, "module:Class")
+# short name -> (gymnasium id, "module:Class", max episode steps)
 SCENES = {
-    "reach": ("lab/Reach-v0", "scenes.reach:ReachEnv"),
-    "wall": ("lab/Wall-v0", "scenes.wall:WallEnv"),
-    "push": ("lab/Push-v0", "scenes.push:PushEnv"),
-    "kitchen": ("lab/Kitchen-v0", "scenes.kitchen:KitchenEnv"),
+    "reach": ("lab/Reach-v0", "scenes.reach:ReachEnv", 100),
+    "wall": ("lab/Wall-v0", "scenes.wall:WallEnv", 150),
+    "push": ("lab/Push-v0", "scenes.push:PushEnv", 200),
+    "kitchen": ("lab/Kitchen-v0", "scenes.kitchen:KitchenEnv", 100),
 }
 
 
@@ -31,7 +35,7 @@ def scene_class(name: str):
 
 def scene_key(name: str) -> str:
     """``"lab/Reach-v0"`` or ``"Reach"`` -> ``"reach"``; unknown names raise."""
-    for key, (env_id, _) in SCENES.items():
+    for key, (env_id, _entry, _steps) in SCENES.items():
         if name.lower() in (key, env_id.lower()):
             return key
     raise LabError(f"unknown scene {name!r}; choose one of {', '.join(SCENES)}")
@@ -39,21 +43,27 @@ def scene_key(name: str) -> str:
 
 def make(name: str, **kwargs):
     """``gymnasium.make`` for a short name or id, with the scene's TimeLimit."""
-    import gymnasium as gym
+    import gymnasium as gym  # optional heavy dependency: a torch-only machine lacks it
 
     register()
     return gym.make(SCENES[scene_key(name)][0], **kwargs)
 
 
-def register() -> None:
-    """Register every scene's id with Gymnasium (once)."""
-    import gymnasium as gym
+def register() -> bool:
+    """Register every scene's id with Gymnasium (once); False without Gymnasium.
 
-    for key, (env_id, entry) in SCENES.items():
-        if env_id in gym.registry:
-            continue
-        steps = scene_class(key).MAX_EPISODE_STEPS
-        gym.register(id=env_id, entry_point=entry, max_episode_steps=steps)
+    Importing the package calls this; calling it again is harmless.
+    """
+    try:
+        import gymnasium as gym  # optional heavy dependency: a torch-only machine lacks it
+    except ImportError:
+        return False
+    for env_id, entry, steps in SCENES.values():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry, max_episode_steps=steps)
+    return True
 
+
+register()
 
 __all__ = ["SCENES", "LabError", "make", "register", "scene_class", "scene_key"]

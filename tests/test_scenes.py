@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import warnings
 
 import gymnasium as gym
@@ -12,6 +14,7 @@ from gymnasium.utils.env_checker import check_env
 
 import scenes
 from common.errors import LabError
+from common.paths import ROOT
 
 ALL = list(scenes.SCENES)
 
@@ -25,11 +28,30 @@ def env(request):
 
 def test_registered_with_time_limits():
     scenes.register()
-    for key, (env_id, _) in scenes.SCENES.items():
+    for key, (env_id, _entry, steps) in scenes.SCENES.items():
+        assert steps == scenes.scene_class(key).MAX_EPISODE_STEPS, key
         e = gym.make(env_id)
         assert e.spec.max_episode_steps == scenes.scene_class(key).MAX_EPISODE_STEPS
         assert isinstance(e.unwrapped, scenes.scene_class(key))
         e.close()
+
+
+def test_importing_the_package_registers_its_ids_without_pybullet():
+    # A fresh interpreter: this test process may have registered already.
+    code = (
+        "import sys, gymnasium, scenes\n"
+        "assert not [m for m in sys.modules if 'pybullet' in m], 'import scenes pulled PyBullet'\n"
+        "for env_id, _entry, steps in scenes.SCENES.values():\n"
+        "    assert gymnasium.spec(env_id).max_episode_steps == steps, env_id\n"
+        "assert not [m for m in sys.modules if 'pybullet' in m], 'registering pulled PyBullet'\n"
+        "e = gymnasium.make('lab/Reach-v0')\n"
+        "assert e.spec.max_episode_steps == 100\n"
+        "e.close()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("name", ALL)
