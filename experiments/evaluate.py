@@ -224,10 +224,11 @@ def experiment_csv(results: dict[str, EvalResult], table: str = "episodes") -> s
 
     ``table``: ``"episodes"`` (one row per design, agent and episode) or ``"summary"``
     (design, metric, value, low, high). The settings that made the numbers (scene,
-    checkpoint, planner, samples, iterations, margin, fallback, seed, reset options,
-    the rules measured, each design's terms) head the file as ``# key: value`` lines
+    checkpoint, planner, samples, iterations, fallback, seed, reset options, the rules
+    measured, each design's terms, the guard: ``design_guard``, one value when the designs
+    share it, else a ``# design NAME guard:`` line each) head the file as ``# key: value`` lines
     (``pandas.read_csv(..., comment="#")`` skips them); ``design`` is every row's first
-    column (issue 16: rows said ``agent=model`` and the settings were nowhere).
+    column (rows that said only ``agent=model`` could not be told apart).
     """
     if table not in ("episodes", "summary"):
         raise ValueError(f"table must be 'episodes' or 'summary', not {table!r}")
@@ -244,7 +245,6 @@ def experiment_csv(results: dict[str, EvalResult], table: str = "episodes") -> s
             "horizon": search.get("horizon"),
             "iterations": search.get("iterations"),
             "fallback": s.get("fallback"),
-            "margin": s.get("margin"),
             "seed": s.get("seed"),
             "episodes per design": s.get("episodes"),
             "reset options": json.dumps(s.get("options") or {}),
@@ -252,9 +252,16 @@ def experiment_csv(results: dict[str, EvalResult], table: str = "episodes") -> s
                 f"{g['name']}: {g['expression']} <= {g['limit']:g}" for g in s.get("guardrails", [])
             ),
         }
+        guards = {name: design_guard(res.settings) for name, res in results.items()}
+        shared = len({tuple(g.items()) for g in guards.values()}) == 1
+        for key in GUARD_KEYS:  # one value when every design had it, else on each design
+            head[key] = guards[next(iter(guards))].get(key) if shared else "per design"
         for key, value in head.items():
             buf.write(f"# {key}: {'' if value is None else value}\n")
         for name, res in results.items():
+            if not shared:
+                guard = "; ".join(f"{k} {v}" for k, v in guards[name].items())
+                buf.write(f"# design {name} guard: {guard}\n")
             c = res.settings.get("costs", {})
             terms = "; ".join(
                 f"{t['name']} ({t['kind']}{'' if t['enabled'] else ', off'}): {t['expression']}"
@@ -271,6 +278,41 @@ def experiment_csv(results: dict[str, EvalResult], table: str = "episodes") -> s
             w.writerow(["design", *rows[0]])
         w.writerows([name, *r] for r in rows[1:])
     return buf.getvalue()
+
+
+# What guarded a design's plans, as ``design_guard`` words it (CSV head lines).
+GUARD_KEYS = ("actor", "guard", "margin", "delta", "margin steps", "repair")
+
+
+def design_guard(settings: dict) -> dict[str, str]:
+    """The guard a design's plans ran with, from its ``EvalResult.settings``: who acted,
+    the margin in words, then the numbers behind it (margin x probe error, miss rate delta
+    of the calibrated bound, the imagined steps it held over, the repair of infeasible
+    plans). Empty for the oracle alone (its imagination is exact: no margin)."""
+    if "margin" not in settings:
+        return {}
+    margin, delta = float(settings.get("margin") or 0), float(settings.get("delta") or 0)
+    steps = int(settings.get("margin_steps") or 0)
+    search = settings.get("search") or {}
+    over = "every imagined step" if steps == 0 else f"the first {steps} imagined steps"
+    if delta:
+        words = f"calibrated bound at miss rate {delta:g}, over {over}"
+    elif margin:
+        words = f"{margin:g} x the model's probe error, over {over}"
+    else:
+        words = "none: the hard terms as the model imagines them"
+    actor = settings.get("actor", "planner")
+    if actor == "policy":  # a distilled policy acts alone: nothing is checked
+        words = "none: a distilled policy acts alone, no plan is checked"
+    repair = search.get("repair")
+    return {
+        "actor": actor,
+        "guard": words,
+        "margin": f"{margin:g}",
+        "delta": f"{delta:g}",
+        "margin steps": f"{steps}" + (" (every imagined step)" if steps == 0 else ""),
+        "repair": "" if repair is None else f"{repair} ({search.get('repair_mode', 'scale')})",
+    }
 
 
 # The per-episode record's scalar fields (CSV columns, in order).

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from agents.cost import CostSet, Term
 from agents.oracle import ORACLE_SEARCH, OracleModel
 from agents.planners import PlannerConfig
 from common.errors import LabError
-from experiments.evaluate import EvalResult, _metrics, episode_seed, evaluate
+from experiments.evaluate import EvalResult, _metrics, episode_seed, evaluate, experiment_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 REACH = ROOT / "pretrained" / "reach-state"
@@ -200,6 +201,33 @@ def test_stop_returns_the_finished_episodes():
     )  # fmt: skip
     assert len(result.episodes) == 1 and not result.complete
     assert result.summary()["success_rate"]["value"] in (0.0, 1.0)
+
+
+@needs_reach
+def test_the_experiment_csv_states_the_guard_each_design_ran_with():
+    """A calibrated design (delta 0.05, margin over 3 steps, 7 repairs) beside one with
+    margin 0: the head says each design's guard, not the first design's margin alone."""
+    rule = CostSet(terms=[Term("slow", "speed", kind="hard", limit=0.5)])
+    plain = AgentConfig(search=replace(SMALL, repair=7))
+    calibrated = replace(plain, delta=0.05, margin_steps=3)
+    results = {}
+    for name, cfg in (("margin 0", plain), ("calibrated", calibrated)):
+        stop = threading.Event()  # one episode is enough: the head is the point
+        results[name] = evaluate("reach", REACH, rule, cfg, 5, device="cpu",
+                                 progress=lambda d, t, s=stop: s.set(), stop=stop)  # fmt: skip
+    head = [ln for ln in experiment_csv(results).splitlines() if ln.startswith("#")]
+    assert "# margin: per design" in head and "# delta: per design" in head
+    lines = {ln.split(" guard: ")[0]: ln for ln in head if " guard: " in ln}
+    calib = lines["# design calibrated"]
+    assert "calibrated bound at miss rate 0.05" in calib and "delta 0.05" in calib
+    assert "margin steps 3" in calib and "repair 7 (scale)" in calib
+    zero = lines["# design margin 0"]
+    assert "margin 0;" in zero and "delta 0;" in zero and "repair 7 (scale)" in zero
+    # one design, or designs alike: the guard heads the file once
+    alone = experiment_csv({"calibrated": results["calibrated"]}, "summary").splitlines()
+    assert "# delta: 0.05" in alone and "# margin steps: 3" in alone
+    assert "# repair: 7 (scale)" in alone and "# margin: 0" in alone
+    assert not [ln for ln in alone if ln.startswith("# design calibrated guard")]
 
 
 @needs_reach
