@@ -31,6 +31,117 @@ IDLE_SECONDS = float(os.environ.get("LAB_IDLE_SECONDS", "120"))
 FORGET_SECONDS = float(os.environ.get("LAB_FORGET_SECONDS", "3600"))
 
 
+class Eta:
+    """Seconds left in work done in parts of counted units (designs of episodes, a
+    lesson's stages), from the times units finished.
+
+    Each part has its own pace: a design that plans with hard terms and a margin can
+    take many times as long per episode as one that does not, so the units left of the
+    part under way go at that part's pace, measured from its own finished units. A part
+    not yet begun is guessed at the mean pace per unit of weight of the parts measured
+    so far, times its ``weights`` entry (its relative cost per unit). Without weights
+    the part under way is not guessed: until one of its units finishes the time left is
+    None (in a run of two designs the second took 9 times as long per episode as the
+    first, and the first's pace said 2 s for 18 s). Between finished units the estimate
+    counts down with the clock: it never grows because time passes (``elapsed x left /
+    done`` rose by a second every second while one long unit ran). Once it has counted
+    down to nothing with work left, it is None (unknown) until the next unit ends.
+    """
+
+    def __init__(
+        self,
+        parts: list[int],
+        weights: list[float] | None = None,
+        done: int = 0,
+        clock=time.monotonic,
+    ) -> None:
+        """``parts``: units in each part, in order; ``done``: units already finished
+        before this estimate began (work resumed from a checkpoint: not timed)."""
+        self.parts = [max(0, int(n)) for n in parts]
+        self.known = weights is not None  # relative costs given, not assumed equal
+        self.weights = [float(w) for w in weights] if weights else [1.0] * len(self.parts)
+        if len(self.weights) != len(self.parts):
+            raise ValueError("one weight per part")
+        self.total = sum(self.parts)
+        self.clock = clock
+        self.done = min(max(0, int(done)), self.total)
+        self.first = [0] * len(self.parts)  # units of each part done before the timing
+        self.start: dict[int, float] = {}  # part -> when its first timed unit began
+        self.last: dict[int, float] = {}  # part -> when its last unit finished
+        now = clock()
+        for i, (lo, n) in enumerate(self._spans()):
+            self.first[i] = min(max(self.done - lo, 0), n)
+            if self.first[i] < n and i not in self.start and self.done >= lo:
+                self.start[i] = now
+        self.left: float | None = None  # seconds left when the last unit finished ...
+        self.at = now  # ... at this time
+
+    def _spans(self) -> list[tuple[int, int]]:
+        out, lo = [], 0
+        for n in self.parts:
+            out.append((lo, n))
+            lo += n
+        return out
+
+    def update(self, done: int) -> None:
+        """``done`` units of ``total`` are finished now (ignored unless it moved on)."""
+        done = min(int(done), self.total)
+        if done <= self.done:
+            return
+        now = self.clock()
+        for i, (lo, n) in enumerate(self._spans()):
+            before = min(max(self.done - lo, 0), n)
+            after = min(max(done - lo, 0), n)
+            if after > before and i in self.start:
+                self.last[i] = now
+            elif after > before:  # it began within this jump: its units are not timed
+                self.first[i] = after
+            if i not in self.start and lo <= done and after < n:
+                self.start[i] = now  # the part under way begins as the last one ends
+        self.done, self.at = done, now
+        self.left = self._left()
+
+    def _pace(self, i: int) -> float | None:
+        """Seconds per unit of weight of part ``i``, from its own timed units."""
+        lo, n = self._spans()[i]
+        timed = min(self.done - lo, n) - self.first[i]
+        if timed <= 0 or i not in self.start or i not in self.last:
+            return None
+        return (self.last[i] - self.start[i]) / timed / self.weights[i]
+
+    def _left(self) -> float | None:
+        paces = [p for i in range(len(self.parts)) if (p := self._pace(i)) is not None]
+        guess = sum(paces) / len(paces) if paces else None
+        left = 0.0
+        for i, (lo, n) in enumerate(self._spans()):
+            units = n - min(max(self.done - lo, 0), n)
+            if units == 0:
+                continue
+            pace = self._pace(i)
+            if pace is None and lo <= self.done and not self.known:  # under way: no guess
+                return None
+            pace = guess if pace is None else pace
+            if pace is None:
+                return None
+            left += pace * self.weights[i] * units
+        return left
+
+    @property
+    def under_way(self) -> int | None:
+        """The index of the part being worked on, None when all are done."""
+        for i, (lo, n) in enumerate(self._spans()):
+            if lo <= self.done < lo + n:
+                return i
+        return None
+
+    def seconds(self) -> float | None:
+        """Seconds left now, or None when unknown (nothing measured, or overdue)."""
+        if self.done >= self.total or self.left is None:
+            return None
+        left = self.left - (self.clock() - self.at)
+        return left if left > 0 else None
+
+
 class Run:
     """Base: a worker thread with a status, a progress fraction and an error.
 
@@ -55,6 +166,12 @@ class Run:
         self.idle_since = 0.0  # last_seen when the reaper last acted on it
         self.thread: threading.Thread | None = None
         self.turns: Turns | None = None  # the server's, given by Registry.add
+        # units per part of the work and their relative cost, for the time left (Eta);
+        # None: one part of ``total`` equal units (a new part whenever total changes)
+        self.parts: list[int] | None = None
+        self.weights: list[float] | None = None
+        self.clock = time.monotonic  # what the estimates read the time from
+        self.pace = Eta([0])
 
     def turn(self) -> contextlib.AbstractContextManager:
         """A unit of compute, in turn with every other run of the server (``Turns``)."""
@@ -102,15 +219,24 @@ class Run:
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the pace so far, or None before the first unit."""
-        if self.done <= 0 or self.total <= self.done:
-            return None
-        return (time.monotonic() - self.started) * (self.total - self.done) / self.done
+        """Seconds left (``Eta``: each part at its own pace, counting down between
+        units), or None while unknown."""
+        with self.lock:
+            return self.pace.seconds()
+
+    def _new_pace(self, done: int, total: int) -> Eta:
+        if self.parts is not None and sum(self.parts) == total:
+            return Eta(self.parts, self.weights, done, self.clock)
+        return Eta([total], None, done, self.clock)
 
     def progress(self, done: int, total: int) -> None:
-        """A callback for the work's own loops (``collect``, ``evaluate``)."""
+        """A callback for the work's own loops (``collect``, ``evaluate``). A new total,
+        or a count that went back, starts a new estimate (a lesson's next stage)."""
         with self.lock:
+            if total != self.pace.total or done < self.pace.done:
+                self.pace = self._new_pace(done, total)  # what is done already: not timed
             self.done, self.total = done, total
+            self.pace.update(done)
 
     def on_idle(self) -> None:
         """Nobody watches: stop at a checkpoint (default: stop)."""
@@ -121,6 +247,8 @@ class Run:
     def _main(self) -> None:
         with self.lock:
             self.status = "running"
+            # timed from now: what an earlier thread finished (a resumed run) is not
+            self.pace = self._new_pace(self.done, self.total)
         try:
             self.work()
             with self.lock:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import queue
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,6 +18,9 @@ from agents.cost import CostSet
 from agents.hierarchy import HierarchyConfig
 from app.runs import Run
 from common.errors import LabError
+from experiments.evaluate import evaluate
+from experiments.lessons import LESSONS, Live, run_lesson
+from experiments.stress import stress
 from scenes.collect import CollectConfig, collect
 from worldmodels.train import Progress, TrainConfig, Trainer
 
@@ -119,7 +121,6 @@ class CollectRun(Run):
         self.total = cfg.episodes
 
     def work(self) -> None:
-        self.started = time.monotonic()
         collect(self.cfg, progress=self.progress, stop=self.stopping)
 
 
@@ -198,6 +199,7 @@ class ExperimentRun(Run):
         self.agent_cfg, self.episodes, self.seed = agent_cfg, episodes, seed
         self.out, self.device = out, device
         self.total = episodes * len(designs)
+        self.parts = [episodes] * len(designs)  # each design's episodes at its own pace
         self.results: dict = {}  # design -> EvalResult
 
     @property
@@ -208,9 +210,6 @@ class ExperimentRun(Run):
         return f"{self.scene}-{designs[:80]}-{self.out.name}"
 
     def work(self) -> None:
-        from experiments.evaluate import evaluate  # the agents package owns evaluation
-
-        self.started = time.monotonic()
         for i, (name, costs) in enumerate(self.designs.items()):
             if self.stopping.is_set():
                 break
@@ -284,9 +283,6 @@ class StressRun(Run):
         self.result = None  # experiments.stress.StressResult, as far as it has gone
 
     def work(self) -> None:
-        from experiments.stress import stress
-
-        self.started = time.monotonic()
 
         def shown(result) -> None:
             snapshot = dataclasses.replace(result, episodes=list(result.episodes))
@@ -315,8 +311,6 @@ class LessonRun(Run):
     """One lesson's experiment (``experiments.lessons``), its ``Live`` filled as it goes."""
 
     def __init__(self, key: str, device: torch.device, quick: bool = False) -> None:
-        from experiments.lessons import LESSONS, Live
-
         self.lesson = LESSONS[key]
         self.kind = f"lesson-{key}"  # a run per lesson page
         super().__init__(self.lesson.title)
@@ -325,9 +319,6 @@ class LessonRun(Run):
         self.result: dict | None = None
 
     def work(self) -> None:
-        from experiments.lessons import Live, run_lesson
-
-        self.started = time.monotonic()
         self.live, self.result = Live(), None
         try:
             result = run_lesson(self.lesson.key, self.live, self.device, self.stopping,
@@ -347,6 +338,6 @@ class LessonRun(Run):
     def view(self):
         """A copy of the lesson's ``Live`` (its progress also sets the run's, for the ETA)."""
         live = self.live.copy()
-        with self.lock:
-            self.done, self.total = min(live.done, live.total), live.total
+        # a stage's own count: a new total (the next stage) starts a new estimate
+        self.progress(min(live.done, live.total), live.total)
         return live

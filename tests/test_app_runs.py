@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from agents.cost import CostSet, Term
 from app import views
 from app.home import PRETRAINED, preset_costs
 from app.planrun import PlanRun, PlanSettings
-from app.runs import Registry, Turns
+from app.runs import Eta, Registry, Run, Turns
 from app.workers import CollectRun, TrainRun
 from scenes.collect import CollectConfig, collect
 from worldmodels.checkpoint import load_checkpoint
@@ -397,3 +398,96 @@ def test_a_lesson_stopped_by_its_page_ends_stopped_with_what_it_found():
     assert until(lambda: not run.active, timeout=60)
     assert run.status == "stopped" and run.error == ""
     assert run.view().stage == "stopped" and run.result is None
+
+
+class Clock:
+    """Time that moves only when told (the estimator's known sequences)."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_the_time_left_counts_down_between_units_and_never_grows_with_time():
+    clock = Clock()
+    eta = Eta([4], clock=clock)
+    assert eta.seconds() is None  # nothing measured
+    for t, done in ((1.0, 1), (2.0, 2)):
+        clock.t = t
+        eta.update(done)
+    assert eta.seconds() == pytest.approx(2.0)  # 1 s a unit, 2 units left
+    seen = []
+    for t in (2.5, 3.0, 3.5, 3.9):
+        clock.t = t
+        seen.append(eta.seconds())
+    assert seen == pytest.approx([1.5, 1.0, 0.5, 0.1])
+    clock.t = 10.0  # the third unit is overdue: unknown, not more and more
+    assert eta.seconds() is None
+    clock.t = 11.0
+    eta.update(3)
+    assert eta.seconds() == pytest.approx(11.0 / 3)
+
+
+def test_a_lesson_s_long_last_unit_does_not_make_the_count_go_up():
+    """The old estimate was elapsed x left / done: one unit of two done at 1 s, it said
+    about 4 s left at 5 s and 51 s left at 52 s."""
+    clock = Clock()
+    run = Run("a lesson")
+    run.clock = clock
+    run.progress(0, 2)  # a stage of 2 units begins
+    clock.t = 1.0
+    run.progress(1, 2)
+    shown = []
+    for t in range(1, 60):
+        clock.t = float(t)
+        shown.append(run.eta)
+    known = [s for s in shown if s is not None]
+    assert known and all(b <= a for a, b in itertools.pairwise(known))
+    assert shown[4] is None and shown[51] is None  # at 5 s and 52 s: overdue, unknown
+
+
+def test_designs_of_unequal_cost_are_timed_each_at_its_own_pace():
+    """Two designs of 6 episodes: the first 1/3 s an episode, the second 3 s. At 6 of 12
+    the old estimate said 2 s left (the first design's pace); the second took 18 s."""
+    clock = Clock()
+    eta = Eta([6, 6], clock=clock)
+    for i in range(1, 7):
+        clock.t = i / 3
+        eta.update(i)
+    assert eta.under_way == 1
+    assert eta.seconds() is None  # the second design's pace is not known yet: no guess
+    clock.t = 5.0
+    eta.update(7)
+    assert eta.seconds() == pytest.approx(15.0)  # its own pace, 3 s, for 5 episodes
+    # with known relative costs the second is guessed before it is measured
+    clock.t = 0.0
+    weighted = Eta([6, 6], weights=[1, 9], clock=clock)
+    for i in range(1, 7):
+        clock.t = i / 3
+        weighted.update(i)
+    assert weighted.seconds() == pytest.approx(18.0)
+    # three designs: the one not begun goes at the mean pace of those measured
+    clock.t = 0.0
+    three = Eta([2, 2, 2], clock=clock)
+    for t, done in ((1, 1), (2, 2), (5, 3)):
+        clock.t = float(t)
+        three.update(done)
+    assert three.seconds() == pytest.approx(3 + 2 * (1 + 3) / 2)
+
+
+def test_a_final_phase_is_its_own_part_and_a_resumed_run_is_timed_from_where_it_went_on():
+    clock = Clock()
+    eta = Eta([10, 1], weights=[1, 5], clock=clock)  # 10 episodes, then a phase like 5
+    for i in range(1, 11):
+        clock.t = float(i)
+        eta.update(i)
+    assert eta.seconds() == pytest.approx(5.0)
+    resumed = Eta([10], done=6, clock=clock)  # 6 finished before: they took no time now
+    clock.t += 2.0
+    resumed.update(7)
+    assert resumed.seconds() == pytest.approx(6.0)
+    done = Eta([3], clock=clock)
+    done.update(3)
+    assert done.seconds() is None  # nothing left
