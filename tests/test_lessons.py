@@ -12,7 +12,9 @@ from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet
 from agents.planners import PlannerConfig
 from common.errors import LabError
-from experiments.lessons import LESSONS, Live, collapse, open_loop
+from experiments.lessons import LESSONS, Live
+from experiments.lessons.collapse import collapse
+from experiments.lessons.open_loop import open_loop
 from scenes.collect import CollectConfig, collect
 from scenes.reach import PUSH_DISTANCE
 from worldmodels import ModelConfig, WorldModel, load_checkpoint
@@ -123,3 +125,9 @@ def test_a_stopped_lesson_says_so():
     stop.set()
     with pytest.raises(LabError, match="stopped"):
         LESSONS["open_loop"].run(Live(), CPU, stop)
+
+
+def test_each_lesson_keeps_its_text_beside_its_code():
+    for key, lesson in LESSONS.items():
+        assert lesson.run.__module__ == f"experiments.lessons.{key}"
+        assert lesson.claim and lesson.shows and lesson.next

@@ -24,7 +24,9 @@ import streamlit as st
 from app import views
 from app.state import adopt, current, device, fmt_eta, registry
 from app.workers import LessonRun
-from experiments.lessons import HORIZONS, LESSONS, MEASURED, PRETRAINED
+from common.paths import PRETRAINED
+from experiments.lessons import LESSONS, MEASURED
+from experiments.lessons.blur import HORIZONS
 
 ICONS = {
     "blur": ":material/blur_on:",
