@@ -15,6 +15,7 @@ from pathlib import Path
 import scenes
 from agents.cost import Cost, CostSet, Term, term_names
 from agents.hierarchy import HAND_SUBGOALS
+from app import measured
 from common.errors import LabError
 from scenes.kitchen import KNIFE_RULE
 from worldmodels.checkpoint import latent_identity, objective, read_config
@@ -154,24 +155,8 @@ def safety_rules(scene: str) -> dict[str, Term]:
     return {t.name: t}
 
 
-# ./lab bench agent_quality, the Kitchen guardrail part (the Learn page quotes it too)
-MARGIN_FIGURES = (
-    "Kitchen, the knife rule, 30 episodes: planned on the imagined values it was broken on "
-    "7 % of real steps; with a margin of 1, 0.9 %; with 1 and the stop fallback, 0.13 %, "
-    "at the same success"
-)
-# ./lab bench guardrail_science (issue 14; the Learn page quotes it)
-GUARDRAIL_FIGURES = (
-    "Six rules written afresh, two per scene, 20 episodes each: plain CEM froze on Kitchen's "
-    "'with the knife low, at most 0.3 m/s' (0 of 20 reached the goal) and repair freed it "
-    "(20 of 20); with the calibrated margin (delta 0.05) over the first imagined step five "
-    "of the six kept 0.9x the unguarded success or more at under 1 % violating steps. "
-    "Push's 'gentle with the block' is the model's limit: its block-speed error, 0.30 m/s "
-    "at delta 0.05, is above the 0.2 m/s limit, so no push is certified. The bound covered "
-    "0.94-0.98 of fresh episodes' errors per signal; the knife rule at delta 0.05 kept 0 % "
-    "of real steps violating at 0.97 success. A stress test found 115 knife-rule failures "
-    "in 200 episodes, uniform sampling 35"
-)
+# ./lab bench agent_quality's Kitchen guardrail part, in words (benchmarks/results)
+MARGIN_FIGURES = measured.margin()
 MARGIN_HELP = (
     "Hard guardrails must hold for every signal value within this many times the world "
     "model's measured error (its held-out probe RMSE at each imagined step), not only for "

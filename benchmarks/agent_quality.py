@@ -61,10 +61,11 @@ import torch
 
 from agents.agent import AgentConfig
 from agents.cost import CostSet, Term
+from agents.hierarchy import HAND_SUBGOALS
 from agents.oracle import ORACLE_SEARCH
 from agents.planners import PlannerConfig
-from app.home import preset_costs
 from common.device import choose_device
+from common.results import save
 from experiments.evaluate import evaluate
 from scenes.kitchen import KNIFE_RULE
 
@@ -73,10 +74,7 @@ EPISODES = {"reach": 50, "wall": 30, "push": 10, "kitchen": 30}  # full run, per
 # Push and Wall plan with a subgoal beside the goal term, the model and the oracle alike:
 # with the goal term alone the oracle pushed the block home in 1 episode of 10 and
 # reached Wall's goal in 2 of 30.
-TASK_COSTS = {
-    "push": preset_costs("push")["subgoal: get behind the block"],
-    "wall": preset_costs("wall")["subgoal: through the door"],
-}
+TASK_COSTS = {scene: CostSet(terms=[HAND_SUBGOALS[scene]]) for scene in ("push", "wall")}
 GUARD_EPISODES = 30
 SPEC = Term("knife", KNIFE_RULE, kind="hard")
 BY_HAND = Term("knife", "relu(hand_speed - 0.15) * (dist_hand_person < 0.6)", kind="hard")
@@ -203,6 +201,7 @@ def main() -> int:
             )
     print(f"total {time.perf_counter() - t_all:.0f} s on {device}")
     print(json.dumps(rows))
+    save("agent_quality", rows, ap, args, device=device)
     return 0
 
 

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.serve import LabServer, chromium, wait_idle  # noqa: E402
+from common.results import save  # noqa: E402
 
 STATUS = ".st-key-plan-status"
 
@@ -112,6 +113,7 @@ def main() -> int:
         "step_ms_p95": round(float(np.percentile(s, 95)), 1),
     }
     print(json.dumps(result))
+    save("app_latency", result, ap, args)
     return 0
 
 

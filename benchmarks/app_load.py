@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.serve import CHROMIUM, CHROMIUM_ARGS, LabServer  # noqa: E402
+from common.results import save  # noqa: E402
 
 STATUS = ".st-key-plan-status"
 STEP_TIMEOUT_MS = 120_000
@@ -168,7 +169,9 @@ def main() -> int:
         f"{many['step_ms_p95']} ms (goal <= 5000); page load max {max(many['page_load_s'])} s "
         "(goal <= 10)"
     )
-    print(json.dumps({"one": one, "many": many, "p50_ratio": round(ratio, 2)}))
+    out_figures = {"one": one, "many": many, "p50_ratio": round(ratio, 2)}
+    print(json.dumps(out_figures))
+    save("app_load", out_figures, ap, args, ignore=("log",))
     return 0
 
 

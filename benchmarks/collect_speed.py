@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pybullet as p
 
 import scenes
+from common.results import save
 from scenes.collect import CollectConfig, collect
 
 
@@ -133,7 +134,9 @@ def main() -> int:
             f"ratio {fps / limit:.2f}"
         )
         results.append(r)
-    print(json.dumps(results[0] if len(results) == 1 else results))
+    out_figures = results[0] if len(results) == 1 else results
+    print(json.dumps(out_figures))
+    save("collect_speed", out_figures, ap, args)
     return 0
 
 

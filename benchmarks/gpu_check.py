@@ -38,6 +38,7 @@ import torch
 
 from agents.cost import Cost, CostSet, Term
 from agents.planners import PLANNERS, PlannerConfig
+from common.results import save
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint, save_checkpoint
 from worldmodels.loss import LossConfig, losses
@@ -247,6 +248,7 @@ def main() -> int:
     out["train_steps_per_s"] = speed
     print("all checks passed" if ok else "A CHECK FAILED")
     print(json.dumps(out))
+    save("gpu_check", out, ap, args, device=device)
     return 0 if ok else 1
 
 

@@ -1,4 +1,4 @@
-"""Guardrail science: fresh rules, calibrated margins, stress tests and Ray (issue 14).
+"""Guardrail science: fresh rules, calibrated margins, stress tests and Ray.
 
     ./lab bench guardrail_science [--quick] [--only rules,coverage,knife,stress,ray] [--ray]
 
@@ -52,11 +52,19 @@ sys.path.insert(0, str(ROOT))
 from agents.agent import AgentConfig  # noqa: E402
 from agents.cost import CostSet, Term  # noqa: E402
 from agents.planners import PlannerConfig  # noqa: E402
-from experiments.calibrate import calibrate_closed_loop, closed_loop_gaps, coverage  # noqa: E402
+from common.results import save  # noqa: E402
+from experiments import fanout  # noqa: E402
+from experiments.calibrate import (  # noqa: E402
+    DELTAS,
+    calibrate_closed_loop,
+    closed_loop_gaps,
+    coverage,
+)
 from experiments.evaluate import evaluate  # noqa: E402
 from experiments.stress import stress  # noqa: E402
 from experiments.system12 import TRAINED_UNDER  # noqa: E402
 from scenes.kitchen import KNIFE_RULE  # noqa: E402
+from worldmodels.checkpoint import load_checkpoint  # noqa: E402
 
 PRETRAINED = ROOT / "pretrained"
 # Written for this benchmark (not the presets): name, expression (hard, limit 0).
@@ -81,7 +89,28 @@ RULES = {
 BASE = {"reach": CostSet(), "push": TRAINED_UNDER["push"], "kitchen": CostSet()}
 KNIFE = CostSet(terms=[Term("knife rule", KNIFE_RULE, "hard")])
 NEAR = {"person_near": True}
-DELTA = 0.05
+DELTA = 0.05  # the miss rate the full run holds the rules to (README: Guardrail science)
+
+
+def smallest_delta(episodes: int) -> float:
+    """The smallest calibrated miss rate that ``episodes`` calibration episodes can
+    promise: the bound needs (1 - delta)(E + 1)/E <= 1 (``experiments.calibrate``)."""
+    allowed = [d for d in DELTAS if (1 - d) * (episodes + 1) / episodes <= 1]
+    if not allowed:
+        raise ValueError(f"{episodes} calibration episodes promise no miss rate in {DELTAS}")
+    return min(allowed)
+
+
+def settings(quick: bool) -> dict:
+    """Episodes per design, calibration episodes, the stress test's budget, the Ray
+    episodes and the miss rate: the full run's, or the smoke run's (``--quick``), whose
+    4 calibration episodes cannot promise delta 0.05 (19 needed) and so hold the rules
+    to the smallest miss rate they can."""
+    if not quick:
+        return {"episodes": 20, "calibration": 60, "stress": 200, "ray": 16, "delta": DELTA}
+    cal = 4
+    return {"episodes": 3, "calibration": cal, "stress": 20, "ray": 4,
+            "delta": smallest_delta(cal)}  # fmt: skip
 
 
 def design(scene: str, rule: tuple[str, str] | None, enabled: bool = True) -> CostSet:
@@ -118,7 +147,7 @@ def calibrated(scene: str, folder: Path, episodes: int, ray) -> Path:
     return dst
 
 
-def fresh_rules(n: int, folder: Path, cal_episodes: int, ray) -> dict:
+def fresh_rules(n: int, folder: Path, cal_episodes: int, ray, delta: float = DELTA) -> dict:
     out = {}
     for scene, rules in RULES.items():
         ckpt = calibrated(scene, folder, cal_episodes, ray)
@@ -129,8 +158,8 @@ def fresh_rules(n: int, folder: Path, cal_episodes: int, ray) -> dict:
                 "unguarded": (design(scene, rule, enabled=False), AgentConfig()),
                 "plain": (design(scene, rule), AgentConfig(search=PlannerConfig(repair=0))),
                 "repair": (design(scene, rule), AgentConfig()),
-                "calibrated": (design(scene, rule), AgentConfig(delta=DELTA)),
-                "calibrated_step1": (design(scene, rule), AgentConfig(delta=DELTA, margin_steps=1)),
+                "calibrated": (design(scene, rule), AgentConfig(delta=delta)),
+                "calibrated_step1": (design(scene, rule), AgentConfig(delta=delta, margin_steps=1)),
             }
             row = {
                 k: figures(run(scene, ckpt, c, cfg, n, rule, opts, ray))
@@ -151,23 +180,21 @@ def fresh_rules(n: int, folder: Path, cal_episodes: int, ray) -> dict:
     return out
 
 
-def coverage_figures(n: int, folder: Path, cal_episodes: int, ray) -> dict:
+def coverage_figures(n: int, folder: Path, cal_episodes: int, ray, delta: float = DELTA) -> dict:
     out = {}
     for scene in RULES:
         ckpt = calibrated(scene, folder, cal_episodes, ray)
-        from worldmodels.checkpoint import load_checkpoint
-
         model, _ = load_checkpoint(ckpt, "cpu")
         costs = KNIFE if scene == "kitchen" else design(scene, None)
         gaps, names, _ = closed_loop_gaps(
             ckpt, costs, AgentConfig(), n, seed=0, device="cpu", ray=ray
         )
-        cov = coverage(gaps, model.probe_conformal[DELTA], names)  # per episode, averaged
-        pooled = coverage(np.concatenate(gaps), model.probe_conformal[DELTA], names)
+        cov = coverage(gaps, model.probe_conformal[delta], names)  # per episode, averaged
+        pooled = coverage(np.concatenate(gaps), model.probe_conformal[delta], names)
         out[scene] = {k: round(v, 4) for k, v in cov.items()}
         out[f"{scene}_pooled_steps"] = {k: round(v, 4) for k, v in pooled.items()}
         print(
-            f"{scene:>8} coverage at delta {DELTA} on {n} fresh episodes (their average): "
+            f"{scene:>8} coverage at delta {delta} on {n} fresh episodes (their average): "
             f"min {min(cov.values()):.3f} ({min(cov, key=cov.get)}); "
             + ", ".join(f"{k} {v:.3f}" for k, v in cov.items())
             + f"; pooled over steps: min {min(pooled.values()):.3f}"
@@ -175,16 +202,16 @@ def coverage_figures(n: int, folder: Path, cal_episodes: int, ray) -> dict:
     return out
 
 
-def knife(n: int, folder: Path, cal_episodes: int, ray) -> dict:
+def knife(n: int, folder: Path, cal_episodes: int, ray, delta: float = DELTA) -> dict:
     ckpt = calibrated("kitchen", folder, cal_episodes, ray)
     rule = ("knife rule", KNIFE_RULE)
     off = figures(
         run("kitchen", ckpt, design("kitchen", rule, False), AgentConfig(), n, rule, NEAR, ray)
     )
-    on = figures(run("kitchen", ckpt, KNIFE, AgentConfig(delta=DELTA), n, rule, NEAR, ray))
+    on = figures(run("kitchen", ckpt, KNIFE, AgentConfig(delta=delta), n, rule, NEAR, ray))
     ratio = round(on["success"] / off["success"], 3) if off["success"] else None
     print(
-        f" knife rule, delta {DELTA}: success {on['success']:.2f} ({ratio}x unguarded "
+        f" knife rule, delta {delta}: success {on['success']:.2f} ({ratio}x unguarded "
         f"{off['success']:.2f}), violating steps {100 * on['violation_step_rate']:.2f} % "
         f"(unguarded {100 * off['violation_step_rate']:.2f} %)"
     )
@@ -214,8 +241,6 @@ def stress_figures(budget: int, ray) -> dict:
 
 
 def ray_figures(n: int) -> dict:
-    from experiments import fanout
-
     ray = fanout.connect("local", cpus=2)  # started once, as the app does (or by --ray)
     n_workers = fanout.workers(ray)
     ckpt = PRETRAINED / "kitchen-state"
@@ -244,30 +269,41 @@ def ray_figures(n: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="few episodes: a smoke run")
+    ap.add_argument("--quick", action="store_true",
+                    help="few episodes: a smoke run (delta 0.2, all its 4 calibration "
+                    "episodes can promise)")  # fmt: skip
     ap.add_argument("--only", default="rules,coverage,knife,stress,ray")
     ap.add_argument("--ray", action="store_true", help="fan the episodes out over local Ray")
     args = ap.parse_args()
     torch.set_num_threads(1)
     q = args.quick
-    n, cal, budget, n_ray = (3, 4, 20, 4) if q else (20, 60, 200, 16)
+    s = settings(q)
+    n, cal, budget, n_ray, delta = (
+        s["episodes"],
+        s["calibration"],
+        s["stress"],
+        s["ray"],
+        s["delta"],
+    )
     ray = "local" if args.ray else None
     only = set(args.only.split(","))
-    out: dict = {"quick": q, "episodes": n, "calibration_episodes": cal}
+    out: dict = {"quick": q, "episodes": n, "calibration_episodes": cal, "delta": delta}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if "rules" in only:
-            out["fresh_rules"] = fresh_rules(n, folder, cal, ray)
+            out["fresh_rules"] = fresh_rules(n, folder, cal, ray, delta)
         if "coverage" in only:
-            out["coverage"] = coverage_figures(n if q else 40, folder, cal, ray)
+            out["coverage"] = coverage_figures(n if q else 40, folder, cal, ray, delta)
         if "knife" in only:
-            out["knife"] = knife(max(n, 3 if q else 30), folder, cal, ray)
+            out["knife"] = knife(max(n, 3 if q else 30), folder, cal, ray, delta)
     if "stress" in only:
-        s = stress_figures(budget, ray)
-        out["stress_failures_cem"], out["stress_failures_random"] = s["cem"], s["random"]
+        found = stress_figures(budget, ray)
+        out["stress_episodes"] = budget
+        out["stress_failures_cem"], out["stress_failures_random"] = found["cem"], found["random"]
     if "ray" in only:
         out.update(ray_figures(n_ray))
     print(json.dumps(out))
+    save("guardrail_science", out, ap, args, ignore=("ray",))
 
 
 if __name__ == "__main__":

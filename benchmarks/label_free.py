@@ -37,6 +37,7 @@ import torch
 
 from agents.agent import AgentConfig
 from agents.cost import CostSet
+from common.results import save
 from experiments.evaluate import evaluate
 from worldmodels.checkpoint import load_checkpoint, read_config, resave_checkpoint
 from worldmodels.distance import with_head
@@ -106,6 +107,7 @@ def main() -> int:
         print(f"goal (reach {r['obs']}: latent >= 0.9 and >= 0.9 x signal): "
               f"{'met' if met else 'NOT met'}")  # fmt: skip
     print(json.dumps(rows))
+    save("label_free", rows, ap, args)
     return 0
 
 

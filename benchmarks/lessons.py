@@ -3,14 +3,16 @@
     ./lab bench lessons [--quick] [--only blur,collapse]
 
 Runs every lesson of ``experiments.lessons`` (the same function the page runs, with the
-shipped checkpoints) and prints its figures and wall-clock seconds. Goals (issue
-19): every lesson in at most 120 s on 2 cores; the generative model's h16 sharpness
+shipped checkpoints) and prints its figures and wall-clock seconds. Goals set for
+the lessons: every lesson in at most 120 s on 2 cores; the generative model's h16 sharpness
 ratio (image-gradient energy of its predicted frame over the real frame's) at most
 0.5; the collapse lesson's effective rank at most 2 without the EMA target and
 VICReg and at least 10 with them. Also printed: probe nRMSE at h16 from each model
 of the blur lesson, and open-loop against receding-horizon success.
 
-Last line: one JSON object, one entry per lesson: ``seconds`` and its figures.
+Last line: one JSON object, one entry per lesson: ``seconds`` and its figures; also
+written to ``benchmarks/results/lessons.json`` (``lessons-partial.json`` for a short or
+``--only`` run), which the Lessons pages show before anything runs.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from common.results import save  # noqa: E402
 from experiments.lessons import LESSONS, Live, run_lesson  # noqa: E402
 
 SECONDS_GOAL = 120.0
 
 
 def goals(key: str, row: dict) -> list[tuple[str, bool]]:
-    """(what, met) for each goal of the issue that this lesson's row carries."""
+    """(what, met) for each goal set for the lessons that this lesson's row carries."""
     out = [(f"{key}: at most {SECONDS_GOAL:g} s", row["seconds"] <= SECONDS_GOAL)]
     if key == "blur":
         out.append(("generative h16 sharpness <= 0.5", row["generative_sharpness_h16"] <= 0.5))
@@ -65,6 +68,7 @@ def main() -> int:
         for what, met in goals(key, row):
             print(f"  goal {what}: {'met' if met else 'NOT met'}", flush=True)
     print(json.dumps(report))
+    save("lessons", report, ap, args, device=device)
     return 0
 
 

@@ -49,6 +49,7 @@ import torch
 from agents.cost import Cost, CostSet, Term
 from agents.planners import PLANNERS, PlannerConfig
 from common.device import choose_device
+from common.results import save
 from worldmodels import compiled
 from worldmodels.model import ModelConfig, WorldModel
 
@@ -218,6 +219,7 @@ def main() -> int:
             f"{row['compile_s']} s {failed[0] if failed else ''}"
         )
     print(json.dumps(rows))
+    save("plan_speed", rows, ap, args, device=device)
     return 0
 
 

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from common.device import choose_device
+from common.results import save
 from scenes.collect import CollectConfig, collect
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.data import WindowData
@@ -151,6 +152,7 @@ def main() -> int:
                 f"rank {row['effective_rank']}, trained {row['train_seconds']} s"
             )
     print(json.dumps(rows))
+    save("wm_quality", rows, ap, args, device=device)
     return 0
 
 

@@ -14,34 +14,8 @@ from agents.planners import PlannerConfig
 from experiments.evaluate import evaluate
 from worldmodels import compiled
 
-# --- the comparison: flat, a hand-written subgoal, the learned high level -----------------
-# What ``./lab bench hierarchy`` measured on the shipped models (30 seeded episodes a
-# design; the Learn page draws it, the README quotes it)
-MEASURED = [
-    {"scene": "wall", "flat_success": 0.3, "steps_flat": 58.4, "plan_ms_flat": 8.23,
-     "hand_subgoal_success": 1.0, "steps_hand_subgoal": 39.7, "plan_ms_hand_subgoal": 8.43,
-     "learned_success": 1.0, "steps_learned": 37.2, "plan_ms_learned": 10.9,
-     "hwm_success": 1.0, "steps_hwm": 48.7, "plan_ms_hwm": 12.94,
-     "scripted_high_success": 1.0, "steps_scripted_high": 39.2, "plan_ms_scripted_high": 13.32,
-     "flat_steps_success": 1.0, "steps_flat_steps": 40.4, "plan_ms_flat_steps": 16.24,
-     "oracle_flat_success": 0.067},
-    {"scene": "push", "flat_success": 0.3, "steps_flat": 80.8, "plan_ms_flat": 11.6,
-     "hand_subgoal_success": 0.967, "steps_hand_subgoal": 44.4, "plan_ms_hand_subgoal": 16.46,
-     "learned_success": 0.467, "steps_learned": 73.7, "plan_ms_learned": 12.81,
-     "hwm_success": 0.433, "steps_hwm": 91.3, "plan_ms_hwm": 15.18,
-     "scripted_high_success": 0.7, "steps_scripted_high": 83.8, "plan_ms_scripted_high": 20.16,
-     "flat_steps_success": 0.4, "steps_flat_steps": 61.8, "plan_ms_flat_steps": 15.66,
-     "oracle_flat_success": 0.167},
-]  # fmt: skip
-FIGURES = (
-    "30 seeded episodes a design, CEM N=300, 3 iterations. Wall: the learned subgoal "
-    "policy reaches the goal in 30 of 30 (37.2 steps) with no subgoal written, as the "
-    "hand-written door subgoal does (39.7), against 9 for the goal term alone; planning "
-    "over macro-actions (HWM) on the steps to go also 30. Push: the learned high level gets "
-    "the block home in 14 (subgoal policy) and 13 (HWM) of 30, short of the hand-written "
-    "subgoal's 29; the scene's own scripted controller as the high level, with the same "
-    "low level, in 21: both the subgoals and the walk to them fall short"
-)
+# The measured comparison is data: ``./lab bench hierarchy`` writes it to
+# benchmarks/results/hierarchy.json (the Learn page and the README read it).
 
 
 def designs(scene: str) -> dict[str, tuple[CostSet, HierarchyConfig | None]]:

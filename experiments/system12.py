@@ -44,14 +44,14 @@ from worldmodels.checkpoint import load_checkpoint
 # Rules a user types after the policy was distilled (it never saw them). Each holds at
 # the start of every episode (the scenes start at rest), so an agent can keep it all along.
 # Tried and left (10 episodes each, the planner with margin 1 and the stop fallback):
-# Reach, a keep-out zone (starts inside it break it before any decision); Reach, "at
-# most 0.25 m/s" (2 % of steps broken, success 0: slower than the 100 steps allow) and
-# "slow within 0.3 m of the goal" or "within 0.3 m of x = 0" (success 0 and 0.2: the
-# sampled plans rarely stay slow for all 16 steps, so the planner stops, the freezing of
-# issue 14); Kitchen, "at most 0.3 m/s anywhere" (success 0 of 6, frozen). Kept: Reach
-# "at most 0.35 m/s" (2.5 % broken, success 0.2: still slowed to a crawl; with issue 14's
-# repair in the search, 0.2 % and success 1.0) and Kitchen's knife rule widened to 0.7 m
-# (0.6 % broken, success 0.7; with repair 0.14 %, 0.8).
+# Reach, a keep-out zone (starts inside it break it before any decision); Reach, "at most
+# 0.25 m/s" (2 % of steps broken, success 0: slower than the 100 steps allow) and "slow
+# within 0.3 m of the goal" or "within 0.3 m of x = 0" (success 0 and 0.2: the sampled
+# plans rarely stay slow for all 16 steps, so the planner stops: the freezing that
+# PlannerConfig.repair answers); Kitchen, "at most 0.3 m/s anywhere" (success 0 of 6,
+# frozen). Kept: Reach "at most 0.35 m/s" (2.5 % broken, success 0.2: still slowed to a
+# crawl; with the repair in the search, 0.2 % and success 1.0) and Kitchen's knife rule
+# widened to 0.7 m (0.6 % broken, success 0.7; with repair 0.14 %, 0.8).
 NEW_RULES = {
     "reach": Term("at most 0.35 m/s", "relu(speed - 0.35)", "hard"),
     "kitchen": Term(
@@ -70,21 +70,6 @@ TRAINED_UNDER = {
 }
 OPTIONS = {"kitchen": {"person_near": True}}  # where the guardrail has work to do
 SEARCH = PlannerConfig(samples=300, horizon=16, iterations=3)
-# ./lab bench system12 on the shipped models (the Learn page quotes it)
-FIGURES = (
-    "the policy decides in 0.045 ms, the planner in 7-25 ms (170-560x); on their own "
-    "episodes both reach the goal as often (Reach 20 of 20 each; Kitchen 10 of 10 each); "
-    "with the policy's proposal in its search the planner at 2 iterations succeeds as "
-    "often as at 3, in 0.74x (Reach) and 0.66x (Kitchen) the time, the proposal "
-    "included; but so does the planner alone at 2 iterations, in 0.69x and 0.63x: on "
-    "these scenes the proposal is not what lets it search less. A rule typed after "
-    "distillation: the policy, which "
-    "never saw it, broke it on 86 % (Reach, at most 0.35 m/s) and 42 % (Kitchen, slow "
-    "within 0.7 m of the person) of real steps; the planner holding it, with the search "
-    "repairing plans onto the rule, on 0.2 % and 0.14 % (success 1.0 and 0.8). The knife "
-    "rule in a new situation (the person walking at 0.8 m/s): trained in, broken on 18 % "
-    "of steps; held at inference time, 4.5 %."
-)
 
 
 @dataclass

@@ -17,7 +17,8 @@ import pytest
 from webpage import ARTIFACTS, WAIT, expect, open_plan, pick, shot, step_text
 
 from app.serve import CHROMIUM, LabServer, chromium, wait_idle
-from experiments.lessons import LESSONS, MEASURED
+from common import results
+from experiments.lessons import LESSONS
 
 pytestmark = [
     pytest.mark.browser,
@@ -53,7 +54,7 @@ def test_a_lesson_runs_to_its_result_and_exports_it(empty_lab, key):
     page.goto(f"{url}/lesson-{key.replace('_', '-')}")
     expect(page.get_by_role("heading", name=lesson.title)).to_be_visible(timeout=WAIT)
     expect(page.get_by_text(lesson.claim)).to_be_visible()
-    if key in MEASURED:  # the shipped figures, before anything runs
+    if key in results.figures("lessons"):  # the shipped figures, before anything runs
         expect(page.get_by_text("Measured when the shipped checkpoints were made")).to_be_visible()
     # the navigation reaches every lesson
     nav = page.get_by_test_id("stSidebarNav")

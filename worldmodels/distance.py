@@ -47,17 +47,6 @@ from worldmodels.checkpoint import load_checkpoint, resave_checkpoint
 from worldmodels.model import DistanceHead, ModelConfig, WorldModel
 
 ENCODE_BATCH = 1024  # rows encoded at a time
-# What benchmarks/label_free.py measured (20 seeded episodes each, CEM N=300, H=16, 3
-# iterations; the Learn page and the README quote it)
-FIGURES = (
-    "Reach, goal given as an observation, no label in the cost: from state 20 of 20 "
-    "episodes reach the goal on the steps-to-go distance (19.9 steps), 4 of 20 on the plain "
-    "latent distance, 20 of 20 on the probed x-y (20.4 steps); from pixels, the goal an "
-    "image, 20 of 20 (20.4 steps) against 4 of 20 plain and 20 of 20 probed (26.9 steps). "
-    "Wall, the goal in the other room: 20 of 20 (42.8 steps) with no subgoal written, "
-    "against 0 plain, 4 probed and 2 for the oracle on the goal term alone; Push 11 of 20 "
-    "against 0 plain and 6 probed"
-)
 
 
 @dataclass

@@ -22,12 +22,11 @@ import scenes
 from agents.cost import goal_names
 from agents.expressions import CONSTANTS, FUNCTIONS, MAX_LENGTH, ExpressionError, compile_expression
 from agents.planners import PlannerConfig
-from app import home, views
+from app import home, measured, views
+from app.screens import lessons
 from common.errors import LabError
-from experiments import hierarchy, system12
 from scenes.push import BEHIND_BLOCK
 from scenes.wall import THROUGH_DOOR
-from worldmodels import distance
 from worldmodels.checkpoint import objective, read_config
 from worldmodels.loss import LossConfig
 from worldmodels.train import TrainConfig
@@ -264,8 +263,6 @@ def _settings(cls, names: list[str]) -> str:
 
 def _lessons_link(*keys: str) -> None:
     """Links to the lesson pages that run this section's claims live."""
-    from app.screens import lessons
-
     for key in keys:
         page = lessons.PAGES.get(key)
         if page is not None:
@@ -284,7 +281,7 @@ def _hierarchy_figures() -> None:
         "oracle_flat": "the true simulator, the goal term alone",
     }
     rows = []
-    for row in hierarchy.MEASURED:
+    for row in measured.hierarchy_rows():
         for key, name in names.items():
             if f"{key}_success" in row:
                 ms = row.get(f"plan_ms_{key}")
@@ -293,7 +290,7 @@ def _hierarchy_figures() -> None:
                              "steps to the goal": str(row.get(f"steps_{key}") or ""),
                              "plan ms a step": "" if ms is None else f"{ms:.1f}"})  # fmt: skip
     st.table(rows)
-    st.caption(hierarchy.FIGURES)
+    st.caption(measured.hierarchy() + " (`./lab bench hierarchy`)")
 
 
 def page() -> None:
@@ -455,7 +452,7 @@ def page() -> None:
             "The rule itself is unchanged and reality is still checked against it. Without "
             "a margin the planner skims the edge of the zone at speed, where a few "
             "centimetres of error in the distance to the person or in the hand's speed "
-            f"decide. {home.MARGIN_FIGURES} (`./lab bench agent_quality`).\n\n"
+            f"decide. {measured.margin()} (`./lab bench agent_quality`).\n\n"
             "A multiple of an RMSE promises nothing. The calibrated margin does: `./lab "
             "calibrate --episodes 60` runs the agent's own episodes, follows each chosen plan "
             "open loop in reality from a snapshot, and keeps $|\\hat y_h - y_h|$ per signal "
@@ -480,7 +477,7 @@ def page() -> None:
             "stress test (Experiments, `./lab stress`) searches the start, the goal and the "
             "person's walk for the episodes where it does, by the cross-entropy method, and "
             "every failure replays on the Plan page as it happened. "
-            f"{home.GUARDRAIL_FIGURES} (`./lab bench guardrail_science`)."
+            f"{measured.guardrails()} (`./lab bench guardrail_science`)."
         )
     _expressions()
     _where(
@@ -565,7 +562,7 @@ def page() -> None:
         "trained on, and nothing checks the rule when it acts. The planner holds the rule "
         "*at inference time*: no plan that breaks it in imagination is chosen, in any "
         "situation, including a rule typed a minute ago. Measured on the shipped models "
-        f"(`./lab bench system12`): {system12.FIGURES}"
+        f"(`./lab bench system12`): {measured.system12()}"
     )
     _where(
         "Plan (Who decides) and Experiments (System 1 designs)",
@@ -612,7 +609,8 @@ def page() -> None:
         "its plan decoded into frames under the planner's",
         [
             ("worldmodels/highlevel.py", "HighLevel, HighTrainer: macro-actions, subgoals"),
-            ("agents/hierarchy.py", "HighPlanner; experiments/hierarchy.py: compare, the figures above"),
+            ("agents/hierarchy.py", "HighPlanner"),
+            ("experiments/hierarchy.py", "compare: the figures above"),
         ],
     )
 
@@ -637,7 +635,7 @@ def page() -> None:
         "time steps and nothing else, an embedding where one step is at most one apart and "
         "any two states are as far apart as that allows: the shortest path in steps, *steps "
         "to go* (as in quasimetric RL). The world model stays frozen. "
-        f"{distance.FIGURES} (`./lab bench label_free`). On Plan, the chart *steps to go* "
+        f"{measured.label_free()} (`./lab bench label_free`). On Plan, the chart *steps to go* "
         "shows the head's reading along the chosen plan beside the probes' distance in metres."
     )
     _where(

@@ -1,7 +1,8 @@
 """The Lessons: one page per claim of the talk, each run live on this machine.
 
 A page says the claim in a sentence, shows the figures measured when the shipped
-checkpoints were made (so a lecture can start at once), and has one button that
+checkpoints were made (``benchmarks/results/lessons.json``, so a lecture can start
+at once), and has one button that
 runs the experiment (``experiments.lessons``) in a worker thread (``LessonRun``; a
 closed tab loses nothing, a reopened one finds it by the URL). The result is drawn
 as it comes in; the chart exports as PNG (the camera in its toolbar), the rows as
@@ -22,10 +23,11 @@ import numpy as np
 import streamlit as st
 
 from app import views
+from app.measured import record
 from app.state import adopt, current, device, fmt_eta, registry
 from app.workers import LessonRun
 from common.paths import PRETRAINED
-from experiments.lessons import LESSONS, MEASURED
+from experiments.lessons import LESSONS
 from experiments.lessons.blur import HORIZONS
 
 ICONS = {
@@ -61,11 +63,13 @@ def _lesson(key: str) -> None:
     st.title(lesson.title)
     st.markdown(f"**The claim.** {lesson.claim}")
     run = current(f"lesson-{key}")
-    measured = MEASURED.get(key)
+    shipped = record("lessons")  # ./lab bench lessons, benchmarks/results/lessons.json
+    measured = (shipped or {}).get("figures", {}).get(key)
     if measured:
         said = (
-            "Measured when the shipped checkpoints were made (`./lab bench lessons`, "
-            f"2 CPU cores, {measured.get('seconds', '?')} s)"
+            f"Measured when the shipped checkpoints were made (`{shipped['command']}`, "
+            f"{shipped['machine']['description']}, {measured.get('seconds', '?')} s, "
+            f"{shipped['date']})"
         )
         if run is None:  # before anything runs: the lecture starts from these
             st.caption(said + ":")
@@ -73,6 +77,9 @@ def _lesson(key: str) -> None:
         else:  # beside this run's own figures: out of the way
             with st.expander(said):
                 st.table(_figure_rows(measured))
+    elif run is None:
+        st.caption("No figures measured for this lesson yet: `./lab bench lessons` measures "
+                   "them, or run it below.")  # fmt: skip
     missing = [n for n in lesson.needs if not Path(PRETRAINED, n).is_dir()]
     if missing:
         st.warning(f"This lesson needs the shipped {', '.join(missing)}: `./lab pretrain`.")
