@@ -294,6 +294,21 @@ def _hierarchy_figures() -> None:
 
 
 def page() -> None:
+    """The Learn page: a section per idea of the architecture, in the talk's order."""
+    _introduction()
+    _perception()
+    _world_model()
+    _cost()
+    _actor()
+    _two_systems()
+    _hierarchy()
+    _observation()
+    _cat_level()
+    _try_this()
+
+
+def _introduction() -> None:
+    """The title, what the lab builds and the diagram of its parts."""
     st.title("Learn: how the agent thinks")
     st.markdown(
         "This lab builds, at a small scale, the architecture of *objective-driven AI* "
@@ -310,6 +325,9 @@ def page() -> None:
         "imagined latents for you, and nothing the agent decides depends on it."
     )
 
+
+def _perception() -> None:
+    """1. Perception: the encoder."""
     st.header("1. Perception: the encoder")
     st.markdown(
         "The encoder maps an observation to a latent vector `s_t` of size D (64 here). From "
@@ -328,6 +346,9 @@ def page() -> None:
         [("worldmodels/model.py", "StateEncoder, PixelEncoder, WorldModel.encode")],
     )
 
+
+def _world_model() -> None:
+    """2. The world model: a JEPA, its loss, the checkpoints."""
     st.header("2. The world model: a JEPA")
     st.markdown(
         "The predictor maps `(s_t, a_t)` to `s_t+1`; applied H times to a sequence of actions "
@@ -403,6 +424,9 @@ def page() -> None:
 
     _lessons_link("blur", "collapse")
 
+
+def _cost() -> None:
+    """3. The cost: the task, guardrails, the margin and rules that freeze."""
     st.header("3. The cost: a task objective plus guardrails")
     st.markdown(
         "The cost scores each imagined future. The **task term** is either a distance in "
@@ -493,6 +517,9 @@ def page() -> None:
         ],
     )
 
+
+def _actor() -> None:
+    """4. The actor: planning by model-predictive control."""
     st.header("4. The actor: planning by model-predictive control")
     st.markdown(
         "The actor searches for the action sequence whose imagined future has the lowest "
@@ -543,6 +570,9 @@ def page() -> None:
 
     _lessons_link("open_loop")
 
+
+def _two_systems() -> None:
+    """5. System 1 and System 2: where a guardrail lives."""
     st.header("5. System 1 and System 2")
     st.markdown(
         "System 1 is reactive: one pass from perception to action, a fixed amount of "
@@ -574,6 +604,9 @@ def page() -> None:
     )
     _lessons_link("guardrails")
 
+
+def _hierarchy() -> None:
+    """6. Hierarchical planning, and the measured comparison."""
     st.header("6. Hierarchical planning: an open problem")
     st.markdown(
         'The agent plans at one time scale: 16 steps of 0.1 s. Going from "be in Paris" '
@@ -616,6 +649,9 @@ def page() -> None:
 
     _lessons_link("hierarchy")
 
+
+def _observation() -> None:
+    """7. Learning from observation: probes, steps to go."""
     st.header("7. Learning from observation")
     st.markdown(
         "Babies learn intuitive physics (objects persist, fall, keep moving) mostly by "
@@ -644,6 +680,9 @@ def page() -> None:
         [("scenes/exploration.py", "ExplorationPolicy"), ("scenes/collect.py", "collect")],
     )
 
+
+def _cat_level() -> None:
+    """8. Cat level before human level."""
     st.header("8. Cat level before human level")
     st.markdown(
         "A cat plans, has intuitive physics and is careful near hazards, with no language. "
@@ -654,6 +693,9 @@ def page() -> None:
         "on the true simulator to show how much of a failure is the world model's fault."
     )
 
+
+def _try_this() -> None:
+    """Exercises, and the code map."""
     st.header("Try this")
     tc = TrainConfig()
     st.markdown(
