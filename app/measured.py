@@ -151,9 +151,8 @@ def system12() -> str:
 def label_free() -> str:
     def sentence(rows) -> str:
         r = {(x["scene"], x["obs"]): x for x in rows}
-        rs, rp, wall, push = r["reach", "state"], r["reach", "pixels"], r["wall", "state"], (
-            r["push", "state"]
-        )
+        rs, rp = r["reach", "state"], r["reach", "pixels"]
+        wall, push = r["wall", "state"], r["push", "state"]
 
         def k(row, name: str) -> str:
             return f"{count(row[f'{name}_success'], row['episodes'])}"
