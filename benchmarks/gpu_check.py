@@ -41,7 +41,7 @@ from agents.planners import PLANNERS, PlannerConfig
 from common.results import save
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint, save_checkpoint
-from worldmodels.loss import LossConfig, losses
+from worldmodels.loss import LossConfig, ema_update, losses
 from worldmodels.model import ModelConfig, WorldModel
 
 SIGNALS = ("x", "y", "vx", "vy", "speed", "dist_wall")  # Reach's probes
@@ -142,8 +142,6 @@ def batch_for(model: WorldModel, B: int, H: int, device) -> dict:
 
 def train_steps(model: WorldModel, device, steps: int, B: int = 64) -> float:
     """Steps per second of the JEPA objective (forward, backward, Adam, EMA)."""
-    from worldmodels.loss import ema_update
-
     model.train()
     cfg = LossConfig()
     batch = batch_for(model, B, cfg.horizon, device)
