@@ -38,6 +38,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,9 @@ class CostSet:
     task: str = "signal"  # "signal" (probed task signals vs the goal's) or "latent"
     task_weight: float = 1.0
     terms: list[Term] = field(default_factory=list)
+    # the person's name for the set, as written ("my knife rule 0.6"); its file's name is
+    # made safe apart from it, so lists and legends show this one
+    name: str = ""
 
     def to_json(self) -> str:
         fmt, version = COSTS_FORMAT[:2]
@@ -113,10 +117,14 @@ class CostSet:
             terms = d.get("terms", [])
             if not isinstance(terms, list):
                 raise LabError("'terms' must be a list of terms, [{...}, ...]")
+            name = d.get("name", "")
+            if not isinstance(name, str):
+                raise LabError(f"'name' must be text, not {_kind_of(name)}")
             out = cls(
                 task=d.get("task", "signal"),
                 task_weight=_number(d.get("task_weight", 1.0), "'task_weight'"),
                 terms=[_term(i, t) for i, t in enumerate(terms, start=1)],
+                name=name,
             )
             out.check()
         except LabError as e:
@@ -129,6 +137,24 @@ class CostSet:
     @classmethod
     def load(cls, path: str | Path) -> CostSet:
         return cls._from_dict(read_versioned_json(Path(path), *COSTS_FORMAT), str(path))
+
+    def check_names(self, names: list[str], source: str = "the cost set") -> None:
+        """Every term compiles over ``names`` (a scene's signals and goal values), else
+        ``LabError`` naming the term, the unknown name and the names there are: a set
+        written for another scene would otherwise be loaded with its terms left out, and
+        the agent would plan with no guardrail."""
+        for i, t in enumerate(self.terms, start=1):
+            try:
+                compile_expression(t.expression, names)
+            except ExpressionError as e:
+                unknown = re.match(r"unknown name ('[^']*')", e.message)
+                why = (
+                    f"reads {unknown.group(1)}, which this scene does not have; "
+                    f"its names are: {', '.join(names)}"
+                    if unknown
+                    else str(e)
+                )
+                raise LabError(f"{source}: term {i} ({t.name!r}): {why}") from e
 
     def check(self) -> None:
         if self.task not in ("signal", "latent"):

@@ -7,6 +7,7 @@ sets. Shipped checkpoints come from the repository's ``pretrained/``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -372,8 +373,9 @@ GUARD_HELP = (
 
 def saved_costs(names: list[str]) -> tuple[dict[str, CostSet], dict[str, str]]:
     """Cost sets saved in the workspace whose terms compile over ``names`` (signals and
-    goal names, ``agents.cost.term_names``), by file stem, and why the ones that do not
-    load failed. Sets written over another scene's signals are left out."""
+    goal names, ``agents.cost.term_names``), by the name they were saved under (the file's
+    stem for a file that has none), and why the ones that do not load failed. Sets written
+    over another scene's signals are left out."""
     fitting, broken = {}, {}
     for path in sorted(COSTS.glob("*.json")):
         try:
@@ -382,18 +384,26 @@ def saved_costs(names: list[str]) -> tuple[dict[str, CostSet], dict[str, str]]:
             broken[path.stem] = str(e)
             continue
         if not Cost(costs, names, []).errors:
-            fitting[path.stem] = costs
+            fitting[costs.name.strip() or path.stem] = costs
     return fitting, broken
 
 
+def safe_stem(name: str) -> str:
+    """A file name for ``name``: letters, digits, '-', '_', '.' and spaces, no leading dot."""
+    stem = "".join(c if c.isalnum() or c in "-_. " else "_" for c in name).strip()[:60]
+    return stem.lstrip(".").strip()
+
+
 def save_costs(name: str, costs: CostSet) -> Path:
-    """Save under ``costs/<name>.json``; the name is kept to safe characters."""
-    stem = "".join(c if c.isalnum() or c in "-_ " else "_" for c in name).strip()[:60]
+    """Save under ``costs/<safe name>.json``, the name itself kept as written in the file
+    (lists and legends show it; "my knife rule 0.6" is not "0_6")."""
+    name = name.strip()
+    stem = safe_stem(name)
     if not stem:
         raise LabError("give the cost set a name")
     COSTS.mkdir(parents=True, exist_ok=True)
     path = COSTS / f"{stem}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(costs.to_json())
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(dataclasses.replace(costs, name=name).to_json())
     tmp.replace(path)
     return path

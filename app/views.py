@@ -220,23 +220,44 @@ def trajectories(view, names: tuple[str, str], height: int = 420, clickable: boo
     return fig.done(height)
 
 
-def term_bars(terms: dict[str, np.ndarray], limits: dict[str, float]) -> dict:
-    """The chosen plan's per-term cost summed over the horizon (hard terms: excess)."""
+def term_bars(
+    terms: dict[str, np.ndarray], limits: dict[str, float], off: frozenset | set = frozenset()
+) -> dict:
+    """The chosen plan's per-term cost summed over the horizon (hard terms: excess).
+
+    A term switched off (``off``) is not counted: it is drawn at 0, hollow, "(off)" by its
+    name, not as a bar beside the ones that are (its full value read as a cost in force).
+    """
     names = list(terms)
-    values = [float(np.sum(terms[k])) for k in names]
+    values = [0.0 if k in off else float(np.sum(terms[k])) for k in names]
+
+    def label(k: str) -> str:
+        if k in off:
+            return f"{k} (off)"
+        return f"{k} (hard)" if k in limits else k
+
     fig = Fig()
     fig.add(
         type="bar",
         orientation="h",
         x=values,
-        y=[f"{k} (hard)" if k in limits else k for k in names],
+        y=[label(k) for k in names],
         marker={
             "color": [
-                LIMIT if k in limits and v > 0 else "#2c7bb6"
+                "rgba(0,0,0,0)" if k in off else LIMIT if k in limits and v > 0 else "#2c7bb6"
                 for k, v in zip(names, values, strict=True)
-            ]
+            ],
+            "line": {
+                "color": ["#999999" if k in off else "rgba(0,0,0,0)" for k in names],
+                "width": 1,
+            },
         },
-        text=[f"{v:.4g}" for v in values],
+        text=[
+            "off: not counted" if k in off else f"{v:.4g}"
+            for k, v in zip(names, values, strict=True)
+        ],
+        textposition=["outside" if k in off else "auto" for k in names],
+        cliponaxis=False,
     )
     return fig.done(60 + 40 * len(names), "chosen plan: cost per term")
 

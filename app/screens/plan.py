@@ -9,6 +9,7 @@ term that does not compile keeps its last good version in force there.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import secrets
@@ -33,51 +34,94 @@ POLL_RUNNING, POLL_PAUSED = 0.6, 5.0  # s between redraws of the live view
 
 
 # --- the cost editor's state ----------------------------------------------------------------
-def _rows(scene: str) -> list[str]:
-    return SS.setdefault(f"plan/rows/{scene}", [])
+# What the editor shows lives in a key of the page's own, ``plan/editor/<scene>``, never
+# only in widget keys: Streamlit deletes a widget's key at the end of any run that does not
+# draw it (another page, another scene), and the editor then came back blank and its next
+# edit sent the blank set, every guardrail gone (PITFALLS.md, "Streamlit widget state").
+# The widgets are drawn from that state and every edit is copied back into it first.
+FIELDS = ("name", "expr", "kind", "value", "on")  # a row's fields, each a widget
+
+
+def _model(scene: str) -> dict | None:
+    """The editor's state for ``scene``: task, task weight and rows (uid + FIELDS)."""
+    return SS.get(f"plan/editor/{scene}")
+
+
+def _as_model(costs: CostSet) -> dict:
+    rows = [
+        {
+            "uid": secrets.token_hex(3),
+            "name": t.name,
+            "expr": t.expression,
+            "kind": t.kind,
+            "value": float(t.weight if t.kind == "soft" else t.limit),
+            "on": bool(t.enabled),
+        }
+        for t in costs.terms
+    ]
+    return {
+        "task": costs.task,
+        "task_weight": float(costs.task_weight),
+        "rows": rows,
+        "name": costs.name,
+    }
 
 
 def load_editor(scene: str, costs: CostSet) -> None:
-    """Put a cost set into the editor's widgets (call before they are drawn)."""
-    uids = []
-    for t in costs.terms:
-        uid = secrets.token_hex(3)
-        uids.append(uid)
-        SS[f"term/{uid}/name"] = t.name
-        SS[f"term/{uid}/expr"] = t.expression
-        SS[f"term/{uid}/kind"] = t.kind
-        SS[f"term/{uid}/value"] = float(t.weight if t.kind == "soft" else t.limit)
-        SS[f"term/{uid}/on"] = t.enabled
-    SS[f"plan/rows/{scene}"] = uids
-    SS[f"plan/task/{scene}"] = costs.task
-    SS[f"plan/task_weight/{scene}"] = float(costs.task_weight)
+    """Put a cost set into the editor (its widgets are drawn from it)."""
+    SS[f"plan/editor/{scene}"] = _as_model(costs)
+
+
+def _widget(uid: str, field: str) -> str:
+    return f"term/{uid}/{field}"
+
+
+def _show_model(scene: str) -> None:
+    """Set the editor's widgets from its state (before they are drawn in this run)."""
+    m = _model(scene)
+    SS[f"plan/task/{scene}"] = m["task"]
+    SS[f"plan/task_weight/{scene}"] = m["task_weight"]
+    for row in m["rows"]:
+        for f in FIELDS:
+            SS[_widget(row["uid"], f)] = row[f]
+
+
+def _take_edits(scene: str) -> None:
+    """Copy the widgets' values into the editor's state (an edit's callback: the widgets
+    drawn in the last run hold what the person set; one not drawn then is left as it is)."""
+    m = _model(scene)
+    if m is None:
+        return
+    for field in ("task", "task_weight"):
+        if f"plan/{field}/{scene}" in SS:
+            m[field] = SS[f"plan/{field}/{scene}"]
+    for row in m["rows"]:
+        for f in FIELDS:
+            if _widget(row["uid"], f) in SS:
+                row[f] = SS[_widget(row["uid"], f)]
 
 
 def editor_costs(scene: str) -> CostSet:
     """The editor's content as a cost set (expressions unchecked)."""
+    m = _model(scene) or _as_model(CostSet())
     terms = []
-    for uid in _rows(scene):
-        kind = SS.get(f"term/{uid}/kind", "soft")
-        value = float(SS.get(f"term/{uid}/value", 1.0))
+    for row in m["rows"]:
+        kind, value = row["kind"], float(row["value"])
         terms.append(
             Term(
-                name=SS.get(f"term/{uid}/name", "") or f"term {uid}",
-                expression=SS.get(f"term/{uid}/expr", ""),
+                name=row["name"] or f"term {row['uid']}",
+                expression=row["expr"],
                 kind=kind,
                 weight=value if kind == "soft" else 1.0,
                 limit=value if kind == "hard" else 0.0,
-                enabled=bool(SS.get(f"term/{uid}/on", True)),
+                enabled=bool(row["on"]),
             )
         )
-    return CostSet(
-        task=SS.get(f"plan/task/{scene}", "signal"),
-        task_weight=float(SS.get(f"plan/task_weight/{scene}", 1.0)),
-        terms=terms,
-    )
+    return CostSet(task=m["task"], task_weight=float(m["task_weight"]), terms=terms, name=m["name"])
 
 
-def _send_costs(run_id: str, scene: str) -> None:
-    """Every edit: send the editor's cost to the agent and wait for its plan on redraw."""
+def _send(run_id: str, scene: str) -> None:
+    """Send the editor's cost set to the agent; the page waits for its plan on redraw."""
     run = registry().get(run_id, "plan")
     if run is None:
         return
@@ -91,10 +135,18 @@ def _send_costs(run_id: str, scene: str) -> None:
     SS["plan/await_cost"] = run.set_costs(costs)
 
 
+def _send_costs(run_id: str, scene: str) -> None:
+    """Every edit: take it into the editor's state, then send that to the agent."""
+    _take_edits(scene)
+    _send(run_id, scene)
+
+
 def _save_costs(scene: str) -> None:
     """Save before the page is drawn, so "Load a cost set" already offers it."""
     try:
-        path = home.save_costs(SS.get("plan/save_name", ""), editor_costs(scene))
+        name = SS.get("plan/save_name", "")
+        path = home.save_costs(name, editor_costs(scene))
+        _model(scene)["name"] = name.strip()  # the set shown is now the one saved
         SS["plan/saved"] = (True, f"saved to {path}; Load and the Experiments page offer it")
     except LabError as e:
         SS["plan/saved"] = (False, str(e))
@@ -103,48 +155,67 @@ def _save_costs(scene: str) -> None:
 def _kind_changed(run_id: str, scene: str, uid: str) -> None:
     """Soft <-> hard: the number means a weight or a limit, so it starts at that one's default
     (a weight of 1 kept as a limit of 1 would quietly allow most violations)."""
-    SS[f"term/{uid}/value"] = 1.0 if SS.get(f"term/{uid}/kind") == "soft" else 0.0
-    _send_costs(run_id, scene)
+    _take_edits(scene)
+    for row in _model(scene)["rows"]:
+        if row["uid"] == uid:
+            row["value"] = 1.0 if row["kind"] == "soft" else 0.0
+    _send(run_id, scene)
 
 
 def _add_term(run_id: str, scene: str) -> None:
-    uid = secrets.token_hex(3)
-    SS[f"term/{uid}/name"] = f"term {len(_rows(scene)) + 1}"
-    SS[f"term/{uid}/expr"] = ""
-    SS[f"term/{uid}/kind"] = "soft"
-    SS[f"term/{uid}/value"] = 1.0
-    SS[f"term/{uid}/on"] = True
-    _rows(scene).append(uid)
+    _take_edits(scene)
+    rows = _model(scene)["rows"]
+    row = {"uid": secrets.token_hex(3), "name": f"term {len(rows) + 1}", "expr": ""}
+    rows.append({**row, "kind": "soft", "value": 1.0, "on": True})
 
 
 def _remove_term(run_id: str, scene: str, uid: str) -> None:
-    _rows(scene).remove(uid)
-    _send_costs(run_id, scene)
+    _take_edits(scene)
+    m = _model(scene)
+    m["rows"] = [row for row in m["rows"] if row["uid"] != uid]
+    _send(run_id, scene)
 
 
-def _load_preset(run_id: str, scene: str, costs: CostSet) -> None:
+def _load_preset(run_id: str, scene: str, costs: CostSet, label: str = "") -> None:
+    """Load a preset, a saved set or a file: the terms it replaces can be brought back
+    (Undo) until the next load."""
     SS.pop(f"plan/upload_error/{scene}", None)
+    _take_edits(scene)
+    before = _model(scene)
+    if before is not None and editor_costs(scene) != costs:
+        SS[f"plan/undo/{scene}"] = (copy.deepcopy(before), label or "the load")
     load_editor(scene, costs)
-    _send_costs(run_id, scene)
+    _send(run_id, scene)
 
 
-def _load_file(run_id: str, scene: str) -> None:
+def _undo_load(run_id: str, scene: str) -> None:
+    undo = SS.pop(f"plan/undo/{scene}", None)
+    if undo is not None:
+        SS[f"plan/editor/{scene}"] = undo[0]
+        _send(run_id, scene)
+
+
+def _load_file(run_id: str, scene: str, names: list[str]) -> None:
     """ "Load the file": a callback, so the editor's widgets are set before this run draws
     them (from the script body it raised StreamlitWidgetAlreadyInstantiatedError and left
-    the load half done: issue 16)."""
+    the load half done). A file whose terms read names this scene does not have is refused
+    whole, as a malformed one is: loaded, its terms would be left out and the agent would
+    plan with no guardrail at all."""
     up = SS.get(f"plan/upload/{scene}")
     if up is None:
         return
     try:
         costs = CostSet.from_json(up.getvalue().decode("utf-8", "replace"), source=up.name)
+        costs.check_names(names, source=up.name)
     except LabError as e:
         SS[f"plan/upload_error/{scene}"] = str(e)
         return
-    _load_preset(run_id, scene, costs)
+    _load_preset(run_id, scene, costs, f"the file {up.name}")
 
 
 def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str, str]) -> None:
     args = (run.id, scene)
+    _show_model(scene)
     st.subheader("Cost")
     st.caption(
         "The task term plus guardrail terms over the scene's signals and the goal's values: "
@@ -172,7 +243,8 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
         on_change=_send_costs,
         args=args,
     )
-    for uid in list(_rows(scene)):
+    for row in _model(scene)["rows"]:
+        uid = row["uid"]
         cols = st.columns([2, 4.6, 1.3, 1.3, 1.1, 0.7], vertical_alignment="bottom")
         cols[0].text_input("Name", key=f"term/{uid}/name", on_change=_send_costs, args=args)
         cols[1].text_input("Expression", key=f"term/{uid}/expr", on_change=_send_costs, args=args)
@@ -183,7 +255,7 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
             on_change=_kind_changed,
             args=(*args, uid),
         )
-        kind = SS.get(f"term/{uid}/kind", "soft")
+        kind = row["kind"]
         cols[3].number_input(
             "Weight" if kind == "soft" else "Limit",
             key=f"term/{uid}/value",
@@ -200,8 +272,7 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
             args=(*args, uid),
             help="remove this term",
         )
-        text = SS.get(f"term/{uid}/expr", "")
-        name = SS.get(f"term/{uid}/name", "")
+        text, name = row["expr"], row["name"]
         label = views.plain(name.strip() or "unnamed")
         if not text.strip() and name not in in_force:  # a new term, nothing typed yet
             st.caption(
@@ -221,18 +292,36 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
             st.error(f"**{label}**: {views.plain(e)}.{tail}", icon=":material/error:")
     if SS.get("plan/cost_error"):
         st.error(views.plain(SS["plan/cost_error"]))
+    undo = SS.get(f"plan/undo/{scene}")
+    if undo is not None:
+        st.button(
+            f"Undo: bring back the terms before {undo[1]}",
+            key="plan/undo",
+            on_click=_undo_load,
+            args=args,
+            icon=":material/undo:",
+            help="the cost set as it was before the last load, as you left it",
+        )
     b = st.columns([1, 2, 2, 2])
     b[0].button("Add term", on_click=_add_term, args=args, icon=":material/add:")
     presets = home.preset_costs(scene)
     saved, broken = home.saved_costs(signals)
     with b[1].popover("Load a cost set", icon=":material/folder_open:"):
         for label, costs in presets.items():
-            st.button(label, key=f"preset/{label}", on_click=_load_preset, args=(*args, costs))
+            st.button(
+                label,
+                key=f"preset/{label}",
+                on_click=_load_preset,
+                args=(*args, costs, f"the preset '{label}'"),
+            )
         for stem, message in broken.items():
             st.caption(f"{stem}: {message}")
-        for stem, costs in saved.items():
+        for name, costs in saved.items():
             st.button(
-                f"saved: {stem}", key=f"saved/{stem}", on_click=_load_preset, args=(*args, costs)
+                f"saved: {name}",
+                key=f"saved/{name}",
+                on_click=_load_preset,
+                args=(*args, costs, f"the saved set '{name}'"),
             )
         failed = f"plan/upload_error/{scene}"  # this scene's, for the file chosen now
         up = st.file_uploader(
@@ -242,7 +331,9 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
             on_change=lambda: SS.pop(failed, None),
         )
         if up is not None:
-            st.button("Load the file", key="plan/upload/go", on_click=_load_file, args=args)
+            st.button(
+                "Load the file", key="plan/upload/go", on_click=_load_file, args=(*args, signals)
+            )
             if SS.get(failed):
                 st.error(views.plain(SS[failed]))
     with b[2].popover("Save this cost set", icon=":material/save:"):
@@ -254,7 +345,7 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
     b[3].download_button(
         "Download JSON",
         editor_costs(scene).to_json(),
-        file_name=f"{scene}-costs.json",
+        file_name=f"{home.safe_stem(_model(scene)['name']) or scene + '-costs'}.json",
         mime="application/json",
         icon=":material/download:",
     )
@@ -300,8 +391,8 @@ def _replay(run_id: str, scene: str, failure: home.Failure) -> None:
         return
     cfg = failure.settings["agent"]
     search = cfg["search"]
-    load_editor(scene, CostSet.from_json(json.dumps(failure.settings["costs"])))
-    _send_costs(run_id, scene)
+    costs = CostSet.from_json(json.dumps(failure.settings["costs"]))
+    _load_preset(run_id, scene, costs, "the replayed failure")
     new = dataclasses.replace(
         run.settings,
         planner=cfg["planner"],
@@ -515,7 +606,7 @@ def live(run_id: str, scene: str) -> None:
     if len(run.scene_goal_signals) == 2:
         pick[1].caption("or click the plane above: the goal goes there")
     if v.terms:
-        g[1].plotly_chart(views.term_bars(v.terms, hard), key="plan/terms")
+        g[1].plotly_chart(views.term_bars(v.terms, hard, off), key="plan/terms")
     shown = list(v.shown)
     if shown:
         g[1].plotly_chart(views.signals_over_time(v, shown, {}), key="plan/signals")
@@ -648,7 +739,7 @@ def page() -> None:
         help="otherwise the walking person is rarely near the arm (applies to the next episode)",
     ):
         settings.options = {"person_near": True}
-    if f"plan/rows/{scene}" not in SS:
+    if _model(scene) is None:
         if run is not None and run.settings.scene == scene:
             load_editor(scene, run.costs)  # a reopened tab: the cost the agent plans with
         else:
