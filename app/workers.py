@@ -258,7 +258,8 @@ def _slug(name: str) -> str:
 
 
 class StressRun(Run):
-    """A stress test in the background (``experiments.stress``): the failures as they are found."""
+    """A stress test in the background (``experiments.stress``): each episode, and so each
+    failure, published as it ends (the search calls back after every episode)."""
 
     kind = "stress"
 
@@ -281,6 +282,12 @@ class StressRun(Run):
         self.out, self.device, self.ray = out, device, ray
         self.total = budget
         self.result = None  # experiments.stress.StressResult, as far as it has gone
+
+    @property
+    def file_stem(self) -> str:
+        """What a downloaded file is called: the design, then scene, method and start
+        time (``out``'s name)."""
+        return f"stress-{_slug(self.design.removeprefix('saved: '))[:40]}-{self.out.name}"
 
     def work(self) -> None:
 

@@ -555,11 +555,13 @@ def run_episodes(
     stop: threading.Event | None = None,
     turn: Callable = nullcontext,
     errors: list | None = None,
+    found: Callable[[list[dict]], None] | None = None,
 ) -> tuple[list[dict], bool]:
     """Episodes ``indices`` of ``spec``: one record per agent and episode (the model's
     first), and whether they all finished (False when ``stop`` was set: those that did).
-    ``progress()`` after each record; ``errors`` collects the model's |imagined - real|
-    per episode (``run_episode``)."""
+    ``progress()`` after each record, ``found([record])`` with it (a stress test shows
+    each episode as it ends); ``errors`` collects the model's |imagined - real| per
+    episode (``run_episode``)."""
     device = torch.device(spec.device)
     cls = scenes.scene_class(spec.scene)
     costs = CostSet.from_json(spec.costs)
@@ -594,6 +596,8 @@ def run_episodes(
                 if record is None:
                     return out, False
                 out.append({"agent": name, "episode": int(i), **record})
+                if found is not None:
+                    found([out[-1]])
                 if progress is not None:
                     progress()
         return out, True
@@ -644,10 +648,12 @@ def evaluate_spec(
     device=None,
     ray=None,
     turn: Callable = nullcontext,
+    found: Callable[[list[dict]], None] | None = None,
 ):
     """Episodes ``indices`` of the model's agent alone, each with its own reset options
     (``per_episode``), its rule the cost set's enabled hard terms: (records, finished).
-    Locally or over Ray (``ray``), as ``evaluate``. Stress tests run their generations so."""
+    Locally or over Ray (``ray``), as ``evaluate``; ``found(records)`` with each episode
+    (locally) or chunk (Ray) as it ends. Stress tests run their generations so."""
     device = choose_device("auto") if device is None else torch.device(device)
     spec = EpisodeSpec(
         scene=scenes.scene_key(scene),
@@ -666,8 +672,8 @@ def evaluate_spec(
     if ray:
         from experiments import fanout
 
-        return fanout.run(spec, list(indices), ray, None, stop)
-    return run_episodes(spec, list(indices), None, stop, turn)
+        return fanout.run(spec, list(indices), ray, None, stop, found=found)
+    return run_episodes(spec, list(indices), None, stop, turn, found=found)
 
 
 def _oracle_config(spec: EpisodeSpec) -> AgentConfig:

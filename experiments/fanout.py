@@ -68,10 +68,11 @@ def _remote_episodes(spec, indices, want_errors: bool):
 
 
 def run(spec, indices, address: str, tick=None, stop: threading.Event | None = None,
-        errors: list | None = None, cpus: int | None = None):  # fmt: skip
+        errors: list | None = None, cpus: int | None = None, found=None):  # fmt: skip
     """``experiments.evaluate.run_episodes`` over Ray: (records in episode order, finished).
-    ``tick(n)`` after each chunk with its record count; ``stop`` cancels what is left
-    (the chunks already back are kept, in order, up to the first missing one)."""
+    ``tick(n)`` after each chunk with its record count, ``found(records)`` with its
+    records; ``stop`` cancels what is left (the chunks already back are kept, in order,
+    up to the first missing one)."""
     ray = connect(address, cpus)
     spec = dataclasses.replace(spec, device="cpu")  # a worker is a CPU core
     remote = ray.remote(num_cpus=1)(_remote_episodes)
@@ -92,6 +93,8 @@ def run(spec, indices, address: str, tick=None, stop: threading.Event | None = N
                     if isinstance(cause, LabError):
                         raise LabError(str(cause)) from None
                     raise LabError(f"a Ray worker failed: {cause or e}") from e
+                if found is not None:
+                    found(list(results[i][0]))
                 if tick is not None:
                     tick(len(results[i][0]))
     finally:  # stopped, or a chunk failed: the others give their cores back

@@ -27,6 +27,8 @@ at a time; the same seeds give the same episodes either way.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import sys
@@ -47,7 +49,7 @@ from agents.planners import PlannerConfig
 from common.config import parse_config
 from common.errors import LabError
 from common.files import write_json_atomic
-from experiments.evaluate import check_design, episode_seed, evaluate_spec
+from experiments.evaluate import check_design, design_guard, episode_seed, evaluate_spec
 
 FORMAT, VERSION = "lab-stress", 1
 ELITE_SHARE = 0.2  # CEM: the share of a generation its Gaussian is refitted to
@@ -83,6 +85,46 @@ class StressResult:
             },
             indent=1,
         )
+
+    def failures_csv(self) -> str:
+        """The failures, worst first, one row each (excess, episode, seed, steps, violating
+        steps, success, the searched parameters, the reset options as JSON), headed by
+        ``# key: value`` lines saying what was stressed and how (``pandas.read_csv(...,
+        comment="#")`` skips them)."""
+        s = self.settings
+        costs = s.get("costs") or {}
+        terms = "; ".join(
+            f"{t['name']} ({t['kind']}{'' if t.get('enabled', True) else ', off'}): "
+            f"{t['expression']}" + (f" <= {t['limit']:g}" if t["kind"] == "hard" else "")
+            for t in costs.get("terms", [])
+        )
+        head = {
+            "scene": self.scene,
+            "checkpoint": s.get("checkpoint"),
+            "design": terms,
+            "method": s.get("method"),
+            "budget": s.get("budget"),
+            "population": s.get("population"),
+            "seed": s.get("seed"),
+            "episodes tried": len(self.episodes),
+            "failures": len(self.failures),
+            "complete": self.complete,
+            **design_guard(s.get("agent") or {}),
+        }
+        buf = io.StringIO()
+        for key, value in head.items():
+            buf.write(f"# {key}: {'' if value is None else value}\n")
+        params = [p[0] for p in s.get("params", [])]
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["excess", "episode", "seed", "steps", "violation_steps", "success",
+                    *params, "options"])  # fmt: skip
+        for e in self.failures:
+            w.writerow(
+                [f"{e['excess']:.6g}", e["episode"], e["seed"], e["steps"], e["violation_steps"],
+                 int(bool(e["success"])), *(f"{e['params'].get(p, ''):.6g}" for p in params),
+                 json.dumps(e["options"], sort_keys=True)]
+            )  # fmt: skip
+        return buf.getvalue()
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / "result.json"
@@ -173,9 +215,10 @@ def stress(
 ) -> StressResult:
     """Search ``budget`` episodes for the design's failures (see the module docstring).
 
-    ``progress(result)`` after every generation, with the episodes so far (the app
-    shows the failures as they are found); ``stop`` ends it within the running episode,
-    keeping the finished generations. ``turn()``: a context each step runs in (the app)."""
+    ``progress(result)`` after every episode (over Ray: every chunk of episodes), with
+    the episodes so far (the app shows the failures as they are found); ``stop`` ends it
+    within the running episode, keeping the finished episodes. ``turn()``: a context each
+    step runs in (the app)."""
     key = scenes.scene_key(scene)
     cls = scenes.scene_class(key)
     if not cls.STRESS_PARAMS:
@@ -208,37 +251,44 @@ def stress(
             first = len(result.episodes)
             u, opts = _generation(check, cls, search, n, seed, first)
             per = {first + i: o for i, o in enumerate(opts)}
+
+            def found(records, u=u, opts=opts, first=first) -> None:
+                # each episode is shown as it ends, not a generation at a time: a
+                # generation as large as the budget showed 0 failures until the end
+                for r in records:
+                    i = r["episode"] - first
+                    result.episodes.append(_entry(cls, r, u[i], opts[i]))
+                if progress is not None:
+                    progress(result)
+
             records, finished = evaluate_spec(
-                key, checkpoint, costs, agent_cfg, sorted(per), seed, per, stop, device, ray, turn
-            )
+                key, checkpoint, costs, agent_cfg, sorted(per), seed, per, stop, device, ray,
+                turn, found,
+            )  # fmt: skip
+            result.episodes[first:] = sorted(result.episodes[first:], key=lambda e: e["episode"])
             by_episode = {r["episode"]: r for r in records}
-            scores = []
-            for i, (x, o) in enumerate(zip(u, opts, strict=True)):
-                r = by_episode.get(first + i)
-                if r is None:
-                    continue
-                scores.append(score(r))
-                result.episodes.append(
-                    {
-                        "episode": first + i,
-                        "seed": r["seed"],
-                        "options": o,
-                        "params": _values(cls, x),
-                        "excess": r["worst_excess"],
-                        "violation_steps": r["violation_steps"],
-                        "steps": r["steps"],
-                        "success": r["success"],
-                    }
-                )
+            scores = [score(by_episode[first + i]) for i in range(n) if first + i in by_episode]
             if not finished:
                 return result
             search.tell(u, np.asarray(scores))
-            if progress is not None:
-                progress(result)
         result.complete = True
         return result
     finally:
         check.close()
+
+
+def _entry(cls, record: dict, u: np.ndarray, options: dict) -> dict:
+    """A stress-test episode from its evaluation record: what replays it, and how it went."""
+    return {
+        "episode": record["episode"],
+        "seed": record["seed"],
+        "options": options,
+        "params": _values(cls, u),
+        "excess": record["worst_excess"],
+        "violation_steps": record["violation_steps"],
+        "steps": record["steps"],
+        "success": record["success"],
+    }
 
 
 def _generation(check, cls, search: Search, n: int, seed: int, first: int):

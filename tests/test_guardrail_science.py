@@ -3,6 +3,7 @@ stress tests and Ray, on analytic fixtures and real episodes."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 
@@ -205,10 +206,24 @@ def test_a_stress_test_of_real_episodes_keeps_replayable_failures(tmp_path):
         4,
         population=2,
         device="cpu",
-        progress=lambda res: seen.append(len(res.episodes)),
+        progress=lambda res: seen.append((len(res.episodes), len(res.failures))),
     )
-    assert seen == [2, 4] and r.complete and len(r.episodes) == 4
+    assert r.complete and len(r.episodes) == 4
+    # each episode, and so each failure, is published as it ends, not a generation later
+    assert [n for n, _ in seen] == [1, 2, 3, 4], seen
+    assert [k for _, k in seen] == [sum(e["excess"] > 0 for e in r.episodes[:n]) for n, _ in seen]
     assert r.failures and r.failures[0]["excess"] >= r.failures[-1]["excess"] > 0
+    # the failures as a CSV: headed by what was stressed and how, worst first
+    text = r.failures_csv()
+    head = [ln for ln in text.splitlines() if ln.startswith("#")]
+    assert "# scene: reach" in head and "# method: cem" in head and "# budget: 4" in head
+    assert f"# failures: {len(r.failures)}" in head and "# delta: 0" in head
+    assert "# design: barely move (hard): relu(speed - 0.05) <= 0" in head
+    rows = list(csv.DictReader(ln for ln in text.splitlines() if not ln.startswith("#")))
+    assert len(rows) == len(r.failures)
+    assert [float(x["excess"]) for x in rows] == pytest.approx([f["excess"] for f in r.failures])
+    assert json.loads(rows[0]["options"]) == r.failures[0]["options"]
+    assert {p[0] for p in scenes.scene_class("reach").STRESS_PARAMS} <= set(rows[0])
     r.save(tmp_path)
     back = StressResult.load(tmp_path / "result.json")
     f = back.failures[0]
