@@ -17,17 +17,16 @@ trained with ``last_action`` reads as an efference copy.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
 from agents.cost import Cost, CostSet
+from agents.deciders import Both, CostPair, Decider, Planner, PolicyDecider, TwoLevels, clock
 from agents.expressions import ExpressionError
-from agents.hierarchy import HierarchyConfig, HighPlanner, low_costs
+from agents.hierarchy import HierarchyConfig, HighPlanner
 from agents.planners import PLANNERS, PlannerConfig, PlanRecord, shift
-from agents.planners.base import record
 from common.errors import LabError
 from scenes.base import LabScene
 
@@ -48,7 +47,7 @@ class AgentConfig:
     # the imagined values as they are; 1 leaves one RMSE of room. A simulator (the
     # oracle) is exact and takes no margin.
     margin: float = 0.0
-    # Or a calibrated bound (issue 14): hard guardrails must hold over the split-conformal
+    # Or a calibrated bound (conformal): hard guardrails must hold over the split-conformal
     # bound on |imagined - real| at miss rate ``delta`` (per signal and imagined step,
     # measured on the agent's own closed-loop episodes by ./lab calibrate --episodes;
     # ``model.probe_conformal``). 0: none; it takes the place of ``margin`` when set.
@@ -61,14 +60,9 @@ class AgentConfig:
     margin_steps: int = 0
     decode: bool = True  # decode the chosen plan's imagined frames (display)
     show: tuple[str, ...] = ()  # signals to probe on every final sample (display)
-    # Who decides: "planner" (System 2: search over the horizon), "policy" (System 1: one
-    # pass of a distilled policy, agents.policy; its imagined future is judged by the
-    # cost for the record and the fallback, not searched), or "both" (amortised planning:
-    # the policy acted out in imagination starts an episode's first search; after that
-    # the policy, read along the last plan's imagined states in one batched pass, is one
-    # more sample of every round beside the last plan shifted. Interleaved on the same
-    # episodes, compiled: 0.74x of the 3-iteration planner's time on Reach against 0.83x
-    # for the policy acted out every step, 0.66x and 0.65x on Kitchen; issue 13).
+    # Who decides (agents.deciders): "planner" (System 2: search over the horizon),
+    # "policy" (System 1: one pass of a distilled policy, agents.policy), or "both" (the
+    # policy's proposal as a sample of the planner's search: amortised planning).
     actor: str = "planner"
     shadow: bool = False  # with the policy acting, also plan (display: what System 2 would do)
     # Two levels (agents.hierarchy): a learned high level (worldmodels.highlevel) hands
@@ -140,41 +134,41 @@ class Agent:
         if costs.task == "signal" and missing:
             raise LabError(f"the model has no probe for {missing}: use the latent task term")
         distance = getattr(model, "goal_distance", None)  # the latent task term's
-        self.cost = Cost(costs, signals, task, distance=distance)
         # gradients through the cost: the gradient planner, and the gradient repair
         grads = cfg.planner == "gd" or (
             cfg.search.repair > 0 and cfg.search.repair_mode == "gradient"
         )
-        self.smooth_cost = (
-            Cost(costs, signals, task, smooth=True, distance=distance) if grads else None
+        self.costs = CostPair.build(
+            lambda smooth: Cost(costs, signals, task, smooth=smooth, distance=distance), grads
         )
+        self.cost = self.costs.plain  # what the plan is judged on, and the page shows
         self.high: HighPlanner | None = None
-        self.sub_cost = self.smooth_sub_cost = None  # the low level's, under a high level
+        search = cfg.search
         if cfg.hierarchy is not None:
             if high is None:
                 raise LabError("a hierarchy needs a high level: ./lab highlevel makes one")
             if cfg.actor != "planner":
                 raise LabError("a hierarchy plans at both levels: the actor must be the planner")
             self.high = HighPlanner(high, model, costs, task, cfg.hierarchy, scene)
-            self.sub_cost = self.high.subgoal_cost(costs, signals, task, model)
-            if grads:
-                self.smooth_sub_cost = self.high.subgoal_cost(costs, signals, task, model, True)
-        search = cfg.search
-        if cfg.hierarchy is not None and cfg.hierarchy.horizon:
-            search = replace(search, horizon=cfg.hierarchy.horizon)  # to the subgoal
-        self.planner = PLANNERS[cfg.planner](
-            search, scene.ACTION_DIM, self.smooth_sub_cost or self.smooth_cost
-        )
+            self.decider: Decider = TwoLevels(self, self.high, costs, grads)
+            searched = self.decider.costs
+            if cfg.hierarchy.horizon:
+                search = replace(search, horizon=cfg.hierarchy.horizon)  # to the subgoal
+        else:
+            self.decider = {
+                "planner": lambda: Planner(self),
+                "policy": lambda: PolicyDecider(self, cfg.shadow),
+                "both": lambda: Both(self),
+            }[cfg.actor]()
+            searched = self.costs
+        self.planner = PLANNERS[cfg.planner](search, scene.ACTION_DIM, searched.smooth)
         margins = margins_for(model, cfg, self.device)
-        for cost in (self.cost, self.smooth_cost, self.sub_cost, self.smooth_sub_cost):
-            if cost is not None:
-                cost.set_margins(margins)
+        self.costs.set_margins(margins)
+        self.decider.set_margins(margins)
         # on the CPU whatever the model's device: the same seed gives the same samples
         # on a GPU server, in a Ray worker (a CPU core) and here (Planner.perturb)
         self.generator = torch.Generator().manual_seed(seed)
-        self.warm: torch.Tensor | None = None
-        self.last_latents: torch.Tensor | None = None  # the last plan's imagined latents
-        self.shadow_warm: torch.Tensor | None = None  # the shadow planner's own warm start
+        self.warm: torch.Tensor | None = None  # the last plan shifted a step
         self.goal = torch.zeros(len(task), device=self.device)
         self.goal_latent: torch.Tensor | None = None
         self.t = 0
@@ -186,12 +180,8 @@ class Agent:
     def set_costs(self, costs: CostSet) -> dict[str, ExpressionError]:
         """Edit the cost while running: the next plan uses it; bad terms keep their last good
         version (the returned errors say which, with message and column)."""
-        errors = self.cost.update(costs)
-        if self.smooth_cost is not None:
-            self.smooth_cost.update(costs)
-        for sub in (self.sub_cost, self.smooth_sub_cost):
-            if sub is not None:  # the task stays the subgoal; the terms are the person's
-                sub.update(low_costs(costs, self.cfg.hierarchy.beside_goal))
+        errors = self.costs.update(costs)
+        self.decider.update(costs)
         return errors
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> dict:
@@ -200,10 +190,8 @@ class Agent:
         self.goal = torch.as_tensor(self.scene.goal, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             self.goal_latent = self.model.encode(info["goal_obs"])[0]
-        self.warm, self.shadow_warm, self.t, self.done = None, None, 0, False
-        self.last_latents = None
-        if self.high is not None:
-            self.high.reset()
+        self.warm, self.t, self.done = None, 0, False
+        self.decider.reset()
         self.memory = []
         self.last_action = np.zeros(self.scene.ACTION_DIM, np.float32)
         return info
@@ -223,34 +211,7 @@ class Agent:
         self._sync()
         obs = self.scene.observation
         s0 = self.model.encode(self._with_memory(obs))[0]  # (D,)
-        if self.high is not None:  # the high level's first predicted latent is the goal
-            high = self.high.next(s0, self.goal, self.goal_latent, self.generator)
-            plan = self._search(s0, self.warm, self.sub_cost, high.latents[0])
-            plan.info["high"] = high
-            if high.info["fresh"]:
-                plan.seconds += high.seconds
-        elif self.cfg.actor == "planner":
-            plan = self._search(s0, self.warm)
-        elif self.cfg.actor == "both":  # System 1's proposal in System 2's search
-            t0 = self._clock()
-            H = self.cfg.search.horizon
-            if self.last_latents is None:  # the first decision: the policy acted out in
-                # imagination (H policy passes and predictor steps) starts the search
-                proposal = self.policy.imagine(self.model, s0[None], self.goal[None], H)[0]
-                warm, extra = proposal, None
-            else:  # then: the policy along the last plan's imagined states (one batched
-                # pass), one more sample beside the last plan shifted, which stays the mean
-                states = torch.cat([s0[None], self.last_latents[1:H]])  # (H, D)
-                proposal = self.policy(states, self.goal.expand(len(states), -1))
-                warm, extra = self.warm, proposal
-            proposal_s = self._clock() - t0
-            plan = self._search(s0, warm, extra=extra)
-            plan.seconds += proposal_s  # the decision's whole time: proposal and search
-            plan.info["proposal"], plan.info["proposal_seconds"] = proposal, proposal_s
-        else:
-            plan = self._policy_plan(s0)
-            if self.cfg.shadow:  # what System 2 would do, from its own last plan
-                plan.info["planner"] = self._search(s0, self.shadow_warm)
+        plan = self.decider.decide(s0)
         plan.info["blocked_by"] = blocking_term(plan, self.cost)
         stop = plan.none_feasible and self.cfg.fallback == "stop"
         action = (
@@ -265,11 +226,11 @@ class Agent:
             frames = self.model.decode(plan.latents).cpu().numpy()  # (H, 64, 64, 3)
         return Thought(obs.get("pixels"), self.scene.signals, plan, imagined, frames, action, stop)
 
-    def _search(self, s0: torch.Tensor, warm: torch.Tensor | None, cost: Cost | None = None,
-                goal_latent: torch.Tensor | None = None,
-                extra: torch.Tensor | None = None) -> PlanRecord:  # fmt: skip
+    def search(self, s0: torch.Tensor, warm: torch.Tensor | None, cost: Cost | None = None,
+               goal_latent: torch.Tensor | None = None,
+               extra: torch.Tensor | None = None) -> PlanRecord:  # fmt: skip
         """The planner's search from ``s0``, on the agent's cost and goal unless given
-        (the low level of a hierarchy plans to its subgoal)."""
+        (the low level of two levels plans to its subgoal)."""
         return self.planner.plan(
             self.model,
             cost or self.cost,
@@ -282,31 +243,9 @@ class Agent:
             extra=extra,
         )
 
-    def _policy_plan(self, s0: torch.Tensor) -> PlanRecord:
-        """System 1: the policy's action now is one pass (``seconds`` times that pass); the
-        record holds its whole imagined sequence over the horizon, judged by the cost like
-        one sample of a planner (so the page, evaluation and the fallback read it alike)."""
-        s, goal = s0[None], self.goal[None]
-        t0 = self._clock()
-        first = self.policy(s, goal)  # (1, A): the decision
-        seconds = self._clock() - t0
-        H = self.cfg.search.horizon
-        rest = self.policy.imagine(self.model, self.model.rollout(s, first[:, None])[:, 0],
-                                   goal, H - 1)  # fmt: skip
-        actions = torch.cat([first[:, None], rest], dim=1)  # (1, H, A)
-        latents, signals, result = self.planner.evaluate(
-            self.model, self.cost, s, actions, self.goal, self.goal_latent, self.cfg.show
-        )
-        one = torch.zeros(1, dtype=torch.long, device=s0.device)  # the only sample
-        plan = record(actions, latents, signals, result, one, 0, seconds)
-        plan.info["actor"] = "policy"
-        return plan
-
-    def _clock(self) -> float:
+    def clock(self) -> float:
         """Seconds, after the device has finished what it was given (CUDA runs ahead)."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter()
+        return clock(self.device)
 
     def _with_memory(self, obs: dict) -> dict:
         """The observation as the model wants it, with the last action; with F > 1
@@ -322,12 +261,8 @@ class Agent:
     def step(self, thought: Thought | None = None) -> StepRecord:
         """Plan (or take ``thought``, made by ``think`` since the last step) and act."""
         thought = thought or self.think()
-        if self.high is not None:
-            self.high.stepped()
+        self.decider.acted(thought.plan)
         self.warm = shift(thought.plan.actions)
-        self.last_latents = thought.plan.latents  # (H, D): where the last plan expected to go
-        shadow = thought.plan.info.get("planner")
-        self.shadow_warm = None if shadow is None else shift(shadow.actions)
         if self.frames > 1:
             self.memory = [*self.memory, thought.frame][-(self.frames - 1) :]
         self.last_action = np.asarray(thought.action, np.float32)

@@ -23,8 +23,10 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
     import streamlit as st
 
-    from app.screens import experiments, learn, lessons, plan, scene, train
-    from app.state import device
+    # heavy: streamlit and every page, built only as __main__ (collection workers
+    # re-import this file and must not pay for them)
+    from app.screens import experiments, learn, lessons, plan, scene, train  # heavy: as above
+    from app.state import device  # heavy: as above
 
     st.set_page_config(page_title="Objective-driven agent lab", page_icon="🐈", layout="wide")
     # Plan is the default page, so it lives at "/"; /plan (the path of every other

@@ -41,8 +41,9 @@ from agents.planners import PLANNERS, PlannerConfig
 from common.results import save
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint, save_checkpoint
-from worldmodels.loss import LossConfig, ema_update, losses
+from worldmodels.loss import LossConfig, ema_update
 from worldmodels.model import ModelConfig, WorldModel
+from worldmodels.objective import losses
 
 SIGNALS = ("x", "y", "vx", "vy", "speed", "dist_wall")  # Reach's probes
 TASK = ["x", "y"]

@@ -49,6 +49,7 @@ from common.config import parse_config
 from common.device import choose_device
 from common.errors import LabError
 from experiments.evaluate import evaluate
+from worldmodels import calibrate as rmse
 from worldmodels.checkpoint import load_checkpoint, update_config
 
 DELTAS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)  # the miss rates a checkpoint is calibrated for
@@ -244,8 +245,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if cfg.data:
-            from worldmodels import calibrate as rmse
-
             rc = rmse.main(["--checkpoint", cfg.checkpoint, "--data", cfg.data,
                             "--device", cfg.device])  # fmt: skip
             if rc:

@@ -37,6 +37,7 @@ from common.config import parse_config
 from common.device import choose_device
 from common.errors import LabError
 from common.files import write_json_atomic
+from scenes.dataset import Dataset
 from worldmodels.checkpoint import latent_identity, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,6 @@ class Distiller:
         """The exploration data the starts and goals come from, checked, or None."""
         if not cfg.data:
             return None
-        from scenes.dataset import Dataset
-
         data = Dataset(cfg.data)
         if scenes.scene_key(data.scene) != key:
             raise LabError(f"{cfg.data} holds {data.scene} data, not {key}")

@@ -25,9 +25,12 @@ import logging
 import sys
 from pathlib import Path
 
+from agents.agent import AgentConfig
 from common.errors import LabError
+from experiments.calibrate import calibrate_closed_loop
 from experiments.distill import DistillConfig, Distiller
 from experiments.system12 import TRAINED_UNDER
+from worldmodels.highlevel import HighConfig, HighTrainer, load_high, save_high
 
 log = logging.getLogger(__name__)
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
@@ -89,8 +92,6 @@ def pretrain_high(names: list[str]) -> list[Path]:
     state model's exploration data; one made on another model is made anew."""
     import torch
 
-    from worldmodels.highlevel import HighConfig, HighTrainer, load_high, save_high
-
     made = []
     repo = PRETRAINED.parent
     for key in names:
@@ -125,9 +126,6 @@ CALIBRATION_EPISODES = 60  # closed-loop episodes per shipped model's conformal 
 def calibrate_models(names: list[str]) -> list[Path]:
     """The conformal bounds of each shipped state model (``experiments.calibrate``), measured
     on its agent's own episodes under the scene's cost set (Kitchen: the knife rule)."""
-    from agents.agent import AgentConfig
-    from experiments.calibrate import calibrate_closed_loop
-
     made = []
     for key in names:
         checkpoint = PRETRAINED / f"{key}-state"

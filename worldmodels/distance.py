@@ -42,8 +42,10 @@ import torch
 from torch.nn import functional as F
 
 from common.config import parse_config
+from common.device import choose_device
 from common.errors import LabError
 from worldmodels.checkpoint import load_checkpoint, resave_checkpoint
+from worldmodels.data import WindowData
 from worldmodels.model import DistanceHead, ModelConfig, WorldModel
 
 ENCODE_BATCH = 1024  # rows encoded at a time
@@ -135,9 +137,6 @@ def train_head(head: DistanceHead, latents: torch.Tensor, steps_from: torch.Tens
 
 def train_distance(cfg: DistanceConfig, progress=None) -> tuple[Path, dict]:
     """Train the head for ``cfg.checkpoint`` on ``cfg.data`` and save; (folder, figures)."""
-    from common.device import choose_device
-    from worldmodels.data import WindowData
-
     device = choose_device(cfg.device)
     model, config = load_checkpoint(cfg.checkpoint, device)
     if cfg.dim < 1 or cfg.steps < 1 or cfg.batch < 2:

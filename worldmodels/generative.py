@@ -40,7 +40,7 @@ def losses(
 ) -> dict[str, torch.Tensor]:
     """Every term of the generative objective by name, plus ``total``.
 
-    ``batch`` as ``worldmodels.loss.losses`` takes it, with ``pixels`` (B, H+1,
+    ``batch`` as ``worldmodels.objective.losses`` takes it, with ``pixels`` (B, H+1,
     64, 64, 3): the current frame of every observation in the window.
     """
     obs, actions, last = batch["obs"], batch["actions"], batch["last_action"]

@@ -53,10 +53,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from common.config import parse_config
+from common.device import choose_device
 from common.errors import LabError
 from common.files import write_json_atomic
 from scenes.dataset import window_starts
 from worldmodels.checkpoint import latent_identity, load_checkpoint, read_made_on
+from worldmodels.data import WindowData
+from worldmodels.distance import encode_rows
 from worldmodels.model import mlp
 
 FORMAT, VERSION = "lab-highlevel", 1
@@ -276,10 +279,6 @@ class HighTrainer:
     FREE = ("steps", "progress", "device", "out", "save_every")  # may change on resume
 
     def __init__(self, cfg: HighConfig, device: torch.device | None = None) -> None:
-        from common.device import choose_device
-        from worldmodels.data import WindowData
-        from worldmodels.distance import encode_rows
-
         if min(cfg.k, cfg.code, cfg.hidden, cfg.chunks, cfg.batch, cfg.save_every, cfg.members) < 1:
             raise LabError("--k, --code, --hidden, --chunks, --batch and --save-every must be >= 1")
         self.cfg = cfg

@@ -77,20 +77,17 @@ def vicreg_terms(e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return var, off.pow(2).sum() / D
 
 
-def losses(
+def jepa_losses(
     model: WorldModel, batch: dict[str, torch.Tensor], cfg: LossConfig
 ) -> dict[str, torch.Tensor]:
-    """Every term by name, plus ``total`` (their weighted sum).
+    """The JEPA's terms by name, plus ``total`` (their weighted sum)
+    (``worldmodels.objective.losses`` picks this or the generative objective).
 
     batch (``WindowData.windows``): ``obs`` (B, H+1, ...) the model's input
     kind, ``last_action`` (B, H+1, A) the action before each observation,
     ``actions`` (B, H, A), ``signals`` (B, H+1, n) for the probes, optionally
     ``pixels`` (B, H+1, 64, 64, 3) uint8 for the decoder.
     """
-    if model.cfg.objective == "generative":
-        from worldmodels import generative  # the contrast: trained on pixel error
-
-        return generative.losses(model, batch, cfg)
     obs, actions = batch["obs"], batch["actions"]
     B, H1 = obs.shape[:2]
     H = H1 - 1

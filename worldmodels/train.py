@@ -41,9 +41,10 @@ from common.errors import LabError
 from common.files import read_versioned_json, write_json_atomic
 from worldmodels.checkpoint import save_checkpoint
 from worldmodels.data import WindowData
-from worldmodels.loss import LossConfig, effective_rank, ema_momentum, ema_update, losses
+from worldmodels.loss import LossConfig, effective_rank, ema_momentum, ema_update
 from worldmodels.metrics import nrmse_curve, probe_rmse, rmse_by_signal
 from worldmodels.model import ModelConfig, WorldModel
+from worldmodels.objective import losses
 
 log = logging.getLogger(__name__)
 HORIZONS = (1, 4, 16)
