@@ -18,6 +18,39 @@ from experiments.evaluate import experiment_csv
 SS = st.session_state
 RATES = ["success_rate", "violation_step_rate", "violation_episode_rate", "false_safe_rate"]
 SHOWN = [*RATES, "steps_to_goal", "probe_rmse_h1"]
+# A copy of the forms' settings in a key of our own: Streamlit deletes a widget's key at
+# the end of any run that does not draw it (a visit to another page), and the form came
+# back at its defaults (PITFALLS.md, "Streamlit widget state").
+SETTINGS = "experiments/settings"
+PER_SCENE = ("exp/ckpt", "exp/designs", "exp/policies", "exp/highs", "exp/rules", "stress/design")
+FORM_KEYS = (
+    "exp/scene", "exp/episodes", "exp/seed", "exp/planner", "exp/samples", "exp/iters",
+    "exp/fallback", "exp/margin/kind", "exp/margin", "exp/margin/steps", "exp/ray", "exp/near",
+    "stress/budget", "stress/method", "stress/ray", "stress/margin/kind", "stress/margin",
+    "stress/margin/steps",
+)  # fmt: skip
+
+
+def keep_settings() -> None:
+    """First thing on every run of the page: the forms' values the person set are copied
+    into ``SETTINGS``, and those Streamlit deleted while another page was shown are put
+    back before their widgets are drawn."""
+    kept = SS.setdefault(SETTINGS, {})
+    for key in (*FORM_KEYS, *(f"{p}/{s}" for p in PER_SCENE for s in scenes.SCENES)):
+        if key in SS:
+            kept[key] = SS[key]
+        elif key in kept:
+            SS[key] = kept[key]
+
+
+def _fit(key: str, options) -> None:
+    """A kept choice that is no longer offered (a saved design deleted, another model)
+    gives way: a multiselect keeps what is still offered, a selectbox its default."""
+    value = SS.get(key)
+    if isinstance(value, list):
+        SS[key] = [v for v in value if v in options]
+    elif value is not None and value not in options:
+        del SS[key]
 
 
 def designs_for(scene: str) -> dict[str, CostSet]:
@@ -76,10 +109,12 @@ def form() -> ExperimentRun | None:
         st.warning(f"No world model for {scene}: train one first.")
         return None
     labels = {ck.path: ck.label for ck in found}
+    _fit(f"exp/ckpt/{scene}", labels)
     ckpt = c[1].selectbox(
         "World model", list(labels), format_func=labels.get, key=f"exp/ckpt/{scene}"
     )
     options = designs_for(scene)
+    _fit(f"exp/designs/{scene}", options)
     picked = st.multiselect(
         "Guardrail designs (cost sets: presets, and those saved on the Plan page)",
         list(options),
@@ -88,6 +123,7 @@ def form() -> ExperimentRun | None:
     found = home.policies(ckpt)
     as_policy = []
     if found:
+        _fit(f"exp/policies/{scene}", found)
         as_policy = st.multiselect(
             "System 1 designs: distilled policies, acting alone (a guardrail they were "
             "distilled under is trained in, not checked)",
@@ -98,6 +134,7 @@ def form() -> ExperimentRun | None:
     found_high = home.high_levels(ckpt)
     as_high = []
     if found_high:
+        _fit(f"exp/highs/{scene}", found_high)
         as_high = st.multiselect(
             "Hierarchy designs: a learned high level proposes every step the subgoal to be "
             "at 8 steps on, and the planner plans on the goal with the way to that subgoal "
@@ -108,6 +145,7 @@ def form() -> ExperimentRun | None:
             format_func=found_high.get,
         )
     rules = rules_for(scene, options, picked)
+    _fit(f"exp/rules/{scene}", rules)
     measured = st.multiselect(
         "Measured in reality against (hard terms; the same for every design, so an "
         "unguarded design shows how often it breaks the rule)",
@@ -202,7 +240,7 @@ def results(run_id: str) -> None:
     st.progress(
         run.done / max(run.total, 1),
         text=f"{run.title}: {run.done}/{run.total} episodes · {run.status} "
-        + (fmt_eta(run.eta) if run.active else ""),
+        + (_time_left(run, list(run.designs)) if run.active else ""),
     )
     if run.status == "error":
         st.error(views.plain(run.error))
@@ -239,6 +277,20 @@ def results(run_id: str) -> None:
     st.caption(f"saved under `{run.out}`")
 
 
+def _time_left(run, parts: list[str]) -> str:
+    """The run's time left, or which part's first episode will tell it (each design is
+    timed at its own pace: app.runs.Eta)."""
+    eta = run.eta
+    if eta is not None:
+        return fmt_eta(eta)
+    part = run.pace.under_way
+    if part is None or run.pace.seconds() is not None:
+        return ""
+    if part < len(parts) and len(parts) > 1:
+        return f"· time left known after an episode of {parts[part]}"
+    return "· time left known after the next episode"
+
+
 def _cell(v: dict) -> str:
     if not v or v.get("value") is None:
         return "n/a"
@@ -269,6 +321,7 @@ def stress_form(scene: str, ckpt: str) -> StressRun | None:
         st.caption("No design of this scene has an enabled hard term to stress.")
         return run
     c = st.columns([2, 1, 1, 1])
+    _fit(f"stress/design/{scene}", options)
     design = c[0].selectbox("Design to stress", list(options), key=f"stress/design/{scene}")
     budget = c[1].number_input("Budget (episodes)", 2, 2000, key=seeded("stress/budget", 100))
     method = c[2].radio(
@@ -320,7 +373,7 @@ def stress_results(run_id: str) -> None:
     st.progress(
         run.done / max(run.total, 1),
         text=f"{run.title}: {run.done}/{run.total} episodes, {found} broke the rule · "
-        f"{run.status} " + (fmt_eta(run.eta) if run.active else ""),
+        f"{run.status} " + (_time_left(run, []) if run.active else ""),
     )
     if run.status == "error":
         st.error(views.plain(run.error))
@@ -342,10 +395,30 @@ def stress_results(run_id: str) -> None:
     ]
     if rows:
         st.dataframe(rows, hide_index=True)
-    st.caption(f"saved under `{run.out}`; the Plan page replays each failure")
+    d = st.columns(2)
+    d[0].download_button(
+        "Download failures CSV",
+        result.failures_csv(),
+        file_name=f"{run.file_stem}-failures.csv",
+        mime="text/csv",
+        key="stress/csv",
+        help="each episode that broke the rule, worst first: its excess, seed and parameters; "
+        "the design, search and guard head the file",
+    )
+    d[1].download_button(
+        "Download the result JSON",
+        result.to_json(),
+        file_name=f"{run.file_stem}-result.json",
+        mime="application/json",
+        key="stress/json",
+        help="every episode tried, with its seed and reset options (what the Plan page "
+        "replays), and the settings",
+    )
+    st.caption("The Plan page replays each failure (Replay a stress-test failure).")
 
 
 def page() -> None:
+    keep_settings()
     st.title("Experiments")
     st.caption(
         "Guardrails hold only as far as the world model is right. Compare designs on the "
