@@ -4,26 +4,37 @@ A planner imagines N x H steps a plan: the predictor, then the probes its cost
 reads, on every imagined latent. Written plainly (``WorldModel.rollout`` then
 ``WorldModel.probe``) that is a few small matrix products and SiLUs per step,
 and their launches and passes over memory cost more than their arithmetic.
-Inductor fuses them into generated loops (C++ on a CPU, Triton on a GPU); on a
-GPU each batch size's whole rollout is also captured once as a CUDA graph and
-replayed (one launch instead of a hundred). ``benchmarks/plan_speed.py`` and
-``./lab gpu-check`` measure both paths in one run.
+Inductor fuses them into generated loops (C++ on a CPU, Triton on a GPU).
+``benchmarks/plan_speed.py``, ``benchmarks/compile_pays.py`` and ``./lab
+gpu-check`` measure the compiled path against the plain one in one run.
 
-Compiling takes 10-30 s on 2 CPU cores, so it never stands in a plan's way:
-the first call of a kind (its signals, horizon, device) asks a background
-thread to compile it and is answered by the plain code; calls after the
-compile use the compiled one. The batch size is dynamic (one compile serves
-the N samples, the repaired copies and any other batch). Inductor keeps what
-it made on disk (``CACHE``), so a restart pays tracing (a few seconds), not
-the compile. Where compiling fails (no C++ compiler, no Triton) the plain code
-stays, and ``status`` says why.
+How it is kept, in three parts:
 
-``LAB_COMPILE=0`` turns it off (the tests do, except the one that tests it).
+* **Entries.** One ``Entry`` per (kind, batch size), each with one ``State``
+  (pending, compiling, ready, failed). A kind is what one compile serves: the
+  signals read, the horizon, the action size, the device, the dtype. Its
+  entry of batch size ``None`` is its dynamic compile (any batch, asked for by
+  the kind's first call and answered by the plain code until ready); an
+  entry of a batch size N is what that size gets of its own once it is
+  planned often: on a CPU a compile with N fixed (inductor's loops then know
+  their bounds), on a GPU the kind's rollout at N captured as one CUDA graph
+  and replayed (one launch instead of a hundred).
+* **The rule** of when a batch size gets its own entry: ``specialise``, a
+  pure function of the device, the size and how often it was planned.
+* **The compiler**: one worker thread that takes the jobs in turn, so
+  compiling (10-30 s on 2 CPU cores) never stands in a plan's way. Inductor
+  keeps what it made on disk (``CACHE``): a restart pays tracing (a few
+  seconds), not the compile. Where compiling fails (no C++ compiler, no
+  Triton) the plain code stays, and ``status`` says why.
+
+``LAB_COMPILE=0`` turns it off (the tests do, except the ones that test it).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import enum
 import logging
 import os
 import queue
@@ -32,6 +43,7 @@ import time
 import traceback
 import types
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,10 +58,13 @@ CACHE = Path(__file__).resolve().parents[1] / ".cache" / "inductor"
 # inductor's loops then know their bounds (N = 1000, H = 16: 0.9 of the time of the
 # dynamic compile's pass, benchmarks/plan_speed.py)
 STATIC_AFTER = 3  # calls of one batch size before it gets a compile of its own (CPU)
-SIZED = 4  # at most so many batch sizes of a kind get one
+SIZED = 4  # at most so many batch sizes of a kind get one (CPU)
 SIZED_MIN = 64  # smaller batches (a few repaired plans) stay with the dynamic compile
 GRAPHS = 16  # on a GPU: CUDA graphs a kind keeps (batch sizes beyond run uncaptured)
+EXIT_WAIT = 120.0  # s: at exit, how long the compile under way may take to finish
 
+
+# --- on or off ---------------------------------------------------------------
 
 _here = threading.local()  # off() in this thread only
 
@@ -76,42 +91,190 @@ def plain(model, names: tuple[str, ...], s0: torch.Tensor, actions: torch.Tensor
     return latents, model.probe(latents, names)
 
 
-@dataclass
-class Kind:
-    """One compiled imagination: its state, and how long it took."""
+# --- entries -----------------------------------------------------------------
 
-    state: str = "compiling"  # compiling | ready | failed
-    fn: object = None
-    seconds: float = 0.0
+
+class State(enum.Enum):
+    PENDING = "pending"  # asked for: queued for the worker, or (a CUDA graph) for its capture
+    COMPILING = "compiling"  # the worker is at it
+    READY = "ready"
+    FAILED = "failed"  # ``error`` says why; the plain path answers in its place
+
+
+BUSY = (State.PENDING, State.COMPILING)
+
+
+@dataclass
+class Entry:
+    """A kind at one batch size (None: any, the kind's dynamic compile): its one state,
+    what answers once ready, ``fn(model, names, s0, actions)``, and how it went."""
+
+    state: State = State.PENDING
+    fn: Callable | None = None
+    seconds: float = 0.0  # its compile's
     error: str = ""
     calls: int = 0  # plans' calls it answered
-    seen: dict = field(default_factory=dict)  # batch size -> calls of it
-    sized: dict = field(default_factory=dict)  # on a CPU: batch size -> its own compile
-    graphs: dict = field(default_factory=dict)  # on a GPU: batch size -> captured graph
-    pool: object = None  # on a GPU: the memory pool its graphs share
-    lock: threading.Lock = field(default_factory=threading.Lock)  # its graphs' buffers
+    weights: tuple = ()  # a CUDA graph: the weights' addresses it read (moved: captured anew)
+    # the kind's entry (batch None) on a GPU: its graphs share one memory pool, so a replay
+    # overwrites what another left; the lock lets one plan at a time replay them
+    pool: object = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class Book:
+    """A model's entries, by (kind, batch size), and the calls each batch size has had
+    of a kind before it got an entry of its own (what ``specialise`` reads)."""
+
+    entries: dict[tuple, Entry] = field(default_factory=dict)
+    seen: Counter = field(default_factory=Counter)
+
+    def own(self, kind: tuple) -> int:
+        """How many batch sizes of ``kind`` have an entry of their own."""
+        return sum(1 for k, n in self.entries if k == kind and n is not None)
+
+
+_books: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> Book
+_lock = threading.Lock()  # over the books and their entries' states
+
+
+def _book(model) -> Book:
+    return _books.setdefault(model, Book())
+
+
+def specialise(device: str, n: int, seen: int, own: int) -> bool:
+    """Whether batch size ``n`` of a kind, planned ``seen`` times, gets an entry of its own
+    beside the ``own`` the kind has. On a GPU at once (a graph's capture takes a few ms),
+    up to ``GRAPHS``; on a CPU a batch of ``SIZED_MIN`` rows or more once planned
+    ``STATIC_AFTER`` times (a compile takes seconds: the repairs' odd sizes are not worth
+    one), up to ``SIZED``."""
+    if device == "cuda":
+        return own < GRAPHS
+    return n >= SIZED_MIN and seen >= STATIC_AFTER and own < SIZED
+
+
+# --- the compiler: one worker thread -----------------------------------------
 
 
 @dataclass
 class Job:
-    """A compile the worker is asked for: ``fn(*args)`` compiled and run once. Models
-    and policies travel as weak references (a closed page does not wait for its
-    compile); the worker drops a job whose owner is gone."""
+    """A compile the worker is asked for: ``fn(*args)`` compiled and run once, the
+    result ``entry``'s. Models and policies travel as weak references (a closed page
+    does not wait for its compile); the worker drops a job whose owner is gone."""
 
-    kind: Kind
+    entry: Entry
     code_key: tuple  # the kinds that share one copy of ``fn`` (``_code``)
     fn: Callable
     args: tuple
     dynamic: bool  # dim 0 of the tensor arguments (the batch) dynamic
-    size: int | None = None  # a batch size's own compile (CPU); None: the kind's
 
 
-_models: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {key: Kind}
-_lock = threading.Lock()
 _jobs: queue.Queue = queue.Queue()
 _worker: threading.Thread | None = None
-_exiting: threading.Event | None = None
-_codes: dict[tuple, object] = {}  # kind key -> its own copy of the function compiled
+_exiting = threading.Event()
+_codes: dict[tuple, object] = {}  # kind -> its own copy of the function compiled
+
+
+def _ask(job: Job) -> None:
+    """(Under ``_lock``.) Queue ``job``; the first one starts the worker. A daemon, so an
+    idle worker never holds the exit up; at exit ``_stop`` lets the compile under way
+    finish (a thread killed inside one aborts the process: inductor's C++ threads) and
+    drops the jobs still queued."""
+    global _worker
+    if _worker is None:
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CACHE))
+        worker = threading.Thread(target=_work, name="lab-compile", daemon=True)
+        try:
+            worker.start()
+        except RuntimeError as e:  # the interpreter is shutting down: no new threads
+            job.entry.state, job.entry.error = State.FAILED, str(e)
+            return
+        _worker = worker
+        atexit.register(_stop)  # runs after the main thread is done, before daemons die
+    _jobs.put(job)
+
+
+def _stop() -> None:
+    _exiting.set()
+    _jobs.put(None)  # wakes an idle worker
+    if _worker is not None:
+        _worker.join(EXIT_WAIT)
+
+
+def _work() -> None:
+    while True:
+        job = _jobs.get()
+        if job is None or _exiting.is_set():
+            return
+        try:
+            _run(job)
+        except Exception as e:  # whatever it was, the worker goes on to the next job
+            _fail(job.entry, e)
+
+
+def _run(job: Job) -> None:
+    """Compile ``job`` and run it once (under inference mode, as it will be called); its
+    entry ready or failed."""
+    args = [a() if isinstance(a, weakref.ref) else a for a in job.args]
+    if any(a is None for a in args):  # its model or policy is gone: so is the entry
+        _forget(job.entry)
+        return
+    entry = job.entry
+    entry.state = State.COMPILING
+    t0 = time.perf_counter()
+    try:
+        # (not mode="reduce-overhead": its CUDA graphs, made in this thread, failed in
+        # the planning one on an H200; _capture makes them there instead)
+        fn = torch.compile(_code(job.code_key, job.fn), dynamic=None if job.dynamic else False)
+        if job.dynamic:
+            for a in args:
+                if isinstance(a, torch.Tensor):
+                    torch._dynamo.mark_dynamic(a, 0)
+        with torch.inference_mode():
+            fn(*args)
+    except Exception as e:  # no compiler, no Triton, an op inductor cannot do
+        _fail(entry, e)
+    else:
+        entry.fn = fn
+        entry.state = State.READY  # after its fn: a plan reads the state first
+    entry.seconds = time.perf_counter() - t0
+
+
+def _forget(entry: Entry) -> None:
+    """Take ``entry`` out of its book (a proposal's whose policy is gone: its model may
+    live on, and ``wait`` would wait for it)."""
+    with _lock:
+        for book in _books.values():
+            for key in [k for k, e in book.entries.items() if e is entry]:
+                del book.entries[key]
+
+
+def _code(key: tuple, fn):
+    """The copy of ``fn`` that kinds of ``key`` share, whatever their model: dynamo's
+    entries on it then serve a second model of the same shapes at once (an evaluation
+    loads its model afresh), and their number stays bounded by the shapes seen."""
+    with _lock:
+        return _codes.setdefault(key, _own_copy(fn))
+
+
+def _own_copy(fn):
+    """A copy of ``fn`` with a code object of its own. Dynamo keeps its compiled entries
+    on the code object, and a limited number of them (then falls back to plain Python
+    without a word): each kind keeps its own (one dynamic, up to ``SIZED`` fixed)."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__,
+                              fn.__defaults__, fn.__closure__)  # fmt: skip
+
+
+def _fail(entry: Entry, e: Exception) -> None:
+    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
+    at = f" ({Path(where.filename).name}:{where.lineno})" if where else ""
+    entry.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{at}"
+    entry.state = State.FAILED
+    if not _exiting.is_set():  # at exit inductor refuses new work: no news
+        log.warning("imagination stays uncompiled: %s", entry.error)
+
+
+# --- what planners call ------------------------------------------------------
 
 
 def _key(names, s0: torch.Tensor, actions: torch.Tensor) -> tuple:
@@ -131,41 +294,93 @@ def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names):
     (the first such call asks for the compile) or cannot be used here."""
     if not _usable(model, s0):
         return None
-    key = _key(names, s0, actions)
-    args = (weakref.ref(model), key[0])
+    kind, n, device = _key(names, s0, actions), s0.shape[0], s0.device.type
     with _lock:
-        kind = _models.setdefault(model, {}).get(key)
-        if kind is None:
-            kind = _models[model][key] = Kind()
-            _ask(Job(kind, key, plain, (*args, s0[:2].clone(), actions[:2].clone()), True))
+        book = _book(model)
+        main = book.entries.get((kind, None))
+        if main is None:
+            main = book.entries[kind, None] = Entry()
+            args = (weakref.ref(model), kind[0], s0[:2].clone(), actions[:2].clone())
+            _ask(Job(main, kind, plain, args, dynamic=True))
             return None
-        n = s0.shape[0]
-        kind.seen[n] = kind.seen.get(n, 0) + 1
-        if (s0.device.type == "cpu" and kind.state == "ready" and n not in kind.sized
-                and n >= SIZED_MIN and kind.seen[n] >= STATIC_AFTER
-                and len(kind.sized) < SIZED):  # fmt: skip
-            kind.sized[n] = None  # asked for
-            _ask(Job(kind, key, plain, (*args, s0.clone(), actions.clone()), False, size=n))
-    if kind.state != "ready":
-        return None
+        if main.state is not State.READY:
+            return None
+        own = book.entries.get((kind, n))
+        if own is None:
+            book.seen[kind, n] += 1
+            if specialise(device, n, book.seen[kind, n], book.own(kind)):
+                own = book.entries[kind, n] = Entry()
+                if device != "cuda":  # (a graph is captured below, in this thread)
+                    args = (weakref.ref(model), kind[0], s0.clone(), actions.clone())
+                    _ask(Job(own, kind, plain, args, dynamic=False))
     # as compiled: contiguous inference tensors (a planner's s0 is one latent expanded
     # to N rows, stride 0; its samples are made outside inference mode): each differs
     # in what dynamo checks, and a mismatch would compile again, here, on the plan's path
     s0, actions = (x.clone(memory_format=torch.contiguous_format) for x in (s0, actions))
+    if device == "cuda":
+        with main.lock:
+            return _replay(main, own, model, kind[0], s0, actions)
+    entry = own if own is not None and own.state is State.READY else main
+    return _call(entry, model, kind[0], s0, actions)
+
+
+def _call(entry: Entry, *args):
     try:
-        if s0.device.type == "cuda":
-            with kind.lock:  # one set of graph buffers: one plan at a time reads them
-                out = _replay(kind, model, key[0], s0, actions)
-            if out is None:
-                return None
-        else:
-            out = (kind.sized.get(s0.shape[0]) or kind.fn)(model, key[0], s0, actions)
-            # (None: asked for, False: failed; the dynamic compile serves both)
+        out = entry.fn(*args)
     except Exception as e:  # never a plan lost to the compiled path: the plain one answers
-        _fail(kind, e)
+        _fail(entry, e)
         return None
-    kind.calls += 1
+    entry.calls += 1
     return out
+
+
+def _replay(main: Entry, own: Entry | None, model, names, s0, actions):
+    """On a GPU (under ``main.lock``): this batch size's graph, captured on its first call
+    here, replayed after; beyond ``GRAPHS`` sizes the dynamic compile uncaptured; None
+    where its capture failed (the plain path, for this size only)."""
+    if own is None:
+        return _call(main, model, names, s0, actions)
+    weights = tuple(p.data_ptr() for p in model.parameters())
+    if own.state is State.READY and own.weights != weights:  # moved: captured anew
+        own.state = State.PENDING
+    if own.state is State.PENDING:
+        _capture(main, own, model, names, s0, actions, weights)
+    if own.state is not State.READY:
+        return None
+    return _call(own, model, names, s0, actions)
+
+
+def _capture(main: Entry, own: Entry, model, names, s0, actions, weights) -> None:
+    """The kind's compiled rollout at this batch size as one CUDA graph, ``own``'s. In the
+    thread that plans, not the one that compiled: each thread has its own capture state."""
+    t0 = time.perf_counter()
+    try:
+        inputs = (s0.clone(), actions.clone())  # the graph reads these, always
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up (cuBLAS workspaces, Triton's first launch)
+            for _ in range(2):
+                main.fn(model, names, *inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        if main.pool is None:
+            main.pool = torch.cuda.graph_pool_handle()  # the kind's graphs replay in turn
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=main.pool, capture_error_mode="thread_local"):
+            latents, signals = main.fn(model, names, *inputs)
+    except Exception as e:  # out of memory at N = 100 000, say
+        own.error, own.state = f"{type(e).__name__}: {e}", State.FAILED
+        log.warning("no CUDA graph for %d rows: %s", s0.shape[0], own.error)
+        return
+
+    def replay(_model, _names, s0: torch.Tensor, actions: torch.Tensor):
+        inputs[0].copy_(s0)
+        inputs[1].copy_(actions)
+        graph.replay()
+        # its outputs are overwritten by the next replay: copies leave
+        return latents.clone(), {k: v.clone() for k, v in signals.items()}
+
+    own.fn, own.weights, own.seconds = replay, weights, time.perf_counter() - t0
+    own.state = State.READY
 
 
 def proposal(fn, policy, model, s0: torch.Tensor, goal: torch.Tensor, steps: int):
@@ -175,177 +390,49 @@ def proposal(fn, policy, model, s0: torch.Tensor, goal: torch.Tensor, steps: int
     Its output is a plain tensor: the planner may write into it."""
     if not enabled() or model.training or policy.training or s0.shape[0] != 1:
         return None
-    key = (("policy proposal",), steps, goal.shape[-1], str(s0.device), s0.dtype, id(policy))
+    kind = (("policy proposal",), steps, goal.shape[-1], str(s0.device), s0.dtype, id(policy))
     with _lock:
-        kind = _models.setdefault(model, {}).get(key)
-        if kind is None:
-            kind = _models[model][key] = Kind()
+        book = _book(model)
+        entry = book.entries.get((kind, None))
+        if entry is None:
+            entry = book.entries[kind, None] = Entry()
             args = (weakref.ref(policy), weakref.ref(model), s0.clone(), goal.clone(), steps)
-            # one copy of ``fn`` for any policy of these shapes (the key without its id)
-            _ask(Job(kind, key[:-1], fn, args, False))
+            # one copy of ``fn`` for any policy of these shapes (the kind without its id)
+            _ask(Job(entry, kind[:-1], fn, args, dynamic=False))
             return None
-    if kind.state != "ready":
+    if entry.state is not State.READY:
         return None
-    try:
-        with torch.inference_mode():
-            out = kind.fn(policy, model, s0.clone(), goal.clone(), steps)
-    except Exception as e:
-        _fail(kind, e)
-        return None
-    kind.calls += 1
-    return out.clone()  # outside inference mode: an ordinary tensor
+    with torch.inference_mode():
+        out = _call(entry, policy, model, s0.clone(), goal.clone(), steps)
+    return None if out is None else out.clone()  # outside inference mode: an ordinary tensor
 
 
-def _replay(kind: Kind, model, names, s0: torch.Tensor, actions: torch.Tensor):
-    """On a GPU: the compiled rollout of this batch size as one CUDA graph, captured on
-    its first call here (a few milliseconds), replayed after. Graphs are captured in the
-    thread that plans, not the one that compiled: each thread has its own capture state."""
-    n = s0.shape[0]
-    weights = tuple(p.data_ptr() for p in model.parameters())  # moved: captured anew
-    if n in kind.graphs and kind.graphs[n] is not None and kind.graphs[n][0] != weights:
-        del kind.graphs[n]
-    if n not in kind.graphs:
-        if len(kind.graphs) >= GRAPHS:  # (repairs come in many sizes) uncaptured
-            return kind.fn(model, names, s0, actions)
-        kind.graphs[n] = _capture(kind, model, names, s0, actions, weights)
-    if kind.graphs[n] is None:  # its capture failed: the plain path, for this size only
-        return None
-    _, graph, (g_s0, g_actions), (latents, signals) = kind.graphs[n]
-    g_s0.copy_(s0)
-    g_actions.copy_(actions)
-    graph.replay()
-    # its outputs are overwritten by the next replay: copies leave
-    return latents.clone(), {k: v.clone() for k, v in signals.items()}
-
-
-def _capture(kind: Kind, model, names, s0, actions, weights):
-    """(weights, graph, its inputs, its outputs) of one batch size, or None (logged)."""
-    try:
-        inputs = (s0.clone(), actions.clone())  # the graph reads these, always
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up (cuBLAS workspaces, Triton's first launch)
-            for _ in range(2):
-                kind.fn(model, names, *inputs)
-        torch.cuda.current_stream().wait_stream(side)
-        if kind.pool is None:
-            kind.pool = torch.cuda.graph_pool_handle()  # the kind's graphs replay in turn
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=kind.pool, capture_error_mode="thread_local"):
-            outputs = kind.fn(model, names, *inputs)
-    except Exception as e:  # out of memory at N = 100 000, say
-        log.warning("no CUDA graph for %d rows: %s: %s", s0.shape[0], type(e).__name__, e)
-        return None
-    return weights, graph, inputs, outputs
-
-
-def _fail(kind: Kind, e: Exception) -> None:
-    where = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
-    at = f" ({Path(where.filename).name}:{where.lineno})" if where else ""
-    kind.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{at}"
-    kind.state = "failed"
-    kind.graphs.clear()
-    if not (_exiting and _exiting.is_set()):  # at exit inductor refuses new work: no news
-        log.warning("imagination stays uncompiled: %s", kind.error)
-
-
-def _ask(job: Job) -> None:
-    """(Under ``_lock``.) Queue ``job``, and start a worker unless one is at work. Not a
-    daemon: one killed at exit in the middle of a compile aborts the process (inductor's
-    C++ threads), so the exit waits for the compile under way (seconds) and drops the
-    ones still asked."""
-    global _worker, _exiting
-    _jobs.put(job)
-    if _worker is None:
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CACHE))
-        if _exiting is None:
-            _exiting = threading.Event()
-            try:  # before non-daemon threads are joined at exit
-                threading._register_atexit(_exiting.set)
-            except RuntimeError:  # the interpreter is already shutting down
-                _exiting.set()
-        _worker = threading.Thread(target=_work, name="lab-compile")
-        _worker.start()
-
-
-def _work() -> None:
-    global _worker
-    try:
-        _jobs_until_done()
-    finally:  # whatever ends it, the next job starts a worker again
-        with _lock:
-            _worker = None
-
-
-def _jobs_until_done() -> None:
-    while True:
-        with _lock:
-            if _jobs.empty() or _exiting.is_set():
-                return
-            job = _jobs.get_nowait()
-        _run(job)
-
-
-def _run(job: Job) -> None:
-    """Compile ``job`` and run it once (under inference mode, as it will be called), then
-    hand the compiled function to its kind: its own (``ready``) or a batch size's."""
-    args = [a() if isinstance(a, weakref.ref) else a for a in job.args]
-    if any(a is None for a in args):  # its model or policy is gone
-        return
-    t0 = time.perf_counter()
-    try:
-        # (not mode="reduce-overhead": its CUDA graphs, made in this thread, failed in
-        # the planning one on an H200; _replay captures them there instead)
-        fn = torch.compile(_code(job.code_key, job.fn), dynamic=None if job.dynamic else False)
-        if job.dynamic:
-            for a in args:
-                if isinstance(a, torch.Tensor):
-                    torch._dynamo.mark_dynamic(a, 0)
-        with torch.inference_mode():
-            fn(*args)
-    except Exception as e:  # no compiler, no Triton, an op inductor cannot do
-        if job.size is not None:  # the dynamic compile still serves this size
-            job.kind.sized[job.size] = False
-            return
-        _fail(job.kind, e)
-    else:
-        if job.size is not None:
-            job.kind.sized[job.size] = fn
-            return
-        job.kind.fn, job.kind.state = fn, "ready"
-    job.kind.seconds = time.perf_counter() - t0
-
-
-def _code(key: tuple, fn):
-    """The copy of ``fn`` that kinds of ``key`` share, whatever their model: dynamo's
-    entries on it then serve a second model of the same shapes at once (an evaluation
-    loads its model afresh), and their number stays bounded by the shapes seen."""
-    with _lock:
-        return _codes.setdefault(key, _own(fn))
-
-
-def _own(fn):
-    """A copy of ``fn`` with a code object of its own. Dynamo keeps its compiled entries
-    on the code object, and a limited number of them (then falls back to plain Python
-    without a word): each kind keeps its own (one dynamic, up to ``SIZED`` fixed)."""
-    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__,
-                              fn.__defaults__, fn.__closure__)  # fmt: skip
+# --- what the page and the benchmarks read -----------------------------------
 
 
 def status(model) -> list[dict]:
-    """Each kind compiled for ``model``: signals, horizon, device, state, seconds, error."""
+    """Each kind asked for ``model``: signals, horizon, device, state (its dynamic
+    compile's), seconds, calls (all its entries'), error, ``sizes`` (the batch sizes
+    with an entry of their own ready) and ``sizing`` (one of them still busy)."""
     with _lock:
         try:
-            kinds = dict(_models.get(model) or {})
+            book = _books.get(model)
         except TypeError:  # not a model of ours (unhashable, no weak references)
-            kinds = {}
-        return [
-            dict(signals=list(k[0]), horizon=k[1], device=k[3], state=v.state,
-                 seconds=round(v.seconds, 1), calls=v.calls, error=v.error,
-                 sizes=sorted(n for n, fn in v.sized.items() if fn),
-                 sizing=any(fn is None for fn in v.sized.values()))
-            for k, v in kinds.items()
-        ]  # fmt: skip
+            book = None
+        entries = dict(book.entries) if book is not None else {}
+    rows = []
+    for (kind, n), main in entries.items():
+        if n is not None:
+            continue
+        own = {m: e for (k, m), e in entries.items() if k == kind and m is not None}
+        rows.append(dict(
+            signals=list(kind[0]), horizon=kind[1], device=kind[3], state=main.state.value,
+            seconds=round(main.seconds, 1), error=main.error,
+            calls=main.calls + sum(e.calls for e in own.values()),
+            sizes=sorted(m for m, e in own.items() if e.state is State.READY),
+            sizing=any(e.state in BUSY for e in own.values()),
+        ))  # fmt: skip
+    return rows
 
 
 def label(model) -> str:
@@ -359,29 +446,33 @@ def label(model) -> str:
     kinds = status(model)
     if not kinds:
         return ""
-    failed = [k["error"] for k in kinds if k["state"] == "failed"]
+    failed = [k["error"] for k in kinds if k["state"] == State.FAILED.value]
     if failed:
         return f"imagination uncompiled ({failed[0]})"
-    if any(k["state"] == "compiling" for k in kinds):
+    if any(k["state"] != State.READY.value for k in kinds):
         return "imagination compiling (plain until then)"
     return "imagination compiled"
+
+
+def _busy(model=None) -> bool:
+    """Whether an entry of ``model`` (None: of any model) is pending or compiling."""
+    with _lock:
+        books = list(_books.values()) if model is None else [_books.get(model) or Book()]
+        return any(e.state in BUSY for b in books for e in b.entries.values())
 
 
 def settle(timeout: float = 600.0) -> None:
     """Block until no compile is under way or asked for, whatever the model (benchmarks
     that load their models afresh: time them after their kinds are compiled)."""
     end = time.monotonic() + timeout
-    while _worker is not None and time.monotonic() < end:
+    while _busy() and time.monotonic() < end:
         time.sleep(0.1)
 
 
 def wait(model, timeout: float = 600.0) -> list[dict]:
-    """Block until no kind of ``model`` is compiling (benchmarks, tests); its status."""
+    """Block until no entry of ``model`` is pending or compiling (benchmarks, tests); its
+    status."""
     end = time.monotonic() + timeout
-
-    def busy(k: dict) -> bool:
-        return k["state"] == "compiling" or k["sizing"]
-
-    while any(busy(k) for k in status(model)) and time.monotonic() < end:
+    while _busy(model) and time.monotonic() < end:
         time.sleep(0.1)
     return status(model)
