@@ -459,6 +459,7 @@ def test_every_load_path_puts_its_cost_set_in_force_and_leaves_the_page_whole(la
     zone = page.get_by_test_id("stFileUploaderDropzone")
     open_popover(page, "Load a cost set", zone)
     uploader.set_input_files(str(mine))
+    wait_idle(page)  # the upload's own rerun first: a click during it can be lost
     page.get_by_role("button", name="Load the file").click()
     expect(costs.filter(has_text="term 1").first).to_be_visible(timeout=20_000)
     expect(page.get_by_label("Expression")).to_have_value("relu(speed - 0.5)")
@@ -482,6 +483,7 @@ def test_every_load_path_puts_its_cost_set_in_force_and_leaves_the_page_whole(la
     bad.write_text(json.dumps({"format": "lab-costs", "version": 1, "terms": [{"name": 5}]}))
     open_popover(page, "Load a cost set", zone)
     uploader.set_input_files(str(bad))
+    wait_idle(page)  # the upload's own rerun first: a click during it can be lost
     page.get_by_role("button", name="Load the file").click()
     message = "bad.json: term 1: 'name' must be text, not a number (5)"
     expect(page.get_by_text(message)).to_be_visible(timeout=20_000)

@@ -111,6 +111,7 @@ def test_a_cost_file_for_another_scene_is_refused_and_replaces_nothing(lab, tmp_
     zone = page.get_by_test_id("stFileUploaderDropzone")
     open_popover(page, "Load a cost set", zone)
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(reach))
+    wait_idle(page)  # the upload's own rerun first: a click during it can be lost
     page.get_by_role("button", name="Load the file").click()
     # the term, the name it reads and the names Kitchen has
     refused = page.get_by_text(
