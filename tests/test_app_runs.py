@@ -5,18 +5,21 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from agents.agent import AgentConfig
 from agents.cost import CostSet, Term
-from app import views
+from agents.planners import PlannerConfig
+from app import home, views
 from app.home import PRETRAINED, preset_costs
 from app.planrun import PlanRun, PlanSettings
 from app.runs import Eta, Registry, Run, Turns
-from app.workers import CollectRun, TrainRun
+from app.workers import CollectRun, ExperimentRun, LessonRun, StressRun, TrainRun
 from scenes.collect import CollectConfig, collect
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.train import TrainConfig
@@ -269,8 +272,6 @@ POLICY_KITCHEN = PRETRAINED / "policy-kitchen"
 
 def test_a_lesson_runs_in_a_worker_and_its_page_sees_it_grow():
     """Nobody polls it (a closed tab): it still runs to its end, for a reopened tab."""
-    from app.workers import LessonRun
-
     reg = Registry(idle_seconds=0.5)
     run = reg.add(LessonRun("open_loop", CPU, quick=True)).start()
     assert run.kind == "lesson-open_loop" and reg.get(run.id, "lesson-open_loop") is run
@@ -288,10 +289,6 @@ def test_a_lesson_runs_in_a_worker_and_its_page_sees_it_grow():
 
 @pytest.mark.skipif(not (POLICY_KITCHEN / "policy.json").exists(), reason="./lab pretrain")
 def test_an_experiment_runs_a_policy_as_a_design(tmp_path):
-    from agents.agent import AgentConfig
-    from agents.planners import PlannerConfig
-    from app.workers import ExperimentRun
-
     reg = Registry(idle_seconds=60)
     costs = preset_costs("kitchen")
     run = ExperimentRun(
@@ -310,11 +307,6 @@ def test_an_experiment_runs_a_policy_as_a_design(tmp_path):
 
 
 def test_a_stress_run_finds_failures_the_plan_page_replays_as_they_happened(tmp_path, monkeypatch):
-    from agents.agent import AgentConfig
-    from agents.planners import PlannerConfig
-    from app import home
-    from app.workers import StressRun
-
     monkeypatch.setattr(home, "RUNS", tmp_path)
     rule = Term("barely move", "relu(speed - 0.05)", "hard")  # any real motion breaks it
     ckpt = str(PRETRAINED / "reach-state")
@@ -354,12 +346,6 @@ def test_a_stress_run_finds_failures_the_plan_page_replays_as_they_happened(tmp_
 @pytest.mark.skipif(not (PRETRAINED / "high-wall" / "high.json").exists(),
                     reason="pretrained/high-wall is made by ./lab pretrain")  # fmt: skip
 def test_the_plan_run_draws_the_high_levels_plan_and_an_experiment_runs_it(tmp_path):
-    from dataclasses import replace
-
-    from agents.agent import AgentConfig
-    from agents.planners import PlannerConfig
-    from app.workers import ExperimentRun
-
     high = str(PRETRAINED / "high-wall")
     settings = PlanSettings(scene="wall", checkpoint=str(PRETRAINED / "wall-state"), high=high)
     run = PlanRun(settings, CostSet(), CPU).start()
@@ -389,8 +375,6 @@ def test_the_plan_run_draws_the_high_levels_plan_and_an_experiment_runs_it(tmp_p
 
 
 def test_a_lesson_stopped_by_its_page_ends_stopped_with_what_it_found():
-    from app.workers import LessonRun
-
     reg = Registry(idle_seconds=60)
     run = reg.add(LessonRun("open_loop", CPU, quick=True)).start()
     assert until(lambda: run.view().done >= 1, timeout=60)
