@@ -37,6 +37,7 @@ def make(model, costs=None, **kw):
     return Agent(model, scene, costs or CostSet(), cfg, seed=0)
 
 
+@pytest.mark.slow
 def test_the_agent_reaches_goals_in_reach(model):
     agent = make(model)
     wins = 0
@@ -64,6 +65,7 @@ def test_a_step_records_reality_and_imagination(model):
     assert np.linalg.norm(real - imagined) < 0.1
 
 
+@pytest.mark.slow
 def test_editing_the_cost_live_keeps_the_last_good_term(model):
     agent = make(model, CostSet(terms=[Term("slow", "relu(speed - 0.2)", weight=5.0)]))
     agent.reset(seed=4)
@@ -76,6 +78,7 @@ def test_editing_the_cost_live_keeps_the_last_good_term(model):
     assert not errors and agent.cost.costs.terms[0].expression == "relu(speed - 0.1)"
 
 
+@pytest.mark.slow
 def test_the_stop_fallback_stops_when_nothing_is_safe(model):
     never = Term("never", "1", kind="hard", limit=0.0)
     agent = make(model, CostSet(terms=[never]), fallback="stop")
@@ -125,6 +128,7 @@ def test_a_margin_plans_against_the_models_measured_error(model):
             make(model, margin=bad)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("planner", ["mppi", "gd"])
 def test_the_other_planners_drive_the_agent(model, planner):
     agent = make(model, planner=planner)

@@ -19,6 +19,8 @@ from scenes import dataset as ds
 from scenes.collect import CollectConfig, collect, episode_seed, run_episodes
 from scenes.exploration import ExplorationConfig, ExplorationPolicy
 
+pytestmark = pytest.mark.slow  # collects exploration data
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -25,6 +25,8 @@ from worldmodels.data import WindowData
 from worldmodels.distance import DistanceConfig, encode_rows, train_distance, transitions
 from worldmodels.model import ModelConfig, WorldModel, iqe
 
+pytestmark = pytest.mark.slow  # collects data and trains steps-to-go heads
+
 ROOT = Path(__file__).resolve().parents[1]
 REACH = ROOT / "pretrained" / "reach-state"
 

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs the GPU check's quick pass on the CPU
+
 ROOT = Path(__file__).resolve().parents[1]
 # what a bare GPU machine lacks: importing any of them fails in the child
 BLOCK = "import sys\nfor m in ('pybullet', 'streamlit', 'gymnasium', 'tqdm', 'plotly', 'ray'):\n"

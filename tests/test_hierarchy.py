@@ -24,6 +24,8 @@ from scenes.collect import CollectConfig, collect
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.highlevel import DOUBT, HighConfig, HighTrainer, MacroModel, load_high
 
+pytestmark = pytest.mark.slow  # collects data and trains high levels
+
 ROOT = Path(__file__).resolve().parents[1]
 WALL = ROOT / "pretrained" / "wall-state"
 SMALL = dict(steps=300, batch=128, save_every=100, members=2, hidden=64, subgoal=True,

@@ -18,6 +18,8 @@ from common.errors import LabError
 from experiments.distill import DistillConfig, Distiller
 from worldmodels.checkpoint import load_checkpoint, read_config
 
+pytestmark = pytest.mark.slow  # distils policies
+
 CPU = torch.device("cpu")
 REACH = str(PRETRAINED / "reach-state")
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -40,6 +42,7 @@ def test_lab_bench_lists_the_benchmarks():
     assert out.returncode == 2 and "collect_speed" in out.stderr
 
 
+@pytest.mark.slow
 def test_collect_speed_smoke():
     result = bench(
         "collect_speed",
@@ -54,6 +57,7 @@ def test_collect_speed_smoke():
     assert abs(result["ratio"] - ratio) < 0.002
 
 
+@pytest.mark.slow
 def test_wm_quality_smoke(tmp_path):
     rows = bench(
         "wm_quality",
@@ -78,6 +82,7 @@ def test_wm_quality_smoke(tmp_path):
     assert rows[0]["scene"] == "reach" and rows[0]["obs"] == "state"
 
 
+@pytest.mark.slow
 def test_plan_speed_smoke():
     rows = bench(
         "plan_speed",
@@ -95,6 +100,7 @@ def test_plan_speed_smoke():
         assert r["plan_ms"] > 0 and r["matmul_gflops"] > 0
 
 
+@pytest.mark.slow
 def test_agent_quality_smoke():
     rows = bench("agent_quality", "--quick", "--scenes", "reach", "--episodes", "1", timeout=300)
     scene_rows = [r for r in rows if r["experiment"] == "agent_quality"]

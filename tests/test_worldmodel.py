@@ -22,6 +22,8 @@ from worldmodels.data import WindowData
 from worldmodels.metrics import copy_last_nrmse, linear_nrmse, model_nrmse
 from worldmodels.train import TrainConfig, Trainer, eta_seconds
 
+pytestmark = pytest.mark.slow  # trains world models
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
