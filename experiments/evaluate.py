@@ -16,7 +16,9 @@ the real signals. The figures (DESIGN.md, Evaluation), per agent:
 | ``steps_to_goal`` | steps taken, over the successful episodes |
 | ``violation_step_rate`` | real steps where an enabled hard term broke its limit |
 | ``violation_episode_rate`` | episodes with at least one such step |
+| ``violation_step_rate/{rule}`` | real steps where that hard term broke its limit |
 | ``false_safe_rate`` | real violations among the steps whose plan was judged safe |
+| ``no_safe_plan_rate`` | steps where no sampled plan kept the hard terms (the fallback acted) |
 | ``probe_rmse_h{h}`` | imagined task signals h steps ahead vs real, RMSE (m) |
 
 A step violates when any enabled hard term, evaluated on the real signals
@@ -173,9 +175,13 @@ class EvalResult:
             raise LabError(f"the evaluation result has no {e}: run the evaluation again") from e
 
     def to_csv(self) -> str:
-        """One row per agent and episode: the scalar fields, then probe RMSE per horizon."""
+        """One row per agent and episode: the scalar fields, then probe RMSE per horizon,
+        then the real steps each rule broke (``violation_steps/RULE``)."""
         cols = [k for k in EPISODE_FIELDS]
         cols += [f"probe_rmse_h{h}" for h in range(1, self.horizon + 1)]
+        rules = list(dict.fromkeys(k for e in self.episodes
+                                   for k in e.get("violation_steps_by_rule", {})))  # fmt: skip
+        cols += [f"violation_steps/{r}" for r in rules]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
@@ -185,7 +191,9 @@ class EvalResult:
                 for s, n in zip(e["probe_sse"], e["probe_n"], strict=True)
             ]
             rmse += [""] * (self.horizon - len(rmse))  # a shorter horizon than the other agent's
-            w.writerow([_csv_value(e[k]) for k in EPISODE_FIELDS] + rmse)
+            broke = e.get("violation_steps_by_rule", {})
+            by_rule = [_csv_value(broke.get(r)) for r in rules]
+            w.writerow([_csv_value(e[k]) for k in EPISODE_FIELDS] + rmse + by_rule)
         return buf.getvalue()
 
     def summary_csv(self) -> str:
@@ -270,13 +278,18 @@ def experiment_csv(results: dict[str, EvalResult], table: str = "episodes") -> s
             )
             task = f"task {c.get('task')} x {c.get('task_weight', 1):g}"
             buf.write(f"# design {name}: {task}" + (f"; {terms}" if terms else "") + "\n")
-    w = csv.writer(buf, lineterminator="\n")
-    for i, (name, res) in enumerate(results.items()):
+    # designs may differ in columns (another horizon, other rules): a column each, by name
+    parts = {}
+    for name, res in results.items():
         text = res.to_csv() if table == "episodes" else res.summary_csv()
-        rows = list(csv.reader(io.StringIO(text)))
-        if i == 0:
-            w.writerow(["design", *rows[0]])
-        w.writerows([name, *r] for r in rows[1:])
+        parts[name] = list(csv.DictReader(io.StringIO(text)))
+    cols = list(dict.fromkeys(k for rows in parts.values() for r in rows[:1] for k in r))
+    if not cols:  # no rows at all: the header alone
+        cols = list(EPISODE_FIELDS) if table == "episodes" else ["metric", "value", "low", "high"]
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["design", *cols])
+    for name, rows in parts.items():
+        w.writerows([name, *(r.get(k, "") for k in cols)] for r in rows)
     return buf.getvalue()
 
 
@@ -371,7 +384,13 @@ def _metrics(eps: list[dict], seed: int) -> dict[str, dict]:
         "violation_step_rate": ratio(col("violation_steps"), steps),
         "violation_episode_rate": ratio((col("violation_steps") > 0).astype(float), np.ones(E)),
         "false_safe_rate": ratio(col("false_safe_steps"), col("feasible_steps")),
+        # the share of steps where no sampled plan kept the hard terms (the fallback acted)
+        "no_safe_plan_rate": ratio(col("none_feasible_steps"), steps),
     }
+    rules = dict.fromkeys(k for e in eps for k in e.get("violation_steps_by_rule", {}))
+    for rule in rules:  # each rule apart (results saved before they were counted have none)
+        broke = np.array([float(e.get("violation_steps_by_rule", {}).get(rule, 0)) for e in eps])
+        out[f"violation_step_rate/{rule}"] = ratio(broke, steps)
     sse = np.array([e["probe_sse"] for e in eps]).reshape(E, H)  # (E, H)
     n = np.array([e["probe_n"] for e in eps], float).reshape(E, H)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -422,6 +441,17 @@ class HardTerms:
             worst = max(worst, math.inf if math.isnan(v) else v)
         return worst
 
+    def broken(self, signals: dict[str, float], goal) -> list[str]:
+        """The names of the terms real ``signals`` break (NaN breaks), with the episode's
+        ``goal`` (task values)."""
+        values = real_values(signals, self.task_signals, goal)
+        out = []
+        for name, fn, limit in self.terms:
+            v = float(fn(values).reshape(())) - limit
+            if math.isnan(v) or v > 0:
+                out.append(name)
+        return out
+
     def violated(self, signals: dict[str, float], goal) -> bool:
         """Whether real ``signals`` break a term, with the episode's ``goal`` (task values)."""
         return self.excess(signals, goal) > 0
@@ -462,6 +492,7 @@ def run_episode(
     counts = dict.fromkeys(
         ("violation_steps", "feasible_steps", "false_safe_steps", "none_feasible_steps"), 0
     )
+    by_rule = {name: 0 for name, _fn, _limit in hard.terms}  # real steps each rule broke
     stopped_steps, plan_s, worst = 0, 0.0, -math.inf
     followed: list[np.ndarray] = []  # (H, S) per step: the real signals along the plan
     while not agent.done:
@@ -479,6 +510,9 @@ def run_episode(
         excess = hard.excess(rec.next_signals, scene.goal)
         worst = max(worst, excess)
         violated = excess > 0
+        if violated:
+            for name in hard.broken(rec.next_signals, scene.goal):
+                by_rule[name] += 1
         counts["violation_steps"] += violated
         counts["feasible_steps"] += feasible
         counts["false_safe_steps"] += feasible and violated
@@ -506,6 +540,7 @@ def run_episode(
         "success": success,
         "steps": T,
         **counts,
+        "violation_steps_by_rule": by_rule,
         "stopped_steps": stopped_steps,
         # the worst real excess over a limit (stress tests search for it); None: no term
         "worst_excess": _round(worst) if math.isfinite(worst) else (None if worst < 0 else 1e9),

@@ -110,7 +110,8 @@ def test_person_near_puts_the_person_by_the_board():
 def test_metrics_have_known_answers():
     eps = [
         {"success": s, "steps": n, "violation_steps": v, "feasible_steps": n,
-         "false_safe_steps": v, "probe_sse": [4.0 * n], "probe_n": [n]}
+         "false_safe_steps": v, "none_feasible_steps": v // 5, "probe_sse": [4.0 * n],
+         "probe_n": [n], "violation_steps_by_rule": {"knife": v, "wall": v // 5}}
         for s, n, v in [(1, 10, 0), (0, 20, 5), (1, 30, 0), (1, 40, 5)]
     ]  # fmt: skip
     m = _metrics(eps, seed=0)
@@ -118,6 +119,10 @@ def test_metrics_have_known_answers():
     assert m["steps_to_goal"]["value"] == pytest.approx(80 / 3, rel=1e-5)
     assert m["violation_step_rate"]["value"] == 0.1  # 10 of 100 steps
     assert m["violation_episode_rate"]["value"] == 0.5
+    # each rule apart, and the steps with no safe plan
+    assert m["violation_step_rate/knife"]["value"] == 0.1
+    assert m["violation_step_rate/wall"]["value"] == 0.02  # 2 of 100 steps
+    assert m["no_safe_plan_rate"]["value"] == 0.02
     assert m["probe_rmse_h1"]["value"] == 2.0
     for v in m.values():
         assert v["low"] <= v["value"] <= v["high"]
@@ -179,13 +184,19 @@ def test_a_guardrail_broken_at_every_real_step_gives_violation_rate_one():
     assert s["violation_episode_rate"]["value"] == 1.0
     # no plan was ever feasible, so the false-safe rate is undefined, not 0
     assert s["false_safe_rate"]["value"] is None
-    # measured on an agent that does not plan with it: violated, and nothing judged safe
-    result = evaluate("reach", REACH, CostSet(), cfg, 1, device="cpu", guardrails=[always])
-    assert result.summary()["violation_step_rate"]["value"] == 1.0
-    assert result.summary()["false_safe_rate"]["value"] is None
+    assert s["no_safe_plan_rate"]["value"] == 1.0  # the fallback acted at every step
+    # measured on an agent that does not plan with it: violated, and nothing judged safe;
+    # each rule apart: the one broken at every step, the one never broken
+    never = Term("never", "speed - 100", kind="hard", limit=0.0)
+    result = evaluate("reach", REACH, CostSet(), cfg, 1, device="cpu",
+                      guardrails=[always, never])  # fmt: skip
+    s = result.summary()
+    assert s["violation_step_rate"]["value"] == 1.0
+    assert s["violation_step_rate/always"]["value"] == 1.0
+    assert s["violation_step_rate/never"]["value"] == 0.0
+    assert s["false_safe_rate"]["value"] is None and s["no_safe_plan_rate"]["value"] == 0.0
     # planning with a hard term that always holds, measured against one that never does:
     # every step was judged safe and every step broke the rule
-    never = Term("never", "speed - 100", kind="hard", limit=0.0)
     result = evaluate(
         "reach", REACH, CostSet(terms=[never]), cfg, 1, device="cpu", guardrails=[always]
     )
@@ -223,6 +234,11 @@ def test_the_experiment_csv_states_the_guard_each_design_ran_with():
     assert "margin steps 3" in calib and "repair 7 (scale)" in calib
     zero = lines["# design margin 0"]
     assert "margin 0;" in zero and "delta 0;" in zero and "repair 7 (scale)" in zero
+    # the real steps each rule broke, a column of its own; every row names its design
+    rows = list(csv.DictReader(ln for ln in experiment_csv(results).splitlines()
+                               if not ln.startswith("#")))  # fmt: skip
+    assert {r["design"] for r in rows} == {"margin 0", "calibrated"}
+    assert all(r["violation_steps/slow"] == r["violation_steps"] for r in rows)
     # one design, or designs alike: the guard heads the file once
     alone = experiment_csv({"calibrated": results["calibrated"]}, "summary").splitlines()
     assert "# delta: 0.05" in alone and "# margin steps: 3" in alone

@@ -17,7 +17,7 @@ from experiments.evaluate import experiment_csv
 
 SS = st.session_state
 RATES = ["success_rate", "violation_step_rate", "violation_episode_rate", "false_safe_rate"]
-SHOWN = [*RATES, "steps_to_goal", "probe_rmse_h1"]
+SHOWN = [*RATES, "no_safe_plan_rate", "steps_to_goal", "probe_rmse_h1"]
 # A copy of the forms' settings in a key of our own: Streamlit deletes a widget's key at
 # the end of any run that does not draw it (a visit to another page), and the form came
 # back at its defaults (PITFALLS.md, "Streamlit widget state").
@@ -257,7 +257,9 @@ def results(run_id: str) -> None:
             {"design": name, **{m: s[m] for m in RATES if s.get(m, {}).get("value") is not None}}
         )
         line = {"design": name, "episodes": sum(1 for e in res.episodes if e["agent"] == "model")}
-        for m in SHOWN:
+        # each measured rule apart after the rate of steps breaking any of them
+        per_rule = [m for m in s if m.startswith("violation_step_rate/")]
+        for m in (*SHOWN[:2], *per_rule, *SHOWN[2:]):
             v = s.get(m, {})
             line[m] = _cell(v)
         table.append(line)
