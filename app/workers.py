@@ -181,13 +181,23 @@ class ExperimentRun(Run):
         policies: dict[str, str] | None = None,
         ray: str | None = None,
         highs: dict[str, str] | None = None,
+        guards: dict[str, dict] | None = None,
+        bases: dict[str, str] | None = None,
     ) -> None:
         """``policies``: design name -> a distilled policy's folder; those designs act with
         the policy (System 1), the others with the planner. ``highs``: design name -> a
         learned high level's folder; those designs plan in two levels (agents.hierarchy).
+        ``guards``: design name -> its own margin, in place of ``agent_cfg``'s (``margin``,
+        ``delta``, ``margin_steps``): margin 0 beside a calibrated margin in one run.
+        ``bases``: design name -> the cost set's name in the form, where they differ.
         ``ray``: fan the episodes out over Ray ("local", or a cluster's address:
         ``experiments.fanout``)."""
         self.policies, self.ray, self.highs = policies or {}, ray, highs or {}
+        self.guards, self.bases = guards or {}, bases or {}
+        for name, guard in self.guards.items():
+            if name not in designs or set(guard) - {"margin", "delta", "margin_steps"}:
+                raise LabError(f"a design's own margin needs a known design and margin, delta "
+                               f"or margin_steps, not {name!r}: {guard}")  # fmt: skip
         how = agent_cfg.fallback.replace("_", " ") + " fallback"
         if agent_cfg.delta:
             how += f", calibrated margin at miss rate {agent_cfg.delta:g}"
@@ -219,7 +229,7 @@ class ExperimentRun(Run):
                 self.progress(base + done, self.total)
 
             policy, high = self.policies.get(name), self.highs.get(name)
-            cfg = self.agent_cfg
+            cfg = replace(self.agent_cfg, **self.guards.get(name, {}))
             if policy is not None:  # it acts alone: nothing checks a rule, no margin, no stop
                 cfg = replace(
                     cfg, actor="policy", fallback="least_violating", margin=0.0, delta=0.0

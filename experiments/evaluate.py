@@ -315,8 +315,11 @@ def design_guard(settings: dict) -> dict[str, str]:
     else:
         words = "none: the hard terms as the model imagines them"
     actor = settings.get("actor", "planner")
+    terms = (settings.get("costs") or {}).get("terms", [])
     if actor == "policy":  # a distilled policy acts alone: nothing is checked
         words = "none: a distilled policy acts alone, no plan is checked"
+    elif "costs" in settings and not any(t["kind"] == "hard" and t["enabled"] for t in terms):
+        words = "none: the design has no hard term to hold a margin over"
     repair = search.get("repair")
     return {
         "actor": actor,

@@ -125,3 +125,42 @@ def test_a_stress_test_shows_failures_as_they_are_found_and_downloads_them(lab):
     assert result["failures"] == found
     shot(page, "experiments-stress-done")
     page.close()
+
+
+def test_an_experiment_runs_each_guarded_design_with_its_margin_and_with_none(lab):
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.goto(url + "/experiments")
+    expect(page.get_by_role("button", name="Run the experiment", exact=True)).to_be_visible(
+        timeout=WAIT
+    )
+    episodes = page.get_by_label("Episodes per design")
+    episodes.fill("1")
+    episodes.press("Enter")
+    wait_idle(page)
+    pick(page, "Guardrail margin", "calibrated, delta 0.05")
+    wait_idle(page)
+    page.get_by_text("Each guarded design also with no margin").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Run the experiment", exact=True).click()
+    done = page.get_by_text(re.compile(r"3/3 episodes · finished"))
+    expect(done).to_be_visible(timeout=400_000)
+    table = page.locator("[data-testid='stDataFrame']").first
+    expect(table).to_be_visible()
+    with page.expect_download() as got:
+        page.get_by_role("button", name="Download summary CSV").click()
+    text = Path(got.value.path()).read_text()
+    assert "# delta: per design" in text, text[:2000]
+    guarded = "hard: keep off walls · calibrated, delta 0.05"
+    plain = "hard: keep off walls · no margin"
+    heads = {ln.split(" guard: ")[0]: ln for ln in text.splitlines() if " guard: " in ln}
+    assert "calibrated bound at miss rate 0.05" in heads[f"# design {guarded}"]
+    assert "delta 0;" in heads[f"# design {plain}"]
+    assert "no hard term" in heads["# design task only"]
+    rows = list(csv.DictReader(ln for ln in text.splitlines() if not ln.startswith("#")))
+    assert {r["design"] for r in rows} == {"task only", guarded, plain}
+    assert {"no_safe_plan_rate", "violation_step_rate/keep off walls"} <= {
+        r["metric"] for r in rows
+    }
+    shot(page, "experiments-margin-per-design")
+    page.close()

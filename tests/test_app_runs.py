@@ -20,6 +20,8 @@ from app.home import PRETRAINED, preset_costs
 from app.planrun import PlanRun, PlanSettings
 from app.runs import Eta, Registry, Run, Turns
 from app.workers import CollectRun, ExperimentRun, LessonRun, StressRun, TrainRun
+from common.errors import LabError
+from experiments.evaluate import experiment_csv
 from scenes.collect import CollectConfig, collect
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.train import TrainConfig
@@ -304,6 +306,30 @@ def test_an_experiment_runs_a_policy_as_a_design(tmp_path):
     assert run.results["System 1"].settings["actor"] == "policy"
     assert run.results["spec"].settings["actor"] == "planner"
     assert run.results["System 1"].settings["policy"] == str(POLICY_KITCHEN)
+
+
+def test_an_experiment_runs_a_design_with_a_calibrated_margin_and_with_none(tmp_path):
+    rule = CostSet(terms=[Term("slow", "speed", kind="hard", limit=0.5)])
+    calibrated, none = "slow · calibrated, delta 0.05", "slow · no margin"
+    cfg = AgentConfig(search=PlannerConfig(samples=50, horizon=8, iterations=2), delta=0.05,
+                      margin_steps=2, decode=False)  # fmt: skip
+    run = ExperimentRun(
+        "reach", str(PRETRAINED / "reach-state"), {calibrated: rule, none: rule}, cfg, 1, 0,
+        tmp_path / "exp", CPU, guards={none: {"margin": 0.0, "delta": 0.0}},
+        bases={calibrated: "slow", none: "slow"},
+    )  # fmt: skip
+    Registry(idle_seconds=60).add(run).start()
+    assert until(lambda: not run.active, timeout=240)
+    assert run.status == "finished", run.error
+    assert run.results[calibrated].settings["delta"] == 0.05
+    assert run.results[none].settings["delta"] == 0.0
+    assert run.results[none].settings["margin_steps"] == 2  # the rest as the run's
+    head = experiment_csv(run.results, "summary").splitlines()
+    assert "# delta: per design" in head
+    assert any(h.startswith(f"# design {none} guard: ") and "delta 0;" in h for h in head)
+    with pytest.raises(LabError, match="margin"):
+        ExperimentRun("reach", str(PRETRAINED / "reach-state"), {none: rule}, cfg, 1, 0,
+                      tmp_path / "bad", CPU, guards={none: {"samples": 3}})  # fmt: skip
 
 
 def test_a_stress_run_finds_failures_the_plan_page_replays_as_they_happened(tmp_path, monkeypatch):

@@ -25,7 +25,8 @@ SETTINGS = "experiments/settings"
 PER_SCENE = ("exp/ckpt", "exp/designs", "exp/policies", "exp/highs", "exp/rules", "stress/design")
 FORM_KEYS = (
     "exp/scene", "exp/episodes", "exp/seed", "exp/planner", "exp/samples", "exp/iters",
-    "exp/fallback", "exp/margin/kind", "exp/margin", "exp/margin/steps", "exp/ray", "exp/near",
+    "exp/fallback", "exp/margin/kind", "exp/margin", "exp/margin/steps", "exp/margin/compare",
+    "exp/ray", "exp/near",
     "stress/budget", "stress/method", "stress/ray", "stress/margin/kind", "stress/margin",
     "stress/margin/steps",
 )  # fmt: skip
@@ -76,7 +77,8 @@ def _settings_from(run: ExperimentRun) -> None:
     """A reopened tab: the form shows the found run's settings, not the defaults."""
     scene = run.scene
     options = designs_for(scene)
-    designs = [k for k in run.designs if k in options]
+    designs = list(dict.fromkeys(run.bases.get(k, k) for k in run.designs))
+    designs = [k for k in designs if k in options]
     rules = rules_for(scene, options, designs)
     SS["exp/scene"], SS[f"exp/designs/{scene}"] = scene, designs
     if run.checkpoint in {ck.path for ck in home.checkpoints(scene)}:
@@ -90,6 +92,7 @@ def _settings_from(run: ExperimentRun) -> None:
     cfg = run.agent_cfg
     SS["exp/planner"], SS["exp/fallback"] = cfg.planner, cfg.fallback
     home.show_guard("exp/margin", cfg.margin, cfg.delta, cfg.margin_steps)
+    SS["exp/margin/compare"] = bool(run.guards)
     SS["exp/ray"] = bool(run.ray)
     SS["exp/samples"], SS["exp/iters"] = cfg.search.samples, cfg.search.iterations
     if scene == "kitchen":
@@ -172,6 +175,13 @@ def form() -> ExperimentRun | None:
     g = st.columns([2, 1])
     margin, delta, steps = home.guard_input(g[0], "exp/margin", ckpt)
     ray = ray_toggle(g[1], "exp/ray")
+    compare = bool(margin or delta) and g[1].toggle(
+        "Each guarded design also with no margin",
+        key=seeded("exp/margin/compare", False),
+        help="Every design with an enabled hard term runs twice on the same episodes: with "
+        "the margin chosen here and with none, so the table shows what the margin buys "
+        "(violations) and costs (success, steps with no safe plan).",
+    )
     reset = {}
     if scene == "kitchen" and st.toggle(
         "The person starts near the board (otherwise it is rarely near the arm)",
@@ -192,7 +202,16 @@ def form() -> ExperimentRun | None:
         disabled=busy or not (picked or as_policy or as_high),
     ):
         return run
-    designs = {k: options[k] for k in picked}
+    designs, guards, bases = {}, {}, {}
+    for k in picked:
+        guarded = any(t.kind == "hard" and t.enabled for t in options[k].terms)
+        if not (compare and guarded):
+            designs[k] = options[k]
+            continue
+        for kind, guard in ((home.guard_kind(margin, delta), {}),
+                            ("no margin", {"margin": 0.0, "delta": 0.0})):  # fmt: skip
+            name = f"{k} · {kind}"
+            designs[name], guards[name], bases[name] = options[k], guard, k
     policies = {}
     for folder in as_policy:
         name = f"System 1: {found[folder]}"
@@ -227,6 +246,8 @@ def form() -> ExperimentRun | None:
             policies=policies,
             ray=ray,
             highs=highs,
+            guards={k: v for k, v in guards.items() if v},
+            bases=bases,
         )
     )
 
