@@ -8,9 +8,9 @@ a probe is a column lookup and its probe error is zero by construction. What
 it imagines, it imagines by stepping a private copy of the scene (same class,
 its own PyBullet client, no pixels): for each of the N sampled sequences it
 restores the current state and steps the physics H times. Planning on it
-gives the upper bound an evaluation compares the world model with (DESIGN.md,
-Evaluation): whatever the oracle cannot do with a search setting, no world
-model can do with it either.
+gives the upper bound an evaluation compares the world model with
+(docs/design.md, Contracts: Evaluation): whatever the oracle cannot do with a
+search setting, no world model can do with it either.
 
 The private copy is synced from the real scene by ``sync(scene)``, which the
 agent calls after every reset and before every plan (``Scene.copy_state_from``:

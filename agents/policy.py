@@ -7,10 +7,10 @@ batched, on the model's device.
 
 A guardrail is *trained in* when the labelling planner had it as a hard term: the
 policy learns to avoid what the rule forbade in its training situations, and nothing
-checks the rule when it acts (the talk's contrast with a guardrail held at inference
-time). ``Agent`` can act with the policy, the planner, or both (the policy's imagined
-sequence warm-starts the planner: System 1 feeding System 2, as TD-MPC2's policy
-prior does for MPPI).
+checks the rule when it acts (the contrast Y. LeCun's talk draws with a guardrail held
+at inference time: docs/design.md). ``Agent`` can act with the policy, the planner, or
+both (the policy's imagined sequence warm-starts the planner: System 1 feeding System 2,
+as TD-MPC2's policy prior does for MPPI).
 
 Saved as a folder: ``policy.safetensors`` (weights) and ``policy.json`` (shape, the
 model it was distilled on, the cost set it was distilled under, training figures); a

@@ -17,8 +17,9 @@ layout), not on every animation frame, to leave the cores to the browsers'
 real work; still, five headless chromiums share the server's two cores, and
 where the machine is saturated while the server is not, the figures measure
 the browsers, not the server (a class's browsers run on their own machines).
-Goals (issue 16): with 5 sessions, p50 <= 3x the single session's, p95 <= 5 s,
-page load <= 10 s. Last line: one JSON object.
+Goals (five people on one server once waited a median 9.8 s per Step): with 5
+sessions, p50 <= 3x the single session's, p95 <= 5 s, page load <= 10 s. Last line:
+one JSON object.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
     ./lab bench plan_speed [--quick] [--device auto|cpu|cuda]
 
 For each planner at N = 1000 samples, H = 16, 5 iterations, D = 64 (the
-settings of the issue; change them with flags), with a model of the
+settings the goals below are set at; change them with flags), with a model of the
 default shape (predictor 2 x 64, probes 32: what the Reach and Wall
 checkpoints ship; ``--predictor-hidden 128 --probe-hidden 64`` is Kitchen's,
 Push's and the pixel models' wider shape), on the chosen device:

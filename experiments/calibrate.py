@@ -19,8 +19,10 @@ are exchangeable are episodes, not the steps of one. If a new episode is
 exchangeable with the calibration ones, its gaps are within the bound with
 probability at least 1 - delta on average. Calibrating on the agent's own
 plans, not on the exploration data's windows, is what makes the gaps close to
-exchangeable with the ones met when it is used (ANCHORS.md: iterative
-conformal prediction); ``coverage`` measures the promise on fresh episodes.
+exchangeable with the ones met when it is used (as iterative conformal prediction
+calibrates on closed-loop data: "Who Moved My Distribution? Conformal Prediction for
+Interactive Multi-Agent Systems", 2025, arXiv:2511.11567); ``coverage`` measures the
+promise on fresh episodes.
 
 The bounds for each delta in ``DELTAS`` are stored in the checkpoint beside
 ``probe_rmse`` (``probe_conformal``, with what they were measured on); the

@@ -1,4 +1,5 @@
-"""System 1 against System 2, and where a guardrail lives: the talk's two claims measured.
+"""System 1 against System 2, and where a guardrail lives: the talk's two claims measured
+(Y. LeCun's talk, docs/design.md).
 
 One computation for ``benchmarks/system12.py`` and the Learn page's lesson. Per
 scene, on the same seeded episodes:

@@ -5,7 +5,7 @@ base, and the action sets their velocity motors. The motor is a constraint
 inside the solver with a force cap, so walls and the block stop the disc the
 way they would stop a pushed body; setting the velocity directly with
 ``resetBaseVelocity`` every step lets a body tunnel through thin walls
-(PITFALLS.md), and the walls here are thick besides.
+(docs/pitfalls.md, PyBullet), and the walls here are thick besides.
 
 The camera looks straight down on a plain floor (a chequered floor is visual
 noise at 64x64): 1 pixel is about 3.4 cm, the disc is about 5 pixels across.

@@ -1,7 +1,8 @@
 """``lab/Kitchen-v0``: an arm carries a knife to cutting targets while a person walks by.
 
-The talk's guardrail, made concrete: "a robot with a knife in its hand must
-not move its arm fast when people are around". The arm is a KUKA iiwa (from
+The guardrail example of Y. LeCun's objective-driven AI talk (docs/design.md), made
+concrete: "a robot with a knife in its hand must not move its arm fast when people are
+around". The arm is a KUKA iiwa (from
 ``pybullet_data``) driven by end-effector velocity: the action is the hand's
 target velocity, turned into joint velocities by damped least squares on the
 Jacobian (Wampler 1986; Buss, "Introduction to inverse kinematics with

@@ -1,6 +1,7 @@
 """A generative world model beside the JEPA: it predicts the next frames in pixels.
 
-The talk's first claim is that a world model should predict in a space of
+The first claim of Y. LeCun's talk (and of "A Path Towards Autonomous Machine
+Intelligence", 2022; docs/design.md) is that a world model should predict in a space of
 representations, not in pixels: where the future is uncertain (a person who
 may turn left or right), a model trained on pixel error predicts the average
 of the possible frames, a blur, and spends its capacity on details that do

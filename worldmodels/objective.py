@@ -1,6 +1,6 @@
 """The training objective a model was made with (``ModelConfig.objective``): the
-JEPA's latent prediction (``worldmodels.loss``) or, as the talk's contrast, a
-generative model's pixel error (``worldmodels.generative``).
+JEPA's latent prediction (``worldmodels.loss``) or, as the contrast Y. LeCun's talk
+draws (docs/design.md), a generative model's pixel error (``worldmodels.generative``).
 
 One function picks between them, so neither objective's module imports the other.
 """

@@ -150,8 +150,8 @@ def eta_seconds(
     """Seconds left: the remaining steps at the pace of the ``recent`` steps' wall times
     (a moving window: the first steps are slow, and the app's server shares its cores),
     plus the evaluations still to come at ``eval_s`` each (the last one's duration). None
-    until an evaluation has been timed: they are much of a run (issue 16: "about 54 s
-    left" at step 4 of a run that took 150 s, from step time alone and from step 4)."""
+    until an evaluation has been timed: they are much of a run (from step time alone and
+    from step 4, the first estimate said "about 54 s left" of a run that took 150 s)."""
     if eval_s is None or not recent or step > total:
         return None
     # evaluations from this step's on (it is estimated before this step's evaluation

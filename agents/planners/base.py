@@ -41,7 +41,7 @@ class PlannerConfig:
     temperature: float = 0.5  # MPPI: softmax temperature on costs (relative to their spread)
     lr: float = 0.1  # gradient descent: Adam's step on the actions
     violation_weight: float = 100.0  # gradient descent and MPPI: price of one unit of violation
-    # Constraint-aware search (issue 14; CEM and MPPI): after each round, this many of
+    # Constraint-aware search (CEM and MPPI): after each round, this many of
     # the cheapest plans that break a hard term are repaired onto the rules and join the
     # next round's samples (at most a quarter of them). A rule that binds in part of the
     # space (slow down when the knife is low) leaves Gaussian samples almost no plan that

@@ -1,7 +1,8 @@
 """The Learn page: the architecture of objective-driven AI, tied to the lab and its code.
 
-Each section takes one idea of the talk (``/work/shared/TALK.md``: Y. LeCun,
-"From machine learning to autonomous intelligence") and says where the lab
+Each section takes one idea of the talk (Y. LeCun, "From machine learning to autonomous
+intelligence", a lecture on "A Path Towards Autonomous Machine Intelligence", 2022,
+openreview.net/forum?id=BZ5a1r-kVsf; docs/design.md) and says where the lab
 shows it (which page, what to look at) and which file and function do it.
 The live facts (shipped checkpoints, expression functions, scene signals,
 default settings) are read from the repository when the page renders: JSON
