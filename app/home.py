@@ -17,6 +17,7 @@ import scenes
 from agents.cost import Cost, CostSet, Term, term_names
 from agents.hierarchy import HAND_SUBGOALS
 from app import measured
+from common import results
 from common.errors import LabError
 from scenes.kitchen import KNIFE_RULE
 from worldmodels.checkpoint import latent_identity, objective, read_config
@@ -407,3 +408,18 @@ def save_costs(name: str, costs: CostSet) -> Path:
     tmp.write_text(dataclasses.replace(costs, name=name).to_json())
     tmp.replace(path)
     return path
+
+
+def steps_to_go_measured(scene: str, obs: str) -> bool:
+    """Whether ``./lab bench label_free`` planned on the steps-to-go head of ``scene``'s
+    ``obs`` model and reached the goal with it: where the head is measured to track
+    progress. Kitchen's never was, and reads nonsense there: over three episodes of
+    pretrained/kitchen-state with the knife rule (seeds 0-2) its steps to go rose as the
+    hand closed in (rank correlation with the real distance -0.95 to -1; Reach's +1)."""
+    try:
+        rows = results.figures("label_free")
+        return any(
+            r["scene"] == scene and r["obs"] == obs and r["latent_success"] > 0 for r in rows
+        )
+    except (LabError, KeyError, TypeError):
+        return False

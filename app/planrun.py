@@ -130,6 +130,7 @@ class PlanRun(Run):
         self._cost_errors: dict[str, str] = {}
         self._view = View()
         self.scene = None
+        self.obs = ""
         self.agent: Agent | None = None
         self.pending: Thought | None = None
         self.plot_signals: tuple[str, ...] = ()
@@ -231,6 +232,7 @@ class PlanRun(Run):
         if not s.checkpoint:
             raise LabError("choose a checkpoint")
         self.model, config = load_checkpoint(s.checkpoint, device=self.device)
+        self.obs = config["obs"]  # state or pixels
         if config["scene"] != s.scene:
             raise LabError(f"{s.checkpoint} is a {config['scene']} model, not {s.scene}")
         self.scene = scenes.make(s.scene, render_mode="rgb_array").unwrapped

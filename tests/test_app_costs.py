@@ -136,6 +136,7 @@ def test_a_preset_that_replaced_unsaved_terms_can_be_undone(lab):
     page = open_plan(browser, url, 1800, "Scene", "Kitchen", "kitchen-state")
     costs = page.locator(".st-key-plan-costs")
     click(page, "Add term")
+    expect(page.get_by_label("Expression")).to_have_count(2)  # .last: the new row's box
     enter(page, page.get_by_label("Expression").last, "relu(hand_speed - 0.4)")
     expect(costs.filter(has_text="term 2").first).to_be_visible(timeout=20_000)
     preset = page.get_by_role("button", name="task only", exact=True)
@@ -175,6 +176,7 @@ def test_a_term_switched_off_is_not_drawn_as_counted(lab):
     url, browser, _ = lab
     page = open_plan(browser, url, 2000, "Scene", "Kitchen", "kitchen-state")
     click(page, "Add term")
+    expect(page.get_by_label("Expression")).to_have_count(2)  # .last: the new row's box
     enter(page, page.get_by_label("Expression").last, "dist_hand_person")  # always > 0
     costs = page.locator(".st-key-plan-costs")
     expect(costs.filter(has_text="term 2").first).to_be_visible(timeout=20_000)
@@ -211,4 +213,16 @@ def test_a_saved_cost_set_keeps_the_name_it_was_given(lab):
     open_popover(page, "Load a cost set", button)
     button.click()
     knife_rule_shown(page)
+    page.close()
+
+
+def test_kitchen_draws_no_steps_to_go_head_that_is_not_measured(lab):
+    url, browser, _ = lab
+    page = open_plan(browser, url, 1800, "Scene", "Kitchen", "kitchen-state")
+    click(page, "Step")
+    expect(step_text(page, 1)).to_be_visible(timeout=20_000)
+    expect(page.get_by_text(re.compile("not measured to track progress in kitchen"))).to_be_visible(
+        timeout=20_000
+    )
+    expect(page.get_by_text("steps to go (latent distance head, no labels)")).to_have_count(0)
     page.close()

@@ -280,7 +280,14 @@ def live(run_id: str, scene: str) -> None:
     if shown:
         g[1].plotly_chart(views.signals_over_time(v, shown, {}), key="plan/signals")
     if v.goal_steps is not None:  # the model has a steps-to-go head (worldmodels/distance.py)
-        g[0].plotly_chart(views.goal_distance(v, list(run.scene_goal_signals)), key="plan/goal")
+        if home.steps_to_go_measured(scene, run.obs):
+            g[0].plotly_chart(views.goal_distance(v, list(run.scene_goal_signals)), key="plan/goal")
+        else:  # drawn unmeasured, it rose along plans that closed in on the goal
+            g[0].caption(
+                "Steps to go: this model has a steps-to-go head, but it is not measured to "
+                f"track progress in {scene} (`./lab bench label_free` measures it where the "
+                "agent reaches goals planning on it), so it is not drawn."
+            )
     fig = views.guardrails(v)
     if fig is not None:
         st.plotly_chart(fig, key="plan/guard")
