@@ -27,7 +27,11 @@ How it is kept, in three parts:
   seconds), not the compile. Where compiling fails (no C++ compiler, no
   Triton) the plain code stays, and ``status`` says why.
 
-``LAB_COMPILE=0`` turns it off (the tests do, except the ones that test it).
+It stays on a CPU too, for it pays there: CEM at N = 1000, H = 16, 5 iterations
+on the Reach model planned 1.2-1.3 times as fast compiled as plain, with a hard
+term or without, compiled and plain plans interleaved on a busy 2-core machine
+(``./lab bench compile_pays``). ``LAB_COMPILE=0`` turns it off (the tests do,
+except the ones that test it).
 """
 
 from __future__ import annotations
