@@ -1,5 +1,7 @@
 """The Lessons pages in a real browser, each run to its result, and a newcomer's way in:
-a workspace with no data, where the Train page collects some in place.
+a workspace with no data, where the Train page collects some in place. Before a run a
+page says what runs and draws the shipped figures in words and percentages; the
+presentation view shows them large without the sidebar; a run takes the seed chosen.
 
 The server runs each lesson's short version (``LAB_LESSONS_QUICK=1``: fewer episodes,
 shorter training); the full ones are ``./lab bench lessons``.
@@ -7,8 +9,6 @@ shorter training); the full ones are ``./lab bench lessons``.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import shutil
 from pathlib import Path
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from webpage import ARTIFACTS, WAIT, expect, open_plan, pick, shot, step_text
 
+from app.lesson_views import read_csv
 from app.serve import CHROMIUM, LabServer, chromium, wait_idle
 from common import results
 from experiments.lessons import LESSONS
@@ -27,12 +28,30 @@ pytestmark = [
 LESSON_WAIT = 300_000  # ms: a short lesson on a busy 2-core machine
 # what each lesson's result shows once it has finished
 RESULT = {
-    "blur": ["generative sharpness h16", "jepa probe nrmse h16", "generative success"],
-    "collapse": ["rank with", "rank without"],
-    "guardrails": ["new rule violation policy", "shifted violation planner"],
-    "open_loop": ["receding success pushed", "open loop success pushed"],
-    "hierarchy": ["flat success", "learned success"],
+    "blur": [
+        "sharpness where the person walks, imagined over real, generative, h = 16",
+        "probes' error in signal spreads, JEPA, h = 16",
+        "share of episodes reaching the goal, generative",
+    ],
+    "collapse": [
+        "effective rank of the latent after training, with EMA target and VICReg",
+        "effective rank of the latent after training, without them",
+    ],
+    "guardrails": [
+        "a new rule: share of real steps breaking the rule, policy (rule trained in)",
+        "a new situation: share of real steps breaking the rule, planner (rule held)",
+    ],
+    "open_loop": [
+        "share of episodes reaching the goal, replanning every step, shoved",
+        "share of episodes reaching the goal, blind plan, shoved",
+    ],
+    "hierarchy": [
+        "share of episodes reaching the goal, flat, 16 steps",
+        "share of episodes reaching the goal, learned high level (HIQL subgoals)",
+    ],
 }
+SEED = {"open_loop": 3}  # a lesson run with a seed of its own (the others with 0)
+PLANNER_NEW_RULE = "a new rule: share of real steps breaking the rule, planner (rule held)"
 
 
 @pytest.fixture(scope="module")
@@ -61,22 +80,36 @@ def test_a_lesson_runs_to_its_result_and_exports_it(empty_lab, key):
     for other in LESSONS.values():
         expect(nav.get_by_text(other.nav, exact=True)).to_be_visible()
     wait_idle(page)
+    seed = SEED.get(key, 0)
+    if seed:
+        box = page.get_by_label("Seed", exact=True)
+        box.fill(str(seed))
+        box.press("Enter")
+        expect(page.get_by_text(re.compile(rf"Seed: {seed}; it chooses"))).to_be_visible()
+        wait_idle(page)
     page.get_by_role("button", name=re.compile("^Run the experiment")).click()
     done = page.get_by_text(re.compile(r"· finished"))
     expect(done).to_be_visible(timeout=LESSON_WAIT)
     for name in RESULT[key]:
         expect(page.get_by_text(name, exact=True).last).to_be_visible()
-    chart = page.locator(".js-plotly-plot").last
-    expect(chart).to_be_visible()
+    expect(page.get_by_text("What this run ran.")).to_be_visible()
+    expect(page.get_by_text(re.compile(rf"Seed: {seed}; it chooses")).last).to_be_visible()
+    headline = page.locator(".js-plotly-plot").first  # the claim's figures, this run's
+    expect(headline).to_be_visible()
+    expect(headline.locator(".gtitle")).to_contain_text(lesson.title)
     with page.expect_download() as got:
         page.get_by_role("button", name="Download the rows (CSV)").click()
-    rows = list(csv.DictReader(io.StringIO(Path(got.value.path()).read_text())))
+    header, rows = read_csv(Path(got.value.path()).read_text())
+    assert header["scene"] == lesson.scenes[0].capitalize(), header
+    assert header["seed"].startswith(f"{seed};") and "episodes" in header and "rule" in header
+    assert any(name in header for name in RESULT[key]), header  # the figures, in words
     columns = {c for y in lesson.chart["y"] for c in ((y,) if isinstance(y, str) else y)}
     assert rows and columns <= set(rows[0]), rows[:1]
-    if key == "open_loop":  # the chart itself as a PNG, from plotly's toolbar
-        chart.hover()
+    if key == "open_loop":  # the headline chart as a PNG, from plotly's toolbar
+        assert "replanning every step" in "".join(header)
+        headline.hover()
         with page.expect_download() as png:
-            chart.get_by_role("button", name="Download plot as a PNG").click()
+            headline.get_by_role("button", name="Download plot as a PNG").click()
         assert png.value.suggested_filename == "lesson-open_loop.png"
         assert Path(png.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if key == "blur":
@@ -86,6 +119,69 @@ def test_a_lesson_runs_to_its_result_and_exports_it(empty_lab, key):
     expect(page.get_by_text("What it shows.")).to_be_visible()
     expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
     shot(page, f"lesson-{key}")
+    page.close()
+
+
+def test_a_lesson_says_what_runs_and_draws_the_shipped_figures_before_a_run(empty_lab):
+    url, browser = empty_lab
+    lesson = LESSONS["guardrails"]
+    page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    page.goto(f"{url}/lesson-guardrails")
+    expect(page.get_by_role("heading", name=lesson.title)).to_be_visible(timeout=WAIT)
+    wait_idle(page)
+    # what a run runs: scene, rule, the new situation, episodes, seed
+    expect(page.get_by_text("What a run runs.")).to_be_visible()
+    for what in ("Scene:", "Rule:", "A new situation:", "Episodes:", "Seed:"):
+        expect(page.get_by_text(what, exact=True).first).to_be_visible()
+    expect(page.get_by_text(re.compile("the person walking at 0.8 m/s")).first).to_be_visible()
+    # the seed and, on this lesson, the scene can be chosen
+    expect(page.get_by_label("Seed", exact=True)).to_have_value("0")
+    expect(page.get_by_test_id("stSelectbox").filter(has_text="Scene")).to_be_visible()
+    # the shipped figures, in words and percentages, and drawn, before anything runs
+    expect(page.get_by_text(PLANNER_NEW_RULE, exact=True)).to_be_visible()
+    expect(page.get_by_role("cell", name="0.14 %", exact=True)).to_be_visible()
+    chart = page.locator(".js-plotly-plot").first
+    expect(chart).to_be_visible()
+    expect(chart.locator(".gtitle")).to_contain_text(lesson.title)
+    expect(chart.get_by_text("0.14 %", exact=True)).to_be_visible()  # the tiny bar's mark
+    expect(chart.get_by_text(re.compile("lower is better")).first).to_be_visible()
+    expect(chart.locator(".errorbar").first).to_be_attached()  # intervals on the rates
+    shot(page, "lesson-guardrails-before-a-run")
+    # a chosen seed stays when the page is left and found again
+    box = page.get_by_label("Seed", exact=True)
+    box.fill("7")
+    box.press("Enter")
+    expect(page.get_by_text(re.compile("Seed: 7; it chooses"))).to_be_visible()
+    wait_idle(page)
+    page.get_by_test_id("stSidebarNav").get_by_text("Collapse", exact=True).click()
+    expect(page.get_by_role("heading", name=LESSONS["collapse"].title)).to_be_visible()
+    wait_idle(page)
+    page.get_by_test_id("stSidebarNav").get_by_text("Guardrails", exact=True).click()
+    expect(page.get_by_label("Seed", exact=True)).to_have_value("7", timeout=WAIT)
+    page.close()
+
+
+def test_the_presentation_view_shows_claim_chart_and_figures_large(empty_lab):
+    url, browser = empty_lab
+    lesson = LESSONS["guardrails"]
+    page = browser.new_page(viewport={"width": 1400, "height": 1600})
+    page.goto(f"{url}/lesson-guardrails?present=1")
+    expect(page.get_by_role("heading", name=lesson.title)).to_be_visible(timeout=WAIT)
+    expect(page.get_by_text(lesson.claim)).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    expect(page.get_by_text(PLANNER_NEW_RULE, exact=True)).to_be_visible()
+    expect(page.get_by_test_id("stSidebar")).to_be_hidden()
+    expect(page.get_by_role("button", name=re.compile("^Run the experiment"))).to_have_count(0)
+    size = page.get_by_text(lesson.claim).evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
+    assert size >= 24, size  # large, for the back of the room
+    shot(page, "lesson-guardrails-presentation")
+    # its toggle leaves it: the sidebar and the run button come back
+    wait_idle(page)
+    page.get_by_text("Presentation view").click()
+    expect(page.get_by_role("button", name=re.compile("^Run the experiment"))).to_be_visible(
+        timeout=WAIT
+    )
+    expect(page.get_by_test_id("stSidebar")).to_be_visible()
     page.close()
 
 

@@ -1,5 +1,7 @@
 """The lessons' parts with real objects: the generative world model, the sharpness
-figure, Reach's shoves, and lessons run to their figures (short versions)."""
+figure (and where the person walks), Reach's shoves, the intervals and the exports a
+teacher takes (CSV headed by its settings, labelled frames, the headline chart), and
+lessons run to their figures (short versions)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,13 @@ import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet
 from agents.planners import PlannerConfig
+from app import lesson_views
+from common import results
 from common.errors import LabError
-from experiments.lessons import LESSONS, Live
+from experiments.lessons import LESSONS, Live, run_lesson, wilson
+from experiments.lessons.blur import person_region, region_sharpness
 from experiments.lessons.collapse import collapse
+from experiments.lessons.common import step_interval
 from experiments.lessons.open_loop import open_loop
 from scenes.collect import CollectConfig, collect
 from scenes.reach import PUSH_DISTANCE
@@ -107,7 +113,7 @@ def test_the_collapse_lesson_shows_the_rank_fall_without_ema_and_vicreg():
 
 def test_the_open_loop_lesson_replans_its_way_to_more_goals():
     live = Live()
-    figures = open_loop(live, CPU, quick=True)
+    figures = run_lesson("open_loop", live, CPU, quick=True)
     for tag in ("calm", "pushed"):
         assert figures[f"receding_success_{tag}"] >= figures[f"open_loop_success_{tag}"]
     assert figures["receding_success_pushed"] > figures["open_loop_success_pushed"]
@@ -116,6 +122,153 @@ def test_the_open_loop_lesson_replans_its_way_to_more_goals():
     # the model's error grows along its own rollout, not one step at a time from reality
     assert pushed[-1]["rollout_error_m"] > pushed[-1]["one_step_error_m"]
     assert live.done == live.total
+    # each success rate with its interval, around it; what ran, in words
+    for tag in ("calm", "pushed"):
+        for k in (f"receding_success_{tag}", f"open_loop_success_{tag}"):
+            lo, hi = live.intervals[k]
+            assert lo <= figures[k] <= hi and hi - lo > 0.2  # 4 episodes: wide
+    assert live.settings["scene"] == "Reach" and live.settings["seed"].startswith("0;")
+    assert "4 episodes" in live.settings["episodes"]
+
+
+def test_another_seed_runs_other_episodes():
+    one, other = Live(), Live()
+    open_loop(one, CPU, quick=True, seed=0)
+    open_loop(other, CPU, quick=True, seed=5)
+    assert one.rows != other.rows
+
+
+def test_a_lesson_refuses_a_scene_it_cannot_run_on_and_a_bad_seed():
+    with pytest.raises(LabError, match="runs on reach, not"):
+        run_lesson("open_loop", Live(), CPU, quick=True, scene="kitchen")
+    with pytest.raises(LabError, match="seed is a whole number"):
+        run_lesson("open_loop", Live(), CPU, quick=True, seed=-1)
+    with pytest.raises(LabError, match="seed is a whole number"):
+        run_lesson("open_loop", Live(), CPU, quick=True, seed=1.5)
+
+
+def test_wilson_intervals_hold_the_rate_and_stay_in_0_1():
+    assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    lo, hi = wilson(0, 10)  # none of 10 is not "exactly 0"
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson(10, 10)
+    assert lo == pytest.approx(0.7225, abs=1e-4) and hi == 1.0
+    assert wilson(0, 0) == (0.0, 1.0)  # nothing measured: anything
+    # more episodes, a narrower interval around the same rate
+    few, many = wilson(3, 4), wilson(75, 100)
+    assert many[1] - many[0] < few[1] - few[0]
+    assert few[0] < 0.75 < few[1] and many[0] < 0.75 < many[1]
+
+
+def test_a_step_rate_takes_the_bootstrap_interval_of_its_episodes():
+    summary = {"violation_step_rate": {"value": 0.05, "low": 0.01, "high": 0.12}}
+    assert step_interval(summary) == (0.01, 0.12)
+    # undefined bounds (one episode): the value itself, not a made-up spread
+    assert step_interval({"violation_step_rate": {"value": 0.0, "low": None, "high": None}}) == (
+        0.0,
+        0.0,
+    )
+
+
+def test_shipped_success_rates_get_wilson_intervals_over_the_full_episodes():
+    lesson = LESSONS["open_loop"]
+    shipped = results.figures("lessons")["open_loop"]
+    spans = lesson.figure_intervals(shipped)
+    assert spans["open_loop_success_calm"] == wilson(round(0.35 * 20), 20)
+    assert not any("gap" in k for k in spans)  # a distance is not a rate of episodes
+
+
+def test_the_csv_is_headed_by_its_settings_and_figures_in_words():
+    lesson = LESSONS["guardrails"]
+    settings = lesson.setup(quick=True, seed=4, scene="kitchen")
+    figures = {"new_rule_violation_planner": 0.0014, "new_rule_success_planner": 0.5}
+    spans = {"new_rule_violation_planner": (0.0, 0.004), "new_rule_success_planner": (0.1, 0.9)}
+    rows = [{"test": "a new rule", "actor": "planner (rule held)", "success": 0.5}]
+    text = lesson_views.csv_text(lesson, settings, figures, spans, rows)
+    head = [line for line in text.splitlines() if line.startswith("#")]
+    assert text.startswith("# lesson: Guardrails at inference time\n")
+    assert "# scene: Kitchen" in head and any(h.startswith("# seed: 4;") for h in head)
+    assert any(h.startswith("# episodes: 2 episodes") for h in head)
+    assert any(h.startswith("# rule: slow within 0.7 m") for h in head)
+    assert any(h.startswith("# a new situation: the person walking at 0.8 m/s") for h in head)
+    assert (
+        "# a new rule: share of real steps breaking the rule, planner (rule held): 0.14 % "
+        "(95 % interval 0 to 0.4 %)" in head
+    )
+    header, back = lesson_views.read_csv(text)
+    assert header["scene"] == "Kitchen" and back == [{k: str(v) for k, v in rows[0].items()}]
+    assert all("`" not in h and "_" not in h.split(":")[0] for h in head)  # plain words
+
+
+def test_figures_read_in_words_and_percentages():
+    lesson = LESSONS["guardrails"]
+    shipped = results.figures("lessons")["guardrails"]
+    rows = lesson_views.figure_rows(lesson, shipped, lesson.figure_intervals(shipped))
+    by = {r["figure"]: r for r in rows}
+    planner = by["a new rule: share of real steps breaking the rule, planner (rule held)"]
+    assert planner["value"] == "0.14 %" and planner["unit"] == "percent"
+    won = by["a new rule: share of episodes reaching the goal, planner (rule held)"]
+    assert won["value"] == "80 %" and won["95 % interval"] == "49 to 94 %"
+    for key, lesson in LESSONS.items():  # every shipped figure has words, no code names
+        for r in lesson_views.figure_rows(lesson, results.figures("lessons")[key], {}):
+            assert "_" not in r["figure"], (key, r)
+    assert lesson_views.pct(0.0014) == "0.14 %" and lesson_views.pct(0.9) == "90 %"
+    assert lesson_views.pct(0.0451) == "4.5 %" and lesson_views.pct(0.0) == "0 %"
+
+
+def test_the_headline_chart_marks_every_bar_with_its_value_and_interval():
+    lesson = LESSONS["guardrails"]
+    shipped = results.figures("lessons")["guardrails"]
+    spans = {**lesson.figure_intervals(shipped), "new_rule_violation_planner": (0.0, 0.004)}
+    title = lesson_views.chart_title(lesson, lesson.setup(False, 0))
+    fig = lesson_views.headline_chart(lesson, shipped, spans, title)
+    assert lesson.title in fig["layout"]["title"]["text"] and "Kitchen" in title
+    assert "10 episodes" in title
+    panels = [a["text"] for a in fig["layout"]["annotations"]]
+    assert "lower is better" in panels[0] and "percent" in panels[0]
+    assert "lower is better" not in panels[1]
+    planner = next(t for t in fig["data"] if t["name"] == "planner (rule held)")
+    assert planner["y"][0] == pytest.approx(0.14) and planner["text"][0] == "0.14 %"
+    assert planner["error_y"]["array"][0] == pytest.approx(0.26)  # up to 0.4 %
+    assert all(t["textposition"] == "outside" and t["text"] for t in fig["data"])
+    for key, lesson in LESSONS.items():  # every lesson has a chart of its shipped figures
+        assert lesson_views.headline_chart(lesson, results.figures("lessons")[key], {}, "")
+    # Open loop's headline: success blind against replanning, calm and shoved
+    ol = lesson_views.headline_chart(LESSONS["open_loop"], results.figures("lessons")["open_loop"],
+                                     {}, "")  # fmt: skip
+    names = {t["name"] for t in ol["data"]}
+    assert {"blind plan", "replanning every step"} <= names
+    assert set(ol["data"][0]["x"]) == {"calm", "shoved"}
+
+
+def test_the_frames_png_is_labelled():
+    rng = np.random.default_rng(0)
+    pics = {n: rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+            for n in ("real", "JEPA", "generative")}  # fmt: skip
+    grid = lesson_views.labelled_frames(pics, (1, 4, 16))
+    assert grid.shape[0] > 3 * 192 and grid.shape[1] > 3 * 192
+    label_column, header_row = grid[:, :140], grid[:30, 160:]
+    assert (label_column < 128).any() and (header_row < 128).any()  # text drawn in them
+    assert (grid[34:226, 150:342] == pics["real"][0].repeat(3, 0).repeat(3, 1)).mean() > 0.9
+
+
+def test_sharpness_where_the_person_walks_counts_only_that_part():
+    frames = torch.full((1, 2, 64, 64, 3), 190, dtype=torch.uint8)  # the grey floor
+    frames[0, :, 20:30, 40:50] = torch.tensor([153, 56, 158], dtype=torch.uint8)  # person
+    frames[0, :, 2:10, 2:10] = torch.tensor([230, 100, 20], dtype=torch.uint8)  # orange arm
+    region = person_region(frames)
+    assert region[0, 25, 45] and not region[0, 5, 5] and not region[0, 50, 10]
+    assert region[0, 18, 38] and not region[0, 17, 37]  # grown by 2 pixels, no more
+    real = region_sharpness(frames, region)
+    soft = frames.clone()
+    soft[0, 1] = 190  # the second frame's person averaged away
+    soft[0, 1, 22:28, 42:48] = torch.tensor([170, 120, 175], dtype=torch.uint8)
+    there = region_sharpness(soft, region)
+    assert there[0, 1] < real[0, 1] and there[0, 0] == real[0, 0]
+    # what lies outside the region does not count: the arm moved, the figure did not
+    moved = frames.clone()
+    moved[0, 1, 2:10, 2:10] = 190
+    assert torch.allclose(region_sharpness(moved, region), real)
 
 
 def test_a_stopped_lesson_says_so():

@@ -1,33 +1,36 @@
 """The Lessons: one page per claim of the talk, each run live on this machine.
 
-A page says the claim in a sentence, shows the figures measured when the shipped
-checkpoints were made (``benchmarks/results/lessons.json``, so a lecture can start
-at once), and has one button that
-runs the experiment (``experiments.lessons``) in a worker thread (``LessonRun``; a
-closed tab loses nothing, a reopened one finds it by the URL). The result is drawn
-as it comes in; the chart exports as PNG (the camera in its toolbar), the rows as
-CSV, Kitchen's frames as PNG. Then what it shows and what to try next.
+A page says the claim in a sentence and what runs (scene, rule, what "a new situation"
+is, episodes, seed), draws the claim's figures measured when the shipped checkpoints
+were made (``benchmarks/results/lessons.json``, so a lecture can start at once), and
+has one button that runs the experiment (``experiments.lessons``) with the seed (and,
+where the lesson allows, the scene) chosen on the page, in a worker thread
+(``SeededLessonRun``; a closed tab loses nothing, a reopened one finds it by the URL).
+The result is drawn as it comes in, each rate with its 95 % interval. Exports for a
+slide: the chart as PNG (the camera in its toolbar; titled with the claim, scene and
+episodes), the rows as CSV headed by their settings and figures, Kitchen's frames as
+a labelled PNG. A presentation view (``?present=1``, or its toggle) shows the claim,
+the chart and the figures large, without the sidebar. Then what it shows and what to
+try next.
 
 Entry point: ``pages()``, the ``st.Page`` of each lesson for ``st.navigation``.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from pathlib import Path
 
 import imageio.v3 as iio
-import numpy as np
 import streamlit as st
 
-from app import views
+from app import lesson_views, views
 from app.measured import record
 from app.state import adopt, current, device, fmt_eta, registry
 from app.workers import LessonRun
+from common.errors import LabError
 from common.paths import PRETRAINED
-from experiments.lessons import LESSONS
+from experiments.lessons import LESSONS, Live, run_lesson
 from experiments.lessons.blur import HORIZONS
 
 ICONS = {
@@ -42,6 +45,38 @@ ICONS = {
 # each lesson's short version (a smoke test of the pages: the browser tests set it)
 QUICK = os.environ.get("LAB_LESSONS_QUICK") == "1"
 PAGES: dict = {}  # key -> its st.Page, for links from other pages (the Learn page)
+MAX_SEED = 2**31 - 1
+# The presentation view: no sidebar, larger text. Streamlit has no setting for either,
+# so a style block does it (only this page's run draws it).
+PRESENT_STYLE = """<style>
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"],
+[data-testid="stExpandSidebarButton"] {display: none;}
+.st-key-lesson-present p, .st-key-lesson-present li {font-size: 1.6rem; line-height: 1.4;}
+.st-key-lesson-present h1 {font-size: 3rem;}
+.st-key-lesson-present table {font-size: 1.3rem;}
+</style>"""
+
+
+class SeededLessonRun(LessonRun):
+    """A lesson's run with the seed and scene chosen on its page (``run_lesson``'s)."""
+
+    def __init__(self, key: str, device, quick: bool, seed: int, scene: str) -> None:
+        super().__init__(key, device, quick)
+        self.seed, self.scene = seed, scene
+
+    def work(self) -> None:
+        self.live, self.result = Live(), None
+        try:
+            result = run_lesson(self.lesson.key, self.live, self.device, self.stopping,
+                                self.turn, self.quick, seed=self.seed,
+                                scene=self.scene)  # fmt: skip
+        except LabError:
+            if self.stopping.is_set():  # stopped by its page: what it found stays shown
+                self.live.say("stopped")
+                return
+            raise
+        with self.lock:
+            self.result = result
 
 
 def pages() -> list:
@@ -58,28 +93,51 @@ def pages() -> list:
     return out
 
 
+def _presenting() -> bool:
+    return st.query_params.get("present") == "1"
+
+
+def _toggle_present() -> None:
+    if _presenting():
+        del st.query_params["present"]
+    else:
+        st.query_params["present"] = "1"
+
+
 def _lesson(key: str) -> None:
     lesson = LESSONS[key]
-    st.title(lesson.title)
-    st.markdown(f"**The claim.** {lesson.claim}")
+    present = _presenting()
     run = current(f"lesson-{key}")
     shipped = record("lessons")  # ./lab bench lessons, benchmarks/results/lessons.json
     measured = (shipped or {}).get("figures", {}).get(key)
-    if measured:
-        said = (
-            f"Measured when the shipped checkpoints were made (`{shipped['command']}`, "
-            f"{shipped['machine']['description']}, {measured.get('seconds', '?')} s, "
-            f"{shipped['date']})"
-        )
-        if run is None:  # before anything runs: the lecture starts from these
-            st.caption(said + ":")
-            st.table(_figure_rows(measured))
-        else:  # beside this run's own figures: out of the way
-            with st.expander(said):
-                st.table(_figure_rows(measured))
-    elif run is None:
-        st.caption("No figures measured for this lesson yet: `./lab bench lessons` measures "
-                   "them, or run it below.")  # fmt: skip
+    st.toggle("Presentation view", value=present, on_change=_toggle_present,
+              key=f"lesson/{key}/present",
+              help="The claim, the chart and the figures, large, without the sidebar "
+              "(this page's address with ?present=1 opens it so)")  # fmt: skip
+    if present:
+        st.html(PRESENT_STYLE)
+        with st.container(key="lesson-present"):
+            st.title(lesson.title)
+            st.markdown(f"**The claim.** {lesson.claim}")
+            if run is not None:
+                st.fragment(run_every=1.0 if run.active else None)(_result)(run.id, key, True)
+            elif measured:
+                _shipped(lesson, shipped, measured, True)
+        return
+    st.title(lesson.title)
+    st.markdown(f"**The claim.** {lesson.claim}")
+    seed, scene = _settings(key, run)
+    if run is None:
+        _what_runs(lesson.setup(QUICK, seed, scene), "What a run runs")
+        if measured:
+            _shipped(lesson, shipped, measured, False)
+        else:
+            st.caption("No figures measured for this lesson yet: `./lab bench lessons` "
+                       "measures them, or run it below.")  # fmt: skip
+    elif measured:
+        said = _said(shipped, measured)
+        with st.expander(said):  # beside this run's own figures: out of the way
+            _shipped(lesson, shipped, measured, False, chart=False)
     missing = [n for n in lesson.needs if not Path(PRETRAINED, n).is_dir()]
     if missing:
         st.warning(f"This lesson needs the shipped {', '.join(missing)}: `./lab pretrain`.")
@@ -87,16 +145,77 @@ def _lesson(key: str) -> None:
     go, halt = st.columns([3, 1])
     if go.button("Run the experiment (at most two minutes)", type="primary",
                  disabled=run is not None and run.active, key=f"lesson/{key}/run"):  # fmt: skip
-        run = adopt(LessonRun(key, device(), quick=QUICK))
+        run = adopt(SeededLessonRun(key, device(), QUICK, seed, scene))
     if run is not None and run.active and halt.button("Stop", key=f"lesson/{key}/stop"):
         run.stop()
     if run is not None:
-        st.fragment(run_every=1.0 if run.active else None)(_result)(run.id, key)
+        st.fragment(run_every=1.0 if run.active else None)(_result)(run.id, key, False)
     st.markdown(f"**What it shows.** {lesson.shows}")
     st.markdown(f"**Try next.** {lesson.next}")
 
 
-def _result(run_id: str, key: str) -> None:
+def _settings(key: str, run) -> tuple[int, str]:
+    """The seed and scene the next run takes, kept in this session's own key (a widget's
+    key is dropped when its page is left)."""
+    lesson = LESSONS[key]
+    mine = st.session_state.setdefault(f"lesson/{key}/settings",
+                                       {"seed": 0, "scene": lesson.scenes[0]})  # fmt: skip
+    left, right = st.columns(2)
+    seed = left.number_input("Seed", min_value=0, max_value=MAX_SEED, value=mine["seed"],
+                             step=1, key=f"lesson/{key}/seed",
+                             help=f"It chooses {lesson.seed_means}. The shipped figures "
+                             "ran with 0.")  # fmt: skip
+    mine["seed"] = int(seed)
+    if len(lesson.scenes) > 1:
+        scene = right.selectbox("Scene", lesson.scenes, index=lesson.scenes.index(mine["scene"]),
+                                format_func=str.capitalize,
+                                key=f"lesson/{key}/scene")  # fmt: skip
+        mine["scene"] = scene
+    else:
+        right.caption(f"Scene: {lesson.scenes[0].capitalize()} (the only one this lesson "
+                      "runs on)")  # fmt: skip
+    return mine["seed"], mine["scene"]
+
+
+def _what_runs(settings: dict, heading: str) -> None:
+    lines = [f"- **{k.capitalize()}:** {v}" for k, v in settings.items() if k != "lesson"]
+    st.markdown(f"**{heading}.**\n" + "\n".join(lines))
+
+
+def _said(shipped: dict, measured: dict) -> str:
+    return (
+        f"Measured when the shipped checkpoints were made (`{shipped['command']}`, "
+        f"{shipped['machine']['description']}, {measured.get('seconds', '?')} s, "
+        f"{shipped['date']}; seed 0)"
+    )
+
+
+def _shipped(lesson, shipped: dict, measured: dict, present: bool, chart: bool = True) -> None:
+    """The shipped figures: chart, then table, before anything runs."""
+    intervals = lesson.figure_intervals(measured)
+    settings = lesson.setup(False, 0)
+    st.caption(_said(shipped, measured) + ". Intervals: 95 % Wilson intervals on success "
+               "rates over the episodes; a step rate's interval comes with a run "
+               "(a bootstrap over its episodes).")  # fmt: skip
+    if chart:
+        _headline(lesson, measured, intervals, settings, present, "shipped")
+    st.table(lesson_views.figure_rows(lesson, measured, intervals))
+
+
+def _headline(lesson, figures: dict, intervals: dict, settings: dict, present: bool,
+              tag: str) -> None:  # fmt: skip
+    title = lesson_views.chart_title(lesson, settings)
+    fig = lesson_views.headline_chart(lesson, figures, intervals, title, present)
+    if fig is None:
+        return
+    st.plotly_chart(fig, key=f"lesson/{lesson.key}/headline/{tag}", config={
+        "displaylogo": False,
+        "toImageButtonOptions": {"format": "png", "filename": f"lesson-{lesson.key}",
+                                 "scale": 2},
+    })  # fmt: skip
+
+
+def _result(run_id: str, key: str, present: bool) -> None:
     run = registry().get(run_id, f"lesson-{key}")
     if run is None:
         return
@@ -113,15 +232,31 @@ def _result(run_id: str, key: str) -> None:
                 text=f"{live.stage} · {done} {fmt_eta(run.eta)}")  # fmt: skip
     if run.status == "error":
         st.error(views.plain(run.error))
+    if live.settings and not present:
+        _what_runs(live.settings, "What this run ran")
+    if live.figures:
+        _headline(lesson, live.figures, live.intervals, live.settings, present, "run")
+        if present:
+            st.table(lesson_views.figure_rows(lesson, live.figures, live.intervals))
+            return
+    if present:
+        return
     if live.rows:
         chart = lesson.chart
-        fig = views.lesson_chart(live.rows, chart["x"], chart["y"], chart["color"])
+        fig = lesson_views.rows_chart(live.rows, chart["x"], chart["y"], chart["color"])
+        fig["layout"]["title"] = {"text": lesson_views.chart_title(lesson, live.settings),
+                                  "font": {"size": 14}}  # fmt: skip
+        fig["layout"]["margin"]["t"] += 40
+        fig["layout"]["height"] += 40
         st.plotly_chart(fig, key=f"lesson/{key}/chart", config={
             "displaylogo": False,
-            "toImageButtonOptions": {"format": "png", "filename": f"lesson-{key}", "scale": 2},
+            "toImageButtonOptions": {"format": "png", "filename": f"lesson-{key}-curves",
+                                     "scale": 2},
         })  # fmt: skip
-        st.download_button("Download the rows (CSV)", _csv(live.rows), f"lesson-{key}.csv",
-                           "text/csv", key=f"lesson/{key}/csv", on_click="ignore")  # fmt: skip
+        text = lesson_views.csv_text(lesson, live.settings, live.figures, live.intervals,
+                                     live.rows)  # fmt: skip
+        st.download_button("Download the rows (CSV)", text, f"lesson-{key}.csv", "text/csv",
+                           key=f"lesson/{key}/csv", on_click="ignore")  # fmt: skip
     if key == "blur" and live.pictures:
         _frames(live.pictures)
     if key == "collapse" and live.pictures:
@@ -131,52 +266,14 @@ def _result(run_id: str, key: str) -> None:
             fig["layout"]["title"]["text"] = f"{name}: spread of each dimension"
             col.plotly_chart(fig, key=f"lesson/{key}/spread/{name}")
     if live.figures:
-        st.table(_figure_rows(live.figures))
+        st.table(lesson_views.figure_rows(lesson, live.figures, live.intervals))
 
 
-def _frames(pictures: dict[str, np.ndarray]) -> None:
-    """Real frames at h = 1, 4, 16 above each model's, upscaled; and as a PNG."""
-    rows, names = [], []
-    for name in ("real", "JEPA", "generative"):
-        if name in pictures:
-            rows.append(views.strip(pictures[name], every=1, scale=3))
-            names.append(name if name == "real" else f"{name} (imagined)")
-    gap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
-    grid = np.concatenate([x for r in rows for x in (r, gap)][:-1], axis=0)
-    st.image(grid, caption=f"rows: {', '.join(names)} · columns: h = "
-             f"{', '.join(str(h) for h in HORIZONS)} steps ahead", width=640)  # fmt: skip
+def _frames(pictures: dict) -> None:
+    """Real frames at h = 1, 4, 16 above each model's, upscaled and labelled; as a PNG."""
+    grid = lesson_views.labelled_frames(pictures, HORIZONS)
+    st.image(grid, caption="Kitchen: the real frames and each model's imagined ones, "
+             f"h = {', '.join(str(h) for h in HORIZONS)} steps ahead", width=700)  # fmt: skip
     st.download_button("Download the frames (PNG)", iio.imwrite("<bytes>", grid, extension=".png"),
                        "lesson-blur-frames.png", "image/png", key="lesson/blur/png",
                        on_click="ignore")  # fmt: skip
-
-
-# what a figure's name says, by the words in it (first match): its unit or meaning
-MEANINGS = (
-    ("seconds", "s, the whole lesson"),
-    ("sharpness", "image-gradient energy, predicted frame over real frame (1: as sharp)"),
-    ("probe_nrmse", "probes' error over each signal's spread, mean of the signals"),
-    ("violation", "share of real steps breaking the rule"),
-    ("success", "share of episodes reaching the goal"),
-    ("_ms", "ms per plan"),
-    ("rank", "effective rank of the latent (of 64 dimensions; 0: collapsed)"),
-    ("gap", "m between the imagined and the real disc at the plan's last step"),
-)
-
-
-def _figure_rows(figures: dict) -> list[dict]:
-    """Name, value (as few digits as it has, up to 4) and what it means."""
-    rows = []
-    for k, v in figures.items():
-        what = next((m for word, m in MEANINGS if word in k), "")
-        value = f"{v:.4g}" if isinstance(v, float) else str(v)
-        rows.append({"figure": k.replace("_", " "), "value": value, "what it is": what})
-    return rows
-
-
-def _csv(rows: list[dict]) -> str:
-    out = io.StringIO()
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    writer = csv.DictWriter(out, keys)
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()

@@ -1,13 +1,13 @@
 """The talk's claims, each as an experiment a class can watch run in two minutes.
 
 Each lesson is a module here holding its experiment, a function ``run(live, device,
-stop, turn, quick)``, and its text (``LESSON``: the claim, what the result shows,
-what to try next). The experiment runs on this machine with the shipped checkpoints
-(collecting the few episodes it needs in ``runs/lessons/`` on first use) and reports
-into a ``Live`` as it goes: a stage and progress, rows (the chart's points and the
-CSV), headline figures and pictures. The Lessons pages (``app/screens/lessons.py``)
-draw a ``Live`` while a worker thread fills it; ``benchmarks/lessons.py`` runs the
-same functions, prints the figures and writes them to
+stop, turn, quick, seed=, scene=)``, its settings in words and its text (``LESSON``: the
+claim, what the result shows, what to try next). The experiment runs on this machine
+with the shipped checkpoints (collecting the few episodes it needs in ``runs/lessons/``
+on first use) and reports into a ``Live`` as it goes: a stage and progress, rows (the
+chart's points and the CSV), headline figures and pictures. The Lessons pages
+(``app/screens/lessons.py``) draw a ``Live`` while a worker thread fills it;
+``benchmarks/lessons.py`` runs the same functions, prints the figures and writes them to
 ``benchmarks/results/lessons.json``, which the pages show before anything runs.
 
 1. ``blur``: pixels blur, representations do not (a generative world model,
@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 
+from common.errors import LabError
 from experiments.lessons import blur, collapse, guardrails, hierarchy, open_loop
-from experiments.lessons.common import Lesson, Live
+from experiments.lessons.common import Lesson, Live, Panel, wilson
 from worldmodels import compiled
 
-__all__ = ["LESSONS", "Lesson", "Live", "run_lesson"]
+__all__ = ["LESSONS", "Lesson", "Live", "Panel", "run_lesson", "wilson"]
 
 LESSONS: dict[str, Lesson] = {
     m.LESSON.key: m.LESSON for m in (blur, collapse, guardrails, open_loop, hierarchy)
@@ -35,10 +36,21 @@ LESSONS: dict[str, Lesson] = {
 
 
 def run_lesson(key: str, live: Live, device, stop=None, turn=nullcontext,
-               quick: bool = False) -> dict:  # fmt: skip
+               quick: bool = False, seed: int = 0, scene: str | None = None) -> dict:  # fmt: skip
     """Lesson ``key``'s experiment, as the page and the benchmark run it: on the plain
-    imagination, in this thread. A lesson is over in a minute or two, and compiling the
-    imagination in the background (tens of seconds of both cores per kind of call) would
-    not pay for itself in that time; it would only slow the lesson, unevenly."""
+    imagination, in this thread, with ``seed`` (0: the shipped figures' episodes) and
+    ``scene`` (one of ``Lesson.scenes``; None: its first). ``live.settings`` says what
+    ran. A lesson is over in a minute or two, and compiling the imagination in the
+    background (tens of seconds of both cores per kind of call) would not pay for itself
+    in that time; it would only slow the lesson, unevenly."""
+    lesson = LESSONS[key]
+    scene = scene or lesson.scenes[0]
+    if scene not in lesson.scenes:
+        raise LabError(f"the {lesson.nav} lesson runs on {' or '.join(lesson.scenes)}, "
+                       f"not {scene!r}")  # fmt: skip
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
+        raise LabError(f"a lesson's seed is a whole number from 0 to {2**31 - 1}, not {seed!r}")
+    with live.lock:
+        live.settings = lesson.setup(quick, seed, scene)
     with compiled.off():
-        return LESSONS[key].run(live, device, stop, turn, quick)
+        return lesson.run(live, device, stop, turn, quick, seed=seed, scene=scene)

@@ -12,12 +12,14 @@ from agents.hierarchy import HAND_SUBGOALS, HierarchyConfig
 from common.paths import PRETRAINED
 from experiments.evaluate import evaluate
 from experiments.hierarchy import figures
-from experiments.lessons.common import SEARCH, Lesson, Live, stopped
+from experiments.lessons.common import SEARCH, Lesson, Live, Panel, stopped, wilson
 
 
-def hierarchy(live: Live, device, stop=None, turn=nullcontext, quick: bool = False) -> dict:
+def hierarchy(live: Live, device, stop=None, turn=nullcontext, quick: bool = False,
+              seed: int = 0, scene: str = "wall") -> dict:  # fmt: skip
     """Wall, the same seeded episodes: flat planning (16 steps), flat with twice the
-    horizon, flat with the subgoal a person wrote, and the learned high level."""
+    horizon, flat with the subgoal a person wrote, and the learned high level.
+    ``seed``: the episodes' (0: the shipped figures')."""
 
     episodes = 3 if quick else 12
     designs = {
@@ -33,7 +35,7 @@ def hierarchy(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fal
         stopped(stop)
         live.say(name)
         cfg = AgentConfig(search=search, decode=False, hierarchy=high)
-        result = evaluate("wall", PRETRAINED / "wall-state", costs, cfg, episodes, seed=0,
+        result = evaluate("wall", PRETRAINED / "wall-state", costs, cfg, episodes, seed=seed,
                           device=device, stop=stop, turn=turn,
                           high=PRETRAINED / "high-wall" if high else None,
                           progress=lambda n, t: live.tick())  # fmt: skip
@@ -42,12 +44,20 @@ def hierarchy(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fal
         live.add(design=name, success=f["d_success"], steps_to_goal=f["steps_d"],
                  plan_ms=f["plan_ms_d"])  # fmt: skip
         out[name] = f["d_success"]
-    live.set(flat_success=out["flat, 16 steps"], long_success=out["flat, 32 steps"],
-             hand_success=out["flat + the subgoal a person wrote"],
-             learned_success=out["learned high level (HIQL subgoals)"])  # fmt: skip
+        won = sum(e["success"] for e in result.episodes if e["agent"] == "model")
+        live.interval(**{KEYS[name]: wilson(won, episodes)})
+        live.set(**{KEYS[name]: out[name]})
     live.say("done")
     return live.copy().figures
 
+
+# each design's figure
+KEYS = {
+    "flat, 16 steps": "flat_success",
+    "flat, 32 steps": "long_success",
+    "flat + the subgoal a person wrote": "hand_success",
+    "learned high level (HIQL subgoals)": "learned_success",
+}
 
 LESSON = Lesson(
     "hierarchy",
@@ -65,4 +75,14 @@ LESSON = Lesson(
     "the episodes, the person's subgoal in nearly all: see the README.",
     {"x": "design", "y": ["success", "plan_ms"], "color": None},
     ("wall-state", "high-wall"),
-)
+    scenes=("wall",),
+    rule="none: reach the goal in the other room, through the door (the learned high "
+    "level is Wall's: the lesson runs on Wall)",
+    episodes=(3, 12),
+    counted="episodes per design, the same seeded starts and goals for each",
+    words={"seconds": "time the whole lesson took",
+           **{k: f"share of episodes reaching the goal, {d}" for d, k in KEYS.items()}},
+    panels=[Panel("share of episodes reaching the goal", "%",
+                  [(d, "success", k) for d, k in KEYS.items()])],
+    seed_means="the episodes' starts and goals",
+)  # fmt: skip

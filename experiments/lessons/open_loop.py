@@ -14,25 +14,27 @@ import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet
 from common.paths import PRETRAINED
-from experiments.lessons.common import SEARCH, Lesson, Live, stopped
+from experiments.lessons.common import SEARCH, Lesson, Live, Panel, stopped, wilson
 from worldmodels.checkpoint import load_checkpoint
 
 OPEN_LOOP_H = 32  # the plan's horizon, and the steps each episode has (Reach: 1.6 m)
 PUSHES = (0.0, 0.1)  # shoves per step (scenes.reach's "pushes" option)
 
 
-def open_loop(live: Live, device, stop=None, turn=nullcontext, quick: bool = False) -> dict:
+def open_loop(live: Live, device, stop=None, turn=nullcontext, quick: bool = False,
+              seed: int = 0, scene: str = "reach") -> dict:  # fmt: skip
     """Reach, with and without shoves: the first plan (32 steps) executed blind against
     replanning every step, over the same seeded episodes; how far the imagined disc is
     from the real one along the blind plan; and the model's own error as it imagines
     further ahead (autoregressive rollout on the real actions) against predicting one
-    step at a time from each real state."""
+    step at a time from each real state. ``seed``: the episodes' (0: the shipped
+    figures')."""
     episodes = 4 if quick else 20
     model, _ = load_checkpoint(PRETRAINED / "reach-state", device)
     model.eval()
     env = scenes.make("reach").unwrapped
     search = replace(SEARCH, horizon=OPEN_LOOP_H)
-    agent = Agent(model, env, CostSet(), AgentConfig(search=search, decode=False), seed=0)
+    agent = Agent(model, env, CostSet(), AgentConfig(search=search, decode=False), seed=seed)
     total = 2 * len(PUSHES) * episodes
     live.say("planning", 0, total)
     figures: dict = {}
@@ -47,7 +49,7 @@ def open_loop(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fal
                     world = "shoved" if pushes else "calm"
                     live.say(f"{mode}, {world}: episode {ep + 1} of {episodes}")
                     with turn():
-                        ok, out = _episode(agent, mode, pushes, ep)
+                        ok, out = _episode(agent, mode, pushes, seed + ep)
                     won[mode] += ok
                     if mode == "open loop":
                         gap += out["gap"]
@@ -68,6 +70,12 @@ def open_loop(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fal
                 live.set(**{f"open_loop_success_{tag}": round(won["open loop"] / n, 3),
                             f"receding_success_{tag}": round(won["receding horizon"] / n, 3),
                             f"blind_gap_end_{tag}": round(float(gap[-1]) / n, 3)})  # fmt: skip
+                live.interval(
+                    **{
+                        f"open_loop_success_{tag}": wilson(won["open loop"], n),
+                        f"receding_success_{tag}": wilson(won["receding horizon"], n),
+                    }
+                )
         live.say("done")
         figures = live.copy().figures
     finally:
@@ -138,4 +146,46 @@ LESSON = Lesson(
         "color": "world",
     },
     ("reach-state",),
+    scenes=("reach",),
+    rule="none: reach the goal (Reach's shoves are its own option, so the lesson runs on "
+    "Reach only)",
+    situation=f"the disc shoved: with probability {PUSHES[1]:g} a step something pushes it "
+    "aside (calm: never)",
+    episodes=(4, 20),
+    counted=f"episodes per mode and world, {OPEN_LOOP_H} steps each, the plan "
+    f"{OPEN_LOOP_H} steps long",
+    words={
+        "seconds": "time the whole lesson took",
+        **{
+            f"{k}_success_{tag}": f"share of episodes reaching the goal, {mode}, {world}"
+            for k, mode in (("open_loop", "blind plan"), ("receding", "replanning every step"))
+            for tag, world in (("calm", "calm"), ("pushed", "shoved"))
+        },
+        **{
+            f"blind_gap_end_{tag}": f"gap between imagined and real disc at the blind "
+            f"plan's end, {world}"
+            for tag, world in (("calm", "calm"), ("pushed", "shoved"))
+        },
+    },
+    panels=[
+        Panel(
+            "share of episodes reaching the goal",
+            "%",
+            [
+                (world, mode, f"{k}_success_{tag}")
+                for tag, world in (("calm", "calm"), ("pushed", "shoved"))
+                for k, mode in (("open_loop", "blind plan"), ("receding", "replanning every step"))
+            ],
+        ),
+        Panel(
+            "gap between imagined and real disc at the blind plan's end",
+            "m",
+            [
+                (world, "blind plan", f"blind_gap_end_{tag}")
+                for tag, world in (("calm", "calm"), ("pushed", "shoved"))
+            ],
+            lower_better=True,
+        ),
+    ],
+    seed_means="the episodes' starts, goals and shoves",
 )
