@@ -203,6 +203,8 @@ class ExperimentRun(Run):
             how += f", calibrated margin at miss rate {agent_cfg.delta:g}"
         elif agent_cfg.margin:
             how += f", margin {agent_cfg.margin:g} x model error"
+        if guards:
+            how += "; the designs so named, no margin"
         super().__init__(f"{scene}: {', '.join(designs)} ({how})")
         self.guardrails, self.options = guardrails, options or {}
         self.scene, self.checkpoint, self.designs = scene, checkpoint, designs
