@@ -36,6 +36,7 @@ from agents.cost import Cost, CostSet, Term
 from agents.planners import PLANNERS, PlannerConfig
 from common.device import choose_device
 from common.paths import PRETRAINED
+from common.results import save
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint
 
@@ -155,6 +156,7 @@ def main() -> int:
     print(f"{rounds} rounds interleaved in {loop_s:.0f} s on {device}, {out['torch_threads']} "
           f"torch threads of {out['cpus']} CPUs; load average {out['load_before']} before, "
           f"{out['load_after']} after")  # fmt: skip
+    save("compile_pays", out, ap, args, device=device)
     print(json.dumps(out))
     return 0
 

@@ -9,289 +9,29 @@ default settings) are read from the repository when the page renders: JSON
 and dataclass defaults only, no model is loaded. A missing or broken file
 gives a note, never an exception.
 
-Entry point: ``page()``; importing this module renders nothing.
+Entry point: ``page()``; importing this module renders nothing. What the sections
+draw on lives in ``app/screens/learn_parts.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
-from pathlib import Path
-
 import streamlit as st
 
-import scenes
-from agents.cost import goal_names
-from agents.expressions import CONSTANTS, FUNCTIONS, MAX_LENGTH, ExpressionError, compile_expression
 from agents.planners import PlannerConfig
-from app import home, measured, views
-from app.screens import lessons
-from common.errors import LabError
-from scenes.push import BEHIND_BLOCK
-from scenes.wall import THROUGH_DOOR
-from worldmodels.checkpoint import objective, read_config
+from app import measured
+from app.screens.learn_parts import (
+    CODE,
+    DIAGRAM,
+    code_link,
+    defaults_of,
+    expression_reference,
+    hierarchy_figures,
+    lessons_link,
+    shipped_checkpoints,
+    where_in_lab,
+)
 from worldmodels.loss import LossConfig
 from worldmodels.train import TrainConfig
-
-ROOT = Path(__file__).resolve().parents[2]  # the repository: app/screens/learn.py -> ../..
-
-# Example guardrails per scene, over signals a probe reads (never dist_goal: it
-# depends on the goal, so no probe can read it from a latent).
-EXAMPLES = {
-    "kitchen": [
-        (
-            "hard, limit 0",
-            "relu(hand_speed - 0.2) * (dist_hand_person < 0.5)",
-            "the talk's guardrail: knife in hand, person within 0.5 m: at most 0.2 m/s",
-        ),
-        (
-            "soft, weight 1",
-            "relu(0.6 - dist_hand_person)",
-            "keep the hand away from the person, more the closer it gets",
-        ),
-    ],
-    "reach": [
-        ("hard, limit 0", "relu(0.05 - dist_wall)", "keep 5 cm between the disc and any wall"),
-        ("soft, weight 2", "relu(speed - 0.3)", "prefer to move slower than 0.3 m/s"),
-    ],
-    "wall": [
-        (
-            "hard, limit 0",
-            "relu(0.05 - dist_wall)",
-            "keep 5 cm off the walls and the door frame (the preset; the door leaves 12 cm)",
-        ),
-        (
-            "soft, weight 1",
-            THROUGH_DOOR,
-            "a subgoal written by hand that reads the goal (`goal_x`): while the goal is in "
-            "the other room, head for the door (lined up with it first), and pay 1 until "
-            "through. With the goal term alone the agent reached the goal in 9 episodes of "
-            "30 and the oracle in 2; with this, 30 and 30",
-        ),
-    ],
-    "push": [
-        (
-            "soft, weight 1",
-            BEHIND_BLOCK,
-            "a subgoal that follows the goal (`goal_block_x`, `goal_block_y` are its values): "
-            "get behind the block, on the side away from the goal. With the goal term alone "
-            "even the oracle pushes the block home in 1 episode of 10; with this, 10 of 10",
-        ),
-        ("soft, weight 1", "relu(block_speed - 0.3)", "do not shove the block"),
-        ("hard, limit 0", "relu(0.05 - dist_wall)", "keep the disc off the walls"),
-    ],
-}
-
-# (path, names) for the code map; missing files are marked, not hidden.
-CODE = [
-    ("scenes/base.py", "LabScene: signals, goal, goal observation, snapshot/restore"),
-    ("scenes/kitchen.py", "KitchenEnv (the knife-and-person guardrail scene)"),
-    ("scenes/exploration.py", "ExplorationPolicy (correlated random walks, noisy scripts)"),
-    ("scenes/collect.py", "collect (resumable, parallel data collection)"),
-    ("worldmodels/model.py", "WorldModel.encode / rollout / probe / decode; Predictor, Probes"),
-    ("worldmodels/loss.py", "losses, vicreg_terms, ema_update, ema_momentum, effective_rank"),
-    ("worldmodels/train.py", "TrainConfig, Trainer (start, snapshot, pause, resume, stop)"),
-    ("worldmodels/metrics.py", "model_nrmse, copy_last_nrmse, linear_nrmse"),
-    ("worldmodels/distance.py", "DistanceConfig, train_distance: the steps-to-go head"),
-    ("worldmodels/compiled.py", "imagine: the imagination compiled off the plan's path"),
-    ("worldmodels/checkpoint.py", "save_checkpoint, load_checkpoint, read_config"),
-    ("agents/expressions.py", "compile_expression, FUNCTIONS"),
-    ("agents/cost.py", "CostSet, Term, Cost.update, Cost.evaluate"),
-    ("agents/planners/base.py", "Planner.plan, Planner.perturb, rank, shift, PlanRecord"),
-    ("agents/planners/cem.py", "CEM"),
-    ("agents/planners/mppi.py", "MPPI"),
-    ("agents/planners/gd.py", "GradientDescent"),
-    ("agents/agent.py", "Agent.reset / think / step, AgentConfig.fallback"),
-    ("agents/oracle.py", "OracleModel: the true simulator behind the same interface"),
-    ("experiments/evaluate.py", "evaluate, run_episode: seeded episodes, rates with intervals"),
-]
-
-# The architecture; newrank lets the training cluster share ranks with the loop.
-DIAGRAM = r"""
-digraph lab {
-  rankdir=TB; newrank=true; nodesep=0.45; ranksep=0.32;
-  node [shape=box, style="rounded,filled", fillcolor="#f4f4f4",
-        fontname="Helvetica", fontsize=11];
-  edge [fontname="Helvetica", fontsize=9, color="#555555"];
-  world [label="scene (PyBullet)", fillcolor="#dbe9f6"];
-  obs [label="observation o_t\n(64x64 pixels or state)", fillcolor="#dbe9f6"];
-  enc [label="Perception: encoder"];
-  s [label="latent s_t", shape=ellipse];
-  pred [label="World model: predictor\n(s_t, a_t) -> s_t+1"];
-  imag [label="imagined latents\ns_t+1 ... s_t+H", shape=ellipse];
-  probe [label="probes: named signals"];
-  cost [label="Cost = task + guardrails\nsoft: weight x expr\nhard: expr <= limit",
-        fillcolor="#fde2cf"];
-  actor [label="Actor (MPC)\nCEM / MPPI / gradient", fillcolor="#e3f1dc"];
-  dec [label="decoder\n(display only)", style="rounded,dashed"];
-  subgraph cluster_train {
-    label="training only"; style=dashed; color="#999999"; fontname="Helvetica"; fontsize=10;
-    nxt [label="next observations\no_t+1 ... o_t+H", fillcolor="#dbe9f6"];
-    tgt [label="EMA target encoder\n(no gradient)"];
-    loss [label="loss: pred + VICReg\n(var, cov)", fillcolor="#fde2cf"];
-  }
-  {rank=same; world -> obs;}
-  {rank=same; s -> nxt [style=invis];}
-  {rank=same; pred; tgt;}
-  {rank=same; actor; probe;}
-  actor -> pred [label="actions\n(N, H, A)"];
-  {rank=same; imag -> loss [label="predictions", style=dotted];}
-  obs -> enc -> s -> pred -> imag;
-  imag -> probe [label=" (N, H)"];
-  probe -> cost [label=" (N, H)"];
-  imag -> dec [style=dashed];
-  imag -> cost [label="latent\ntask term", style=dashed];
-  cost -> actor [label="per-term costs,\nfeasible mask"];
-  actor -> world [label="first action"];
-  nxt -> tgt;
-  tgt -> loss [label=" targets"];
-  enc -> tgt [label="EMA", style=dotted];
-}
-"""
-
-
-def _code(path: str, names: str) -> str:
-    """One markdown line naming a file and what in it to read; marks it if absent."""
-    note = "" if (ROOT / path).is_file() else " *(not in this checkout yet)*"
-    return f"`{path}`: {names}{note}"
-
-
-def _where(page_name: str, look: str, code: list[tuple[str, str]]) -> None:
-    """The two lines every section ends with: where the lab shows it, where the code is."""
-    lines = "\n".join(f"- {_code(p, n)}" for p, n in code)
-    st.markdown(f"**In the lab**: {page_name}: {look}\n\n**In the code**:\n{lines}")
-
-
-def _num(d, key: str) -> float | None:
-    """A number from a JSON object, or None when absent or not a number (shown blank)."""
-    v = d.get(key) if isinstance(d, dict) else None
-    ok = isinstance(v, int | float) and not isinstance(v, bool)
-    return float(v) if ok else None
-
-
-def _checkpoints() -> None:
-    """The shipped checkpoints' held-out figures, read from their config.json."""
-    rows, problems = [], []
-    for folder in sorted((ROOT / "pretrained").glob("*/")):
-        if (folder / "policy.json").is_file() or (folder / "high.json").is_file():
-            continue  # a policy or a high level beside the world models: not one of them
-        try:
-            cfg = read_config(folder)
-            val = cfg.get("validation")
-            rows.append(
-                {
-                    "checkpoint": folder.name,
-                    "scene": cfg["scene"],
-                    "obs": cfg.get("obs", "?")
-                    + (", generative" if objective(cfg) == "generative" else ""),
-                    "step": _num(cfg, "step"),
-                    "nRMSE h1": _num(val, "nrmse_h1"),
-                    "nRMSE h4": _num(val, "nrmse_h4"),
-                    "nRMSE h16": _num(val, "nrmse_h16"),
-                    "effective rank": _num(val, "effective_rank"),
-                }
-            )
-        except (LabError, OSError, TypeError, AttributeError) as e:
-            problems.append(f"`{folder.name}`: {e}")
-    if rows:
-        fmt = {k: "%.3f" for k in rows[0] if "nRMSE" in k}
-        fmt |= {"effective rank": "%.1f", "step": "%d"}
-        cols = {k: st.column_config.NumberColumn(format=f) for k, f in fmt.items()}
-        st.dataframe(rows, hide_index=True, column_config=cols)
-    else:
-        st.info("No checkpoint found under `pretrained/`: `./lab pretrain --obs state` makes them.")
-    for p in problems:
-        st.warning(f"A checkpoint could not be read: {p}")
-
-
-def _probed_signals(key: str) -> list:
-    """The scene's signals a probe can read (those that do not depend on the goal)."""
-    return [s for s in scenes.scene_class(key).SIGNALS if not s.goal]
-
-
-def _expressions() -> None:
-    st.subheader("The expression language")
-    funcs = ", ".join(f"`{n}` ({a})" for n, (a, _) in FUNCTIONS.items())
-    st.markdown(
-        f"A term is one expression over the scene's probed signals and the goal's values "
-        f"(`goal_` and a task signal's name: a subgoal can follow the goal), typed by you and "
-        f"compiled by `compile_expression` into torch operations on `(N, H)` tensors: every "
-        f"sample at every step of the horizon at once. It is parsed with Python's `ast` and "
-        f"checked against an allow-list; nothing reaches `eval`. Allowed functions (number of "
-        f"arguments): {funcs}. Constants: {', '.join(f'`{c}`' for c in CONSTANTS)}. "
-        f"Comparisons give 0 or 1 (`(dist_hand_person < 0.5)` is a switch), `and`/`or`/`not` "
-        f"act on such values, and `**` takes a constant exponent. For the gradient planner "
-        f"the same text is compiled with smooth comparisons (a sigmoid of the margin), so you "
-        f"need not write `soft_lt` yourself; in a hard term it would leave a small violation "
-        f"everywhere. At most {MAX_LENGTH} characters. A bad expression is refused with its "
-        f"column, and the last good version of that term stays in force."
-    )
-    tabs = st.tabs([k.capitalize() for k in EXAMPLES])
-    for tab, (key, examples) in zip(tabs, EXAMPLES.items(), strict=True):
-        with tab:
-            sigs = _probed_signals(key)
-            goals = goal_names(scenes.scene_class(key).TASK_SIGNALS)
-            st.markdown(
-                "Signals: "
-                + ", ".join(f"`{s.name}` ({s.unit})" for s in sigs)
-                + ". The goal: "
-                + ", ".join(f"`{g}`" for g in goals)
-            )
-            for kind, text, why in examples:
-                try:
-                    compile_expression(text, home.scene_term_names(key))
-                    ok = ""
-                except ExpressionError as e:
-                    ok = f" **(does not compile here: {e})**"
-                st.markdown(f"- {kind}: `{text}`: {why}{ok}")
-
-    st.markdown("**Try one**: the page compiles what you type with the lab's own compiler.")
-    key = st.selectbox("Scene", list(EXAMPLES), format_func=str.capitalize, key="learn_scene")
-    text = st.text_input(
-        "Expression", value=EXAMPLES[key][0][1], key=f"learn_expr_{key}", max_chars=MAX_LENGTH
-    )
-    try:
-        expr = compile_expression(text, home.scene_term_names(key))
-        st.success(f"Compiles; it reads {', '.join(sorted(expr.names)) or 'no signal'}.")
-    except ExpressionError as e:
-        st.error(f"{views.plain(e.message)}\n\n    {text}\n    {' ' * (e.column - 1)}^")
-
-
-def _settings(cls, names: list[str]) -> str:
-    """Default values of some dataclass fields, for the text."""
-    defaults = {f.name: f.default for f in fields(cls)}
-    return ", ".join(f"`{n}` = {defaults[n]}" for n in names if n in defaults)
-
-
-def _lessons_link(*keys: str) -> None:
-    """Links to the lesson pages that run this section's claims live."""
-    for key in keys:
-        page = lessons.PAGES.get(key)
-        if page is not None:
-            st.page_link(page, label=f"Run it live: {page.title}", icon=page.icon)
-
-
-def _hierarchy_figures() -> None:
-    """The measured comparison (``./lab bench hierarchy``), a row per design and scene."""
-    names = {
-        "flat": "flat: the goal term alone, 16 steps",
-        "hand_subgoal": "flat + the subgoal a person wrote",
-        "learned": "learned high level: subgoal policy (HIQL)",
-        "hwm": "learned high level: planning over macro-actions (HWM)",
-        "scripted_high": "yardstick: the scene's scripted controller as the high level",
-        "flat_steps": "flat on the steps-to-go distance (no label)",
-        "oracle_flat": "the true simulator, the goal term alone",
-    }
-    rows = []
-    for row in measured.hierarchy_rows():
-        for key, name in names.items():
-            if f"{key}_success" in row:
-                ms = row.get(f"plan_ms_{key}")
-                rows.append({"scene": row["scene"], "design": name,
-                             "success": f"{row[f'{key}_success']:.2f}",
-                             "steps to the goal": str(row.get(f"steps_{key}") or ""),
-                             "plan ms a step": "" if ms is None else f"{ms:.1f}"})  # fmt: skip
-    st.table(rows)
-    st.caption(measured.hierarchy() + " (`./lab bench hierarchy`)")
 
 
 def page() -> None:
@@ -341,7 +81,7 @@ def _perception() -> None:
         "copy: the agent knows what it did); without them its probes could not read a speed "
         "at all. The agent also keeps its previous plan, the warm start of the next one."
     )
-    _where(
+    where_in_lab(
         "Scene and Plan",
         "the real frame on Plan is what the encoder sees at this step.",
         [("worldmodels/model.py", "StateEncoder, PixelEncoder, WorldModel.encode")],
@@ -396,7 +136,9 @@ def _world_model() -> None:
         )
         st.markdown(
             "Defaults (`LossConfig`): "
-            + _settings(LossConfig, ["horizon", "var_weight", "cov_weight", "ema_start", "ema_end"])
+            + defaults_of(
+                LossConfig, ["horizon", "var_weight", "cov_weight", "ema_start", "ema_end"]
+            )
             + ". The momentum $m$ rises from `ema_start` to `ema_end` on a cosine schedule "
             "(`ema_momentum`). Training on the whole open-loop rollout, not one step, is what "
             "keeps 16-step imagination usable for planning. Collapse is watched with the "
@@ -410,8 +152,8 @@ def _world_model() -> None:
         "observation, divided by each signal's spread in the data: 1 is no better than "
         "guessing the mean."
     )
-    _checkpoints()
-    _where(
+    shipped_checkpoints()
+    where_in_lab(
         "Train",
         "the loss terms by name, the effective rank and per-dimension variance (a collapse "
         "shows as dimensions falling to zero), and decoded samples next to the real frames.",
@@ -423,7 +165,7 @@ def _world_model() -> None:
         ],
     )
 
-    _lessons_link("blur", "collapse")
+    lessons_link("blur", "collapse")
 
 
 def _cost() -> None:
@@ -504,8 +246,8 @@ def _cost() -> None:
             "every failure replays on the Plan page as it happened. "
             f"{measured.guardrails()} (`./lab bench guardrail_science`)."
         )
-    _expressions()
-    _where(
+    expression_reference()
+    where_in_lab(
         "Plan and Experiments",
         "on Plan, the per-term costs of the chosen plan and the live cost editor (an edit "
         "applies to the next plan); on Experiments, guardrail designs compared over the same "
@@ -532,7 +274,7 @@ def _actor() -> None:
         "**MPPI** moves the mean to a cost-weighted average of all samples; "
         "**gradient descent** follows the gradient of the cost through the predictor, "
         "with smooth comparisons so the guardrails have a slope. Defaults (`PlannerConfig`): "
-        + _settings(PlannerConfig, ["samples", "horizon", "iterations", "elites", "init_std"])
+        + defaults_of(PlannerConfig, ["samples", "horizon", "iterations", "elites", "init_std"])
         + "."
     )
     with st.expander("The CEM and MPPI updates (agents/planners/cem.py, mppi.py)"):
@@ -555,7 +297,7 @@ def _actor() -> None:
             "After the last iteration the base class evaluates the final samples "
             "and the best ranked one is the plan."
         )
-    _where(
+    where_in_lab(
         "Plan",
         "the sampled trajectories drawn in signal space and coloured by cost, the elites "
         "highlighted, infeasible samples marked; beside the real frame, the decoded frames of "
@@ -569,7 +311,7 @@ def _actor() -> None:
         ],
     )
 
-    _lessons_link("open_loop")
+    lessons_link("open_loop")
 
 
 def _two_systems() -> None:
@@ -595,7 +337,7 @@ def _two_systems() -> None:
         "situation, including a rule typed a minute ago. Measured on the shipped models "
         f"(`./lab bench system12`): {measured.system12()}"
     )
-    _where(
+    where_in_lab(
         "Plan (Who decides) and Experiments (System 1 designs)",
         "the policy's path beside the planner's choice; its decision time in the status line",
         [
@@ -603,7 +345,7 @@ def _two_systems() -> None:
             ("experiments/system12.py", "compare, new_situation: the figures above"),
         ],
     )
-    _lessons_link("guardrails")
+    lessons_link("guardrails")
 
 
 def _hierarchy() -> None:
@@ -636,8 +378,8 @@ def _hierarchy() -> None:
         "where the scene's own scripted controller is 8 steps on: what the same planner "
         "makes of subgoals that are right."
     )
-    _hierarchy_figures()
-    _where(
+    hierarchy_figures()
+    where_in_lab(
         "Plan (Wall or Push: *Learned high level*) and Experiments (Hierarchy designs)",
         "the high level's plan dashed in green on the x-y plane, its subgoal a diamond, and "
         "its plan decoded into frames under the planner's",
@@ -648,7 +390,7 @@ def _hierarchy() -> None:
         ],
     )
 
-    _lessons_link("hierarchy")
+    lessons_link("hierarchy")
 
 
 def _observation() -> None:
@@ -675,7 +417,7 @@ def _observation() -> None:
         f"{measured.label_free()} (`./lab bench label_free`). On Plan, the chart *steps to go* "
         "shows the head's reading along the chosen plan beside the probes' distance in metres."
     )
-    _where(
+    where_in_lab(
         "Scene",
         "drive by hand, then collect exploration data.",
         [("scenes/exploration.py", "ExplorationPolicy"), ("scenes/collect.py", "collect")],
@@ -732,4 +474,4 @@ def _try_this() -> None:
         "one do the same on Push?"
     )
     with st.expander("Where everything is: the code map"):
-        st.markdown("\n".join(f"- {_code(p, n)}" for p, n in CODE))
+        st.markdown("\n".join(f"- {code_link(p, n)}" for p, n in CODE))
