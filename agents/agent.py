@@ -226,9 +226,14 @@ class Agent:
             frames = self.model.decode(plan.latents).cpu().numpy()  # (H, 64, 64, 3)
         return Thought(obs.get("pixels"), self.scene.signals, plan, imagined, frames, action, stop)
 
-    def search(self, s0: torch.Tensor, warm: torch.Tensor | None, cost: Cost | None = None,
-               goal_latent: torch.Tensor | None = None,
-               extra: torch.Tensor | None = None) -> PlanRecord:  # fmt: skip
+    def search(
+        self,
+        s0: torch.Tensor,
+        warm: torch.Tensor | None,
+        cost: Cost | None = None,
+        goal_latent: torch.Tensor | None = None,
+        extra: torch.Tensor | None = None,
+    ) -> PlanRecord:
         """The planner's search from ``s0``, on the agent's cost and goal unless given
         (the low level of two levels plans to its subgoal)."""
         return self.planner.plan(

@@ -134,8 +134,15 @@ def low_costs(costs: CostSet, beside_goal: float = 0.0) -> CostSet:
 class HighPlanner:
     """The high level's planning state for one agent: its last plan and subgoal."""
 
-    def __init__(self, high: HighLevel, model, costs: CostSet, task_signals: list[str],
-                 cfg: HierarchyConfig, scene=None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        high: HighLevel,
+        model,
+        costs: CostSet,
+        task_signals: list[str],
+        cfg: HierarchyConfig,
+        scene=None,
+    ) -> None:
         if cfg.method not in ("plan", "policy", "scripted"):
             raise LabError(
                 "the high level's method must be 'plan' (HWM), 'policy' (HIQL) or 'scripted'"
@@ -157,10 +164,15 @@ class HighPlanner:
         # at the last one alone, Wall's success fell from 26 to 7 of 30), and the doubt
         terms = [Term("model doubt", DOUBT, weight=cfg.doubt)] if cfg.doubt else []
         task = "latent" if cfg.high_cost == "steps" else costs.task
-        self.cost = Cost(CostSet(task=task, terms=terms), list(self.macro.signal_names),
-                         task_signals, distance=model.goal_distance)  # fmt: skip
-        search = PlannerConfig(samples=cfg.samples, horizon=cfg.chunks,
-                               iterations=cfg.iterations, repair=0)  # fmt: skip
+        self.cost = Cost(
+            CostSet(task=task, terms=terms),
+            list(self.macro.signal_names),
+            task_signals,
+            distance=model.goal_distance,
+        )
+        search = PlannerConfig(
+            samples=cfg.samples, horizon=cfg.chunks, iterations=cfg.iterations, repair=0
+        )
         self.planner = PLANNERS["cem"](search, high.shape.code)
         self.reset()
 
@@ -172,8 +184,14 @@ class HighPlanner:
     def subgoal_cost(self, costs: CostSet, signals, task_signals, model, smooth=False) -> Cost:
         """The low level's cost: distance to the subgoal (a latent) and the person's terms."""
         distance = SUBGOAL_DISTANCES[self.cfg.subgoal](model)
-        return Cost(low_costs(costs, self.cfg.beside_goal), signals, task_signals, smooth=smooth,
-                    distance=distance, beside=self.cfg.beside_goal)  # fmt: skip
+        return Cost(
+            low_costs(costs, self.cfg.beside_goal),
+            signals,
+            task_signals,
+            smooth=smooth,
+            distance=distance,
+            beside=self.cfg.beside_goal,
+        )
 
     def due(self) -> bool:
         return self.plan is None or self.age >= self.every
@@ -190,11 +208,13 @@ class HighPlanner:
             self.plan = self.scripted()
             self.age = 0
         elif self.due():
-            self.plan = self.planner.plan(self.macro, self.cost, s0, goal, goal_latent,
-                                          generator, self.warm)  # fmt: skip
+            self.plan = self.planner.plan(
+                self.macro, self.cost, s0, goal, goal_latent, generator, self.warm
+            )
             self.plan.info["fresh"] = True
-            self.warm = shift(self.plan.actions) if self.every >= self.high.shape.k else (
-                self.plan.actions)  # fmt: skip
+            self.warm = (
+                shift(self.plan.actions) if self.every >= self.high.shape.k else (self.plan.actions)
+            )
             self.age = 0
         else:
             self.plan.info["fresh"] = False

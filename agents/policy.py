@@ -111,8 +111,15 @@ def load_policy(folder: str | Path, checkpoint: str | Path, device: torch.device
     """The policy in ``folder``, for the world model in ``checkpoint``; a policy distilled
     on another model (or not a policy at all, or a damaged one) raises ``LabError``."""
     folder = Path(folder)
-    meta = read_made_on(folder / "policy.json", FORMAT, VERSION, WHAT, checkpoint, "distilled",
-                        "Distill a policy for this model: ./lab distill")  # fmt: skip
+    meta = read_made_on(
+        folder / "policy.json",
+        FORMAT,
+        VERSION,
+        WHAT,
+        checkpoint,
+        "distilled",
+        "Distill a policy for this model: ./lab distill",
+    )
     try:
         shape = PolicyShape(**meta["shape"])
         policy = Policy(shape)

@@ -94,8 +94,11 @@ async def phase(browser, url: str, sessions: int, steps: int, think: float) -> d
         *(person(browser, url, steps, think, now + 0.2 * i) for i in range(sessions))
     )
     for i, p in enumerate(people):
-        print(f"  person {i + 1}/{sessions}: load {p['load_s']:.1f} s, steps (ms) "
-              + " ".join(f"{ms:.0f}" for ms in p["step_ms"]), flush=True)  # fmt: skip
+        print(
+            f"  person {i + 1}/{sessions}: load {p['load_s']:.1f} s, steps (ms) "
+            + " ".join(f"{ms:.0f}" for ms in p["step_ms"]),
+            flush=True,
+        )
     step = np.array([ms for p in people for ms in p["step_ms"]])
     plan = np.array([ms for p in people for ms in p["plan_ms"]])
     return {

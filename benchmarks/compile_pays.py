@@ -95,8 +95,10 @@ def main() -> int:
     warm_s = time.perf_counter() - t0
     failed = [k["error"] for k in kinds if k["state"] == "failed"]
     for k in kinds:
-        print(f"compiled kind {k['signals']} H={k['horizon']}: {k['state']} in {k['seconds']} s, "
-              f"own compiles for batch sizes {k['sizes']} {k['error']}")  # fmt: skip
+        print(
+            f"compiled kind {k['signals']} H={k['horizon']}: {k['state']} in {k['seconds']} s, "
+            f"own compiles for batch sizes {k['sizes']} {k['error']}"
+        )
 
     def timed(name: str, fast: bool, seed: int) -> float:
         t = time.perf_counter()
@@ -150,12 +152,16 @@ def main() -> int:
             ),
         }
         out[name] = row
-        print(f"{name}: compiled {row['compiled_ms']} ms (IQR {row['compiled_ms_iqr']}), plain "
-              f"{row['plain_ms']} ms (IQR {row['plain_ms_iqr']}): plain / compiled "
-              f"{row['ratio']} (per round {row['ratio_per_round']})")  # fmt: skip
-    print(f"{rounds} rounds interleaved in {loop_s:.0f} s on {device}, {out['torch_threads']} "
-          f"torch threads of {out['cpus']} CPUs; load average {out['load_before']} before, "
-          f"{out['load_after']} after")  # fmt: skip
+        print(
+            f"{name}: compiled {row['compiled_ms']} ms (IQR {row['compiled_ms_iqr']}), plain "
+            f"{row['plain_ms']} ms (IQR {row['plain_ms_iqr']}): plain / compiled "
+            f"{row['ratio']} (per round {row['ratio_per_round']})"
+        )
+    print(
+        f"{rounds} rounds interleaved in {loop_s:.0f} s on {device}, {out['torch_threads']} "
+        f"torch threads of {out['cpus']} CPUs; load average {out['load_before']} before, "
+        f"{out['load_after']} after"
+    )
     save("compile_pays", out, ap, args, device=device)
     print(json.dumps(out))
     return 0

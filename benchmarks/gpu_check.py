@@ -58,8 +58,7 @@ def sync(device: torch.device) -> None:
 
 def model_on(device, obs: str = "state", seed: int = 0) -> WorldModel:
     torch.manual_seed(seed)
-    cfg = ModelConfig(obs=obs, state_dim=4, action_dim=2, signals=SIGNALS,
-                      decoder=obs == "pixels")  # fmt: skip
+    cfg = ModelConfig(obs=obs, state_dim=4, action_dim=2, signals=SIGNALS, decoder=obs == "pixels")
     return WorldModel(cfg).to(device).eval()
 
 
@@ -67,8 +66,9 @@ def plan_once(name, model, device, samples, horizon, iterations, seed=0):
     costs = CostSet(terms=[RULE])
     cost = Cost(costs, list(SIGNALS), TASK)
     smooth = Cost(costs, list(SIGNALS), TASK, smooth=True) if name == "gd" else None
-    cfg = PlannerConfig(samples=samples, horizon=horizon, iterations=iterations,
-                        elites=max(2, samples // 10))  # fmt: skip
+    cfg = PlannerConfig(
+        samples=samples, horizon=horizon, iterations=iterations, elites=max(2, samples // 10)
+    )
     planner = PLANNERS[name](cfg, 2, smooth)
     gen = torch.Generator().manual_seed(seed)  # on the CPU: the same noise on any device
     with torch.no_grad():
@@ -89,9 +89,12 @@ def check_plans(device) -> dict:
         # different choice of the same cost passes too
         cost_a, cost_b = float(a.total[a.chosen]), float(b.total[b.chosen])
         same_cost = abs(cost_a - cost_b) <= 1e-4 * max(1.0, abs(cost_a))
-        out[name] = {"max_action_gap": gap, "same_choice": a.chosen == b.chosen,
-                     "chosen_cost_gap": abs(cost_a - cost_b),
-                     "ok": gap < 1e-3 or same_cost}  # fmt: skip
+        out[name] = {
+            "max_action_gap": gap,
+            "same_choice": a.chosen == b.chosen,
+            "chosen_cost_gap": abs(cost_a - cost_b),
+            "ok": gap < 1e-3 or same_cost,
+        }
     return out
 
 
@@ -101,8 +104,11 @@ def check_imagine(device) -> dict:
     model = model_on(device)
     out: dict = {"compiled": compiled.enabled()}
     with torch.inference_mode():
-        model.imagine(torch.zeros(2, model.cfg.latent_dim, device=device),
-                      torch.zeros(2, 16, 2, device=device), list(SIGNALS))  # fmt: skip
+        model.imagine(
+            torch.zeros(2, model.cfg.latent_dim, device=device),
+            torch.zeros(2, 16, 2, device=device),
+            list(SIGNALS),
+        )
     compiled.wait(model)
     gaps = []
     for n in (64, 1000):
@@ -111,13 +117,21 @@ def check_imagine(device) -> dict:
         with torch.inference_mode():
             lat, sig = model.imagine(s0, actions, list(SIGNALS))
             ref, probed = compiled.plain(model, SIGNALS, s0, actions)
-        gaps.append(max(float((lat - ref).abs().max()),
-                        *(float((sig[k] - probed[k]).abs().max()) for k in SIGNALS)))  # fmt: skip
+        gaps.append(
+            max(
+                float((lat - ref).abs().max()),
+                *(float((sig[k] - probed[k]).abs().max()) for k in SIGNALS),
+            )
+        )
     out["max_gap"] = max(gaps)
     kinds = compiled.status(model)  # after the calls: a failure there falls back silently
     if kinds:
-        out.update(state=kinds[0]["state"], compile_s=kinds[0]["seconds"],
-                   calls=kinds[0]["calls"], error=kinds[0]["error"])  # fmt: skip
+        out.update(
+            state=kinds[0]["state"],
+            compile_s=kinds[0]["seconds"],
+            calls=kinds[0]["calls"],
+            error=kinds[0]["error"],
+        )
     used = not compiled.enabled() or (out.get("state") == "ready" and out["calls"] >= 2)
     out["ok"] = out["max_gap"] < 1e-4 and used
     return out
@@ -168,8 +182,9 @@ def check_training(device) -> dict:
     terms = losses(model, batch_for(model, 16, LossConfig().horizon, device), LossConfig())
     terms["total"].backward()
     torch.optim.Adam(model.parameters(), lr=1e-3).step()
-    moved = any(not torch.equal(a, b) for a, b in zip(before, model.encoder.parameters(),
-                                                       strict=True))  # fmt: skip
+    moved = any(
+        not torch.equal(a, b) for a, b in zip(before, model.encoder.parameters(), strict=True)
+    )
     finite = all(bool(torch.isfinite(v).all()) for v in terms.values())
     return {"finite": finite, "moved": moved, "ok": finite and moved}
 
@@ -233,16 +248,16 @@ def main() -> int:
     print(f"  its compiled imagination: {out['compiled_kinds']}")
     if compiled.enabled():
         with compiled.off():
-            out["uncompiled_cem_plan_ms"] = {str(n): plan_ms(model, device, n, repeats)
-                                             for n in sizes}  # fmt: skip
+            out["uncompiled_cem_plan_ms"] = {
+                str(n): plan_ms(model, device, n, repeats) for n in sizes
+            }
         print(f"  the same, imagination uncompiled: {out['uncompiled_cem_plan_ms']}")
     steps = 5 if args.quick else 30
     speed = {}
     for obs in ("state", "pixels"):
         here = train_steps(model_on(device, obs), device, steps)
         cpu = here if device.type == "cpu" else train_steps(model_on(CPU, obs), CPU, steps)
-        speed[obs] = {"device": round(here, 2), "cpu": round(cpu, 2),
-                      "ratio": round(here / cpu, 2)}  # fmt: skip
+        speed[obs] = {"device": round(here, 2), "cpu": round(cpu, 2), "ratio": round(here / cpu, 2)}
         print(f"  training steps/s, {obs}: {speed[obs]}")
     out["train_steps_per_s"] = speed
     print("all checks passed" if ok else "A CHECK FAILED")

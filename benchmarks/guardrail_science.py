@@ -109,8 +109,7 @@ def settings(quick: bool) -> dict:
     if not quick:
         return {"episodes": 20, "calibration": 60, "stress": 200, "ray": 16, "delta": DELTA}
     cal = 4
-    return {"episodes": 3, "calibration": cal, "stress": 20, "ray": 4,
-            "delta": smallest_delta(cal)}  # fmt: skip
+    return {"episodes": 3, "calibration": cal, "stress": 20, "ray": 4, "delta": smallest_delta(cal)}
 
 
 def design(scene: str, rule: tuple[str, str] | None, enabled: bool = True) -> CostSet:
@@ -269,9 +268,11 @@ def ray_figures(n: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="few episodes: a smoke run (delta 0.2, all its 4 calibration "
-                    "episodes can promise)")  # fmt: skip
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="few episodes: a smoke run (delta 0.2, all its 4 calibration episodes can promise)",
+    )
     ap.add_argument("--only", default="rules,coverage,knife,stress,ray")
     ap.add_argument("--ray", action="store_true", help="fan the episodes out over local Ray")
     args = ap.parse_args()

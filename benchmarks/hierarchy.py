@@ -59,8 +59,9 @@ def main() -> int:
     ap.add_argument("--episodes", type=int, default=30)
     ap.add_argument("--scenes", default="wall,push")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--high-dir", default=str(ROOT / "pretrained"),
-                    help="folder holding high-<scene>")  # fmt: skip
+    ap.add_argument(
+        "--high-dir", default=str(ROOT / "pretrained"), help="folder holding high-<scene>"
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
     scenes = ["wall"] if args.quick else [s for s in args.scenes.split(",") if s]
@@ -68,16 +69,24 @@ def main() -> int:
     rows = []
     for scene in scenes:
         t0 = time.perf_counter()
-        out = compare(scene, ROOT / "pretrained" / f"{scene}-state",
-                      Path(args.high_dir) / f"high-{scene}", episodes, args.seed,
-                      warm=True)  # fmt: skip
+        out = compare(
+            scene,
+            ROOT / "pretrained" / f"{scene}-state",
+            Path(args.high_dir) / f"high-{scene}",
+            episodes,
+            args.seed,
+            warm=True,
+        )
         row = {**out["row"], "seconds": round(time.perf_counter() - t0)}
         row["time_ratio"] = round(row["plan_ms_learned"] / row["plan_ms_flat"], 2)
         rows.append(row)
         print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         met = row["learned_success"] >= GOALS.get(scene, 0.9) and row["time_ratio"] <= TIME_GOAL
-        print(f"goal ({scene}: learned >= {GOALS.get(scene, 0.9)} at <= {TIME_GOAL}x the flat "
-              f"plan time): {'met' if met else 'NOT met'}", flush=True)  # fmt: skip
+        print(
+            f"goal ({scene}: learned >= {GOALS.get(scene, 0.9)} at <= {TIME_GOAL}x the flat "
+            f"plan time): {'met' if met else 'NOT met'}",
+            flush=True,
+        )
     print(json.dumps(rows))
     save("hierarchy", rows, ap, args)
     return 0

@@ -104,8 +104,10 @@ def main() -> int:
     reach = [r for r in rows if r["scene"] == "reach" and "error" not in r]
     for r in reach:
         met = r["latent_success"] >= 0.9 and r["latent_success"] >= 0.9 * r["signal_success"]
-        print(f"goal (reach {r['obs']}: latent >= 0.9 and >= 0.9 x signal): "
-              f"{'met' if met else 'NOT met'}")  # fmt: skip
+        print(
+            f"goal (reach {r['obs']}: latent >= 0.9 and >= 0.9 x signal): "
+            f"{'met' if met else 'NOT met'}"
+        )
     print(json.dumps(rows))
     save("label_free", rows, ap, args)
     return 0

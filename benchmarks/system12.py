@@ -38,9 +38,12 @@ EPISODES = {"reach": 20, "kitchen": 10, "wall": 10, "push": 10}
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 episodes a design")
-    ap.add_argument("--interleaved", action="store_true",
-                    help="only the warm start's time: each episode run by every design in "
-                    "turn (experiments.system12.warm_start_times)")  # fmt: skip
+    ap.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="only the warm start's time: each episode run by every design in "
+        "turn (experiments.system12.warm_start_times)",
+    )
     ap.add_argument("--scenes", default="reach,kitchen")
     ap.add_argument("--episodes", type=int, default=0, help="per design (default 20 / 10)")
     ap.add_argument("--policy-dir", default=str(ROOT / "pretrained"))
@@ -91,8 +94,9 @@ def main() -> int:
         )
     print(json.dumps(rows))
     variant = "interleaved" if args.interleaved else ""
-    save("system12", rows, ap, args, device=device, variant=variant,
-         ignore=("device", "interleaved"))  # fmt: skip
+    save(
+        "system12", rows, ap, args, device=device, variant=variant, ignore=("device", "interleaved")
+    )
     return 0
 
 

@@ -93,13 +93,24 @@ def name_for(bench: str, parser, args, ignore: tuple[str, ...] = ("device",)) ->
     return bench if same else f"{bench}-partial"
 
 
-def save(bench: str, figures, parser, args, device=None, variant: str = "",
-         ignore: tuple[str, ...] = ("device",)) -> Path:  # fmt: skip
+def save(
+    bench: str,
+    figures,
+    parser,
+    args,
+    device=None,
+    variant: str = "",
+    ignore: tuple[str, ...] = ("device",),
+) -> Path:
     """What a benchmark calls last: ``write`` its figures under ``name_for`` (with
     ``-<variant>`` for another mode of the same benchmark), with the command it ran."""
     name = f"{bench}-{variant}" if variant else bench
-    return write(name_for(name, parser, args, ignore), figures, command(bench),
-                 None if device is None else str(device))  # fmt: skip
+    return write(
+        name_for(name, parser, args, ignore),
+        figures,
+        command(bench),
+        None if device is None else str(device),
+    )
 
 
 def read(name: str) -> dict:

@@ -242,13 +242,16 @@ class CalibrateConfig:
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(CalibrateConfig, argv, "lab calibrate", __doc__.split("\n\n")[0])
     if not cfg.episodes and not cfg.data:
-        print("error: give --episodes N (conformal bounds), --data DATASET (RMSE) or both",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "error: give --episodes N (conformal bounds), --data DATASET (RMSE) or both",
+            file=sys.stderr,
+        )
         return 2
     try:
         if cfg.data:
-            rc = rmse.main(["--checkpoint", cfg.checkpoint, "--data", cfg.data,
-                            "--device", cfg.device])  # fmt: skip
+            rc = rmse.main(
+                ["--checkpoint", cfg.checkpoint, "--data", cfg.data, "--device", cfg.device]
+            )
             if rc:
                 return rc
         if cfg.episodes:
@@ -256,17 +259,24 @@ def main(argv: list[str] | None = None) -> int:
             agent = AgentConfig(planner=cfg.planner, search=replace(PlannerConfig()))
             bar = tqdm(total=cfg.episodes, unit="episode", desc="calibrate", dynamic_ncols=True)
             table = calibrate_closed_loop(
-                cfg.checkpoint, costs, agent, cfg.episodes, cfg.seed,
+                cfg.checkpoint,
+                costs,
+                agent,
+                cfg.episodes,
+                cfg.seed,
                 progress=lambda d: bar.update(d - bar.n),
-                device=choose_device(cfg.device), ray=cfg.ray or None,
-            )  # fmt: skip
+                device=choose_device(cfg.device),
+                ray=cfg.ray or None,
+            )
             bar.close()
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if cfg.episodes:
-        print(f"{cfg.checkpoint}: conformal bounds on |imagined - real| at imagined steps 1, 4, "
-              f"16, from {cfg.episodes} closed-loop episodes")  # fmt: skip
+        print(
+            f"{cfg.checkpoint}: conformal bounds on |imagined - real| at imagined steps 1, 4, "
+            f"16, from {cfg.episodes} closed-loop episodes"
+        )
         for delta in (0.05, 0.01):
             print(f" miss rate delta {delta:g}:")
             for name, curve in table[delta].items():

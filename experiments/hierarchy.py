@@ -36,9 +36,19 @@ def designs(scene: str) -> dict[str, tuple[CostSet, HierarchyConfig | None]]:
     return out
 
 
-def compare(scene: str, checkpoint, high, episodes: int, seed: int = 0, device="cpu",
-            search: PlannerConfig | None = None, oracle: bool = True, progress=None,
-            stop=None, warm: bool = False) -> dict:  # fmt: skip
+def compare(
+    scene: str,
+    checkpoint,
+    high,
+    episodes: int,
+    seed: int = 0,
+    device="cpu",
+    search: PlannerConfig | None = None,
+    oracle: bool = True,
+    progress=None,
+    stop=None,
+    warm: bool = False,
+) -> dict:
     """Every design of ``designs(scene)`` over the same seeded episodes, and the oracle on
     the goal term alone: one row of figures (success, steps to the goal, plan time per
     step) and the results by design. ``progress(done, total)`` after each episode.
@@ -53,9 +63,18 @@ def compare(scene: str, checkpoint, high, episodes: int, seed: int = 0, device="
 
     def run(costs, hierarchy, count: int, base: int):
         cfg = AgentConfig(search=search or PlannerConfig(), decode=False, hierarchy=hierarchy)
-        return evaluate(scene, checkpoint, costs, cfg, count, seed=seed, device=device,
-                        high=high if hierarchy else None, stop=stop,
-                        progress=lambda n, t: tick(n, t, base))  # fmt: skip
+        return evaluate(
+            scene,
+            checkpoint,
+            costs,
+            cfg,
+            count,
+            seed=seed,
+            device=device,
+            high=high if hierarchy else None,
+            stop=stop,
+            progress=lambda n, t: tick(n, t, base),
+        )
 
     if warm and compiled.enabled():
         for _ in range(2):  # the second round: each batch size's own compile
@@ -71,9 +90,17 @@ def compare(scene: str, checkpoint, high, episodes: int, seed: int = 0, device="
         row.update(figures(name, results[name]))
     if oracle and not (stop is not None and stop.is_set()):
         base = len(runs) * episodes
-        result = evaluate(scene, None, CostSet(), AgentConfig(decode=False), episodes,
-                          seed=seed, oracle=True, stop=stop,
-                          progress=lambda n, t: tick(n, t, base))  # fmt: skip
+        result = evaluate(
+            scene,
+            None,
+            CostSet(),
+            AgentConfig(decode=False),
+            episodes,
+            seed=seed,
+            oracle=True,
+            stop=stop,
+            progress=lambda n, t: tick(n, t, base),
+        )
         results["oracle_flat"] = result
         s = result.summary()
         row["oracle_flat_success"] = round(s["oracle/success_rate"]["value"], 3)
@@ -85,6 +112,8 @@ def figures(name: str, result) -> dict:
     s = result.summary()
     steps = s["steps_to_goal"]["value"]
     ms = result.plan_ms()
-    return {f"{name}_success": round(s["success_rate"]["value"], 3),
-            f"steps_{name}": None if steps is None else round(steps, 1),
-            f"plan_ms_{name}": round(ms, 2)}  # fmt: skip
+    return {
+        f"{name}_success": round(s["success_rate"]["value"], 3),
+        f"steps_{name}": None if steps is None else round(steps, 1),
+        f"plan_ms_{name}": round(ms, 2),
+    }

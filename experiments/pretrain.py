@@ -104,8 +104,13 @@ def pretrain_high(names: list[str]) -> list[Path]:
             continue
         out = PRETRAINED / f"high-{key}"
         rel = lambda p: str(p.relative_to(repo))  # noqa: E731
-        cfg = HighConfig(checkpoint=rel(checkpoint), data=rel(data), out=rel(out), progress=False,
-                         **HIGH_LEVELS[key])  # fmt: skip
+        cfg = HighConfig(
+            checkpoint=rel(checkpoint),
+            data=rel(data),
+            out=rel(out),
+            progress=False,
+            **HIGH_LEVELS[key],
+        )
         try:
             trainer = HighTrainer(cfg)
         except LabError as e:  # other settings, or a model trained again since

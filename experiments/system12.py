@@ -139,10 +139,18 @@ def compare(setup: Setup, progress: Callable[[str], None] | None = None, stop=No
 
     def run(actor: str, costs: CostSet, cfg: AgentConfig, rules, opts: dict, episodes=None):
         return evaluate(
-            key, setup.checkpoint, costs, replace(cfg, actor=actor),
-            episodes or setup.episodes, seed=setup.seed, stop=stop, device=setup.device,
-            options=opts, guardrails=rules, policy=setup.policy,
-        )  # fmt: skip
+            key,
+            setup.checkpoint,
+            costs,
+            replace(cfg, actor=actor),
+            episodes or setup.episodes,
+            seed=setup.seed,
+            stop=stop,
+            device=setup.device,
+            options=opts,
+            guardrails=rules,
+            policy=setup.policy,
+        )
 
     out: dict = {"scene": key, "episodes": setup.episodes}
     say("timing one decision of each")
@@ -174,8 +182,9 @@ def compare(setup: Setup, progress: Callable[[str], None] | None = None, stop=No
     return out
 
 
-def warm_start_times(setup: Setup, progress: Callable[[str], None] | None = None,
-                     stop=None) -> dict:  # fmt: skip
+def warm_start_times(
+    setup: Setup, progress: Callable[[str], None] | None = None, stop=None
+) -> dict:
     """The warm start's time measured fairly: each episode run by every design in turn (the
     planner at 3 iterations, alone at 2, at 2 with the policy's proposal), so the machine's
     drift falls on all alike, after the compiles they ask for. Per design the mean ms a
@@ -187,11 +196,20 @@ def warm_start_times(setup: Setup, progress: Callable[[str], None] | None = None
 
     def run(name: str, seed: int):
         actor, iterations = designs[name]
-        cfg = AgentConfig(search=replace(SEARCH, iterations=iterations), decode=False,
-                          actor=actor)  # fmt: skip
-        r = evaluate(key, setup.checkpoint, trained, cfg, 1, seed=seed, stop=stop,
-                     device=setup.device, options=options, guardrails=trained.terms or None,
-                     policy=setup.policy)  # fmt: skip
+        cfg = AgentConfig(search=replace(SEARCH, iterations=iterations), decode=False, actor=actor)
+        r = evaluate(
+            key,
+            setup.checkpoint,
+            trained,
+            cfg,
+            1,
+            seed=seed,
+            stop=stop,
+            device=setup.device,
+            options=options,
+            guardrails=trained.terms or None,
+            policy=setup.policy,
+        )
         return [e for e in r.episodes if e["agent"] == "model"]
 
     if compiled.enabled():
@@ -228,15 +246,28 @@ def new_rule(
     out = {}
     for actor, costs, cfg, what in (
         ("policy", trained, base, "the policy (never saw it)"),
-        ("planner", replace(trained, terms=[*trained.terms, new]),
-         replace(base, margin=1.0, fallback="stop"), "the planner holding it"),
-    ):  # fmt: skip
+        (
+            "planner",
+            replace(trained, terms=[*trained.terms, new]),
+            replace(base, margin=1.0, fallback="stop"),
+            "the planner holding it",
+        ),
+    ):
         say(f"a new rule, {new.name}: {what}")
         r = evaluate(
-            key, setup.checkpoint, costs, replace(cfg, actor=actor), setup.episodes,
-            seed=setup.seed, stop=stop, device=setup.device, options=options,
-            guardrails=[new], policy=setup.policy, turn=turn,
-        )  # fmt: skip
+            key,
+            setup.checkpoint,
+            costs,
+            replace(cfg, actor=actor),
+            setup.episodes,
+            seed=setup.seed,
+            stop=stop,
+            device=setup.device,
+            options=options,
+            guardrails=[new],
+            policy=setup.policy,
+            turn=turn,
+        )
         if not r.complete:
             raise LabError("the new-rule test was stopped before its episodes ended")
         out[f"new_rule_violation_{actor}"] = _value(r, "violation_step_rate")
@@ -257,15 +288,27 @@ def new_situation(
     out = {}
     for actor, cfg, what in (
         ("policy", AgentConfig(search=SEARCH, decode=False), "the rule trained in (policy)"),
-        ("planner", AgentConfig(search=SEARCH, decode=False, margin=1.0, fallback="stop"),
-         "the rule held at inference time (planner)"),
-    ):  # fmt: skip
+        (
+            "planner",
+            AgentConfig(search=SEARCH, decode=False, margin=1.0, fallback="stop"),
+            "the rule held at inference time (planner)",
+        ),
+    ):
         say(f"a new situation: {what}")
         r = evaluate(
-            key, setup.checkpoint, trained, replace(cfg, actor=actor), setup.episodes,
-            seed=setup.seed, stop=stop, device=setup.device, options=shift,
-            guardrails=trained.terms, policy=setup.policy, turn=turn,
-        )  # fmt: skip
+            key,
+            setup.checkpoint,
+            trained,
+            replace(cfg, actor=actor),
+            setup.episodes,
+            seed=setup.seed,
+            stop=stop,
+            device=setup.device,
+            options=shift,
+            guardrails=trained.terms,
+            policy=setup.policy,
+            turn=turn,
+        )
         if not r.complete:  # stopped (the lesson's tab went away): no figure from a part
             raise LabError("the new-situation test was stopped before its episodes ended")
         out[f"shifted_violation_{actor}"] = _value(r, "violation_step_rate")

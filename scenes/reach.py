@@ -91,8 +91,9 @@ class ReachEnv(FloorScene):
             x, y, vx, vy = self._disc_state()
             angle = self.np_random.uniform(0.0, 2 * np.pi)
             lim = ARENA - DISC_R - 0.01  # against a wall at most, never into one
-            xy = np.clip([x + PUSH_DISTANCE * np.cos(angle), y + PUSH_DISTANCE * np.sin(angle)],
-                         -lim, lim)  # fmt: skip
+            xy = np.clip(
+                [x + PUSH_DISTANCE * np.cos(angle), y + PUSH_DISTANCE * np.sin(angle)], -lim, lim
+            )
             self._set_disc(xy, (vx, vy))
 
     def _sample_goal(self) -> np.ndarray:

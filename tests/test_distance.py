@@ -35,13 +35,17 @@ REACH = ROOT / "pretrained" / "reach-state"
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("distance")
     data = tmp / "data"
-    collect(CollectConfig(scene="reach", out=str(data), episodes=6, workers=1, pixels=False,
-                          progress=False))  # fmt: skip
+    collect(
+        CollectConfig(
+            scene="reach", out=str(data), episodes=6, workers=1, pixels=False, progress=False
+        )
+    )
     model = tmp / "reach-state"
     shutil.copytree(REACH, model)
     seen = []
-    cfg = DistanceConfig(checkpoint=str(model), data=str(data), steps=600, batch=256,
-                         progress=False)  # fmt: skip
+    cfg = DistanceConfig(
+        checkpoint=str(model), data=str(data), steps=600, batch=256, progress=False
+    )
     folder, record = train_distance(cfg, progress=lambda done, total, figures: seen.append(done))
     return folder, record, data, seen
 
@@ -111,8 +115,14 @@ def test_a_quasimetric_head_trains_and_plans(trained, tmp_path):
     _, _, data, _ = trained
     model_dir = tmp_path / "reach-state"
     shutil.copytree(REACH, model_dir)
-    cfg = DistanceConfig(checkpoint=str(model_dir), data=str(data), steps=400, batch=256,
-                         kind="quasi", progress=False)  # fmt: skip
+    cfg = DistanceConfig(
+        checkpoint=str(model_dir),
+        data=str(data),
+        steps=400,
+        batch=256,
+        kind="quasi",
+        progress=False,
+    )
     folder, _ = train_distance(cfg)
     model, config = load_checkpoint(folder)
     assert model.cfg.distance_kind == "quasi" and config["distance"]["kind"] == "quasi"
@@ -132,11 +142,21 @@ def test_a_quasimetric_head_trains_and_plans(trained, tmp_path):
 
 def test_data_of_another_scene_is_refused(trained, tmp_path):
     data = tmp_path / "wall"
-    collect(CollectConfig(scene="wall", out=str(data), episodes=2, steps=10, workers=1,
-                          pixels=False, progress=False))  # fmt: skip
+    collect(
+        CollectConfig(
+            scene="wall",
+            out=str(data),
+            episodes=2,
+            steps=10,
+            workers=1,
+            pixels=False,
+            progress=False,
+        )
+    )
     with pytest.raises(LabError, match="wall data"):
-        train_distance(DistanceConfig(checkpoint=str(trained[0]), data=str(data), steps=2,
-                                      progress=False))  # fmt: skip
+        train_distance(
+            DistanceConfig(checkpoint=str(trained[0]), data=str(data), steps=2, progress=False)
+        )
 
 
 def test_a_checkpoint_from_before_the_head_loads_and_plans_as_before(tmp_path):
@@ -152,11 +172,22 @@ def test_a_checkpoint_from_before_the_head_loads_and_plans_as_before(tmp_path):
 
 def test_label_free_benchmark_runs_quick():
     """The benchmark's quick form: Reach from state, 5 episodes, every cost it compares."""
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "label_free.py"), "--quick"],
-                         capture_output=True, text=True, timeout=600, cwd=ROOT)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "label_free.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     (row,) = json.loads(out.stdout.strip().splitlines()[-1])
-    keys = {"latent_success", "plain_success", "signal_success", "oracle_success",
-            "steps_latent", "steps_signal"}  # fmt: skip
+    keys = {
+        "latent_success",
+        "plain_success",
+        "signal_success",
+        "oracle_success",
+        "steps_latent",
+        "steps_signal",
+    }
     assert keys <= set(row) and (row["scene"], row["obs"], row["episodes"]) == ("reach", "state", 5)
     assert row["latent_success"] >= 0.8  # the shipped head gets there without labels

@@ -28,15 +28,19 @@ pytestmark = pytest.mark.slow  # collects data and trains high levels
 
 ROOT = Path(__file__).resolve().parents[1]
 WALL = ROOT / "pretrained" / "wall-state"
-SMALL = dict(steps=300, batch=128, save_every=100, members=2, hidden=64, subgoal=True,
-             progress=False)  # fmt: skip
+SMALL = dict(
+    steps=300, batch=128, save_every=100, members=2, hidden=64, subgoal=True, progress=False
+)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     out = tmp_path_factory.mktemp("high") / "data"
-    collect(CollectConfig(scene="wall", out=str(out), episodes=6, workers=1, pixels=False,
-                          progress=False))  # fmt: skip
+    collect(
+        CollectConfig(
+            scene="wall", out=str(out), episodes=6, workers=1, pixels=False, progress=False
+        )
+    )
     return out
 
 
@@ -48,8 +52,7 @@ def wall_agent(trained, h: HierarchyConfig, seed: int):
     high = load_high(trained[0], WALL, torch.device("cpu"))
     scene = scenes.make("wall").unwrapped
     try:
-        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
-                          hierarchy=h)  # fmt: skip
+        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2), hierarchy=h)
         agent = Agent(model, scene, CostSet(), cfg, high=high)
         agent.reset(seed=seed)
         yield model, high, agent
@@ -82,19 +85,22 @@ def test_training_learns_the_macro_steps(trained):
 
 def test_training_resumes_exactly(data, trained, tmp_path):
     out = tmp_path / "resumed"
-    first = HighTrainer(HighConfig(checkpoint=str(WALL), data=str(data), out=str(out),
-                                   **{**SMALL, "steps": 200}))  # fmt: skip
+    first = HighTrainer(
+        HighConfig(checkpoint=str(WALL), data=str(data), out=str(out), **{**SMALL, "steps": 200})
+    )
     first.run()
     again = HighTrainer(HighConfig(checkpoint=str(WALL), data=str(data), out=str(out), **SMALL))
     assert again.step == 200
     again.run()
     straight = load_high(trained[0], WALL, torch.device("cpu"))
-    for (name, a), b in zip(again.high.state_dict().items(), straight.state_dict().values(),
-                            strict=True):  # fmt: skip
+    for (name, a), b in zip(
+        again.high.state_dict().items(), straight.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
     with pytest.raises(LabError, match="other settings"):
-        HighTrainer(HighConfig(checkpoint=str(WALL), data=str(data), out=str(out),
-                               **{**SMALL, "k": 4}))  # fmt: skip
+        HighTrainer(
+            HighConfig(checkpoint=str(WALL), data=str(data), out=str(out), **{**SMALL, "k": 4})
+        )
 
 
 def test_a_foreign_or_broken_high_level_is_refused(trained, tmp_path):
@@ -129,10 +135,16 @@ def test_the_agent_plans_to_the_high_levels_subgoal(trained):
     high = load_high(trained[0], WALL, torch.device("cpu"))
     scene = scenes.make("wall").unwrapped
     try:
-        h = HierarchyConfig(method="plan", chunks=4, samples=64, iterations=2, doubt=1.0,
-                            subgoal="steps", beside_goal=0.0)  # fmt: skip
-        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2),
-                          hierarchy=h)  # fmt: skip
+        h = HierarchyConfig(
+            method="plan",
+            chunks=4,
+            samples=64,
+            iterations=2,
+            doubt=1.0,
+            subgoal="steps",
+            beside_goal=0.0,
+        )
+        cfg = AgentConfig(decode=False, search=PlannerConfig(samples=64, iterations=2), hierarchy=h)
         agent = Agent(model, scene, CostSet(), cfg, high=high)
         agent.reset(seed=2)
         fresh = []
@@ -211,8 +223,13 @@ def test_a_scripted_high_level_hands_down_the_scenes_own_way(trained):
             record = agent.step()
             assert record.t == 0 and scene.elapsed_steps == 1
             with pytest.raises(LabError, match="scripted"):
-                Agent(model, scene, CostSet(), replace(agent.cfg, hierarchy=replace(
-                    h, method="oracle")), high=high)  # fmt: skip
+                Agent(
+                    model,
+                    scene,
+                    CostSet(),
+                    replace(agent.cfg, hierarchy=replace(h, method="oracle")),
+                    high=high,
+                )
     finally:
         twin.close()
 
@@ -222,8 +239,12 @@ def test_the_subgoal_policy_can_learn_from_goals_episodes_reached(data, tmp_path
     the row that first counted as reaching it, at least k steps on in the same episode."""
     from scenes.dataset import Dataset
 
-    cfg = HighConfig(checkpoint=str(WALL), data=str(data), out=str(tmp_path / "h"),
-                     **{**SMALL, "steps": 20, "reached": 0.5})  # fmt: skip
+    cfg = HighConfig(
+        checkpoint=str(WALL),
+        data=str(data),
+        out=str(tmp_path / "h"),
+        **{**SMALL, "steps": 20, "reached": 0.5},
+    )
     loaded = Dataset(data).load(("success",))
     success, episodes = loaded.arrays["success"], loaded.episodes
     if not any(success[a : a + n].any() for a, n in episodes):
@@ -256,11 +277,38 @@ def test_the_command_lines_train_and_evaluate_a_hierarchy(data, trained, tmp_pat
     from worldmodels.highlevel import main as highlevel_main
 
     out = tmp_path / "cli-high"
-    args = ["--checkpoint", str(WALL), "--data", str(data), "--out", str(out), "--steps", "20",
-            "--batch", "64", "--save-every", "10", "--subgoal", "--no-progress"]  # fmt: skip
+    args = [
+        "--checkpoint",
+        str(WALL),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--steps",
+        "20",
+        "--batch",
+        "64",
+        "--save-every",
+        "10",
+        "--subgoal",
+        "--no-progress",
+    ]
     assert highlevel_main(args) == 0 and (out / "high.json").exists()
     assert json.loads(capsys.readouterr().out.splitlines()[0])["step"] == 20
     assert highlevel_main(["--checkpoint", str(WALL), "--data", str(tmp_path / "none")]) == 2
-    code = evaluate_main(["--scene", "wall", "--checkpoint", str(WALL), "--high", str(out),
-                          "--episodes", "1", "--samples", "50", "--no-progress"])  # fmt: skip
+    code = evaluate_main(
+        [
+            "--scene",
+            "wall",
+            "--checkpoint",
+            str(WALL),
+            "--high",
+            str(out),
+            "--episodes",
+            "1",
+            "--samples",
+            "50",
+            "--no-progress",
+        ]
+    )
     assert code == 0 and "success" in capsys.readouterr().out

@@ -26,9 +26,19 @@ REACH = str(PRETRAINED / "reach-state")
 
 def tiny(out, rounds: int) -> DistillConfig:
     return DistillConfig(
-        scene="reach", checkpoint=REACH, out=str(out), rounds=rounds, states=24, rollout=8,
-        samples=100, iterations=2, steps=80, batch=64, hidden=64, progress=False,
-    )  # fmt: skip
+        scene="reach",
+        checkpoint=REACH,
+        out=str(out),
+        rounds=rounds,
+        states=24,
+        rollout=8,
+        samples=100,
+        iterations=2,
+        steps=80,
+        batch=64,
+        hidden=64,
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -125,12 +135,23 @@ def test_system12_benchmark_runs_quick():
         pytest.skip("pretrained/policy-reach is made by ./lab pretrain")
     out = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "system12.py"), "--quick", "--scenes", "reach"],
-        capture_output=True, text=True, timeout=300, cwd=root,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     (row,) = json.loads(out.stdout.strip().splitlines()[-1])
-    keys = {"policy_ms", "planner_ms", "policy_success", "planner_success", "both_success",
-            "both_ms", "new_rule_violation_policy", "new_rule_violation_planner"}  # fmt: skip
+    keys = {
+        "policy_ms",
+        "planner_ms",
+        "policy_success",
+        "planner_success",
+        "both_success",
+        "both_ms",
+        "new_rule_violation_policy",
+        "new_rule_violation_planner",
+    }
     assert keys <= set(row) and row["scene"] == "reach" and row["episodes"] == 3
 
 
@@ -163,8 +184,9 @@ def test_distillation_draws_its_starts_from_exploration_data(tmp_path):
     from scenes.collect import CollectConfig, collect
 
     data = tmp_path / "data"
-    collect(CollectConfig(scene="reach", out=str(data), episodes=6, steps=20, workers=1,
-                          progress=False))  # fmt: skip
+    collect(
+        CollectConfig(scene="reach", out=str(data), episodes=6, steps=20, workers=1, progress=False)
+    )
     cfg = replace(tiny(tmp_path / "p", 1), data=str(data))
     d = Distiller(cfg, CPU)
     assert d.dataset is not None and len(d.dataset.goals) == 6
@@ -173,12 +195,20 @@ def test_distillation_draws_its_starts_from_exploration_data(tmp_path):
     with pytest.raises(LabError, match="other settings"):  # the data are part of the run
         Distiller(replace(cfg, data=""), CPU)
     with pytest.raises(LabError, match="holds reach data, not wall"):
-        Distiller(replace(cfg, scene="wall", checkpoint=str(PRETRAINED / "wall-state"),
-                          out=str(tmp_path / "w")), CPU)  # fmt: skip
+        Distiller(
+            replace(
+                cfg,
+                scene="wall",
+                checkpoint=str(PRETRAINED / "wall-state"),
+                out=str(tmp_path / "w"),
+            ),
+            CPU,
+        )
 
 
-@pytest.mark.skipif(not (PRETRAINED / "policy-reach" / "policy.json").exists(),
-                    reason="./lab pretrain")  # fmt: skip
+@pytest.mark.skipif(
+    not (PRETRAINED / "policy-reach" / "policy.json").exists(), reason="./lab pretrain"
+)
 def test_the_warm_start_is_timed_with_every_design_on_each_episode():
     from experiments.system12 import Setup, warm_start_times
 

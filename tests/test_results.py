@@ -26,8 +26,15 @@ from experiments.lessons import LESSONS
 
 README = (ROOT / "README.md").read_text()
 PROSE = re.sub(r"\s+", " ", README.replace("**", ""))  # one line, bold marks dropped
-REFERENCE = ("agent_quality", "guardrail_science", "hierarchy", "label_free", "lessons",
-             "system12", "system12-interleaved")  # fmt: skip
+REFERENCE = (
+    "agent_quality",
+    "guardrail_science",
+    "hierarchy",
+    "label_free",
+    "lessons",
+    "system12",
+    "system12-interleaved",
+)
 
 
 def figures(name: str):
@@ -114,8 +121,9 @@ def test_readme_guardrail_science_table_quotes_the_results():
     for scene in ("reach", "push", "kitchen"):
         lo, hi = re.search(rf"{scene.capitalize()} (0\.\d+)-(0\.\d+)", PROSE).groups()
         assert agrees(lo, min(cov[scene].values())) and agrees(hi, max(cov[scene].values()))
-    cem, random = re.search(r"CEM found (\d+) violating episodes,\s+uniform sampling (\d+)",
-                            PROSE).groups()  # fmt: skip
+    cem, random = re.search(
+        r"CEM found (\d+) violating episodes,\s+uniform sampling (\d+)", PROSE
+    ).groups()
     assert (int(cem), int(random)) == (f["stress_failures_cem"], f["stress_failures_random"])
 
 
@@ -130,8 +138,12 @@ def test_readme_system12_table_quotes_the_interleaved_results():
 
 def test_readme_label_free_table_quotes_the_results():
     rows = table("| model | latent, steps-to-go head |")
-    names = {"Reach, state": ("reach", "state"), "Reach, pixels (goal image)": ("reach", "pixels"),
-             "Wall, state": ("wall", "state"), "Push, state": ("push", "state")}  # fmt: skip
+    names = {
+        "Reach, state": ("reach", "state"),
+        "Reach, pixels (goal image)": ("reach", "pixels"),
+        "Wall, state": ("wall", "state"),
+        "Push, state": ("push", "state"),
+    }
     measured_rows = {(r["scene"], r["obs"]): r for r in figures("label_free")}
     assert len(rows) == len(measured_rows)
     for row in rows:
@@ -150,8 +162,15 @@ def test_readme_label_free_table_quotes_the_results():
 
 def test_readme_hierarchy_table_quotes_the_results():
     rows = table("| scene | flat, goal term |")
-    designs = ("flat", "hand_subgoal", "learned", "hwm", "scripted_high", "flat_steps",
-               "oracle_flat")  # fmt: skip
+    designs = (
+        "flat",
+        "hand_subgoal",
+        "learned",
+        "hwm",
+        "scripted_high",
+        "flat_steps",
+        "oracle_flat",
+    )
     by_scene = {r["scene"]: r for r in figures("hierarchy")}
     assert len(rows) == len(by_scene)
     for row in rows:
@@ -170,40 +189,82 @@ def test_readme_hierarchy_table_quotes_the_results():
 # where each lesson's result cell quotes its figures: (pattern, figure names, scale)
 LESSON_QUOTES = {
     "blur": [
-        (r"generative ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+), JEPA's",
-         [f"generative_sharpness_h{h}" for h in (0, 1, 4, 16)], 1),
-        (r"JEPA's decoded ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+)",
-         [f"jepa_sharpness_h{h}" for h in (0, 1, 4, 16)], 1),
-        (r"probe nRMSE: generative ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+)",
-         [f"generative_probe_nrmse_h{h}" for h in (0, 1, 4, 16)], 1),
-        (r"JEPA ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+);",
-         [f"jepa_probe_nrmse_h{h}" for h in (0, 1, 4, 16)], 1),
-        (r"([\d.]+) % of real steps \(generative\) against ([\d.]+) %",
-         ["generative_violation_step_rate", "jepa_violation_step_rate"], 100),
+        (
+            r"generative ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+), JEPA's",
+            [f"generative_sharpness_h{h}" for h in (0, 1, 4, 16)],
+            1,
+        ),
+        (
+            r"JEPA's decoded ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+)",
+            [f"jepa_sharpness_h{h}" for h in (0, 1, 4, 16)],
+            1,
+        ),
+        (
+            r"probe nRMSE: generative ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+)",
+            [f"generative_probe_nrmse_h{h}" for h in (0, 1, 4, 16)],
+            1,
+        ),
+        (
+            r"JEPA ([\d.]+) / ([\d.]+) / ([\d.]+) / ([\d.]+);",
+            [f"jepa_probe_nrmse_h{h}" for h in (0, 1, 4, 16)],
+            1,
+        ),
+        (
+            r"([\d.]+) % of real steps \(generative\) against ([\d.]+) %",
+            ["generative_violation_step_rate", "jepa_violation_step_rate"],
+            100,
+        ),
         (r"(\d+) and (\d+) ms a plan", ["generative_plan_ms", "jepa_plan_ms"], 1),
     ],
-    "collapse": [(r"effective rank ([\d.]+) without .* against ([\d.]+) with",
-                  ["rank_without", "rank_with"], 1)],
+    "collapse": [
+        (
+            r"effective rank ([\d.]+) without .* against ([\d.]+) with",
+            ["rank_without", "rank_with"],
+            1,
+        )
+    ],
     "guardrails": [
-        (r"new rule broken on ([\d.]+) % of steps by the policy, ([\d.]+) %",
-         ["new_rule_violation_policy", "new_rule_violation_planner"], 100),
-        (r"holding it \(success ([\d.]+), ([\d.]+)\)",
-         ["new_rule_success_policy", "new_rule_success_planner"], 1),
-        (r"new situation: ([\d.]+) % trained in, ([\d.]+) %",
-         ["shifted_violation_policy", "shifted_violation_planner"], 100),
-        (r"held at inference \(success ([\d.]+), ([\d.]+)\)",
-         ["shifted_success_policy", "shifted_success_planner"], 1),
+        (
+            r"new rule broken on ([\d.]+) % of steps by the policy, ([\d.]+) %",
+            ["new_rule_violation_policy", "new_rule_violation_planner"],
+            100,
+        ),
+        (
+            r"holding it \(success ([\d.]+), ([\d.]+)\)",
+            ["new_rule_success_policy", "new_rule_success_planner"],
+            1,
+        ),
+        (
+            r"new situation: ([\d.]+) % trained in, ([\d.]+) %",
+            ["shifted_violation_policy", "shifted_violation_planner"],
+            100,
+        ),
+        (
+            r"held at inference \(success ([\d.]+), ([\d.]+)\)",
+            ["shifted_success_policy", "shifted_success_planner"],
+            1,
+        ),
     ],
     "open_loop": [
-        (r"success blind ([\d.]+), receding ([\d.]+) \(calm\); ([\d.]+) "
-         r"and ([\d.]+) \(shoves\)",
-         ["open_loop_success_calm", "receding_success_calm", "open_loop_success_pushed",
-          "receding_success_pushed"], 1),
-        (r"ends ([\d.]+) m \(calm\) and ([\d.]+) m", ["blind_gap_end_calm",
-                                                        "blind_gap_end_pushed"], 1),
+        (
+            r"success blind ([\d.]+), receding ([\d.]+) \(calm\); ([\d.]+) "
+            r"and ([\d.]+) \(shoves\)",
+            [
+                "open_loop_success_calm",
+                "receding_success_calm",
+                "open_loop_success_pushed",
+                "receding_success_pushed",
+            ],
+            1,
+        ),
+        (
+            r"ends ([\d.]+) m \(calm\) and ([\d.]+) m",
+            ["blind_gap_end_calm", "blind_gap_end_pushed"],
+            1,
+        ),
     ],
     "hierarchy": [],
-}  # fmt: skip
+}
 
 
 def test_readme_lessons_table_quotes_the_results():
@@ -232,10 +293,18 @@ def test_readme_kitchen_guardrail_lines_quote_agent_quality():
     assert agrees(m[1], spec["violation_step_rate"], 100)
     assert agrees(m[2], spec["violation_step_rate_low"], 100)
     assert agrees(m[3], spec["violation_step_rate_high"], 100)
-    for design, pattern in (("spec+margin", r"`spec\+margin`\): ([\d.]+) % \[([\d.]+), "
-                                            r"([\d.]+)\]"),
-                            ("spec+margin+stop", r"`spec\+margin\+stop`\): ([\d.]+) % "
-                                                 r"\[([\d.]+), ([\d.]+)\]")):  # fmt: skip
+    for design, pattern in (
+        (
+            "spec+margin",
+            r"`spec\+margin`\): ([\d.]+) % \[([\d.]+), "
+            r"([\d.]+)\]",
+        ),
+        (
+            "spec+margin+stop",
+            r"`spec\+margin\+stop`\): ([\d.]+) % "
+            r"\[([\d.]+), ([\d.]+)\]",
+        ),
+    ):
         m = re.search(pattern, PROSE)
         assert m, design
         r = d[design]
@@ -278,8 +347,13 @@ def test_the_pages_sentences_quote_the_results():
     assert "30 of 30 (37.2 steps)" in measured.hierarchy()
     assert "0.13 %" in measured.margin() and "115 knife-rule failures" in measured.guardrails()
     assert "Push 11 of 20" in measured.label_free()
-    for sentence in (measured.system12(), measured.hierarchy(), measured.margin(),
-                     measured.guardrails(), measured.label_free()):  # fmt: skip
+    for sentence in (
+        measured.system12(),
+        measured.hierarchy(),
+        measured.margin(),
+        measured.guardrails(),
+        measured.label_free(),
+    ):
         assert not sentence.startswith(("Not measured", "The figures in")), sentence
 
 

@@ -101,8 +101,9 @@ def latent_identity(folder: str | Path) -> str:
     return _identity(str(folder.resolve()), str(config.get("weights")))
 
 
-def read_made_on(path: Path, fmt: str, version: int, what: tuple[str, str], checkpoint,
-                 done: str, redo: str) -> dict:  # fmt: skip
+def read_made_on(
+    path: Path, fmt: str, version: int, what: tuple[str, str], checkpoint, done: str, redo: str
+) -> dict:
     """The JSON at ``path`` of a thing made on a world model's latents (a distilled policy,
     a high level), checked for format and for being made on ``checkpoint``'s model: one
     made on another raises ``LabError`` saying it was ``done`` on that one, and ``redo``."""

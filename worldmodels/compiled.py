@@ -265,8 +265,9 @@ def _own_copy(fn):
     """A copy of ``fn`` with a code object of its own. Dynamo keeps its compiled entries
     on the code object, and a limited number of them (then falls back to plain Python
     without a word): each kind keeps its own (one dynamic, up to ``SIZED`` fixed)."""
-    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__,
-                              fn.__defaults__, fn.__closure__)  # fmt: skip
+    return types.FunctionType(
+        fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
+    )
 
 
 def _fail(entry: Entry, e: Exception) -> None:
@@ -429,13 +430,19 @@ def status(model) -> list[dict]:
         if n is not None:
             continue
         own = {m: e for (k, m), e in entries.items() if k == kind and m is not None}
-        rows.append(dict(
-            signals=list(kind[0]), horizon=kind[1], device=kind[3], state=main.state.value,
-            seconds=round(main.seconds, 1), error=main.error,
-            calls=main.calls + sum(e.calls for e in own.values()),
-            sizes=sorted(m for m, e in own.items() if e.state is State.READY),
-            sizing=any(e.state in BUSY for e in own.values()),
-        ))  # fmt: skip
+        rows.append(
+            dict(
+                signals=list(kind[0]),
+                horizon=kind[1],
+                device=kind[3],
+                state=main.state.value,
+                seconds=round(main.seconds, 1),
+                error=main.error,
+                calls=main.calls + sum(e.calls for e in own.values()),
+                sizes=sorted(m for m, e in own.items() if e.state is State.READY),
+                sizing=any(e.state in BUSY for e in own.values()),
+            )
+        )
     return rows
 
 

@@ -76,8 +76,7 @@ class DistanceConfig:
 def with_head(model: WorldModel, dim: int, kind: str = "metric") -> WorldModel:
     """``model`` with a fresh distance head of ``dim`` and ``kind`` (its other weights
     shared); 0: the model without one (the plain latent distance)."""
-    cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "distance_dim": dim,
-                                 "distance_kind": kind})  # fmt: skip
+    cfg = ModelConfig.from_dict({**model.cfg.to_dict(), "distance_dim": dim, "distance_kind": kind})
     out = WorldModel(cfg).to(model.device)
     own = {k: v for k, v in model.state_dict().items() if not k.startswith("distance.")}
     missing, unexpected = out.load_state_dict(own, strict=False)
@@ -103,8 +102,13 @@ def pair_distance(head: DistanceHead, a: torch.Tensor, b: torch.Tensor) -> torch
     return head.between(head(a), head(b))
 
 
-def train_head(head: DistanceHead, latents: torch.Tensor, steps_from: torch.Tensor,
-               cfg: DistanceConfig, progress=None) -> dict:  # fmt: skip
+def train_head(
+    head: DistanceHead,
+    latents: torch.Tensor,
+    steps_from: torch.Tensor,
+    cfg: DistanceConfig,
+    progress=None,
+) -> dict:
     """Fit ``head`` on ``latents`` (N, D) with transitions ``steps_from`` -> +1 (module
     docstring); the last step's figures."""
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -127,9 +131,13 @@ def train_head(head: DistanceHead, latents: torch.Tensor, steps_from: torch.Tens
         if not math.isfinite(float(loss)):
             raise LabError(f"the distance head diverged at step {step} (loss {float(loss)})")
         if step % 50 == 0 or step == cfg.steps - 1:
-            figures = {"step": step + 1, "step_distance": round(float(d_step.mean()), 3),
-                       "pair_distance": round(float(d_pair.mean()), 2),
-                       "excess": round(float(excess), 4), "weight": round(lam, 2)}  # fmt: skip
+            figures = {
+                "step": step + 1,
+                "step_distance": round(float(d_step.mean()), 3),
+                "pair_distance": round(float(d_pair.mean()), 2),
+                "excess": round(float(excess), 4),
+                "weight": round(lam, 2),
+            }
             if progress is not None:
                 progress(step + 1, cfg.steps, figures)
     return figures
@@ -141,8 +149,15 @@ def train_distance(cfg: DistanceConfig, progress=None) -> tuple[Path, dict]:
     model, config = load_checkpoint(cfg.checkpoint, device)
     if cfg.dim < 1 or cfg.steps < 1 or cfg.batch < 2:
         raise LabError("--dim, --steps and --batch must be positive (batch at least 2)")
-    data = WindowData(cfg.data, model.cfg.obs, device, horizon=1, val_fraction=0.0,
-                      pixels=model.cfg.obs == "pixels", frames=model.cfg.frames)  # fmt: skip
+    data = WindowData(
+        cfg.data,
+        model.cfg.obs,
+        device,
+        horizon=1,
+        val_fraction=0.0,
+        pixels=model.cfg.obs == "pixels",
+        frames=model.cfg.frames,
+    )
     if data.scene != config.get("scene"):
         raise LabError(f"{cfg.data} is {data.scene} data; the model is {config.get('scene')}'s")
     torch.manual_seed(cfg.seed)

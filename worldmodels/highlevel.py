@@ -201,14 +201,22 @@ def save_high(high: HighLevel, folder: str | Path, info: dict, extra: dict | Non
     return folder
 
 
-def load_high(folder: str | Path, checkpoint: str | Path, device: torch.device,
-              with_optim: bool = False):  # fmt: skip
+def load_high(
+    folder: str | Path, checkpoint: str | Path, device: torch.device, with_optim: bool = False
+):
     """The high level in ``folder`` for the world model in ``checkpoint``; one trained on
     another model (or not a high level, or a damaged one) raises ``LabError``. With
     ``with_optim``: (high level, the optimiser's saved tensors)."""
     folder = Path(folder)
-    meta = read_made_on(folder / "high.json", FORMAT, VERSION, WHAT, checkpoint, "trained",
-                        "Train a high level for this model: ./lab highlevel")  # fmt: skip
+    meta = read_made_on(
+        folder / "high.json",
+        FORMAT,
+        VERSION,
+        WHAT,
+        checkpoint,
+        "trained",
+        "Train a high level for this model: ./lab highlevel",
+    )
     try:
         shape = HighShape(**meta["shape"])
         high = HighLevel(shape)
@@ -286,8 +294,15 @@ class HighTrainer:
         self.model, config = load_checkpoint(cfg.checkpoint, self.device)
         self.scene = str(config.get("scene"))
         obs = self.model.cfg.obs
-        data = WindowData(cfg.data, obs, self.device, horizon=1, val_fraction=0.1,
-                          pixels=obs == "pixels", frames=self.model.cfg.frames)  # fmt: skip
+        data = WindowData(
+            cfg.data,
+            obs,
+            self.device,
+            horizon=1,
+            val_fraction=0.1,
+            pixels=obs == "pixels",
+            frames=self.model.cfg.frames,
+        )
         if data.scene != self.scene:
             raise LabError(f"{cfg.data} is {data.scene} data; the model is {self.scene}'s")
         span = cfg.k * cfg.chunks
@@ -318,8 +333,15 @@ class HighTrainer:
             ends = torch.as_tensor(data.episodes[:, 0] + data.episodes[:, 1])
             self.end_of = torch.repeat_interleave(ends, torch.as_tensor(data.episodes[:, 1]))
             self.reached_starts, self.reached_goal = self._reached(data)
-        shape = HighShape(self.model.cfg.latent_dim, self.model.cfg.action_dim, cfg.k, cfg.code,
-                          cfg.hidden, members=cfg.members, subgoal=cfg.subgoal)  # fmt: skip
+        shape = HighShape(
+            self.model.cfg.latent_dim,
+            self.model.cfg.action_dim,
+            cfg.k,
+            cfg.code,
+            cfg.hidden,
+            members=cfg.members,
+            subgoal=cfg.subgoal,
+        )
         torch.manual_seed(cfg.seed)
         self.high = HighLevel(shape).to(self.device)
         self.opt = torch.optim.Adam(self.high.parameters(), lr=cfg.lr)
@@ -341,8 +363,9 @@ class HighTrainer:
         if optim:
             state = self.opt.state_dict()
             for i in range(len(state["param_groups"][0]["params"])):
-                state["state"][i] = {k: optim[f"{i}.{k}"].to(self.device) for k in
-                                     ("step", "exp_avg", "exp_avg_sq")}  # fmt: skip
+                state["state"][i] = {
+                    k: optim[f"{i}.{k}"].to(self.device) for k in ("step", "exp_avg", "exp_avg_sq")
+                }
             self.opt.load_state_dict(state)
 
     def _windows(self, starts: torch.Tensor):
@@ -414,10 +437,12 @@ class HighTrainer:
         its proposals gain towards held-out goals."""
         with torch.no_grad():
             latent, probed = (e.mean(0) for e in self._errors(self.val_starts[:4096]))
-            out = {"val_error_first": round(float(latent[0]), 4),
-                   "val_error_last": round(float(latent[-1]), 4),
-                   "val_probe_rmse_first": round(float(probed[0].sqrt()), 4),
-                   "val_probe_rmse_last": round(float(probed[-1].sqrt()), 4)}  # fmt: skip
+            out = {
+                "val_error_first": round(float(latent[0]), 4),
+                "val_error_last": round(float(latent[-1]), 4),
+                "val_probe_rmse_first": round(float(probed[0].sqrt()), 4),
+                "val_probe_rmse_last": round(float(probed[-1].sqrt()), 4),
+            }
             if self.cfg.subgoal:  # steps a proposal gains towards held-out goals (k at best)
                 starts = self.val_starts[:4096]
                 gen = torch.Generator().manual_seed(self.cfg.seed)
@@ -440,10 +465,16 @@ class HighTrainer:
         self.set_code_range()
         state = self.opt.state_dict()["state"]
         optim = {f"{i}.{k}": torch.as_tensor(v) for i, s in state.items() for k, v in s.items()}
-        info = {"scene": self.scene, "checkpoint": str(self.cfg.checkpoint),
-                "model_id": latent_identity(self.cfg.checkpoint), "data": str(self.cfg.data),
-                "step": self.step, "history": self.history, "config": asdict(self.cfg),
-                "figures": self.history[-1] if self.history else {}}  # fmt: skip
+        info = {
+            "scene": self.scene,
+            "checkpoint": str(self.cfg.checkpoint),
+            "model_id": latent_identity(self.cfg.checkpoint),
+            "data": str(self.cfg.data),
+            "step": self.step,
+            "history": self.history,
+            "config": asdict(self.cfg),
+            "figures": self.history[-1] if self.history else {},
+        }
         save_high(self.high, self.out, info, optim)
 
     def run(self, progress=None, stop=None) -> dict:
@@ -458,8 +489,7 @@ class HighTrainer:
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.step)
             self.high.train()
             for _ in range(block):
-                pick = torch.randint(len(self.train_starts), (cfg.batch * cfg.pool,),
-                                     generator=gen)  # fmt: skip
+                pick = torch.randint(len(self.train_starts), (cfg.batch * cfg.pool,), generator=gen)
                 starts = self.train_starts[pick]
                 if cfg.pool > 1:  # the windows it gets most wrong, in proportion
                     with torch.no_grad():
@@ -483,8 +513,12 @@ class HighTrainer:
                     raise LabError(f"the high level diverged at step {self.step}")
             self.high.eval()
             seconds = round(time.perf_counter() - t0, 1)
-            figures = {"step": self.step, "train_error": round(float(loss.detach()), 4),
-                       **self.evaluate(), "seconds": seconds}  # fmt: skip
+            figures = {
+                "step": self.step,
+                "train_error": round(float(loss.detach()), 4),
+                **self.evaluate(),
+                "seconds": seconds,
+            }
             self.history.append(figures)
             self._save()
             if progress is not None:
@@ -501,8 +535,12 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as e:
         print(f"lab highlevel: {e}", file=sys.stderr)
         return 2
-    bar = tqdm(total=cfg.steps, initial=trainer.step, desc="high level",
-               disable=None if cfg.progress else True)  # fmt: skip
+    bar = tqdm(
+        total=cfg.steps,
+        initial=trainer.step,
+        desc="high level",
+        disable=None if cfg.progress else True,
+    )
 
     def tick(done: int, total: int, figures: dict) -> None:
         bar.update(done - bar.n)

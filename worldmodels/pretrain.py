@@ -163,9 +163,14 @@ def pretrain(cfg: PretrainConfig) -> list[Path]:
             # Measured again on the float16 weights as shipped (training measured float32).
             calibrate(CalibrateConfig(checkpoint=str(dest), data=str(data), device=cfg.device))
             # The steps-to-go head, for goals given as observations (the model frozen)
-            head = DistanceConfig(checkpoint=str(dest), data=str(data), seed=cfg.seed,
-                                  steps=max(2, int(DistanceConfig.steps * cfg.scale)),
-                                  device=cfg.device, progress=False)  # fmt: skip
+            head = DistanceConfig(
+                checkpoint=str(dest),
+                data=str(data),
+                seed=cfg.seed,
+                steps=max(2, int(DistanceConfig.steps * cfg.scale)),
+                device=cfg.device,
+                progress=False,
+            )
             log.info("%s-%s distance head: %s", key, obs, train_distance(head)[1])
             made.append(dest)
     return made

@@ -149,8 +149,15 @@ class Planner:
             self.extra = None
         latents, signals, result = self.evaluate(model, cost, s0, samples, goal, goal_latent, show)
         order = rank(result)
-        return record(samples, latents, signals, result, order[: self.cfg.elites],
-                      self.cfg.iterations, time.perf_counter() - t0)  # fmt: skip
+        return record(
+            samples,
+            latents,
+            signals,
+            result,
+            order[: self.cfg.elites],
+            self.cfg.iterations,
+            time.perf_counter() - t0,
+        )
 
     def search(self, model, cost, s0, goal, goal_latent, generator, mean) -> torch.Tensor:
         """Return the final samples (N, H, A) to choose from."""
@@ -172,8 +179,9 @@ class Planner:
         pick = torch.argsort(total)[: min(R, int(infeasible.sum()))]
         if not gradient:
             return self.slowed(model, cost, s0, samples[pick], goal, goal_latent)
-        return self.descend(model, s0, samples[pick], goal, goal_latent, self.cfg.repair_steps,
-                            self.cfg.repair_lr)  # fmt: skip
+        return self.descend(
+            model, s0, samples[pick], goal, goal_latent, self.cfg.repair_steps, self.cfg.repair_lr
+        )
 
     def slowed(self, model, cost, s0, actions, goal, goal_latent) -> torch.Tensor:
         """Each of ``actions`` (R, H, A) at the largest of ``SCALES`` that keeps every hard
@@ -198,8 +206,9 @@ class Planner:
         for _ in range(steps):
             with torch.enable_grad():
                 latents = model.rollout(s0.expand(R, -1), actions)
-                result = cost.evaluate(latents, model.probe(latents, cost.needed), goal_latent,
-                                       goal)  # fmt: skip
+                result = cost.evaluate(
+                    latents, model.probe(latents, cost.needed), goal_latent, goal
+                )
                 loss = (result.total + self.cfg.violation_weight * result.violation).sum()
                 opt.zero_grad()
                 loss.backward()

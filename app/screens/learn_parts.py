@@ -274,9 +274,14 @@ def hierarchy_figures() -> None:
         for key, name in names.items():
             if f"{key}_success" in row:
                 ms = row.get(f"plan_ms_{key}")
-                rows.append({"scene": row["scene"], "design": name,
-                             "success": f"{row[f'{key}_success']:.2f}",
-                             "steps to the goal": str(row.get(f"steps_{key}") or ""),
-                             "plan ms a step": "" if ms is None else f"{ms:.1f}"})  # fmt: skip
+                rows.append(
+                    {
+                        "scene": row["scene"],
+                        "design": name,
+                        "success": f"{row[f'{key}_success']:.2f}",
+                        "steps to the goal": str(row.get(f"steps_{key}") or ""),
+                        "plan ms a step": "" if ms is None else f"{ms:.1f}",
+                    }
+                )
     st.table(rows)
     st.caption(measured.hierarchy() + " (`./lab bench hierarchy`)")

@@ -27,8 +27,9 @@ def settings() -> TrainConfig | None:
             "Reach episodes take about a minute on 2 cores) or drive a scene first on the "
             "Scene page."
         )
-        key = st.selectbox("Scene", list(scenes.SCENES), key="train/col_scene",
-                           format_func=str.capitalize)  # fmt: skip
+        key = st.selectbox(
+            "Scene", list(scenes.SCENES), key="train/col_scene", format_func=str.capitalize
+        )
         collect_panel(key, then_train=True)
         return None
     folders = {folder: m for folder, m in have}
