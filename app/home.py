@@ -13,12 +13,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import streamlit as st
+
 import scenes
 from agents.cost import Cost, CostSet, Term, term_names
 from agents.hierarchy import HAND_SUBGOALS
 from app import measured
+from app.state import seeded
 from common import results
 from common.errors import LabError
+from experiments.stress import StressResult  # its result format: a stress test's failures
 from scenes.kitchen import KNIFE_RULE
 from worldmodels.checkpoint import latent_identity, objective, read_config
 
@@ -246,8 +250,6 @@ class Failure:
 def stress_failures(scene: str, checkpoint: str) -> list[Failure]:
     """The failures of the workspace's stress tests of ``checkpoint`` in ``scene`` (under
     runs/stress), newest test first and worst first within it."""
-    from experiments.stress import StressResult  # the agents package owns the format
-
     out = []
     paths = sorted((RUNS / "stress").glob("**/result.json"), key=lambda p: -p.stat().st_mtime)
     for path in paths:
@@ -288,8 +290,6 @@ def guard_kind(margin: float, delta: float) -> str:
 def show_guard(key: str, margin: float, delta: float, steps: int) -> None:
     """Put a run's margin into ``guard_input``'s widgets under ``key`` (a reopened tab,
     a replayed failure), before they are drawn."""
-    import streamlit as st
-
     st.session_state[f"{key}/kind"] = guard_kind(margin, delta)
     st.session_state[key], st.session_state[f"{key}/steps"] = margin or 1.0, steps
 
@@ -299,10 +299,6 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
     calibrated bound at a miss rate delta (when the checkpoint has one), or a multiple of
     the measured RMSE, and over how many imagined steps it holds. Returns (margin, delta,
     steps); says what the choice promises, and on what data it was measured."""
-    import streamlit as st  # here: the benchmarks import this module, no server
-
-    from app.state import seeded
-
     cal = calibration(checkpoint)
     choices = ["none"]
     if cal:  # the deltas its episodes can promise (too few for one leave +inf bounds)
@@ -344,8 +340,6 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
 
 
 def _margin_steps(where, key: str) -> int:
-    from app.state import seeded
-
     return int(
         where.number_input(
             "Over the first imagined steps (0: all)",
