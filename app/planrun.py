@@ -265,8 +265,9 @@ class PlanRun(Run):
             if not s.policy:
                 raise LabError("System 1 needs a policy for this model: ./lab distill")
             policy = load_policy(s.policy, s.checkpoint, self.device)
-        return Agent(self.model, self.scene, self._costs, cfg, seed=s.seed, policy=policy,
-                     high=high)  # fmt: skip
+        return Agent(
+            self.model, self.scene, self._costs, cfg, seed=s.seed, policy=policy, high=high
+        )
 
     def _set_search(self, new: PlanSettings) -> None:
         old = self.agent

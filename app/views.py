@@ -127,9 +127,15 @@ def trajectories(view, names: tuple[str, str], height: int = 420, clickable: boo
     fig = Fig()
     pts = view.goal_points
     if clickable and pts is not None and len(pts):
-        fig.add(x=pts[:, 0], y=pts[:, 1], mode="markers", showlegend=False,
-                name="click: the goal here", marker={"size": 9, "color": "rgba(0,0,0,0)"},
-                hovertemplate="goal here (%{x:.2f}, %{y:.2f})<extra></extra>")  # fmt: skip
+        fig.add(
+            x=pts[:, 0],
+            y=pts[:, 1],
+            mode="markers",
+            showlegend=False,
+            name="click: the goal here",
+            marker={"size": 9, "color": "rgba(0,0,0,0)"},
+            hovertemplate="goal here (%{x:.2f}, %{y:.2f})<extra></extra>",
+        )
     xy = view.samples_xy
     start = np.array([[view.signals.get(names[0], np.nan), view.signals.get(names[1], np.nan)]])
     if xy is not None:
@@ -179,11 +185,21 @@ def trajectories(view, names: tuple[str, str], height: int = 420, clickable: boo
         )
     if view.high_xy is not None:  # the high level's plan; its first point is the subgoal
         path = np.concatenate([start, view.high_xy])
-        fig.add(x=path[:, 0], y=path[:, 1], mode="lines+markers", name=(
-                    f"high level's plan ({view.high_k} steps a point)"),
-                line={"color": HIGH, "width": 2, "dash": "dash"}, marker={"size": 6})  # fmt: skip
-        fig.add(x=path[1:2, 0], y=path[1:2, 1], mode="markers", name="subgoal (low level's goal)",
-                marker={"size": 14, "symbol": "diamond", "color": HIGH})  # fmt: skip
+        fig.add(
+            x=path[:, 0],
+            y=path[:, 1],
+            mode="lines+markers",
+            name=(f"high level's plan ({view.high_k} steps a point)"),
+            line={"color": HIGH, "width": 2, "dash": "dash"},
+            marker={"size": 6},
+        )
+        fig.add(
+            x=path[1:2, 0],
+            y=path[1:2, 1],
+            mode="markers",
+            name="subgoal (low level's goal)",
+            marker={"size": 14, "symbol": "diamond", "color": HIGH},
+        )
     if view.history:
         path = [[h["signals"][names[0]], h["signals"][names[1]]] for h in view.history]
         path = np.array([*path, start[0].tolist()])
@@ -318,15 +334,38 @@ def goal_distance(view, task: list[str]) -> dict:
     probes read (metres, labelled signals): the label-free cost against the labelled one."""
     steps = np.asarray(view.goal_steps)
     h = np.arange(1, len(steps) + 1)
-    fig = Fig(2, ["steps to go (latent distance head, no labels)",
-                  "distance to the goal the probes read (m)"])  # fmt: skip
-    fig.add(1, x=h, y=steps, mode="lines+markers", line={"color": IMAGINED},
-            name="steps to go", showlegend=False)  # fmt: skip
+    fig = Fig(
+        2,
+        [
+            "steps to go (latent distance head, no labels)",
+            "distance to the goal the probes read (m)",
+        ],
+    )
+    fig.add(
+        1,
+        x=h,
+        y=steps,
+        mode="lines+markers",
+        line={"color": IMAGINED},
+        name="steps to go",
+        showlegend=False,
+    )
     if all(k in view.imagined for k in task) and view.goal is not None:
-        probed = np.sqrt(sum((np.asarray(view.imagined[k]) - g) ** 2
-                             for k, g in zip(task, view.goal, strict=True)))  # fmt: skip
-        fig.add(2, x=h, y=probed[: len(h)], mode="lines+markers", line={"color": REAL},
-                name="probed distance", showlegend=False)  # fmt: skip
+        probed = np.sqrt(
+            sum(
+                (np.asarray(view.imagined[k]) - g) ** 2
+                for k, g in zip(task, view.goal, strict=True)
+            )
+        )
+        fig.add(
+            2,
+            x=h,
+            y=probed[: len(h)],
+            mode="lines+markers",
+            line={"color": REAL},
+            name="probed distance",
+            showlegend=False,
+        )
     fig.axis("xaxis", 2, title={"text": "steps ahead"})
     return fig.done(330)
 
@@ -359,8 +398,11 @@ def guardrails(view) -> dict | None:
         )
         legend.add("real")
         # planned_terms hold the excess over the limit; shown on the value's scale
-        pred = [(h["t"] + 1, h["planned_terms"].get(name, 0.0) + limit) for h in rows
-                if h["planned_terms"].get(name, 0.0) > 0]  # fmt: skip
+        pred = [
+            (h["t"] + 1, h["planned_terms"].get(name, 0.0) + limit)
+            for h in rows
+            if h["planned_terms"].get(name, 0.0) > 0
+        ]
         fs = [(h["t"] + 1, h["real_terms"][name][0]) for h in rows if _false_safe(h, name)]
         label = "predicted violation" + (
             f" (within ±{view.margin:g} x error)" if view.margin else ""
@@ -498,8 +540,10 @@ def lesson_chart(rows: list[dict], x: str, ys: list, color: str | None) -> dict:
     ``x``; a line per value of ``color`` (or grouped bars when ``x`` is a name). A pair of
     columns shares a panel: the first drawn solid, the second dotted."""
     panels = [(y,) if isinstance(y, str) else tuple(y) for y in ys]
-    titles = [" (solid) vs ".join(c.replace("_", " ") for c in p)
-              + (" (dotted)" if len(p) > 1 else "") for p in panels]  # fmt: skip
+    titles = [
+        " (solid) vs ".join(c.replace("_", " ") for c in p) + (" (dotted)" if len(p) > 1 else "")
+        for p in panels
+    ]
     fig = Fig(rows=len(panels), titles=titles, gap=0.12)
     groups = sorted({str(r.get(color, "")) for r in rows}) if color else [""]
     bars = any(isinstance(r.get(x), str) for r in rows)
@@ -509,9 +553,14 @@ def lesson_chart(rows: list[dict], x: str, ys: list, color: str | None) -> dict:
         for row, panel in enumerate(panels, start=1):
             for j, y in enumerate(panel):
                 pts = [(r[x], r[y]) for r in mine if r.get(y) is not None]
-                trace = {"x": [p[0] for p in pts], "y": [p[1] for p in pts], "name": name or y,
-                         "legendgroup": name, "showlegend": row == 1 and bool(name),
-                         "marker": {"color": PALETTE[i % len(PALETTE)]}}  # fmt: skip
+                trace = {
+                    "x": [p[0] for p in pts],
+                    "y": [p[1] for p in pts],
+                    "name": name or y,
+                    "legendgroup": name,
+                    "showlegend": row == 1 and bool(name),
+                    "marker": {"color": PALETTE[i % len(PALETTE)]},
+                }
                 if bars:
                     fig.add(row, type="bar", **trace)
                 else:

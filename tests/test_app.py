@@ -43,10 +43,14 @@ def lab(tmp_path_factory):
     home = tmp_path_factory.mktemp("labhome")
     collect(
         CollectConfig(
-            scene="reach", out=str(home / "data" / "tiny"), episodes=12, steps=30, workers=1,
+            scene="reach",
+            out=str(home / "data" / "tiny"),
+            episodes=12,
+            steps=30,
+            workers=1,
             progress=False,
         )
-    )  # fmt: skip
+    )
     # a saved design any motion breaks: the stress test finds failures at a budget of 2
     (home / "costs").mkdir()
     barely = '{"format": "lab-costs", "version": 1, "terms": [{"name": "barely move", '
@@ -390,10 +394,22 @@ def test_app_latency_benchmark_runs(lab):
 
 def test_app_load_benchmark_runs(lab):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "app_load.py"), "--quick", "--sessions", "2",
-         "--steps", "2", "--think", "0.2"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "app_load.py"),
+            "--quick",
+            "--sessions",
+            "2",
+            "--steps",
+            "2",
+            "--think",
+            "0.2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     one, many = result["one"], result["many"]

@@ -111,8 +111,7 @@ def page() -> None:
             "was distilled under is trained in, not checked.",
         )
         if actor != "planner":
-            policy = side.selectbox("Policy", list(found), key="plan/policy",
-                                    format_func=found.get)  # fmt: skip
+            policy = side.selectbox("Policy", list(found), key="plan/policy", format_func=found.get)
     else:
         side.caption(
             "System 1: no policy for this model yet (`./lab distill --scene "
@@ -246,8 +245,10 @@ def high_level_input(side, ckpt: str, scene: str, actor: str) -> tuple[str, str]
     found = home.high_levels(ckpt)
     if not found:
         if scene in HAND_SUBGOALS:  # the scenes a person wrote a subgoal for
-            side.caption(f"Hierarchy: no high level for this model yet (`./lab highlevel "
-                         f"--checkpoint {ckpt} --data data/{scene}`)")  # fmt: skip
+            side.caption(
+                f"Hierarchy: no high level for this model yet (`./lab highlevel "
+                f"--checkpoint {ckpt} --data data/{scene}`)"
+            )
         return "", ""
     on = side.toggle(
         "Learned high level (hierarchy)",

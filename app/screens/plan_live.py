@@ -109,8 +109,11 @@ def _goal_clicked(run_id: str, picked) -> None:
     """A click on the plane's grid (the chart's first trace): that point becomes the goal,
     the episode starts again. A selection stays in the chart's state over reruns: each is
     acted on once."""
-    points = [p for p in (picked or {}).get("selection", {}).get("points", [])
-              if p.get("curve_number") == 0]  # fmt: skip
+    points = [
+        p
+        for p in (picked or {}).get("selection", {}).get("points", [])
+        if p.get("curve_number") == 0
+    ]
     if not points:
         SS.pop("plan/goal_clicked", None)
         return
