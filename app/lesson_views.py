@@ -145,7 +145,9 @@ def headline_chart(lesson: Lesson, figures: dict, intervals: dict, title: str,
             "title": {"text": "%" if panel.percent else panel.unit},
             "automargin": True,
         }  # fmt: skip
-        layout[f"xaxis{ax}"] = {"anchor": f"y{ax}", "automargin": True, "type": "category"}
+        layout[f"xaxis{ax}"] = {"anchor": f"y{ax}", "automargin": True, "type": "category",
+                                "tickfont": {"size": font}}  # fmt: skip
+        layout[f"yaxis{ax}"]["tickfont"] = {"size": font}
         notes.append({"text": f"<b>{_panel_title(panel)}</b>", "x": 0.5, "y": hi,
                       "xref": "paper", "yref": "paper", "xanchor": "center",
                       "yanchor": "bottom", "showarrow": False,
@@ -164,8 +166,10 @@ def headline_chart(lesson: Lesson, figures: dict, intervals: dict, title: str,
                 "legendgroup": bar, "showlegend": bar not in shown and len(bars) > 1,
                 "marker": {"color": PALETTE[bars.index(bar) % len(PALETTE)]},
                 "text": [value_text(float(figures[k]), panel.unit) for _, k in mine],
-                "textposition": "outside", "cliponaxis": False,
-                "textfont": {"size": font},
+                # inside a bar at its foot, clear of the interval's whisker; above a
+                # bar too small to hold it, where it marks a bar of 0.14 %
+                "textposition": "auto", "insidetextanchor": "start", "textangle": 0,
+                "constraintext": "none", "cliponaxis": False, "textfont": {"size": font},
                 "error_y": {"type": "data", "symmetric": False, "array": up,
                             "arrayminus": down, "visible": any(spans), "color": "#444"},
             }  # fmt: skip
@@ -177,7 +181,7 @@ def headline_chart(lesson: Lesson, figures: dict, intervals: dict, title: str,
     layout.update({
         "annotations": notes, "barmode": "group", "height": height,
         "title": {"text": title, "font": {"size": font + 4}, "x": 0.01},
-        "margin": {"l": 10, "r": 10, "t": 90 if present else 80, "b": 40},
+        "margin": {"l": 10, "r": 10, "t": 120 if present else 100, "b": 40},
         "legend": {"orientation": "h", "y": -0.08 if len(panels) > 1 else -0.2,
                    "font": {"size": font}},
         "font": {"size": font},
