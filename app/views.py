@@ -535,43 +535,6 @@ def stress_scatter(episodes: list[dict]) -> dict:
 PALETTE = ["#1f4e9c", "#e07b00", "#16a085", "#b0399c", "#c0392b", "#7f8c8d"]
 
 
-def lesson_chart(rows: list[dict], x: str, ys: list, color: str | None) -> dict:
-    """A lesson's rows as they come in: one panel per measured column in ``ys``, against
-    ``x``; a line per value of ``color`` (or grouped bars when ``x`` is a name). A pair of
-    columns shares a panel: the first drawn solid, the second dotted."""
-    panels = [(y,) if isinstance(y, str) else tuple(y) for y in ys]
-    titles = [
-        " (solid) vs ".join(c.replace("_", " ") for c in p) + (" (dotted)" if len(p) > 1 else "")
-        for p in panels
-    ]
-    fig = Fig(rows=len(panels), titles=titles, gap=0.12)
-    groups = sorted({str(r.get(color, "")) for r in rows}) if color else [""]
-    bars = any(isinstance(r.get(x), str) for r in rows)
-    for i, group in enumerate(groups):
-        mine = [r for r in rows if not color or str(r.get(color, "")) == group]
-        name = f"{color} {group}" if color and group.replace(".", "").isdigit() else group
-        for row, panel in enumerate(panels, start=1):
-            for j, y in enumerate(panel):
-                pts = [(r[x], r[y]) for r in mine if r.get(y) is not None]
-                trace = {
-                    "x": [p[0] for p in pts],
-                    "y": [p[1] for p in pts],
-                    "name": name or y,
-                    "legendgroup": name,
-                    "showlegend": row == 1 and bool(name),
-                    "marker": {"color": PALETTE[i % len(PALETTE)]},
-                }
-                if bars:
-                    fig.add(row, type="bar", **trace)
-                else:
-                    trace["line"] = {"dash": "dot" if j else "solid"}
-                    fig.add(row, mode="lines+markers" if len(pts) < 30 else "lines", **trace)
-    for row in range(1, len(panels) + 1):
-        fig.axis("yaxis", row, rangemode="tozero")  # ratios and errors: from 0, not zoomed
-    fig.axis("xaxis", len(panels), title={"text": x.replace("_", " ")})
-    return fig.done(220 * len(panels) + 60, barmode="group")
-
-
 _MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_{}[]()<>#+-.!|~:$"})
 
 
