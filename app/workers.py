@@ -196,8 +196,10 @@ class ExperimentRun(Run):
         self.guards, self.bases = guards or {}, bases or {}
         for name, guard in self.guards.items():
             if name not in designs or set(guard) - {"margin", "delta", "margin_steps"}:
-                raise LabError(f"a design's own margin needs a known design and margin, delta "
-                               f"or margin_steps, not {name!r}: {guard}")  # fmt: skip
+                raise LabError(
+                    f"a design's own margin needs a known design and margin, delta "
+                    f"or margin_steps, not {name!r}: {guard}"
+                )
         how = agent_cfg.fallback.replace("_", " ") + " fallback"
         if agent_cfg.delta:
             how += f", calibrated margin at miss rate {agent_cfg.delta:g}"
@@ -340,8 +342,9 @@ class LessonRun(Run):
     def work(self) -> None:
         self.live, self.result = Live(), None
         try:
-            result = run_lesson(self.lesson.key, self.live, self.device, self.stopping,
-                                self.turn, self.quick)  # fmt: skip
+            result = run_lesson(
+                self.lesson.key, self.live, self.device, self.stopping, self.turn, self.quick
+            )
         except LabError:
             if self.stopping.is_set():  # stopped by its page: what it found stays shown
                 self.live.say("stopped")

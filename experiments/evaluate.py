@@ -179,8 +179,9 @@ class EvalResult:
         then the real steps each rule broke (``violation_steps/RULE``)."""
         cols = [k for k in EPISODE_FIELDS]
         cols += [f"probe_rmse_h{h}" for h in range(1, self.horizon + 1)]
-        rules = list(dict.fromkeys(k for e in self.episodes
-                                   for k in e.get("violation_steps_by_rule", {})))  # fmt: skip
+        rules = list(
+            dict.fromkeys(k for e in self.episodes for k in e.get("violation_steps_by_rule", {}))
+        )
         cols += [f"violation_steps/{r}" for r in rules]
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
@@ -603,8 +604,9 @@ def run_episodes(
     device = torch.device(spec.device)
     cls = scenes.scene_class(spec.scene)
     costs = CostSet.from_json(spec.costs)
-    hard = HardTerms([Term(**t) for t in spec.guardrails], [s.name for s in cls.SIGNALS],
-                     list(cls.TASK_SIGNALS))  # fmt: skip
+    hard = HardTerms(
+        [Term(**t) for t in spec.guardrails], [s.name for s in cls.SIGNALS], list(cls.TASK_SIGNALS)
+    )
     runs: list[tuple[str, Agent]] = []
     made = []  # what to close at the end
     try:
@@ -613,10 +615,12 @@ def run_episodes(
             real = cls(pixels=model.cfg.obs == "pixels")  # pixels only when it sees them
             made.append(real)
             cfg = replace(spec.agent_config(), decode=False)  # no frames needed here
-            pi = None if cfg.actor == "planner" else load_policy(spec.policy, spec.checkpoint,
-                                                                   device)  # fmt: skip
-            high = None if cfg.hierarchy is None else load_high(spec.high, spec.checkpoint,
-                                                                device)  # fmt: skip
+            pi = (
+                None
+                if cfg.actor == "planner"
+                else load_policy(spec.policy, spec.checkpoint, device)
+            )
+            high = None if cfg.hierarchy is None else load_high(spec.high, spec.checkpoint, device)
             runs.append(("model", Agent(model, real, costs, cfg, policy=pi, high=high)))
         if spec.oracle:
             sim = OracleModel(cls)
@@ -644,8 +648,9 @@ def run_episodes(
             thing.close()
 
 
-def check_design(key: str, checkpoint, costs: CostSet, agent_cfg: AgentConfig, device,
-                 policy=None, high=None) -> None:  # fmt: skip
+def check_design(
+    key: str, checkpoint, costs: CostSet, agent_cfg: AgentConfig, device, policy=None, high=None
+) -> None:
     """Raise ``LabError`` before any episode when the design cannot run: a checkpoint of
     another scene, a term its signals cannot compute, a margin it cannot give, a policy
     or high level missing or made on another model."""
@@ -658,8 +663,7 @@ def check_design(key: str, checkpoint, costs: CostSet, agent_cfg: AgentConfig, d
             f"{checkpoint} is a {config['scene']} model; evaluate it on that scene "
             f"or give a {key} checkpoint"
         )
-    _check_terms(costs.terms, term_names([s.name for s in cls.SIGNALS], task_signals),
-                 "the scene")  # fmt: skip
+    _check_terms(costs.terms, term_names([s.name for s in cls.SIGNALS], task_signals), "the scene")
     _check_terms(costs.terms, term_names(model.signal_names, task_signals), "the model")
     margins_for(model, agent_cfg, device)
     if agent_cfg.actor != "planner":
@@ -831,8 +835,10 @@ def evaluate(
         ocfg = _oracle_config(spec)
         settings["oracle_planner"], settings["oracle_search"] = ocfg.planner, spec.oracle_search
     per_episode = int(checkpoint is not None) + int(oracle)
-    horizon = max([agent_cfg.search.horizon] * (checkpoint is not None)
-                  + [spec.oracle_search["horizon"]] * oracle)  # fmt: skip
+    horizon = max(
+        [agent_cfg.search.horizon] * (checkpoint is not None)
+        + [spec.oracle_search["horizon"]] * oracle
+    )
     result = EvalResult(key, settings, [], horizon, complete=False)
     total = episodes * per_episode
     counter = {"done": 0}

@@ -39,8 +39,13 @@ def connect(address: str, cpus: int | None = None):
             env = {"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}}
             kw = {"num_cpus": cpus} if address == "local" else {"address": address}
             try:
-                ray.init(**kw, runtime_env=env, include_dashboard=False, log_to_driver=False,
-                         logging_level="ERROR")  # fmt: skip
+                ray.init(
+                    **kw,
+                    runtime_env=env,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level="ERROR",
+                )
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise LabError(f"Ray did not start at {address!r}: {e}") from e
     return ray
@@ -67,8 +72,16 @@ def _remote_episodes(spec, indices, want_errors: bool):
     return records, errors
 
 
-def run(spec, indices, address: str, tick=None, stop: threading.Event | None = None,
-        errors: list | None = None, cpus: int | None = None, found=None):  # fmt: skip
+def run(
+    spec,
+    indices,
+    address: str,
+    tick=None,
+    stop: threading.Event | None = None,
+    errors: list | None = None,
+    cpus: int | None = None,
+    found=None,
+):
     """``experiments.evaluate.run_episodes`` over Ray: (records in episode order, finished).
     ``tick(n)`` after each chunk with its record count, ``found(records)`` with its
     records; ``stop`` cancels what is left (the chunks already back are kept, in order,

@@ -116,14 +116,22 @@ class StressResult:
             buf.write(f"# {key}: {'' if value is None else value}\n")
         params = [p[0] for p in s.get("params", [])]
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["excess", "episode", "seed", "steps", "violation_steps", "success",
-                    *params, "options"])  # fmt: skip
+        w.writerow(
+            ["excess", "episode", "seed", "steps", "violation_steps", "success", *params, "options"]
+        )
         for e in self.failures:
             w.writerow(
-                [f"{e['excess']:.6g}", e["episode"], e["seed"], e["steps"], e["violation_steps"],
-                 int(bool(e["success"])), *(f"{e['params'].get(p, ''):.6g}" for p in params),
-                 json.dumps(e["options"], sort_keys=True)]
-            )  # fmt: skip
+                [
+                    f"{e['excess']:.6g}",
+                    e["episode"],
+                    e["seed"],
+                    e["steps"],
+                    e["violation_steps"],
+                    int(bool(e["success"])),
+                    *(f"{e['params'].get(p, ''):.6g}" for p in params),
+                    json.dumps(e["options"], sort_keys=True),
+                ]
+            )
         return buf.getvalue()
 
     def save(self, folder: str | Path) -> Path:
@@ -262,9 +270,19 @@ def stress(
                     progress(result)
 
             records, finished = evaluate_spec(
-                key, checkpoint, costs, agent_cfg, sorted(per), seed, per, stop, device, ray,
-                turn, found,
-            )  # fmt: skip
+                key,
+                checkpoint,
+                costs,
+                agent_cfg,
+                sorted(per),
+                seed,
+                per,
+                stop,
+                device,
+                ray,
+                turn,
+                found,
+            )
             result.episodes[first:] = sorted(result.episodes[first:], key=lambda e: e["episode"])
             by_episode = {r["episode"]: r for r in records}
             scores = [score(by_episode[first + i]) for i in range(n) if first + i in by_episode]

@@ -41,16 +41,25 @@ def until(cond, timeout: float = 60.0) -> bool:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("runs") / "reach"
-    collect(CollectConfig(scene="reach", out=str(out), episodes=12, steps=30, workers=1,
-                          progress=False))  # fmt: skip
+    collect(
+        CollectConfig(scene="reach", out=str(out), episodes=12, steps=30, workers=1, progress=False)
+    )
     return str(out)
 
 
 def tiny_training(data: str, out: Path, steps: int) -> TrainConfig:
     return TrainConfig(
-        data=data, out=str(out), steps=steps, batch=32, hidden=32, latent_dim=8,
-        predictor_hidden=32, eval_every=25, decoder=False, progress=False,
-    )  # fmt: skip
+        data=data,
+        out=str(out),
+        steps=steps,
+        batch=32,
+        hidden=32,
+        latent_dim=8,
+        predictor_hidden=32,
+        eval_every=25,
+        decoder=False,
+        progress=False,
+    )
 
 
 def test_unwatched_training_stops_at_a_checkpoint_and_goes_on_from_it(data, tmp_path):
@@ -95,8 +104,14 @@ def test_a_watched_run_is_left_alone_and_a_forgotten_one_is_dropped(data, tmp_pa
 
 
 def test_collection_in_a_run_reports_progress_and_can_stop_and_go_on(tmp_path):
-    cfg = CollectConfig(scene="reach", out=str(tmp_path / "c"), episodes=200, steps=30,
-                        workers=1, episodes_per_shard=2)  # fmt: skip
+    cfg = CollectConfig(
+        scene="reach",
+        out=str(tmp_path / "c"),
+        episodes=200,
+        steps=30,
+        workers=1,
+        episodes_per_shard=2,
+    )
     run = CollectRun(cfg).start()
     assert until(lambda: run.done >= 4)
     run.stop()
@@ -294,12 +309,17 @@ def test_an_experiment_runs_a_policy_as_a_design(tmp_path):
     reg = Registry(idle_seconds=60)
     costs = preset_costs("kitchen")
     run = ExperimentRun(
-        "kitchen", str(PRETRAINED / "kitchen-state"),
+        "kitchen",
+        str(PRETRAINED / "kitchen-state"),
         {"spec": costs["hard: slow near person"], "System 1": costs["hard: slow near person"]},
         AgentConfig(search=PlannerConfig(samples=50, iterations=2), decode=False),
-        1, 0, tmp_path / "exp", CPU, options={"person_near": True},
+        1,
+        0,
+        tmp_path / "exp",
+        CPU,
+        options={"person_near": True},
         policies={"System 1": str(POLICY_KITCHEN)},
-    )  # fmt: skip
+    )
     reg.add(run).start()
     assert until(lambda: not run.active, timeout=240)
     assert run.status == "finished", run.error
@@ -311,13 +331,24 @@ def test_an_experiment_runs_a_policy_as_a_design(tmp_path):
 def test_an_experiment_runs_a_design_with_a_calibrated_margin_and_with_none(tmp_path):
     rule = CostSet(terms=[Term("slow", "speed", kind="hard", limit=0.5)])
     calibrated, none = "slow · calibrated, delta 0.05", "slow · no margin"
-    cfg = AgentConfig(search=PlannerConfig(samples=50, horizon=8, iterations=2), delta=0.05,
-                      margin_steps=2, decode=False)  # fmt: skip
+    cfg = AgentConfig(
+        search=PlannerConfig(samples=50, horizon=8, iterations=2),
+        delta=0.05,
+        margin_steps=2,
+        decode=False,
+    )
     run = ExperimentRun(
-        "reach", str(PRETRAINED / "reach-state"), {calibrated: rule, none: rule}, cfg, 1, 0,
-        tmp_path / "exp", CPU, guards={none: {"margin": 0.0, "delta": 0.0}},
+        "reach",
+        str(PRETRAINED / "reach-state"),
+        {calibrated: rule, none: rule},
+        cfg,
+        1,
+        0,
+        tmp_path / "exp",
+        CPU,
+        guards={none: {"margin": 0.0, "delta": 0.0}},
         bases={calibrated: "slow", none: "slow"},
-    )  # fmt: skip
+    )
     Registry(idle_seconds=60).add(run).start()
     assert until(lambda: not run.active, timeout=240)
     assert run.status == "finished", run.error
@@ -328,8 +359,17 @@ def test_an_experiment_runs_a_design_with_a_calibrated_margin_and_with_none(tmp_
     assert "# delta: per design" in head
     assert any(h.startswith(f"# design {none} guard: ") and "delta 0;" in h for h in head)
     with pytest.raises(LabError, match="margin"):
-        ExperimentRun("reach", str(PRETRAINED / "reach-state"), {none: rule}, cfg, 1, 0,
-                      tmp_path / "bad", CPU, guards={none: {"samples": 3}})  # fmt: skip
+        ExperimentRun(
+            "reach",
+            str(PRETRAINED / "reach-state"),
+            {none: rule},
+            cfg,
+            1,
+            0,
+            tmp_path / "bad",
+            CPU,
+            guards={none: {"samples": 3}},
+        )
 
 
 def test_a_stress_run_finds_failures_the_plan_page_replays_as_they_happened(tmp_path, monkeypatch):
@@ -369,8 +409,10 @@ def test_a_stress_run_finds_failures_the_plan_page_replays_as_they_happened(tmp_
     assert until(lambda: not plan.active)
 
 
-@pytest.mark.skipif(not (PRETRAINED / "high-wall" / "high.json").exists(),
-                    reason="pretrained/high-wall is made by ./lab pretrain")  # fmt: skip
+@pytest.mark.skipif(
+    not (PRETRAINED / "high-wall" / "high.json").exists(),
+    reason="pretrained/high-wall is made by ./lab pretrain",
+)
 def test_the_plan_run_draws_the_high_levels_plan_and_an_experiment_runs_it(tmp_path):
     high = str(PRETRAINED / "high-wall")
     settings = PlanSettings(scene="wall", checkpoint=str(PRETRAINED / "wall-state"), high=high)
@@ -382,17 +424,22 @@ def test_the_plan_run_draws_the_high_levels_plan_and_an_experiment_runs_it(tmp_p
         fig = views.trajectories(v, ("x", "y"))
         assert "subgoal (low level's goal)" in [t.get("name") for t in fig["data"]]
         run.send("search", replace(settings, high=""))  # off: flat again
-        v = run.wait(lambda w: w.high_xy is None and len(w.imagined.get("x", ())) == 16,
-                     timeout=60)  # fmt: skip
+        v = run.wait(lambda w: w.high_xy is None and len(w.imagined.get("x", ())) == 16, timeout=60)
     finally:
         run.stop()
     assert until(lambda: not run.active)
     reg = Registry(idle_seconds=60)
     exp = ExperimentRun(
-        "wall", str(PRETRAINED / "wall-state"), {"flat": CostSet(), "learned": CostSet()},
+        "wall",
+        str(PRETRAINED / "wall-state"),
+        {"flat": CostSet(), "learned": CostSet()},
         AgentConfig(search=PlannerConfig(samples=50, iterations=2), decode=False),
-        1, 0, tmp_path / "exp", CPU, highs={"learned": high},
-    )  # fmt: skip
+        1,
+        0,
+        tmp_path / "exp",
+        CPU,
+        highs={"learned": high},
+    )
     reg.add(exp).start()
     assert until(lambda: not exp.active, timeout=240)
     assert exp.status == "finished", exp.error

@@ -109,11 +109,19 @@ def test_person_near_puts_the_person_by_the_board():
 # --- the figures --------------------------------------------------------------------
 def test_metrics_have_known_answers():
     eps = [
-        {"success": s, "steps": n, "violation_steps": v, "feasible_steps": n,
-         "false_safe_steps": v, "none_feasible_steps": v // 5, "probe_sse": [4.0 * n],
-         "probe_n": [n], "violation_steps_by_rule": {"knife": v, "wall": v // 5}}
+        {
+            "success": s,
+            "steps": n,
+            "violation_steps": v,
+            "feasible_steps": n,
+            "false_safe_steps": v,
+            "none_feasible_steps": v // 5,
+            "probe_sse": [4.0 * n],
+            "probe_n": [n],
+            "violation_steps_by_rule": {"knife": v, "wall": v // 5},
+        }
         for s, n, v in [(1, 10, 0), (0, 20, 5), (1, 30, 0), (1, 40, 5)]
-    ]  # fmt: skip
+    ]
     m = _metrics(eps, seed=0)
     assert m["success_rate"]["value"] == 0.75
     assert m["steps_to_goal"]["value"] == pytest.approx(80 / 3, rel=1e-5)
@@ -141,9 +149,17 @@ def test_evaluating_the_reach_model_gives_finite_figures_and_round_trips(tmp_pat
     cfg = AgentConfig(search=SMALL)
     calls = []
     result = evaluate(
-        "reach", REACH, CostSet(), cfg, 3, seed=0, oracle=True, device="cpu",
-        oracle_search=TINY_ORACLE, progress=lambda d, t: calls.append((d, t)),
-    )  # fmt: skip
+        "reach",
+        REACH,
+        CostSet(),
+        cfg,
+        3,
+        seed=0,
+        oracle=True,
+        device="cpu",
+        oracle_search=TINY_ORACLE,
+        progress=lambda d, t: calls.append((d, t)),
+    )
     assert calls[-1] == (6, 6) and result.complete
     summary = result.summary()
     for prefix in ("", "oracle/"):
@@ -188,8 +204,7 @@ def test_a_guardrail_broken_at_every_real_step_gives_violation_rate_one():
     # measured on an agent that does not plan with it: violated, and nothing judged safe;
     # each rule apart: the one broken at every step, the one never broken
     never = Term("never", "speed - 100", kind="hard", limit=0.0)
-    result = evaluate("reach", REACH, CostSet(), cfg, 1, device="cpu",
-                      guardrails=[always, never])  # fmt: skip
+    result = evaluate("reach", REACH, CostSet(), cfg, 1, device="cpu", guardrails=[always, never])
     s = result.summary()
     assert s["violation_step_rate"]["value"] == 1.0
     assert s["violation_step_rate/always"]["value"] == 1.0
@@ -207,9 +222,15 @@ def test_a_guardrail_broken_at_every_real_step_gives_violation_rate_one():
 def test_stop_returns_the_finished_episodes():
     stop = threading.Event()
     result = evaluate(
-        "reach", REACH, CostSet(), AgentConfig(search=SMALL), 10, device="cpu",
-        progress=lambda done, total: stop.set(), stop=stop,
-    )  # fmt: skip
+        "reach",
+        REACH,
+        CostSet(),
+        AgentConfig(search=SMALL),
+        10,
+        device="cpu",
+        progress=lambda done, total: stop.set(),
+        stop=stop,
+    )
     assert len(result.episodes) == 1 and not result.complete
     assert result.summary()["success_rate"]["value"] in (0.0, 1.0)
 
@@ -224,8 +245,16 @@ def test_the_experiment_csv_states_the_guard_each_design_ran_with():
     results = {}
     for name, cfg in (("margin 0", plain), ("calibrated", calibrated)):
         stop = threading.Event()  # one episode is enough: the head is the point
-        results[name] = evaluate("reach", REACH, rule, cfg, 5, device="cpu",
-                                 progress=lambda d, t, s=stop: s.set(), stop=stop)  # fmt: skip
+        results[name] = evaluate(
+            "reach",
+            REACH,
+            rule,
+            cfg,
+            5,
+            device="cpu",
+            progress=lambda d, t, s=stop: s.set(),
+            stop=stop,
+        )
     head = [ln for ln in experiment_csv(results).splitlines() if ln.startswith("#")]
     assert "# margin: per design" in head and "# delta: per design" in head
     lines = {ln.split(" guard: ")[0]: ln for ln in head if " guard: " in ln}
@@ -235,8 +264,9 @@ def test_the_experiment_csv_states_the_guard_each_design_ran_with():
     zero = lines["# design margin 0"]
     assert "margin 0;" in zero and "delta 0;" in zero and "repair 7 (scale)" in zero
     # the real steps each rule broke, a column of its own; every row names its design
-    rows = list(csv.DictReader(ln for ln in experiment_csv(results).splitlines()
-                               if not ln.startswith("#")))  # fmt: skip
+    rows = list(
+        csv.DictReader(ln for ln in experiment_csv(results).splitlines() if not ln.startswith("#"))
+    )
     assert {r["design"] for r in rows} == {"margin 0", "calibrated"}
     assert all(r["violation_steps/slow"] == r["violation_steps"] for r in rows)
     # one design, or designs alike: the guard heads the file once
@@ -266,8 +296,11 @@ def test_bad_input_raises_lab_errors():
 def cli(*args, timeout=120):
     return subprocess.run(
         [sys.executable, "-m", "experiments.evaluate", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 @needs_reach
@@ -285,9 +318,19 @@ def test_the_command_line_says_what_is_wrong(tmp_path):
 
 def test_the_command_line_runs_the_oracle_alone(tmp_path):
     out = cli(
-        "--scene", "reach", "--oracle", "--episodes", "1", "--oracle-samples", "24",
-        "--oracle-horizon", "8", "--no-progress", "--out", tmp_path / "run",
-    )  # fmt: skip
+        "--scene",
+        "reach",
+        "--oracle",
+        "--episodes",
+        "1",
+        "--oracle-samples",
+        "24",
+        "--oracle-horizon",
+        "8",
+        "--no-progress",
+        "--out",
+        tmp_path / "run",
+    )
     assert out.returncode == 0, out.stderr
     assert "oracle/success_rate" in out.stdout
     saved = json.loads((tmp_path / "run" / "result.json").read_text())

@@ -24,12 +24,26 @@ SHOWN = [*RATES, "no_safe_plan_rate", "steps_to_goal", "probe_rmse_h1"]
 SETTINGS = "experiments/settings"
 PER_SCENE = ("exp/ckpt", "exp/designs", "exp/policies", "exp/highs", "exp/rules", "stress/design")
 FORM_KEYS = (
-    "exp/scene", "exp/episodes", "exp/seed", "exp/planner", "exp/samples", "exp/iters",
-    "exp/fallback", "exp/margin/kind", "exp/margin", "exp/margin/steps", "exp/margin/compare",
-    "exp/ray", "exp/near",
-    "stress/budget", "stress/method", "stress/ray", "stress/margin/kind", "stress/margin",
+    "exp/scene",
+    "exp/episodes",
+    "exp/seed",
+    "exp/planner",
+    "exp/samples",
+    "exp/iters",
+    "exp/fallback",
+    "exp/margin/kind",
+    "exp/margin",
+    "exp/margin/steps",
+    "exp/margin/compare",
+    "exp/ray",
+    "exp/near",
+    "stress/budget",
+    "stress/method",
+    "stress/ray",
+    "stress/margin/kind",
+    "stress/margin",
     "stress/margin/steps",
-)  # fmt: skip
+)
 
 
 def keep_settings() -> None:
@@ -208,8 +222,10 @@ def form() -> ExperimentRun | None:
         if not (compare and guarded):
             designs[k] = options[k]
             continue
-        for kind, guard in ((home.guard_kind(margin, delta), {}),
-                            ("no margin", {"margin": 0.0, "delta": 0.0})):  # fmt: skip
+        for kind, guard in (
+            (home.guard_kind(margin, delta), {}),
+            ("no margin", {"margin": 0.0, "delta": 0.0}),
+        ):
             name = f"{k} · {kind}"
             designs[name], guards[name], bases[name] = options[k], guard, k
     policies = {}
