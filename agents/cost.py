@@ -210,7 +210,7 @@ TERM_FIELDS = {
 
 
 def _term(i: int, t) -> Term:
-    """Term ``i`` (1-based) of a cost set file, every field checked (issue 16: a name that
+    """Term ``i`` (1-based) of a cost set file, every field checked (a name that
     was a number gave Python's own 'missing 1 required positional argument')."""
     where = f"term {i}"
     if not isinstance(t, dict):

@@ -1,6 +1,6 @@
 """An agent planning in a scene, in a worker thread that owns both (the Plan page).
 
-PyBullet clients must stay in the thread that made them (PITFALLS.md), so the
+PyBullet clients must stay in the thread that made them (docs/pitfalls.md), so the
 thread builds the scene, loads the world model and runs the agent; the page
 only sends commands (``step``, ``run``, ``pause``, ``reset``, new costs, new
 search settings) and reads ``view()``: a copy of what to draw, made under a
@@ -24,15 +24,14 @@ import torch
 
 import scenes
 from agents.agent import Agent, AgentConfig, Thought, stuck
+from agents.build import build_agent
 from agents.cost import CostSet, Term, real_values
 from agents.hierarchy import HierarchyConfig
 from agents.planners import PlannerConfig
-from agents.policy import load_policy
 from app.runs import Run
 from common.errors import LabError
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint
-from worldmodels.highlevel import load_high
 
 HISTORY_FRAME = 128  # px of the frames kept for the episode video
 SHOWN_MAX = 6  # signals plotted over time (150 px a panel)
@@ -217,7 +216,8 @@ class PlanRun(Run):
                 self._costs = costs
                 # a term that does not compile is left out (or kept at its last good
                 # version); its error goes in cost_errors, which the editor shows beside
-                # the term, not in the status message (it was said twice: issue 16)
+                # the term, not in the status message (else it is said twice: under the
+                # Step buttons and in the editor)
                 errors = self.agent.set_costs(costs)
                 self._cost_errors = {k: str(e) for k, e in errors.items()}
                 self._rethink(cost_version=version, message="")
@@ -259,14 +259,15 @@ class PlanRun(Run):
             shadow=s.actor == "policy",  # the plan System 2 would have made, beside it
             hierarchy=HierarchyConfig() if s.high else None,
         )
-        high = load_high(s.high, s.checkpoint, self.device) if s.high else None
-        policy = None
-        if s.actor != "planner":
-            if not s.policy:
-                raise LabError("System 1 needs a policy for this model: ./lab distill")
-            policy = load_policy(s.policy, s.checkpoint, self.device)
-        return Agent(
-            self.model, self.scene, self._costs, cfg, seed=s.seed, policy=policy, high=high
+        return build_agent(
+            self.model,
+            self.scene,
+            self._costs,
+            cfg,
+            checkpoint=s.checkpoint,
+            policy=s.policy,
+            high=s.high,
+            seed=s.seed,
         )
 
     def _set_search(self, new: PlanSettings) -> None:
@@ -461,7 +462,7 @@ class PlanRun(Run):
 
     def _shown(self) -> list[str]:
         """The task signals and what the terms read, switched off or not (a rule turned off is
-        compared, real against imagined, exactly then: issue 16); at most six."""
+        compared, real against imagined, exactly then: Learn's first exercise does); at most six."""
         cost = self.agent.cost
         read = set().union(*(c.names for c in cost.compiled.values()))
         task = [n for n in cost.signals if n in self.scene.TASK_SIGNALS]

@@ -89,7 +89,7 @@ def page() -> None:
         help="Each search round, this many of the cheapest plans that break a hard term are "
         "slowed down (x0.8 ... x0.2) until they keep it, and join the next round. A rule "
         "that binds in part of the space (slow down when the knife is low) otherwise leaves "
-        "no sampled plan that enters that part: the agent hovers at its edge (issue 14).",
+        "no sampled plan that enters that part: the agent hovers at its edge.",
     )
     fallback = side.radio(
         "When no plan is safe",
@@ -194,7 +194,7 @@ def page() -> None:
     # keeps the run watched and follows another tab on the same run, and five paused
     # pages of a class redrawing every 2 s took the server from the one that stepped.
     # Set before every poll: a first poll that found it unset (or stale) reran the page,
-    # and a Step pressed meanwhile waited for that (5-9 s with five people: issue 16).
+    # and a Step pressed meanwhile waited for that (5-9 s with five people on one server).
     SS["plan/fast"] = run.running
     poll = POLL_RUNNING if run.running else POLL_PAUSED
     st.fragment(run_every=poll)(live)(run.id, scene)

@@ -26,7 +26,7 @@ SS = st.session_state
 # What the editor shows lives in a key of the page's own, ``plan/editor/<scene>``, never
 # only in widget keys: Streamlit deletes a widget's key at the end of any run that does not
 # draw it (another page, another scene), and the editor then came back blank and its next
-# edit sent the blank set, every guardrail gone (PITFALLS.md, "Streamlit widget state").
+# edit sent the blank set, every guardrail gone (docs/pitfalls.md, "Streamlit widget state").
 # The widgets are drawn from that state and every edit is copied back into it first.
 FIELDS = ("name", "expr", "kind", "value", "on")  # a row's fields, each a widget
 
