@@ -38,8 +38,8 @@ RESULT = {
         "effective rank of the latent after training, without them",
     ],
     "guardrails": [
-        "a new rule: share of real steps breaking the rule, policy (rule trained in)",
-        "a new situation: share of real steps breaking the rule, planner (rule held)",
+        "share of real steps breaking the rule, a new rule, policy (rule trained in)",
+        "share of real steps breaking the rule, a new situation, planner (rule held)",
     ],
     "open_loop": [
         "share of episodes reaching the goal, replanning every step, shoved",
@@ -51,7 +51,7 @@ RESULT = {
     ],
 }
 SEED = {"open_loop": 3}  # a lesson run with a seed of its own (the others with 0)
-PLANNER_NEW_RULE = "a new rule: share of real steps breaking the rule, planner (rule held)"
+PLANNER_NEW_RULE = "share of real steps breaking the rule, a new rule, planner (rule held)"
 
 
 @pytest.fixture(scope="module")

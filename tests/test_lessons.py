@@ -192,7 +192,7 @@ def test_the_csv_is_headed_by_its_settings_and_figures_in_words():
     assert any(h.startswith("# rule: slow within 0.7 m") for h in head)
     assert any(h.startswith("# a new situation: the person walking at 0.8 m/s") for h in head)
     assert (
-        "# a new rule: share of real steps breaking the rule, planner (rule held): 0.14 % "
+        "# share of real steps breaking the rule, a new rule, planner (rule held): 0.14 % "
         "(95 % interval 0 to 0.4 %)" in head
     )
     header, back = lesson_views.read_csv(text)
@@ -205,13 +205,14 @@ def test_figures_read_in_words_and_percentages():
     shipped = results.figures("lessons")["guardrails"]
     rows = lesson_views.figure_rows(lesson, shipped, lesson.figure_intervals(shipped))
     by = {r["figure"]: r for r in rows}
-    planner = by["a new rule: share of real steps breaking the rule, planner (rule held)"]
+    planner = by["share of real steps breaking the rule, a new rule, planner (rule held)"]
     assert planner["value"] == "0.14 %" and planner["unit"] == "percent"
-    won = by["a new rule: share of episodes reaching the goal, planner (rule held)"]
+    won = by["share of episodes reaching the goal, a new rule, planner (rule held)"]
     assert won["value"] == "80 %" and won["95 % interval"] == "49 to 94 %"
     for key, lesson in LESSONS.items():  # every shipped figure has words, no code names
         for r in lesson_views.figure_rows(lesson, results.figures("lessons")[key], {}):
             assert "_" not in r["figure"], (key, r)
+            assert ": " not in r["figure"], (key, r)  # the CSV's "# name: value" lines
     assert lesson_views.pct(0.0014) == "0.14 %" and lesson_views.pct(0.9) == "90 %"
     assert lesson_views.pct(0.0451) == "4.5 %" and lesson_views.pct(0.0) == "0 %"
 

@@ -109,12 +109,12 @@ LESSON = Lesson(
     words={
         "seconds": "time the whole lesson took",
         **{
-            f"{tag}_violation_{a}": f"{test}: {STEPS_BROKEN}, {ACTORS[a]}"
+            f"{tag}_violation_{a}": f"{STEPS_BROKEN}, {test}, {ACTORS[a]}"
             for tag, test in TESTS.items()
             for a in ACTORS
         },
         **{
-            f"{tag}_success_{a}": f"{test}: {REACHED}, {ACTORS[a]}"
+            f"{tag}_success_{a}": f"{REACHED}, {test}, {ACTORS[a]}"
             for tag, test in TESTS.items()
             for a in ACTORS
         },
