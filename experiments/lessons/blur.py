@@ -12,7 +12,7 @@ import torch
 from agents.agent import AgentConfig
 from agents.cost import CostSet, Term
 from common.paths import PRETRAINED
-from experiments.evaluate import EvalResult, evaluate
+from experiments.evaluate import evaluate
 from experiments.lessons.common import (
     SEARCH,
     Lesson,
@@ -23,6 +23,7 @@ from experiments.lessons.common import (
     stopped,
     wilson,
 )
+from experiments.report import EvalResult
 from scenes.kitchen import KNIFE_RULE
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint
@@ -154,16 +155,19 @@ LESSON = Lesson(
     "predict and averages them into a blur; one that predicts in representation "
     "space keeps what matters for acting.",
     blur,
-    "Measure sharpness where the person walks, the part of the frame whose future the "
-    "actions do not decide: at h = 16 the generative model's imagined frames keep 0.23 of "
-    "the real frame's sharpness there, the JEPA's decoded ones 0.27 (the whole frame: "
+    "Measured where the person walks, the part of the frame whose future the actions do "
+    "not decide, the generative model's imagined frames keep 0.23 of the real frame's "
+    "sharpness at h = 16 and the JEPA's decoded ones 0.27 (the whole frame: "
     "0.47 and 0.53). The generative frames are softer, but only a little, and the blur "
-    "hardly grows with the horizon (0.24 at h = 0). So the pictures do not show the "
-    "claim's blur, for two reasons the figures show: both models draw through the same "
+    "hardly grows with the horizon (0.24 at h = 0). So these pictures do not show the "
+    "claim's blur, and the figures say part of why: both models draw through the same "
     "thin decoder, which already loses most of the person's edges when it redraws the "
-    "real frame's own latent (h = 0: 0.24 and 0.30); and from two frames the person's "
-    "walk here is nearly certain (a straight line at a steady speed, only its turns are "
-    "not), so there is little for a pixel loss to average. What differs is what each "
+    "real frame's own latent (h = 0: 0.24 and 0.30), so what the prediction adds is small "
+    "beside it. The person's walk is also mostly predictable from two frames (a straight "
+    "line at a steady speed; only its turns are not), and where it turns the generative "
+    "model draws the person where it was heading rather than a smear (the frames at h = "
+    "16): the shipped model, small and trained for 1500 steps, has not learned the "
+    "average a pixel loss rewards there. What differs is what each "
     "imagination keeps: the generative model's probes lose the scene as it looks ahead "
     "(at h = 16 about twice the JEPA's error, the person's position most), and planning "
     "with the knife rule it breaks the rule on more real steps, since it does not foresee "
