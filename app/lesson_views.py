@@ -101,20 +101,24 @@ def figure_rows(lesson: Lesson, figures: dict, intervals: dict) -> list[dict]:
     rows = []
     for k, v in figures.items():
         unit = unit_of(lesson, k)
-        rows.append({
-            "figure": lesson.words.get(k, k.replace("_", " ")),
-            "value": value_text(v, unit),
-            "95 % interval": interval_text(intervals.get(k), unit),
-            "unit": "percent" if unit == "%" else unit,
-        })  # fmt: skip
+        rows.append(
+            {
+                "figure": lesson.words.get(k, k.replace("_", " ")),
+                "value": value_text(v, unit),
+                "95 % interval": interval_text(intervals.get(k), unit),
+                "unit": "percent" if unit == "%" else unit,
+            }
+        )
     return rows
 
 
 def chart_title(lesson: Lesson, settings: dict) -> str:
     """The claim, the scene and the episodes: what a slide's chart says on its own."""
-    return (f"{lesson.title}<br><sup>{settings.get('scene', '')} · "
-            f"{settings.get('episodes', '').split(';')[0]} · seed "
-            f"{settings.get('seed', '').split(';')[0].split(' ')[0]}</sup>")  # fmt: skip
+    return (
+        f"{lesson.title}<br><sup>{settings.get('scene', '')} · "
+        f"{settings.get('episodes', '').split(';')[0]} · seed "
+        f"{settings.get('seed', '').split(';')[0].split(' ')[0]}</sup>"
+    )
 
 
 def _panel_title(panel: Panel) -> str:
@@ -122,8 +126,9 @@ def _panel_title(panel: Panel) -> str:
     return f"{panel.measure} ({unit})" + (" · lower is better" if panel.lower_better else "")
 
 
-def headline_chart(lesson: Lesson, figures: dict, intervals: dict, title: str,
-                   present: bool = False) -> dict | None:  # fmt: skip
+def headline_chart(
+    lesson: Lesson, figures: dict, intervals: dict, title: str, present: bool = False
+) -> dict | None:
     """The lesson's headline figures as grouped bars, a panel per measure (its title
     says the unit and whether lower is better), each bar with its 95 % interval where
     known and its value written on it, so a bar of 0.14 % still shows. None when no
@@ -141,17 +146,31 @@ def headline_chart(lesson: Lesson, figures: dict, intervals: dict, title: str,
         hi = 1.0 - (r - 1) * (span + gap)
         ax = "" if r == 1 else str(r)
         layout[f"yaxis{ax}"] = {
-            "domain": [max(0.0, round(hi - span, 4)), round(hi, 4)], "rangemode": "tozero",
+            "domain": [max(0.0, round(hi - span, 4)), round(hi, 4)],
+            "rangemode": "tozero",
             "title": {"text": "%" if panel.percent else panel.unit},
             "automargin": True,
-        }  # fmt: skip
-        layout[f"xaxis{ax}"] = {"anchor": f"y{ax}", "automargin": True, "type": "category",
-                                "tickfont": {"size": font}}  # fmt: skip
+        }
+        layout[f"xaxis{ax}"] = {
+            "anchor": f"y{ax}",
+            "automargin": True,
+            "type": "category",
+            "tickfont": {"size": font},
+        }
         layout[f"yaxis{ax}"]["tickfont"] = {"size": font}
-        notes.append({"text": f"<b>{_panel_title(panel)}</b>", "x": 0.5, "y": hi,
-                      "xref": "paper", "yref": "paper", "xanchor": "center",
-                      "yanchor": "bottom", "showarrow": False,
-                      "font": {"size": font}})  # fmt: skip
+        notes.append(
+            {
+                "text": f"<b>{_panel_title(panel)}</b>",
+                "x": 0.5,
+                "y": hi,
+                "xref": "paper",
+                "yref": "paper",
+                "xanchor": "center",
+                "yanchor": "bottom",
+                "showarrow": False,
+                "font": {"size": font},
+            }
+        )
         scale = 100.0 if panel.percent else 1.0
         for bar in dict.fromkeys(b for _, b, _ in panel.bars):
             mine = [(g, k) for g, b, k in panel.bars if b == bar and k in figures]
@@ -162,30 +181,51 @@ def headline_chart(lesson: Lesson, figures: dict, intervals: dict, title: str,
             up = [(s[1] * scale - y) if s else 0.0 for s, y in zip(spans, ys, strict=True)]
             down = [(y - s[0] * scale) if s else 0.0 for s, y in zip(spans, ys, strict=True)]
             trace = {
-                "type": "bar", "x": [g for g, _ in mine], "y": ys, "name": bar,
-                "legendgroup": bar, "showlegend": bar not in shown and len(bars) > 1,
+                "type": "bar",
+                "x": [g for g, _ in mine],
+                "y": ys,
+                "name": bar,
+                "legendgroup": bar,
+                "showlegend": bar not in shown and len(bars) > 1,
                 "marker": {"color": PALETTE[bars.index(bar) % len(PALETTE)]},
                 "text": [value_text(float(figures[k]), panel.unit) for _, k in mine],
                 # inside a bar at its foot, clear of the interval's whisker; above a
                 # bar too small to hold it, where it marks a bar of 0.14 %
-                "textposition": "auto", "insidetextanchor": "start", "textangle": 0,
-                "constraintext": "none", "cliponaxis": False, "textfont": {"size": font},
-                "error_y": {"type": "data", "symmetric": False, "array": up,
-                            "arrayminus": down, "visible": any(spans), "color": "#444"},
-            }  # fmt: skip
+                "textposition": "auto",
+                "insidetextanchor": "start",
+                "textangle": 0,
+                "constraintext": "none",
+                "cliponaxis": False,
+                "textfont": {"size": font},
+                "error_y": {
+                    "type": "data",
+                    "symmetric": False,
+                    "array": up,
+                    "arrayminus": down,
+                    "visible": any(spans),
+                    "color": "#444",
+                },
+            }
             if r > 1:
                 trace["xaxis"], trace["yaxis"] = f"x{ax}", f"y{ax}"
             shown.add(bar)
             data.append(trace)
     height = (340 if present else 260) * len(panels) + 120
-    layout.update({
-        "annotations": notes, "barmode": "group", "height": height,
-        "title": {"text": title, "font": {"size": font + 4}, "x": 0.01},
-        "margin": {"l": 10, "r": 10, "t": 120 if present else 100, "b": 40},
-        "legend": {"orientation": "h", "y": -0.08 if len(panels) > 1 else -0.2,
-                   "font": {"size": font}},
-        "font": {"size": font},
-    })  # fmt: skip
+    layout.update(
+        {
+            "annotations": notes,
+            "barmode": "group",
+            "height": height,
+            "title": {"text": title, "font": {"size": font + 4}, "x": 0.01},
+            "margin": {"l": 10, "r": 10, "t": 120 if present else 100, "b": 40},
+            "legend": {
+                "orientation": "h",
+                "y": -0.08 if len(panels) > 1 else -0.2,
+                "font": {"size": font},
+            },
+            "font": {"size": font},
+        }
+    )
     return {"data": data, "layout": layout}
 
 
@@ -205,8 +245,9 @@ def rows_chart(rows: list[dict], x: str, ys: list, color: str | None) -> dict:
         _, unit, lower = COLUMNS.get(p[0], ("", "", False))
         name = " (solid) vs ".join(words(c) for c in p) + (" (dotted)" if len(p) > 1 else "")
         unit = "percent" if unit == "%" else unit
-        titles.append(f"{name}" + (f" ({unit})" if unit else "")
-                      + (" · lower is better" if lower else ""))  # fmt: skip
+        titles.append(
+            f"{name}" + (f" ({unit})" if unit else "") + (" · lower is better" if lower else "")
+        )
     fig = Fig(rows=len(panels), titles=titles, gap=0.12)
     groups = sorted({str(r.get(color, "")) for r in rows}) if color else [""]
     bars = any(isinstance(r.get(x), str) for r in rows)
@@ -217,9 +258,14 @@ def rows_chart(rows: list[dict], x: str, ys: list, color: str | None) -> dict:
             for j, y in enumerate(panel):
                 scale = 100.0 if COLUMNS.get(y, ("", "", False))[1] == "%" else 1.0
                 pts = [(r[x], r[y] * scale) for r in mine if r.get(y) is not None]
-                trace = {"x": [p[0] for p in pts], "y": [p[1] for p in pts], "name": name or y,
-                         "legendgroup": name, "showlegend": row == 1 and bool(name),
-                         "marker": {"color": PALETTE[i % len(PALETTE)]}}  # fmt: skip
+                trace = {
+                    "x": [p[0] for p in pts],
+                    "y": [p[1] for p in pts],
+                    "name": name or y,
+                    "legendgroup": name,
+                    "showlegend": row == 1 and bool(name),
+                    "marker": {"color": PALETTE[i % len(PALETTE)]},
+                }
                 if bars:
                     trace["text"] = [f"{v:.2g} %" if scale > 1 else f"{v:.3g}" for _, v in pts]
                     trace["textposition"] = "outside"
@@ -235,8 +281,9 @@ def rows_chart(rows: list[dict], x: str, ys: list, color: str | None) -> dict:
     return fig.done(220 * len(panels) + 60, barmode="group")
 
 
-def csv_text(lesson: Lesson, settings: dict, figures: dict, intervals: dict,
-             rows: list[dict]) -> str:  # fmt: skip
+def csv_text(
+    lesson: Lesson, settings: dict, figures: dict, intervals: dict, rows: list[dict]
+) -> str:
     """The rows as CSV, headed by comment lines (``#``): the settings that made them,
     then each figure in words with its value and interval (the headline a slide quotes).
     ``csv.reader`` and spreadsheets take the rows after the comments
@@ -271,8 +318,9 @@ def read_csv(text: str) -> tuple[dict[str, str], list[dict]]:
     return header, list(csv.DictReader(io.StringIO("\n".join(body))))
 
 
-def labelled_frames(pictures: dict[str, np.ndarray], horizons: tuple[int, ...],
-                    scale: int = 3) -> np.ndarray:  # fmt: skip
+def labelled_frames(
+    pictures: dict[str, np.ndarray], horizons: tuple[int, ...], scale: int = 3
+) -> np.ndarray:
     """Real frames at each horizon above each model's, upscaled, with a label column
     (real / JEPA / generative) and a header row (h = 1 / 4 / 16 steps ahead), all drawn
     into the image, so the PNG explains itself on a slide."""

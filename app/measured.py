@@ -22,9 +22,11 @@ def said(name: str, sentence: Callable[[object], str]) -> str:
     except LabError as e:
         return f"Not measured yet ({e})"
     except (KeyError, TypeError, IndexError, ZeroDivisionError, ValueError) as e:
-        return (f"The figures in {results.path(name)} are not the ones this page reads "
-                f"({type(e).__name__}: {e}): measure them again with ./lab bench "
-                f"{name.split('-')[0]}")  # fmt: skip
+        return (
+            f"The figures in {results.path(name)} are not the ones this page reads "
+            f"({type(e).__name__}: {e}): measure them again with ./lab bench "
+            f"{name.split('-')[0]}"
+        )
 
 
 def pct(rate: float) -> str:
@@ -75,9 +77,12 @@ def guardrails() -> str:
         )
         gentle = rules["push: gentle with the block"]["calibrated_step1"]
         cover = [
-            v for scene, per in f["coverage"].items() if not scene.endswith("_pooled_steps")
-            for v in per.values() if v is not None
-        ]  # fmt: skip
+            v
+            for scene, per in f["coverage"].items()
+            if not scene.endswith("_pooled_steps")
+            for v in per.values()
+            if v is not None
+        ]
         knife, delta = f["knife"], f.get("delta", 0.05)
         return (
             f"Six rules written afresh, two per scene, {n} episodes each: plain CEM froze on "

@@ -33,15 +33,34 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def reach_pixels(tmp_path_factory) -> str:
     out = tmp_path_factory.mktemp("data") / "reach"
-    collect(CollectConfig(scene="reach", out=str(out), episodes=20, steps=30, workers=2,
-                          episodes_per_shard=5, progress=False))  # fmt: skip
+    collect(
+        CollectConfig(
+            scene="reach",
+            out=str(out),
+            episodes=20,
+            steps=30,
+            workers=2,
+            episodes_per_shard=5,
+            progress=False,
+        )
+    )
     return str(out)
 
 
 def test_the_generative_model_learns_pixels_and_plans_like_a_jepa(reach_pixels, tmp_path):
-    cfg = TrainConfig(data=reach_pixels, out=str(tmp_path / "gen"), obs="pixels",
-                      objective="generative", steps=60, batch=16, horizon=4, latent_dim=16,
-                      eval_every=1000, progress=False, seed=0)  # fmt: skip
+    cfg = TrainConfig(
+        data=reach_pixels,
+        out=str(tmp_path / "gen"),
+        obs="pixels",
+        objective="generative",
+        steps=60,
+        batch=16,
+        horizon=4,
+        latent_dim=16,
+        eval_every=1000,
+        progress=False,
+        seed=0,
+    )
     trainer = Trainer(cfg, CPU)
     first = trainer.train_step()
     assert set(first) == {"pixels", "probe", "probe_imagined", "total"}  # no EMA, no VICReg
@@ -235,8 +254,9 @@ def test_the_headline_chart_marks_every_bar_with_its_value_and_interval():
     for key, lesson in LESSONS.items():  # every lesson has a chart of its shipped figures
         assert lesson_views.headline_chart(lesson, results.figures("lessons")[key], {}, "")
     # Open loop's headline: success blind against replanning, calm and shoved
-    ol = lesson_views.headline_chart(LESSONS["open_loop"], results.figures("lessons")["open_loop"],
-                                     {}, "")  # fmt: skip
+    ol = lesson_views.headline_chart(
+        LESSONS["open_loop"], results.figures("lessons")["open_loop"], {}, ""
+    )
     names = {t["name"] for t in ol["data"]}
     assert {"blind plan", "replanning every step"} <= names
     assert set(ol["data"][0]["x"]) == {"calm", "shoved"}
@@ -244,8 +264,10 @@ def test_the_headline_chart_marks_every_bar_with_its_value_and_interval():
 
 def test_the_frames_png_is_labelled():
     rng = np.random.default_rng(0)
-    pics = {n: rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-            for n in ("real", "JEPA", "generative")}  # fmt: skip
+    pics = {
+        n: rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+        for n in ("real", "JEPA", "generative")
+    }
     grid = lesson_views.labelled_frames(pics, (1, 4, 16))
     assert grid.shape[0] > 3 * 192 and grid.shape[1] > 3 * 192
     label_column, header_row = grid[:, :140], grid[:30, 160:]

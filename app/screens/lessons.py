@@ -67,9 +67,16 @@ class SeededLessonRun(LessonRun):
     def work(self) -> None:
         self.live, self.result = Live(), None
         try:
-            result = run_lesson(self.lesson.key, self.live, self.device, self.stopping,
-                                self.turn, self.quick, seed=self.seed,
-                                scene=self.scene)  # fmt: skip
+            result = run_lesson(
+                self.lesson.key,
+                self.live,
+                self.device,
+                self.stopping,
+                self.turn,
+                self.quick,
+                seed=self.seed,
+                scene=self.scene,
+            )
         except LabError:
             if self.stopping.is_set():  # stopped by its page: what it found stays shown
                 self.live.say("stopped")
@@ -87,8 +94,9 @@ def pages() -> list:
         def draw(key: str = key) -> None:
             _lesson(key)
 
-        PAGES[key] = st.Page(draw, title=lesson.nav, icon=ICONS[key],
-                             url_path=f"lesson-{key.replace('_', '-')}")  # fmt: skip
+        PAGES[key] = st.Page(
+            draw, title=lesson.nav, icon=ICONS[key], url_path=f"lesson-{key.replace('_', '-')}"
+        )
         out.append(PAGES[key])
     return out
 
@@ -110,10 +118,14 @@ def _lesson(key: str) -> None:
     run = current(f"lesson-{key}")
     shipped = record("lessons")  # ./lab bench lessons, benchmarks/results/lessons.json
     measured = (shipped or {}).get("figures", {}).get(key)
-    st.toggle("Presentation view", value=present, on_change=_toggle_present,
-              key=f"lesson/{key}/present",
-              help="The claim, the chart and the figures, large, without the sidebar "
-              "(this page's address with ?present=1 opens it so)")  # fmt: skip
+    st.toggle(
+        "Presentation view",
+        value=present,
+        on_change=_toggle_present,
+        key=f"lesson/{key}/present",
+        help="The claim, the chart and the figures, large, without the sidebar "
+        "(this page's address with ?present=1 opens it so)",
+    )
     if present:
         st.html(PRESENT_STYLE)
         with st.container(key="lesson-present"):
@@ -132,8 +144,10 @@ def _lesson(key: str) -> None:
         if measured:
             _shipped(lesson, shipped, measured, False)
         else:
-            st.caption("No figures measured for this lesson yet: `./lab bench lessons` "
-                       "measures them, or run it below.")  # fmt: skip
+            st.caption(
+                "No figures measured for this lesson yet: `./lab bench lessons` "
+                "measures them, or run it below."
+            )
     elif measured:
         said = _said(shipped, measured)
         with st.expander(said):  # beside this run's own figures: out of the way
@@ -143,8 +157,12 @@ def _lesson(key: str) -> None:
         st.warning(f"This lesson needs the shipped {', '.join(missing)}: `./lab pretrain`.")
         return
     go, halt = st.columns([3, 1])
-    if go.button("Run the experiment (at most two minutes)", type="primary",
-                 disabled=run is not None and run.active, key=f"lesson/{key}/run"):  # fmt: skip
+    if go.button(
+        "Run the experiment (at most two minutes)",
+        type="primary",
+        disabled=run is not None and run.active,
+        key=f"lesson/{key}/run",
+    ):
         run = adopt(SeededLessonRun(key, device(), QUICK, seed, scene))
     if run is not None and run.active and halt.button("Stop", key=f"lesson/{key}/stop"):
         run.stop()
@@ -158,22 +176,31 @@ def _settings(key: str, run) -> tuple[int, str]:
     """The seed and scene the next run takes, kept in this session's own key (a widget's
     key is dropped when its page is left)."""
     lesson = LESSONS[key]
-    mine = st.session_state.setdefault(f"lesson/{key}/settings",
-                                       {"seed": 0, "scene": lesson.scenes[0]})  # fmt: skip
+    mine = st.session_state.setdefault(
+        f"lesson/{key}/settings", {"seed": 0, "scene": lesson.scenes[0]}
+    )
     left, right = st.columns(2)
-    seed = left.number_input("Seed", min_value=0, max_value=MAX_SEED, value=mine["seed"],
-                             step=1, key=f"lesson/{key}/seed",
-                             help=f"It chooses {lesson.seed_means}. The shipped figures "
-                             "ran with 0.")  # fmt: skip
+    seed = left.number_input(
+        "Seed",
+        min_value=0,
+        max_value=MAX_SEED,
+        value=mine["seed"],
+        step=1,
+        key=f"lesson/{key}/seed",
+        help=f"It chooses {lesson.seed_means}. The shipped figures ran with 0.",
+    )
     mine["seed"] = int(seed)
     if len(lesson.scenes) > 1:
-        scene = right.selectbox("Scene", lesson.scenes, index=lesson.scenes.index(mine["scene"]),
-                                format_func=str.capitalize,
-                                key=f"lesson/{key}/scene")  # fmt: skip
+        scene = right.selectbox(
+            "Scene",
+            lesson.scenes,
+            index=lesson.scenes.index(mine["scene"]),
+            format_func=str.capitalize,
+            key=f"lesson/{key}/scene",
+        )
         mine["scene"] = scene
     else:
-        right.caption(f"Scene: {lesson.scenes[0].capitalize()} (the only one this lesson "
-                      "runs on)")  # fmt: skip
+        right.caption(f"Scene: {lesson.scenes[0].capitalize()} (the only one this lesson runs on)")
     return mine["seed"], mine["scene"]
 
 
@@ -194,25 +221,35 @@ def _shipped(lesson, shipped: dict, measured: dict, present: bool, chart: bool =
     """The shipped figures: chart, then table, before anything runs."""
     intervals = lesson.figure_intervals(measured)
     settings = lesson.setup(False, 0)
-    st.caption(_said(shipped, measured) + ". Intervals: 95 % Wilson intervals on success "
-               "rates over the episodes; a step rate's interval comes with a run "
-               "(a bootstrap over its episodes).")  # fmt: skip
+    st.caption(
+        _said(shipped, measured) + ". Intervals: 95 % Wilson intervals on success "
+        "rates over the episodes; a step rate's interval comes with a run "
+        "(a bootstrap over its episodes)."
+    )
     if chart:
         _headline(lesson, measured, intervals, settings, present, "shipped")
     st.table(lesson_views.figure_rows(lesson, measured, intervals))
 
 
-def _headline(lesson, figures: dict, intervals: dict, settings: dict, present: bool,
-              tag: str) -> None:  # fmt: skip
+def _headline(
+    lesson, figures: dict, intervals: dict, settings: dict, present: bool, tag: str
+) -> None:
     title = lesson_views.chart_title(lesson, settings)
     fig = lesson_views.headline_chart(lesson, figures, intervals, title, present)
     if fig is None:
         return
-    st.plotly_chart(fig, key=f"lesson/{lesson.key}/headline/{tag}", config={
-        "displaylogo": False,
-        "toImageButtonOptions": {"format": "png", "filename": f"lesson-{lesson.key}",
-                                 "scale": 2},
-    })  # fmt: skip
+    st.plotly_chart(
+        fig,
+        key=f"lesson/{lesson.key}/headline/{tag}",
+        config={
+            "displaylogo": False,
+            "toImageButtonOptions": {
+                "format": "png",
+                "filename": f"lesson-{lesson.key}",
+                "scale": 2,
+            },
+        },
+    )
 
 
 def _result(run_id: str, key: str, present: bool) -> None:
@@ -228,8 +265,9 @@ def _result(run_id: str, key: str, present: bool) -> None:
     live = run.view()
     lesson = LESSONS[key]
     done = "finished" if run.status == "finished" else run.status
-    st.progress(min(1.0, live.done / max(live.total, 1)),
-                text=f"{live.stage} · {done} {fmt_eta(run.eta)}")  # fmt: skip
+    st.progress(
+        min(1.0, live.done / max(live.total, 1)), text=f"{live.stage} · {done} {fmt_eta(run.eta)}"
+    )
     if run.status == "error":
         st.error(views.plain(run.error))
     if live.settings and not present:
@@ -244,19 +282,33 @@ def _result(run_id: str, key: str, present: bool) -> None:
     if live.rows:
         chart = lesson.chart
         fig = lesson_views.rows_chart(live.rows, chart["x"], chart["y"], chart["color"])
-        fig["layout"]["title"] = {"text": lesson_views.chart_title(lesson, live.settings),
-                                  "font": {"size": 14}}  # fmt: skip
+        fig["layout"]["title"] = {
+            "text": lesson_views.chart_title(lesson, live.settings),
+            "font": {"size": 14},
+        }
         fig["layout"]["margin"]["t"] += 40
         fig["layout"]["height"] += 40
-        st.plotly_chart(fig, key=f"lesson/{key}/chart", config={
-            "displaylogo": False,
-            "toImageButtonOptions": {"format": "png", "filename": f"lesson-{key}-curves",
-                                     "scale": 2},
-        })  # fmt: skip
-        text = lesson_views.csv_text(lesson, live.settings, live.figures, live.intervals,
-                                     live.rows)  # fmt: skip
-        st.download_button("Download the rows (CSV)", text, f"lesson-{key}.csv", "text/csv",
-                           key=f"lesson/{key}/csv", on_click="ignore")  # fmt: skip
+        st.plotly_chart(
+            fig,
+            key=f"lesson/{key}/chart",
+            config={
+                "displaylogo": False,
+                "toImageButtonOptions": {
+                    "format": "png",
+                    "filename": f"lesson-{key}-curves",
+                    "scale": 2,
+                },
+            },
+        )
+        text = lesson_views.csv_text(lesson, live.settings, live.figures, live.intervals, live.rows)
+        st.download_button(
+            "Download the rows (CSV)",
+            text,
+            f"lesson-{key}.csv",
+            "text/csv",
+            key=f"lesson/{key}/csv",
+            on_click="ignore",
+        )
     if key == "blur" and live.pictures:
         _frames(live.pictures)
     if key == "collapse" and live.pictures:
@@ -272,8 +324,17 @@ def _result(run_id: str, key: str, present: bool) -> None:
 def _frames(pictures: dict) -> None:
     """Real frames at h = 1, 4, 16 above each model's, upscaled and labelled; as a PNG."""
     grid = lesson_views.labelled_frames(pictures, HORIZONS)
-    st.image(grid, caption="Kitchen: the real frames and each model's imagined ones, "
-             f"h = {', '.join(str(h) for h in HORIZONS)} steps ahead", width=700)  # fmt: skip
-    st.download_button("Download the frames (PNG)", iio.imwrite("<bytes>", grid, extension=".png"),
-                       "lesson-blur-frames.png", "image/png", key="lesson/blur/png",
-                       on_click="ignore")  # fmt: skip
+    st.image(
+        grid,
+        caption="Kitchen: the real frames and each model's imagined ones, "
+        f"h = {', '.join(str(h) for h in HORIZONS)} steps ahead",
+        width=700,
+    )
+    st.download_button(
+        "Download the frames (PNG)",
+        iio.imwrite("<bytes>", grid, extension=".png"),
+        "lesson-blur-frames.png",
+        "image/png",
+        key="lesson/blur/png",
+        on_click="ignore",
+    )

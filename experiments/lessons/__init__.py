@@ -35,8 +35,16 @@ LESSONS: dict[str, Lesson] = {
 }
 
 
-def run_lesson(key: str, live: Live, device, stop=None, turn=nullcontext,
-               quick: bool = False, seed: int = 0, scene: str | None = None) -> dict:  # fmt: skip
+def run_lesson(
+    key: str,
+    live: Live,
+    device,
+    stop=None,
+    turn=nullcontext,
+    quick: bool = False,
+    seed: int = 0,
+    scene: str | None = None,
+) -> dict:
     """Lesson ``key``'s experiment, as the page and the benchmark run it: on the plain
     imagination, in this thread, with ``seed`` (0: the shipped figures' episodes) and
     ``scene`` (one of ``Lesson.scenes``; None: its first). ``live.settings`` says what
@@ -46,8 +54,9 @@ def run_lesson(key: str, live: Live, device, stop=None, turn=nullcontext,
     lesson = LESSONS[key]
     scene = scene or lesson.scenes[0]
     if scene not in lesson.scenes:
-        raise LabError(f"the {lesson.nav} lesson runs on {' or '.join(lesson.scenes)}, "
-                       f"not {scene!r}")  # fmt: skip
+        raise LabError(
+            f"the {lesson.nav} lesson runs on {' or '.join(lesson.scenes)}, not {scene!r}"
+        )
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
         raise LabError(f"a lesson's seed is a whole number from 0 to {2**31 - 1}, not {seed!r}")
     with live.lock:

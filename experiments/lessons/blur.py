@@ -64,8 +64,15 @@ def region_sharpness(images: torch.Tensor, region: torch.Tensor) -> torch.Tensor
     return (dx + dy) / pairs
 
 
-def blur(live: Live, device, stop=None, turn=nullcontext, quick: bool = False,
-         seed: int = 0, scene: str = "kitchen") -> dict:  # fmt: skip
+def blur(
+    live: Live,
+    device,
+    stop=None,
+    turn=nullcontext,
+    quick: bool = False,
+    seed: int = 0,
+    scene: str = "kitchen",
+) -> dict:
     """The generative model and the pixel JEPA, trained on the same Kitchen data with
     the same parts, on held-out episodes: their frames at h = 1, 4, 16 beside the real
     ones (the JEPA's through its display decoder), sharpness (image-gradient energy) of
@@ -76,8 +83,15 @@ def blur(live: Live, device, stop=None, turn=nullcontext, quick: bool = False,
     held-out episodes and the planned ones (0: the shipped figures')."""
     plans = 2 if quick else 10
     live.say("collecting held-out Kitchen episodes", 0, 3 + 2 * plans)
-    data = WindowData(str(episodes_for("kitchen", 6, True, 1001 + seed)), "pixels", device,
-                      horizon=16, val_fraction=0.5, seed=0, frames=2)  # fmt: skip
+    data = WindowData(
+        str(episodes_for("kitchen", 6, True, 1001 + seed)),
+        "pixels",
+        device,
+        horizon=16,
+        val_fraction=0.5,
+        seed=0,
+        frames=2,
+    )
     starts = data.val_starts(16, limit=48)
     batch = data.windows(starts, 16)
     real = batch["pixels"]  # (B, 17, 64, 64, 3): each start's frame and the 16 after it
@@ -92,8 +106,9 @@ def blur(live: Live, device, stop=None, turn=nullcontext, quick: bool = False,
         model, _ = load_checkpoint(PRETRAINED / folder, device)
         model.eval()
         with torch.no_grad(), turn():
-            s0 = model.encode({"pixels": batch["obs"][:, 0],
-                               "last_action": batch["last_action"][:, 0]})  # fmt: skip
+            s0 = model.encode(
+                {"pixels": batch["obs"][:, 0], "last_action": batch["last_action"][:, 0]}
+            )
             latents = torch.cat([s0[:, None], model.rollout(s0, batch["actions"])], 1)
             frames = model.decode(latents.flatten(0, 1)).view(real.shape)  # h = 0 .. 16
             probed = model.probes.normalised(latents)  # (B, 17, n) in units of std
@@ -103,16 +118,24 @@ def blur(live: Live, device, stop=None, turn=nullcontext, quick: bool = False,
         there = region_sharpness(frames, region).mean(0) / real_there  # (17,)
         mse = (frames.float() - real.float()).div(255).pow(2).mean(dim=(0, 2, 3, 4))
         for h in range(17):
-            live.add(model=name, h=h, sharpness_over_real=round(float(ratio[h]), 3),
-                     person_sharpness_over_real=round(float(there[h]), 3),
-                     probe_nrmse=round(float(nrmse[h]), 3),
-                     pixel_mse=round(float(mse[h]), 5))  # fmt: skip
+            live.add(
+                model=name,
+                h=h,
+                sharpness_over_real=round(float(ratio[h]), 3),
+                person_sharpness_over_real=round(float(there[h]), 3),
+                probe_nrmse=round(float(nrmse[h]), 3),
+                pixel_mse=round(float(mse[h]), 5),
+            )
         live.picture(name, frames[0, list(HORIZONS)].cpu().numpy())
         key = name.lower()
         for h in (0, *HORIZONS):
-            live.set(**{f"{key}_sharpness_h{h}": round(float(ratio[h]), 3),
-                        f"{key}_person_sharpness_h{h}": round(float(there[h]), 3),
-                        f"{key}_probe_nrmse_h{h}": round(float(nrmse[h]), 3)})  # fmt: skip
+            live.set(
+                **{
+                    f"{key}_sharpness_h{h}": round(float(ratio[h]), 3),
+                    f"{key}_person_sharpness_h{h}": round(float(there[h]), 3),
+                    f"{key}_probe_nrmse_h{h}": round(float(nrmse[h]), 3),
+                }
+            )
         live.tick()
     # Each episode planned by one model, then the other, both on the plain imagination:
     # compiling it in the background would fall on whichever model came first.
@@ -125,11 +148,19 @@ def blur(live: Live, device, stop=None, turn=nullcontext, quick: bool = False,
         summary = EvalResult("kitchen", {"seed": 7 + seed}, eps).summary()
         broke = sum(e["violation_steps"] for e in eps) / max(1, sum(e["steps"] for e in eps))
         won, ms = np.mean([e["success"] for e in eps]), np.mean([r.plan_ms() for r in done])
-        live.set(**{f"{key}_success": round(float(won), 3),
-                    f"{key}_violation_step_rate": round(broke, 4),
-                    f"{key}_plan_ms": round(float(ms), 2)})  # fmt: skip
-        live.interval(**{f"{key}_success": wilson(sum(e["success"] for e in eps), len(eps)),
-                         f"{key}_violation_step_rate": step_interval(summary)})  # fmt: skip
+        live.set(
+            **{
+                f"{key}_success": round(float(won), 3),
+                f"{key}_violation_step_rate": round(broke, 4),
+                f"{key}_plan_ms": round(float(ms), 2),
+            }
+        )
+        live.interval(
+            **{
+                f"{key}_success": wilson(sum(e["success"] for e in eps), len(eps)),
+                f"{key}_violation_step_rate": step_interval(summary),
+            }
+        )
     live.say("done")
     return live.copy().figures
 
@@ -138,10 +169,18 @@ def _plan_both(live: Live, results: dict, plans: int, device, stop, turn, seed: 
     for ep in range(plans):
         for name, folder in BLUR_MODELS.items():
             live.say(f"{name}: planning Kitchen episode {ep + 1} of {plans}")
-            result = evaluate("kitchen", PRETRAINED / folder, KNIFE,
-                              AgentConfig(search=SEARCH, decode=False), 1, seed=7 + seed + ep,
-                              device=device, stop=stop, turn=turn,
-                              options={"person_near": True})  # fmt: skip
+            result = evaluate(
+                "kitchen",
+                PRETRAINED / folder,
+                KNIFE,
+                AgentConfig(search=SEARCH, decode=False),
+                1,
+                seed=7 + seed + ep,
+                device=device,
+                stop=stop,
+                turn=turn,
+                options={"person_near": True},
+            )
             stopped(stop)
             results[name].append(result)
             live.tick()
@@ -179,8 +218,11 @@ LESSON = Lesson(
     "the knife rule. Give the generative model a wider decoder or longer training "
     "(`./lab train --obs pixels --objective generative`): do the frames sharpen, and "
     "does the person come back into its probes?",
-    {"x": "h", "y": ["sharpness_over_real", "person_sharpness_over_real", "probe_nrmse",
-                     "pixel_mse"], "color": "model"},
+    {
+        "x": "h",
+        "y": ["sharpness_over_real", "person_sharpness_over_real", "probe_nrmse", "pixel_mse"],
+        "color": "model",
+    },
     tuple(BLUR_MODELS.values()),
     scenes=("kitchen",),
     rule=f"the knife rule, slow near person (`{KNIFE_RULE}`), while each model plans",
@@ -190,33 +232,61 @@ LESSON = Lesson(
     "up to 48 windows of 16 steps from 3 held-out episodes for the frames",
     words={
         "seconds": "time the whole lesson took",
-        **{f"{k}_{what}_h{h}": f"{words}, {name}, h = {h}"
-           for k, name in (("jepa", "JEPA"), ("generative", "generative"))
-           for what, words in (
-               ("sharpness", "sharpness of the whole imagined frame over the real one's"),
-               ("person_sharpness", "sharpness where the person walks, imagined over real"),
-               ("probe_nrmse", "probes' error in signal spreads"))
-           for h in (0, *HORIZONS)},
-        **{f"{k}_{what}": f"{words}, {name}"
-           for k, name in (("jepa", "JEPA"), ("generative", "generative"))
-           for what, words in (
-               ("success", "share of episodes reaching the goal"),
-               ("violation_step_rate", "share of real steps breaking the knife rule"),
-               ("plan_ms", "time per plan"))},
+        **{
+            f"{k}_{what}_h{h}": f"{words}, {name}, h = {h}"
+            for k, name in (("jepa", "JEPA"), ("generative", "generative"))
+            for what, words in (
+                ("sharpness", "sharpness of the whole imagined frame over the real one's"),
+                ("person_sharpness", "sharpness where the person walks, imagined over real"),
+                ("probe_nrmse", "probes' error in signal spreads"),
+            )
+            for h in (0, *HORIZONS)
+        },
+        **{
+            f"{k}_{what}": f"{words}, {name}"
+            for k, name in (("jepa", "JEPA"), ("generative", "generative"))
+            for what, words in (
+                ("success", "share of episodes reaching the goal"),
+                ("violation_step_rate", "share of real steps breaking the knife rule"),
+                ("plan_ms", "time per plan"),
+            )
+        },
     },
     panels=[
-        Panel("sharpness where the person walks, imagined over real (1: as sharp)", "ratio",
-              [(f"h = {h}", name, f"{name.lower()}_person_sharpness_h{h}")
-               for h in HORIZONS for name in BLUR_MODELS]),
-        Panel("sharpness of the whole frame, imagined over real (1: as sharp)", "ratio",
-              [(f"h = {h}", name, f"{name.lower()}_sharpness_h{h}")
-               for h in HORIZONS for name in BLUR_MODELS]),
-        Panel("probes' error, in each signal's spread", "spreads",
-              [(f"h = {h}", name, f"{name.lower()}_probe_nrmse_h{h}")
-               for h in HORIZONS for name in BLUR_MODELS], lower_better=True),
-        Panel("share of real steps breaking the knife rule while planning", "%",
-              [("planning", name, f"{name.lower()}_violation_step_rate")
-               for name in BLUR_MODELS], lower_better=True),
+        Panel(
+            "sharpness where the person walks, imagined over real (1: as sharp)",
+            "ratio",
+            [
+                (f"h = {h}", name, f"{name.lower()}_person_sharpness_h{h}")
+                for h in HORIZONS
+                for name in BLUR_MODELS
+            ],
+        ),
+        Panel(
+            "sharpness of the whole frame, imagined over real (1: as sharp)",
+            "ratio",
+            [
+                (f"h = {h}", name, f"{name.lower()}_sharpness_h{h}")
+                for h in HORIZONS
+                for name in BLUR_MODELS
+            ],
+        ),
+        Panel(
+            "probes' error, in each signal's spread",
+            "spreads",
+            [
+                (f"h = {h}", name, f"{name.lower()}_probe_nrmse_h{h}")
+                for h in HORIZONS
+                for name in BLUR_MODELS
+            ],
+            lower_better=True,
+        ),
+        Panel(
+            "share of real steps breaking the knife rule while planning",
+            "%",
+            [("planning", name, f"{name.lower()}_violation_step_rate") for name in BLUR_MODELS],
+            lower_better=True,
+        ),
     ],
     seed_means="the held-out episodes and the planned ones",
-)  # fmt: skip
+)

@@ -17,13 +17,22 @@ from worldmodels.train import TrainConfig, Trainer
 COLLAPSE_RUNS = {
     "with EMA target and VICReg": {},
     "without them": {
-        "ema": False, "var_weight": 0.0, "cov_weight": 0.0,
+        "ema": False,
+        "var_weight": 0.0,
+        "cov_weight": 0.0,
     },
-}  # fmt: skip
+}
 
 
-def collapse(live: Live, device, stop=None, turn=nullcontext, quick: bool = False,
-             seed: int = 0, scene: str = "reach") -> dict:  # fmt: skip
+def collapse(
+    live: Live,
+    device,
+    stop=None,
+    turn=nullcontext,
+    quick: bool = False,
+    seed: int = 0,
+    scene: str = "reach",
+) -> dict:
     """Two JEPAs trained on the same Reach data for the same time, one without the
     EMA target and VICReg: the effective rank of each latent (exp of the entropy of its
     singular values, directions under 1 % of unit spread not counted) and the spread of
@@ -37,8 +46,16 @@ def collapse(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fals
     for i, (name, over) in enumerate(COLLAPSE_RUNS.items()):
         live.say(f"training {name}: {seconds:.0f} s", i, 2)
         with tempfile.TemporaryDirectory() as out:
-            cfg = TrainConfig(data=str(data), out=out, steps=100_000, batch=128,
-                              decoder=False, progress=False, seed=seed, **over)  # fmt: skip
+            cfg = TrainConfig(
+                data=str(data),
+                out=out,
+                steps=100_000,
+                batch=128,
+                decoder=False,
+                progress=False,
+                seed=seed,
+                **over,
+            )
             trainer = Trainer(cfg, device)
             held_out = trainer.data.inputs(trainer.data.val_starts(0, limit=1024))
             t0, last = time.monotonic(), -1.0
@@ -50,9 +67,13 @@ def collapse(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fals
                         z = trainer.model.encode(held_out)  # (N, D), held-out states
                     spread = z.std(dim=0).cpu().tolist()
                     rank = round(effective_rank(z), 2)
-                    live.add(design=name, seconds=round(elapsed, 1), step=trainer.step,
-                             effective_rank=rank,
-                             median_spread=round(float(np.median(spread)), 4))  # fmt: skip
+                    live.add(
+                        design=name,
+                        seconds=round(elapsed, 1),
+                        step=trainer.step,
+                        effective_rank=rank,
+                        median_spread=round(float(np.median(spread)), 4),
+                    )
                     live.picture(name, np.asarray(sorted(spread, reverse=True)))
                     last = elapsed
                     if elapsed >= seconds:

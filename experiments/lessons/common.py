@@ -98,8 +98,16 @@ def episodes_for(scene: str, episodes: int, pixels: bool, seed: int) -> Path:
     the workspace (``runs/lessons/<scene>-<pixels|state>-<seed>``, resumable); seeds
     unlike the shipped models' data, so every episode is new to them."""
     out = home() / "runs" / "lessons" / f"{scene}-{'pixels' if pixels else 'state'}-{seed}"
-    cfg = CollectConfig(scene=scene, out=str(out), episodes=episodes, pixels=pixels, seed=seed,
-                        workers=1, episodes_per_shard=episodes, progress=False)  # fmt: skip
+    cfg = CollectConfig(
+        scene=scene,
+        out=str(out),
+        episodes=episodes,
+        pixels=pixels,
+        seed=seed,
+        workers=1,
+        episodes_per_shard=episodes,
+        progress=False,
+    )
     with _COLLECTING:  # two people starting the same lesson at once: one collects
         collect(cfg)
     return out

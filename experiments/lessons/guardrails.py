@@ -17,8 +17,15 @@ from experiments.system12 import NEW_RULES, OPTIONS, SEARCH, SHIFTS, TRAINED_UND
 ACTORS = {"policy": "policy (rule trained in)", "planner": "planner (rule held)"}
 
 
-def guardrails(live: Live, device, stop=None, turn=nullcontext, quick: bool = False,
-               seed: int = 0, scene: str = "kitchen") -> dict:  # fmt: skip
+def guardrails(
+    live: Live,
+    device,
+    stop=None,
+    turn=nullcontext,
+    quick: bool = False,
+    seed: int = 0,
+    scene: str = "kitchen",
+) -> dict:
     """System 1 against System 2 (as ``experiments.system12.new_rule`` and
     ``new_situation``, with each figure's interval): a rule typed after the policy was
     distilled, and, on Kitchen, the knife rule in a situation outside the data (the
@@ -30,22 +37,47 @@ def guardrails(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fa
     base = AgentConfig(search=SEARCH, decode=False)
     held = replace(base, margin=1.0, fallback="stop")
     tests = [
-        ("a new rule", "new_rule", OPTIONS.get(scene, {}), [new], {
-            "policy": (trained, base), "planner": (replace(trained, terms=[*trained.terms, new]),
-                                                   held)}),
-    ]  # fmt: skip
+        (
+            "a new rule",
+            "new_rule",
+            OPTIONS.get(scene, {}),
+            [new],
+            {
+                "policy": (trained, base),
+                "planner": (replace(trained, terms=[*trained.terms, new]), held),
+            },
+        ),
+    ]
     if scene in SHIFTS:
-        tests.append(("a new situation", "shifted", SHIFTS[scene], trained.terms,
-                      {"policy": (trained, base), "planner": (trained, held)}))  # fmt: skip
+        tests.append(
+            (
+                "a new situation",
+                "shifted",
+                SHIFTS[scene],
+                trained.terms,
+                {"policy": (trained, base), "planner": (trained, held)},
+            )
+        )
     parts = 2 * len(tests)
     live.say("starting", 0, parts)
     figures: dict = {}
     for test, tag, options, rules, actors in tests:
         for actor, (costs, cfg) in actors.items():
             live.say(f"{test}: the {ACTORS[actor]}")
-            r = evaluate(scene, checkpoint, costs, replace(cfg, actor=actor), episodes,
-                         seed=seed, stop=stop, device=device, options=options,
-                         guardrails=rules, policy=policy, turn=turn)  # fmt: skip
+            r = evaluate(
+                scene,
+                checkpoint,
+                costs,
+                replace(cfg, actor=actor),
+                episodes,
+                seed=seed,
+                stop=stop,
+                device=device,
+                options=options,
+                guardrails=rules,
+                policy=policy,
+                turn=turn,
+            )
             if not r.complete:  # stopped (the lesson's tab went away): no figure from a part
                 raise LabError("the lesson was stopped before it finished")
             summary = r.summary()
@@ -53,11 +85,18 @@ def guardrails(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fa
             won = [e["success"] for e in r.episodes if e["agent"] == "model"]
             figures[f"{tag}_violation_{actor}"] = round(float(rate or 0.0), 4)
             figures[f"{tag}_success_{actor}"] = round(sum(won) / len(won), 4)
-            live.interval(**{f"{tag}_violation_{actor}": step_interval(summary),
-                             f"{tag}_success_{actor}": wilson(sum(won), len(won))})  # fmt: skip
-            live.add(test=test, actor=ACTORS[actor],
-                     violation_step_rate=figures[f"{tag}_violation_{actor}"],
-                     success=figures[f"{tag}_success_{actor}"])  # fmt: skip
+            live.interval(
+                **{
+                    f"{tag}_violation_{actor}": step_interval(summary),
+                    f"{tag}_success_{actor}": wilson(sum(won), len(won)),
+                }
+            )
+            live.add(
+                test=test,
+                actor=ACTORS[actor],
+                violation_step_rate=figures[f"{tag}_violation_{actor}"],
+                success=figures[f"{tag}_success_{actor}"],
+            )
             live.set(**figures)
             live.tick()
     live.say("done", parts, parts)

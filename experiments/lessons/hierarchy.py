@@ -15,8 +15,15 @@ from experiments.hierarchy import figures
 from experiments.lessons.common import SEARCH, Lesson, Live, Panel, stopped, wilson
 
 
-def hierarchy(live: Live, device, stop=None, turn=nullcontext, quick: bool = False,
-              seed: int = 0, scene: str = "wall") -> dict:  # fmt: skip
+def hierarchy(
+    live: Live,
+    device,
+    stop=None,
+    turn=nullcontext,
+    quick: bool = False,
+    seed: int = 0,
+    scene: str = "wall",
+) -> dict:
     """Wall, the same seeded episodes: flat planning (16 steps), flat with twice the
     horizon, flat with the subgoal a person wrote, and the learned high level.
     ``seed``: the episodes' (0: the shipped figures')."""
@@ -25,24 +32,33 @@ def hierarchy(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fal
     designs = {
         "flat, 16 steps": (CostSet(), SEARCH, None),
         "flat, 32 steps": (CostSet(), replace(SEARCH, horizon=32), None),
-        "flat + the subgoal a person wrote": (CostSet(terms=[HAND_SUBGOALS["wall"]]), SEARCH,
-                                              None),
+        "flat + the subgoal a person wrote": (CostSet(terms=[HAND_SUBGOALS["wall"]]), SEARCH, None),
         "learned high level (HIQL subgoals)": (CostSet(), SEARCH, HierarchyConfig()),
-    }  # fmt: skip
+    }
     live.say("planning", 0, episodes * len(designs))
     out = {}
     for name, (costs, search, high) in designs.items():
         stopped(stop)
         live.say(name)
         cfg = AgentConfig(search=search, decode=False, hierarchy=high)
-        result = evaluate("wall", PRETRAINED / "wall-state", costs, cfg, episodes, seed=seed,
-                          device=device, stop=stop, turn=turn,
-                          high=PRETRAINED / "high-wall" if high else None,
-                          progress=lambda n, t: live.tick())  # fmt: skip
+        result = evaluate(
+            "wall",
+            PRETRAINED / "wall-state",
+            costs,
+            cfg,
+            episodes,
+            seed=seed,
+            device=device,
+            stop=stop,
+            turn=turn,
+            high=PRETRAINED / "high-wall" if high else None,
+            progress=lambda n, t: live.tick(),
+        )
         stopped(stop)
         f = figures("d", result)
-        live.add(design=name, success=f["d_success"], steps_to_goal=f["steps_d"],
-                 plan_ms=f["plan_ms_d"])  # fmt: skip
+        live.add(
+            design=name, success=f["d_success"], steps_to_goal=f["steps_d"], plan_ms=f["plan_ms_d"]
+        )
         out[name] = f["d_success"]
         won = sum(e["success"] for e in result.episodes if e["agent"] == "model")
         live.interval(**{KEYS[name]: wilson(won, episodes)})
@@ -80,9 +96,14 @@ LESSON = Lesson(
     "level is Wall's: the lesson runs on Wall)",
     episodes=(3, 12),
     counted="episodes per design, the same seeded starts and goals for each",
-    words={"seconds": "time the whole lesson took",
-           **{k: f"share of episodes reaching the goal, {d}" for d, k in KEYS.items()}},
-    panels=[Panel("share of episodes reaching the goal", "%",
-                  [(d, "success", k) for d, k in KEYS.items()])],
+    words={
+        "seconds": "time the whole lesson took",
+        **{k: f"share of episodes reaching the goal, {d}" for d, k in KEYS.items()},
+    },
+    panels=[
+        Panel(
+            "share of episodes reaching the goal", "%", [(d, "success", k) for d, k in KEYS.items()]
+        )
+    ],
     seed_means="the episodes' starts and goals",
-)  # fmt: skip
+)

@@ -21,8 +21,15 @@ OPEN_LOOP_H = 32  # the plan's horizon, and the steps each episode has (Reach: 1
 PUSHES = (0.0, 0.1)  # shoves per step (scenes.reach's "pushes" option)
 
 
-def open_loop(live: Live, device, stop=None, turn=nullcontext, quick: bool = False,
-              seed: int = 0, scene: str = "reach") -> dict:  # fmt: skip
+def open_loop(
+    live: Live,
+    device,
+    stop=None,
+    turn=nullcontext,
+    quick: bool = False,
+    seed: int = 0,
+    scene: str = "reach",
+) -> dict:
     """Reach, with and without shoves: the first plan (32 steps) executed blind against
     replanning every step, over the same seeded episodes; how far the imagined disc is
     from the real one along the blind plan; and the model's own error as it imagines
@@ -60,16 +67,27 @@ def open_loop(live: Live, device, stop=None, turn=nullcontext, quick: bool = Fal
                 # the means so far, redrawn after every episode
                 n, tag = ep + 1, "pushed" if pushes else "calm"
                 world = f"shoved ({pushes:g} a step)" if pushes else "calm"
-                live.replace({"pushes": pushes}, [
-                    {"world": world, "pushes": pushes, "step": k + 1,
-                     "blind_plan_gap_m": round(float(gap[k]) / n, 4),
-                     "rollout_error_m": round(float(auto[k]) / n, 4),
-                     "one_step_error_m": round(float(onestep[k]) / n, 4)}
-                    for k in range(OPEN_LOOP_H)
-                ])  # fmt: skip
-                live.set(**{f"open_loop_success_{tag}": round(won["open loop"] / n, 3),
-                            f"receding_success_{tag}": round(won["receding horizon"] / n, 3),
-                            f"blind_gap_end_{tag}": round(float(gap[-1]) / n, 3)})  # fmt: skip
+                live.replace(
+                    {"pushes": pushes},
+                    [
+                        {
+                            "world": world,
+                            "pushes": pushes,
+                            "step": k + 1,
+                            "blind_plan_gap_m": round(float(gap[k]) / n, 4),
+                            "rollout_error_m": round(float(auto[k]) / n, 4),
+                            "one_step_error_m": round(float(onestep[k]) / n, 4),
+                        }
+                        for k in range(OPEN_LOOP_H)
+                    ],
+                )
+                live.set(
+                    **{
+                        f"open_loop_success_{tag}": round(won["open loop"] / n, 3),
+                        f"receding_success_{tag}": round(won["receding horizon"] / n, 3),
+                        f"blind_gap_end_{tag}": round(float(gap[-1]) / n, 3),
+                    }
+                )
                 live.interval(
                     **{
                         f"open_loop_success_{tag}": wilson(won["open loop"], n),
@@ -117,9 +135,14 @@ def _episode(agent: Agent, mode: str, pushes: float, ep: int) -> tuple[bool, dic
         rolled = model.rollout(s[:1], acts)[0]  # (T, D)
         stepped = model.predictor(s[:-1], acts[0])  # (T, D)
         truth = torch.as_tensor(np.stack([o["state"][:2] for o in states[1:]]), device=s.device)
-        err = {k: torch.linalg.vector_norm(
-            torch.stack([model.probe(v, names)[n] for n in names], -1) - truth, dim=-1
-        ).cpu().numpy() for k, v in (("auto", rolled), ("onestep", stepped))}  # fmt: skip
+        err = {
+            k: torch.linalg.vector_norm(
+                torch.stack([model.probe(v, names)[n] for n in names], -1) - truth, dim=-1
+            )
+            .cpu()
+            .numpy()
+            for k, v in (("auto", rolled), ("onestep", stepped))
+        }
     for k, v in err.items():  # an episode that ended early keeps its last error
         err[k] = np.concatenate([v, np.full(OPEN_LOOP_H - len(v), v[-1])])
     return ok, err
