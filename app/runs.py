@@ -1,7 +1,7 @@
 """Long work owned by the server process: worker threads found again by a run id.
 
 Streamlit reruns a page script on every click and forgets everything a
-closed tab had (PITFALLS.md). So collection, training, episodes and
+closed tab had (docs/pitfalls.md, Streamlit: threads). So collection, training, episodes and
 experiments run in a ``Run``: a plain thread that never calls ``st.*`` and
 writes what the page shows into fields under a lock. Runs live in one
 process-wide ``Registry`` (``st.cache_resource``), keyed by a short id that
@@ -271,7 +271,8 @@ class Turns:
     takes a turn. With one slot each unit has torch's threads (both cores) to itself and
     no run can starve another: an agent on Run, a training run and four people pressing
     Step are served in the order they asked. Unbounded, five planners' OpenMP teams
-    oversubscribed the two cores and a step waited behind whole bursts (issue 16).
+    oversubscribed the two cores and a step waited behind whole bursts (five people
+    stepping on one server: benchmarks/app_load.py).
     Tickets make it fair: a run that ends a turn and asks again queues behind the others
     (a plain lock or semaphore lets it barge straight back in).
     """

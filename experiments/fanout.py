@@ -3,12 +3,13 @@
     ./lab evaluate ... --ray local                  # Ray on this machine, a worker a core
     ./lab evaluate ... --ray ray://head:10001       # or join a cluster (README: Ray)
 
-Each episode depends on its seed alone (``experiments.evaluate.episode_seed``), so
+Each episode depends on its seed alone (``agents.episode.episode_seed``), so
 the records are the same with and without Ray; the driver puts them back in
 episode order. What the workers are given is plain data (``EpisodeSpec``):
 scenes and models are built inside the workers (a PyBullet client does not
 travel), each worker's torch runs one thread (oversubscribed torch threads
-slowed RLlib workers 30x: ANCHORS.md), and paths are absolute. ``ray.init``
+made four RLlib workers about 30x slower than one: ray#6102; docs/pitfalls.md,
+Ray), and paths are absolute. ``ray.init``
 runs once per process (the app's reruns find it initialised). Workers plan on
 their CPU core (one CPU each), whatever device the driver uses. Ray is
 imported here only, when asked for.
@@ -20,6 +21,9 @@ import dataclasses
 import threading
 from pathlib import Path
 
+import torch
+
+from agents.episode import run_episodes
 from common.errors import LabError
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: workers import from it
@@ -62,10 +66,6 @@ def _chunks(indices: list, n: int) -> list[list]:
 
 def _remote_episodes(spec, indices, want_errors: bool):
     """In a worker: ``run_episodes`` on one chunk, one torch thread."""
-    import torch
-
-    from experiments.evaluate import run_episodes
-
     torch.set_num_threads(1)
     errors = [] if want_errors else None
     records, _ = run_episodes(spec, indices, errors=errors)
@@ -82,7 +82,7 @@ def run(
     cpus: int | None = None,
     found=None,
 ):
-    """``experiments.evaluate.run_episodes`` over Ray: (records in episode order, finished).
+    """``agents.episode.run_episodes`` over Ray: (records in episode order, finished).
     ``tick(n)`` after each chunk with its record count, ``found(records)`` with its
     records; ``stop`` cancels what is left (the chunks already back are kept, in order,
     up to the first missing one)."""

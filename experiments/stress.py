@@ -11,7 +11,7 @@ reset options of them (``stress_options``). An episode is scored by its worst
 real excess over a limit: the largest ``value - limit`` of any enabled hard
 term over its steps, in reality (negative: how close it came). The search is
 the cross-entropy method over the parameters, scaled to [0, 1] (as adaptive
-stress testing and VerifAI's cross-entropy sampler do, ANCHORS.md):
+stress testing, Lee et al. 2020, and VerifAI's cross-entropy sampler do):
 generations of ``population`` episodes from a Gaussian, refitted to the
 best fifth of a generation's size among all episodes so far, so it moves
 towards the situations that come closest to breaking the rule and then
@@ -45,11 +45,13 @@ from tqdm import tqdm
 import scenes
 from agents.agent import AgentConfig
 from agents.cost import CostSet
+from agents.episode import check_design, episode_seed
 from agents.planners import PlannerConfig
 from common.config import parse_config
 from common.errors import LabError
 from common.files import write_json_atomic
-from experiments.evaluate import check_design, design_guard, episode_seed, evaluate_spec
+from experiments.evaluate import evaluate_spec
+from experiments.report import design_guard
 
 FORMAT, VERSION = "lab-stress", 1
 ELITE_SHARE = 0.2  # CEM: the share of a generation its Gaussian is refitted to

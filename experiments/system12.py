@@ -37,7 +37,8 @@ from agents.hierarchy import HAND_SUBGOALS
 from agents.planners import PLANNERS, PlannerConfig
 from agents.policy import load_policy
 from common.errors import LabError
-from experiments.evaluate import evaluate, plan_ms_per_step
+from experiments.evaluate import evaluate
+from experiments.metrics import plan_ms_per_step
 from scenes.kitchen import KNIFE_RULE
 from worldmodels import compiled
 from worldmodels.checkpoint import load_checkpoint

@@ -18,10 +18,13 @@ import torch
 import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet, Term
+from agents.episode import episode_seed
 from agents.oracle import ORACLE_SEARCH, OracleModel
 from agents.planners import PlannerConfig
 from common.errors import LabError
-from experiments.evaluate import EvalResult, _metrics, episode_seed, evaluate, experiment_csv
+from experiments.evaluate import evaluate
+from experiments.metrics import metrics
+from experiments.report import EvalResult, experiment_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 REACH = ROOT / "pretrained" / "reach-state"
@@ -122,7 +125,7 @@ def test_metrics_have_known_answers():
         }
         for s, n, v in [(1, 10, 0), (0, 20, 5), (1, 30, 0), (1, 40, 5)]
     ]
-    m = _metrics(eps, seed=0)
+    m = metrics(eps, seed=0)
     assert m["success_rate"]["value"] == 0.75
     assert m["steps_to_goal"]["value"] == pytest.approx(80 / 3, rel=1e-5)
     assert m["violation_step_rate"]["value"] == 0.1  # 10 of 100 steps
@@ -134,7 +137,7 @@ def test_metrics_have_known_answers():
     assert m["probe_rmse_h1"]["value"] == 2.0
     for v in m.values():
         assert v["low"] <= v["value"] <= v["high"]
-    assert _metrics(eps, seed=0) == m  # seeded bootstrap
+    assert metrics(eps, seed=0) == m  # seeded bootstrap
     assert 0.0 <= m["success_rate"]["low"] < 0.75 < m["success_rate"]["high"] <= 1.0
 
 

@@ -1,4 +1,4 @@
-"""Guardrail science (issue 14): rules that do not freeze the agent, conformal bounds,
+"""Guardrail science: rules that do not freeze the agent, conformal bounds,
 stress tests and Ray, on analytic fixtures and real episodes."""
 
 from __future__ import annotations

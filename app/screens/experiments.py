@@ -13,14 +13,14 @@ from agents.planners import PLANNERS, PlannerConfig
 from app import home, views
 from app.state import adopt, current, device, fmt_eta, registry, seeded
 from app.workers import ExperimentRun, StressRun
-from experiments.evaluate import experiment_csv
+from experiments.report import experiment_csv
 
 SS = st.session_state
 RATES = ["success_rate", "violation_step_rate", "violation_episode_rate", "false_safe_rate"]
 SHOWN = [*RATES, "no_safe_plan_rate", "steps_to_goal", "probe_rmse_h1"]
 # A copy of the forms' settings in a key of our own: Streamlit deletes a widget's key at
 # the end of any run that does not draw it (a visit to another page), and the form came
-# back at its defaults (PITFALLS.md, "Streamlit widget state").
+# back at its defaults (docs/pitfalls.md, "Streamlit widget state").
 SETTINGS = "experiments/settings"
 PER_SCENE = ("exp/ckpt", "exp/designs", "exp/policies", "exp/highs", "exp/rules", "stress/design")
 FORM_KEYS = (

@@ -256,7 +256,7 @@ def _cost() -> None:
         [
             ("agents/expressions.py", "compile_expression, FUNCTIONS"),
             ("agents/cost.py", "CostSet, Term, Cost.update, Cost.evaluate, Cost.set_margins"),
-            ("experiments/evaluate.py", "evaluate, run_episode (false_safe_rate)"),
+            ("agents/episode.py", "run_episode; experiments/metrics.py: false_safe_rate"),
         ],
     )
 

@@ -90,7 +90,10 @@ CODE = [
     ("agents/planners/gd.py", "GradientDescent"),
     ("agents/agent.py", "Agent.reset / think / step, AgentConfig.fallback"),
     ("agents/oracle.py", "OracleModel: the true simulator behind the same interface"),
-    ("experiments/evaluate.py", "evaluate, run_episode: seeded episodes, rates with intervals"),
+    (
+        "experiments/evaluate.py",
+        "evaluate; agents/episode.py: run_episode; experiments/metrics.py: rates with intervals",
+    ),
 ]
 
 # The architecture; newrank lets the training cluster share ranks with the loop.
