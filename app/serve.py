@@ -78,7 +78,7 @@ class LabServer:
             "127.0.0.1",
             "--server.fileWatcherType",
             "none",
-        ]  # fmt: skip; the rest from .streamlit/config.toml, as ./lab runs it (cwd=REPO)
+        ]  # the rest from .streamlit/config.toml, as ./lab runs it (cwd=REPO)
         self.proc = subprocess.Popen(cmd, env=self.env, cwd=REPO, stdout=out, stderr=out)
         end = time.monotonic() + 60
         while time.monotonic() < end:

@@ -36,8 +36,15 @@ def compiling(monkeypatch):
 
 
 def model_of(layers: int) -> WorldModel:
-    cfg = ModelConfig(latent_dim=16, action_dim=3, signals=("a", "b", "c"), decoder=False,
-                      predictor_layers=layers, predictor_hidden=24, probe_hidden=8)  # fmt: skip
+    cfg = ModelConfig(
+        latent_dim=16,
+        action_dim=3,
+        signals=("a", "b", "c"),
+        decoder=False,
+        predictor_layers=layers,
+        predictor_hidden=24,
+        probe_hidden=8,
+    )
     torch.manual_seed(layers)
     m = WorldModel(cfg).eval()
     with torch.no_grad():
@@ -100,8 +107,7 @@ def test_a_plan_is_the_same_compiled_or_not(compiling):
     """CEM from the same seed on the same model: the same plan, with the imagination
     compiled and without (LAB_COMPILE=0), repairs and all."""
     m = model_of(2)
-    cost = Cost(CostSet(terms=[Term("slow", "relu(a - 0.5)", "hard")]), ["a", "b", "c"],
-                ["b", "c"])  # fmt: skip
+    cost = Cost(CostSet(terms=[Term("slow", "relu(a - 0.5)", "hard")]), ["a", "b", "c"], ["b", "c"])
     planner = PLANNERS["cem"](PlannerConfig(samples=200, horizon=5, iterations=3), 3)
 
     def plan():
@@ -135,10 +141,21 @@ print(json.dumps({"kinds": kinds, "ok": bool(torch.allclose(latents, m.rollout(s
 
 @slow
 def test_without_a_compiler_the_plain_path_stays_and_says_why(tmp_path):
-    env = dict(os.environ, LAB_COMPILE="1", CXX=str(tmp_path / "no-such-compiler"),
-               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))  # fmt: skip
-    run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, cwd=ROOT, text=True,
-                         capture_output=True, timeout=300)  # fmt: skip
+    env = dict(
+        os.environ,
+        LAB_COMPILE="1",
+        CXX=str(tmp_path / "no-such-compiler"),
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "cache"),
+        PYTHONPATH=str(ROOT),
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     (kind,) = out["kinds"]
@@ -265,10 +282,15 @@ def test_an_exit_during_a_compile_waits_for_it_and_drops_the_rest(tmp_path):
     """The process ends cleanly (no abort from inductor's threads torn down mid-compile),
     after the compile under way (ready, or failed where inductor refused work at exit),
     without the two still queued (a cold cache: each would be a real compile)."""
-    env = dict(os.environ, LAB_COMPILE="1", TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "cache"),
-               PYTHONPATH=str(ROOT))  # fmt: skip
-    run = subprocess.run([sys.executable, "-c", EXIT], env=env, cwd=ROOT, text=True,
-                         capture_output=True, timeout=300)  # fmt: skip
+    env = dict(
+        os.environ,
+        LAB_COMPILE="1",
+        TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "cache"),
+        PYTHONPATH=str(ROOT),
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", EXIT], env=env, cwd=ROOT, text=True, capture_output=True, timeout=300
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     first, *rest = json.loads(run.stdout.strip().splitlines()[-1])
     assert first in ("ready", "failed") and rest == ["pending", "pending"], run.stdout

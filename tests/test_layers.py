@@ -136,8 +136,9 @@ def test_a_planted_circle_and_an_upward_arrow_are_caught():
     }
     found = violations({name: (f"{name}.py", text) for name, text in planted.items()})
     assert "import circle: agents.one -> agents.two -> agents.one" in found
-    assert any("scenes.low.py:1 imports experiments.evaluate: experiments is above" in f
-               for f in found)  # fmt: skip
+    assert any(
+        "scenes.low.py:1 imports experiments.evaluate: experiments is above" in f for f in found
+    )
     assert any("agents.two.py:2" in f and "no '# heavy:' reason" in f for f in found)
     assert not any("worldmodels.lazy.py" in f for f in found)  # a stated reason
     assert len(found) == 3
@@ -147,3 +148,11 @@ def test_every_module_is_read():
     names = sources()
     assert {"common.errors", "agents.agent", "experiments.evaluate", "app.main"} <= set(names)
     assert all(name.split(".")[0] in RANK for name in names)
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    layout = layout[: layout.find("\n## ", 5) if "\n## " in layout[5:] else len(layout)]
+    missing = [path for path, _ in sources().values() if f"`{path}`" not in layout]
+    assert not missing, f"README's Layout does not name: {', '.join(missing)}"
