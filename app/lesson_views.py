@@ -143,6 +143,8 @@ def headline_chart(
     bars = list(dict.fromkeys(b for p in panels for _, b, _ in p.bars))
     shown: set[str] = set()
     for r, panel in enumerate(panels, start=1):
+        scale = 100.0 if panel.percent else 1.0
+        top = max([abs(float(figures[k])) * scale for _, _, k in panel.bars if k in figures])
         hi = 1.0 - (r - 1) * (span + gap)
         ax = "" if r == 1 else str(r)
         layout[f"yaxis{ax}"] = {
@@ -171,7 +173,6 @@ def headline_chart(
                 "font": {"size": font},
             }
         )
-        scale = 100.0 if panel.percent else 1.0
         for bar in dict.fromkeys(b for _, b, _ in panel.bars):
             mine = [(g, k) for g, b, k in panel.bars if b == bar and k in figures]
             if not mine:
@@ -190,8 +191,8 @@ def headline_chart(
                 "marker": {"color": PALETTE[bars.index(bar) % len(PALETTE)]},
                 "text": [value_text(float(figures[k]), panel.unit) for _, k in mine],
                 # inside a bar at its foot, clear of the interval's whisker; above a
-                # bar too small to hold it, where it marks a bar of 0.14 %
-                "textposition": "auto",
+                # bar too small to hold it, where it marks a bar of 0.14 % (or 0)
+                "textposition": ["inside" if y > 0.15 * top else "outside" for y in ys],
                 "insidetextanchor": "start",
                 "textangle": 0,
                 "constraintext": "none",
@@ -267,7 +268,7 @@ def rows_chart(rows: list[dict], x: str, ys: list, color: str | None) -> dict:
                     "marker": {"color": PALETTE[i % len(PALETTE)]},
                 }
                 if bars:
-                    trace["text"] = [f"{v:.2g} %" if scale > 1 else f"{v:.3g}" for _, v in pts]
+                    trace["text"] = [pct(v / 100) if scale > 1 else f"{v:.3g}" for _, v in pts]
                     trace["textposition"] = "outside"
                     trace["cliponaxis"] = False
                     fig.add(row, type="bar", **trace)

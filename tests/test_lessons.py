@@ -251,6 +251,17 @@ def test_the_headline_chart_marks_every_bar_with_its_value_and_interval():
     assert planner["y"][0] == pytest.approx(0.14) and planner["text"][0] == "0.14 %"
     assert planner["error_y"]["array"][0] == pytest.approx(0.26)  # up to 0.4 %
     assert all(len(t["text"]) == len(t["y"]) for t in fig["data"])  # a mark on every bar
+    # a bar too small to hold its value has it above: 0.14 % beside 42 % is seen
+    assert planner["textposition"][0] == "outside"
+    policy = next(t for t in fig["data"] if t["name"] == "policy (rule trained in)")
+    assert policy["textposition"][0] == "inside"
+    hier = LESSONS["hierarchy"]  # 0 % (no episode reached the goal) is marked too
+    zero = lesson_views.headline_chart(hier, {"flat_success": 0.0, "hand_success": 1.0}, {}, "")
+    assert zero["data"][0]["text"] == ["0 %", "100 %"]
+    assert zero["data"][0]["textposition"] == ["outside", "inside"]
+    rows = [{"design": "flat", "success": 1.0}, {"design": "hand", "success": 0.0014}]
+    bars = lesson_views.rows_chart(rows, "design", ["success"], None)["data"][0]
+    assert bars["text"] == ["100 %", "0.14 %"] and bars["y"] == pytest.approx([100.0, 0.14])
     for key, lesson in LESSONS.items():  # every lesson has a chart of its shipped figures
         assert lesson_views.headline_chart(lesson, results.figures("lessons")[key], {}, "")
     # Open loop's headline: success blind against replanning, calm and shoved
