@@ -62,6 +62,7 @@ def tiny_training(data: str, out: Path, steps: int) -> TrainConfig:
     )
 
 
+@pytest.mark.slow
 def test_unwatched_training_stops_at_a_checkpoint_and_goes_on_from_it(data, tmp_path):
     reg = Registry(idle_seconds=0.6, forget_seconds=3600)
     run = reg.add(TrainRun(tiny_training(data, tmp_path / "t", 100_000), CPU)).start()
@@ -91,6 +92,7 @@ def test_unwatched_training_stops_at_a_checkpoint_and_goes_on_from_it(data, tmp_
     assert until(lambda: not run.active)
 
 
+@pytest.mark.slow
 def test_a_watched_run_is_left_alone_and_a_forgotten_one_is_dropped(data, tmp_path):
     reg = Registry(idle_seconds=0.6, forget_seconds=1.5)
     run = reg.add(TrainRun(tiny_training(data, tmp_path / "w", 100_000), CPU)).start()
@@ -103,6 +105,7 @@ def test_a_watched_run_is_left_alone_and_a_forgotten_one_is_dropped(data, tmp_pa
     assert not run.active
 
 
+@pytest.mark.slow
 def test_collection_in_a_run_reports_progress_and_can_stop_and_go_on(tmp_path):
     cfg = CollectConfig(
         scene="reach",
@@ -289,6 +292,7 @@ def test_the_wall_page_draws_the_walls_and_the_goal_on_imagined_frames():
 POLICY_KITCHEN = PRETRAINED / "policy-kitchen"
 
 
+@pytest.mark.slow
 def test_a_lesson_runs_in_a_worker_and_its_page_sees_it_grow():
     """Nobody polls it (a closed tab): it still runs to its end, for a reopened tab."""
     reg = Registry(idle_seconds=0.5)
@@ -374,6 +378,7 @@ def test_an_experiment_runs_a_design_with_a_calibrated_margin_and_with_none(tmp_
         )
 
 
+@pytest.mark.slow
 def test_a_stress_run_finds_failures_the_plan_page_replays_as_they_happened(tmp_path, monkeypatch):
     monkeypatch.setattr(home, "RUNS", tmp_path)
     rule = Term("barely move", "relu(speed - 0.05)", "hard")  # any real motion breaks it

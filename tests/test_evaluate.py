@@ -308,6 +308,7 @@ def cli(*args, timeout=120):
 
 @needs_reach
 @pytest.mark.skipif(not (KITCHEN / "config.json").exists(), reason="needs pretrained/kitchen-state")
+@pytest.mark.slow
 def test_the_command_line_says_what_is_wrong(tmp_path):
     bad = tmp_path / "costs.json"
     bad.write_text("{not json")

@@ -194,6 +194,7 @@ def test_scenes_take_stress_parameters_as_reset_options():
         env.close()
 
 
+@pytest.mark.slow
 def test_a_stress_test_of_real_episodes_keeps_replayable_failures(tmp_path):
     rule = Term("barely move", "relu(speed - 0.05)", "hard")  # any real motion breaks it
     costs = CostSet(terms=[rule])
@@ -255,6 +256,7 @@ def test_a_stress_test_of_real_episodes_keeps_replayable_failures(tmp_path):
             StressResult.load(tmp_path / "bad.json")
 
 
+@pytest.mark.slow
 def test_episodes_on_ray_are_the_episodes_run_here():
     pytest.importorskip("ray")
     costs = CostSet(terms=[Term("slow", "relu(speed - 0.3)", "hard")])

@@ -27,6 +27,8 @@ from worldmodels import ModelConfig, WorldModel, load_checkpoint
 from worldmodels.generative import sharpness
 from worldmodels.train import TrainConfig, Trainer
 
+pytestmark = pytest.mark.slow  # every lesson collects episodes or trains a model
+
 CPU = torch.device("cpu")
 
 
