@@ -19,7 +19,6 @@ import scenes
 from agents.cost import Cost, CostSet, Term, term_names
 from agents.hierarchy import HAND_SUBGOALS
 from app import measured
-from app.state import seeded
 from common import results
 from common.errors import LabError
 from experiments.stress import StressResult  # its result format: a stress test's failures
@@ -287,11 +286,35 @@ def guard_kind(margin: float, delta: float) -> str:
     return f"calibrated, delta {delta:g}" if delta else "x measured RMSE" if margin else "none"
 
 
+def remember(key: str, default) -> str:
+    """``key`` for a widget whose value outlives the runs that do not draw it: Streamlit
+    deletes a widget's key at the end of any run that does not draw it (another page, a
+    scene whose sidebar draws other keys; /work/shared/PITFALLS.md, "Streamlit widget
+    state"), so the value is kept under ``kept/<key>`` as well (``keep``) and put back
+    before the widget is drawn. The widget takes its value from Session State, not from a
+    default argument (which would make Streamlit log a warning)."""
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(f"kept/{key}", default)
+    return key
+
+
+def keep(key: str, value) -> None:
+    """Keep ``value`` as what ``key``'s widget shows when it is next drawn (``remember``)."""
+    st.session_state[f"kept/{key}"] = value
+
+
+def set_kept(key: str, value) -> None:
+    """Set ``key``'s widget (before it is drawn in this run) and what it keeps."""
+    st.session_state[key] = value
+    keep(key, value)
+
+
 def show_guard(key: str, margin: float, delta: float, steps: int) -> None:
     """Put a run's margin into ``guard_input``'s widgets under ``key`` (a reopened tab,
     a replayed failure), before they are drawn."""
-    st.session_state[f"{key}/kind"] = guard_kind(margin, delta)
-    st.session_state[key], st.session_state[f"{key}/steps"] = margin or 1.0, steps
+    set_kept(f"{key}/kind", guard_kind(margin, delta))
+    set_kept(key, margin or 1.0)
+    set_kept(f"{key}/steps", steps)
 
 
 def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
@@ -310,10 +333,11 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
     if measured(checkpoint):
         choices.append("x measured RMSE")
     default = "none"  # the plain plan first; a margin is the user's choice
-    k = f"{key}/kind"
+    k = remember(f"{key}/kind", default)  # kept over pages and scenes not drawing it
     if st.session_state.get(k) not in choices:  # a new model offers other choices
         st.session_state[k] = default
     kind = where.selectbox("Guardrail margin", choices, key=k, help=GUARD_HELP)
+    keep(k, kind)
     if kind.startswith("calibrated"):
         delta = float(kind.rsplit(" ", 1)[1])
         on = cal.get("measured_on", {})
@@ -328,8 +352,14 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
         return 0.0, delta, _margin_steps(where, key)
     if kind == "x measured RMSE":
         margin = where.slider(
-            "x the model's probe RMSE", 0.25, 3.0, step=0.25, key=seeded(key, 1.0), help=MARGIN_HELP
+            "x the model's probe RMSE",
+            0.25,
+            3.0,
+            step=0.25,
+            key=remember(key, 1.0),
+            help=MARGIN_HELP,
         )
+        keep(key, margin)
         return float(margin), 0.0, _margin_steps(where, key)
     if not cal:
         where.caption(
@@ -340,12 +370,13 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
 
 
 def _margin_steps(where, key: str) -> int:
-    return int(
+    k = remember(f"{key}/steps", 0)
+    steps = int(
         where.number_input(
             "Over the first imagined steps (0: all)",
             0,
             64,
-            key=seeded(f"{key}/steps", 0),
+            key=k,
             help="Only the first step of a plan is acted on before the agent plans again, so "
             "its real safety rests on the first step's bound. Bounds grow with the horizon: "
             "held over all 16 steps they can rule out every plan that enters the zone a rule "
@@ -354,6 +385,8 @@ def _margin_steps(where, key: str) -> int:
             "of real steps violating).",
         )
     )
+    keep(k, steps)
+    return steps
 
 
 GUARD_HELP = (

@@ -97,7 +97,8 @@ def page() -> None:
         key="plan/fallback",
         format_func={"least_violating": "act on the least violating", "stop": "stop"}.get,
     )
-    margin, delta, margin_steps = home.guard_input(side, "plan/margin", ckpt)
+    # the margin and the high level are the scene's own: another scene's keys hold its own
+    margin, delta, margin_steps = home.guard_input(side, f"plan/margin/{scene}", ckpt)
     found = home.policies(ckpt)
     actor, policy = "planner", ""
     if found:
@@ -250,10 +251,10 @@ def high_level_input(side, ckpt: str, scene: str, actor: str) -> tuple[str, str]
                 f"--checkpoint {ckpt} --data data/{scene}`)"
             )
         return "", ""
+    key = home.remember(f"plan/hierarchy/{scene}", False)
     on = side.toggle(
         "Learned high level (hierarchy)",
-        False,
-        key="plan/hierarchy",
+        key=key,
         disabled=actor != "planner",
         help="A high level learned from the exploration data, in the same latent space, "
         "proposes every step the latent to be at 8 steps on towards the goal (its subgoal "
@@ -263,6 +264,7 @@ def high_level_input(side, ckpt: str, scene: str, actor: str) -> tuple[str, str]
         "(agents/hierarchy.py). A subgoal term in the cost below still counts: switch it "
         "off to see the high level alone.",
     )
+    home.keep(key, on)
     if not (on and actor == "planner"):
         return "", ""
     folder = next(iter(found))

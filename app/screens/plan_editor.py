@@ -29,6 +29,9 @@ SS = st.session_state
 # edit sent the blank set, every guardrail gone (docs/pitfalls.md, "Streamlit widget state").
 # The widgets are drawn from that state and every edit is copied back into it first.
 FIELDS = ("name", "expr", "kind", "value", "on")  # a row's fields, each a widget
+# characters an expression box shows whole at the page's width; a longer expression is
+# written out in full under its row (Push's subgoal, 241 characters, was cut)
+LONG = 50
 
 
 def _model(scene: str) -> dict | None:
@@ -268,6 +271,8 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
         )
         text, name = row["expr"], row["name"]
         label = views.plain(name.strip() or "unnamed")
+        if len(text) > LONG:  # the box shows its start only: the whole of it, wrapped
+            st.caption(f"**{label}** in full: {views.plain(text)}")
         if not text.strip() and name not in in_force:  # a new term, nothing typed yet
             st.caption(
                 f"**{label}**: type an expression over the names above, then Enter; the "

@@ -188,12 +188,14 @@ def live(run_id: str, scene: str) -> None:
         f"{v.signals.get('dist_goal', float('nan')):.3f}"
     )
     steps = f" over the first {v.margin_steps} imagined steps" if v.margin_steps else ""
-    if v.delta:
+    # a margin only widens hard terms: with none enabled, the agent holds nothing over it
+    guarded = bool(v.hard_limits)
+    if guarded and v.delta:
         line += (
             f" · hard terms must hold over the calibrated bound (miss rate {v.delta:g}: "
             f"reality within it with probability >= {1 - v.delta:g}){steps}"
         )
-    elif v.margin:
+    elif guarded and v.margin:
         line += f" · hard terms must hold within ±{v.margin:g} x the model's measured error{steps}"
     if v.done:
         line += " · **goal reached**" if v.success else " · goal not reached"
@@ -308,7 +310,7 @@ def show_settings(s: PlanSettings) -> None:
     SS["plan/horizon"], SS["plan/iterations"] = s.horizon, s.iterations
     SS["plan/fallback"], SS[f"plan/seed/{s.scene}"] = s.fallback, s.seed
     SS["plan/repair"], SS["plan/actor"] = s.repair, s.actor
-    home.show_guard("plan/margin", s.margin, s.delta, s.margin_steps)
+    home.show_guard(f"plan/margin/{s.scene}", s.margin, s.delta, s.margin_steps)
     if s.actor != "planner":
         SS["plan/policy"] = s.policy
-    SS["plan/hierarchy"] = bool(s.high)
+    home.set_kept(f"plan/hierarchy/{s.scene}", bool(s.high))
