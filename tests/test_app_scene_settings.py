@@ -71,9 +71,18 @@ def test_each_scene_keeps_its_margin_and_the_status_names_it_only_over_hard_term
     wait_idle(page)
     page.locator("label").filter(has=on).first.click()
     expect(status.filter(has_text=BOUND).first).to_be_visible(timeout=WAIT)
-    # Reach kept its own margin too
+    # Reach kept its own margin too, and both outlive a visit to another page
     switch_scene(page, "reach")
     expect(margin_box(page)).to_have_value("calibrated, delta 0.1", timeout=WAIT)
+    wait_idle(page)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Learn", exact=True).click()
+    expect(page.get_by_role("heading", name="Learn").first).to_be_visible(timeout=WAIT)
+    wait_idle(page)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Plan", exact=True).click()
+    expect(step_text(page, 0).or_(step_text(page, 1))).to_be_visible(timeout=WAIT)
+    expect(margin_box(page)).to_have_value("calibrated, delta 0.1", timeout=WAIT)
+    switch_scene(page, "kitchen")
+    expect(margin_box(page)).to_have_value("calibrated, delta 0.05", timeout=WAIT)
     shot(page, "plan-scene-margins")
     page.close()
 
