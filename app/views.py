@@ -490,15 +490,15 @@ def latent_spread(std: list[float]) -> dict:
     return fig.done(240, "collapse health: spread of each latent dimension")
 
 
-def interval_bars(rows: list[dict], metrics: list[str]) -> dict:
+def interval_bars(rows: list[dict], metrics: list[str], labels: list[str] | None = None) -> dict:
     """Grouped bars with 95 % intervals: rows = [{"design", metric: {value, low, high}}]; a
-    metric a row lacks (undefined for it) leaves a gap."""
+    metric a row lacks (undefined for it) leaves a gap. ``labels``: the metrics in words."""
     fig = Fig()
     for r in rows:
         got = [r.get(m) for m in metrics]
         fig.add(
             type="bar",
-            x=metrics,
+            x=labels or metrics,
             y=[v and v["value"] for v in got],
             name=r["design"],
             error_y={
@@ -508,7 +508,7 @@ def interval_bars(rows: list[dict], metrics: list[str]) -> dict:
                 "arrayminus": [v and v["value"] - v["low"] for v in got],
             },
         )
-    fig.axis("yaxis", range=[0, 1.05])
+    fig.axis("yaxis", range=[0, 1.05], title={"text": "share of episodes or steps (0 to 1)"})
     return fig.done(360, barmode="group")
 
 

@@ -555,3 +555,15 @@ def test_a_final_phase_is_its_own_part_and_a_resumed_run_is_timed_from_where_it_
     done = Eta([3], clock=clock)
     done.update(3)
     assert done.seconds() is None  # nothing left
+
+
+def test_the_experiments_figures_are_named_in_words_on_the_page():
+    from app.screens.experiments import RATES, in_words
+    from app.views import interval_bars
+
+    assert in_words("false_safe_rate") == "planned safe, broke a rule"
+    assert in_words("violation_step_rate/keep off walls") == "steps breaking 'keep off walls'"
+    rows = [{"design": "a", "success_rate": {"value": 0.5, "low": 0.2, "high": 0.8}}]
+    fig = interval_bars(rows, RATES, labels=[in_words(m) for m in RATES])
+    assert fig["data"][0]["x"][0] == "reached the goal"
+    assert "share" in fig["layout"]["yaxis"]["title"]["text"]

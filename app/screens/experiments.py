@@ -18,6 +18,25 @@ from experiments.report import experiment_csv
 SS = st.session_state
 RATES = ["success_rate", "violation_step_rate", "violation_episode_rate", "false_safe_rate"]
 SHOWN = [*RATES, "no_safe_plan_rate", "steps_to_goal", "probe_rmse_h1"]
+# The figures in words on the page (the CSVs keep the keys: they are data)
+WORDS = {
+    "success_rate": "reached the goal",
+    "violation_step_rate": "steps breaking a rule",
+    "violation_episode_rate": "episodes breaking a rule",
+    "false_safe_rate": "planned safe, broke a rule",
+    "no_safe_plan_rate": "steps with no safe plan",
+    "steps_to_goal": "steps to the goal",
+    "probe_rmse_h1": "probe error 1 step ahead (m)",
+}
+
+
+def in_words(metric: str) -> str:
+    """A figure's name on the page: ``violation_step_rate/RULE`` is 'steps breaking RULE'."""
+    if metric.startswith("violation_step_rate/"):
+        return f"steps breaking '{metric.split('/', 1)[1]}'"
+    return WORDS.get(metric, metric.replace("_", " "))
+
+
 # A copy of the forms' settings in a key of our own: Streamlit deletes a widget's key at
 # the end of any run that does not draw it (a visit to another page), and the form came
 # back at its defaults (docs/pitfalls.md, "Streamlit widget state").
@@ -298,11 +317,16 @@ def results(run_id: str) -> None:
         per_rule = [m for m in s if m.startswith("violation_step_rate/")]
         for m in (*SHOWN[:2], *per_rule, *SHOWN[2:]):
             v = s.get(m, {})
-            line[m] = _cell(v)
+            line[in_words(m)] = _cell(v)
         table.append(line)
-    st.dataframe(table, hide_index=True)
-    st.caption("value [95 % bootstrap interval over episodes]")
-    st.plotly_chart(views.interval_bars(rows, RATES), key="exp/bars")
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption(
+        "value [95 % bootstrap interval over episodes]; shares of episodes or steps from "
+        "0 to 1; the CSVs name each figure by its key"
+    )
+    st.plotly_chart(
+        views.interval_bars(rows, RATES, labels=[in_words(m) for m in RATES]), key="exp/bars"
+    )
     d = st.columns(2)
     for col, table in zip(d, ("episodes", "summary"), strict=True):
         col.download_button(
