@@ -175,16 +175,21 @@ class Job:
 
 _jobs: queue.Queue = queue.Queue()
 _worker: threading.Thread | None = None
+_registered = False  # _stop registered to run at exit
 _exiting = threading.Event()
 _codes: dict[tuple, object] = {}  # kind -> its own copy of the function compiled
 
 
 def _ask(job: Job) -> None:
-    """(Under ``_lock``.) Queue ``job``; the first one starts the worker. A daemon, so an
-    idle worker never holds the exit up; at exit ``_stop`` lets the compile under way
-    finish (a thread killed inside one aborts the process: inductor's C++ threads) and
-    drops the jobs still queued."""
-    global _worker
+    """(Under ``_lock``.) Queue ``job``, and start a worker unless one is at work. The
+    worker ends when the queue is empty: a thread that ran compiled CPU kernels and lived
+    on slowed every later torch call of the process about 2x (bare matrix products 127
+    -> 47 GFLOP/s in ``./lab bench plan_speed --quick``), one that ends does not. A
+    daemon, so an idle process exits at once; at exit ``_stop`` lets the compile under
+    way finish (a thread killed inside one aborts the process: inductor's C++ threads)
+    and drops the jobs still queued."""
+    global _worker, _registered
+    _jobs.put(job)
     if _worker is None:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CACHE))
         worker = threading.Thread(target=_work, name="lab-compile", daemon=True)
@@ -194,21 +199,27 @@ def _ask(job: Job) -> None:
             job.entry.state, job.entry.error = State.FAILED, str(e)
             return
         _worker = worker
-        atexit.register(_stop)  # runs after the main thread is done, before daemons die
-    _jobs.put(job)
+        if not _registered:
+            atexit.register(_stop)  # after the main thread is done, before daemons die
+            _registered = True
 
 
 def _stop() -> None:
     _exiting.set()
-    _jobs.put(None)  # wakes an idle worker
-    if _worker is not None:
-        _worker.join(EXIT_WAIT)
+    worker = _worker
+    if worker is not None:
+        worker.join(EXIT_WAIT)
 
 
 def _work() -> None:
+    global _worker
     while True:
-        job = _jobs.get()
-        if job is None or _exiting.is_set():
+        with _lock:  # _ask queues under the lock: no job is left without a worker
+            if _jobs.empty() or _exiting.is_set():
+                _worker = None
+                return
+            job = _jobs.get_nowait()
+        if job is None:
             return
         try:
             _run(job)
