@@ -21,17 +21,19 @@ How it is kept, in three parts:
   and replayed (one launch instead of a hundred).
 * **The rule** of when a batch size gets its own entry: ``specialise``, a
   pure function of the device, the size and how often it was planned.
-* **The compiler**: one worker thread that takes the jobs in turn, so
-  compiling (10-30 s on 2 CPU cores) never stands in a plan's way. Inductor
+* **The compiler**: one worker thread that takes the jobs in turn and ends when
+  none is left, so compiling (10-30 s on 2 CPU cores) never stands in a plan's
+  way. Inductor
   keeps what it made on disk (``CACHE``): a restart pays tracing (a few
   seconds), not the compile. Where compiling fails (no C++ compiler, no
   Triton) the plain code stays, and ``status`` says why.
 
-It stays on a CPU too, for it pays there: CEM at N = 1000, H = 16, 5 iterations
-on the Reach model planned 1.2-1.3 times as fast compiled as plain, with a hard
-term or without, compiled and plain plans interleaved on a busy 2-core machine
-(``./lab bench compile_pays``). ``LAB_COMPILE=0`` turns it off (the tests do,
-except the ones that test it).
+It stays on a CPU too, for it pays there, if little: CEM at N = 1000, H = 16, 5
+iterations on the Reach model, compiled and plain plans interleaved over 150
+rounds on an idle 2-core machine, 29.9 against 32.0 ms (1.07x; 1.17x per round)
+and 45.4 against 48.1 ms with a hard term (1.06x; 1.12x) (``./lab bench
+compile_pays``, benchmarks/results/compile_pays.json). ``LAB_COMPILE=0`` turns it
+off (the tests do, except the ones that test it).
 """
 
 from __future__ import annotations
