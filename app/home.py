@@ -289,7 +289,7 @@ def guard_kind(margin: float, delta: float) -> str:
 def remember(key: str, default) -> str:
     """``key`` for a widget whose value outlives the runs that do not draw it: Streamlit
     deletes a widget's key at the end of any run that does not draw it (another page, a
-    scene whose sidebar draws other keys; /work/shared/PITFALLS.md, "Streamlit widget
+    scene whose sidebar draws other keys; docs/pitfalls.md, "Streamlit widget
     state"), so the value is kept under ``kept/<key>`` as well (``keep``) and put back
     before the widget is drawn. The widget takes its value from Session State, not from a
     default argument (which would make Streamlit log a warning)."""
