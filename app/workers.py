@@ -331,11 +331,19 @@ class StressRun(Run):
 class LessonRun(Run):
     """One lesson's experiment (``experiments.lessons``), its ``Live`` filled as it goes."""
 
-    def __init__(self, key: str, device: torch.device, quick: bool = False) -> None:
+    def __init__(
+        self,
+        key: str,
+        device: torch.device,
+        quick: bool = False,
+        seed: int = 0,
+        scene: str | None = None,
+    ) -> None:
         self.lesson = LESSONS[key]
         self.kind = f"lesson-{key}"  # a run per lesson page
         super().__init__(self.lesson.title)
         self.device, self.quick = device, quick
+        self.seed, self.scene = seed, scene  # as the page chose them (run_lesson's)
         self.live = Live()
         self.result: dict | None = None
 
@@ -343,7 +351,14 @@ class LessonRun(Run):
         self.live, self.result = Live(), None
         try:
             result = run_lesson(
-                self.lesson.key, self.live, self.device, self.stopping, self.turn, self.quick
+                self.lesson.key,
+                self.live,
+                self.device,
+                self.stopping,
+                self.turn,
+                self.quick,
+                seed=self.seed,
+                scene=self.scene,
             )
         except LabError:
             if self.stopping.is_set():  # stopped by its page: what it found stays shown

@@ -10,7 +10,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-from webpage import ARTIFACTS, WAIT, click, enter, expect, open_plan, pick, shot, step_text
+from webpage import (
+    ARTIFACTS,
+    WAIT,
+    click,
+    enter,
+    expect,
+    go,
+    open_plan,
+    open_popover,
+    pick,
+    shot,
+    step_text,
+)
 
 from app.serve import CHROMIUM, LabServer, chromium, wait_idle
 from scenes.kitchen import KNIFE_RULE
@@ -29,26 +41,6 @@ def lab(tmp_path_factory):
     with LabServer(home=home, log=ARTIFACTS / "server-costs.log") as url, chromium() as browser:
         yield url, browser, home
     shutil.rmtree(home, ignore_errors=True)
-
-
-def go(page, name: str) -> None:
-    """Move to another page of the app through the sidebar (the same session)."""
-    wait_idle(page)
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
-
-
-def open_popover(page, name: str, inside) -> None:
-    """Open the popover button ``name`` until ``inside`` shows (a rerun from an edit can
-    close one just opened)."""
-    for _ in range(3):
-        wait_idle(page)
-        page.get_by_role("button", name=name).click()
-        try:
-            expect(inside).to_be_visible(timeout=5_000)
-            return
-        except AssertionError:
-            continue
-    expect(inside).to_be_visible()
 
 
 def knife_rule_shown(page) -> None:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from webpage import ARTIFACTS, WAIT, expect, pick, shot  # tests/webpage.py
+from webpage import ARTIFACTS, WAIT, expect, go, pick, shot  # tests/webpage.py
 
 from app.serve import CHROMIUM, LabServer, chromium, wait_idle
 
@@ -41,10 +41,9 @@ def selectbox(page, label: str):
     return page.get_by_role("combobox", name=label, exact=True).first
 
 
-def go(page, name: str) -> None:
-    """To another page by the sidebar, in the same session (a new URL would start one)."""
-    wait_idle(page)
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
+def go_to(page, name: str) -> None:
+    """To another page by the sidebar (``webpage.go``), once its heading shows."""
+    go(page, name)
     expect(page.get_by_role("heading", name=name).first).to_be_visible(timeout=WAIT)
     wait_idle(page)
 
@@ -70,16 +69,16 @@ def test_the_form_keeps_its_settings_after_a_visit_to_another_page(lab):
     budget.fill("9")
     budget.press("Enter")
     wait_idle(page)
-    go(page, "Learn")
-    go(page, "Experiments")
+    go_to(page, "Learn")
+    go_to(page, "Experiments")
     expect(page.get_by_label("Episodes per design")).to_have_value("7", timeout=WAIT)
     expect(selectbox(page, "Scene")).to_have_value("Wall")
     expect(selectbox(page, "Guardrail margin")).to_have_value("calibrated, delta 0.05")
     expect(page.get_by_label("Budget (episodes)")).to_have_value("9")
     shot(page, "experiments-form-kept")
     # and once more, by way of the Plan page (the default page)
-    go(page, "Plan")
-    go(page, "Experiments")
+    go_to(page, "Plan")
+    go_to(page, "Experiments")
     expect(page.get_by_label("Episodes per design")).to_have_value("7", timeout=WAIT)
     expect(selectbox(page, "Scene")).to_have_value("Wall")
     page.close()

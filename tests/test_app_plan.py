@@ -19,6 +19,7 @@ from webpage import (  # the browser tests' shared helpers (tests/webpage.py)
     expect,
     images_drawn,
     open_plan,
+    open_popover,
     pick,
     shot,
     step_text,
@@ -232,20 +233,6 @@ def test_two_browser_sessions_plan_independently(lab):
     expect(step_text(pa, 2)).to_be_visible()  # a did not move with b
     a.close()
     b.close()
-
-
-def open_popover(page, name: str, inside) -> None:
-    """Open the popover button ``name`` until ``inside`` shows (a rerun from an edit can
-    close one just opened)."""
-    for _ in range(3):
-        wait_idle(page)
-        page.get_by_role("button", name=name).click()
-        try:
-            expect(inside).to_be_visible(timeout=5_000)
-            return
-        except AssertionError:
-            continue
-    expect(inside).to_be_visible()
 
 
 def test_every_load_path_puts_its_cost_set_in_force_and_leaves_the_page_whole(lab, tmp_path):

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from webpage import WAIT, click, expect, open_plan, pick, shot, step_text
+from webpage import WAIT, click, expect, go, open_plan, pick, shot, step_text
 
 from app.serve import CHROMIUM, wait_idle
 from scenes.push import BEHIND_BLOCK
@@ -74,11 +74,9 @@ def test_each_scene_keeps_its_margin_and_the_status_names_it_only_over_hard_term
     # Reach kept its own margin too, and both outlive a visit to another page
     switch_scene(page, "reach")
     expect(margin_box(page)).to_have_value("calibrated, delta 0.1", timeout=WAIT)
-    wait_idle(page)
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Learn", exact=True).click()
+    go(page, "Learn")
     expect(page.get_by_role("heading", name="Learn").first).to_be_visible(timeout=WAIT)
-    wait_idle(page)
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Plan", exact=True).click()
+    go(page, "Plan")
     expect(step_text(page, 0).or_(step_text(page, 1))).to_be_visible(timeout=WAIT)
     expect(margin_box(page)).to_have_value("calibrated, delta 0.1", timeout=WAIT)
     switch_scene(page, "kitchen")

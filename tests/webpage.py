@@ -72,3 +72,23 @@ def open_plan(browser, url: str, height: int, label: str, option: str, shown: st
     expect(page.get_by_text(re.compile(f"^Planning on .*{shown}"))).to_be_visible(timeout=WAIT)
     expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
     return page
+
+
+def go(page, name: str) -> None:
+    """To another page by the sidebar, in the same session (a new URL would start one)."""
+    wait_idle(page)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
+
+
+def open_popover(page, name: str, inside) -> None:
+    """Open the popover button ``name`` until ``inside`` shows (a rerun from an edit can
+    close one just opened)."""
+    for _ in range(3):
+        wait_idle(page)
+        page.get_by_role("button", name=name).click()
+        try:
+            expect(inside).to_be_visible(timeout=5_000)
+            return
+        except AssertionError:
+            continue
+    expect(inside).to_be_visible()

@@ -5,7 +5,7 @@ is, episodes, seed), draws the claim's figures measured when the shipped checkpo
 were made (``benchmarks/results/lessons.json``, so a lecture can start at once), and
 has one button that runs the experiment (``experiments.lessons``) with the seed (and,
 where the lesson allows, the scene) chosen on the page, in a worker thread
-(``SeededLessonRun``; a closed tab loses nothing, a reopened one finds it by the URL).
+(``LessonRun``; a closed tab loses nothing, a reopened one finds it by the URL).
 The result is drawn as it comes in, each rate with its 95 % interval. Exports for a
 slide: the chart as PNG (the camera in its toolbar; titled with the claim, scene and
 episodes), the rows as CSV headed by their settings and figures, Kitchen's frames as
@@ -28,9 +28,8 @@ from app import lesson_views, views
 from app.measured import record
 from app.state import adopt, current, device, fmt_eta, registry
 from app.workers import LessonRun
-from common.errors import LabError
 from common.paths import PRETRAINED
-from experiments.lessons import LESSONS, Live, run_lesson
+from experiments.lessons import LESSONS
 from experiments.lessons.blur import HORIZONS
 
 ICONS = {
@@ -55,35 +54,6 @@ PRESENT_STYLE = """<style>
 .st-key-lesson-present h1 {font-size: 3rem;}
 .st-key-lesson-present table {font-size: 1.3rem;}
 </style>"""
-
-
-class SeededLessonRun(LessonRun):
-    """A lesson's run with the seed and scene chosen on its page (``run_lesson``'s)."""
-
-    def __init__(self, key: str, device, quick: bool, seed: int, scene: str) -> None:
-        super().__init__(key, device, quick)
-        self.seed, self.scene = seed, scene
-
-    def work(self) -> None:
-        self.live, self.result = Live(), None
-        try:
-            result = run_lesson(
-                self.lesson.key,
-                self.live,
-                self.device,
-                self.stopping,
-                self.turn,
-                self.quick,
-                seed=self.seed,
-                scene=self.scene,
-            )
-        except LabError:
-            if self.stopping.is_set():  # stopped by its page: what it found stays shown
-                self.live.say("stopped")
-                return
-            raise
-        with self.lock:
-            self.result = result
 
 
 def pages() -> list:
@@ -163,7 +133,7 @@ def _lesson(key: str) -> None:
         disabled=run is not None and run.active,
         key=f"lesson/{key}/run",
     ):
-        run = adopt(SeededLessonRun(key, device(), QUICK, seed, scene))
+        run = adopt(LessonRun(key, device(), QUICK, seed, scene))
     if run is not None and run.active and halt.button("Stop", key=f"lesson/{key}/stop"):
         run.stop()
     if run is not None:
