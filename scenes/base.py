@@ -87,6 +87,8 @@ class LabScene(gym.Env):
     # What a stress test (experiments.stress) may set in an episode: (name, low, high) of the
     # reset parameters, in the scene's units; ``stress_options`` makes reset options of them.
     STRESS_PARAMS: ClassVar[tuple[tuple[str, float, float], ...]] = ()
+    SCRIPTED: ClassVar[bool] = True  # has a scripted controller (exploration follows it)
+    FOREIGN: ClassVar[bool] = False  # a Bullet-Safety-Gym task (scenes.safety): no goal
 
     def __init__(
         self,
