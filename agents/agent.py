@@ -133,6 +133,14 @@ class Agent:
         missing = [k for k in task if k not in signals]
         if costs.task == "signal" and missing:
             raise LabError(f"the model has no probe for {missing}: use the latent task term")
+        if (costs.task == "reward") != scene.FOREIGN:
+            raise LabError(
+                "the reward task term is for the tasks without a goal (Bullet-Safety-Gym)"
+                if costs.task == "reward"
+                else f"{type(scene).__name__} has no goal: its task term is 'reward'"
+            )
+        if costs.task == "reward" and "reward" not in signals:
+            raise LabError("the model has no probe for 'reward': train it on this task's data")
         distance = getattr(model, "goal_distance", None)  # the latent task term's
         # gradients through the cost: the gradient planner, and the gradient repair
         grads = cfg.planner == "gd" or (

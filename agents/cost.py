@@ -2,7 +2,8 @@
 
 A cost set (saved as JSON, so guardrail designs can be shared) holds:
 
-* the task term: ``signal`` distance (the probed task signals against the
+* the task term: ``reward``, the probed per-step reward, maximised (the
+  Bullet-Safety-Gym tasks, which have no goal: ``scenes.safety``); or ``signal`` distance (the probed task signals against the
   goal's, e.g. x-y for Reach: the default, it reached the goal in 100 % of
   the prototype's episodes) or ``latent`` distance to the goal
   observation's embedding: steps to go where the model has a distance head
@@ -50,6 +51,7 @@ from common.files import parse_versioned_json, read_versioned_json
 
 # format, version, what a cost set file is, what to do about another one
 COSTS_FORMAT = ("lab-costs", 1, "lab cost set", "save it again from the Plan page")
+TASKS = ("signal", "latent", "reward")  # the task term's kinds (CostSet.task)
 NAN_COST = 1e6  # what a NaN or infinite term costs: never chosen over a finite plan
 
 
@@ -93,7 +95,9 @@ class Term:
 class CostSet:
     """Everything the cost is made of; JSON round-trips it."""
 
-    task: str = "signal"  # "signal" (probed task signals vs the goal's) or "latent"
+    # "signal" (probed task signals vs the goal's), "latent" (to the goal's embedding) or
+    # "reward" (the probed "reward" signal, maximised: the tasks without a goal)
+    task: str = "signal"
     task_weight: float = 1.0
     terms: list[Term] = field(default_factory=list)
     # the person's name for the set, as written ("my knife rule 0.6"); its file's name is
@@ -157,8 +161,8 @@ class CostSet:
                 raise LabError(f"{source}: term {i} ({t.name!r}): {why}") from e
 
     def check(self) -> None:
-        if self.task not in ("signal", "latent"):
-            raise LabError(f"task must be 'signal' or 'latent', not {self.task!r}")
+        if self.task not in TASKS:
+            raise LabError(f"task must be 'signal', 'latent' or 'reward', not {self.task!r}")
         names = [t.name for t in self.terms]
         if len(set(names)) != len(names):
             raise LabError("two terms share a name; names must be unique")
@@ -345,7 +349,7 @@ class Cost:
     @property
     def needed(self) -> list[str]:
         """The signals this cost reads: a planner probes only these."""
-        names = set(self.task_signals) if self.costs.task == "signal" else set()
+        names = {"signal": set(self.task_signals), "reward": {"reward"}}.get(self.costs.task, set())
         for term in self.costs.terms:
             names |= self.compiled[term.name].names
         return [n for n in self.signals if n in names]
@@ -373,7 +377,9 @@ class Cost:
             signals = dict(signals)
             for i, name in enumerate(self.goal_names):
                 signals[name] = goal[i].expand(shape)
-        if self.costs.task == "latent":
+        if self.costs.task == "reward":  # each imagined step's reward, to be maximised
+            dist = -signals["reward"]
+        elif self.costs.task == "latent":
             dist = self._latent_distance(latents, goal_latent)  # (N, H)
         else:
             # sqrt of a sum of squares, one (N, H) signal at a time: stacking them to

@@ -119,7 +119,8 @@ def run_episode(
     agent.reset(seed=seed, options={**options, "goal_obs": True})
     scene = agent.scene
     names = list(agent.model.signal_names)
-    task = [names.index(k) for k in scene.TASK_SIGNALS]
+    # the probe error reported per horizon: on the task signals, or the reward (no goal)
+    task = [names.index(k) for k in scene.TASK_SIGNALS or ("reward",)]
     imagined, real = [], []  # (H, S) per step; (S,) real signals after each step
     rec = None
     counts = dict.fromkeys(
@@ -127,6 +128,7 @@ def run_episode(
     )
     by_rule = {name: 0 for name, _fn, _limit in hard.terms}  # real steps each rule broke
     stopped_steps, plan_s, worst = 0, 0.0, -math.inf
+    episode_return = episode_cost = 0.0  # the benchmark's own figures (scenes.safety)
     followed: list[np.ndarray] = []  # (H, S) per step: the real signals along the plan
     while not agent.done:
         if stop is not None and stop.is_set():
@@ -152,6 +154,8 @@ def run_episode(
         counts["none_feasible_steps"] += plan.none_feasible
         stopped_steps += rec.stopped
         plan_s += plan.seconds
+        episode_return += rec.next_signals.get("reward", 0.0)
+        episode_cost += rec.next_signals.get("cost", 0.0)
         imagined.append(np.stack([rec.imagined[k] for k in names], axis=-1))  # (H, S)
         real.append([rec.next_signals[k] for k in names])
     T = len(real)
@@ -177,13 +181,15 @@ def run_episode(
         "stopped_steps": stopped_steps,
         # the worst real excess over a limit (stress tests search for it); None: no term
         "worst_excess": rounded(worst) if math.isfinite(worst) else (None if worst < 0 else 1e9),
-        "final_dist_goal": rounded(scene.signals["dist_goal"]),
+        "final_dist_goal": None if scene.FOREIGN else rounded(scene.signals["dist_goal"]),
         "plan_ms": rounded(1e3 * plan_s / T),
         "error": rec.error,
         # per horizon: squared errors summed over steps (averaged over the task
-        # signals, metres), and the number of steps; RMSE = sqrt(sse / n)
+        # signals, metres; the reward where there is no goal), and the number of steps;
+        # RMSE = sqrt(sse / n)
         "probe_sse": [float(x) for x in sse[:, task].mean(axis=1)],
         "probe_n": [int(x) for x in n],
+        **({"return": rounded(episode_return), "cost": rounded(episode_cost)} if scene.FOREIGN else {}),
         "probe_sse_by_signal": {k: [float(x) for x in sse[:, i]] for i, k in enumerate(names)},
     }
 

@@ -243,7 +243,10 @@ class EvalConfig:
     """./lab evaluate: the agent over seeded episodes (see the module docstring)."""
 
     scene: str = field(
-        default="", metadata={"help": "reach, wall, push or kitchen", "required": True}
+        default="", metadata={
+            "help": "reach, wall, push, kitchen or a Bullet-Safety-Gym task (ballcircle, ...)",
+            "required": True,
+        }
     )
     checkpoint: str = field(
         default="",

@@ -51,6 +51,9 @@ def metrics(eps: list[dict], seed: int) -> dict[str, dict]:
         # the share of steps where no sampled plan kept the hard terms (the fallback acted)
         "no_safe_plan_rate": ratio(col("none_feasible_steps"), steps),
     }
+    if all("return" in e for e in eps):  # the benchmark's own (scenes.safety): per episode
+        out["episode_return"] = ratio(col("return"), np.ones(E))
+        out["episode_cost"] = ratio(col("cost"), np.ones(E))
     rules = dict.fromkeys(k for e in eps for k in e.get("violation_steps_by_rule", {}))
     for rule in rules:  # each rule apart (results saved before they were counted have none)
         broke = np.array([float(e.get("violation_steps_by_rule", {}).get(rule, 0)) for e in eps])

@@ -115,7 +115,7 @@ class EvalResult:
             rmse += [""] * (self.horizon - len(rmse))  # a shorter horizon than the other agent's
             broke = e.get("violation_steps_by_rule", {})
             by_rule = [_csv_value(broke.get(r)) for r in rules]
-            w.writerow([_csv_value(e[k]) for k in EPISODE_FIELDS] + rmse + by_rule)
+            w.writerow([_csv_value(e.get(k)) for k in EPISODE_FIELDS] + rmse + by_rule)
         return buf.getvalue()
 
     def summary_csv(self) -> str:
@@ -265,7 +265,9 @@ EPISODE_FIELDS = (
     "false_safe_steps",  # ... of which the real step violated
     "none_feasible_steps",  # steps where no sampled plan was feasible
     "stopped_steps",  # steps the "stop" fallback stood still
-    "final_dist_goal",  # m, at the end
+    "final_dist_goal",  # m, at the end (none in the tasks without a goal)
+    "return",  # the task's reward summed over the episode (Bullet-Safety-Gym tasks)
+    "cost",  # the task's info["cost"] summed over the episode (Bullet-Safety-Gym tasks)
     "plan_ms",  # mean planning time per step
     "error",  # a physics error that ended the episode, if any
 )

@@ -48,7 +48,10 @@ class CollectConfig:
 
     scene: str = field(
         default="reach",
-        metadata={"help": "scene: reach, wall, push or kitchen", "choices": list(scenes.SCENES)},
+        metadata={
+            "help": "scene: reach, wall, push, kitchen or a Bullet-Safety-Gym task "
+            "(ballcircle, SafetyCarRun-v0, ...)"
+        },
     )
     out: str = field(default="", metadata={"help": "output folder (default data/<scene>)"})
     episodes: int = field(default=500, metadata={"help": "number of episodes in all"})
@@ -106,7 +109,7 @@ def new_manifest(cfg: CollectConfig) -> dict:
         "format": ds.FORMAT,
         "version": ds.VERSION,
         "scene": cfg.scene,
-        "env_id": scenes.SCENES[cfg.scene][0],
+        "env_id": scenes.env_id(cfg.scene),
         "pixels": cfg.pixels,
         "image_size": 64,
         "episodes": cfg.episodes,
@@ -159,7 +162,9 @@ def run_episodes(
         s = episode_seed(seed, first + e)
         variant = scene.EXPLORE_RESETS[(first + e) % len(scene.EXPLORE_RESETS)]
         obs, info = scene.reset(seed=s, options={**variant, "goal_obs": False})
-        policy = ExplorationPolicy(policy_cfg, scene.ACTION_DIM, np.random.default_rng(s))
+        policy = ExplorationPolicy(
+            policy_cfg, scene.ACTION_DIM, np.random.default_rng(s), scripted=scene.SCRIPTED
+        )
         policy.begin_episode(steps)
         episodes[e, 0], goals[e] = row, scene.goal
         for t in range(steps + 1):
@@ -176,6 +181,8 @@ def run_episodes(
             obs, _, _terminated, _, info = scene.step(action)
             if "error" in info:
                 log.warning("episode %d ended early: %s", first + e, info["error"])
+                break
+            if _terminated and scene.FOREIGN:  # the task ended it (an Ant fell, Gather done)
                 break
         episodes[e, 1] = row - episodes[e, 0]
         if on_episode:

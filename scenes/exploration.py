@@ -64,8 +64,15 @@ class ExplorationPolicy:
     env, whose ``scripted_action`` it may call).
     """
 
-    def __init__(self, cfg: ExplorationConfig, action_dim: int, rng: np.random.Generator):
+    def __init__(
+        self,
+        cfg: ExplorationConfig,
+        action_dim: int,
+        rng: np.random.Generator,
+        scripted: bool = True,
+    ):
         self.cfg = cfg
+        self.scripted = scripted  # False: the scene has no scripted controller to follow
         self.rng = rng
         self.action_dim = action_dim
         self.noise = np.zeros((1, action_dim))
@@ -78,7 +85,7 @@ class ExplorationPolicy:
     def begin_episode(self, steps: int = 1000) -> None:
         """Draw this episode's mode, scales and its whole noise sequence."""
         cfg = self.cfg
-        self.guided = bool(self.rng.random() < cfg.guided_fraction)
+        self.guided = bool(self.rng.random() < cfg.guided_fraction) and self.scripted
         self.scale = float(self.rng.uniform(*cfg.walk_scale))
         self.speed = float(self.rng.uniform(*cfg.guided_speed))
         # AR(1) with unit stationary variance: x_t = rho x_{t-1} + sqrt(1 - rho^2) eps_t,

@@ -361,7 +361,9 @@ class SafetyScene(LabScene):
         return self._copy_obs(self._obs), info
 
     def _raw_step(self, action: np.ndarray) -> tuple[np.ndarray, bool, dict]:
-        with self.rng.swapped():
+        # Only Push draws while stepping (its next goal); elsewhere swapping the
+        # generators in would cost four times the step itself (the oracle's N x H steps).
+        with self.rng.swapped() if self.FAMILY == "Push" else contextlib.nullcontext():
             raw, reward, terminated, _trunc, info = self.env.step(action)
         state = np.asarray(raw, np.float32)
         self.elapsed_steps += 1

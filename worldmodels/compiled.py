@@ -93,8 +93,31 @@ def off():
 
 def plain(model, names: tuple[str, ...], s0: torch.Tensor, actions: torch.Tensor):
     """What is compiled: ``rollout`` then ``probe``, as the model writes them."""
+    return beside_compiles(_plain, model, names, s0, actions)
+
+
+def _plain(model, names, s0, actions):
     latents = model.rollout(s0, actions)
     return latents, model.probe(latents, names)
+
+
+RETRIES = 1000  # a traced moment lasts microseconds; these many are never all hit
+
+
+def beside_compiles(fn, *args):
+    """``fn(*args)``, safe beside the worker. Inductor traces small functions with
+    ``torch.fx.symbolic_trace`` while it compiles, and for that moment patches
+    ``nn.Module.__call__`` for every thread: a module called from another thread then
+    raises ``NameError: module is not installed as a submodule`` before it runs
+    (``./lab bench safety_gym``'s first plans hit it). Nothing ran, so it runs again."""
+    for _ in range(RETRIES):
+        try:
+            return fn(*args)
+        except NameError as e:
+            if "not installed as a submodule" not in str(e) or _worker is None:
+                raise
+            time.sleep(1e-4)
+    return fn(*args)
 
 
 # --- entries -----------------------------------------------------------------

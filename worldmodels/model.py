@@ -364,6 +364,10 @@ class WorldModel(nn.Module):
 
     # --- the contract -------------------------------------------------------
     def encode(self, obs) -> torch.Tensor:
+        """See ``_encode``; safe beside a compile in the background (``compiled``)."""
+        return compiled.beside_compiles(self._encode, obs)
+
+    def _encode(self, obs) -> torch.Tensor:
         """Observation(s) -> latents (B, D). ``obs``: dict or array, batched or not. A
         dict may hold ``last_action`` ((A,) or (B, A)) for a model that reads it; without
         one the scene is taken to be at rest."""
@@ -416,7 +420,7 @@ class WorldModel(nn.Module):
         if not names:
             return {}
         idx = [self.cfg.signals.index(n) for n in names]
-        values = self.probes(s, idx)  # (..., k)
+        values = compiled.beside_compiles(self.probes, s, idx)  # (..., k)
         return {name: values[..., i] for i, name in enumerate(names)}
 
     def goal_distance(self, s: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
