@@ -3,9 +3,10 @@
 A cost set (saved as JSON, so guardrail designs can be shared) holds:
 
 * the task term: ``reward``, the probed per-step reward, maximised (the
-  Bullet-Safety-Gym tasks, which have no goal: ``scenes.safety``); or ``signal`` distance (the probed task signals against the
-  goal's, e.g. x-y for Reach: the default, it reached the goal in 100 % of
-  the prototype's episodes) or ``latent`` distance to the goal
+  Bullet-Safety-Gym tasks, which have no goal: ``scenes.safety``); or ``signal``
+  distance (the probed task signals against the goal's, e.g. x-y for Reach: the
+  default, it reached the goal in 100 % of the prototype's episodes) or ``latent``
+  distance to the goal
   observation's embedding: steps to go where the model has a distance head
   (``worldmodels/distance.py``; Reach 20 of 20 episodes, no label in the
   cost), else the plain Euclidean distance (4 of 20);

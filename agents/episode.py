@@ -189,7 +189,11 @@ def run_episode(
         # RMSE = sqrt(sse / n)
         "probe_sse": [float(x) for x in sse[:, task].mean(axis=1)],
         "probe_n": [int(x) for x in n],
-        **({"return": rounded(episode_return), "cost": rounded(episode_cost)} if scene.FOREIGN else {}),
+        **(
+            {"return": rounded(episode_return), "cost": rounded(episode_cost)}
+            if scene.FOREIGN
+            else {}
+        ),
         "probe_sse_by_signal": {k: [float(x) for x in sse[:, i]] for i, k in enumerate(names)},
     }
 

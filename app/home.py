@@ -76,7 +76,7 @@ def datasets() -> list[tuple[str, dict]]:
             d = json.loads(man.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(d, dict) and d.get("complete") and d.get("scene") in scenes.SCENES:
+        if isinstance(d, dict) and d.get("complete") and d.get("scene") in scenes.all_keys():
             out.append((str(man.parent), d))
     return out
 
@@ -98,8 +98,38 @@ DEFAULT_PRESET = {
 }
 
 
+def scene_choices() -> list[str]:
+    """What a scene picker offers: the lab's four, then Bullet-Safety-Gym's tasks (the
+    benchmark's four first; one that cannot replay says so when picked)."""
+    rest = [k for k in scenes.FOREIGN if k not in scenes.BENCHMARK]
+    return [*scenes.SCENES, *scenes.BENCHMARK, *rest]
+
+
+def scene_label(key: str) -> str:
+    """``reach`` -> "Reach"; ``ballcircle`` -> "SafetyBallCircle (Bullet-Safety-Gym)"."""
+    if key in scenes.FOREIGN:
+        return f"{scenes.FOREIGN[key][0].removesuffix('-v0')} (Bullet-Safety-Gym)"
+    return key.capitalize()
+
+
+FOREIGN_PRESET = "hard: the task's rule"  # a Bullet-Safety-Gym task's Plan page starts here
+
+
+def default_preset(scene: str) -> str:
+    """The preset a scene's Plan page starts with."""
+    if scenes.is_foreign(scene):
+        return FOREIGN_PRESET
+    return DEFAULT_PRESET.get(scene, "task only")
+
+
 def preset_costs(scene: str) -> dict[str, CostSet]:
     """Ready-made cost sets per scene: the plain task, and guardrail designs to try."""
+    if scenes.is_foreign(scene):  # the task's reward, alone and under the task's rule
+        cls = scenes.scene_class(scene)
+        return {
+            name: CostSet(task=d["task"], terms=[Term(**t) for t in d["terms"]])
+            for name, d in cls.presets().items()
+        }
     plain = CostSet()
     if scene == "kitchen":
         slow = Term(
@@ -153,6 +183,8 @@ def scene_term_names(scene: str) -> list[str]:
 
 def safety_rules(scene: str) -> dict[str, Term]:
     """What experiments measure in reality by default: the scene's plain guardrail."""
+    if scenes.is_foreign(scene):  # the benchmark's own rule (its cost), every part
+        return {t.name: t for t in preset_costs(scene)[FOREIGN_PRESET].terms}
     if scene == "kitchen":
         t = preset_costs(scene)["hard: slow near person"].terms[0]
     else:

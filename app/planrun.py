@@ -236,7 +236,8 @@ class PlanRun(Run):
         if config["scene"] != s.scene:
             raise LabError(f"{s.checkpoint} is a {config['scene']} model, not {s.scene}")
         self.scene = scenes.make(s.scene, render_mode="rgb_array").unwrapped
-        self.plot_signals = tuple(self.scene.TASK_SIGNALS[:2])
+        # the plane plotted: the task's (x-y; Push: the block's), or where the agent is
+        self.plot_signals = tuple(self.scene.TASK_SIGNALS[:2]) or ("x", "y")
         # the floor scenes' walls lie in their task signals' plane (x-y; Push: the block's)
         self.walls = list(getattr(self.scene, "walls", ()))
         self.goal_points = self._goal_points()
@@ -465,7 +466,8 @@ class PlanRun(Run):
         compared, real against imagined, exactly then: Learn's first exercise does); at most six."""
         cost = self.agent.cost
         read = set().union(*(c.names for c in cost.compiled.values()))
-        task = [n for n in cost.signals if n in self.scene.TASK_SIGNALS]
+        # the task's signals; without a goal, where the agent is and the reward it plans on
+        task = [n for n in cost.signals if n in (self.scene.TASK_SIGNALS or ("x", "y", "reward"))]
         rules = [n for n in cost.signals if n in read and n not in task]
         # the plotted plane's two task signals always; the rules' signals next; the rest
         keep = task[:2]

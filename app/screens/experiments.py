@@ -70,7 +70,7 @@ def keep_settings() -> None:
     into ``SETTINGS``, and those Streamlit deleted while another page was shown are put
     back before their widgets are drawn."""
     kept = SS.setdefault(SETTINGS, {})
-    for key in (*FORM_KEYS, *(f"{p}/{s}" for p in PER_SCENE for s in scenes.SCENES)):
+    for key in (*FORM_KEYS, *(f"{p}/{s}" for p in PER_SCENE for s in scenes.all_keys())):
         if key in SS:
             kept[key] = SS[key]
         elif key in kept:
@@ -138,7 +138,7 @@ def form() -> ExperimentRun | None:
         _settings_from(run)
     c = st.columns([1, 2])
     scene = c[0].selectbox(
-        "Scene", list(scenes.SCENES), key="exp/scene", format_func=str.capitalize
+        "Scene", home.scene_choices(), key="exp/scene", format_func=home.scene_label
     )
     found = home.checkpoints(scene)
     if not found:

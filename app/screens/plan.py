@@ -64,7 +64,7 @@ def page() -> None:
     start_here()
     side = st.sidebar
     scene = side.selectbox(
-        "Scene", list(scenes.SCENES), key="plan/scene", format_func=str.capitalize
+        "Scene", home.scene_choices(), key="plan/scene", format_func=home.scene_label
     )
     found = home.checkpoints(scene)
     if not found:
@@ -137,9 +137,7 @@ def page() -> None:
         if run is not None and run.settings.scene == scene:
             load_editor(scene, run.costs)  # a reopened tab: the cost the agent plans with
         else:
-            load_editor(
-                scene, home.preset_costs(scene)[home.DEFAULT_PRESET.get(scene, "task only")]
-            )
+            load_editor(scene, home.preset_costs(scene)[home.default_preset(scene)])
     try:
         # what a term may read: the model's probed signals and the goal's values
         signals = term_names(

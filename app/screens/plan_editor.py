@@ -12,6 +12,7 @@ import secrets
 
 import streamlit as st
 
+import scenes
 from agents.cost import CostSet, Term
 from agents.expressions import ExpressionError, compile_expression
 from app import home, views
@@ -223,11 +224,12 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
     c = st.columns([2, 1, 3])
     c[0].selectbox(
         "Task term",
-        ["signal", "latent"],
+        ["reward"] if scenes.is_foreign(scene) else ["signal", "latent"],
         key=f"plan/task/{scene}",
         format_func=lambda k: {
             "signal": "signal distance (probed task signals to the goal)",
             "latent": "latent distance (to the goal's embedding)",
+            "reward": "the task's reward (probed, maximised: the task has no goal)",
         }[k],
         on_change=_send_costs,
         args=args,

@@ -61,7 +61,7 @@ def drive(run_id: str, key: str) -> None:
             col.button(label, key=f"scene/key/{label}", on_click=_act, args=(run_id, a))
         cols = st.columns(3)
         cols[0].button(
-            "Wait a step", on_click=_act, args=(run_id, (0,) * (3 if key == "kitchen" else 2))
+            "Wait a step", on_click=_act, args=(run_id, (0,) * scenes.scene_class(key).ACTION_DIM)
         )
         cols[1].button(
             "Scripted step",
@@ -78,6 +78,8 @@ def drive(run_id: str, key: str) -> None:
         st.markdown(
             "\n".join(f"- `{k}` = {val:.3f} {units.get(k, '')}" for k, val in v.signals.items())
         )
+        if not cls.TASK_SIGNALS:  # a Bullet-Safety-Gym task: reward and cost, no goal
+            return
         st.markdown("**Goal** (" + ", ".join(cls.TASK_SIGNALS) + ")")
         gc = st.columns(len(cls.TASK_SIGNALS))
         goal = [
@@ -176,7 +178,7 @@ def page() -> None:
     if collecting is not None and "scene/scene" not in SS:
         _settings_from(collecting)
     key = st.sidebar.selectbox(
-        "Scene", list(scenes.SCENES), key="scene/scene", format_func=str.capitalize
+        "Scene", home.scene_choices(), key="scene/scene", format_func=home.scene_label
     )
     doc = (scenes.scene_class(key).__doc__ or "").strip().split("\n\n")[0]
     st.caption(doc)

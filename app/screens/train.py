@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-import scenes
 from app import home, views
 from app.screens.scene import collect_panel
 from app.state import adopt, current, device, fmt_eta, registry, seeded
@@ -28,7 +27,7 @@ def settings() -> TrainConfig | None:
             "Scene page."
         )
         key = st.selectbox(
-            "Scene", list(scenes.SCENES), key="train/col_scene", format_func=str.capitalize
+            "Scene", home.scene_choices(), key="train/col_scene", format_func=home.scene_label
         )
         collect_panel(key, then_train=True)
         return None
