@@ -69,6 +69,25 @@ def test_the_rule_of_when_a_batch_size_gets_its_own_entry():
 
 @slow
 @needs_compiler
+def test_plain_calls_beside_a_compile_in_progress(compiling):
+    """Inductor traces with torch.fx while it compiles, which patches nn.Module.__call__
+    for every thread for a moment: plain calls made meanwhile (a plan, an encode, a probe
+    in another thread) must still answer, with their plain values."""
+    m = model_of(2)
+    s0, actions = torch.randn(9, 16), torch.rand(9, 6, 3) * 2 - 1
+    with torch.inference_mode():
+        m.imagine(s0, actions, ["a", "b"])  # asks for the compile: the worker starts
+        calls = 0
+        while compiled.status(m)[0]["state"] in ("pending", "compiling"):
+            latents, signals = compiled.plain(m, ("a", "b"), s0, actions)
+            probed = m.probe(latents, ["a"])
+            calls += 1
+        assert torch.allclose(probed["a"], signals["a"], atol=1e-5)
+    assert calls > 10 and compiled.wait(m)[0]["state"] == "ready"
+
+
+@slow
+@needs_compiler
 @pytest.mark.parametrize("layers", [1, 3])
 def test_compiled_imagination_is_rollout_then_probe(compiling, layers):
     """Any depth of predictor, any subset and order of signals, any batch size (one

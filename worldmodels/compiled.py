@@ -92,11 +92,13 @@ def off():
 
 
 def plain(model, names: tuple[str, ...], s0: torch.Tensor, actions: torch.Tensor):
-    """What is compiled: ``rollout`` then ``probe``, as the model writes them."""
-    return beside_compiles(_plain, model, names, s0, actions)
+    """The imagination uncompiled, safe beside the worker (``beside_compiles``)."""
+    return beside_compiles(traced, model, names, s0, actions)
 
 
-def _plain(model, names, s0, actions):
+def traced(model, names: tuple[str, ...], s0: torch.Tensor, actions: torch.Tensor):
+    """What is compiled: ``rollout`` then ``probe``, as the model writes them (each kind
+    compiles its own copy of this function: ``_own_copy``)."""
     latents = model.rollout(s0, actions)
     return latents, model.probe(latents, names)
 
@@ -342,7 +344,7 @@ def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names):
         if main is None:
             main = book.entries[kind, None] = Entry()
             args = (weakref.ref(model), kind[0], s0[:2].clone(), actions[:2].clone())
-            _ask(Job(main, kind, plain, args, dynamic=True))
+            _ask(Job(main, kind, traced, args, dynamic=True))
             return None
         if main.state is not State.READY:
             return None
@@ -353,7 +355,7 @@ def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names):
                 own = book.entries[kind, n] = Entry()
                 if device != "cuda":  # (a graph is captured below, in this thread)
                     args = (weakref.ref(model), kind[0], s0.clone(), actions.clone())
-                    _ask(Job(own, kind, plain, args, dynamic=False))
+                    _ask(Job(own, kind, traced, args, dynamic=False))
     # as compiled: contiguous inference tensors (a planner's s0 is one latent expanded
     # to N rows, stride 0; its samples are made outside inference mode): each differs
     # in what dynamo checks, and a mismatch would compile again, here, on the plan's path

@@ -420,7 +420,10 @@ class WorldModel(nn.Module):
         if not names:
             return {}
         idx = [self.cfg.signals.index(n) for n in names]
-        values = compiled.beside_compiles(self.probes, s, idx)  # (..., k)
+        if torch.compiler.is_compiling():  # inside the compiled imagination (traced)
+            values = self.probes(s, idx)  # (..., k)
+        else:  # a plain call, maybe beside the worker
+            values = compiled.beside_compiles(self.probes, s, idx)
         return {name: values[..., i] for i, name in enumerate(names)}
 
     def goal_distance(self, s: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
