@@ -112,6 +112,17 @@ def scene_label(key: str) -> str:
     return key.capitalize()
 
 
+def refusal(scene: str) -> str | None:
+    """Why the lab refuses ``scene`` (a Bullet-Safety-Gym task it cannot make replay,
+    ``scenes.safety``), or None for one it runs. Pages say it instead of offering a
+    model, a form or a traceback."""
+    try:
+        scenes.scene_class(scene)
+    except LabError as e:
+        return f"{scene_label(scene)} is not offered: {e}."
+    return None
+
+
 FOREIGN_PRESET = "hard: the task's rule"  # a Bullet-Safety-Gym task's Plan page starts here
 
 

@@ -374,7 +374,9 @@ class PlanRun(Run):
             signals=scene.signals,
             goal=np.asarray(scene.goal, dtype=np.float32),
             done=self.agent.done,
-            success=bool(scene.goal_distance() <= scene.SUCCESS_RADIUS),
+            # a task without a goal (Bullet-Safety-Gym) has nothing to succeed at
+            success=bool(scene.TASK_SIGNALS)
+            and bool(scene.goal_distance() <= scene.SUCCESS_RADIUS),
             history=self._view.history,
             in_force=list(self.agent.cost.costs.terms),
             cost_errors=dict(self._cost_errors),

@@ -490,9 +490,13 @@ def latent_spread(std: list[float]) -> dict:
     return fig.done(240, "collapse health: spread of each latent dimension")
 
 
-def interval_bars(rows: list[dict], metrics: list[str], labels: list[str] | None = None) -> dict:
+def interval_bars(
+    rows: list[dict], metrics: list[str], labels: list[str] | None = None, unit: str = ""
+) -> dict:
     """Grouped bars with 95 % intervals: rows = [{"design", metric: {value, low, high}}]; a
-    metric a row lacks (undefined for it) leaves a gap. ``labels``: the metrics in words."""
+    metric a row lacks (undefined for it) leaves a gap. ``labels``: the metrics in words.
+    ``unit``: the y axis's title for figures that are not shares (an episode's return),
+    drawn on their own scale; without it the axis is a share, 0 to 1."""
     fig = Fig()
     for r in rows:
         got = [r.get(m) for m in metrics]
@@ -508,7 +512,10 @@ def interval_bars(rows: list[dict], metrics: list[str], labels: list[str] | None
                 "arrayminus": [v and v["value"] - v["low"] for v in got],
             },
         )
-    fig.axis("yaxis", range=[0, 1.05], title={"text": "share of episodes or steps (0 to 1)"})
+    if unit:
+        fig.axis("yaxis", title={"text": unit})
+    else:
+        fig.axis("yaxis", range=[0, 1.05], title={"text": "share of episodes or steps (0 to 1)"})
     return fig.done(360, barmode="group")
 
 

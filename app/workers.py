@@ -103,7 +103,8 @@ class SceneRun(Run):
             frame=env.render(),
             signals=env.signals,
             goal=[float(g) for g in env.goal],
-            success=bool(env.goal_distance() <= env.SUCCESS_RADIUS),
+            # a task without a goal (Bullet-Safety-Gym) has nothing to succeed at
+            success=bool(env.TASK_SIGNALS) and bool(env.goal_distance() <= env.SUCCESS_RADIUS),
             message=message,
         )
         with self.lock:

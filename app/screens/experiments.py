@@ -27,7 +27,16 @@ WORDS = {
     "no_safe_plan_rate": "steps with no safe plan",
     "steps_to_goal": "steps to the goal",
     "probe_rmse_h1": "probe error 1 step ahead (m)",
+    "episode_return": "episode return",
+    "episode_cost": "episode cost",
 }
+# A task without a goal (Bullet-Safety-Gym): the benchmark's own figures first, episode
+# return (summed reward) and episode cost (summed info["cost"]); nothing to reach
+GOAL_FREE_SHOWN = [
+    "episode_return",
+    "episode_cost",
+    *(m for m in SHOWN if m not in ("success_rate", "steps_to_goal")),
+]
 
 
 def in_words(metric: str) -> str:
@@ -140,6 +149,10 @@ def form() -> ExperimentRun | None:
     scene = c[0].selectbox(
         "Scene", home.scene_choices(), key="exp/scene", format_func=home.scene_label
     )
+    refused = home.refusal(scene)  # a Bullet-Safety-Gym task the lab cannot make replay
+    if refused:
+        st.error(refused, icon=":material/block:")
+        return None
     found = home.checkpoints(scene)
     if not found:
         st.warning(f"No world model for {scene}: train one first.")
@@ -306,16 +319,21 @@ def results(run_id: str) -> None:
         done = dict(run.results)
     if not done:
         return
-    rows, table = [], []
+    goal_free = scenes.is_foreign(run.scene)
+    shown = GOAL_FREE_SHOWN if goal_free else SHOWN
+    rates = [m for m in RATES if m in shown]
+    rows, table, summaries = [], [], {}
     for name, res in done.items():
         s = res.summary()
+        summaries[name] = {m: s[m] for m in shown if s.get(m, {}).get("value") is not None}
         rows.append(
             {"design": name, **{m: s[m] for m in RATES if s.get(m, {}).get("value") is not None}}
         )
         line = {"design": name, "episodes": sum(1 for e in res.episodes if e["agent"] == "model")}
         # each measured rule apart after the rate of steps breaking any of them
         per_rule = [m for m in s if m.startswith("violation_step_rate/")]
-        for m in (*SHOWN[:2], *per_rule, *SHOWN[2:]):
+        at = shown.index("violation_step_rate") + 1
+        for m in (*shown[:at], *per_rule, *shown[at:]):
             v = s.get(m, {})
             line[in_words(m)] = _cell(v)
         table.append(line)
@@ -323,9 +341,27 @@ def results(run_id: str) -> None:
     st.caption(
         "value [95 % bootstrap interval over episodes]; shares of episodes or steps from "
         "0 to 1; the CSVs name each figure by its key"
+        + (
+            "; episode return and cost: the benchmark's own figures, the reward and the "
+            "task's cost (1 a step breaking its rule) summed over an episode, means over "
+            "episodes"
+            if goal_free
+            else ""
+        )
     )
+    if goal_free:  # the benchmark's figures: return and cost, each on its own scale
+        figs = st.columns(2)
+        for col, m, unit in (
+            (figs[0], "episode_return", "summed reward per episode"),
+            (figs[1], "episode_cost", "summed cost per episode (steps breaking the rule)"),
+        ):
+            bars = [{"design": name, m: summaries[name][m]} for name in summaries]
+            col.plotly_chart(
+                views.interval_bars(bars, [m], labels=[in_words(m)], unit=unit),
+                key=f"exp/bars/{m}",
+            )
     st.plotly_chart(
-        views.interval_bars(rows, RATES, labels=[in_words(m) for m in RATES]), key="exp/bars"
+        views.interval_bars(rows, rates, labels=[in_words(m) for m in rates]), key="exp/bars"
     )
     d = st.columns(2)
     for col, table in zip(d, ("episodes", "summary"), strict=True):

@@ -66,6 +66,10 @@ def page() -> None:
     scene = side.selectbox(
         "Scene", home.scene_choices(), key="plan/scene", format_func=home.scene_label
     )
+    refused = home.refusal(scene)  # a Bullet-Safety-Gym task the lab cannot make replay
+    if refused:
+        st.error(refused, icon=":material/block:")
+        return
     found = home.checkpoints(scene)
     if not found:
         st.warning(f"No world model for {scene} yet: train one on the Train page.")

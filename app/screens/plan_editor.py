@@ -215,8 +215,13 @@ def cost_editor(run: PlanRun, scene: str, signals: list[str], in_force: dict[str
     args = (run.id, scene)
     _show_model(scene)
     st.subheader("Cost")
+    over = (
+        "the task's signals (no goal: the task term maximises its `reward`)"
+        if scenes.is_foreign(scene)
+        else "the scene's signals and the goal's values"
+    )
     st.caption(
-        "The task term plus guardrail terms over the scene's signals and the goal's values: "
+        f"The task term plus guardrail terms over {over}: "
         + ", ".join(f"`{s}`" for s in signals)
         + ". Soft: weight x expression is added to the cost. Hard: the expression must stay "
         "<= the limit at every step of the plan. Edits apply to the next plan."

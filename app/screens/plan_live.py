@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from math import nan
 
 import streamlit as st
 
@@ -41,6 +42,17 @@ def _decided(v) -> str:
     both = " (policy + planner)" if v.actor == "both" else ""
     how = f"{v.imagination} · " if v.imagination else ""
     return f"plan {v.plan_ms:.0f} ms{both} · {how}"
+
+
+def _figures(v) -> str:
+    """A goal-free task's figures for the status line: this step's reward and cost, and
+    the episode's return and cost so far (the benchmark's figures: sums over its steps)."""
+    now = f"reward {v.signals.get('reward', nan):.3f} · cost {v.signals.get('cost', nan):g}"
+    if not v.history:
+        return now
+    total = sum(h["next_signals"].get("reward", 0.0) for h in v.history)
+    cost = sum(h["next_signals"].get("cost", 0.0) for h in v.history)
+    return f"{now} · return {total:.2f} · episode cost {cost:g}"
 
 
 def _episode(scene: str) -> tuple:
@@ -181,11 +193,12 @@ def live(run_id: str, scene: str) -> None:
     state = "running" if run.running else ("episode over" if v.done else "paused")
     if run.idle_stopped and not run.running:
         state += " (paused while nobody watched)"
+    goal_free = not run.scene_goal_signals  # a Bullet-Safety-Gym task: reward and cost
     line = (
         f"**step {v.t}** · {state} · "
         + ("" if v.done else _decided(v))
-        + f"cost version {v.cost_version} · distance to goal "
-        f"{v.signals.get('dist_goal', float('nan')):.3f}"
+        + f"cost version {v.cost_version} · "
+        + (_figures(v) if goal_free else f"distance to goal {v.signals.get('dist_goal', nan):.3f}")
     )
     steps = f" over the first {v.margin_steps} imagined steps" if v.margin_steps else ""
     # a margin only widens hard terms: with none enabled, the agent holds nothing over it
@@ -197,12 +210,12 @@ def live(run_id: str, scene: str) -> None:
         )
     elif guarded and v.margin:
         line += f" · hard terms must hold within ±{v.margin:g} x the model's measured error{steps}"
-    if v.done:
+    if v.done and not goal_free:  # a task without a goal has nothing to reach
         line += " · **goal reached**" if v.success else " · goal not reached"
     b[5].container(key="plan-status").markdown(line)
     if v.message:
         st.caption(v.message)
-    if v.stuck and not v.done:
+    if v.stuck and not v.done and not goal_free:  # "closer to the goal" needs one
         st.warning(
             f"Stuck: for {STUCK_STEPS} steps the agent has not got closer to the goal, "
             f"and the hard term **{v.stuck}** rules out the plans that would (no feasible "
@@ -224,10 +237,11 @@ def live(run_id: str, scene: str) -> None:
             if _generative(run)
             else "the decoder is display only: planning never sees pixels"
         )
+        ring = "" if v.goal_uv is None else "; the gold ring is the goal, drawn on them"
         c[1].image(
             views.strip(views.mark_goal(v.imagined_frames, v.goal_uv), every=2, scale=2),
             caption="imagined: the chosen plan decoded from latents, steps 2, 4, ... ahead "
-            f"({decoder}; the gold ring is the goal, drawn on them)",
+            f"({decoder}{ring})",
             width="stretch",
         )
     if v.high_frames is not None:
@@ -265,26 +279,36 @@ def live(run_id: str, scene: str) -> None:
         )
         if clickable:
             _goal_clicked(run_id, picked)
-    # beside the plane, not in the row above: a sixth button there cut the others' names
-    pick = g[0].columns([1, 3], vertical_alignment="center")
-    pick[0].button(
-        "Goal: this",
-        on_click=_command,
-        args=(run_id, "goal"),
-        icon=":material/flag:",
-        help="Take where the disc (Push: the block, Kitchen: the hand) is now as the goal: "
-        "the episode starts again from its start, and the agent plans to get there. With "
-        "the latent task term it plans to the goal's observation (the scene with it there; "
-        "a pixel model: its image), no label read.",
-    )
-    if len(run.scene_goal_signals) == 2:
-        pick[1].caption("or click the plane above: the goal goes there")
+    if goal_free:
+        g[0].caption(
+            "This task has no goal: the agent maximises the task's own reward (probed by "
+            "the model), and the task's rule is its hard term. The benchmark's figures are "
+            "the episode's return (summed reward) and cost (summed cost: steps breaking "
+            "the rule)."
+        )
+    else:
+        # beside the plane, not in the row above: a sixth button there cut the others' names
+        pick = g[0].columns([1, 3], vertical_alignment="center")
+        pick[0].button(
+            "Goal: this",
+            on_click=_command,
+            args=(run_id, "goal"),
+            icon=":material/flag:",
+            help="Take where the disc (Push: the block, Kitchen: the hand) is now as the "
+            "goal: the episode starts again from its start, and the agent plans to get "
+            "there. With the latent task term it plans to the goal's observation (the scene "
+            "with it there; a pixel model: its image), no label read.",
+        )
+        if len(run.scene_goal_signals) == 2:
+            pick[1].caption("or click the plane above: the goal goes there")
     if v.terms:
         g[1].plotly_chart(views.term_bars(v.terms, hard, off), key="plan/terms")
     shown = list(v.shown)
     if shown:
-        g[1].plotly_chart(views.signals_over_time(v, shown, {}), key="plan/signals")
-    if v.goal_steps is not None:  # the model has a steps-to-go head (worldmodels/distance.py)
+        g[1].container(key="plan-signals").plotly_chart(
+            views.signals_over_time(v, shown, {}), key="plan/signals"
+        )
+    if v.goal_steps is not None and not goal_free:  # a steps-to-go head (worldmodels/distance.py)
         if home.steps_to_go_measured(scene, run.obs):
             g[0].plotly_chart(views.goal_distance(v, list(run.scene_goal_signals)), key="plan/goal")
         else:  # drawn unmeasured, it rose along plans that closed in on the goal

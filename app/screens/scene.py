@@ -49,31 +49,41 @@ def drive(run_id: str, key: str) -> None:
     if "scene/await" in SS:
         old = SS.pop("scene/await")
         v = run.wait(lambda w: w.version > old)
+    cls = scenes.scene_class(key)
+    dims = cls.ACTION_DIM
     c = st.columns([1.3, 1])
     if v.frame is not None:
         c[0].image(v.frame, caption=f"{key}: step {v.t}", width="stretch")
     with c[1]:
-        st.markdown("**Drive by hand** (each press is one 0.1 s step)")
+        st.markdown(f"**Drive by hand** (each press is one {cls.CONTROL_DT:.3g} s step)")
         st.slider("Push strength", 0.1, 1.0, 0.6, 0.1, key="scene/power")
         keys = KITCHEN_KEYS if key == "kitchen" else FLOOR_KEYS
         cols = st.columns(len(keys))
         for col, (label, a) in zip(cols, keys.items(), strict=False):
+            # an agent with more action dimensions (Drone 4, Ant 8): the keys push the
+            # first two, the rest stay 0
+            a = (tuple(a) + (0,) * dims)[:dims]
             col.button(label, key=f"scene/key/{label}", on_click=_act, args=(run_id, a))
-        cols = st.columns(3)
-        cols[0].button(
-            "Wait a step", on_click=_act, args=(run_id, (0,) * scenes.scene_class(key).ACTION_DIM)
-        )
-        cols[1].button(
-            "Scripted step",
-            on_click=_send,
-            args=(run_id, "scripted"),
-            help="one step of the scene's own scripted controller",
-        )
-        cols[2].button("New episode", on_click=_send, args=(run_id, "reset", v.t + 1, None))
+        if scenes.is_foreign(key):
+            st.caption(
+                f"The arrows set the first two of the task's {dims} actions "
+                "(Bullet-Safety-Gym's own meaning: a ball is pushed along x and y, a car "
+                "drives and steers)."
+            )
+        scripted = cls.SCRIPTED  # Bullet-Safety-Gym's tasks have no scripted controller
+        cols = st.columns(3 if scripted else 2)
+        cols[0].button("Wait a step", on_click=_act, args=(run_id, (0,) * dims))
+        if scripted:
+            cols[1].button(
+                "Scripted step",
+                on_click=_send,
+                args=(run_id, "scripted"),
+                help="one step of the scene's own scripted controller",
+            )
+        cols[-1].button("New episode", on_click=_send, args=(run_id, "reset", v.t + 1, None))
         if v.message:
             st.caption(v.message + (" ✓" if v.success else ""))
         st.markdown("**Signals** (what probes learn and guardrails read)")
-        cls = scenes.scene_class(key)
         units = {s.name: s.unit for s in cls.SIGNALS}
         st.markdown(
             "\n".join(f"- `{k}` = {val:.3f} {units.get(k, '')}" for k, val in v.signals.items())
@@ -95,6 +105,10 @@ def collect_panel(key: str, then_train: bool = False) -> None:
     """The collection form and its progress. ``then_train``: on the Train page, which
     shows its training form (a full rerun) once the data are in."""
     st.subheader("Collect exploration data")
+    refused = home.refusal(key)  # the Train page's picker offers refused tasks too
+    if refused:
+        st.error(refused, icon=":material/block:")
+        return
     st.caption(
         "Random walks with correlated noise mixed with noisy scripted runs, in worker processes; "
         "the world model learns from these. Stop any time: finished shards are kept and "
@@ -180,8 +194,22 @@ def page() -> None:
     key = st.sidebar.selectbox(
         "Scene", home.scene_choices(), key="scene/scene", format_func=home.scene_label
     )
-    doc = (scenes.scene_class(key).__doc__ or "").strip().split("\n\n")[0]
+    refused = home.refusal(key)  # a Bullet-Safety-Gym task the lab cannot make replay
+    if refused:
+        st.error(refused, icon=":material/block:")
+        stale = current("scene")
+        if stale is not None:
+            stale.stop()
+        return
+    cls = scenes.scene_class(key)
+    doc = (cls.__doc__ or "").strip().split("\n\n")[0]
     st.caption(doc)
+    if not cls.TASK_SIGNALS:
+        st.caption(
+            "A Bullet-Safety-Gym task: no goal to set. Its own figures are the per-step "
+            "`reward` (what the agent maximises) and `cost` (1 on a step that breaks the "
+            "task's rule), with the parts the cost is made of."
+        )
     run = current("scene")
     if run is None or not run.active or run.scene_name != key:
         if run is not None:
