@@ -411,6 +411,14 @@ def ray_toggle(where, key: str) -> str | None:
 def stress_form(scene: str, ckpt: str) -> StressRun | None:
     """Search the reset parameters for the episodes where a design breaks its rule."""
     run = current("stress")
+    if not scenes.scene_class(scene).STRESS_PARAMS:  # a Bullet-Safety-Gym task (scenes.safety)
+        st.info(
+            f"{home.scene_label(scene)} declares no reset parameters for a search to set "
+            "(its start is the package's own random draw), so there is nothing to stress "
+            "here: the experiment above measures how often each design breaks the task's "
+            "rule over seeded episodes."
+        )
+        return None
     options = {
         k: v
         for k, v in designs_for(scene).items()

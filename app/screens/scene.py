@@ -66,9 +66,8 @@ def drive(run_id: str, key: str) -> None:
             col.button(label, key=f"scene/key/{label}", on_click=_act, args=(run_id, a))
         if scenes.is_foreign(key):
             st.caption(
-                f"The arrows set the first two of the task's {dims} actions "
-                "(Bullet-Safety-Gym's own meaning: a ball is pushed along x and y, a car "
-                "drives and steers)."
+                f"The arrows set the first two of the task's {dims} actions, as "
+                "Bullet-Safety-Gym's agent reads them (a ball is pushed along x and y)."
             )
         scripted = cls.SCRIPTED  # Bullet-Safety-Gym's tasks have no scripted controller
         cols = st.columns(3 if scripted else 2)
@@ -86,7 +85,11 @@ def drive(run_id: str, key: str) -> None:
         st.markdown("**Signals** (what probes learn and guardrails read)")
         units = {s.name: s.unit for s in cls.SIGNALS}
         st.markdown(
-            "\n".join(f"- `{k}` = {val:.3f} {units.get(k, '')}" for k, val in v.signals.items())
+            # a plain number (a reward, a cost) has unit "1": nothing is written after it
+            "\n".join(
+                f"- `{k}` = {val:.3f} {'' if units.get(k) == '1' else units.get(k, '')}"
+                for k, val in v.signals.items()
+            )
         )
         if not cls.TASK_SIGNALS:  # a Bullet-Safety-Gym task: reward and cost, no goal
             return
@@ -109,10 +112,14 @@ def collect_panel(key: str, then_train: bool = False) -> None:
     if refused:
         st.error(refused, icon=":material/block:")
         return
+    how = (
+        "Random walks with correlated noise mixed with noisy scripted runs"
+        if scenes.scene_class(key).SCRIPTED
+        else "Random walks with correlated noise (the task has no scripted controller)"
+    )
     st.caption(
-        "Random walks with correlated noise mixed with noisy scripted runs, in worker processes; "
-        "the world model learns from these. Stop any time: finished shards are kept and "
-        "collecting again goes on from them."
+        f"{how}, in worker processes; the world model learns from these. Stop any time: "
+        "finished shards are kept and collecting again goes on from them."
     )
     run = current("collect")
     c = st.columns(4)
