@@ -119,11 +119,28 @@ def _lines(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flat[:, 0], flat[:, 1]
 
 
-def trajectories(view, names: tuple[str, str], height: int = 420, clickable: bool = False) -> dict:
+def plane_bounds(terms, names: tuple[str, str]) -> list[tuple[int, float, str]]:
+    """The enabled hard terms that bound one axis of the plot plane, ``abs(x) <= L`` (a
+    Bullet-Safety-Gym task's rule: Circle's boundaries, Run's track): (axis 0 or 1, L,
+    the rule in words), for ``trajectories`` to draw as lines at -L and +L."""
+    out = []
+    for t in terms:
+        if t.kind != "hard" or not t.enabled:
+            continue
+        for i, name in enumerate(names):
+            if t.expression.replace(" ", "") == f"abs({name})" and t.limit > 0:
+                out.append((i, float(t.limit), f"rule: abs({name}) <= {t.limit:g}"))
+    return out
+
+
+def trajectories(
+    view, names: tuple[str, str], height: int = 420, clickable: bool = False, bounds=()
+) -> dict:
     """The last iteration's sampled plans in the plot plane, coloured by cost band; elites
     blue, infeasible ones dotted grey, the chosen one black; the real path and goal.
     ``clickable``: the points a goal may be put at (``view.goal_points``) as an invisible
-    first trace, so that a click selects the nearest (the page makes it the goal)."""
+    first trace, so that a click selects the nearest (the page makes it the goal).
+    ``bounds``: rules that bound an axis (``plane_bounds``), drawn as dashed red lines."""
     fig = Fig()
     pts = view.goal_points
     if clickable and pts is not None and len(pts):
@@ -230,6 +247,15 @@ def trajectories(view, names: tuple[str, str], height: int = 420, clickable: boo
                 "layer": "below",
             }
         )
+    for axis, limit, label in bounds:  # lines across the whole plot at -limit and +limit
+        for at in (-limit, limit):
+            ends = {"x0": at, "x1": at, "y0": 0, "y1": 1, "xref": "x", "yref": "paper"}
+            if axis:
+                ends = {"y0": at, "y1": at, "x0": 0, "x1": 1, "yref": "y", "xref": "paper"}
+            line = {"color": "#d7191c", "width": 2, "dash": "dash"}
+            fig.shapes.append({"type": "line", **ends, "line": line})
+        # a legend entry (shapes have none): no data of its own
+        fig.add(x=[None], y=[None], mode="lines", line=line, name=label)
     # equal scales, and every point in view: the plot area narrows, not the range
     fig.axis("xaxis", title={"text": names[0]}, constrain="domain")
     fig.axis("yaxis", title={"text": names[1]}, scaleanchor="x", scaleratio=1, constrain="domain")

@@ -60,6 +60,7 @@ def test_plan_on_ballcircle_plans_on_the_reward_under_the_tasks_rule(lab):
     expect(page.get_by_text("chosen plan: cost per term").first).to_be_visible()
     costs = page.locator(".st-key-plan-costs")
     expect(costs.filter(has_text="stay inside the boundaries").first).to_be_visible()
+    expect(page.get_by_text("rule: abs(x) <= 6").first).to_be_visible()  # drawn on the plane
     signals = page.locator(".st-key-plan-signals")
     expect(signals.filter(has_text="reward").first).to_be_visible(timeout=WAIT)
     shot(page, "safety-plan")
@@ -68,6 +69,8 @@ def test_plan_on_ballcircle_plans_on_the_reward_under_the_tasks_rule(lab):
     expect(status).to_have_text(re.compile(r"cost version [1-9]"), timeout=WAIT)
     click(page, "Step")
     expect(step_text(page, 4)).to_be_visible(timeout=WAIT)
+    # the rule's lines on the plane follow the edit (their legend says the limit)
+    expect(page.get_by_text("rule: abs(x) <= 5").first).to_be_visible(timeout=WAIT)
     shot(page, "safety-plan-limit")
     page.close()
 

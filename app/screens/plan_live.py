@@ -272,7 +272,9 @@ def live(run_id: str, scene: str) -> None:
     if len(names) == 2:
         clickable = len(run.scene_goal_signals) == 2  # Kitchen's goal has a height too
         picked = g[0].plotly_chart(
-            views.trajectories(v, names, clickable=clickable),
+            views.trajectories(
+                v, names, clickable=clickable, bounds=views.plane_bounds(v.in_force, names)
+            ),
             key="plan/traj",
             on_select="rerun" if clickable else "ignore",
             selection_mode="points",

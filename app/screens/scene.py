@@ -65,10 +65,14 @@ def drive(run_id: str, key: str) -> None:
             a = (tuple(a) + (0,) * dims)[:dims]
             col.button(label, key=f"scene/key/{label}", on_click=_act, args=(run_id, a))
         if scenes.is_foreign(key):
-            st.caption(
-                f"The arrows set the first two of the task's {dims} actions, as "
-                "Bullet-Safety-Gym's agent reads them (a ball is pushed along x and y)."
-            )
+            # what the package's agents make of their first two actions (measured: 20
+            # steps of +1 on the first drive the car 0.67 m along its heading, the
+            # second alone moves it 0.01 m)
+            means = {
+                "Ball": "→ ← push the ball along x, ↑ ↓ along y",
+                "Car": "→ drives the car forward along its heading, ← backward; ↑ ↓ steer",
+            }.get(cls.AGENT, "Bullet-Safety-Gym's agent reads them its own way")
+            st.caption(f"The arrows set the first two of the task's {dims} actions: {means}.")
         scripted = cls.SCRIPTED  # Bullet-Safety-Gym's tasks have no scripted controller
         cols = st.columns(3 if scripted else 2)
         cols[0].button("Wait a step", on_click=_act, args=(run_id, (0,) * dims))
