@@ -185,6 +185,18 @@ def preset_costs(scene: str) -> dict[str, CostSet]:
     return presets
 
 
+def fit_task(scene: str, costs: CostSet) -> CostSet:
+    """``costs`` with ``scene``'s kind of task term: a set saved on a goal scene keeps its
+    terms on a Bullet-Safety-Gym task and plans on the task's reward (there is no goal to
+    measure a distance to); a set saved on such a task plans on a goal scene's signal
+    distance (it has no reward signal)."""
+    if scenes.is_foreign(scene) and costs.task != "reward":
+        return dataclasses.replace(costs, task="reward")
+    if not scenes.is_foreign(scene) and costs.task == "reward":
+        return dataclasses.replace(costs, task="signal")
+    return costs
+
+
 def scene_term_names(scene: str) -> list[str]:
     """What a term may read in ``scene``: the signals a probe can read (those that do not
     depend on the goal), then the goal's values (``agents.cost.term_names``)."""

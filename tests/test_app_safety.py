@@ -20,6 +20,7 @@ from webpage import (  # the browser tests' shared helpers (tests/webpage.py)
     expect,
     go,
     open_plan,
+    open_popover,
     pick,
     shot,
     step_text,
@@ -72,6 +73,16 @@ def test_plan_on_ballcircle_plans_on_the_reward_under_the_tasks_rule(lab):
     # the rule's lines on the plane follow the edit (their legend says the limit)
     expect(page.get_by_text("rule: abs(x) <= 5").first).to_be_visible(timeout=WAIT)
     shot(page, "safety-plan-limit")
+    # a set saved on Reach (the workspace's "barely move": a signal-distance task term)
+    # loads with its term and the reward as the task term: this task has no goal
+    open_popover(page, "Load a cost set", page.get_by_role("button", name="saved: barely-move"))
+    page.get_by_role("button", name="saved: barely-move").click()
+    expect(expr.first).to_have_value("relu(speed - 0.05)", timeout=WAIT)
+    expect(task).to_have_value(re.compile(r"^the task's reward"))
+    click(page, "Step")
+    expect(step_text(page, 5)).to_be_visible(timeout=WAIT)
+    expect(costs.filter(has_text="barely move").first).to_be_visible(timeout=WAIT)
+    shot(page, "safety-plan-loaded")
     page.close()
 
 

@@ -100,7 +100,8 @@ def designs_for(scene: str) -> dict[str, CostSet]:
     """Presets for the scene plus every saved cost set that loads and fits its signals."""
     out = dict(home.preset_costs(scene))
     saved, _ = home.saved_costs(home.scene_term_names(scene))
-    out.update({f"saved: {stem}": costs for stem, costs in saved.items()})
+    # a set saved on another kind of scene plans on this one's task term (home.fit_task)
+    out.update({f"saved: {stem}": home.fit_task(scene, costs) for stem, costs in saved.items()})
     return out
 
 

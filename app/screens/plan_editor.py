@@ -66,8 +66,9 @@ def _as_model(costs: CostSet) -> dict:
 
 
 def load_editor(scene: str, costs: CostSet) -> None:
-    """Put a cost set into the editor (its widgets are drawn from it)."""
-    SS[f"plan/editor/{scene}"] = _as_model(costs)
+    """Put a cost set into the editor (its widgets are drawn from it), with the scene's
+    kind of task term (a set saved on another kind of scene: ``home.fit_task``)."""
+    SS[f"plan/editor/{scene}"] = _as_model(home.fit_task(scene, costs))
 
 
 def _widget(uid: str, field: str) -> str:
