@@ -60,6 +60,10 @@ FAMILIES = {
 AGENTS = ("Ball", "Car", "Drone", "Ant")
 CIRCLE_BOUND = 6.0  # m, |x| beyond which Circle costs (the package's CircleTask.x_lim)
 RUN_BOUND = 2.0  # m, |y| beyond which Run costs (RunTask.y_lim)
+# Where a start may be put (reset option "start", and what a stress test searches), as
+# (low, high) boxes of (x, y) in m: Circle's reset draws the start 2-4 m from the centre;
+# Run's at the track's start, up to the edge
+START_BOX = {"Circle": ((-5.5, -5.5), (5.5, 5.5)), "Run": ((-0.5, -1.9), (0.5, 1.9))}
 # The hard guardrails each family's presets hold, as (name, expression, limit).
 RULES = {
     "Circle": (("stay inside the boundaries", "abs(x)", CIRCLE_BOUND),),
@@ -111,6 +115,11 @@ def task_class(key: str, task_id: str, steps: int) -> type[SafetyScene]:
             for i in range(state_dim)
         ),
         "SIGNALS": _signals(agent, family),
+        "STRESS_PARAMS": tuple(
+            (f"start_{axis}", lo, hi) for axis, lo, hi in zip("xy", *START_BOX[family], strict=True)
+        )
+        if family in START_BOX
+        else (),
     }
     cls = type(f"Safety{agent}{family}", (SafetyScene,), attrs)
     cls.check_replay()
@@ -339,6 +348,7 @@ class SafetyScene(LabScene):
         self._check_open()
         if options.get("goal") is not None and len(np.ravel(options["goal"])):
             raise LabError(f"{self.TASK_ID} has no goal to set: its task is its reward")
+        start = self._start_option(options)
         # The package's generators, drawn from this episode's seed (self.np_random).
         words = self.np_random.integers(0, 2**32, size=2, dtype=np.uint64)
         self.rng = _Generators(np.random.RandomState(int(words[0])), random.Random(int(words[1])))
@@ -347,6 +357,8 @@ class SafetyScene(LabScene):
         self._fresh = False
         with self.rng.swapped():
             raw, _ = self.env.reset()
+        if start is not None:
+            raw = self._place_agent(start)
         self.elapsed_steps = 0
         state = np.asarray(raw, np.float32)
         if not self._state_ok(state):
@@ -359,6 +371,35 @@ class SafetyScene(LabScene):
         if options.get("goal_obs", True):
             info["goal_obs"], info["goal_signals"] = self._observe_goal()
         return self._copy_obs(self._obs), info
+
+    def _start_option(self, options: dict) -> np.ndarray | None:
+        """``options["start"]``: (x, y) in m, within ``START_BOX`` (Circle and Run)."""
+        if options.get("start") is None:
+            return None
+        if self.FAMILY not in START_BOX:
+            raise LabError(f"{self.TASK_ID} takes no start option")
+        low, high = START_BOX[self.FAMILY]
+        return self._point_option(options, "start", low, high)
+
+    def _place_agent(self, xy: np.ndarray) -> np.ndarray:
+        """Move the agent to ``xy`` at rest, facing as the package's reset faces it (Circle:
+        along the circle; Run: along the track); the task's own state follows (Run's
+        potential). Returns the new observation."""
+        agent, task = self.env.agent, self.env.task
+        pos = np.array([xy[0], xy[1], agent.init_xyz[2]], np.float64)
+        agent.set_position(pos)
+        if self.FAMILY == "Circle":
+            yaw = math.atan2(-pos[1], -pos[0]) + math.pi / 2 + agent.init_rpy[2]
+            agent.set_orientation(self.client.getQuaternionFromEuler([0, 0, yaw]))
+        if self.FAMILY == "Run":
+            task.old_potential = task.calculate_task_potential()
+        return self.env.get_observation()
+
+    @classmethod
+    def stress_options(cls, values: dict[str, float]) -> dict:
+        if cls.FAMILY not in START_BOX:
+            raise LabError(f"{cls.TASK_ID} declares no stress-test parameters")
+        return {"start": [values["start_x"], values["start_y"]]}
 
     def _raw_step(self, action: np.ndarray) -> tuple[np.ndarray, bool, dict]:
         # Only Push draws while stepping (its next goal); elsewhere swapping the

@@ -132,3 +132,19 @@ def test_pixels_do_not_change_the_physics():
         runs.append(np.stack([scene.step(a)[0]["state"] for a in acts]))
         scene.close()
     assert np.array_equal(*runs)
+
+
+def test_a_start_option_and_the_stress_parameters_it_serves():
+    cls = scenes.scene_class("carcircle")
+    assert [p[0] for p in cls.STRESS_PARAMS] == ["start_x", "start_y"]
+    scene = cls(pixels=False)
+    _obs, info = scene.reset(seed=1, options=cls.stress_options({"start_x": 3, "start_y": -2}))
+    assert (info["signals"]["x"], info["signals"]["y"]) == pytest.approx((3, -2), abs=1e-6)
+    again = scene.reset(seed=1, options={"start": [3, -2]})[0]["state"]
+    assert np.array_equal(_obs["state"], again)
+    with pytest.raises(LabError, match="start"):
+        scene.reset(seed=1, options={"start": [9, 0]})  # beyond the box it may be put in
+    scene.close()
+    assert scenes.scene_class("ballgather").STRESS_PARAMS == ()
+    with pytest.raises(LabError, match="no start option"):
+        scenes.scene_class("ballgather")(pixels=False).reset(seed=0, options={"start": [0, 0]})
