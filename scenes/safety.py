@@ -437,6 +437,7 @@ class SafetyScene(LabScene):
         if self.render_mode != "rgb_array":
             return None
         self._check_open()
+        self._hide_halo()
         return self._camera(wide=True).render(self.client, self.render_size)
 
     def close(self):
@@ -455,9 +456,19 @@ class SafetyScene(LabScene):
         height = half / math.tan(math.radians(30))  # fov 60: half the view's width
         return Camera((cx, 0, height), (cx, 0, 0), (0, 1, 0), 60, 0.1, height + 5)
 
+    def _hide_halo(self) -> None:
+        """The package marks a step with cost by a translucent red sphere around the
+        agent, parked at the origin otherwise; TinyRenderer draws it opaque, hiding the
+        car (Car: 1 m across) or the place it parks. Out of sight (10 m under the floor;
+        it has no collision shape) before every picture: cost is a signal, not a view."""
+        self.client.resetBasePositionAndOrientation(
+            self.env.agent.violation_body_id, [0, 0, -10], [0, 0, 0, 1]
+        )
+
     def _observe(self, state: np.ndarray) -> dict[str, np.ndarray]:
         obs = {"state": state.astype(np.float32)}
         if self.pixels:
+            self._hide_halo()
             if self.FAMILY == "Run":
                 self.camera = self._camera()
             obs["pixels"] = self.camera.render(self.client, IMAGE_SIZE)
