@@ -186,7 +186,7 @@ def main() -> int:
     )
     ap.add_argument("--seed", type=int, default=0, help="evaluation seeds come from (seed, i)")
     ap.add_argument(
-        "--rounds", type=int, default=2, help="rounds of the agent acting, added to the data"
+        "--rounds", type=int, default=3, help="rounds of the agent acting, added to the data"
     )
     ap.add_argument("--round-episodes", type=int, default=25, help="agent episodes a round")
     ap.add_argument("--device", default="auto")

@@ -243,10 +243,11 @@ class EvalConfig:
     """./lab evaluate: the agent over seeded episodes (see the module docstring)."""
 
     scene: str = field(
-        default="", metadata={
+        default="",
+        metadata={
             "help": "reach, wall, push, kitchen or a Bullet-Safety-Gym task (ballcircle, ...)",
             "required": True,
-        }
+        },
     )
     checkpoint: str = field(
         default="",
