@@ -21,9 +21,10 @@ The last line is JSON: a list with one object per task: ``task``, ``lab_return``
 ``lab_cost`` (each ``{value, low, high}``), ``lab_env_steps``, ``oracle_return``,
 ``oracle_cost``, ``published``, and the settings (``episodes``, ``train_steps``,
 ``rule``, ``plan_ms``, ``refine_rounds``). ``--quick`` (a few minutes) uses less data,
-a shorter training, one short round and 2 episodes (the oracle 1), and writes ``safety_gym-partial.json``. The oracle
-plans on the first ``--oracle-episodes`` of the same seeded episodes, with a smaller
-search (``ORACLE``): its simulator steps are the package's, 0.1-0.8 ms each.
+a shorter training, one short round and 2 episodes (the oracle 1), and writes
+``safety_gym-partial.json``. The oracle plans on the first ``--oracle-episodes`` of
+the same seeded episodes, with a smaller search (``ORACLE``): its simulator steps are
+the package's, 0.1-0.8 ms each.
 """
 
 from __future__ import annotations
