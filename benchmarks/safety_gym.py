@@ -43,7 +43,7 @@ from agents.agent import AgentConfig
 from agents.cost import CostSet, Term
 from agents.planners import PlannerConfig
 from common.device import choose_device
-from common.results import save
+from common.results import command, save, write
 from experiments.evaluate import evaluate
 from experiments.refine import refine
 from scenes.collect import CollectConfig, collect
@@ -202,6 +202,8 @@ def main() -> int:
             key = scenes.scene_key(name)
             row = run_task(key, args, Path(tmp), device)
             rows.append(row)
+            # each task's row kept as it comes (a long run stopped keeps what it measured)
+            write("safety_gym-partial", rows, command("safety_gym"), str(device))
             ret, cost = row["lab_return"], row["lab_cost"]
             print(
                 f"{row['task']}: return {ret['value']} [{ret['low']}, {ret['high']}], "
