@@ -97,6 +97,20 @@ class LabScene(gym.Env):
         terminate_on_success: bool = True,
         render_size: int = 256,
     ) -> None:
+        self._declare(render_mode, pixels, terminate_on_success, render_size)
+        self.client = Client()
+        self.camera: Camera = self._new_world()
+        self._initial_state = self.client.saveState()
+        self._obs: dict[str, np.ndarray] | None = None
+        self._signals: dict[str, float] = {}
+        self._ended = True
+        self.elapsed_steps = 0
+
+    def _declare(
+        self, render_mode: str | None, pixels: bool, terminate_on_success: bool, render_size: int
+    ) -> None:
+        """The arguments, the spaces and the goal every scene has, from its class's tables
+        (a scene built on another package's world, ``scenes.safety``, shares them)."""
         if render_mode not in (None, "rgb_array"):
             raise LabError(f"render_mode must be None or 'rgb_array', not {render_mode!r}")
         self.render_mode = render_mode
@@ -115,15 +129,7 @@ class LabScene(gym.Env):
         self.goal_space = spaces.Box(
             np.asarray(self.GOAL_LOW, np.float32), np.asarray(self.GOAL_HIGH, np.float32)
         )
-
-        self.client = Client()
         self.goal = np.zeros(len(self.TASK_SIGNALS), np.float32)
-        self.camera: Camera = self._new_world()
-        self._initial_state = self.client.saveState()
-        self._obs: dict[str, np.ndarray] | None = None
-        self._signals: dict[str, float] = {}
-        self._ended = True
-        self.elapsed_steps = 0
 
     def _new_world(self) -> Camera:
         c = self.client

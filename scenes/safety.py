@@ -41,11 +41,10 @@ import warnings
 from typing import Any, ClassVar
 
 import numpy as np
-from gymnasium import spaces
 from numpy.random import RandomState
 
 from common.errors import LabError
-from scenes.base import IMAGE_SIZE, RUNAWAY, LabScene, Signal
+from scenes.base import IMAGE_SIZE, LabScene, Signal
 from scenes.bullet import Camera, Client
 
 # The package's task classes, by the word in the task id, and the cost parts each
@@ -268,8 +267,7 @@ class SafetyScene(LabScene):
         terminate_on_success: bool = True,
         render_size: int = 256,
     ) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise LabError(f"render_mode must be None or 'rgb_array', not {render_mode!r}")
+        self._declare(render_mode, pixels, terminate_on_success, render_size)  # no goal: ()
         spec = _package_spec(self.TASK_ID)
         moving = [k for k, v in (spec.get("obstacles") or {}).items() if _moves(v)]
         if moving:
@@ -278,19 +276,6 @@ class SafetyScene(LabScene):
                 "moves with the wall clock (time.time() in the package), so the same seed "
                 "and actions give another episode; the lab refuses it"
             )
-        self.render_mode = render_mode
-        self.pixels = bool(pixels)
-        self.terminate_on_success = bool(terminate_on_success)
-        self.render_size = int(render_size)
-        self.signal_names = tuple(s.name for s in self.SIGNALS)
-        self.state_names = tuple(s.name for s in self.STATE)
-        obs = {"state": spaces.Box(-RUNAWAY, RUNAWAY, (len(self.STATE),), np.float32)}
-        if self.pixels:
-            obs["pixels"] = spaces.Box(0, 255, (IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-        self.observation_space = spaces.Dict(obs)
-        self.action_space = spaces.Box(-1.0, 1.0, (self.ACTION_DIM,), np.float32)
-        self.goal_space = spaces.Box(np.zeros(0, np.float32), np.zeros(0, np.float32))
-        self.goal = np.zeros(0, np.float32)
 
         self.rng = _Generators(np.random.RandomState(0), random.Random(0))
         self._spec = spec
@@ -508,14 +493,8 @@ class SafetyScene(LabScene):
     def _read_state(self) -> np.ndarray:
         return np.asarray(self.env.get_observation(), np.float32)
 
-    def _place_at_goal(self) -> None:
-        """No goal: the "goal observation" is the world as it is."""
-
     def _observe_goal(self):
         return self._copy_obs(self._obs), dict(self._signals)
-
-    def goal_distance(self, signals=None) -> float:
-        return 0.0
 
     def scripted_action(self) -> np.ndarray:
         raise LabError(f"{self.TASK_ID} has no scripted controller")
