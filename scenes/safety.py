@@ -83,11 +83,27 @@ def split_id(task_id: str) -> tuple[str, str]:
     raise LabError(f"{task_id!r} is not a Bullet-Safety-Gym task id")
 
 
-@functools.cache
 def task_class(key: str, task_id: str, steps: int) -> type[SafetyScene]:
     """The lab scene class of one package task, made once (``scenes.scene_class`` calls
     it with the short name, the package's id and the step limit from ``scenes.FOREIGN``).
-    A task that cannot be made to replay raises ``LabError`` (``check_replay``)."""
+    A task that cannot be made to replay raises ``LabError`` (``check_replay``), every
+    time from the first verdict: the app asks on every rerun of a page."""
+    made = _made(key, task_id, steps)
+    if isinstance(made, LabError):
+        raise LabError(str(made))
+    return made
+
+
+@functools.cache
+def _made(key: str, task_id: str, steps: int) -> type[SafetyScene] | LabError:
+    """``task_class``'s class, or the ``LabError`` that refused it (kept, unlike a raise)."""
+    try:
+        return _make_class(key, task_id, steps)
+    except LabError as e:
+        return e
+
+
+def _make_class(key: str, task_id: str, steps: int) -> type[SafetyScene]:
     agent, family = split_id(task_id)
     spec = _package_spec(task_id)
     probe = _build(spec)  # one build, to read the shapes the class declares
