@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from webpage import (  # the browser tests' shared helpers (tests/webpage.py)
     WAIT,
+    choose,
     click,
     enter,
     expect,
@@ -164,8 +165,7 @@ def test_plan_with_the_pixel_model_and_switch_a_term_to_hard(lab):
     # A term switched from soft to hard gets a limit of 0, not its old weight.
     click(page, "Add term")
     wait_idle(page)
-    page.get_by_label("Kind").last.click()
-    page.get_by_role("option", name="hard", exact=True).click()
+    choose(page, page.get_by_label("Kind").last, "hard")
     expect(page.get_by_label("Limit").last).to_have_value("0", timeout=20_000)
     expr = page.get_by_label("Expression").last
     enter(page, expr, "speed - 0.3")

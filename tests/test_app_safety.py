@@ -9,6 +9,7 @@ Screenshots go to tests/artifacts/ (ignored by git) on every run.
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -163,9 +164,14 @@ def test_experiment_on_ballcircle_shows_episode_return_and_cost(lab):
     expect(done).to_be_visible(timeout=300_000)
     table = page.get_by_test_id("stDataFrame").first
     expect(table).to_be_visible()
-    # the benchmark's own figures, beside the lab's (a canvas grid: read its header row)
-    expect(page.get_by_text(re.compile("episode return")).first).to_be_visible(timeout=WAIT)
-    expect(page.get_by_text(re.compile("episode cost")).first).to_be_visible()
+    # the benchmark's own figures, beside the lab's (the grid is a canvas: read its CSV)
+    with page.expect_download() as got:
+        page.get_by_role("button", name="Download summary CSV").click()
+    text = Path(got.value.path()).read_text()
+    rows = list(csv.DictReader(ln for ln in text.splitlines() if not ln.startswith("#")))
+    figures = {r["metric"]: r["value"] for r in rows}
+    assert float(figures["episode_return"]) > 0, text[:2000]
+    assert float(figures["episode_cost"]) >= 0, text[:2000]
     expect(page.get_by_text("reached the goal")).to_have_count(0)
     shot(page, "safety-experiment")
     # a stress test searches the task's start for episodes breaking its rule

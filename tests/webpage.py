@@ -10,7 +10,8 @@ import pytest
 
 from app.serve import wait_idle
 
-expect = pytest.importorskip("playwright.sync_api").expect
+sync_api = pytest.importorskip("playwright.sync_api")
+expect, Timeout = sync_api.expect, sync_api.TimeoutError
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 WAIT = 60_000  # ms: a cold page loads torch and a checkpoint
@@ -35,8 +36,24 @@ def click(page, name: str) -> None:
 
 def pick(page, label: str, option: str) -> None:
     """Choose ``option`` in the Streamlit selectbox labelled ``label``."""
-    page.get_by_test_id("stSelectbox").filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
+    choose(page, page.get_by_test_id("stSelectbox").filter(has_text=label).first, option)
+
+
+def choose(page, box, option: str) -> None:
+    """Open the selectbox ``box`` and click ``option``, opening it again if a rerun
+    closed the list before the click landed (the Plan page reruns while it plans)."""
+    item = page.get_by_role("option", name=option, exact=True)
+    for _ in range(3):
+        wait_idle(page)
+        box.click()
+        try:
+            expect(item).to_be_visible(timeout=5_000)
+            item.click(timeout=5_000)
+            return
+        except (AssertionError, Timeout):
+            continue
+    box.click()
+    item.click()
 
 
 def enter(page, box, text: str) -> None:
