@@ -177,6 +177,7 @@ class Agent:
         # on a GPU server, in a Ray worker (a CPU core) and here (Planner.perturb)
         self.generator = torch.Generator().manual_seed(seed)
         self.warm: torch.Tensor | None = None  # the last plan shifted a step
+        self.kept: torch.Tensor | None = None  # its kept elites shifted (PlannerConfig.keep)
         self.goal = torch.zeros(len(task), device=self.device)
         self.goal_latent: torch.Tensor | None = None
         self.t = 0
@@ -198,7 +199,7 @@ class Agent:
         self.goal = torch.as_tensor(self.scene.goal, dtype=torch.float32, device=self.device)
         with torch.no_grad():
             self.goal_latent = self.model.encode(info["goal_obs"])[0]
-        self.warm, self.t, self.done = None, 0, False
+        self.warm, self.kept, self.t, self.done = None, None, 0, False
         self.decider.reset()
         self.memory = []
         self.last_action = np.zeros(self.scene.ACTION_DIM, np.float32)
@@ -241,9 +242,11 @@ class Agent:
         cost: Cost | None = None,
         goal_latent: torch.Tensor | None = None,
         extra: torch.Tensor | None = None,
+        kept: torch.Tensor | None = None,
     ) -> PlanRecord:
         """The planner's search from ``s0``, on the agent's cost and goal unless given
-        (the low level of two levels plans to its subgoal)."""
+        (the low level of two levels plans to its subgoal); ``kept``: the last plan's
+        elites, shifted, join the first round."""
         return self.planner.plan(
             self.model,
             cost or self.cost,
@@ -254,6 +257,7 @@ class Agent:
             warm,
             show=self.cfg.show,
             extra=extra,
+            kept=kept,
         )
 
     def clock(self) -> float:
@@ -276,6 +280,7 @@ class Agent:
         thought = thought or self.think()
         self.decider.acted(thought.plan)
         self.warm = shift(thought.plan.actions)
+        self.kept = None if thought.plan.kept is None else shift(thought.plan.kept)
         if self.frames > 1:
             self.memory = [*self.memory, thought.frame][-(self.frames - 1) :]
         self.last_action = np.asarray(thought.action, np.float32)

@@ -88,7 +88,7 @@ class Planner(Decider):
     """System 2: the planner's search from the last plan shifted a step."""
 
     def decide(self, s0: torch.Tensor) -> PlanRecord:
-        return self.agent.search(s0, self.agent.warm)
+        return self.agent.search(s0, self.agent.warm, kept=self.agent.kept)
 
 
 class PolicyDecider(Decider):
@@ -145,14 +145,14 @@ class Both(Decider):
         if self.last_latents is None:  # the first decision: the policy acted out in
             # imagination (H policy passes and predictor steps) starts the search
             proposal = a.policy.imagine(a.model, s0[None], a.goal[None], H)[0]
-            warm, extra = proposal, None
+            warm, extra, kept = proposal, None, None
         else:  # then: the policy along the last plan's imagined states (one batched
             # pass), one more sample beside the last plan shifted, which stays the mean
             states = torch.cat([s0[None], self.last_latents[1:H]])  # (H, D)
             proposal = a.policy(states, a.goal.expand(len(states), -1))
-            warm, extra = a.warm, proposal
+            warm, extra, kept = a.warm, proposal, a.kept
         proposal_s = a.clock() - t0
-        plan = a.search(s0, warm, extra=extra)
+        plan = a.search(s0, warm, extra=extra, kept=kept)
         plan.seconds += proposal_s  # the decision's whole time: proposal and search
         plan.info["proposal"], plan.info["proposal_seconds"] = proposal, proposal_s
         return plan
@@ -183,7 +183,7 @@ class TwoLevels(Decider):
     def decide(self, s0: torch.Tensor) -> PlanRecord:
         a = self.agent
         high = self.high.next(s0, a.goal, a.goal_latent, a.generator)
-        plan = a.search(s0, a.warm, self.costs.plain, high.latents[0])
+        plan = a.search(s0, a.warm, self.costs.plain, high.latents[0], kept=a.kept)
         plan.info["high"] = high
         if high.info["fresh"]:
             plan.seconds += high.seconds

@@ -37,6 +37,20 @@ def make(model, costs=None, **kw):
     return Agent(model, scene, costs or CostSet(), cfg, seed=0)
 
 
+def test_kept_elites_ride_on_to_the_next_plan_shifted_a_step(model):
+    search = PlannerConfig(samples=100, horizon=16, iterations=2, keep=0.3)
+    agent = Agent(model, scenes.scene_class("reach")(), CostSet(), AgentConfig(search=search))
+    agent.reset(seed=3)
+    first = agent.step().plan
+    assert first.kept.shape == (9, 16, 2)  # 0.3 of the 30 elites
+    assert torch.equal(agent.kept[:, :-1], first.kept[:, 1:])  # shifted, as the warm start
+    second = agent.step().plan
+    # the first round's last places held them: the plan ranks them with the rest
+    assert second.kept is not None and agent.kept.shape == (9, 16, 2)
+    agent.reset(seed=4)
+    assert agent.kept is None  # a new episode starts fresh
+
+
 @pytest.mark.slow
 def test_the_agent_reaches_goals_in_reach(model):
     agent = make(model)

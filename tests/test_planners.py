@@ -10,6 +10,7 @@ import torch
 from agents.cost import Cost, CostSet, Term
 from agents.expressions import ExpressionError
 from agents.planners import PLANNERS, PlannerConfig, shift
+from agents.planners.base import coloured
 from common.errors import LabError
 
 
@@ -275,3 +276,50 @@ def test_a_malformed_term_is_named_by_place_and_field_without_python_internals(t
     with pytest.raises(LabError, match=message) as caught:
         CostSet.from_json(text, source="f.json")
     assert "__init__" not in str(caught.value) and "positional" not in str(caught.value)
+
+
+# The iCEM settings (Pinneri et al. 2020): coloured noise, elites kept, shrinking rounds.
+
+
+@pytest.mark.parametrize("beta", [0.0, 2.0])
+def test_coloured_noise_keeps_unit_spread_and_correlates_neighbours_as_beta_says(beta):
+    noise = coloured(torch.randn(40_000, 16, 2, generator=torch.Generator().manual_seed(0)), beta)
+    assert abs(float(noise.var()) - 1.0) < 0.03  # the same spread as white noise
+    lag1 = float(torch.corrcoef(torch.stack([noise[:, 3, 0], noise[:, 4, 0]]))[0, 1])
+    assert (lag1 > 0.6) if beta else (abs(lag1) < 0.03)
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_coloured_samples_are_smoother_and_still_reach_the_goal(name):
+    rough = []
+    for beta in (0.0, 2.5):
+        planner, cost = make(name, noise_beta=beta)
+        rec = run(planner, cost)
+        jumps = (rec.samples[:, 1:] - rec.samples[:, :-1]).abs().mean()
+        rough.append(float(jumps))
+        assert float(rec.actions[0] @ GOAL) > 0
+    assert rough[1] < 0.6 * rough[0]
+
+
+@pytest.mark.parametrize("name", ["cem", "mppi", "gd"])
+def test_a_kept_elite_is_never_lost(name):
+    """A good plan handed on (``keep``) is among the next plan's samples: a tiny search
+    from the same state ends no worse than the best plan it was given."""
+    big, cost = make(name, keep=0.3)
+    first = run(big, cost)
+    assert first.kept.shape == (6, 12, 2)  # 0.3 of 20 elites
+    best_given = float(first.total[first.chosen])
+    tiny, _ = make(name, samples=8, iterations=1, elites=4, keep=0.5)
+    g = torch.Generator().manual_seed(1)
+    rec = tiny.plan(LinearModel(), cost, torch.zeros(2), GOAL, None, g, None, kept=first.kept)
+    assert float(rec.total[rec.chosen]) <= best_given + 1e-5
+    # without it, the tiny search does worse: the kept elite is what made the difference
+    alone = tiny.plan(LinearModel(), cost, torch.zeros(2), GOAL, None, g, None)
+    assert float(alone.total[alone.chosen]) > best_given
+
+
+def test_later_rounds_draw_fewer_samples_with_decay():
+    planner, cost = make("cem", samples=200, iterations=4, elites=20, decay=2.0)
+    assert planner.sizes() == [200, 100, 50, 40]  # never under twice the elites
+    rec = run(planner, cost)
+    assert rec.samples.shape == (40, 12, 2) and float(rec.actions[0] @ GOAL) > 0

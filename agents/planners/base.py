@@ -25,7 +25,10 @@ import torch
 
 from agents.cost import Cost, CostResult
 
-SCALES = (1.0, 0.8, 0.6, 0.45, 0.3, 0.2)  # scale repair: how much slower a copy goes
+# Scale repair: how much slower a copy goes. Not 1.0: the plans repaired break a rule as
+# they are (the model is deterministic), so a copy at full speed never holds; without it,
+# Kitchen's 10 seeded knife episodes were step for step the same, on 5/6 of the rows.
+SCALES = (0.8, 0.6, 0.45, 0.3, 0.2)
 
 
 @dataclass
@@ -55,6 +58,16 @@ class PlannerConfig:
     repair_mode: str = "scale"
     repair_steps: int = 5  # gradient repair: steps
     repair_lr: float = 0.1  # gradient repair: Adam's step on the actions
+    # Sample-efficient search (iCEM, Pinneri et al. 2020), CEM and MPPI: all off by
+    # default (0, 0, 1.0 is plain CEM). ``noise_beta``: the noise's power falls as
+    # 1 / f^beta along the horizon (0 white; iCEM 2-2.5: smooth, time-correlated plans,
+    # as a body's actions are). ``keep``: this fraction of a round's elites joins the
+    # next round's samples, and of the last round's the next plan's (shifted a step),
+    # so a good plan found once is not lost to fresh noise (iCEM 0.3). ``decay``: round
+    # i draws N / decay^i samples (at least twice the elites; iCEM 1.25).
+    noise_beta: float = 0.0
+    keep: float = 0.0
+    decay: float = 1.0
 
 
 @dataclass
@@ -75,6 +88,7 @@ class PlanRecord:
     iterations: int
     seconds: float
     info: dict = field(default_factory=dict)
+    kept: torch.Tensor | None = None  # (k, H, A) elites the next plan starts from (keep)
 
 
 def imagine(model, s0: torch.Tensor, actions: torch.Tensor, names: list[str]):
@@ -98,9 +112,11 @@ class Planner:
     """Base class: subclasses implement ``search``."""
 
     name = "base"
+    rounds: int | None = None  # rounds of samples a plan draws (None: ``iterations``)
 
     def __init__(self, cfg: PlannerConfig, action_dim: int, smooth_cost: Cost | None = None):
         self.extra: torch.Tensor | None = None  # one more sample in every round (plan)
+        self.noise: torch.Tensor | None = None  # this plan's noise, every round (draw_noise)
         self.cfg = cfg
         self.action_dim = action_dim
         self.smooth_cost = smooth_cost  # the same terms with smooth comparisons (gradients)
@@ -134,22 +150,28 @@ class Planner:
         warm: torch.Tensor | None = None,
         show: tuple[str, ...] = (),
         extra: torch.Tensor | None = None,
+        kept: torch.Tensor | None = None,
     ) -> PlanRecord:
         """Search from latent ``s0`` (D,) or (1, D); ``warm`` (H, A) starts the search;
         ``extra`` (H, A) is one more sample in every round (System 1's proposal beside the
-        warm start); the record's signals also hold the names in ``show`` (for display)."""
+        warm start); ``kept`` (k, H, A), the last plan's kept elites shifted a step
+        (``shift``), join the first round; the record's signals also hold the names in
+        ``show`` (for display)."""
         t0 = time.perf_counter()
         s0 = s0.reshape(1, -1)
         H, A = self.cfg.horizon, self.action_dim
         mean = torch.zeros(H, A, device=s0.device) if warm is None else warm.to(s0.device)
         self.extra = None if extra is None else extra.to(s0.device)
+        self.noise = self.draw_noise(generator, s0.device)
+        if kept is not None and kept.shape[1:] != (H, A):
+            kept = None  # a plan of another horizon (a settings change): nothing to carry
         try:
-            samples = self.search(model, cost, s0, goal, goal_latent, generator, mean)
+            samples = self.search(model, cost, s0, goal, goal_latent, generator, mean, kept=kept)
         finally:
-            self.extra = None
+            self.extra, self.noise = None, None
         latents, signals, result = self.evaluate(model, cost, s0, samples, goal, goal_latent, show)
         order = rank(result)
-        return record(
+        plan = record(
             samples,
             latents,
             signals,
@@ -158,9 +180,46 @@ class Planner:
             self.cfg.iterations,
             time.perf_counter() - t0,
         )
+        plan.kept = samples[order[: self.kept_count]].clone() if self.kept_count else None
+        return plan
 
-    def search(self, model, cost, s0, goal, goal_latent, generator, mean) -> torch.Tensor:
-        """Return the final samples (N, H, A) to choose from."""
+    @property
+    def kept_count(self) -> int:
+        """How many elites a round hands on (``keep``)."""
+        return round(self.cfg.keep * self.cfg.elites)
+
+    def sizes(self) -> list[int]:
+        """Samples drawn in each round: N, then N / decay^i (at least twice the elites)."""
+        cfg = self.cfg
+        floor = min(cfg.samples, 2 * cfg.elites)
+        return [max(int(cfg.samples / cfg.decay**i), floor) for i in range(self.n_rounds)]
+
+    @property
+    def n_rounds(self) -> int:
+        return self.rounds or max(self.cfg.iterations, 1)
+
+    def draw_noise(self, generator: torch.Generator, device) -> torch.Tensor:
+        """Every round's noise in one call, (rounds x N, H, A) on ``device``: white, or
+        coloured by ``noise_beta``; each round takes its first ``sizes()[i]`` rows."""
+        cfg = self.cfg
+        rounds = self.n_rounds
+        # drawn where the generator lives: a CPU generator gives a CUDA search the very
+        # noise it gives a CPU one (benchmarks/gpu_check.py compares the two plans)
+        noise = torch.randn(
+            rounds * cfg.samples,
+            cfg.horizon,
+            self.action_dim,
+            generator=generator,
+            device=generator.device,
+        )
+        if cfg.noise_beta:
+            noise = coloured(noise, cfg.noise_beta)
+        return noise.to(device)
+
+    def search(
+        self, model, cost, s0, goal, goal_latent, generator, mean, kept=None
+    ) -> torch.Tensor:
+        """Return the final samples (N, H, A) to choose from (``kept``: see ``plan``)."""
         raise NotImplementedError
 
     def repaired(self, model, cost, s0, samples, result: CostResult, goal, goal_latent):
@@ -217,19 +276,21 @@ class Planner:
                 actions.clamp_(-1.0, 1.0)
         return actions.detach()
 
-    def perturb(self, mean: torch.Tensor, std, generator: torch.Generator) -> torch.Tensor:
-        """Samples (N, H, A): ``mean`` (H, A) plus Gaussian noise of ``std``, clipped to
-        [-1, 1]; the first sample is the mean itself, so a warm start is never lost."""
-        cfg = self.cfg
-        # drawn where the generator lives: a CPU generator gives a CUDA search the very
-        # noise it gives a CPU one (benchmarks/gpu_check.py compares the two plans)
-        noise = torch.randn(
-            cfg.samples, cfg.horizon, self.action_dim, generator=generator, device=generator.device
-        ).to(mean.device)
-        samples = (mean + std * noise).clamp(-1.0, 1.0)
+    def perturb(self, mean: torch.Tensor, std, round_: int, carried=None) -> torch.Tensor:
+        """Round ``round_``'s samples (n, H, A): ``mean`` (H, A) plus its share of the
+        plan's noise (``draw_noise``) times ``std``, clipped to [-1, 1]. The first sample is
+        the mean itself, so a warm start is never lost; then System 1's proposal
+        (``extra``); ``carried`` (k, H, A), elites kept from before, take the last places."""
+        n = self.sizes()[round_]
+        start = round_ * self.cfg.samples
+        samples = (mean + std * self.noise[start : start + n]).clamp(-1.0, 1.0)
         samples[0] = mean
-        if self.extra is not None and len(samples) > 1:
+        if self.extra is not None and n > 1:
             samples[1] = self.extra
+        if carried is not None and len(carried):
+            k = min(len(carried), n - 2)
+            if k > 0:
+                samples[n - k :] = carried[:k]
         return samples
 
 
@@ -255,5 +316,26 @@ def record(samples, latents, signals, result: CostResult, elites, iterations: in
 
 
 def shift(actions: torch.Tensor) -> torch.Tensor:
-    """Warm start for the next step: drop the first action, repeat the last (H, A)."""
-    return torch.cat([actions[1:], actions[-1:]], dim=0)
+    """Warm start for the next step: drop the first action, repeat the last (H, A); on
+    a batch of plans (k, H, A), each of them."""
+    return torch.cat([actions[..., 1:, :], actions[..., -1:, :]], dim=-2)
+
+
+def join(*parts: torch.Tensor | None) -> torch.Tensor | None:
+    """The plans of ``parts`` (each (k, H, A) or None) as one batch; None if none."""
+    parts = [p for p in parts if p is not None and len(p)]
+    return torch.cat(parts) if parts else None
+
+
+def coloured(white: torch.Tensor, beta: float) -> torch.Tensor:
+    """``white`` noise (..., H, A) coloured along H: power falling as 1 / f^beta (the
+    lowest frequency, 1 / H, stands in for f = 0, as iCEM's sampler does), each entry
+    still of unit variance. A circular filter: the same linear map for every sample."""
+    H = white.shape[-2]
+    f = torch.fft.rfftfreq(H, device=white.device).abs().clamp_min(1.0 / H)
+    gain = f ** (-beta / 2)
+    # the variance of an entry is the mean of gain^2 over the full (two-sided) spectrum
+    full = torch.fft.fftfreq(H, device=white.device).abs().clamp_min(1.0 / H) ** (-beta)
+    gain = gain / full.mean().sqrt()
+    spectrum = torch.fft.rfft(white, dim=-2) * gain[:, None]
+    return torch.fft.irfft(spectrum, n=H, dim=-2)

@@ -15,10 +15,11 @@ from agents.planners.base import Planner
 
 class GradientDescent(Planner):
     name = "gd"
+    rounds = 1  # one batch of samples; ``iterations`` counts Adam's steps
 
-    def search(self, model, cost, s0, goal, goal_latent, generator, mean):
+    def search(self, model, cost, s0, goal, goal_latent, generator, mean, kept=None):
         cfg = self.cfg
-        start = self.perturb(mean, cfg.init_std, generator)
+        start = self.perturb(mean, cfg.init_std, 0, kept)
         return self.descend(
             model, s0, start, goal, goal_latent, cfg.iterations, cfg.lr, self.smooth_cost or cost
         )

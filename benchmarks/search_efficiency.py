@@ -1,0 +1,239 @@
+"""Search that needs fewer samples: the smallest N that keeps the agent's success.
+
+    ./lab bench search_efficiency [--quick] [--scenes reach,wall,kitchen] [--episodes 20]
+
+Per scene, the shipped state model plans over the same seeded episodes:
+
+* ``reach``: the goal term alone (``pretrained/reach-state``);
+* ``wall``: with the learned high level (``pretrained/high-wall``: its subgoal policy
+  proposes where to be 8 steps on, the planner plans 8 steps to it; ``./lab bench
+  hierarchy``'s ``learned`` design);
+* ``kitchen``: the knife rule held as a hard term (``scenes.kitchen.KNIFE_RULE``, the
+  person by the board: reset option ``person_near``), judged in reality after every
+  step (``violation_step_rate``).
+
+First the baseline: plain CEM at N = 1000 (H = 16, 3 iterations, elites a tenth of
+N). Then, for each planner setting (``SETTINGS``: plain CEM, coloured noise, elites
+kept, the three of iCEM together, and iCEM with the policy's proposal as a sample where
+a policy ships), N goes down the ladder ``LADDER`` until success over the episodes
+falls under 0.95 x the baseline's: the last N that held is the setting's ``smallest_n``,
+with its success, plan time per step and violation rate. Every setting keeps the same
+rule for the elites (a tenth of N, at least 4), so N alone changes.
+
+Then the repair overhead on Kitchen's model: a plan with the knife rule (repair on)
+against the same plan with no hard term, interleaved, at the default search.
+
+The imagination runs uncompiled (``LAB_COMPILE=0``) so that every batch size is timed
+alike (a compile of its own per batch size would time the ladder's sizes unevenly; the
+two paths are within 3 % at N = 1000, ``./lab bench plan_speed``). The last line is
+JSON: a list of rows, one per scene and setting (``scene``, ``setting``,
+``smallest_n``, ``success``, ``baseline_success``, ``plan_ms``, ``default_plan_ms``,
+``violation_step_rate``, ``ladder``: every N tried with its figures), and one
+``repair`` row. ``--quick`` (a few minutes): 4 episodes, Reach alone, a short ladder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+os.environ.setdefault("LAB_COMPILE", "0")  # before the lab's modules read it
+
+
+import scenes
+from agents.agent import Agent, AgentConfig
+from agents.cost import CostSet, Term
+from agents.planners import PlannerConfig
+from common.device import choose_device
+from common.results import save
+from experiments.evaluate import evaluate
+from experiments.hierarchy import designs
+from scenes.kitchen import KNIFE_RULE
+from worldmodels.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED = ROOT / "pretrained"
+BASELINE_N = 1000
+LADDER = (300, 200, 100, 50, 30, 20, 12, 8)
+HOLD = 0.95  # a setting holds at N while its success >= HOLD x the baseline's
+KNIFE = Term("knife", KNIFE_RULE, kind="hard")
+# name -> (PlannerConfig fields, actor): "both" adds the shipped policy's proposal
+SETTINGS = {
+    "cem": ({}, "planner"),
+    "coloured": ({"noise_beta": 2.0}, "planner"),
+    "kept": ({"keep": 0.3}, "planner"),
+    "icem": ({"noise_beta": 2.0, "keep": 0.3, "decay": 1.25}, "planner"),
+    "icem+policy": ({"noise_beta": 2.0, "keep": 0.3, "decay": 1.25}, "both"),
+}
+
+
+def scene_setup(scene: str) -> dict:
+    """What ``evaluate`` needs for ``scene`` beside the agent's search."""
+    setup = {
+        "checkpoint": PRETRAINED / f"{scene}-state",
+        "costs": CostSet(),
+        "hierarchy": None,
+        "high": None,
+        "options": None,
+        "guardrails": None,
+        "policy": PRETRAINED / f"policy-{scene}",
+    }
+    if scene == "wall":
+        costs, hierarchy = designs("wall")["learned"]
+        setup.update(costs=costs, hierarchy=hierarchy, high=PRETRAINED / "high-wall")
+    if scene == "kitchen":
+        setup.update(
+            costs=CostSet(terms=[KNIFE]), options={"person_near": True}, guardrails=[KNIFE]
+        )
+    return setup
+
+
+def search_at(n: int, fields: dict) -> PlannerConfig:
+    return PlannerConfig(samples=n, elites=max(n // 10, 4), **fields)
+
+
+def run(scene: str, n: int, setting: str, episodes: int, seed: int, device) -> dict:
+    """Success, violation rate and plan time per step of ``setting`` at N = ``n``."""
+    fields, actor = SETTINGS[setting]
+    setup = scene_setup(scene)
+    cfg = AgentConfig(
+        search=search_at(n, fields), decode=False, actor=actor, hierarchy=setup["hierarchy"]
+    )
+    t0 = time.perf_counter()
+    result = evaluate(
+        scene,
+        setup["checkpoint"],
+        setup["costs"],
+        cfg,
+        episodes,
+        seed=seed,
+        device=device,
+        high=setup["high"],
+        options=setup["options"],
+        guardrails=setup["guardrails"],
+        policy=setup["policy"] if actor == "both" else None,
+    )
+    s = result.summary()
+    violation = s.get("violation_step_rate", {}).get("value")
+    row = {
+        "n": n,
+        "success": round(s["success_rate"]["value"], 3),
+        "plan_ms": round(result.plan_ms(), 2),
+        "violation_step_rate": None if violation is None else round(violation, 4),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    print(
+        f"  {scene} {setting} N={n}: success {row['success']:.2f}, plan {row['plan_ms']} ms a "
+        f"step, violating steps {row['violation_step_rate']}, {row['seconds']} s",
+        flush=True,
+    )
+    return row
+
+
+def smallest(scene, setting, baseline: float, ladder, episodes, seed, device) -> dict:
+    """Down the ladder until success falls under HOLD x ``baseline``."""
+    tried, held = [], None
+    for n in ladder:
+        row = run(scene, n, setting, episodes, seed, device)
+        tried.append(row)
+        if row["success"] < HOLD * baseline:
+            break
+        held = row
+    return {"held": held, "ladder": tried}
+
+
+def repair_overhead(device, repeats: int) -> dict:
+    """Plan time with the knife rule (repair on) over the same plan with no hard term,
+    interleaved, on Kitchen's model from one real state (the person by the board)."""
+    model, _ = load_checkpoint(PRETRAINED / "kitchen-state", device=device)
+    times = {"hard": [], "none": []}
+    agents = {}
+    for name, terms in (("hard", [KNIFE]), ("none", [])):
+        scene = scenes.scene_class("kitchen")()
+        agent = Agent(model, scene, CostSet(terms=terms), AgentConfig(decode=False), seed=0)
+        agent.reset(seed=0, options={"person_near": True})
+        agents[name] = agent
+    for _ in range(repeats):
+        for name, agent in agents.items():
+            plan = agent.think().plan
+            times[name].append(plan.seconds)
+    hard, none = statistics.median(times["hard"]), statistics.median(times["none"])
+    return {
+        "scene": "kitchen",
+        "setting": "repair",
+        "plan_ms_hard": round(hard * 1e3, 2),
+        "plan_ms_no_hard_term": round(none * 1e3, 2),
+        "repair_overhead": round(hard / none - 1, 3),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="a few minutes: less of everything")
+    ap.add_argument("--scenes", default="reach,wall,kitchen")
+    ap.add_argument("--settings", default=",".join(SETTINGS))
+    ap.add_argument("--episodes", type=int, default=20, help="seeded episodes per point")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = choose_device(args.device)
+    episodes, ladder, scene_names = args.episodes, LADDER, args.scenes.split(",")
+    if args.quick:
+        episodes, ladder, scene_names = 4, (300, 100, 30), ["reach"]
+    settings = [s for s in args.settings.split(",") if s]
+    rows = []
+    for scene in scene_names:
+        print(f"{scene}: baseline, plain CEM at N={BASELINE_N}", flush=True)
+        base = run(scene, BASELINE_N, "cem", episodes, args.seed, device)
+        default = run(scene, PlannerConfig.samples, "cem", episodes, args.seed, device)
+        for setting in settings:
+            if SETTINGS[setting][1] == "both" and not (PRETRAINED / f"policy-{scene}").exists():
+                continue
+            if SETTINGS[setting][1] == "both" and scene == "wall":
+                continue  # two levels: the high level's policy already proposes
+            found = smallest(scene, setting, base["success"], ladder, episodes, args.seed, device)
+            held = found["held"] or {}
+            row = {
+                "scene": scene,
+                "setting": setting,
+                "smallest_n": held.get("n"),
+                "success": held.get("success"),
+                "baseline_success": base["success"],
+                "baseline_plan_ms": base["plan_ms"],
+                "plan_ms": held.get("plan_ms"),
+                "default_plan_ms": default["plan_ms"],
+                "violation_step_rate": held.get("violation_step_rate"),
+                "episodes": episodes,
+                "ladder": found["ladder"],
+            }
+            rows.append(row)
+            print(
+                f"{scene} {setting}: smallest N {row['smallest_n']} (success {row['success']} "
+                f"vs {base['success']} at N={BASELINE_N}), plan {row['plan_ms']} ms a step "
+                f"against {default['plan_ms']} ms at today's default N={default['n']}",
+                flush=True,
+            )
+    repair = repair_overhead(device, 5 if args.quick else 30)
+    rows.append(repair)
+    print(
+        f"repair: {repair['plan_ms_hard']} ms a plan with the knife rule, "
+        f"{repair['plan_ms_no_hard_term']} ms with no hard term: overhead "
+        f"{repair['repair_overhead']:.0%}",
+        flush=True,
+    )
+    print(json.dumps(rows))
+    save("search_efficiency", rows, ap, args, device=device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
