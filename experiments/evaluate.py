@@ -294,6 +294,18 @@ class EvalConfig:
         default=PlannerConfig.repair,
         metadata={"help": "infeasible plans repaired onto the hard terms per search round"},
     )
+    noise_beta: float = field(
+        default=PlannerConfig.noise_beta,
+        metadata={"help": "iCEM: noise power falls as 1/f^beta along the horizon (0 white)"},
+    )
+    keep: float = field(
+        default=PlannerConfig.keep,
+        metadata={"help": "iCEM: fraction of elites kept for the next round and plan"},
+    )
+    decay: float = field(
+        default=PlannerConfig.decay,
+        metadata={"help": "iCEM: round i draws N / decay^i samples"},
+    )
     ray: str = field(
         default="",
         metadata={"help": "fan the episodes out over Ray: 'local' or a cluster's address"},
@@ -354,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
             horizon=cfg.horizon,
             iterations=cfg.iterations,
             repair=cfg.repair,
+            noise_beta=cfg.noise_beta,
+            keep=cfg.keep,
+            decay=cfg.decay,
         )
         oracle_search = replace(
             ORACLE_SEARCH,

@@ -323,3 +323,11 @@ def test_later_rounds_draw_fewer_samples_with_decay():
     assert planner.sizes() == [200, 100, 50, 40]  # never under twice the elites
     rec = run(planner, cost)
     assert rec.samples.shape == (40, 12, 2) and float(rec.actions[0] @ GOAL) > 0
+
+
+@pytest.mark.parametrize(
+    "field, value", [("keep", 1.5), ("decay", 0.5), ("noise_beta", -1.0), ("samples", 0)]
+)
+def test_a_search_setting_out_of_range_is_refused_by_name(field, value):
+    with pytest.raises(LabError, match=rf"{field} = .*must be"):
+        PlannerConfig(**{field: value})

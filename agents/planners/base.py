@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from agents.cost import Cost, CostResult
+from common.errors import LabError
 
 # Scale repair: how much slower a copy goes. Not 1.0: the plans repaired break a rule as
 # they are (the model is deterministic), so a copy at full speed never holds; without it,
@@ -68,6 +69,17 @@ class PlannerConfig:
     noise_beta: float = 0.0
     keep: float = 0.0
     decay: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name, ok, want in (
+            ("samples", self.samples >= 1, "at least 1"),
+            ("horizon", self.horizon >= 1, "at least 1"),
+            ("noise_beta", 0.0 <= self.noise_beta <= 4.0, "between 0 (white) and 4"),
+            ("keep", 0.0 <= self.keep <= 1.0, "a fraction, 0 to 1"),
+            ("decay", self.decay >= 1.0, "1 (no decay) or more"),
+        ):
+            if not ok:
+                raise LabError(f"search setting {name} = {getattr(self, name)!r}: must be {want}")
 
 
 @dataclass
