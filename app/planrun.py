@@ -54,6 +54,8 @@ class PlanSettings:
     delta: float = 0.0  # or over the calibrated bound at this miss rate (experiments.calibrate)
     margin_steps: int = 0  # the margin holds over the first K imagined steps (0: all)
     repair: int = PlannerConfig.repair  # infeasible plans repaired per search round
+    noise_beta: float = PlannerConfig.noise_beta  # iCEM: the noise's colour (0 white)
+    keep: float = PlannerConfig.keep  # iCEM: share of elites kept for the next round and plan
     actor: str = "planner"  # planner (System 2), policy (System 1) or both
     policy: str = ""  # a distilled policy's folder, for the policy and both
     high: str = ""  # a learned high level's folder: plan in two levels (agents.hierarchy)
@@ -245,7 +247,12 @@ class PlanRun(Run):
 
     def _make_agent(self, s: PlanSettings) -> Agent:
         search = PlannerConfig(
-            samples=s.samples, horizon=s.horizon, iterations=s.iterations, repair=s.repair
+            samples=s.samples,
+            horizon=s.horizon,
+            iterations=s.iterations,
+            repair=s.repair,
+            noise_beta=s.noise_beta,
+            keep=s.keep,
         )
         search.elites = max(2, min(search.elites, s.samples // 4))
         cfg = AgentConfig(

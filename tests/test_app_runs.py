@@ -125,6 +125,22 @@ def test_collection_in_a_run_reports_progress_and_can_stop_and_go_on(tmp_path):
     assert run.done == 200
 
 
+def test_a_plan_run_searches_with_the_pages_icem_settings():
+    reg = Registry(idle_seconds=60, forget_seconds=3600)
+    settings = PlanSettings(
+        scene="reach", checkpoint=str(PRETRAINED / "reach-state"), noise_beta=2.0, keep=0.3
+    )
+    run = reg.add(PlanRun(settings, preset_costs("reach")["task only"], CPU)).start()
+    run.wait(lambda w: w.version >= 1, timeout=60)
+    search = run.agent.cfg.search
+    assert (search.noise_beta, search.keep) == (2.0, 0.3)
+    run.send("step")
+    run.wait(lambda w: w.t == 1)
+    assert run.agent.kept is not None  # the first plan's elites ride on to the next
+    run.stop()
+    assert until(lambda: not run.active)
+
+
 def test_plan_run_steps_previews_a_cost_edit_and_pauses_when_idle():
     reg = Registry(idle_seconds=0.8, forget_seconds=3600)
     costs = preset_costs("reach")["task only"]

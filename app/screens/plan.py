@@ -99,6 +99,25 @@ def page() -> None:
         "that binds in part of the space (slow down when the knife is low) otherwise leaves "
         "no sampled plan that enters that part: the agent hovers at its edge.",
     )
+    noise_beta = side.slider(
+        "Noise colour β",
+        0.0,
+        3.0,
+        step=0.5,
+        key=seeded("plan/noise_beta", PlannerConfig.noise_beta),
+        help="iCEM's coloured noise: the samples' power falls as 1/f^β along the horizon. "
+        "0 is white noise (every step drawn afresh); at 2 a sample holds its direction "
+        "for several steps, as a body's actions do.",
+    )
+    keep = side.slider(
+        "Elites kept",
+        0.0,
+        0.5,
+        step=0.1,
+        key=seeded("plan/keep", PlannerConfig.keep),
+        help="iCEM's memory: this share of each round's elites joins the next round, and of "
+        "the last round the next step's search, so a good plan found once is not lost.",
+    )
     fallback = side.radio(
         "When no plan is safe",
         ["least_violating", "stop"],
@@ -132,6 +151,7 @@ def page() -> None:
     settings = PlanSettings(scene, ckpt, planner, samples, horizon, iterations, fallback, seed)
     settings.speed, settings.margin, settings.delta = speed, margin, delta
     settings.repair, settings.margin_steps = int(repair), margin_steps
+    settings.noise_beta, settings.keep = float(noise_beta), float(keep)
     settings.actor, settings.policy = actor, policy
     settings.high, high_label = high_level_input(side, ckpt, scene, actor)
     if scene == "kitchen" and side.toggle(
@@ -239,6 +259,8 @@ def _search(s: PlanSettings) -> tuple:
         s.delta,
         s.margin_steps,
         s.repair,
+        s.noise_beta,
+        s.keep,
         s.actor,
         s.policy,
         s.high,
