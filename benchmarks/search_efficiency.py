@@ -20,8 +20,13 @@ falls under 0.95 x the baseline's: the last N that held is the setting's ``small
 with its success, plan time per step and violation rate. Every setting keeps the same
 rule for the elites (a tenth of N, at least 4), so N alone changes.
 
-Then the repair overhead on Kitchen's model: a plan with the knife rule (repair on)
-against the same plan with no hard term, interleaved, at the default search.
+Plan times in episodes run one setting after another, and a noisy machine's speed
+drifts between them: the figures that compare speed come from an interleaved pass per
+scene (each setting at its smallest N and plain CEM at today's default N take turns
+deciding from the same real state; ``plan_ms_interleaved``, ``speedup``). Then the
+repair overhead on Kitchen's model: a plan with the knife rule (repair on) against the
+same plan with no hard term, and with the rule but no repair, interleaved, at the
+default search.
 
 The imagination runs uncompiled (``LAB_COMPILE=0``) so that every batch size is timed
 alike (a compile of its own per batch size would time the ladder's sizes unevenly; the
@@ -49,6 +54,7 @@ os.environ.setdefault("LAB_COMPILE", "0")  # before the lab's modules read it
 
 import scenes
 from agents.agent import Agent, AgentConfig
+from agents.build import build_agent
 from agents.cost import CostSet, Term
 from agents.planners import PlannerConfig
 from common.device import choose_device
@@ -122,15 +128,18 @@ def run(scene: str, n: int, setting: str, episodes: int, seed: int, device) -> d
     )
     s = result.summary()
     violation = s.get("violation_step_rate", {}).get("value")
+    steps = s.get("steps_to_goal", {}).get("value")
     row = {
         "n": n,
         "success": round(s["success_rate"]["value"], 3),
+        "steps_to_goal": None if steps is None else round(steps, 1),
         "plan_ms": round(result.plan_ms(), 2),
         "violation_step_rate": None if violation is None else round(violation, 4),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print(
-        f"  {scene} {setting} N={n}: success {row['success']:.2f}, plan {row['plan_ms']} ms a "
+        f"  {scene} {setting} N={n}: success {row['success']:.2f} in {row['steps_to_goal']} "
+        f"steps, plan {row['plan_ms']} ms a "
         f"step, violating steps {row['violation_step_rate']}, {row['seconds']} s",
         flush=True,
     )
@@ -149,28 +158,75 @@ def smallest(scene, setting, baseline: float, ladder, episodes, seed, device) ->
     return {"held": held, "ladder": tried}
 
 
-def repair_overhead(device, repeats: int) -> dict:
-    """Plan time with the knife rule (repair on) over the same plan with no hard term,
-    interleaved, on Kitchen's model from one real state (the person by the board)."""
-    model, _ = load_checkpoint(PRETRAINED / "kitchen-state", device=device)
-    times = {"hard": [], "none": []}
-    agents = {}
-    for name, terms in (("hard", [KNIFE]), ("none", [])):
-        scene = scenes.scene_class("kitchen")()
-        agent = Agent(model, scene, CostSet(terms=terms), AgentConfig(decode=False), seed=0)
-        agent.reset(seed=0, options={"person_near": True})
-        agents[name] = agent
-    for _ in range(repeats):
+def agent_for(scene: str, search: PlannerConfig, actor: str, device, costs=None) -> Agent:
+    """An agent of ``scene``'s setup with ``search``, reset on its first seeded episode."""
+    setup = scene_setup(scene)
+    model, _ = load_checkpoint(setup["checkpoint"], device=device)
+    cfg = AgentConfig(search=search, decode=False, actor=actor, hierarchy=setup["hierarchy"])
+    agent = build_agent(
+        model,
+        scenes.scene_class(scene)(pixels=False),
+        setup["costs"] if costs is None else costs,
+        cfg,
+        checkpoint=setup["checkpoint"],
+        policy=setup["policy"] if actor == "both" else None,
+        high=setup["high"],
+    )
+    agent.reset(seed=0, options=setup["options"])
+    return agent
+
+
+def interleaved(agents: dict[str, Agent], repeats: int) -> dict[str, float]:
+    """Median ms of one decision (``Agent.think``: the search and, with two levels, the
+    high level) of each agent, the agents taking turns within every round: a noisy
+    machine's speed drifts between rounds, not within one (``./lab bench plan_speed``)."""
+    times = {name: [] for name in agents}
+    for r in range(repeats + 2):  # two rounds of warm-up
         for name, agent in agents.items():
-            plan = agent.think().plan
-            times[name].append(plan.seconds)
-    hard, none = statistics.median(times["hard"]), statistics.median(times["none"])
+            t0 = time.perf_counter()
+            agent.think()
+            if r >= 2:
+                times[name].append(time.perf_counter() - t0)
+    return {name: round(statistics.median(t) * 1e3, 2) for name, t in times.items()}
+
+
+def timing(scene: str, rows: list[dict], device, repeats: int) -> None:
+    """Each row's plan time at its smallest N against plain CEM at today's default N,
+    interleaved (``plan_ms_interleaved``, ``default_ms_interleaved``, ``speedup``)."""
+    agents = {"default": agent_for(scene, search_at(PlannerConfig.samples, {}), "planner", device)}
+    for row in rows:
+        if row["smallest_n"] is not None:
+            fields, actor = SETTINGS[row["setting"]]
+            agents[row["setting"]] = agent_for(
+                scene, search_at(row["smallest_n"], fields), actor, device
+            )
+    ms = interleaved(agents, repeats)
+    for row in rows:
+        if row["setting"] in ms:
+            row["plan_ms_interleaved"] = ms[row["setting"]]
+            row["default_ms_interleaved"] = ms["default"]
+            row["speedup"] = round(ms["default"] / ms[row["setting"]], 2)
+
+
+def repair_overhead(device, repeats: int) -> dict:
+    """Plan time with the knife rule (repair on) over the same plan with no hard term and
+    over the rule without repair, interleaved, on Kitchen's model from one real state (the
+    person by the board), at today's default search."""
+    default = PlannerConfig()
+    agents = {
+        "repair": agent_for("kitchen", default, "planner", device),
+        "no_repair": agent_for("kitchen", PlannerConfig(repair=0), "planner", device),
+        "no_hard_term": agent_for("kitchen", default, "planner", device, costs=CostSet()),
+    }
+    ms = interleaved(agents, repeats)
     return {
         "scene": "kitchen",
         "setting": "repair",
-        "plan_ms_hard": round(hard * 1e3, 2),
-        "plan_ms_no_hard_term": round(none * 1e3, 2),
-        "repair_overhead": round(hard / none - 1, 3),
+        "plan_ms_repair": ms["repair"],
+        "plan_ms_rule_without_repair": ms["no_repair"],
+        "plan_ms_no_hard_term": ms["no_hard_term"],
+        "repair_overhead": round(ms["repair"] / ms["no_hard_term"] - 1, 3),
+        "repair_overhead_over_the_rule": round(ms["repair"] / ms["no_repair"] - 1, 3),
     }
 
 
@@ -192,6 +248,7 @@ def main() -> int:
     settings = [s for s in args.settings.split(",") if s]
     rows = []
     for scene in scene_names:
+        first = len(rows)
         print(f"{scene}: baseline, plain CEM at N={BASELINE_N}", flush=True)
         base = run(scene, BASELINE_N, "cem", episodes, args.seed, device)
         default = run(scene, PlannerConfig.samples, "cem", episodes, args.seed, device)
@@ -222,12 +279,24 @@ def main() -> int:
                 f"against {default['plan_ms']} ms at today's default N={default['n']}",
                 flush=True,
             )
+        timing(scene, rows[first:], device, 5 if args.quick else 30)
+        for row in rows[first:]:
+            if "speedup" in row:
+                print(
+                    f"{scene} {row['setting']} at N={row['smallest_n']}: "
+                    f"{row['plan_ms_interleaved']} ms a decision against "
+                    f"{row['default_ms_interleaved']} ms at N={PlannerConfig.samples} "
+                    f"(interleaved): {row['speedup']}x",
+                    flush=True,
+                )
     repair = repair_overhead(device, 5 if args.quick else 30)
     rows.append(repair)
     print(
-        f"repair: {repair['plan_ms_hard']} ms a plan with the knife rule, "
+        f"repair: {repair['plan_ms_repair']} ms a plan with the knife rule and repair, "
+        f"{repair['plan_ms_rule_without_repair']} ms without repair, "
         f"{repair['plan_ms_no_hard_term']} ms with no hard term: overhead "
-        f"{repair['repair_overhead']:.0%}",
+        f"{repair['repair_overhead']:.0%} ({repair['repair_overhead_over_the_rule']:.0%} over "
+        "the rule alone)",
         flush=True,
     )
     print(json.dumps(rows))

@@ -18,6 +18,7 @@ as its fallback setting says.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -342,12 +343,24 @@ def join(*parts: torch.Tensor | None) -> torch.Tensor | None:
 def coloured(white: torch.Tensor, beta: float) -> torch.Tensor:
     """``white`` noise (..., H, A) coloured along H: power falling as 1 / f^beta (the
     lowest frequency, 1 / H, stands in for f = 0, as iCEM's sampler does), each entry
-    still of unit variance. A circular filter: the same linear map for every sample."""
+    still of unit variance. A circular filter, the same linear map for every sample: one
+    (H, H) product (``colouring``)."""
     H = white.shape[-2]
-    f = torch.fft.rfftfreq(H, device=white.device).abs().clamp_min(1.0 / H)
+    rows = white.transpose(-2, -1)  # (..., A, H): one GEMM over every sample's rows
+    out = rows.reshape(-1, H) @ colouring(H, beta).to(white.device).T
+    return out.reshape(rows.shape).transpose(-2, -1)
+
+
+@functools.cache
+def colouring(H: int, beta: float) -> torch.Tensor:
+    """The (H, H) matrix that colours white noise along a horizon of H (``coloured``): the
+    filter applied to the identity, in float64 then float32. Cached: a filter made per plan
+    through the FFT took 24 ms on 2 cores, the product takes microseconds."""
+    f = torch.fft.rfftfreq(H, dtype=torch.float64).abs().clamp_min(1.0 / H)
     gain = f ** (-beta / 2)
     # the variance of an entry is the mean of gain^2 over the full (two-sided) spectrum
-    full = torch.fft.fftfreq(H, device=white.device).abs().clamp_min(1.0 / H) ** (-beta)
+    full = torch.fft.fftfreq(H, dtype=torch.float64).abs().clamp_min(1.0 / H) ** (-beta)
     gain = gain / full.mean().sqrt()
-    spectrum = torch.fft.rfft(white, dim=-2) * gain[:, None]
-    return torch.fft.irfft(spectrum, n=H, dim=-2)
+    eye = torch.eye(H, dtype=torch.float64)
+    # column k of the filter applied to the identity is the response to a unit at step k
+    return torch.fft.irfft(torch.fft.rfft(eye, dim=0) * gain[:, None], n=H, dim=0).float()
