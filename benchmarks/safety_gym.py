@@ -249,8 +249,12 @@ def main() -> int:
             row = run_task(key, args, Path(tmp), device)
             row["settings"] = settings(args)
             rows.append(row)
-            # each task's row kept as it comes (a long run stopped keeps what it measured)
-            write("safety_gym-partial", rows, command("safety_gym"), str(device))
+            # each task's row kept as it comes (a long run stopped keeps what it measured);
+            # resuming, beside the other rows measured alike, read again now: two runs
+            # of different tasks (--resume --tasks ...) each add theirs
+            kept = resumable(args) if args.resume else {}
+            kept.update({scenes.scene_key(r["task"]): r for r in rows})
+            write("safety_gym-partial", list(kept.values()), command("safety_gym"), str(device))
             ret, cost = row["lab_return"], row["lab_cost"]
             print(
                 f"{row['task']}: return {ret['value']} [{ret['low']}, {ret['high']}], "
