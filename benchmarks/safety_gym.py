@@ -206,6 +206,17 @@ def resumable(args) -> dict:
     }
 
 
+def merged(args, rows: list[dict]) -> list[dict]:
+    """``rows``; resuming, beside the rows of other tasks measured alike, read again now
+    (two runs of different tasks, ``--resume --tasks ...``, each add theirs)."""
+    if not args.resume:
+        return rows
+    kept = resumable(args)
+    kept.update({scenes.scene_key(r["task"]): r for r in rows})
+    order = {key: i for i, key in enumerate(PUBLISHED)}
+    return sorted(kept.values(), key=lambda r: order.get(scenes.scene_key(r["task"]), 99))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -252,9 +263,7 @@ def main() -> int:
             # each task's row kept as it comes (a long run stopped keeps what it measured);
             # resuming, beside the other rows measured alike, read again now: two runs
             # of different tasks (--resume --tasks ...) each add theirs
-            kept = resumable(args) if args.resume else {}
-            kept.update({scenes.scene_key(r["task"]): r for r in rows})
-            write("safety_gym-partial", list(kept.values()), command("safety_gym"), str(device))
+            write("safety_gym-partial", merged(args, rows), command("safety_gym"), str(device))
             ret, cost = row["lab_return"], row["lab_cost"]
             print(
                 f"{row['task']}: return {ret['value']} [{ret['low']}, {ret['high']}], "
@@ -263,6 +272,7 @@ def main() -> int:
                 f"{row['oracle_cost']}; published {row['published']}",
                 flush=True,
             )
+    rows = merged(args, rows)
     save("safety_gym", rows, ap, args, device, ignore=("device", "resume"))
     print(json.dumps(rows))
     return 0
