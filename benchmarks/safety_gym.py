@@ -198,12 +198,7 @@ def resumable(args) -> dict:
     except LabError:
         return {}
     want = settings(args)
-    return {
-        scenes.scene_key(r["task"]): r
-        for r in rows
-        if r.get("settings") == want
-        and scenes.scene_key(r["task"]) in map(scenes.scene_key, args.tasks)
-    }
+    return {scenes.scene_key(r["task"]): r for r in rows if r.get("settings") == want}
 
 
 def merged(args, rows: list[dict]) -> list[dict]:
