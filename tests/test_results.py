@@ -32,6 +32,7 @@ REFERENCE = (
     "hierarchy",
     "label_free",
     "lessons",
+    "safety_gym",
     "system12",
     "system12-interleaved",
 )
@@ -377,3 +378,26 @@ def test_the_quick_guardrail_bench_asks_a_miss_rate_its_calibration_can_promise(
 
 def test_results_live_where_common_paths_says():
     assert Path(RESULTS) == ROOT / "benchmarks" / "results"
+
+
+def test_readme_safety_gym_table_quotes_the_results():
+    lines = [ln.strip() for ln in README.splitlines()]
+    start = lines.index(next(ln for ln in lines if ln.startswith("| task | lab return |")))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    by_task = {r["task"].removesuffix("-v0"): r for r in figures("safety_gym")}
+    assert len(rows) == len(by_task) == 4
+    for task, ret, cost, steps, oracle, _published in rows:
+        r = by_task[task]
+        value, low, high = re.fullmatch(r"([\d.]+) \[([\d.]+), ([\d.]+)\]", ret).groups()
+        for shown, key in ((value, "value"), (low, "low"), (high, "high")):
+            assert agrees(shown, r["lab_return"][key]), (task, shown, key)
+        first = re.match(r"([\d.]+)", cost).group(1)
+        assert agrees(first, r["lab_cost"]["value"]), (task, cost)
+        assert agrees(steps.removesuffix(" k"), r["lab_env_steps"], 1e-3), (task, steps)
+        o_ret, o_cost = oracle.split(" / ")
+        assert agrees(o_ret, r["oracle_return"]["value"]), (task, oracle)
+        assert agrees(o_cost, r["oracle_cost"]["value"]), (task, oracle)
