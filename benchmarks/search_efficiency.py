@@ -16,9 +16,12 @@ First the baseline: plain CEM at N = 1000 (H = 16, 3 iterations, elites a tenth 
 N). Then, for each planner setting (``SETTINGS``: plain CEM, coloured noise, elites
 kept, the three of iCEM together, and iCEM with the policy's proposal as a sample where
 a policy ships), N goes down the ladder ``LADDER`` until success over the episodes
-falls under 0.95 x the baseline's: the last N that held is the setting's ``smallest_n``,
-with its success, plan time per step and violation rate. Every setting keeps the same
-rule for the elites (a tenth of N, at least 4), so N alone changes.
+falls under 0.95 x the baseline's, or its steps to the goal rise over the baseline's /
+0.95 (every scene here succeeds 20 of 20 down to N = 8: success alone does not tell a
+good plan from one that wanders to the goal): the last N that held is the setting's
+``smallest_n``, with its success, steps, plan time per step and violation rate. Every
+setting keeps the same rule for the elites (a tenth of N, at least 4), so N alone
+changes.
 
 Plan times in episodes run one setting after another, and a noisy machine's speed
 drifts between them: the figures that compare speed come from an interleaved pass per
@@ -146,13 +149,23 @@ def run(scene: str, n: int, setting: str, episodes: int, seed: int, device) -> d
     return row
 
 
-def smallest(scene, setting, baseline: float, ladder, episodes, seed, device) -> dict:
-    """Down the ladder until success falls under HOLD x ``baseline``."""
+def holds(row: dict, baseline: dict) -> bool:
+    """``row`` keeps the baseline's success (HOLD x it) and its speed to the goal (steps
+    at most 1 / HOLD x its): every scene here succeeds 20 of 20 down to N = 8, so success
+    alone does not tell a good plan from one that wanders to the goal."""
+    if row["success"] < HOLD * baseline["success"]:
+        return False
+    steps, base = row["steps_to_goal"], baseline["steps_to_goal"]
+    return steps is None or base is None or steps <= base / HOLD
+
+
+def smallest(scene, setting, baseline: dict, ladder, episodes, seed, device) -> dict:
+    """Down the ladder until a point no longer ``holds`` against ``baseline``."""
     tried, held = [], None
     for n in ladder:
         row = run(scene, n, setting, episodes, seed, device)
         tried.append(row)
-        if row["success"] < HOLD * baseline:
+        if not holds(row, baseline):
             break
         held = row
     return {"held": held, "ladder": tried}
@@ -257,7 +270,7 @@ def main() -> int:
                 continue
             if SETTINGS[setting][1] == "both" and scene == "wall":
                 continue  # two levels: the high level's policy already proposes
-            found = smallest(scene, setting, base["success"], ladder, episodes, args.seed, device)
+            found = smallest(scene, setting, base, ladder, episodes, args.seed, device)
             held = found["held"] or {}
             row = {
                 "scene": scene,
@@ -265,6 +278,8 @@ def main() -> int:
                 "smallest_n": held.get("n"),
                 "success": held.get("success"),
                 "baseline_success": base["success"],
+                "steps_to_goal": held.get("steps_to_goal"),
+                "baseline_steps_to_goal": base["steps_to_goal"],
                 "baseline_plan_ms": base["plan_ms"],
                 "plan_ms": held.get("plan_ms"),
                 "default_plan_ms": default["plan_ms"],
