@@ -173,15 +173,7 @@ def test_plan_with_the_pixel_model_and_switch_a_term_to_hard(lab):
     applied = costs.filter(has_text=re.compile(r"term \d [-\d.e+]+ \(hard"))
     expect(applied.first).to_be_visible(timeout=20_000)  # the agent plans with it
     # A saved cost set is offered by "Load" at once.
-    name = page.get_by_placeholder("my guardrails")
-    for _ in range(3):  # a rerun from the edit can still close a popover just opened
-        wait_idle(page)
-        page.get_by_role("button", name="Save this cost set").click()
-        try:
-            expect(name).to_be_visible(timeout=5_000)
-            break
-        except AssertionError:
-            continue
+    open_popover(page, "Save this cost set", page.get_by_placeholder("my guardrails"))
     page.get_by_placeholder("my guardrails").fill("slow disc")
     page.get_by_placeholder("my guardrails").press("Enter")
     click(page, "Save")

@@ -43,17 +43,7 @@ def choose(page, box, option: str) -> None:
     """Open the selectbox ``box`` and click ``option``, opening it again if a rerun
     closed the list before the click landed (the Plan page reruns while it plans)."""
     item = page.get_by_role("option", name=option, exact=True)
-    for _ in range(3):
-        wait_idle(page)
-        box.click()
-        try:
-            expect(item).to_be_visible(timeout=5_000)
-            item.click(timeout=5_000)
-            return
-        except (AssertionError, Timeout):
-            continue
-    box.click()
-    item.click()
+    opened(page, box, lambda timeout: item.click(timeout=timeout))
 
 
 def enter(page, box, text: str) -> None:
@@ -100,12 +90,20 @@ def go(page, name: str) -> None:
 def open_popover(page, name: str, inside) -> None:
     """Open the popover button ``name`` until ``inside`` shows (a rerun from an edit can
     close one just opened)."""
+    shows = lambda timeout: expect(inside).to_be_visible(timeout=timeout)  # noqa: E731
+    opened(page, page.get_by_role("button", name=name), shows)
+
+
+def opened(page, opener, then) -> None:
+    """Click ``opener`` once the script is idle, then ``then(timeout)`` (a check, or a
+    click on what it opened) within 5 s; up to three times, for a rerun can close a list
+    or a popover just opened; then ``then`` once more with Playwright's own timeout."""
     for _ in range(3):
         wait_idle(page)
-        page.get_by_role("button", name=name).click()
+        opener.click()
         try:
-            expect(inside).to_be_visible(timeout=5_000)
+            then(5_000)
             return
-        except AssertionError:
+        except (AssertionError, Timeout):
             continue
-    expect(inside).to_be_visible()
+    then(None)
