@@ -43,6 +43,7 @@ JSON: a list of rows, one per scene and setting (``scene``, ``setting``,
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -171,10 +172,16 @@ def smallest(scene, setting, baseline: dict, ladder, episodes, seed, device) -> 
     return {"held": held, "ladder": tried}
 
 
+@functools.cache
+def shared_model(checkpoint: str, device: str):
+    """One loaded model per checkpoint: the timed agents of a scene plan with the same one."""
+    return load_checkpoint(checkpoint, device=device)[0]
+
+
 def agent_for(scene: str, search: PlannerConfig, actor: str, device, costs=None) -> Agent:
     """An agent of ``scene``'s setup with ``search``, reset on its first seeded episode."""
     setup = scene_setup(scene)
-    model, _ = load_checkpoint(setup["checkpoint"], device=device)
+    model = shared_model(str(setup["checkpoint"]), str(device))
     cfg = AgentConfig(search=search, decode=False, actor=actor, hierarchy=setup["hierarchy"])
     agent = build_agent(
         model,
