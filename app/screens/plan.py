@@ -204,6 +204,8 @@ def page() -> None:
             else ""
         )
         + f"{home.PLANNER_NAMES[planner]}, N={samples}, H={horizon}, {iterations} iterations"
+        + (f", noise colour β {noise_beta:g}" if noise_beta else "")
+        + (f", {keep:.0%} of elites kept" if keep else "")
         + (" would choose" if actor == "policy" else "")
         + (
             f" · hierarchy: {high_label} proposes a subgoal "
