@@ -45,7 +45,7 @@ class PlanSettings:
     scene: str = "reach"
     checkpoint: str = ""
     planner: str = "cem"
-    samples: int = 300
+    samples: int = PlannerConfig.samples
     horizon: int = 16
     iterations: int = 3
     fallback: str = "least_violating"
@@ -56,6 +56,7 @@ class PlanSettings:
     repair: int = PlannerConfig.repair  # infeasible plans repaired per search round
     noise_beta: float = PlannerConfig.noise_beta  # iCEM: the noise's colour (0 white)
     keep: float = PlannerConfig.keep  # iCEM: share of elites kept for the next round and plan
+    decay: float = PlannerConfig.decay  # iCEM: round i samples N / decay^i
     actor: str = "planner"  # planner (System 2), policy (System 1) or both
     policy: str = ""  # a distilled policy's folder, for the policy and both
     high: str = ""  # a learned high level's folder: plan in two levels (agents.hierarchy)
@@ -253,8 +254,8 @@ class PlanRun(Run):
             repair=s.repair,
             noise_beta=s.noise_beta,
             keep=s.keep,
+            decay=s.decay,
         )
-        search.elites = max(2, min(search.elites, s.samples // 4))
         cfg = AgentConfig(
             planner=s.planner,
             search=search,

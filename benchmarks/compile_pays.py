@@ -26,6 +26,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from agents.cost import Cost, CostSet, Term
-from agents.planners import PLANNERS, PlannerConfig
+from agents.planners import CEM_300, PLANNERS
 from common.device import choose_device
 from common.paths import PRETRAINED
 from common.results import save
@@ -73,7 +74,9 @@ def main() -> int:
     with torch.no_grad():
         s0 = model.encode(torch.tensor(START))[0]
     goal = torch.tensor(GOAL, device=device)
-    search = PlannerConfig(samples=args.samples, horizon=args.horizon, iterations=args.iterations)
+    search = replace(
+        CEM_300, samples=args.samples, horizon=args.horizon, iterations=args.iterations
+    )
     planner = PLANNERS["cem"](search, model.cfg.action_dim)
     costs = {
         "task": Cost(CostSet(), signals, task),

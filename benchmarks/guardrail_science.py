@@ -41,6 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from agents.agent import AgentConfig  # noqa: E402
 from agents.cost import CostSet, Term  # noqa: E402
-from agents.planners import PlannerConfig  # noqa: E402
+from agents.planners import CEM_300  # noqa: E402
 from common.results import save  # noqa: E402
 from experiments import fanout  # noqa: E402
 from experiments.calibrate import (  # noqa: E402
@@ -142,7 +143,9 @@ def calibrated(scene: str, folder: Path, episodes: int, ray) -> Path:
     if not dst.exists():
         shutil.copytree(PRETRAINED / f"{scene}-state", dst)
         costs = KNIFE if scene == "kitchen" else design(scene, None)
-        calibrate_closed_loop(dst, costs, AgentConfig(), episodes, device="cpu", ray=ray)
+        calibrate_closed_loop(
+            dst, costs, AgentConfig(search=CEM_300), episodes, device="cpu", ray=ray
+        )
     return dst
 
 
@@ -154,11 +157,14 @@ def fresh_rules(n: int, folder: Path, cal_episodes: int, ray, delta: float = DEL
         for rule in rules:
             t0 = time.perf_counter()
             variants = {
-                "unguarded": (design(scene, rule, enabled=False), AgentConfig()),
-                "plain": (design(scene, rule), AgentConfig(search=PlannerConfig(repair=0))),
-                "repair": (design(scene, rule), AgentConfig()),
-                "calibrated": (design(scene, rule), AgentConfig(delta=delta)),
-                "calibrated_step1": (design(scene, rule), AgentConfig(delta=delta, margin_steps=1)),
+                "unguarded": (design(scene, rule, enabled=False), AgentConfig(search=CEM_300)),
+                "plain": (design(scene, rule), AgentConfig(search=replace(CEM_300, repair=0))),
+                "repair": (design(scene, rule), AgentConfig(search=CEM_300)),
+                "calibrated": (design(scene, rule), AgentConfig(search=CEM_300, delta=delta)),
+                "calibrated_step1": (
+                    design(scene, rule),
+                    AgentConfig(search=CEM_300, delta=delta, margin_steps=1),
+                ),
             }
             row = {
                 k: figures(run(scene, ckpt, c, cfg, n, rule, opts, ray))
@@ -186,7 +192,7 @@ def coverage_figures(n: int, folder: Path, cal_episodes: int, ray, delta: float 
         model, _ = load_checkpoint(ckpt, "cpu")
         costs = KNIFE if scene == "kitchen" else design(scene, None)
         gaps, names, _ = closed_loop_gaps(
-            ckpt, costs, AgentConfig(), n, seed=0, device="cpu", ray=ray
+            ckpt, costs, AgentConfig(search=CEM_300), n, seed=0, device="cpu", ray=ray
         )
         cov = coverage(gaps, model.probe_conformal[delta], names)  # per episode, averaged
         pooled = coverage(np.concatenate(gaps), model.probe_conformal[delta], names)
@@ -205,9 +211,20 @@ def knife(n: int, folder: Path, cal_episodes: int, ray, delta: float = DELTA) ->
     ckpt = calibrated("kitchen", folder, cal_episodes, ray)
     rule = ("knife rule", KNIFE_RULE)
     off = figures(
-        run("kitchen", ckpt, design("kitchen", rule, False), AgentConfig(), n, rule, NEAR, ray)
+        run(
+            "kitchen",
+            ckpt,
+            design("kitchen", rule, False),
+            AgentConfig(search=CEM_300),
+            n,
+            rule,
+            NEAR,
+            ray,
+        )
     )
-    on = figures(run("kitchen", ckpt, KNIFE, AgentConfig(delta=delta), n, rule, NEAR, ray))
+    on = figures(
+        run("kitchen", ckpt, KNIFE, AgentConfig(search=CEM_300, delta=delta), n, rule, NEAR, ray)
+    )
     ratio = round(on["success"] / off["success"], 3) if off["success"] else None
     print(
         f" knife rule, delta {delta}: success {on['success']:.2f} ({ratio}x unguarded "
@@ -228,7 +245,15 @@ def stress_figures(budget: int, ray) -> dict:
     for method in ("cem", "random"):
         t0 = time.perf_counter()
         r = stress(
-            "kitchen", ckpt, KNIFE, AgentConfig(), budget, method, seed=0, device="cpu", ray=ray
+            "kitchen",
+            ckpt,
+            KNIFE,
+            AgentConfig(search=CEM_300),
+            budget,
+            method,
+            seed=0,
+            device="cpu",
+            ray=ray,
         )
         out[method] = len(r.failures)
         worst = r.failures[0]["excess"] if r.failures else 0.0
@@ -245,10 +270,10 @@ def ray_figures(n: int) -> dict:
     ckpt = PRETRAINED / "kitchen-state"
     rule = ("knife rule", KNIFE_RULE)
     t0 = time.perf_counter()
-    local = run("kitchen", ckpt, KNIFE, AgentConfig(), n, rule, NEAR)
+    local = run("kitchen", ckpt, KNIFE, AgentConfig(search=CEM_300), n, rule, NEAR)
     t_local = time.perf_counter() - t0
     t0 = time.perf_counter()
-    remote = run("kitchen", ckpt, KNIFE, AgentConfig(), n, rule, NEAR, ray="local")
+    remote = run("kitchen", ckpt, KNIFE, AgentConfig(search=CEM_300), n, rule, NEAR, ray="local")
     t_ray = time.perf_counter() - t0
 
     def strip(eps):

@@ -37,6 +37,7 @@ import torch
 
 from agents.agent import AgentConfig
 from agents.cost import CostSet
+from agents.planners import CEM_300
 from common.results import save
 from experiments.evaluate import evaluate
 from worldmodels.checkpoint import load_checkpoint, read_config, resave_checkpoint
@@ -64,7 +65,7 @@ def measure(scene: str, obs: str, episodes: int, seed: int, tmp: Path) -> dict:
     if not read_config(checkpoint)["model"].get("distance_dim"):
         row["error"] = f"{checkpoint} has no distance head: ./lab distance"
         return row
-    cfg = AgentConfig(decode=False)
+    cfg = AgentConfig(search=CEM_300, decode=False)  # as its reference figures
     t0 = time.perf_counter()
     runs = {
         "latent": (checkpoint, CostSet(task="latent")),

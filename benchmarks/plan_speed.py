@@ -37,6 +37,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,7 +48,7 @@ import itertools
 import torch
 
 from agents.cost import Cost, CostSet, Term
-from agents.planners import PLANNERS, PlannerConfig
+from agents.planners import CEM_300, PLANNERS
 from common.device import choose_device
 from common.results import save
 from worldmodels import compiled
@@ -151,7 +152,8 @@ def main() -> int:
     goal = torch.tensor([0.5, 0.5], device=device)
     rows = []
     for name, planner_cls in PLANNERS.items():
-        search = PlannerConfig(samples=N, horizon=H, iterations=args.iterations)
+        # plain CEM's rounds of N (iCEM's later rounds shrink): as measured before
+        search = replace(CEM_300, samples=N, horizon=H, iterations=args.iterations)
         if name == "gd":
             planner = planner_cls(
                 search, A, smooth_cost=Cost(costs, list(SIGNALS), ["x", "y"], smooth=True)
@@ -182,8 +184,8 @@ def main() -> int:
         plan_s, matmul_s = statistics.median(plan_t), statistics.median(matmul_t)
         matmul_gflops = 2 * macs * N * H / matmul_s / 1e9
         # Rollouts per plan, in passes over N samples: every row imagined (CEM and MPPI
-        # evaluate once per iteration, the last the final ranking, and the repaired
-        # copies of the plans that break the hard term: 6 x 30 a round here), and for
+        # evaluate once per iteration, the last the final ranking; the repaired copies of
+        # the plans that break the hard term are samples of the next round), and for
         # gradient descent one forward and backward (about three forwards) an iteration
         imagined.clear()
         one_plan()

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import scenes
 from agents.agent import AgentConfig
 from agents.cost import CostSet, Term
-from agents.planners import PlannerConfig
+from agents.planners import CEM_300
 from common.device import choose_device
 from common.errors import LabError
 from common.results import command, read, save, write
@@ -65,7 +65,7 @@ EPISODES = {"ballcircle": 200, "carcircle": 200, "ballrun": 400, "carrun": 200}
 # The oracle steps the package's simulator N x H x iterations times a plan (0.12 ms a
 # Ball step, 0.8 ms a Car step on one core): half the usual oracle's samples, on fewer
 # episodes, keep a Car episode to about 3 minutes.
-ORACLE = PlannerConfig(samples=32, horizon=12, iterations=2, elites=6)
+ORACLE = replace(CEM_300, samples=32, horizon=12, iterations=2, elites=6)
 # The search's noise and memory (``--search``): iCEM's coloured noise and kept elites,
 # or plain CEM. A car must hold its throttle for many steps before Circle pays: the
 # oracle on CarCircle's first episode reached 394 at cost 0 with iCEM (beta 2, keep
@@ -119,7 +119,7 @@ def run_task(key: str, args, tmp: Path, device) -> dict:
     planned, spec = rule_terms(cls)
     costs = CostSet(task="reward", terms=planned)
     noise = SEARCHES[args.search]
-    agent_cfg = AgentConfig(search=PlannerConfig(**noise))
+    agent_cfg = AgentConfig(search=replace(CEM_300, **noise))  # N = 300, as measured
     oracle_search = replace(ORACLE, **noise)
     rounds = []
     if args.rounds:  # the agent acts in reality under the rule; its episodes join the data
@@ -132,7 +132,7 @@ def run_task(key: str, args, tmp: Path, device) -> dict:
             args.rounds,
             args.round_episodes,
             args.train_steps,
-            search=PlannerConfig(samples=150, iterations=2, elites=15, **noise),
+            search=replace(CEM_300, samples=150, iterations=2, elites=15, **noise),
             device=device,
         )
         checkpoint, steps, rounds = refined.checkpoint, refined.env_steps, refined.rounds
@@ -153,7 +153,7 @@ def run_task(key: str, args, tmp: Path, device) -> dict:
             key,
             None,
             costs,
-            AgentConfig(),
+            AgentConfig(search=CEM_300),
             args.oracle_episodes,
             seed=args.seed,
             oracle=True,

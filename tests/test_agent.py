@@ -38,7 +38,7 @@ def make(model, costs=None, **kw):
 
 
 def test_kept_elites_ride_on_to_the_next_plan_shifted_a_step(model):
-    search = PlannerConfig(samples=100, horizon=16, iterations=2, keep=0.3)
+    search = PlannerConfig(samples=100, horizon=16, iterations=2, elites=30, keep=0.3)
     agent = Agent(model, scenes.scene_class("reach")(), CostSet(), AgentConfig(search=search))
     agent.reset(seed=3)
     first = agent.step().plan
@@ -71,7 +71,8 @@ def test_a_step_records_reality_and_imagination(model):
     assert set(rec.imagined) == set(model.signal_names)
     assert rec.imagined["x"].shape == (16,)
     assert rec.imagined_frames.shape == (16, 64, 64, 3)
-    assert rec.plan.samples.shape == (200, 16, 2) and rec.plan.feasible.all()
+    last = agent.planner.sizes()[-1]  # the last round's samples (iCEM's decay)
+    assert rec.plan.samples.shape == (last, 16, 2) and rec.plan.feasible.all()
     assert rec.action.shape == (2,) and np.all(np.abs(rec.action) <= 1)
     # one step of imagination agrees with what really happened, roughly
     real = np.array([rec.next_signals["x"], rec.next_signals["y"]])

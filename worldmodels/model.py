@@ -174,6 +174,31 @@ class Predictor(nn.Module):
     def forward(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return s + self.net(torch.cat([s, a], dim=-1))
 
+    def unroll(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``forward`` stepped over the horizon: s0 (B, D), actions (B, H, A) -> (B, H,
+        D). The first layer's action part for every step is one product before the loop,
+        so a step is the products on the latent alone: no concatenation and no module
+        calls, which at the N = 30 of a default plan cost more than the arithmetic (a
+        Reach plan: 6.2 -> 4.5 ms on 2 cores, ``./lab bench search_efficiency``)."""
+        B, H, A = actions.shape
+        D = s0.shape[-1]
+        (w1, b1), *hidden, (w_out, b_out) = [
+            (m.weight, m.bias) for m in self.net if isinstance(m, nn.Linear)
+        ]
+        # (H, B, hidden): step t's rows contiguous
+        steps = actions.transpose(0, 1).reshape(H * B, A)
+        pre = F.linear(steps, w1[:, D:], b1).view(H, B, -1)
+        w_s = w1[:, :D].T
+        out = []
+        s = s0
+        for t in range(H):
+            h = F.silu(torch.addmm(pre[t], s, w_s))
+            for w, b in hidden:
+                h = F.silu(F.linear(h, w, b))
+            s = s + F.linear(h, w_out, b_out)
+            out.append(s)
+        return torch.stack(out, dim=1)
+
 
 PROBE_BLOCK = 2048  # rows of latents the probes take at a time (see Probes.normalised)
 
@@ -385,13 +410,7 @@ class WorldModel(nn.Module):
 
         A Python loop over the horizon only; every step is batched over B.
         """
-        _B, H, _A = actions.shape
-        out = []
-        s = s0
-        for t in range(H):
-            s = self.predictor(s, actions[:, t])  # (B, D)
-            out.append(s)
-        return torch.stack(out, dim=1)  # (B, H, D)
+        return self.predictor.unroll(s0, actions)  # (B, H, D)
 
     def imagine(
         self, s0: torch.Tensor, actions: torch.Tensor, names

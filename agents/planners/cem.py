@@ -32,7 +32,7 @@ class CEM(Planner):
             _, _, result = self.evaluate(model, cost, s0, samples, goal, goal_latent)
             fixed = self.repaired(model, cost, s0, samples, result, goal, goal_latent)
             order = rank(result)
-            elites = samples[order[: cfg.elites]]  # (K, H, A)
+            elites = samples[order[: cfg.elite_count]]  # (K, H, A)
             carried = join(fixed, elites[: self.kept_count])
             mean = elites.mean(dim=0)
             std = elites.std(dim=0).clamp_min(cfg.min_std)

@@ -210,7 +210,9 @@ def form() -> ExperimentRun | None:
         "Planner", list(PLANNERS), key="exp/planner", format_func=home.PLANNER_NAMES.get
     )
     samples = d[3].select_slider(
-        "Samples N", [30, 100, 200, 300, 500], key=seeded("exp/samples", 300)
+        "Samples N",
+        [30, 50, 100, 200, 300, 500, 1000],
+        key=seeded("exp/samples", PlannerConfig.samples),
     )
     iters = d[4].slider("Iterations", 1, 6, key=seeded("exp/iters", 3))
     fallback = d[5].radio(

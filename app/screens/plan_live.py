@@ -336,7 +336,7 @@ def show_settings(s: PlanSettings) -> None:
     SS["plan/horizon"], SS["plan/iterations"] = s.horizon, s.iterations
     SS["plan/fallback"], SS[f"plan/seed/{s.scene}"] = s.fallback, s.seed
     SS["plan/repair"], SS["plan/actor"] = s.repair, s.actor
-    SS["plan/noise_beta"], SS["plan/keep"] = s.noise_beta, s.keep
+    SS["plan/noise_beta"], SS["plan/keep"], SS["plan/decay"] = s.noise_beta, s.keep, s.decay
     home.show_guard(f"plan/margin/{s.scene}", s.margin, s.delta, s.margin_steps)
     if s.actor != "planner":
         SS["plan/policy"] = s.policy

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.planners import PlannerConfig
+from agents.planners import CEM_300
 from common.errors import LabError
 from common.paths import home
 from scenes.collect import CollectConfig, collect
 
 # the search every lesson plans with unless it says otherwise: the Plan page's default
-SEARCH = PlannerConfig(samples=300, horizon=16, iterations=3)
+SEARCH = CEM_300  # the search the lessons' reference figures were measured with
 
 
 class Live:
