@@ -52,6 +52,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("LAB_COMPILE", "0")  # before the lab's modules read it
@@ -61,7 +63,9 @@ import scenes
 from agents.agent import Agent, AgentConfig
 from agents.build import build_agent
 from agents.cost import CostSet, Term
+from agents.episode import HardTerms, episode_seed, run_episode
 from agents.planners import PlannerConfig
+from agents.planners.base import Planner, record
 from common.device import choose_device
 from common.results import save
 from experiments.evaluate import evaluate
@@ -254,6 +258,139 @@ def repair_overhead(device, repeats: int, search: PlannerConfig, name: str) -> d
     }
 
 
+# --- the peer: pytorch_mppi driving the same model and cost --------------------------
+
+PEER_LADDER = (1000, 300, 100, 30)
+PEER_LAMBDA = (1.0, 0.1, 0.01)  # its temperature, tried at N = 300 on the first episodes
+
+
+class PeerMPPI(Planner):
+    """pytorch_mppi's MPPI (Williams et al.; UM-ARM-Lab, 0.9.1) as a lab planner: its
+    dynamics are the model's predictor, one step a call, its running cost the lab's task
+    term (the distance of the probed x, y to the goal, summed over the horizon, as
+    ``agents.cost`` sums it); ``iterations`` of its updates a plan (the first shifts its
+    nominal sequence a step, as an agent's warm start is shifted). A new episode (no warm
+    start) resets it. The record holds the one sequence it returns, imagined once."""
+
+    name = "pytorch_mppi"
+
+    def __init__(self, cfg: PlannerConfig, action_dim: int, model, lambda_: float) -> None:
+        import pytorch_mppi  # benchmarks/requirements-peer.txt
+
+        super().__init__(cfg, action_dim)
+        self.goal: torch.Tensor | None = None
+        names = ["x", "y"]
+        D = model.cfg.latent_dim
+
+        def dynamics(s, a):
+            return model.predictor(s, a)
+
+        def running_cost(s, a):
+            xy = model.probes(s, [model.cfg.signals.index(n) for n in names])
+            return torch.linalg.vector_norm(xy - self.goal, dim=-1)
+
+        self.peer = pytorch_mppi.MPPI(
+            dynamics,
+            running_cost,
+            D,
+            noise_sigma=cfg.init_std**2 * torch.eye(action_dim),
+            num_samples=cfg.samples,
+            horizon=cfg.horizon,
+            lambda_=lambda_,
+            u_min=-torch.ones(action_dim),
+            u_max=torch.ones(action_dim),
+        )
+
+    @torch.inference_mode()
+    def plan(self, model, cost, s0, goal, goal_latent, generator, warm=None, show=(), **_):
+        t0 = time.perf_counter()
+        if warm is None:
+            self.peer.reset()
+        self.goal = goal.to(s0.dtype)
+        state = s0.reshape(-1)
+        for i in range(self.cfg.iterations):
+            self.peer.command(state, shift_nominal_trajectory=i == 0)
+        actions = self.peer.get_action_sequence().clamp(-1.0, 1.0)[None]  # (1, H, A)
+        latents, signals, result = self.evaluate(
+            model, cost, s0.reshape(1, -1), actions, goal, goal_latent, show
+        )
+        elites = torch.zeros(1, dtype=torch.long)
+        return record(
+            actions, latents, signals, result, elites, self.cfg.iterations, time.perf_counter() - t0
+        )
+
+
+def peer_agent(n: int, lambda_: float, device) -> Agent:
+    agent = agent_for("reach", search_at(n, {}), "planner", device)
+    agent.planner = PeerMPPI(agent.cfg.search, 2, agent.model, lambda_)
+    return agent
+
+
+def episodes_of(agent: Agent, episodes: int, seed: int) -> dict:
+    """Success and steps to the goal of ``agent`` over the benchmark's seeded episodes
+    (``agents.episode``'s runner, as ``evaluate`` runs them)."""
+    hard = HardTerms([], [s.name for s in agent.scene.SIGNALS], list(agent.scene.TASK_SIGNALS))
+    recs = [run_episode(agent, hard, episode_seed(seed, i), {}) for i in range(episodes)]
+    wins = [r for r in recs if r["success"]]
+    return {
+        "success": round(len(wins) / len(recs), 3),
+        "steps_to_goal": round(statistics.mean(r["steps"] for r in wins), 1) if wins else None,
+    }
+
+
+def peer(base: dict, ours: dict | None, episodes: int, seed: int, device, repeats: int) -> dict:
+    """pytorch_mppi on Reach: its temperature (``PEER_LAMBDA``) chosen on the first
+    episodes at N = 300, then its ladder (``PEER_LADDER``) against the same baseline as
+    ours, then its plan at its smallest N against iCEM at its own, interleaved."""
+    trial = {
+        lam: episodes_of(peer_agent(300, lam, device), min(episodes, 5), seed)
+        for lam in PEER_LAMBDA
+    }
+    lam = max(PEER_LAMBDA, key=lambda k: (trial[k]["success"], -(trial[k]["steps_to_goal"] or 1e9)))
+    tried, held = [], None
+    for n in PEER_LADDER:
+        row = {"n": n, **episodes_of(peer_agent(n, lam, device), episodes, seed)}
+        tried.append(row)
+        print(
+            f"  reach pytorch_mppi N={n}: success {row['success']:.2f} in "
+            f"{row['steps_to_goal']} steps",
+            flush=True,
+        )
+        if not holds(row, base):
+            break
+        held = row
+    out = {
+        "scene": "reach",
+        "setting": "pytorch_mppi",
+        "lambda": lam,
+        "lambda_trial": {str(k): v for k, v in trial.items()},
+        "smallest_n": held and held["n"],
+        "success": held and held["success"],
+        "steps_to_goal": held and held["steps_to_goal"],
+        "baseline_success": base["success"],
+        "episodes": episodes,
+        "ladder": tried,
+    }
+    if held and ours and ours.get("smallest_n"):
+        fields, _ = SETTINGS["icem"]
+        ms = interleaved(
+            {
+                "peer": peer_agent(held["n"], lam, device),
+                "icem": agent_for(
+                    "reach", search_at(ours["smallest_n"], fields), "planner", device
+                ),
+            },
+            repeats,
+        )
+        out.update(
+            plan_ms_interleaved=ms["peer"],
+            icem_ms_interleaved=ms["icem"],
+            icem_n=ours["smallest_n"],
+            icem_speedup=round(ms["peer"] / ms["icem"], 2),
+        )
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -264,6 +401,11 @@ def main() -> int:
     ap.add_argument("--episodes", type=int, default=20, help="seeded episodes per point")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--peer",
+        action="store_true",
+        help="also pytorch_mppi on Reach (pip install -r benchmarks/requirements-peer.txt)",
+    )
     args = ap.parse_args()
     device = choose_device(args.device)
     episodes, ladder, scene_names = args.episodes, LADDER, args.scenes.split(",")
@@ -306,6 +448,17 @@ def main() -> int:
                 flush=True,
             )
         timing(scene, rows[first:], device, 5 if args.quick else 30)
+        if args.peer and scene == "reach":
+            icem = next((r for r in rows[first:] if r["setting"] == "icem"), None)
+            found = peer(base, icem, episodes, args.seed, device, 5 if args.quick else 30)
+            rows.append(found)
+            print(
+                f"reach pytorch_mppi: smallest N {found['smallest_n']} (lambda "
+                f"{found['lambda']}); a decision {found.get('plan_ms_interleaved')} ms "
+                f"against iCEM's {found.get('icem_ms_interleaved')} ms at N="
+                f"{found.get('icem_n')}: {found.get('icem_speedup')}x (interleaved)",
+                flush=True,
+            )
         for row in rows[first:]:
             if "speedup" in row:
                 print(

@@ -128,12 +128,16 @@ def test_collection_in_a_run_reports_progress_and_can_stop_and_go_on(tmp_path):
 def test_a_plan_run_searches_with_the_pages_icem_settings():
     reg = Registry(idle_seconds=60, forget_seconds=3600)
     settings = PlanSettings(
-        scene="reach", checkpoint=str(PRETRAINED / "reach-state"), noise_beta=2.0, keep=0.3
+        scene="reach",
+        checkpoint=str(PRETRAINED / "reach-state"),
+        noise_beta=1.5,
+        keep=0.2,
+        decay=1.5,
     )
     run = reg.add(PlanRun(settings, preset_costs("reach")["task only"], CPU)).start()
     run.wait(lambda w: w.version >= 1, timeout=60)
     search = run.agent.cfg.search
-    assert (search.noise_beta, search.keep) == (2.0, 0.3)
+    assert (search.noise_beta, search.keep, search.decay) == (1.5, 0.2, 1.5)
     run.send("step")
     run.wait(lambda w: w.t == 1)
     assert run.agent.kept is not None  # the first plan's elites ride on to the next

@@ -111,3 +111,26 @@ def test_each_scene_keeps_its_high_level_and_shows_long_expressions_in_full(lab)
         timeout=WAIT
     )
     page.close()
+
+
+def test_the_plan_page_searches_with_icem_at_the_default_n_and_can_go_back_to_plain_cem(lab):
+    """The status line names the default search (iCEM at N = 30); the three iCEM sliders
+    set back to 0, 0 and 1 plan with plain CEM, and the status line says no more of them."""
+    url, browser = lab
+    page = browser.new_page(viewport={"width": 1400, "height": 2200})
+    page.goto(url)
+    expect(step_text(page, 0)).to_be_visible(timeout=WAIT)
+    planning = page.get_by_text(re.compile("^Planning on .*reach-state"))
+    expect(planning).to_contain_text("N=30,", timeout=WAIT)
+    expect(planning).to_contain_text("noise colour β 2", timeout=WAIT)
+    expect(planning).to_contain_text("rounds shrink by 1.25", timeout=WAIT)
+    for label in ("Noise colour β", "Elites kept", "Rounds shrink by"):
+        thumb = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
+        wait_idle(page)
+        thumb.focus()
+        page.keyboard.press("Home")
+    for said in ("noise colour", "elites kept", "rounds shrink"):
+        expect(planning).not_to_contain_text(said, timeout=WAIT)
+    click(page, "Step")
+    expect(step_text(page, 1)).to_be_visible(timeout=WAIT)
+    shot(page, "plan-plain-cem")

@@ -10,7 +10,7 @@ import torch
 from agents.cost import Cost, CostSet, Term
 from agents.expressions import ExpressionError
 from agents.planners import PLANNERS, PlannerConfig, shift
-from agents.planners.base import coloured
+from agents.planners.base import SCALES, coloured, slowed
 from common.errors import LabError
 
 
@@ -332,3 +332,26 @@ def test_later_rounds_draw_fewer_samples_with_decay():
 def test_a_search_setting_out_of_range_is_refused_by_name(field, value):
     with pytest.raises(LabError, match=rf"{field} = .*must be"):
         PlannerConfig(**{field: value})
+
+
+def test_elites_default_to_a_tenth_of_n():
+    assert PlannerConfig(samples=300).elite_count == 30
+    assert PlannerConfig(samples=30).elite_count == 4  # at least 4
+    assert PlannerConfig(samples=3).elite_count == 3  # at most N
+    assert PlannerConfig(samples=300, elites=6).elite_count == 6  # as given
+
+
+def test_the_default_search_is_icem_and_its_rounds_shrink():
+    planner, _ = make("cem", samples=PlannerConfig.samples, elites=0)
+    cfg = planner.cfg
+    assert (cfg.noise_beta, cfg.keep, cfg.decay) == (2.0, 0.3, 1.25)
+    assert planner.sizes() == [30, 24, 19][: cfg.iterations] + [15][: cfg.iterations - 3]
+
+
+def test_repair_copies_every_plan_at_every_scale_for_the_next_round():
+    plans = torch.rand(3, 12, 2) * 2 - 1
+    copies = slowed(plans)
+    assert copies.shape == (3 * len(SCALES), 12, 2)
+    # plan by plan: the second plan's copies follow the first's, slowest last
+    assert torch.allclose(copies[len(SCALES)], plans[1] * SCALES[0])
+    assert torch.allclose(copies[len(SCALES) - 1], plans[0] * SCALES[-1])

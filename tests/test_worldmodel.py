@@ -468,3 +468,23 @@ def test_training_reports_no_time_left_until_an_evaluation_then_one_that_include
     after = [eta for step, eta in seen if 21 <= step < 39]
     assert before and all(eta is None for eta in before)
     assert after and all(eta is not None and eta > 0 for eta in after)
+
+
+def test_the_rollout_is_the_predictor_stepped_and_keeps_its_gradient():
+    """``rollout`` precomputes the first layer's action part (``Predictor.unroll``): the
+    same latents, and the same gradients, as calling the predictor a step at a time."""
+    m = WorldModel(ModelConfig(signals=("x",), decoder=False, predictor_layers=3))
+    for p in m.parameters():
+        torch.nn.init.normal_(p, std=0.05)  # the last layer starts at zero: make it act
+    s0 = torch.randn(5, 64)
+    actions = (torch.rand(5, 7, 2) * 2 - 1).requires_grad_(True)
+    stepped, s = [], s0
+    for t in range(7):
+        s = m.predictor(s, actions[:, t])
+        stepped.append(s)
+    stepped = torch.stack(stepped, dim=1)
+    rolled = m.rollout(s0, actions)
+    assert rolled.shape == (5, 7, 64) and torch.allclose(rolled, stepped, rtol=1e-4, atol=1e-5)
+    (g,) = torch.autograd.grad(rolled.square().sum(), actions)
+    (g1,) = torch.autograd.grad(stepped.square().sum(), actions)
+    assert torch.allclose(g, g1, rtol=1e-4, atol=1e-5)

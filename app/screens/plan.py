@@ -101,8 +101,9 @@ def page() -> None:
         100,
         step=10,
         key=seeded("plan/repair", PlannerConfig.repair),
-        help="Each search round, this many of the cheapest plans that break a hard term are "
-        "slowed down (x0.8 ... x0.2) until they keep it, and join the next round. A rule "
+        help="Each search round, the cheapest plans that break a hard term are repaired: "
+        "copies of them slowed down (x0.8 ... x0.2), this many in all, join the next round, "
+        "whose ranking keeps the ones that hold the rules. A rule "
         "that binds in part of the space (slow down when the knife is low) otherwise leaves "
         "no sampled plan that enters that part: the agent hovers at its edge.",
     )
