@@ -208,6 +208,45 @@ def hierarchy() -> str:
     return said("hierarchy", sentence)
 
 
+# --- ./lab bench search_efficiency -------------------------------------------------------
+def search() -> str:
+    def sentence(rows) -> str:
+        found = {(r["scene"], r["setting"]): r for r in rows}
+        scenes = [sc for sc in ("reach", "wall", "kitchen") if (sc, "icem") in found]
+        first = found[(scenes[0], "icem")]
+
+        def at(scene: str) -> str:
+            cem, icem = found[(scene, "cem")], found[(scene, "icem")]
+            return (
+                f"{scene.capitalize()} N = {icem['smallest_n']} with iCEM "
+                f"({icem['plan_ms_interleaved']} ms a decision against "
+                f"{icem['default_ms_interleaved']} ms, {icem['speedup']}x), "
+                f"{cem['smallest_n'] or 'none under 1000'} with plain CEM"
+            )
+
+        text = (
+            f"Over {first['episodes']} seeded episodes a point, the smallest N that kept plain "
+            f"CEM's success and steps at N = 1000: " + "; ".join(at(sc) for sc in scenes)
+        )
+        repair = [r for r in rows if r["setting"].startswith("repair")]
+        if repair:
+            r = repair[0]
+            text += (
+                f". With the knife rule held, repair cost {r['repair_overhead']:.0%} over a "
+                f"plan with no hard term at N = {r['samples']}"
+            )
+        peer = found.get(("reach", "pytorch_mppi"))
+        if peer and peer.get("icem_speedup"):
+            text += (
+                f"; pytorch_mppi, on the same model and cost, needed N = {peer['smallest_n']} "
+                f"on Reach, {peer['plan_ms_interleaved']} ms a decision: "
+                f"{peer['icem_speedup']}x iCEM's"
+            )
+        return text + " (plain CEM at N = 300 for the times' comparison, interleaved)"
+
+    return said("search_efficiency", sentence)
+
+
 def hierarchy_rows() -> list[dict]:
     """The hierarchy benchmark's rows, one per scene ([] when not measured)."""
     try:

@@ -1,6 +1,7 @@
 """Search that needs fewer samples: the smallest N that keeps the agent's success.
 
     ./lab bench search_efficiency [--quick] [--scenes reach,wall,kitchen] [--episodes 20]
+                                  [--no-peer]
 
 Per scene, the shipped state model plans over the same seeded episodes:
 
@@ -25,25 +26,36 @@ changes.
 
 Plan times in episodes run one setting after another, and a noisy machine's speed
 drifts between them: the figures that compare speed come from an interleaved pass per
-scene (each setting at its smallest N and plain CEM at today's default N take turns
-deciding from the same real state; ``plan_ms_interleaved``, ``speedup``). Then the
-repair overhead on Kitchen's model: a plan with the knife rule (repair on) against the
-same plan with no hard term, and with the rule but no repair, interleaved, at the
-default search.
+scene (each setting at its smallest N and plain CEM at N = 300, the lab's default search
+before this benchmark, take turns deciding from the same real state;
+``plan_ms_interleaved``, ``default_ms_interleaved``, ``speedup``). Then the repair
+overhead on Kitchen's model: a plan with the knife rule (repair on) against the same
+plan with no hard term, and with the rule but no repair, interleaved, at the default
+search and at plain CEM's N = 300.
+
+The peer (``PeerMPPI``; ``--no-peer`` leaves it out): pytorch_mppi 0.9.1
+(``benchmarks/requirements-peer.txt``, not a dependency of the lab) drives the same
+Reach model and task cost over the same seeded episodes, through the lab's episode
+runner: its temperature is picked on the first 5 episodes at N = 300, then its own
+ladder (``PEER_LADDER``) against the same baseline, then one decision at its smallest N
+against iCEM at its own, interleaved (``icem_speedup``: how many times faster iCEM
+reaches a plan of the same success).
 
 The imagination runs uncompiled (``LAB_COMPILE=0``) so that every batch size is timed
 alike (a compile of its own per batch size would time the ladder's sizes unevenly; the
 two paths are within 3 % at N = 1000, ``./lab bench plan_speed``). The last line is
 JSON: a list of rows, one per scene and setting (``scene``, ``setting``,
 ``smallest_n``, ``success``, ``baseline_success``, ``plan_ms``, ``default_plan_ms``,
-``violation_step_rate``, ``ladder``: every N tried with its figures), and one
-``repair`` row. ``--quick`` (a few minutes): 4 episodes, Reach alone, a short ladder.
+``violation_step_rate``, ``ladder``: every N tried with its figures), one
+``pytorch_mppi`` row and two ``repair`` rows. ``--quick`` (a few minutes): 4 episodes,
+Reach alone, a short ladder.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import importlib.util
 import json
 import os
 import statistics
@@ -402,11 +414,18 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument(
-        "--peer",
+        "--no-peer",
         action="store_true",
-        help="also pytorch_mppi on Reach (pip install -r benchmarks/requirements-peer.txt)",
+        help="leave out pytorch_mppi on Reach (pip install -r benchmarks/requirements-peer.txt)",
     )
     args = ap.parse_args()
+    if not args.no_peer and importlib.util.find_spec("pytorch_mppi") is None:
+        print(
+            "The peer, pytorch_mppi, is not installed: .venv/bin/pip install -r "
+            "benchmarks/requirements-peer.txt (or leave it out: --no-peer)",
+            file=sys.stderr,
+        )
+        return 2
     device = choose_device(args.device)
     episodes, ladder, scene_names = args.episodes, LADDER, args.scenes.split(",")
     if args.quick:
@@ -448,7 +467,7 @@ def main() -> int:
                 flush=True,
             )
         timing(scene, rows[first:], device, 5 if args.quick else 30)
-        if args.peer and scene == "reach":
+        if not args.no_peer and scene == "reach":
             icem = next((r for r in rows[first:] if r["setting"] == "icem"), None)
             found = peer(base, icem, episodes, args.seed, device, 5 if args.quick else 30)
             rows.append(found)

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from agents.agent import AgentConfig, margins_for
+from agents.planners import PlannerConfig
 from app import measured
 from common import results
 from common.errors import LabError
@@ -32,7 +33,9 @@ REFERENCE = (
     "hierarchy",
     "label_free",
     "lessons",
+    "plan_speed",
     "safety_gym",
+    "search_efficiency",
     "system12",
     "system12-interleaved",
 )
@@ -401,3 +404,36 @@ def test_readme_safety_gym_table_quotes_the_results():
         o_ret, o_cost = oracle.split(" / ")
         assert agrees(o_ret, r["oracle_return"]["value"]), (task, oracle)
         assert agrees(o_cost, r["oracle_cost"]["value"]), (task, oracle)
+
+
+def test_readme_search_efficiency_table_quotes_the_results():
+    lines = [ln.strip() for ln in README.splitlines()]
+    start = lines.index(next(ln for ln in lines if ln.startswith("| scene | CEM N=1000 |")))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    found = {(r["scene"], r["setting"]): r for r in figures("search_efficiency")}
+    assert [r[0] for r in rows] == ["reach", "wall", "kitchen"]
+    for scene, base, *smallest, timed in rows:
+        first = found[(scene, "cem")]
+        k, n, steps = re.fullmatch(r"(\d+)/(\d+), ([\d.]+) steps", base).groups()
+        assert int(k) == round(first["baseline_success"] * first["episodes"]) and int(n) == 20
+        assert agrees(steps, first["baseline_steps_to_goal"])
+        for shown, setting in zip(smallest, ("cem", "coloured", "kept", "icem"), strict=True):
+            n_found = found[(scene, setting)]["smallest_n"]
+            assert shown.split(" ")[0] == ("none" if n_found is None else str(n_found))
+        icem = found[(scene, "icem")]
+        ms, base_ms, x = re.fullmatch(r"([\d.]+) vs ([\d.]+) \(([\d.]+)x\)", timed).groups()
+        assert agrees(ms, icem["plan_ms_interleaved"]) and agrees(x, icem["speedup"])
+        assert agrees(base_ms, icem["default_ms_interleaved"])
+    # the default search is the one that held on every scene
+    assert max(found[(sc, "icem")]["smallest_n"] for sc in ("reach", "wall", "kitchen")) == (
+        PlannerConfig.samples
+    )
+    peer = found[("reach", "pytorch_mppi")]
+    assert f"{peer['icem_speedup']}x" in PROSE and f"N = {peer['smallest_n']}" in PROSE
+    repair = next(r for r in figures("search_efficiency") if r["setting"].startswith("repair"))
+    assert f"{100 * repair['repair_overhead']:.1f} %" in PROSE
+    assert measured.search().startswith("Over 20 seeded episodes")
