@@ -38,6 +38,7 @@ REFERENCE = (
     "search_efficiency",
     "system12",
     "system12-interleaved",
+    "trained_in",
 )
 
 
@@ -437,3 +438,29 @@ def test_readme_search_efficiency_table_quotes_the_results():
     repair = next(r for r in figures("search_efficiency") if r["setting"].startswith("repair"))
     assert f"{100 * repair['repair_overhead']:.1f} %" in PROSE
     assert measured.search().startswith("Over 20 seeded episodes")
+
+
+def test_readme_trained_in_table_quotes_the_results():
+    (r,) = figures("trained_in")
+    lines = [ln.strip() for ln in README.splitlines()]
+    start = lines.index(next(ln for ln in lines if ln.startswith("| | old rule: return / cost |")))
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].split(",")[0] + cells[0].split(",")[-1]] = cells[1:]
+    old, new, steps = rows["PPO-Lagrangian trained under the old rule"]
+    assert old == f"{r['ppol_return']} / {r['ppol_cost']}"
+    assert new == f"- / {r['ppol_old_new_cost']}"
+    _, new, steps = rows["PPO-Lagrangian trained again"]
+    assert new == f"{r['ppol_retrained_return']} / {r['ppol_retrained_cost']:g}"
+    assert steps == str(r["ppol_retrain_env_steps"])
+    old, new, steps = rows["planner the rule's expression edited"]
+    assert old == f"{r['planner_return']} / {r['planner_cost']}"
+    assert new == f"{r['planner_new_return']} / {r['planner_new_cost']}" and steps == "0"
+    # the claim as the text states it
+    ratio = r["planner_new_return"] / r["planner_return"]
+    assert f"kept {ratio:.2f} of its return" in PROSE
+    assert f"{r['ppol_old_new_cost'] / r['planner_new_cost']:.0f}x the planner's" in PROSE
+    assert r["curve"][-1]["env_steps"] == r["ppol_env_steps"]

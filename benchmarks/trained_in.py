@@ -1,0 +1,163 @@
+"""The talk's guardrail claim on the field's benchmark: a rule held at inference time
+against one trained in (PPO-Lagrangian), when the rule changes.
+
+    ./lab bench trained_in [--quick] [--tasks ballcircle] [--steps 200000] [--episodes 20]
+
+Per task (Bullet-Safety-Gym, ``scenes/safety.py``) and its new rule (``NEW_RULES``:
+Circle's boundary at |x| <= 5 instead of 6):
+
+1. PPO-Lagrangian (``experiments/ppol.py``, cost limit 10 a episode) trained for
+   ``--steps`` environment steps under the task's own cost; measured over the lab's
+   seeded evaluation episodes (its mean action): ``ppol_return``, ``ppol_cost``,
+   ``ppol_env_steps``, and its ``curve`` (each rollout's ended episodes' return and
+   cost against environment steps);
+2. the same policy measured under the new rule (``ppol_old_new_cost``: its episodes'
+   cost counted by the new rule), and a policy trained again under the new rule for
+   as many steps (``ppol_retrained_return``, ``ppol_retrained_cost``,
+   ``ppol_retrain_env_steps``);
+3. the planner on the task's shipped state model (``pretrained/<task>-state``: its
+   exploration data alone, no refinement) under the old rule and, with the rule's
+   expression edited and nothing retrained, under the new one (``planner_return``,
+   ``planner_cost``, ``planner_new_return``, ``planner_new_cost``: the new rule's cost
+   per episode in reality). The planner holds each rule 0.3 m inside its limit
+   (``benchmarks/safety_gym.py``'s margin) with iCEM's noise at N = 300 (its search).
+
+Tasks with no shipped state model are left out of part 3 (say which with ``--tasks``).
+The last line is JSON: one row per task. ``--quick``: 20 000 steps and 4 episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+import scenes  # noqa: E402
+from agents.agent import AgentConfig  # noqa: E402
+from agents.cost import CostSet, Term  # noqa: E402
+from agents.planners import CEM_300  # noqa: E402
+from common.results import save  # noqa: E402
+from experiments.evaluate import evaluate  # noqa: E402
+from experiments.ppol import PPOLConfig, TrainedPolicy, measure, read, train  # noqa: E402
+
+# task family -> (the old rule's expression and limit, the new limit)
+NEW_RULES = {"Circle": ("abs(x)", 6.0, 5.0), "Run": ("abs(y)", 2.0, 1.5)}
+INSIDE = 0.3  # m: how far inside a rule the planner keeps (benchmarks/safety_gym.py)
+SEARCH = replace(CEM_300, noise_beta=2.0, keep=0.3)  # benchmarks/safety_gym.py's search
+
+
+def mean_of(rows: list[dict], key: str) -> float:
+    return round(float(np.mean([r[key] for r in rows])), 2)
+
+
+def planner(key: str, expression: str, limit: float, episodes: int, seed: int) -> dict:
+    """The planner on the shipped model, holding ``expression <= limit`` (INSIDE it),
+    judged in reality by the same rule: mean return and the rule's cost per episode."""
+    judged = [Term("rule", expression, "hard", limit=limit)]
+    planned = [Term("rule", expression, "hard", limit=limit - INSIDE)]
+    result = evaluate(
+        key,
+        ROOT / "pretrained" / f"{key}-state",
+        CostSet(task="reward", terms=planned),
+        AgentConfig(search=SEARCH, decode=False),
+        episodes,
+        seed=seed,
+        device="cpu",
+        guardrails=judged,
+    )
+    s = result.summary()
+    steps = scenes.scene_class(key).MAX_EPISODE_STEPS
+    return {
+        "return": round(s["episode_return"]["value"], 2),
+        # the share of real steps that broke the rule, as a cost per episode
+        "cost": round(s["violation_step_rate"]["value"] * steps, 2),
+    }
+
+
+def run_task(key: str, args, tmp: Path) -> dict:
+    cls = scenes.scene_class(key)
+    expression, old, new = NEW_RULES[cls.FAMILY]
+    new_rule = Term("new rule", expression, "hard", limit=new)
+    t0 = time.time()
+    trained = train(PPOLConfig(scene=key, steps=args.steps, seed=args.seed, out=str(tmp / key)))
+    policy = TrainedPolicy(trained)
+    own = measure(policy, args.episodes, args.seed)
+    under_new = measure(policy, args.episodes, args.seed, rule=new_rule)
+    retrained_folder = train(
+        PPOLConfig(
+            scene=key,
+            steps=args.steps,
+            seed=args.seed,
+            rule=expression,
+            limit=new,
+            out=str(tmp / f"{key}-new"),
+        )
+    )
+    retrained = measure(TrainedPolicy(retrained_folder), args.episodes, args.seed, rule=new_rule)
+    row = {
+        "task": cls.TASK_ID,
+        "episodes": args.episodes,
+        "ppol_return": mean_of(own, "return"),
+        "ppol_cost": mean_of(own, "cost"),
+        "ppol_env_steps": read(trained)["env_steps"],
+        "new_rule": f"{expression} <= {new:g} (was {old:g})",
+        "ppol_old_new_cost": mean_of(under_new, "cost"),
+        "ppol_retrained_return": mean_of(retrained, "return"),
+        "ppol_retrained_cost": mean_of(retrained, "cost"),
+        "ppol_retrain_env_steps": read(retrained_folder)["env_steps"],
+        "curve": read(trained)["curve"],
+    }
+    if (ROOT / "pretrained" / f"{key}-state").exists():
+        before = planner(key, expression, old, args.episodes, args.seed)
+        after = planner(key, expression, new, args.episodes, args.seed)
+        row.update(
+            planner_return=before["return"],
+            planner_cost=before["cost"],
+            planner_new_return=after["return"],
+            planner_new_cost=after["cost"],
+        )
+    row["seconds"] = round(time.time() - t0)
+    print(
+        f"{cls.TASK_ID}: PPO-Lagrangian {row['ppol_return']} / {row['ppol_cost']} after "
+        f"{row['ppol_env_steps']} steps; under {row['new_rule']} its cost "
+        f"{row['ppol_old_new_cost']} a episode, retrained {row['ppol_retrained_return']} / "
+        f"{row['ppol_retrained_cost']} after {row['ppol_retrain_env_steps']} more; planner "
+        f"{row.get('planner_return')} / {row.get('planner_cost')}, under the new rule "
+        f"{row.get('planner_new_return')} / {row.get('planner_new_cost')} (nothing retrained)",
+        flush=True,
+    )
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="20 000 steps, 4 episodes")
+    ap.add_argument("--tasks", default="ballcircle")
+    ap.add_argument("--steps", type=int, default=200_000, help="PPO-Lagrangian's env steps")
+    ap.add_argument("--episodes", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.quick:
+        args.steps, args.episodes = 20_000, 4
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in args.tasks.split(","):
+            rows.append(run_task(scenes.scene_key(task), args, Path(tmp)))
+    print(json.dumps(rows))
+    save("trained_in", rows, ap, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,354 @@
+"""PPO-Lagrangian, the field's trained-in baseline, on the lab's Bullet-Safety-Gym scenes.
+
+    ./lab ppol --scene ballcircle --steps 500000 [--cost-limit 10]
+        [--rule "abs(x)" --limit 5] [--out runs/ppol-ballcircle] [--resume]
+
+A policy trained with the rule in its objective (Ray, Achiam & Amodei 2019; the
+baseline of every safe-RL table, FSRL's among them): Stable-Baselines3's PPO on the
+task's reward minus lambda times the step's cost, over 1 + lambda (so the scale its
+critic learns stays put), lambda >= 0 moved after every rollout by gradient ascent on
+the mean cost of the episodes the rollout ended, less the limit (10 a episode, as the
+published tables). The step's cost is the task's own (``info["cost"]``), or with
+``--rule`` 1 where the lab's expression on the real signals exceeds ``--limit``: the
+very text the planner holds at inference time, so a new rule is a new training run,
+whose environment steps count.
+
+Saved without pickle, as a folder: ``policy.safetensors`` (the actor-critic's weights)
+and ``ppol.json`` (the settings, lambda, the observation and reward normalisers, the
+environment steps, and the curve: each rollout's ended episodes' mean return and cost
+against environment steps), after every rollout. ``--resume`` goes on from the folder
+(the optimiser's moments start afresh); Ctrl-C keeps what is trained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+import scenes
+from agents.cost import Term
+from agents.episode import HardTerms, episode_seed
+from common.config import parse_config
+from common.errors import LabError
+from common.files import write_json_atomic
+
+NET = [64, 64]  # the actor's and the critics' hidden layers (FSRL's PPO-L: 128, 128)
+CLIP_OBS = 10.0  # normalised observations are clipped to this many standard deviations
+TRAIN_STREAM = 0x9901  # training episodes' seeds, apart from evaluation's (episode_seed)
+
+
+@dataclass
+class PPOLConfig:
+    scene: str = field(default="ballcircle", metadata={"help": "a Bullet-Safety-Gym task"})
+    steps: int = field(default=500_000, metadata={"help": "environment steps to train for"})
+    cost_limit: float = field(default=10.0, metadata={"help": "cost allowed per episode"})
+    rule: str = field(
+        default="", metadata={"help": "a rule's expression on the signals (empty: the task's)"}
+    )
+    limit: float = field(default=0.0, metadata={"help": "the rule's limit"})
+    envs: int = field(default=4, metadata={"help": "episodes run side by side"})
+    n_steps: int = field(default=1024, metadata={"help": "steps per environment a rollout"})
+    lambda_lr: float = field(default=0.05, metadata={"help": "lambda's step per unit of cost"})
+    seed: int = 0
+    out: str = field(default="", metadata={"help": "the policy's folder (runs/ppol-<scene>)"})
+    resume: bool = field(default=False, metadata={"help": "go on from --out"})
+
+    def term(self) -> Term | None:
+        return Term("rule", self.rule, kind="hard", limit=self.limit) if self.rule else None
+
+
+class Multiplier:
+    """lambda, shared by the environments (they run in this process) and the callback."""
+
+    def __init__(self, value: float = 0.0) -> None:
+        self.value = value
+
+
+class CostedTask(gym.Env):
+    """A lab scene as Stable-Baselines3 takes it: the state vector, the task's reward less
+    lambda times the step's cost (over 1 + lambda), episodes cut at the scene's length;
+    ``info["cost"]`` the step's cost and, at an episode's end, ``info["lab_episode"]`` its
+    return (the task's reward alone), cost and length."""
+
+    metadata: ClassVar[dict] = {"render_modes": []}
+
+    def __init__(self, scene: str, rule: Term | None, multiplier: Multiplier) -> None:
+        self.scene = scenes.scene_class(scene)(pixels=False)
+        cls = type(self.scene)
+        if cls.TASK_SIGNALS:
+            raise LabError(f"{scene}: PPO-Lagrangian here trains on the safety tasks' reward")
+        names = [s.name for s in cls.SIGNALS]
+        self.hard = HardTerms([rule], names, []) if rule else None
+        self.multiplier = multiplier
+        self.max_steps = cls.MAX_EPISODE_STEPS
+        obs, _ = self.scene.reset(seed=0)
+        dim = obs["state"].shape[0]
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (cls.ACTION_DIM,), np.float32)
+        self.t, self.ret, self.cost = 0, 0.0, 0.0
+
+    def step_cost(self, signals: dict[str, float]) -> float:
+        if self.hard is None:
+            return float(signals["cost"] > 0)
+        return float(self.hard.violated(signals, np.zeros(0)))
+
+    def reset(self, *, seed=None, options=None):
+        obs, _ = self.scene.reset(seed=seed, options=options)
+        self.t, self.ret, self.cost = 0, 0.0, 0.0
+        return obs["state"], {}
+
+    def step(self, action):
+        obs, reward, terminated, _, info = self.scene.step(np.clip(action, -1.0, 1.0))
+        diverged = "error" in info
+        cost = 1.0 if diverged else self.step_cost(self.scene.signals)
+        reward = 0.0 if diverged or not math.isfinite(reward) else float(reward)
+        self.t += 1
+        self.ret += reward
+        self.cost += cost
+        lam = self.multiplier.value
+        out = {"cost": cost}
+        truncated = self.t >= self.max_steps
+        if terminated or truncated or diverged:
+            out["lab_episode"] = {"return": self.ret, "cost": self.cost, "steps": self.t}
+        shaped = (reward - lam * cost) / (1.0 + lam)
+        return obs["state"], shaped, bool(terminated or diverged), bool(truncated), out
+
+    def close(self):
+        self.scene.close()
+
+
+def _rms(rms) -> dict:
+    return {
+        "mean": np.asarray(rms.mean).tolist(),
+        "var": np.asarray(rms.var).tolist(),
+        "count": float(rms.count),
+    }
+
+
+def _set_rms(rms, d: dict) -> None:
+    rms.mean = np.asarray(d["mean"], np.float64)
+    rms.var = np.asarray(d["var"], np.float64)
+    rms.count = float(d["count"])
+
+
+def save(folder: Path, policy, cfg: PPOLConfig, state: dict) -> None:
+    """The weights (safetensors) and ``ppol.json``, each written whole or not at all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".policy.safetensors.tmp"
+    weights = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    save_file(weights, str(tmp))
+    tmp.replace(folder / "policy.safetensors")
+    write_json_atomic(
+        folder / "ppol.json", {"kind": "ppo-lagrangian", "config": asdict(cfg), "net": NET, **state}
+    )
+
+
+def read(folder: str | Path) -> dict:
+    """``ppol.json`` of a trained policy's folder; a clear error for anything else."""
+    path = Path(folder) / "ppol.json"
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise LabError(f"{folder} holds no PPO-Lagrangian policy (no ppol.json)") from e
+    except (OSError, ValueError) as e:
+        raise LabError(f"{path} cannot be read ({e})") from e
+    if not isinstance(d, dict) or d.get("kind") != "ppo-lagrangian":
+        raise LabError(f"{path} is not a PPO-Lagrangian policy's record")
+    return d
+
+
+def _model(env, cfg: PPOLConfig):
+    from stable_baselines3 import PPO
+
+    return PPO(
+        "MlpPolicy",
+        env,
+        n_steps=cfg.n_steps,
+        batch_size=min(256, cfg.n_steps * cfg.envs),
+        n_epochs=10,
+        learning_rate=3e-4,
+        gamma=0.99,
+        gae_lambda=0.95,
+        clip_range=0.2,
+        policy_kwargs={"net_arch": NET},
+        seed=cfg.seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+def train(cfg: PPOLConfig, progress: bool = True) -> Path:
+    """Train (or, with ``cfg.resume``, go on training) to ``cfg.steps`` environment steps;
+    the folder written (see the module docstring)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    key = scenes.scene_key(cfg.scene)
+    folder = Path(cfg.out or f"runs/ppol-{key}")
+    if cfg.steps < 1 or cfg.envs < 1 or cfg.cost_limit < 0:
+        raise LabError("steps and envs must be at least 1 and the cost limit 0 or more")
+    state = {"lambda": 0.0, "env_steps": 0, "curve": []}
+    if cfg.resume:
+        old = read(folder)
+        if old["config"]["scene"] != key or old["config"]["rule"] != cfg.rule:
+            raise LabError(f"{folder} was trained on another task or rule: no --resume")
+        state = {k: old[k] for k in ("lambda", "env_steps", "curve", "obs_rms", "ret_rms")}
+    multiplier = Multiplier(state["lambda"])
+    rule = cfg.term()
+    cfg = PPOLConfig(**{**asdict(cfg), "scene": key, "out": str(folder)})
+    venv = DummyVecEnv([lambda: CostedTask(key, rule, multiplier) for _ in range(cfg.envs)])
+    seeds = np.random.SeedSequence([cfg.seed, state["env_steps"]], spawn_key=(TRAIN_STREAM,))
+    venv.seed(int(seeds.generate_state(1)[0] % 2**31))
+    env = VecNormalize(venv, norm_obs=True, norm_reward=True, clip_obs=CLIP_OBS)
+    model = _model(env, cfg)
+    if cfg.resume:
+        _set_rms(env.obs_rms, state["obs_rms"])
+        _set_rms(env.ret_rms, state["ret_rms"])
+        model.policy.load_state_dict(_weights(folder))
+    bar = tqdm(
+        total=cfg.steps,
+        initial=min(state["env_steps"], cfg.steps),
+        unit="step",
+        desc=f"ppo-lagrangian {key}",
+        disable=not progress,
+    )
+
+    class Lagrangian(BaseCallback):
+        """Counts the ended episodes; after each rollout moves lambda, notes the curve and
+        saves (a stop loses at most one rollout)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.ended: list[dict] = []
+
+        def _on_step(self) -> bool:
+            self.ended += [i["lab_episode"] for i in self.locals["infos"] if "lab_episode" in i]
+            state["env_steps"] += cfg.envs
+            bar.update(cfg.envs)
+            return True
+
+        def _on_rollout_end(self) -> None:
+            if self.ended:
+                cost = float(np.mean([e["cost"] for e in self.ended]))
+                ret = float(np.mean([e["return"] for e in self.ended]))
+                multiplier.value = max(
+                    0.0, multiplier.value + cfg.lambda_lr * (cost - cfg.cost_limit)
+                )
+                state["curve"].append(
+                    {
+                        "env_steps": state["env_steps"],
+                        "return": round(ret, 2),
+                        "cost": round(cost, 2),
+                        "episodes": len(self.ended),
+                        "lambda": round(multiplier.value, 4),
+                    }
+                )
+                bar.set_postfix(ret=f"{ret:.0f}", cost=f"{cost:.1f}", lam=f"{multiplier.value:.2f}")
+                self.ended = []
+            keep()
+
+    def keep() -> None:
+        state["lambda"] = multiplier.value
+        state["obs_rms"], state["ret_rms"] = _rms(env.obs_rms), _rms(env.ret_rms)
+        save(folder, model.policy, cfg, state)
+
+    left = cfg.steps - state["env_steps"]
+    try:
+        if left > 0:
+            model.learn(total_timesteps=left, callback=Lagrangian(), progress_bar=False)
+    except KeyboardInterrupt:
+        print(f"stopped: {folder} keeps {state['env_steps']} steps (--resume goes on)")
+    finally:
+        keep()
+        bar.close()
+        env.close()
+    return folder
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(Path(folder) / "policy.safetensors"))
+    except (OSError, SafetensorError) as e:
+        raise LabError(f"{folder}/policy.safetensors cannot be read ({e})") from e
+
+
+class TrainedPolicy:
+    """A trained PPO-Lagrangian policy, loaded from its folder without unpickling: the
+    network rebuilt from ``ppol.json`` and its weights from safetensors. ``act(state)``:
+    the Gaussian's mean for the normalised state, in [-1, 1]."""
+
+    def __init__(self, folder: str | Path) -> None:
+        from stable_baselines3.common.policies import ActorCriticPolicy
+
+        self.record = read(folder)
+        obs = self.record["obs_rms"]
+        self.mean = np.asarray(obs["mean"], np.float32)
+        self.std = np.sqrt(np.asarray(obs["var"], np.float32) + 1e-8)
+        key = self.record["config"]["scene"]
+        self.scene = key
+        action_dim = scenes.scene_class(key).ACTION_DIM
+        obs_space = gym.spaces.Box(-np.inf, np.inf, self.mean.shape, np.float32)
+        act_space = gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
+        self.policy = ActorCriticPolicy(
+            obs_space, act_space, lambda _: 0.0, net_arch=self.record["net"]
+        )
+        try:
+            self.policy.load_state_dict(_weights(Path(folder)))
+        except RuntimeError as e:
+            raise LabError(f"{folder}: the weights do not fit the network its record names") from e
+        self.policy.eval()
+
+    @torch.inference_mode()
+    def act(self, state: np.ndarray) -> np.ndarray:
+        x = np.clip((np.asarray(state, np.float32) - self.mean) / self.std, -CLIP_OBS, CLIP_OBS)
+        action = self.policy._predict(torch.as_tensor(x)[None], deterministic=True)[0]
+        return np.clip(action.numpy(), -1.0, 1.0)
+
+
+def measure(policy: TrainedPolicy, episodes: int, seed: int = 0, rule: Term | None = None):
+    """Return and cost of each of ``episodes`` seeded episodes (the lab's evaluation seeds,
+    ``episode_seed``): cost by ``rule`` where given, else the task's own."""
+    env = CostedTask(policy.scene, rule, Multiplier())
+    rows = []
+    try:
+        for i in range(episodes):
+            state, _ = env.reset(seed=episode_seed(seed, i))
+            while True:
+                state, _r, _end, _cut, info = env.step(policy.act(state))
+                if "lab_episode" in info:
+                    rows.append(info["lab_episode"])
+                    break
+    finally:
+        env.close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(PPOLConfig, argv, "lab ppol", __doc__.split("\n\n")[0])
+    try:
+        folder = train(cfg)
+        rec = read(folder)
+    except LabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    last = rec["curve"][-1] if rec["curve"] else {}
+    print(
+        f"{folder}: {rec['env_steps']} steps; last rollout's episodes: return "
+        f"{last.get('return')}, cost {last.get('cost')}, lambda {rec['lambda']:.3f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""PPO-Lagrangian, the trained-in baseline: a real short training run on a real
+Bullet-Safety-Gym task, saved without pickle, loaded, measured, resumed; its cost from
+the task or from a rule the lab writes; bad folders refused with a clear message."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents.cost import Term
+from common.errors import LabError
+from experiments.ppol import CostedTask, Multiplier, PPOLConfig, TrainedPolicy, measure, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ppol") / "ballcircle"
+    cfg = PPOLConfig(scene="ballcircle", steps=512, envs=2, n_steps=128, out=str(out))
+    return train(cfg, progress=False), cfg
+
+
+def test_a_short_run_saves_a_policy_that_loads_without_pickle_and_acts(trained):
+    folder, _ = trained
+    assert {p.name for p in folder.iterdir()} == {"policy.safetensors", "ppol.json"}
+    record = json.loads((folder / "ppol.json").read_text())
+    assert record["env_steps"] == 512 and record["config"]["scene"] == "ballcircle"
+    # 2 environments x 128 steps a rollout: 2 rollouts, each noted once an episode ended
+    assert all({"env_steps", "return", "cost", "lambda"} <= set(r) for r in record["curve"])
+    assert record["lambda"] >= 0.0
+    policy = TrainedPolicy(folder)
+    action = policy.act(np.zeros(8, np.float32))
+    assert action.shape == (2,) and np.all(np.abs(action) <= 1.0)
+    rows = measure(policy, 1, seed=0)
+    assert len(rows) == 1 and rows[0]["steps"] == 200 and np.isfinite(rows[0]["return"])
+    again = measure(policy, 1, seed=0)
+    assert again == rows  # the same seeded episode, the same deterministic policy
+
+
+def test_resume_goes_on_from_the_folder(trained):
+    folder, cfg = trained
+    before = json.loads((folder / "ppol.json").read_text())
+    more = PPOLConfig(**{**cfg.__dict__, "steps": 768, "resume": True})
+    train(more, progress=False)
+    after = json.loads((folder / "ppol.json").read_text())
+    assert after["env_steps"] == 768
+    assert after["curve"][: len(before["curve"])] == before["curve"]
+    other = PPOLConfig(**{**cfg.__dict__, "rule": "abs(y)", "limit": 1.0, "resume": True})
+    with pytest.raises(LabError, match="another task or rule"):
+        train(other, progress=False)
+
+
+def test_the_cost_is_the_tasks_own_or_the_rule_the_lab_writes():
+    own = CostedTask("ballcircle", None, Multiplier())
+    ruled = CostedTask(
+        "ballcircle", Term("rule", "abs(x)", kind="hard", limit=-1.0), Multiplier(2.0)
+    )
+    try:
+        own.reset(seed=0)
+        ruled.reset(seed=0)
+        a = np.array([0.5, 0.0], np.float32)
+        _, r_own, *_, info_own = own.step(a)
+        _, r_ruled, *_, info_ruled = ruled.step(a)
+        assert info_own["cost"] == 0.0  # the ball starts inside the task's boundary
+        assert info_ruled["cost"] == 1.0  # |x| > -1 everywhere: this rule always breaks
+        # the reward less lambda x cost, over 1 + lambda: (r - 2) / 3
+        assert r_ruled == pytest.approx((r_own - 2.0) / 3.0)
+    finally:
+        own.close()
+        ruled.close()
+
+
+def test_bad_folders_and_goal_scenes_get_a_clear_message(tmp_path, trained):
+    with pytest.raises(LabError, match=r"no ppol\.json"):
+        TrainedPolicy(tmp_path)
+    (tmp_path / "ppol.json").write_text("{not json")
+    with pytest.raises(LabError, match="cannot be read"):
+        TrainedPolicy(tmp_path)
+    (tmp_path / "ppol.json").write_text(json.dumps({"kind": "something else"}))
+    with pytest.raises(LabError, match="not a PPO-Lagrangian"):
+        TrainedPolicy(tmp_path)
+    folder, _ = trained
+    (tmp_path / "ppol.json").write_text((folder / "ppol.json").read_text())
+    (tmp_path / "policy.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(LabError, match="cannot be read"):
+        TrainedPolicy(tmp_path)
+    with pytest.raises(LabError, match="reward"):
+        CostedTask("reach", None, Multiplier())
