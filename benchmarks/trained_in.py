@@ -6,7 +6,7 @@ against one trained in (PPO-Lagrangian), when the rule changes.
 Per task (Bullet-Safety-Gym, ``scenes/safety.py``) and its new rule (``NEW_RULES``:
 Circle's boundary at |x| <= 5 instead of 6):
 
-1. PPO-Lagrangian (``experiments/ppol.py``, cost limit 10 a episode) trained for
+1. PPO-Lagrangian (``experiments/ppol.py``, cost limit 10 an episode) trained for
    ``--steps`` environment steps under the task's own cost; measured over the lab's
    seeded evaluation episodes (its mean action): ``ppol_return``, ``ppol_cost``,
    ``ppol_env_steps``, and its ``curve`` (each rollout's ended episodes' return and
@@ -129,7 +129,7 @@ def run_task(key: str, args, tmp: Path) -> dict:
     print(
         f"{cls.TASK_ID}: PPO-Lagrangian {row['ppol_return']} / {row['ppol_cost']} after "
         f"{row['ppol_env_steps']} steps; under {row['new_rule']} its cost "
-        f"{row['ppol_old_new_cost']} a episode, retrained {row['ppol_retrained_return']} / "
+        f"{row['ppol_old_new_cost']} an episode, retrained {row['ppol_retrained_return']} / "
         f"{row['ppol_retrained_cost']} after {row['ppol_retrain_env_steps']} more; planner "
         f"{row.get('planner_return')} / {row.get('planner_cost')}, under the new rule "
         f"{row.get('planner_new_return')} / {row.get('planner_new_cost')} (nothing retrained)",

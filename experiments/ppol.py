@@ -7,7 +7,7 @@ A policy trained with the rule in its objective (Ray, Achiam & Amodei 2019; the
 baseline of every safe-RL table, FSRL's among them): Stable-Baselines3's PPO on the
 task's reward minus lambda times the step's cost, over 1 + lambda (so the scale its
 critic learns stays put), lambda >= 0 moved after every rollout by gradient ascent on
-the mean cost of the episodes the rollout ended, less the limit (10 a episode, as the
+the mean cost of the episodes the rollout ended, less the limit (10 an episode, as the
 published tables). The step's cost is the task's own (``info["cost"]``), or with
 ``--rule`` 1 where the lab's expression on the real signals exceeds ``--limit``: the
 very text the planner holds at inference time, so a new rule is a new training run,
