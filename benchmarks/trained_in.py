@@ -3,8 +3,9 @@ against one trained in (PPO-Lagrangian), when the rule changes.
 
     ./lab bench trained_in [--quick] [--tasks ballcircle] [--steps 200000] [--episodes 20]
 
-Per task (Bullet-Safety-Gym, ``scenes/safety.py``) and its new rule (``NEW_RULES``:
-Circle's boundary at |x| <= 5 instead of 6):
+Per task (Bullet-Safety-Gym, ``scenes/safety.py``) and its new rule (``rules``:
+Circle's boundary at |x| <= 5 instead of 6; Run's track at |y| <= 1.5 instead of 2,
+under the same speed limit):
 
 1. PPO-Lagrangian (``experiments/ppol.py``, cost limit 10 an episode) trained for
    ``--steps`` environment steps under the task's own cost; measured over the lab's
@@ -22,7 +23,8 @@ Circle's boundary at |x| <= 5 instead of 6):
    per episode in reality). The planner holds each rule 0.3 m inside its limit
    (``benchmarks/safety_gym.py``'s margin) with iCEM's noise at N = 300 (its search).
 
-Tasks with no shipped state model are left out of part 3 (say which with ``--tasks``).
+Part 3 needs a shipped state model: today BallCircle's alone (the others' rows leave
+its figures out). ``published_ppol``: FSRL's PPO-Lagrangian return and cost.
 The last line is JSON: one row per task. ``--quick``: 20 000 steps and 4 episodes.
 """
 
@@ -49,8 +51,20 @@ from common.results import save  # noqa: E402
 from experiments.evaluate import evaluate  # noqa: E402
 from experiments.ppol import PPOLConfig, TrainedPolicy, measure, read, train  # noqa: E402
 
-# task family -> (the old rule's expression and limit, the new limit)
-NEW_RULES = {"Circle": ("abs(x)", 6.0, 5.0), "Run": ("abs(y)", 2.0, 1.5)}
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from safety_gym import PUBLISHED  # noqa: E402
+
+
+def rules(cls) -> tuple[str, str]:
+    """The task's rule and the new one, each an expression that must stay <= 0: Circle's
+    boundary |x| <= 6, then 5; Run's track |y| <= 2 and speed limit, then a track of
+    |y| <= 1.5 under the same limit."""
+    if cls.FAMILY == "Circle":
+        return "abs(x) - 6", "abs(x) - 5"
+    speed = f"relu(speed - {cls.SPEED_LIMIT:g})"
+    return f"relu(abs(y) - 2) + {speed}", f"relu(abs(y) - 1.5) + {speed}"
+
+
 INSIDE = 0.3  # m: how far inside a rule the planner keeps (benchmarks/safety_gym.py)
 SEARCH = replace(CEM_300, noise_beta=2.0, keep=0.3)  # benchmarks/safety_gym.py's search
 
@@ -59,11 +73,11 @@ def mean_of(rows: list[dict], key: str) -> float:
     return round(float(np.mean([r[key] for r in rows])), 2)
 
 
-def planner(key: str, expression: str, limit: float, episodes: int, seed: int) -> dict:
-    """The planner on the shipped model, holding ``expression <= limit`` (INSIDE it),
+def planner(key: str, expression: str, episodes: int, seed: int) -> dict:
+    """The planner on the shipped model, holding ``expression <= 0`` (INSIDE it),
     judged in reality by the same rule: mean return and the rule's cost per episode."""
-    judged = [Term("rule", expression, "hard", limit=limit)]
-    planned = [Term("rule", expression, "hard", limit=limit - INSIDE)]
+    judged = [Term("rule", expression, "hard", limit=0.0)]
+    planned = [Term("rule", expression, "hard", limit=-INSIDE)]
     result = evaluate(
         key,
         ROOT / "pretrained" / f"{key}-state",
@@ -85,8 +99,8 @@ def planner(key: str, expression: str, limit: float, episodes: int, seed: int) -
 
 def run_task(key: str, args, tmp: Path) -> dict:
     cls = scenes.scene_class(key)
-    expression, old, new = NEW_RULES[cls.FAMILY]
-    new_rule = Term("new rule", expression, "hard", limit=new)
+    old, new = rules(cls)
+    new_rule = Term("new rule", new, "hard", limit=0.0)
     t0 = time.time()
     trained = train(PPOLConfig(scene=key, steps=args.steps, seed=args.seed, out=str(tmp / key)))
     policy = TrainedPolicy(trained)
@@ -97,8 +111,8 @@ def run_task(key: str, args, tmp: Path) -> dict:
             scene=key,
             steps=args.steps,
             seed=args.seed,
-            rule=expression,
-            limit=new,
+            rule=new,
+            limit=0.0,
             out=str(tmp / f"{key}-new"),
         )
     )
@@ -109,7 +123,9 @@ def run_task(key: str, args, tmp: Path) -> dict:
         "ppol_return": mean_of(own, "return"),
         "ppol_cost": mean_of(own, "cost"),
         "ppol_env_steps": read(trained)["env_steps"],
-        "new_rule": f"{expression} <= {new:g} (was {old:g})",
+        "published_ppol": PUBLISHED[key]["ppo_lagrangian"],
+        "rule": f"{old} <= 0",
+        "new_rule": f"{new} <= 0",
         "ppol_old_new_cost": mean_of(under_new, "cost"),
         "ppol_retrained_return": mean_of(retrained, "return"),
         "ppol_retrained_cost": mean_of(retrained, "cost"),
@@ -117,8 +133,8 @@ def run_task(key: str, args, tmp: Path) -> dict:
         "curve": read(trained)["curve"],
     }
     if (ROOT / "pretrained" / f"{key}-state").exists():
-        before = planner(key, expression, old, args.episodes, args.seed)
-        after = planner(key, expression, new, args.episodes, args.seed)
+        before = planner(key, old, args.episodes, args.seed)
+        after = planner(key, new, args.episodes, args.seed)
         row.update(
             planner_return=before["return"],
             planner_cost=before["cost"],
@@ -143,7 +159,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="20 000 steps, 4 episodes")
-    ap.add_argument("--tasks", default="ballcircle")
+    ap.add_argument("--tasks", default="ballcircle,carcircle,ballrun,carrun")
     ap.add_argument("--steps", type=int, default=200_000, help="PPO-Lagrangian's env steps")
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)

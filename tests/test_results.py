@@ -441,7 +441,7 @@ def test_readme_search_efficiency_table_quotes_the_results():
 
 
 def test_readme_trained_in_table_quotes_the_results():
-    (r,) = figures("trained_in")
+    r = next(row for row in figures("trained_in") if row["task"] == "SafetyBallCircle-v0")
     lines = [ln.strip() for ln in README.splitlines()]
     start = lines.index(next(ln for ln in lines if ln.startswith("| | old rule: return / cost |")))
     rows = {}
@@ -464,3 +464,21 @@ def test_readme_trained_in_table_quotes_the_results():
     assert f"kept {ratio:.2f} of its return" in PROSE
     assert f"{r['ppol_old_new_cost'] / r['planner_new_cost']:.0f}x the planner's" in PROSE
     assert r["curve"][-1]["env_steps"] == r["ppol_env_steps"]
+
+
+def test_readme_ppol_table_quotes_the_four_tasks():
+    lines = [ln.strip() for ln in README.splitlines()]
+    start = lines.index(next(ln for ln in lines if ln.startswith("| task | PPO-L here:")))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    by_task = {r["task"].removesuffix("-v0"): r for r in figures("trained_in")}
+    assert [r[0] for r in rows] == list(by_task)
+    for task, here, published, new_rule, old_cost in rows:
+        r = by_task[task]
+        assert here == f"{r['ppol_return']} / {r['ppol_cost']:g}"
+        assert published == " / ".join(str(v) for v in r["published_ppol"])
+        assert new_rule == r["new_rule"]
+        assert old_cost == f"{r['ppol_old_new_cost']:g}"
