@@ -20,17 +20,16 @@ policy refuses a model other than its own, with a message.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from common.errors import LabError
-from common.files import write_json_atomic
+from common.files import write_json_atomic, write_safetensors_atomic
 from worldmodels import compiled
 from worldmodels.checkpoint import read_config, read_made_on
 
@@ -97,9 +96,10 @@ def save_policy(policy: Policy, folder: str | Path, info: dict) -> Path:
     """Weights and JSON in ``folder``, each written to a temp file and renamed over."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".policy.safetensors.tmp-{os.getpid()}"
-    save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}, tmp)
-    os.replace(tmp, folder / "policy.safetensors")
+    write_safetensors_atomic(
+        folder / "policy.safetensors",
+        {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()},
+    )
     write_json_atomic(
         folder / "policy.json",
         {"format": FORMAT, "version": VERSION, "shape": asdict(policy.shape), **info},

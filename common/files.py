@@ -1,4 +1,5 @@
-"""Small file helpers every part uses: atomic JSON writes, versioned JSON reads."""
+"""Small file helpers every part uses: atomic JSON and safetensors writes, versioned JSON
+reads."""
 
 from __future__ import annotations
 
@@ -16,6 +17,16 @@ def write_json_atomic(path: Path, obj) -> None:
         json.dump(obj, f, separators=(",", ":"))
         f.flush()
         os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_safetensors_atomic(path: Path, tensors: dict) -> None:
+    """Write ``tensors`` (name -> CPU tensor) as safetensors to a temp file in the same
+    folder, then rename over: a reader sees the old file or the new one, never half."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_file(tensors, str(tmp))
     os.replace(tmp, path)
 
 

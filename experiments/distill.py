@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 import scenes
@@ -36,7 +35,7 @@ from agents.policy import Policy, PolicyShape, load_policy, save_policy
 from common.config import parse_config
 from common.device import choose_device
 from common.errors import LabError
-from common.files import write_json_atomic
+from common.files import write_json_atomic, write_safetensors_atomic
 from scenes.dataset import Dataset
 from worldmodels.checkpoint import latent_identity, load_checkpoint
 
@@ -190,10 +189,10 @@ class Distiller:
             "labels": len(self.data["a"]),
             "figures": self.history[-1] if self.history else {},
         }
-        tmp = self.out / f".labels.safetensors.tmp-{os.getpid()}"
         self.out.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.data.items()}, tmp)
-        os.replace(tmp, self.out / "labels.safetensors")
+        write_safetensors_atomic(
+            self.out / "labels.safetensors", {k: v.contiguous() for k, v in self.data.items()}
+        )
         save_policy(self.policy, self.out, info)
         write_json_atomic(
             self.out / "distill.json",

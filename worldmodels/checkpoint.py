@@ -21,17 +21,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import os
 import time
 import uuid
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from common.errors import LabError
-from common.files import read_versioned_json, write_json_atomic
+from common.files import read_versioned_json, write_json_atomic, write_safetensors_atomic
 from worldmodels.model import ModelConfig, WorldModel
 
 FORMAT = "lab-worldmodel"
@@ -51,9 +50,7 @@ def save_checkpoint(model: WorldModel, folder: str | Path, info: dict, half: boo
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if half:
         tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    tmp = folder / f".{name}.tmp-{os.getpid()}"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, folder / name)
+    write_safetensors_atomic(folder / name, tensors)
     config = {
         **info,
         "format": FORMAT,

@@ -40,7 +40,6 @@ goes on exactly from there.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -49,13 +48,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from common.config import parse_config
 from common.device import choose_device
 from common.errors import LabError
-from common.files import write_json_atomic
+from common.files import write_json_atomic, write_safetensors_atomic
 from scenes.dataset import window_starts
 from worldmodels.checkpoint import latent_identity, load_checkpoint, read_made_on
 from worldmodels.data import WindowData
@@ -193,9 +192,7 @@ def save_high(high: HighLevel, folder: str | Path, info: dict, extra: dict | Non
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in high.state_dict().items()}
     tensors.update({f"optim.{k}": v.cpu().contiguous() for k, v in (extra or {}).items()})
-    tmp = folder / f".high.safetensors.tmp-{os.getpid()}"
-    save_file(tensors, tmp)
-    os.replace(tmp, folder / "high.safetensors")
+    write_safetensors_atomic(folder / "high.safetensors", tensors)
     meta = {"format": FORMAT, "version": VERSION, "shape": asdict(high.shape), **info}
     write_json_atomic(folder / "high.json", meta)
     return folder

@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 import scenes
 from common.config import parse_config
 from common.device import choose_device
 from common.errors import LabError
-from common.files import read_versioned_json, write_json_atomic
+from common.files import read_versioned_json, write_json_atomic, write_safetensors_atomic
 from worldmodels.checkpoint import save_checkpoint
 from worldmodels.data import WindowData
 from worldmodels.loss import LossConfig, effective_rank, ema_momentum, ema_update
@@ -384,9 +384,7 @@ class Trainer:
             for k, v in state.items():
                 tensors[f"opt.{idx}.{k}"] = torch.as_tensor(v).detach().cpu().contiguous()
         tensors["rng.sampler"] = self.gen.get_state()
-        tmp = self.out / ".resume.safetensors.tmp"
-        save_file(tensors, str(tmp))
-        tmp.replace(self.out / "resume.safetensors")
+        write_safetensors_atomic(self.out / "resume.safetensors", tensors)
         with self._lock:
             history = list(self._progress.history)
         write_json_atomic(
