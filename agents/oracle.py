@@ -28,11 +28,13 @@ not: the oracle refuses it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
 import scenes
-from agents.planners import PlannerConfig
+from agents.planners import CEM_300
 from common.errors import LabError
 from scenes.base import LabScene
 
@@ -42,9 +44,7 @@ from scenes.base import LabScene
 # goal is at most ~2 m, 40 steps at full speed, away; receding horizon makes up
 # for the short H). See benchmarks/agent_quality.py for the measured figures.
 # plain CEM, as every oracle figure in benchmarks/results was measured
-ORACLE_SEARCH = PlannerConfig(
-    samples=64, horizon=12, iterations=2, elites=8, noise_beta=0.0, keep=0.0, decay=1.0
-)
+ORACLE_SEARCH = replace(CEM_300, samples=64, horizon=12, iterations=2, elites=8)
 STATE_MATCH = 1e-5  # max |difference| for an observation to be recognised as a known state
 PLANNERS = ("cem", "mppi")  # planners that need no gradient through the model
 

@@ -76,7 +76,7 @@ from agents.agent import Agent, AgentConfig
 from agents.build import build_agent
 from agents.cost import CostSet, Term
 from agents.episode import HardTerms, episode_seed, run_episode
-from agents.planners import PlannerConfig
+from agents.planners import CEM_300, PlannerConfig
 from agents.planners.base import Planner, record
 from common.device import choose_device
 from common.results import save
@@ -125,8 +125,7 @@ def scene_setup(scene: str) -> dict:
 
 def search_at(n: int, fields: dict) -> PlannerConfig:
     """Plain CEM at N = ``n`` with ``fields`` changed (elites a tenth of N, at least 4)."""
-    plain = {"noise_beta": 0.0, "keep": 0.0, "decay": 1.0}
-    return PlannerConfig(samples=n, **{**plain, **fields})
+    return replace(CEM_300, samples=n, elites=0, **fields)
 
 
 def run(scene: str, n: int, setting: str, episodes: int, seed: int, device) -> dict:

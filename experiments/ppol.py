@@ -22,10 +22,9 @@ against environment steps), after every rollout. ``--resume`` goes on from the f
 
 from __future__ import annotations
 
-import json
 import math
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,7 +32,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 import scenes
@@ -41,11 +40,12 @@ from agents.cost import Term
 from agents.episode import HardTerms, episode_seed
 from common.config import parse_config
 from common.errors import LabError
-from common.files import write_json_atomic
+from common.files import read_versioned_json, write_json_atomic, write_safetensors_atomic
 
 NET = [64, 64]  # the actor's and the critics' hidden layers (FSRL's PPO-L: 128, 128)
 CLIP_OBS = 10.0  # normalised observations are clipped to this many standard deviations
 TRAIN_STREAM = 0x9901  # training episodes' seeds, apart from evaluation's (episode_seed)
+FORMAT, VERSION, WHAT = "lab-ppol", 1, "PPO-Lagrangian policy's record"
 
 
 @dataclass
@@ -92,9 +92,8 @@ class CostedTask(gym.Env):
         self.hard = HardTerms([rule], names, []) if rule else None
         self.multiplier = multiplier
         self.max_steps = cls.MAX_EPISODE_STEPS
-        obs, _ = self.scene.reset(seed=0)
-        dim = obs["state"].shape[0]
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        dim = self.scene.observation_space["state"].shape
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, dim, np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (cls.ACTION_DIM,), np.float32)
         self.t, self.ret, self.cost = 0, 0.0, 0.0
 
@@ -145,27 +144,20 @@ def _set_rms(rms, d: dict) -> None:
 def save(folder: Path, policy, cfg: PPOLConfig, state: dict) -> None:
     """The weights (safetensors) and ``ppol.json``, each written whole or not at all."""
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".policy.safetensors.tmp"
-    weights = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    save_file(weights, str(tmp))
-    tmp.replace(folder / "policy.safetensors")
-    write_json_atomic(
-        folder / "ppol.json", {"kind": "ppo-lagrangian", "config": asdict(cfg), "net": NET, **state}
+    write_safetensors_atomic(
+        folder / "policy.safetensors",
+        {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()},
     )
+    record = {"format": FORMAT, "version": VERSION, "config": asdict(cfg), "net": NET, **state}
+    write_json_atomic(folder / "ppol.json", record)
 
 
 def read(folder: str | Path) -> dict:
     """``ppol.json`` of a trained policy's folder; a clear error for anything else."""
     path = Path(folder) / "ppol.json"
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise LabError(f"{folder} holds no PPO-Lagrangian policy (no ppol.json)") from e
-    except (OSError, ValueError) as e:
-        raise LabError(f"{path} cannot be read ({e})") from e
-    if not isinstance(d, dict) or d.get("kind") != "ppo-lagrangian":
-        raise LabError(f"{path} is not a PPO-Lagrangian policy's record")
-    return d
+    if not path.exists():
+        raise LabError(f"{folder} holds no PPO-Lagrangian policy (no ppol.json)")
+    return read_versioned_json(path, FORMAT, VERSION, WHAT, "train one: ./lab ppol")
 
 
 def _model(env, cfg: PPOLConfig):
@@ -206,7 +198,7 @@ def train(cfg: PPOLConfig, progress: bool = True) -> Path:
         state = {k: old[k] for k in ("lambda", "env_steps", "curve", "obs_rms", "ret_rms")}
     multiplier = Multiplier(state["lambda"])
     rule = cfg.term()
-    cfg = PPOLConfig(**{**asdict(cfg), "scene": key, "out": str(folder)})
+    cfg = replace(cfg, scene=key, out=str(folder))
     venv = DummyVecEnv([lambda: CostedTask(key, rule, multiplier) for _ in range(cfg.envs)])
     seeds = np.random.SeedSequence([cfg.seed, state["env_steps"]], spawn_key=(TRAIN_STREAM,))
     venv.seed(int(seeds.generate_state(1)[0] % 2**31))

@@ -75,7 +75,7 @@ def test_bad_folders_and_goal_scenes_get_a_clear_message(tmp_path, trained):
     with pytest.raises(LabError, match=r"no ppol\.json"):
         TrainedPolicy(tmp_path)
     (tmp_path / "ppol.json").write_text("{not json")
-    with pytest.raises(LabError, match="cannot be read"):
+    with pytest.raises(LabError, match="not valid JSON"):
         TrainedPolicy(tmp_path)
     (tmp_path / "ppol.json").write_text(json.dumps({"kind": "something else"}))
     with pytest.raises(LabError, match="not a PPO-Lagrangian"):

@@ -19,8 +19,10 @@ from common.errors import LabError
 from common.paths import home
 from scenes.collect import CollectConfig, collect
 
-# the search every lesson plans with unless it says otherwise: the Plan page's default
-SEARCH = CEM_300  # the search the lessons' reference figures were measured with
+# the search every lesson plans with unless it says otherwise: plain CEM at N = 300, the
+# Plan page's default before iCEM and the search the lessons' reference figures were
+# measured with (at iCEM N = 30 three of their texts' claims change: issue 31's note)
+SEARCH = CEM_300
 
 
 class Live:
