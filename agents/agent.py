@@ -23,7 +23,17 @@ import numpy as np
 import torch
 
 from agents.cost import Cost, CostSet
-from agents.deciders import Both, CostPair, Decider, Planner, PolicyDecider, TwoLevels, clock
+from agents.deciders import (
+    ACTORS,
+    Both,
+    CostPair,
+    Decider,
+    Planner,
+    PolicyDecider,
+    StateDecider,
+    TwoLevels,
+    clock,
+)
 from agents.expressions import ExpressionError
 from agents.hierarchy import HierarchyConfig, HighPlanner
 from agents.planners import PLANNERS, PlannerConfig, PlanRecord, shift
@@ -61,8 +71,9 @@ class AgentConfig:
     decode: bool = True  # decode the chosen plan's imagined frames (display)
     show: tuple[str, ...] = ()  # signals to probe on every final sample (display)
     # Who decides (agents.deciders): "planner" (System 2: search over the horizon),
-    # "policy" (System 1: one pass of a distilled policy, agents.policy), or "both" (the
-    # policy's proposal as a sample of the planner's search: amortised planning).
+    # "policy" (System 1: one pass of a distilled policy, agents.policy), "both" (the
+    # policy's proposal as a sample of the planner's search: amortised planning), or
+    # "ppol" (a policy trained by PPO-Lagrangian on the raw state, agents.statepolicy).
     actor: str = "planner"
     shadow: bool = False  # with the policy acting, also plan (display: what System 2 would do)
     # Two levels (agents.hierarchy): a learned high level (worldmodels.highlevel) hands
@@ -115,10 +126,11 @@ class Agent:
         policy=None,
         high=None,
     ) -> None:
-        if cfg.actor not in ("planner", "policy", "both"):
-            raise LabError("actor must be 'planner', 'policy' or 'both'")
+        if cfg.actor not in ACTORS:
+            raise LabError(f"actor must be one of {', '.join(ACTORS)}, not {cfg.actor!r}")
         if cfg.actor != "planner" and policy is None:
-            raise LabError(f"actor {cfg.actor!r} needs a policy: ./lab distill makes one")
+            maker = "./lab ppol" if cfg.actor == "ppol" else "./lab distill"
+            raise LabError(f"actor {cfg.actor!r} needs a policy: {maker} makes one")
         self.policy = policy
         if cfg.planner not in PLANNERS:
             raise LabError(f"unknown planner {cfg.planner!r}; choose {', '.join(PLANNERS)}")
@@ -167,6 +179,7 @@ class Agent:
                 "planner": lambda: Planner(self),
                 "policy": lambda: PolicyDecider(self, cfg.shadow),
                 "both": lambda: Both(self),
+                "ppol": lambda: StateDecider(self),
             }[cfg.actor]()
             searched = self.costs
         self.planner = PLANNERS[cfg.planner](search, scene.ACTION_DIM, searched.smooth)

@@ -9,6 +9,9 @@
   acted out in imagination starts an episode's first search; after that the policy,
   read along the last plan's imagined states in one batched pass, is one more sample
   beside the last plan shifted.
+* ``StateDecider``: the field's trained-in baseline, a PPO-Lagrangian policy on the
+  scene's raw state (``agents.statepolicy``); it reads the real state, not the latent,
+  and cannot act in imagination: its record is its action held over the horizon.
 * ``TwoLevels``: a learned high level (``agents.hierarchy``) hands the planner a subgoal
   latent; the planner plans to it on the low level's own cost pair.
 
@@ -29,6 +32,10 @@ from agents.expressions import ExpressionError
 from agents.hierarchy import HighPlanner, low_costs
 from agents.planners import PlanRecord, shift
 from agents.planners.base import record
+
+# who decides, AgentConfig.actor's values: the planner, a distilled policy, both, or a
+# policy trained by PPO-Lagrangian on the raw state
+ACTORS = ("planner", "policy", "both", "ppol")
 
 
 @dataclass
@@ -126,6 +133,29 @@ class PolicyDecider(Decider):
     def acted(self, plan: PlanRecord) -> None:
         shadow = plan.info.get("planner")
         self.shadow_warm = None if shadow is None else shift(shadow.actions)
+
+
+class StateDecider(Decider):
+    """The trained-in baseline: a policy on the real state vector (``agents.statepolicy``),
+    one pass; the record holds that action held over the horizon, imagined and judged by
+    the cost like one sample of a planner (so the page, evaluation and the fallback read
+    it as they read the others). A rule it was trained under is not checked."""
+
+    def decide(self, s0: torch.Tensor) -> PlanRecord:
+        a = self.agent
+        state = a.scene.observation["state"]
+        x = torch.as_tensor(state, dtype=torch.float32, device=s0.device)[None]
+        t0 = a.clock()
+        first = a.policy(x)  # (1, A)
+        seconds = a.clock() - t0
+        actions = first[:, None].expand(1, a.cfg.search.horizon, -1).contiguous()
+        latents, signals, result = a.planner.evaluate(
+            a.model, a.cost, s0[None], actions, a.goal, a.goal_latent, a.cfg.show
+        )
+        one = torch.zeros(1, dtype=torch.long, device=s0.device)
+        plan = record(actions, latents, signals, result, one, 0, seconds)
+        plan.info["actor"] = "ppol"
+        return plan
 
 
 class Both(Decider):

@@ -25,14 +25,13 @@ import torch
 
 import scenes
 from agents.agent import Agent, AgentConfig, margins_for
-from agents.build import build_agent
+from agents.build import build_agent, load_actor
 from agents.cost import CostSet, Term, real_values, term_names
 from agents.expressions import ExpressionError, compile_expression
 from agents.hierarchy import HierarchyConfig
 from agents.oracle import PLANNERS as ORACLE_PLANNERS
 from agents.oracle import OracleModel
 from agents.planners import PlannerConfig
-from agents.policy import load_policy
 from common.errors import LabError
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.highlevel import load_high
@@ -331,10 +330,7 @@ def check_design(
     check_terms(costs.terms, term_names([s.name for s in cls.SIGNALS], task_signals), "the scene")
     check_terms(costs.terms, term_names(model.signal_names, task_signals), "the model")
     margins_for(model, agent_cfg, device)
-    if agent_cfg.actor != "planner":
-        if not policy:
-            raise LabError(f"actor {agent_cfg.actor!r} needs --policy (./lab distill)")
-        load_policy(policy, checkpoint, device)
+    load_actor(agent_cfg.actor, policy, checkpoint, key, device)
     if agent_cfg.hierarchy is not None:
         if not high:
             raise LabError("a hierarchy needs --high, a high level (./lab highlevel)")

@@ -276,6 +276,26 @@ def policies(checkpoint: str) -> dict[str, str]:
     return found
 
 
+def ppol_policies(scene: str) -> dict[str, str]:
+    """PPO-Lagrangian policies (``./lab ppol``) trained on ``scene``: folder -> label, with
+    the rule each was trained under (they read the raw state: any world model of the
+    scene runs beside them)."""
+    found = {}
+    for meta in [*sorted(PRETRAINED.glob("*/ppol.json")), *sorted(RUNS.glob("*/ppol.json"))]:
+        try:
+            d = json.loads(meta.read_text())
+            cfg = d["config"]
+            if d.get("format") != "lab-ppol" or cfg["scene"] != scene:
+                continue
+            rule = f"{cfg['rule']} <= {cfg['limit']:g}" if cfg["rule"] else "the task's cost"
+            steps = f"{int(d['env_steps']):,}".replace(",", " ")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        where = "pretrained" if meta.parent.parent == PRETRAINED else "runs"
+        found[str(meta.parent)] = f"{where}/{meta.parent.name} (trained {steps} steps on {rule})"
+    return found
+
+
 def high_levels(checkpoint: str) -> dict[str, str]:
     """Learned high levels (``./lab highlevel``) made on this checkpoint's world model:
     folder -> label."""

@@ -38,6 +38,8 @@ COLUMNS = {
     "blind_plan_gap_m": ("gap between imagined and real disc along the blind plan", "m", True),
     "rollout_error_m": ("the model's error, imagining from the first state", "m", True),
     "one_step_error_m": ("the model's error, one step from each real state", "m", True),
+    "episode_cost": ("cost per episode: real steps breaking the rule", "steps", True),
+    "episode_return": ("return per episode", "reward", False),
 }
 AXES = {
     "h": "steps imagined ahead, h",

@@ -247,6 +247,32 @@ def search() -> str:
     return said("search_efficiency", sentence)
 
 
+def trained_in() -> str:
+    def sentence(rows) -> str:
+        def task(r) -> str:
+            name = r["task"].removeprefix("Safety").removesuffix("-v0")
+            text = (
+                f"{name}: trained under the old rule it breaks `{r['new_rule']}` on "
+                f"{r['ppol_old_new_cost']:g} steps an episode"
+            )
+            if "planner_new_cost" in r:
+                kept = r["planner_new_return"] / r["planner_return"]
+                text += (
+                    f", the planner with the expression edited on {r['planner_new_cost']:g}, "
+                    f"keeping {kept:.2f} of its return, nothing retrained"
+                )
+            steps = f"{r['ppol_retrain_env_steps']:,}".replace(",", " ")
+            return text + (
+                f"; trained again, {r['ppol_retrained_cost']:g} after {steps} more "
+                "environment steps"
+            )
+
+        n = rows[0]["episodes"]
+        return f"Over {n} seeded episodes a task: " + ". ".join(task(r) for r in rows)
+
+    return said("trained_in", sentence)
+
+
 def hierarchy_rows() -> list[dict]:
     """The hierarchy benchmark's rows, one per scene ([] when not measured)."""
     try:

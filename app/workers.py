@@ -184,17 +184,20 @@ class ExperimentRun(Run):
         highs: dict[str, str] | None = None,
         guards: dict[str, dict] | None = None,
         bases: dict[str, str] | None = None,
+        trained: dict[str, str] | None = None,
     ) -> None:
         """``policies``: design name -> a distilled policy's folder; those designs act with
-        the policy (System 1), the others with the planner. ``highs``: design name -> a
-        learned high level's folder; those designs plan in two levels (agents.hierarchy).
+        the policy (System 1), the others with the planner. ``trained``: design name -> a
+        PPO-Lagrangian policy's folder (``./lab ppol``); those act with it, on the raw
+        state. ``highs``: design name -> a learned high level's folder; those designs plan
+        in two levels (agents.hierarchy).
         ``guards``: design name -> its own margin, in place of ``agent_cfg``'s (``margin``,
         ``delta``, ``margin_steps``): margin 0 beside a calibrated margin in one run.
         ``bases``: design name -> the cost set's name in the form, where they differ.
         ``ray``: fan the episodes out over Ray ("local", or a cluster's address:
         ``experiments.fanout``)."""
         self.policies, self.ray, self.highs = policies or {}, ray, highs or {}
-        self.guards, self.bases = guards or {}, bases or {}
+        self.guards, self.bases, self.trained = guards or {}, bases or {}, trained or {}
         for name, guard in self.guards.items():
             if name not in designs or set(guard) - {"margin", "delta", "margin_steps"}:
                 raise LabError(
@@ -233,12 +236,12 @@ class ExperimentRun(Run):
             def tick(done: int, total: int, base=base) -> None:
                 self.progress(base + done, self.total)
 
-            policy, high = self.policies.get(name), self.highs.get(name)
+            policy = self.policies.get(name) or self.trained.get(name)
+            high = self.highs.get(name)
             cfg = replace(self.agent_cfg, **self.guards.get(name, {}))
             if policy is not None:  # it acts alone: nothing checks a rule, no margin, no stop
-                cfg = replace(
-                    cfg, actor="policy", fallback="least_violating", margin=0.0, delta=0.0
-                )
+                actor = "ppol" if name in self.trained else "policy"
+                cfg = replace(cfg, actor=actor, fallback="least_violating", margin=0.0, delta=0.0)
             if high is not None:
                 cfg = replace(cfg, hierarchy=HierarchyConfig())
             result = evaluate(

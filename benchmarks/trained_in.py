@@ -4,8 +4,10 @@ against one trained in (PPO-Lagrangian), when the rule changes.
     ./lab bench trained_in [--quick] [--tasks ballcircle] [--steps 200000] [--episodes 20]
 
 Per task (Bullet-Safety-Gym, ``scenes/safety.py``) and its new rule (``rules``:
-Circle's boundary at |x| <= 5 instead of 6; Run's track at |y| <= 1.5 instead of 2,
-under the same speed limit):
+Circle's boundary at |x| <= 5 instead of 6; Run's speed limit lowered to 0.8 of the
+task's on the same track, |y| <= 2; the trained policies are kept in
+``runs/trained-in-<task>`` and ``runs/trained-in-<task>-new``, where the Experiments
+page finds them):
 
 1. PPO-Lagrangian (``experiments/ppol.py``, cost limit 10 an episode) trained for
    ``--steps`` environment steps under the task's own cost; measured over the lab's
@@ -33,77 +35,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
-
 import scenes  # noqa: E402
-from agents.agent import AgentConfig  # noqa: E402
-from agents.cost import CostSet, Term  # noqa: E402
-from agents.planners import CEM_300  # noqa: E402
+from common.paths import home  # noqa: E402
 from common.results import save  # noqa: E402
-from experiments.evaluate import evaluate  # noqa: E402
-from experiments.ppol import PPOLConfig, TrainedPolicy, measure, read, train  # noqa: E402
+from experiments.ppol import PPOLConfig, load, measure, read, train  # noqa: E402
+from experiments.trained_in import mean_of, planner, rule, rules  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from safety_gym import PUBLISHED  # noqa: E402
 
 
-def rules(cls) -> tuple[str, str]:
-    """The task's rule and the new one, each an expression that must stay <= 0: Circle's
-    boundary |x| <= 6, then 5; Run's track |y| <= 2 and speed limit, then a track of
-    |y| <= 1.5 under the same limit."""
-    if cls.FAMILY == "Circle":
-        return "abs(x) - 6", "abs(x) - 5"
-    speed = f"relu(speed - {cls.SPEED_LIMIT:g})"
-    return f"relu(abs(y) - 2) + {speed}", f"relu(abs(y) - 1.5) + {speed}"
-
-
-INSIDE = 0.3  # m: how far inside a rule the planner keeps (benchmarks/safety_gym.py)
-SEARCH = replace(CEM_300, noise_beta=2.0, keep=0.3)  # benchmarks/safety_gym.py's search
-
-
-def mean_of(rows: list[dict], key: str) -> float:
-    return round(float(np.mean([r[key] for r in rows])), 2)
-
-
-def planner(key: str, expression: str, episodes: int, seed: int) -> dict:
-    """The planner on the shipped model, holding ``expression <= 0`` (INSIDE it),
-    judged in reality by the same rule: mean return and the rule's cost per episode."""
-    judged = [Term("rule", expression, "hard", limit=0.0)]
-    planned = [Term("rule", expression, "hard", limit=-INSIDE)]
-    result = evaluate(
-        key,
-        ROOT / "pretrained" / f"{key}-state",
-        CostSet(task="reward", terms=planned),
-        AgentConfig(search=SEARCH, decode=False),
-        episodes,
-        seed=seed,
-        device="cpu",
-        guardrails=judged,
-    )
-    s = result.summary()
-    steps = scenes.scene_class(key).MAX_EPISODE_STEPS
-    return {
-        "return": round(s["episode_return"]["value"], 2),
-        # the share of real steps that broke the rule, as a cost per episode
-        "cost": round(s["violation_step_rate"]["value"] * steps, 2),
-    }
-
-
-def run_task(key: str, args, tmp: Path) -> dict:
+def run_task(key: str, args, kept: Path) -> dict:
     cls = scenes.scene_class(key)
     old, new = rules(cls)
-    new_rule = Term("new rule", new, "hard", limit=0.0)
+    new_rule = rule(new)
     t0 = time.time()
-    trained = train(PPOLConfig(scene=key, steps=args.steps, seed=args.seed, out=str(tmp / key)))
-    policy = TrainedPolicy(trained)
+    trained = train(
+        PPOLConfig(scene=key, steps=args.steps, seed=args.seed, out=str(kept / f"trained-in-{key}"))
+    )
+    policy = load(trained)
     own = measure(policy, args.episodes, args.seed)
     under_new = measure(policy, args.episodes, args.seed, rule=new_rule)
     retrained_folder = train(
@@ -113,10 +69,10 @@ def run_task(key: str, args, tmp: Path) -> dict:
             seed=args.seed,
             rule=new,
             limit=0.0,
-            out=str(tmp / f"{key}-new"),
+            out=str(kept / f"trained-in-{key}-new"),
         )
     )
-    retrained = measure(TrainedPolicy(retrained_folder), args.episodes, args.seed, rule=new_rule)
+    retrained = measure(load(retrained_folder), args.episodes, args.seed, rule=new_rule)
     row = {
         "task": cls.TASK_ID,
         "episodes": args.episodes,
@@ -132,9 +88,10 @@ def run_task(key: str, args, tmp: Path) -> dict:
         "ppol_retrain_env_steps": read(retrained_folder)["env_steps"],
         "curve": read(trained)["curve"],
     }
-    if (ROOT / "pretrained" / f"{key}-state").exists():
-        before = planner(key, old, args.episodes, args.seed)
-        after = planner(key, new, args.episodes, args.seed)
+    model = ROOT / "pretrained" / f"{key}-state"
+    if model.exists():
+        before = planner(key, model, old, args.episodes, args.seed)
+        after = planner(key, model, new, args.episodes, args.seed)
         row.update(
             planner_return=before["return"],
             planner_cost=before["cost"],
@@ -167,9 +124,8 @@ def main() -> int:
     if args.quick:
         args.steps, args.episodes = 20_000, 4
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for task in args.tasks.split(","):
-            rows.append(run_task(scenes.scene_key(task), args, Path(tmp)))
+    for task in args.tasks.split(","):  # a fresh start: a kept folder is trained over
+        rows.append(run_task(scenes.scene_key(task), args, home() / "runs"))
     print(json.dumps(rows))
     save("trained_in", rows, ap, args)
     return 0

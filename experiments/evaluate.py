@@ -62,6 +62,7 @@ from tqdm import tqdm
 import scenes
 from agents.agent import AgentConfig
 from agents.cost import CostSet, Term, term_names
+from agents.deciders import ACTORS
 from agents.episode import (
     EpisodeSpec,
     HardTerms,
@@ -330,11 +331,14 @@ class EvalConfig:
         default="planner",
         metadata={
             "help": "who decides: the planner (System 2), a distilled policy (System 1: "
-            "--policy) or both (the policy's proposal joins the planner's search)",
-            "choices": ["planner", "policy", "both"],
+            "--policy), both (the policy's proposal joins the planner's search) or ppol "
+            "(a PPO-Lagrangian policy on the raw state: --policy from ./lab ppol)",
+            "choices": list(ACTORS),
         },
     )
-    policy: str = field(default="", metadata={"help": "policy folder (./lab distill)"})
+    policy: str = field(
+        default="", metadata={"help": "policy folder (./lab distill, or ./lab ppol)"}
+    )
     high: str = field(
         default="",
         metadata={"help": "a learned high level's folder (./lab highlevel): plan in two levels"},

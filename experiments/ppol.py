@@ -31,21 +31,26 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 import scenes
 from agents.cost import Term
 from agents.episode import HardTerms, episode_seed
+from agents.statepolicy import (
+    CLIP_OBS,
+    FORMAT,
+    VERSION,
+    StatePolicy,
+    load_state_policy,
+    read_record,
+    read_weights,
+)
 from common.config import parse_config
 from common.errors import LabError
-from common.files import read_versioned_json, write_json_atomic, write_safetensors_atomic
+from common.files import write_json_atomic, write_safetensors_atomic
 
 NET = [64, 64]  # the actor's and the critics' hidden layers (FSRL's PPO-L: 128, 128)
-CLIP_OBS = 10.0  # normalised observations are clipped to this many standard deviations
 TRAIN_STREAM = 0x9901  # training episodes' seeds, apart from evaluation's (episode_seed)
-FORMAT, VERSION, WHAT = "lab-ppol", 1, "PPO-Lagrangian policy's record"
 
 
 @dataclass
@@ -152,12 +157,7 @@ def save(folder: Path, policy, cfg: PPOLConfig, state: dict) -> None:
     write_json_atomic(folder / "ppol.json", record)
 
 
-def read(folder: str | Path) -> dict:
-    """``ppol.json`` of a trained policy's folder; a clear error for anything else."""
-    path = Path(folder) / "ppol.json"
-    if not path.exists():
-        raise LabError(f"{folder} holds no PPO-Lagrangian policy (no ppol.json)")
-    return read_versioned_json(path, FORMAT, VERSION, WHAT, "train one: ./lab ppol")
+read = read_record  # ``ppol.json`` of a trained policy's folder (agents.statepolicy)
 
 
 def _model(env, cfg: PPOLConfig):
@@ -207,7 +207,7 @@ def train(cfg: PPOLConfig, progress: bool = True) -> Path:
     if cfg.resume:
         _set_rms(env.obs_rms, state["obs_rms"])
         _set_rms(env.ret_rms, state["ret_rms"])
-        model.policy.load_state_dict(_weights(folder))
+        model.policy.load_state_dict(read_weights(folder))
     bar = tqdm(
         total=cfg.steps,
         initial=min(state["env_steps"], cfg.steps),
@@ -268,47 +268,12 @@ def train(cfg: PPOLConfig, progress: bool = True) -> Path:
     return folder
 
 
-def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(Path(folder) / "policy.safetensors"))
-    except (OSError, SafetensorError) as e:
-        raise LabError(f"{folder}/policy.safetensors cannot be read ({e})") from e
+def load(folder: str | Path) -> StatePolicy:
+    """The trained policy in ``folder``, on the CPU, for the scene it was trained on."""
+    return load_state_policy(folder, read(folder)["config"]["scene"], torch.device("cpu"))
 
 
-class TrainedPolicy:
-    """A trained PPO-Lagrangian policy, loaded from its folder without unpickling: the
-    network rebuilt from ``ppol.json`` and its weights from safetensors. ``act(state)``:
-    the Gaussian's mean for the normalised state, in [-1, 1]."""
-
-    def __init__(self, folder: str | Path) -> None:
-        from stable_baselines3.common.policies import ActorCriticPolicy
-
-        self.record = read(folder)
-        obs = self.record["obs_rms"]
-        self.mean = np.asarray(obs["mean"], np.float32)
-        self.std = np.sqrt(np.asarray(obs["var"], np.float32) + 1e-8)
-        key = self.record["config"]["scene"]
-        self.scene = key
-        action_dim = scenes.scene_class(key).ACTION_DIM
-        obs_space = gym.spaces.Box(-np.inf, np.inf, self.mean.shape, np.float32)
-        act_space = gym.spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
-        self.policy = ActorCriticPolicy(
-            obs_space, act_space, lambda _: 0.0, net_arch=self.record["net"]
-        )
-        try:
-            self.policy.load_state_dict(_weights(Path(folder)))
-        except RuntimeError as e:
-            raise LabError(f"{folder}: the weights do not fit the network its record names") from e
-        self.policy.eval()
-
-    @torch.inference_mode()
-    def act(self, state: np.ndarray) -> np.ndarray:
-        x = np.clip((np.asarray(state, np.float32) - self.mean) / self.std, -CLIP_OBS, CLIP_OBS)
-        action = self.policy._predict(torch.as_tensor(x)[None], deterministic=True)[0]
-        return np.clip(action.numpy(), -1.0, 1.0)
-
-
-def measure(policy: TrainedPolicy, episodes: int, seed: int = 0, rule: Term | None = None):
+def measure(policy: StatePolicy, episodes: int, seed: int = 0, rule: Term | None = None):
     """Return and cost of each of ``episodes`` seeded episodes (the lab's evaluation seeds,
     ``episode_seed``): cost by ``rule`` where given, else the task's own."""
     env = CostedTask(policy.scene, rule, Multiplier())
@@ -317,7 +282,9 @@ def measure(policy: TrainedPolicy, episodes: int, seed: int = 0, rule: Term | No
         for i in range(episodes):
             state, _ = env.reset(seed=episode_seed(seed, i))
             while True:
-                state, _r, _end, _cut, info = env.step(policy.act(state))
+                with torch.inference_mode():
+                    action = policy(torch.as_tensor(state)[None])[0].numpy()
+                state, _r, _end, _cut, info = env.step(action)
                 if "lab_episode" in info:
                     rows.append(info["lab_episode"])
                     break

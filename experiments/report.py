@@ -240,6 +240,8 @@ def design_guard(settings: dict) -> dict[str, str]:
     terms = (settings.get("costs") or {}).get("terms", [])
     if actor == "policy":  # a distilled policy acts alone: nothing is checked
         words = "none: a distilled policy acts alone, no plan is checked"
+    elif actor == "ppol":  # so does PPO-Lagrangian's, on the raw state
+        words = "none: a PPO-Lagrangian policy acts alone, its rule trained in"
     elif "costs" in settings and not any(t["kind"] == "hard" and t["enabled"] for t in terms):
         words = "none: the design has no hard term to hold a margin over"
     repair = search.get("repair")

@@ -49,6 +49,11 @@ RESULT = {
         "share of episodes reaching the goal, flat, 16 steps",
         "share of episodes reaching the goal, learned high level (HIQL subgoals)",
     ],
+    "field": [
+        "cost per episode: real steps breaking the rule, PPO-L trained under the old rule, "
+        "new rule",
+        "return per episode, planner (rule held), new rule",
+    ],
 }
 SEED = {"open_loop": 3}  # a lesson run with a seed of its own (the others with 0)
 PLANNER_NEW_RULE = "share of real steps breaking the rule, a new rule, planner (rule held)"

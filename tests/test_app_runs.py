@@ -355,6 +355,39 @@ def test_an_experiment_runs_a_policy_as_a_design(tmp_path):
     assert run.results["System 1"].settings["policy"] == str(POLICY_KITCHEN)
 
 
+def test_an_experiment_runs_a_ppo_lagrangian_policy_beside_the_planner(tmp_path):
+    """The trained-in baseline as a design: it acts on the raw state, its rule trained
+    in, on the same seeded episode as the planner; the same return as PPO-L's own
+    measure of it (experiments.ppol.measure) on that episode."""
+    from experiments.ppol import load, measure
+
+    folder = str(PRETRAINED / "ppol-ballcircle")
+    offered = home.ppol_policies("ballcircle")
+    assert folder in offered and "the task's cost" in offered[folder]
+    assert str(PRETRAINED / "ppol-ballcircle-new") in offered
+    assert not home.ppol_policies("carcircle").keys() & offered.keys()
+    reward = preset_costs("ballcircle")["reward only"]
+    run = ExperimentRun(
+        "ballcircle",
+        str(PRETRAINED / "ballcircle-state"),
+        {"planner": reward, "PPO-L": reward},
+        AgentConfig(search=PlannerConfig(samples=30, iterations=1), decode=False),
+        1,
+        0,
+        tmp_path / "exp",
+        CPU,
+        trained={"PPO-L": folder},
+    )
+    Registry(idle_seconds=60).add(run).start()
+    assert until(lambda: not run.active, timeout=240)
+    assert run.status == "finished", run.error
+    ppol, planner = run.results["PPO-L"], run.results["planner"]
+    assert ppol.settings["actor"] == "ppol" and planner.settings["actor"] == "planner"
+    assert ppol.episodes[0]["seed"] == planner.episodes[0]["seed"]  # the same episode
+    own = measure(load(folder), 1, seed=0)[0]
+    assert ppol.episodes[0]["return"] == pytest.approx(own["return"], abs=1e-3)
+
+
 def test_an_experiment_runs_a_design_with_a_calibrated_margin_and_with_none(tmp_path):
     rule = CostSet(terms=[Term("slow", "speed", kind="hard", limit=0.5)])
     calibrated, none = "slow · calibrated, delta 0.05", "slow · no margin"

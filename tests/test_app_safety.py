@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from webpage import (  # the browser tests' shared helpers (tests/webpage.py)
     WAIT,
+    choose,
     click,
     enter,
     expect,
@@ -158,9 +159,12 @@ def test_experiment_on_ballcircle_shows_episode_return_and_cost(lab):
         thumb.focus()
         page.keyboard.press("Home")
         expect(thumb).to_have_attribute("aria-valuetext", value, timeout=WAIT)
-    wait_idle(page)
+    # the field's trained-in baseline beside the planner's designs, on the same episode
+    trained = page.get_by_test_id("stMultiSelect").filter(has_text="Trained-in designs").first
+    choose(page, trained, "pretrained/ppol-ballcircle (trained 200 704 steps on the task's cost)")
+    page.keyboard.press("Escape")  # a multiselect's list stays open, hiding the page
     click(page, "Run the experiment")
-    done = page.get_by_text(re.compile(r"2/2 episodes · finished"))
+    done = page.get_by_text(re.compile(r"3/3 episodes · finished"))
     expect(done).to_be_visible(timeout=300_000)
     table = page.get_by_test_id("stDataFrame").first
     expect(table).to_be_visible()
@@ -169,8 +173,11 @@ def test_experiment_on_ballcircle_shows_episode_return_and_cost(lab):
         page.get_by_role("button", name="Download summary CSV").click()
     text = Path(got.value.path()).read_text()
     rows = list(csv.DictReader(ln for ln in text.splitlines() if not ln.startswith("#")))
-    figures = {r["metric"]: r["value"] for r in rows}
+    figures = {r["metric"]: r["value"] for r in rows if not r["design"].startswith("PPO")}
     assert float(figures["episode_return"]) > 0, text[:2000]
+    ppol = {r["metric"]: r["value"] for r in rows if r["design"].startswith("PPO")}
+    assert float(ppol["episode_return"]) > 300, text[:2000]  # it has learned to circle
+    assert "a PPO-Lagrangian policy acts alone" in text
     assert float(figures["episode_cost"]) >= 0, text[:2000]
     expect(page.get_by_text("reached the goal")).to_have_count(0)
     shot(page, "safety-experiment")

@@ -152,6 +152,34 @@ def test_the_open_loop_lesson_replans_its_way_to_more_goals():
     assert "4 episodes" in live.settings["episodes"]
 
 
+def test_the_field_lesson_edits_the_planners_rule_and_retrains_the_policy():
+    """BallCircle with the shipped models and policies: under the new boundary the
+    planner keeps the rule and most of its return with nothing retrained; the policy
+    trained under the old rule breaks it on many steps; the one trained again keeps it."""
+    live = Live()
+    f = run_lesson("field", live, CPU, quick=True)
+    assert f["planner_old_cost"] <= 10 and f["planner_new_cost"] <= 10  # the limit
+    assert f["ppol_old_cost"] <= 10 and f["retrained_new_cost"] <= 10
+    assert f["ppol_new_cost"] >= 5 * max(f["planner_new_cost"], 1.0)
+    assert f["planner_return_kept"] >= 0.7
+    assert f["ppol_new_return"] == f["ppol_old_return"]  # the same episodes, judged anew
+    assert f["retrain_env_steps"] > 100_000
+    assert {(r["design"], r["rule"]) for r in live.rows} == {
+        (d, w)
+        for d, w in [
+            ("planner (rule held)", "old rule"),
+            ("planner (rule held)", "new rule"),
+            ("PPO-L trained under the old rule", "old rule"),
+            ("PPO-L trained under the old rule", "new rule"),
+            ("PPO-L trained again under the new", "new rule"),
+        ]
+    }
+    for k in ("planner_new_return", "ppol_new_cost"):
+        lo, hi = live.intervals[k]
+        assert lo <= f[k] <= hi
+    assert live.done == live.total and live.settings["scene"] == "Ballcircle"
+
+
 def test_another_seed_runs_other_episodes():
     one, other = Live(), Live()
     open_loop(one, CPU, quick=True, seed=0)

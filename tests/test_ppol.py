@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 
+import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from agents.cost import Term
+from agents.statepolicy import load_state_policy
 from common.errors import LabError
-from experiments.ppol import CostedTask, Multiplier, PPOLConfig, TrainedPolicy, measure, train
+from experiments.ppol import CostedTask, Multiplier, PPOLConfig, load, measure, train
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +32,9 @@ def test_a_short_run_saves_a_policy_that_loads_without_pickle_and_acts(trained):
     # 2 environments x 128 steps a rollout: 2 rollouts, each noted once an episode ended
     assert all({"env_steps", "return", "cost", "lambda"} <= set(r) for r in record["curve"])
     assert record["lambda"] >= 0.0
-    policy = TrainedPolicy(folder)
-    action = policy.act(np.zeros(8, np.float32))
-    assert action.shape == (2,) and np.all(np.abs(action) <= 1.0)
+    policy = load(folder)
+    action = policy(torch.zeros(3, 8))
+    assert action.shape == (3, 2) and bool((action.abs() <= 1.0).all())
     rows = measure(policy, 1, seed=0)
     assert len(rows) == 1 and rows[0]["steps"] == 200 and np.isfinite(rows[0]["return"])
     again = measure(policy, 1, seed=0)
@@ -73,17 +76,48 @@ def test_the_cost_is_the_tasks_own_or_the_rule_the_lab_writes():
 
 def test_bad_folders_and_goal_scenes_get_a_clear_message(tmp_path, trained):
     with pytest.raises(LabError, match=r"no ppol\.json"):
-        TrainedPolicy(tmp_path)
+        load(tmp_path)
     (tmp_path / "ppol.json").write_text("{not json")
     with pytest.raises(LabError, match="not valid JSON"):
-        TrainedPolicy(tmp_path)
+        load(tmp_path)
     (tmp_path / "ppol.json").write_text(json.dumps({"kind": "something else"}))
     with pytest.raises(LabError, match="not a PPO-Lagrangian"):
-        TrainedPolicy(tmp_path)
+        load(tmp_path)
     folder, _ = trained
     (tmp_path / "ppol.json").write_text((folder / "ppol.json").read_text())
     (tmp_path / "policy.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(LabError, match="cannot be read"):
-        TrainedPolicy(tmp_path)
+        load(tmp_path)
     with pytest.raises(LabError, match="reward"):
         CostedTask("reach", None, Multiplier())
+
+
+def test_the_lab_rebuilds_the_actor_stable_baselines3_trained(trained):
+    """Plain torch from the two files acts as Stable-Baselines3's own policy does (its
+    deterministic action on the normalised, clipped state), batched."""
+    from safetensors.torch import load_file
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    folder, _ = trained
+    ours = load(folder)
+    record = json.loads((folder / "ppol.json").read_text())
+    box = gym.spaces.Box
+    theirs = ActorCriticPolicy(
+        box(-np.inf, np.inf, (8,), np.float32),
+        box(-1.0, 1.0, (2,), np.float32),
+        lambda _: 0.0,
+        net_arch=record["net"],
+    )
+    theirs.load_state_dict(load_file(str(folder / "policy.safetensors")))
+    states = torch.randn(16, 8) * 3.0
+    mean = torch.tensor(record["obs_rms"]["mean"], dtype=torch.float32)
+    std = torch.sqrt(torch.tensor(record["obs_rms"]["var"], dtype=torch.float32) + 1e-8)
+    with torch.no_grad():
+        want = theirs._predict(((states - mean) / std).clamp(-10, 10), deterministic=True)
+        assert torch.allclose(ours(states), want.clamp(-1, 1), atol=1e-6)
+
+
+def test_a_policy_refuses_a_scene_it_was_not_trained_on(trained):
+    folder, _ = trained
+    with pytest.raises(LabError, match="trained on ballcircle, not carcircle"):
+        load_state_policy(folder, "carcircle", torch.device("cpu"))

@@ -50,7 +50,15 @@ def in_words(metric: str) -> str:
 # the end of any run that does not draw it (a visit to another page), and the form came
 # back at its defaults (docs/pitfalls.md, "Streamlit widget state").
 SETTINGS = "experiments/settings"
-PER_SCENE = ("exp/ckpt", "exp/designs", "exp/policies", "exp/highs", "exp/rules", "stress/design")
+PER_SCENE = (
+    "exp/ckpt",
+    "exp/designs",
+    "exp/policies",
+    "exp/ppols",
+    "exp/highs",
+    "exp/rules",
+    "stress/design",
+)
 FORM_KEYS = (
     "exp/scene",
     "exp/episodes",
@@ -130,6 +138,8 @@ def _settings_from(run: ExperimentRun) -> None:
     SS["exp/episodes"], SS["exp/seed"] = run.episodes, run.seed
     offered = home.policies(run.checkpoint)
     SS[f"exp/policies/{scene}"] = [f for f in run.policies.values() if f in offered]
+    offered = home.ppol_policies(scene)
+    SS[f"exp/ppols/{scene}"] = [f for f in run.trained.values() if f in offered]
     offered = home.high_levels(run.checkpoint)
     SS[f"exp/highs/{scene}"] = [f for f in run.highs.values() if f in offered]
     cfg = run.agent_cfg
@@ -180,6 +190,17 @@ def form() -> ExperimentRun | None:
             list(found),
             key=seeded(f"exp/policies/{scene}", []),
             format_func=found.get,
+        )
+    found_ppol = home.ppol_policies(scene)
+    as_ppol = []
+    if found_ppol:
+        _fit(f"exp/ppols/{scene}", found_ppol)
+        as_ppol = st.multiselect(
+            "Trained-in designs: PPO-Lagrangian policies (./lab ppol), acting alone on the "
+            "raw state (the rule each was trained under is in its weights, not checked)",
+            list(found_ppol),
+            key=seeded(f"exp/ppols/{scene}", []),
+            format_func=found_ppol.get,
         )
     found_high = home.high_levels(ckpt)
     as_high = []
@@ -248,7 +269,7 @@ def form() -> ExperimentRun | None:
     if not st.button(
         "Run the experiment",
         type="primary",
-        disabled=busy or not (picked or as_policy or as_high),
+        disabled=busy or not (picked or as_policy or as_ppol or as_high),
     ):
         return run
     designs, guards, bases = {}, {}, {}
@@ -268,6 +289,10 @@ def form() -> ExperimentRun | None:
         name = f"System 1: {found[folder]}"
         designs[name] = home.policy_costs(folder)
         policies[name] = folder
+    trained = {}
+    for folder in as_ppol:
+        name = f"PPO-Lagrangian: {found_ppol[folder].split(' (')[0]}"
+        designs[name], trained[name] = home.fit_task(scene, CostSet()), folder
     highs = {}
     for folder in as_high:
         name = f"learned hierarchy: {found_high[folder]}"
@@ -295,6 +320,7 @@ def form() -> ExperimentRun | None:
             guardrails=[rules[k] for k in measured],
             options=reset,
             policies=policies,
+            trained=trained,
             ray=ray,
             highs=highs,
             guards={k: v for k, v in guards.items() if v},

@@ -362,7 +362,15 @@ def _two_systems() -> None:
             ("experiments/system12.py", "compare, new_situation: the figures above"),
         ],
     )
-    lessons_link("guardrails")
+    st.markdown(
+        "**On the field's benchmark.** The field trains its rules in with constrained "
+        "reinforcement learning: PPO-Lagrangian, the baseline of every safe-RL table, "
+        "trained here on Bullet-Safety-Gym's tasks (`./lab ppol`), with a rule's cost in "
+        "its reward and a multiplier that grows while the cost is over its limit. When the "
+        "rule changes (Circle's boundary at |x| <= 5, not 6; Run's speed limit lowered), "
+        f"`./lab bench trained_in` measures: {measured.trained_in()}."
+    )
+    lessons_link("guardrails", "field")
 
 
 def _hierarchy() -> None:

@@ -38,6 +38,7 @@ ICONS = {
     "guardrails": ":material/shield:",
     "open_loop": ":material/replay:",
     "hierarchy": ":material/account_tree:",
+    "field": ":material/sports_score:",
 }
 
 

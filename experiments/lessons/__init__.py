@@ -17,6 +17,8 @@ chart's points and the CSV), headline figures and pictures. The Lessons pages
 4. ``open_loop``: the first plan executed blind drifts; receding horizon recovers.
 5. ``hierarchy``: on Wall, flat planning, a longer horizon, the hand-written
    subgoal and the learned high level.
+6. ``field``: on Bullet-Safety-Gym's BallCircle, the planner against PPO-Lagrangian
+   (the field's trained-in baseline) when the rule changes.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 from common.errors import LabError
-from experiments.lessons import blur, collapse, guardrails, hierarchy, open_loop
+from experiments.lessons import blur, collapse, field, guardrails, hierarchy, open_loop
 from experiments.lessons.common import Lesson, Live, Panel, wilson
 from worldmodels import compiled
 
 __all__ = ["LESSONS", "Lesson", "Live", "Panel", "run_lesson", "wilson"]
 
 LESSONS: dict[str, Lesson] = {
-    m.LESSON.key: m.LESSON for m in (blur, collapse, guardrails, open_loop, hierarchy)
+    m.LESSON.key: m.LESSON for m in (blur, collapse, guardrails, open_loop, hierarchy, field)
 }
 
 
