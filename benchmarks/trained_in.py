@@ -7,7 +7,8 @@ Per task (Bullet-Safety-Gym, ``scenes/safety.py``) and its new rule (``rules``:
 Circle's boundary at |x| <= 5 instead of 6; Run's speed limit lowered to 0.8 of the
 task's on the same track, |y| <= 2; the trained policies are kept in
 ``runs/trained-in-<task>`` and ``runs/trained-in-<task>-new``, where the Experiments
-page finds them):
+page finds them, and a later run goes on from them when their settings are these, a
+finished one trained no further: delete them to train from nothing):
 
 1. PPO-Lagrangian (``experiments/ppol.py``, cost limit 10 an episode) trained for
    ``--steps`` environment steps under the task's own cost; measured over the lab's
@@ -36,12 +37,14 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import scenes  # noqa: E402
+from common.errors import LabError  # noqa: E402
 from common.paths import home  # noqa: E402
 from common.results import save  # noqa: E402
 from experiments.ppol import PPOLConfig, load, measure, read, train  # noqa: E402
@@ -50,19 +53,32 @@ from experiments.trained_in import mean_of, planner, rule, rules  # noqa: E402
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from safety_gym import PUBLISHED  # noqa: E402
 
+SAME = ("scene", "rule", "limit", "seed", "cost_limit", "envs", "n_steps", "kp", "ki", "kd")
+
+
+def trained(cfg: PPOLConfig) -> Path:
+    """``cfg``'s policy, going on from its folder when that was trained with the same
+    settings (to ``cfg.steps``: a finished one is not trained further)."""
+    try:
+        kept = read(cfg.out)["config"]
+        same = all(kept[k] == getattr(cfg, k) for k in SAME)
+    except (LabError, KeyError, TypeError):
+        same = False
+    return train(replace(cfg, resume=same))
+
 
 def run_task(key: str, args, kept: Path) -> dict:
     cls = scenes.scene_class(key)
     old, new = rules(cls)
     new_rule = rule(new)
     t0 = time.time()
-    trained = train(
+    first = trained(
         PPOLConfig(scene=key, steps=args.steps, seed=args.seed, out=str(kept / f"trained-in-{key}"))
     )
-    policy = load(trained)
+    policy = load(first)
     own = measure(policy, args.episodes, args.seed)
     under_new = measure(policy, args.episodes, args.seed, rule=new_rule)
-    retrained_folder = train(
+    retrained_folder = trained(
         PPOLConfig(
             scene=key,
             steps=args.steps,
@@ -78,7 +94,7 @@ def run_task(key: str, args, kept: Path) -> dict:
         "episodes": args.episodes,
         "ppol_return": mean_of(own, "return"),
         "ppol_cost": mean_of(own, "cost"),
-        "ppol_env_steps": read(trained)["env_steps"],
+        "ppol_env_steps": read(first)["env_steps"],
         "published_ppol": PUBLISHED[key]["ppo_lagrangian"],
         "rule": f"{old} <= 0",
         "new_rule": f"{new} <= 0",
@@ -86,7 +102,7 @@ def run_task(key: str, args, kept: Path) -> dict:
         "ppol_retrained_return": mean_of(retrained, "return"),
         "ppol_retrained_cost": mean_of(retrained, "cost"),
         "ppol_retrain_env_steps": read(retrained_folder)["env_steps"],
-        "curve": read(trained)["curve"],
+        "curve": read(first)["curve"],
     }
     model = ROOT / "pretrained" / f"{key}-state"
     if model.exists():

@@ -1,17 +1,17 @@
 """PPO-Lagrangian, the field's trained-in baseline, on the lab's Bullet-Safety-Gym scenes.
 
-    ./lab ppol --scene ballcircle --steps 500000 [--cost-limit 10]
+    ./lab ppol --scene ballcircle --steps 500000 [--cost-limit 10] [--kp --ki --kd]
         [--rule "abs(x)" --limit 5] [--out runs/ppol-ballcircle] [--resume]
 
 A policy trained with the rule in its objective (Ray, Achiam & Amodei 2019; the
 baseline of every safe-RL table, FSRL's among them): Stable-Baselines3's PPO on the
 task's reward minus lambda times the step's cost, over 1 + lambda (so the scale its
-critic learns stays put), lambda >= 0 moved after every rollout by gradient ascent on
+critic learns stays put), lambda >= 0 set after every rollout by a PID controller on
 the mean cost of the episodes the rollout ended, less the limit (10 an episode, as the
-published tables). The step's cost is the task's own (``info["cost"]``), or with
-``--rule`` 1 where the lab's expression on the real signals exceeds ``--limit``: the
-very text the planner holds at inference time, so a new rule is a new training run,
-whose environment steps count.
+published tables; FSRL's gains, ``Multiplier``). The step's cost is the task's own
+(``info["cost"]``), or with ``--rule`` 1 where the lab's expression on the real signals
+exceeds ``--limit``: the very text the planner holds at inference time, so a new rule
+is a new training run, whose environment steps count.
 
 Saved without pickle, as a folder: ``policy.safetensors`` (the actor-critic's weights)
 and ``ppol.json`` (the settings, lambda, the observation and reward normalisers, the
@@ -64,7 +64,12 @@ class PPOLConfig:
     limit: float = field(default=0.0, metadata={"help": "the rule's limit"})
     envs: int = field(default=4, metadata={"help": "episodes run side by side"})
     n_steps: int = field(default=1024, metadata={"help": "steps per environment a rollout"})
-    lambda_lr: float = field(default=0.05, metadata={"help": "lambda's step per unit of cost"})
+    # lambda's PID controller on the episodes' cost over the limit (Stooke et al. 2020;
+    # FSRL's PPO-Lagrangian: 0.05, 0.0005, 0.1); --kp 0 --kd 0 --ki R is plain gradient
+    # ascent at rate R
+    kp: float = field(default=0.05, metadata={"help": "lambda per unit of cost over the limit"})
+    ki: float = field(default=0.0005, metadata={"help": "lambda per unit of summed excess"})
+    kd: float = field(default=0.1, metadata={"help": "lambda per unit of the excess' rise"})
     seed: int = 0
     out: str = field(default="", metadata={"help": "the policy's folder (runs/ppol-<scene>)"})
     resume: bool = field(default=False, metadata={"help": "go on from --out"})
@@ -74,10 +79,23 @@ class PPOLConfig:
 
 
 class Multiplier:
-    """lambda, shared by the environments (they run in this process) and the callback."""
+    """lambda, shared by the environments (they run in this process) and the callback;
+    ``step`` moves it by a PID controller on the excess of cost over the limit, as FSRL
+    does (Stooke, Achiam & Abbeel 2020): lambda = max(0, kp e + ki I + kd max(0, de)),
+    I = max(0, I + e), so it falls as soon as the cost is back within the limit instead
+    of unwinding everything the integral piled up."""
 
-    def __init__(self, value: float = 0.0) -> None:
-        self.value = value
+    def __init__(self, value: float = 0.0, integral: float = 0.0, error: float = 0.0) -> None:
+        self.value, self.integral, self.error = value, integral, error
+
+    def step(self, excess: float, kp: float, ki: float, kd: float) -> None:
+        rise = max(0.0, excess - self.error)
+        self.integral = max(0.0, self.integral + excess)
+        self.error = excess
+        self.value = max(0.0, kp * excess + ki * self.integral + kd * rise)
+
+    def state(self) -> dict:
+        return {"lambda": self.value, "integral": self.integral, "error": self.error}
 
 
 class CostedTask(gym.Env):
@@ -196,7 +214,10 @@ def train(cfg: PPOLConfig, progress: bool = True) -> Path:
         if old["config"]["scene"] != key or old["config"]["rule"] != cfg.rule:
             raise LabError(f"{folder} was trained on another task or rule: no --resume")
         state = {k: old[k] for k in ("lambda", "env_steps", "curve", "obs_rms", "ret_rms")}
-    multiplier = Multiplier(state["lambda"])
+        pid = old.get("pid") or {}  # a record from before the PID: lambda alone
+        state["pid"] = {"lambda": old["lambda"], **pid}
+    pid = state.get("pid") or {"lambda": state["lambda"]}
+    multiplier = Multiplier(pid["lambda"], pid.get("integral", 0.0), pid.get("error", 0.0))
     rule = cfg.term()
     cfg = replace(cfg, scene=key, out=str(folder))
     venv = DummyVecEnv([lambda: CostedTask(key, rule, multiplier) for _ in range(cfg.envs)])
@@ -234,9 +255,7 @@ def train(cfg: PPOLConfig, progress: bool = True) -> Path:
             if self.ended:
                 cost = float(np.mean([e["cost"] for e in self.ended]))
                 ret = float(np.mean([e["return"] for e in self.ended]))
-                multiplier.value = max(
-                    0.0, multiplier.value + cfg.lambda_lr * (cost - cfg.cost_limit)
-                )
+                multiplier.step(cost - cfg.cost_limit, cfg.kp, cfg.ki, cfg.kd)
                 state["curve"].append(
                     {
                         "env_steps": state["env_steps"],
@@ -251,7 +270,7 @@ def train(cfg: PPOLConfig, progress: bool = True) -> Path:
             keep()
 
     def keep() -> None:
-        state["lambda"] = multiplier.value
+        state["lambda"], state["pid"] = multiplier.value, multiplier.state()
         state["obs_rms"], state["ret_rms"] = _rms(env.obs_rms), _rms(env.ret_rms)
         save(folder, model.policy, cfg, state)
 

@@ -121,3 +121,17 @@ def test_a_policy_refuses_a_scene_it_was_not_trained_on(trained):
     folder, _ = trained
     with pytest.raises(LabError, match="trained on ballcircle, not carcircle"):
         load_state_policy(folder, "carcircle", torch.device("cpu"))
+
+
+def test_the_multiplier_is_fsrls_pid_and_plain_ascent_without_p_and_d():
+    pid = Multiplier()
+    pid.step(70.0, 0.05, 0.0005, 0.1)  # far over the limit, rising: P, I and D
+    assert pid.value == pytest.approx(0.05 * 70 + 0.0005 * 70 + 0.1 * 70)
+    pid.step(-5.0, 0.05, 0.0005, 0.1)  # back within the limit: P pulls it down at once
+    assert pid.value == pytest.approx(max(0.0, 0.05 * -5 + 0.0005 * 65))
+    ascent = Multiplier()
+    values = []
+    for excess in (30.0, 20.0, -10.0, -50.0, 5.0):
+        ascent.step(excess, 0.0, 0.05, 0.0)
+        values.append(ascent.value)
+    assert values == pytest.approx([1.5, 2.5, 2.0, 0.0, 0.25])  # lambda += 0.05 e, >= 0
