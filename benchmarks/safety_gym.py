@@ -48,6 +48,7 @@ from common.errors import LabError
 from common.results import command, read, save, write
 from experiments.evaluate import evaluate
 from experiments.refine import refine
+from experiments.trained_in import INSIDE  # how far inside each rule the planner keeps
 from scenes.collect import CollectConfig, collect
 from worldmodels.train import TrainConfig, Trainer
 
@@ -71,10 +72,6 @@ ORACLE = replace(CEM_300, samples=32, horizon=12, iterations=2, elites=6)
 # oracle on CarCircle's first episode reached 394 at cost 0 with iCEM (beta 2, keep
 # 0.3) and 25 with white noise (the same N = 32, H = 12).
 SEARCHES = {"icem": {"noise_beta": 2.0, "keep": 0.3}, "cem": {}}
-# How far inside each rule the planner keeps, in the rule's units: room for the model's
-# error on the signal the rule reads (BallCircle, random data alone: 0.5 m cost 0 and
-# return 479, 0.2 m return 506 at cost 5.3 over 3 episodes)
-INSIDE = {"abs(x)": 0.3, "abs(y)": 0.3, "speed": 0.15}
 
 
 def rule_terms(cls) -> tuple[list[Term], list[Term]]:

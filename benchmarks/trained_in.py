@@ -23,8 +23,9 @@ finished one trained no further: delete them to train from nothing):
    exploration data alone, no refinement) under the old rule and, with the rule's
    expression edited and nothing retrained, under the new one (``planner_return``,
    ``planner_cost``, ``planner_new_return``, ``planner_new_cost``: the new rule's cost
-   per episode in reality). The planner holds each rule 0.3 m inside its limit
-   (``benchmarks/safety_gym.py``'s margin) with iCEM's noise at N = 300 (its search).
+   per episode in reality). The planner holds each part of a rule inside its limit
+   (0.3 m, 0.15 m/s: ``benchmarks/safety_gym.py``'s margins) with iCEM's noise at
+   N = 300 (its search).
 
 Part 3 needs a shipped state model: today BallCircle's alone (the others' rows leave
 its figures out). ``published_ppol``: FSRL's PPO-Lagrangian return and cost.
@@ -48,7 +49,7 @@ from common.errors import LabError  # noqa: E402
 from common.paths import home  # noqa: E402
 from common.results import save  # noqa: E402
 from experiments.ppol import PPOLConfig, load, measure, read, train  # noqa: E402
-from experiments.trained_in import mean_of, planner, rule, rules  # noqa: E402
+from experiments.trained_in import limits, mean_of, planner, rule, rules  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from safety_gym import PUBLISHED  # noqa: E402
@@ -106,8 +107,8 @@ def run_task(key: str, args, kept: Path) -> dict:
     }
     model = ROOT / "pretrained" / f"{key}-state"
     if model.exists():
-        before = planner(key, model, old, args.episodes, args.seed)
-        after = planner(key, model, new, args.episodes, args.seed)
+        before = planner(key, model, limits(cls), args.episodes, args.seed)
+        after = planner(key, model, limits(cls, new=True), args.episodes, args.seed)
         row.update(
             planner_return=before["return"],
             planner_cost=before["cost"],

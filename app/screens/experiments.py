@@ -113,6 +113,15 @@ def designs_for(scene: str) -> dict[str, CostSet]:
     return out
 
 
+def _folders(found: dict[str, str], key: str, label: str) -> list[str]:
+    """The folders picked among ``found`` (folder -> label) in a multiselect kept under
+    ``key``; none offered when none was found."""
+    if not found:
+        return []
+    _fit(key, found)
+    return st.multiselect(label, list(found), key=seeded(key, []), format_func=found.get)
+
+
 def rules_for(scene: str, options: dict[str, CostSet], picked: list[str]) -> dict[str, Term]:
     """The hard terms an experiment can measure reality against: the scene's rule, then
     every enabled hard term of the picked designs."""
@@ -181,40 +190,28 @@ def form() -> ExperimentRun | None:
         key=seeded(f"exp/designs/{scene}", list(options)[:2]),
     )
     found = home.policies(ckpt)
-    as_policy = []
-    if found:
-        _fit(f"exp/policies/{scene}", found)
-        as_policy = st.multiselect(
-            "System 1 designs: distilled policies, acting alone (a guardrail they were "
-            "distilled under is trained in, not checked)",
-            list(found),
-            key=seeded(f"exp/policies/{scene}", []),
-            format_func=found.get,
-        )
+    as_policy = _folders(
+        found,
+        f"exp/policies/{scene}",
+        "System 1 designs: distilled policies, acting alone (a guardrail they were "
+        "distilled under is trained in, not checked)",
+    )
     found_ppol = home.ppol_policies(scene)
-    as_ppol = []
-    if found_ppol:
-        _fit(f"exp/ppols/{scene}", found_ppol)
-        as_ppol = st.multiselect(
-            "Trained-in designs: PPO-Lagrangian policies (./lab ppol), acting alone on the "
-            "raw state (the rule each was trained under is in its weights, not checked)",
-            list(found_ppol),
-            key=seeded(f"exp/ppols/{scene}", []),
-            format_func=found_ppol.get,
-        )
+    as_ppol = _folders(
+        found_ppol,
+        f"exp/ppols/{scene}",
+        "Trained-in designs: PPO-Lagrangian policies (./lab ppol), acting alone on the "
+        "raw state (the rule each was trained under is in its weights, not checked)",
+    )
     found_high = home.high_levels(ckpt)
-    as_high = []
-    if found_high:
-        _fit(f"exp/highs/{scene}", found_high)
-        as_high = st.multiselect(
-            "Hierarchy designs: a learned high level proposes every step the subgoal to be "
-            "at 8 steps on, and the planner plans on the goal with the way to that subgoal "
-            "beside it (compare with the task alone: flat, and the subgoal preset a person "
-            "wrote)",
-            list(found_high),
-            key=seeded(f"exp/highs/{scene}", []),
-            format_func=found_high.get,
-        )
+    as_high = _folders(
+        found_high,
+        f"exp/highs/{scene}",
+        "Hierarchy designs: a learned high level proposes every step the subgoal to be "
+        "at 8 steps on, and the planner plans on the goal with the way to that subgoal "
+        "beside it (compare with the task alone: flat, and the subgoal preset a person "
+        "wrote)",
+    )
     rules = rules_for(scene, options, picked)
     _fit(f"exp/rules/{scene}", rules)
     measured = st.multiselect(

@@ -14,7 +14,7 @@ from common.errors import LabError
 from common.paths import PRETRAINED
 from experiments.lessons.common import Lesson, Live, Panel, mean_interval, stopped
 from experiments.ppol import load
-from experiments.trained_in import planner, policy, rules
+from experiments.trained_in import limits, planner, policy, rules
 
 DESIGNS = {
     "planner": "planner (rule held)",
@@ -37,7 +37,8 @@ def field(
     trained under the old rule judged by each; the policy trained under the new rule
     judged by it. ``seed``: the episodes' (0: the shipped figures')."""
     episodes = 2 if quick else 5
-    old, new = rules(scenes.scene_class(scene))
+    cls = scenes.scene_class(scene)
+    old, new = rules(cls)
     checkpoint = PRETRAINED / f"{scene}-state"
     trained_old = load(PRETRAINED / f"ppol-{scene}")
     trained_new = load(PRETRAINED / f"ppol-{scene}-new")
@@ -56,13 +57,13 @@ def field(
         )
         live.set(**figures)
 
-    for when, expression in (("old", old), ("new", new)):
+    for when, text in (("old", old), ("new", new)):
         stopped(stop)
-        live.say(f"the planner under the {RULES[when]}: {expression} <= 0")
+        live.say(f"the planner under the {RULES[when]}: {text} <= 0")
         got = planner(
             scene,
             checkpoint,
-            expression,
+            limits(cls, new=when == "new"),
             episodes,
             seed=seed,
             device=device,
@@ -75,11 +76,11 @@ def field(
         ("ppol", trained_old, (("old", old), ("new", new))),
         ("retrained", trained_new, (("new", new),)),
     ):
-        for when, expression in judged:
+        for when, text in judged:
             stopped(stop)
             live.say(f"the {DESIGNS[design]}, judged by the {RULES[when]}")
             with turn():
-                report(design, when, policy(trained, expression, episodes, seed))
+                report(design, when, policy(trained, text, episodes, seed))
             live.tick()
     steps = trained_new.record["env_steps"]
     live.set(retrain_env_steps=steps)
