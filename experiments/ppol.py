@@ -8,7 +8,7 @@ baseline of every safe-RL table, FSRL's among them): Stable-Baselines3's PPO on 
 task's reward minus lambda times the step's cost, over 1 + lambda (so the scale its
 critic learns stays put), lambda >= 0 set after every rollout by a PID controller on
 the mean cost of the episodes the rollout ended, less the limit (10 an episode, as the
-published tables; FSRL's gains, ``Multiplier``). The step's cost is the task's own
+published tables; FSRL's controller, ``Multiplier``). The step's cost is the task's own
 (``info["cost"]``), or with ``--rule`` 1 where the lab's expression on the real signals
 exceeds ``--limit``: the very text the planner holds at inference time, so a new rule
 is a new training run, whose environment steps count.
@@ -64,11 +64,15 @@ class PPOLConfig:
     limit: float = field(default=0.0, metadata={"help": "the rule's limit"})
     envs: int = field(default=4, metadata={"help": "episodes run side by side"})
     n_steps: int = field(default=1024, metadata={"help": "steps per environment a rollout"})
-    # lambda's PID controller on the episodes' cost over the limit (Stooke et al. 2020;
-    # FSRL's PPO-Lagrangian: 0.05, 0.0005, 0.1); --kp 0 --kd 0 --ki R is plain gradient
-    # ascent at rate R
+    # lambda's PID controller on the episodes' cost over the limit (Stooke et al. 2020),
+    # FSRL's gains but for ki: FSRL's 0.0005 integrates over ~250 updates (1 M steps);
+    # 200 000 steps give 49, and its lambda stayed a P controller's, the cost over the
+    # limit. 20 seeded episodes after 200 704 steps (./lab ppol --ki K, measure), return
+    # / cost: BallCircle ki 0.0005 697 / 42, 0.0025 619 / 12, 0.005 605 / 3.1; CarCircle
+    # 0.0005 239 / 55, 0.005 194 / 0.2. --kp 0 --kd 0 --ki R is plain gradient ascent at
+    # rate R (at 0.05: BallCircle 581 / 0.25, but CarCircle stood still, 3.3 / 0)
     kp: float = field(default=0.05, metadata={"help": "lambda per unit of cost over the limit"})
-    ki: float = field(default=0.0005, metadata={"help": "lambda per unit of summed excess"})
+    ki: float = field(default=0.005, metadata={"help": "lambda per unit of summed excess"})
     kd: float = field(default=0.1, metadata={"help": "lambda per unit of the excess' rise"})
     seed: int = 0
     out: str = field(default="", metadata={"help": "the policy's folder (runs/ppol-<scene>)"})

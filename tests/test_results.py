@@ -269,6 +269,23 @@ LESSON_QUOTES = {
         ),
     ],
     "hierarchy": [],
+    "field": [
+        (
+            r"planner ([\d.]+) / ([\d.]+) -> ([\d.]+) / ([\d.]+)",
+            ["planner_old_return", "planner_old_cost", "planner_new_return", "planner_new_cost"],
+            1,
+        ),
+        (
+            r"under the old rule ([\d.]+) / ([\d.]+), then a cost of ([\d.]+) under the new",
+            ["ppol_old_return", "ppol_old_cost", "ppol_new_cost"],
+            1,
+        ),
+        (
+            r"trained again ([\d.]+) / ([\d.]+) after",
+            ["retrained_new_return", "retrained_new_cost"],
+            1,
+        ),
+    ],
 }
 
 
