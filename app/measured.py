@@ -263,7 +263,8 @@ def trained_in() -> str:
                 )
             steps = f"{r['ppol_retrain_env_steps']:,}".replace(",", " ")
             return text + (
-                f"; trained again, {r['ppol_retrained_cost']:g} after {steps} more "
+                f"; trained again, {r['ppol_retrained_return']:g} / "
+                f"{r['ppol_retrained_cost']:g} (return / cost) after {steps} more "
                 "environment steps"
             )
 
