@@ -1,6 +1,6 @@
 """Lesson 6, the field's benchmark: on Bullet-Safety-Gym's BallCircle, the planner on
 its exploration-only world model against PPO-Lagrangian, the field's trained-in
-baseline, when the rule changes (the boundary at |x| <= 5 instead of 6). The same
+baseline, when the rule changes (the boundary at abs(x) <= 5 instead of 6). The same
 measures as ``benchmarks/trained_in.py`` (``experiments.trained_in``), on fewer
 episodes: the shipped policies, one trained under each rule, and nothing trained here.
 """
@@ -111,9 +111,9 @@ LESSON = Lesson(
     "field",
     "Field test",
     "The guardrail claim on the field's benchmark",
-    "On Bullet-Safety-Gym's BallCircle, a new rule (stay within |x| <= 5, not 6) is "
-    "one edited expression for the planner, and a new training run for PPO-Lagrangian, "
-    "the field's trained-in baseline.",
+    "On Bullet-Safety-Gym's BallCircle, a new rule (the walls 5 m from the centre, not "
+    "6) is one edited expression for the planner, and a new training run for "
+    "PPO-Lagrangian, the field's trained-in baseline.",
     field,
     "Under the old rule both keep it. Under the new one the planner, nothing retrained, "
     "keeps most of its return and the new rule; the policy trained under the old rule "
@@ -125,8 +125,9 @@ LESSON = Lesson(
     {"x": "design", "y": ["episode_cost", "episode_return"], "color": "rule"},
     ("ballcircle-state", "ppol-ballcircle", "ppol-ballcircle-new"),
     scenes=("ballcircle",),
-    rule="the boundary |x| <= 6 (`abs(x) - 6 <= 0`), the task's own; then |x| <= 5 "
-    "(`abs(x) - 5 <= 0`): the planner holds it 0.3 m inside, the policies are judged by it",
+    rule="the walls 6 m either side of the centre (`abs(x) - 6 <= 0`), the task's own; "
+    "then 5 m (`abs(x) - 5 <= 0`): the planner holds it 0.3 m inside, the policies are "
+    "judged by it",
     situation="",
     episodes=(2, 5),
     counted="episodes per design and rule, the same seeded starts for each",
