@@ -131,6 +131,11 @@ class Agent:
         if cfg.actor != "planner" and policy is None:
             maker = "./lab ppol" if cfg.actor == "ppol" else "./lab distill"
             raise LabError(f"actor {cfg.actor!r} needs a policy: {maker} makes one")
+        if cfg.actor == "ppol" and (cfg.fallback == "stop" or cfg.margin or cfg.delta):
+            raise LabError(
+                "a PPO-Lagrangian policy acts alone, its rule trained in: no margin and no "
+                "stop on an unsafe plan (its imagined plan is its action held, not its own)"
+            )
         self.policy = policy
         if cfg.planner not in PLANNERS:
             raise LabError(f"unknown planner {cfg.planner!r}; choose {', '.join(PLANNERS)}")

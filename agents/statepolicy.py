@@ -31,11 +31,30 @@ CLIP_OBS = 10.0  # normalised observations are clipped to this many standard dev
 
 
 def read_record(folder: str | Path) -> dict:
-    """``ppol.json`` of a trained policy's folder; a clear error for anything else."""
+    """``ppol.json`` of a trained policy's folder, its fields checked; a clear error for
+    anything else (no file, not JSON, another format, a field missing or of a wrong type)."""
     path = Path(folder) / "ppol.json"
     if not path.exists():
         raise LabError(f"{folder} holds no PPO-Lagrangian policy (no ppol.json)")
-    return read_versioned_json(path, FORMAT, VERSION, WHAT, "train one: ./lab ppol")
+    record = read_versioned_json(path, FORMAT, VERSION, WHAT, "train one: ./lab ppol")
+    config, obs = record.get("config"), record.get("obs_rms")
+    fits = (
+        isinstance(config, dict)
+        and isinstance(config.get("scene"), str)
+        and isinstance(config.get("rule"), str)
+        and isinstance(config.get("limit"), int | float)
+        and isinstance(record.get("net"), list)
+        and all(isinstance(n, int) and 0 < n <= 4096 for n in record["net"])
+        and isinstance(record.get("env_steps"), int)
+        and isinstance(record.get("curve"), list)
+        and isinstance(obs, dict)
+        and isinstance(obs.get("mean"), list)
+        and isinstance(obs.get("var"), list)
+        and len(obs["mean"]) == len(obs["var"])
+    )
+    if not fits:
+        raise LabError(f"{path} is damaged: a field is missing or of a wrong type")
+    return record
 
 
 def read_weights(folder: str | Path) -> dict[str, torch.Tensor]:
@@ -100,13 +119,13 @@ def load_state_policy(folder: str | Path, scene: str, device: torch.device) -> S
     return policy.to(device).eval()
 
 
-def trained_policies(folders) -> dict[str, str]:
-    """Of ``folders`` (paths), those holding a PPO-Lagrangian policy: folder -> its scene,
-    read from the record (unreadable ones left out)."""
+def trained_policies(folders) -> dict[str, dict]:
+    """Of ``folders`` (paths), those holding a readable PPO-Lagrangian policy: folder ->
+    its record (damaged or foreign ones left out)."""
     out = {}
     for folder in folders:
         try:
-            out[str(folder)] = str(read_record(folder)["config"]["scene"])
-        except (LabError, KeyError, TypeError):
+            out[str(folder)] = read_record(folder)
+        except LabError:
             continue
     return out

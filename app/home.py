@@ -18,6 +18,7 @@ import streamlit as st
 import scenes
 from agents.cost import Cost, CostSet, Term, term_names
 from agents.hierarchy import HAND_SUBGOALS
+from agents.statepolicy import trained_policies
 from app import measured
 from common import results
 from common.errors import LabError
@@ -280,19 +281,16 @@ def ppol_policies(scene: str) -> dict[str, str]:
     """PPO-Lagrangian policies (``./lab ppol``) trained on ``scene``: folder -> label, with
     the rule each was trained under (they read the raw state: any world model of the
     scene runs beside them)."""
+    records = [*sorted(PRETRAINED.glob("*/ppol.json")), *sorted(RUNS.glob("*/ppol.json"))]
     found = {}
-    for meta in [*sorted(PRETRAINED.glob("*/ppol.json")), *sorted(RUNS.glob("*/ppol.json"))]:
-        try:
-            d = json.loads(meta.read_text())
-            cfg = d["config"]
-            if d.get("format") != "lab-ppol" or cfg["scene"] != scene:
-                continue
-            rule = f"{cfg['rule']} <= {cfg['limit']:g}" if cfg["rule"] else "the task's cost"
-            steps = f"{int(d['env_steps']):,}".replace(",", " ")
-        except (OSError, ValueError, KeyError, TypeError):
+    for folder, record in trained_policies([m.parent for m in records]).items():
+        cfg = record["config"]
+        if cfg["scene"] != scene:
             continue
-        where = "pretrained" if meta.parent.parent == PRETRAINED else "runs"
-        found[str(meta.parent)] = f"{where}/{meta.parent.name} (trained {steps} steps on {rule})"
+        rule = f"{cfg['rule']} <= {cfg['limit']:g}" if cfg["rule"] else "the task's cost"
+        steps = f"{record['env_steps']:,}".replace(",", " ")
+        where = "pretrained" if Path(folder).parent == PRETRAINED else "runs"
+        found[folder] = f"{where}/{Path(folder).name} (trained {steps} steps on {rule})"
     return found
 
 

@@ -154,7 +154,8 @@ def evaluate(
     design with a safety margin measured against the specification); by
     default the cost set's enabled hard terms. ``device``: None picks CUDA
     when present. ``policy``: a distilled policy's folder, for ``agent_cfg.actor``
-    "policy" or "both"; ``high``: a high level's folder, for ``agent_cfg.hierarchy``.
+    "policy" or "both" (a PPO-Lagrangian policy's, ``./lab ppol``, for "ppol");
+    ``high``: a high level's folder, for ``agent_cfg.hierarchy``.
     ``turn()``: a context every step runs in (the app's server takes
     its cores in turns). ``errors``: a list that gets the model's |imagined - real| per
     episode (``run_episode``). ``ray``: fan the episodes out over Ray (``experiments.fanout``:

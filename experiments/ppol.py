@@ -50,7 +50,9 @@ from common.errors import LabError
 from common.files import write_json_atomic, write_safetensors_atomic
 
 NET = [64, 64]  # the actor's and the critics' hidden layers (FSRL's PPO-L: 128, 128)
-TRAIN_STREAM = 0x9901  # training episodes' seeds, apart from evaluation's (episode_seed)
+TRAIN_STREAM = 0x9901  # a resumed run's seeds, apart from evaluation's (episode_seed)
+# what --resume needs to be the same: the task, the rule, the multiplier, the rollouts
+RESUMED = ("scene", "rule", "limit", "cost_limit", "kp", "ki", "kd", "envs", "n_steps")
 
 
 @dataclass
@@ -86,8 +88,8 @@ class Multiplier:
     """lambda, shared by the environments (they run in this process) and the callback;
     ``step`` moves it by a PID controller on the excess of cost over the limit, as FSRL
     does (Stooke, Achiam & Abbeel 2020): lambda = max(0, kp e + ki I + kd max(0, de)),
-    I = max(0, I + e), so it falls as soon as the cost is back within the limit instead
-    of unwinding everything the integral piled up."""
+    I = max(0, I + e). The P part falls as soon as the cost is back within the limit;
+    the I part still unwinds, and a small ki keeps it small."""
 
     def __init__(self, value: float = 0.0, integral: float = 0.0, error: float = 0.0) -> None:
         self.value, self.integral, self.error = value, integral, error
@@ -215,21 +217,24 @@ def train(cfg: PPOLConfig, progress: bool = True) -> Path:
     state = {"lambda": 0.0, "env_steps": 0, "curve": []}
     if cfg.resume:
         old = read(folder)
-        if old["config"]["scene"] != key or old["config"]["rule"] != cfg.rule:
-            raise LabError(f"{folder} was trained on another task or rule: no --resume")
-        state = {k: old[k] for k in ("lambda", "env_steps", "curve", "obs_rms", "ret_rms")}
-        pid = old.get("pid") or {}  # a record from before the PID: lambda alone
-        state["pid"] = {"lambda": old["lambda"], **pid}
-    pid = state.get("pid") or {"lambda": state["lambda"]}
-    multiplier = Multiplier(pid["lambda"], pid.get("integral", 0.0), pid.get("error", 0.0))
+        kept = old["config"]
+        differ = [k for k in RESUMED if kept.get(k) != (key if k == "scene" else getattr(cfg, k))]
+        if differ or old.get("pid") is None or old.get("net") != NET:
+            raise LabError(
+                f"{folder} was trained with other settings ({', '.join(differ) or 'network'}"
+                "): --resume goes on only with the same ones; train it again without"
+            )
+        state = {k: old[k] for k in ("env_steps", "curve", "obs_rms", "ret_rms", "pid")}
+    pid = state.get("pid") or {}
+    multiplier = Multiplier(pid.get("lambda", 0.0), pid.get("integral", 0.0), pid.get("error", 0.0))
     rule = cfg.term()
     cfg = replace(cfg, scene=key, out=str(folder))
     venv = DummyVecEnv([lambda: CostedTask(key, rule, multiplier) for _ in range(cfg.envs)])
-    seeds = np.random.SeedSequence([cfg.seed, state["env_steps"]], spawn_key=(TRAIN_STREAM,))
-    venv.seed(int(seeds.generate_state(1)[0] % 2**31))
     env = VecNormalize(venv, norm_obs=True, norm_reward=True, clip_obs=CLIP_OBS)
-    model = _model(env, cfg)
-    if cfg.resume:
+    model = _model(env, cfg)  # seeds torch, numpy and the environments with cfg.seed
+    if cfg.resume:  # a stream of its own from where it stopped, not the first run's again
+        seeds = np.random.SeedSequence([cfg.seed, state["env_steps"]], spawn_key=(TRAIN_STREAM,))
+        model.set_random_seed(int(seeds.generate_state(1)[0] % 2**31))
         _set_rms(env.obs_rms, state["obs_rms"])
         _set_rms(env.ret_rms, state["ret_rms"])
         model.policy.load_state_dict(read_weights(folder))
@@ -242,8 +247,9 @@ def train(cfg: PPOLConfig, progress: bool = True) -> Path:
     )
 
     class Lagrangian(BaseCallback):
-        """Counts the ended episodes; after each rollout moves lambda, notes the curve and
-        saves (a stop loses at most one rollout)."""
+        """Counts the ended episodes; after each rollout counts its steps, moves lambda and
+        notes the curve; saves once the policy has learnt from it (a stop loses at most
+        the rollout under way, whose steps the record does not count)."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -251,11 +257,11 @@ def train(cfg: PPOLConfig, progress: bool = True) -> Path:
 
         def _on_step(self) -> bool:
             self.ended += [i["lab_episode"] for i in self.locals["infos"] if "lab_episode" in i]
-            state["env_steps"] += cfg.envs
             bar.update(cfg.envs)
             return True
 
         def _on_rollout_end(self) -> None:
+            state["env_steps"] += cfg.envs * cfg.n_steps  # a whole rollout collected
             if self.ended:
                 cost = float(np.mean([e["cost"] for e in self.ended]))
                 ret = float(np.mean([e["return"] for e in self.ended]))
@@ -271,7 +277,10 @@ def train(cfg: PPOLConfig, progress: bool = True) -> Path:
                 )
                 bar.set_postfix(ret=f"{ret:.0f}", cost=f"{cost:.1f}", lam=f"{multiplier.value:.2f}")
                 self.ended = []
-            keep()
+
+        def _on_rollout_start(self) -> None:
+            if state["env_steps"]:  # the last rollout learnt from
+                keep()
 
     def keep() -> None:
         state["lambda"], state["pid"] = multiplier.value, multiplier.state()
@@ -306,7 +315,8 @@ def measure(policy: StatePolicy, episodes: int, seed: int = 0, rule: Term | None
             state, _ = env.reset(seed=episode_seed(seed, i))
             while True:
                 with torch.inference_mode():
-                    action = policy(torch.as_tensor(state)[None])[0].numpy()
+                    x = torch.as_tensor(state, device=policy.mean.device)[None]
+                    action = policy(x)[0].cpu().numpy()
                 state, _r, _end, _cut, info = env.step(action)
                 if "lab_episode" in info:
                     rows.append(info["lab_episode"])

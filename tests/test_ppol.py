@@ -49,9 +49,11 @@ def test_resume_goes_on_from_the_folder(trained):
     after = json.loads((folder / "ppol.json").read_text())
     assert after["env_steps"] == 768
     assert after["curve"][: len(before["curve"])] == before["curve"]
-    other = PPOLConfig(**{**cfg.__dict__, "rule": "abs(y)", "limit": 1.0, "resume": True})
-    with pytest.raises(LabError, match="another task or rule"):
-        train(other, progress=False)
+    assert after["pid"]["integral"] >= 0 and after["pid"]["lambda"] == after["lambda"]
+    for change in ({"rule": "abs(y)", "limit": 1.0}, {"ki": 0.05}, {"cost_limit": 5.0}):
+        other = PPOLConfig(**{**cfg.__dict__, **change, "resume": True})
+        with pytest.raises(LabError, match="other settings"):
+            train(other, progress=False)
 
 
 def test_the_cost_is_the_tasks_own_or_the_rule_the_lab_writes():
@@ -79,6 +81,9 @@ def test_bad_folders_and_goal_scenes_get_a_clear_message(tmp_path, trained):
         load(tmp_path)
     (tmp_path / "ppol.json").write_text("{not json")
     with pytest.raises(LabError, match="not valid JSON"):
+        load(tmp_path)
+    (tmp_path / "ppol.json").write_text(json.dumps({"format": "lab-ppol", "version": 1}))
+    with pytest.raises(LabError, match="damaged"):
         load(tmp_path)
     (tmp_path / "ppol.json").write_text(json.dumps({"kind": "something else"}))
     with pytest.raises(LabError, match="not a PPO-Lagrangian"):
@@ -135,3 +140,25 @@ def test_the_multiplier_is_fsrls_pid_and_plain_ascent_without_p_and_d():
         ascent.step(excess, 0.0, 0.05, 0.0)
         values.append(ascent.value)
     assert values == pytest.approx([1.5, 2.5, 2.0, 0.0, 0.25])  # lambda += 0.05 e, >= 0
+
+
+def test_a_ppol_actor_takes_no_margin_and_no_stop(trained):
+    """Its imagined plan is its action held, not what it would do: a margin or a stop on
+    an unsafe plan would judge a plan it does not follow."""
+    from agents.agent import AgentConfig
+    from agents.cost import CostSet
+    from common.paths import PRETRAINED
+    from experiments.evaluate import evaluate
+
+    folder, _ = trained
+    for cfg in (AgentConfig(actor="ppol", fallback="stop"), AgentConfig(actor="ppol", margin=1.0)):
+        with pytest.raises(LabError, match="acts alone"):
+            evaluate(
+                "ballcircle",
+                PRETRAINED / "ballcircle-state",
+                CostSet(task="reward"),
+                cfg,
+                1,
+                device="cpu",
+                policy=folder,
+            )
