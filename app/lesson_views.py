@@ -38,7 +38,7 @@ COLUMNS = {
     "blind_plan_gap_m": ("gap between imagined and real disc along the blind plan", "m", True),
     "rollout_error_m": ("the model's error, imagining from the first state", "m", True),
     "one_step_error_m": ("the model's error, one step from each real state", "m", True),
-    "episode_cost": ("cost per episode: real steps breaking the rule", "steps", True),
+    "episode_cost": ("cost per episode (real steps breaking the rule)", "steps", True),
     "episode_return": ("return per episode", "reward", False),
 }
 AXES = {
@@ -64,6 +64,8 @@ def value_text(v, unit: str) -> str:
         return str(v)
     if unit == "%":
         return pct(v)
+    if isinstance(v, int) and abs(v) >= 1000:  # a count: every digit, in threes
+        return f"{v:,}".replace(",", " ")
     text = f"{v:.3g}"
     return f"{text} {unit}" if unit in ("m", "ms", "s") else text
 

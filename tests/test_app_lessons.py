@@ -51,7 +51,7 @@ RESULT = {
         "share of episodes reaching the goal, learned high level (HIQL subgoals)",
     ],
     "field": [
-        "cost per episode: real steps breaking the rule, PPO-L trained under the old rule, "
+        "cost per episode (real steps breaking the rule), PPO-L trained under the old rule, "
         "new rule",
         "return per episode, planner (rule held), new rule",
     ],

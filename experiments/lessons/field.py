@@ -104,7 +104,7 @@ def _bars(what: str) -> list[tuple[str, str, str]]:
     ]
 
 
-COST = "cost per episode: real steps breaking the rule"
+COST = "cost per episode (real steps breaking the rule)"
 RETURN = "return per episode"
 
 LESSON = Lesson(
@@ -140,7 +140,7 @@ LESSON = Lesson(
             for what, words in (("return", RETURN), ("cost", COST))
         },
         "retrain_env_steps": "environment steps the policy trained again under the new "
-        "rule took (the planner: none)",
+        "rule took (the planner took none)",
         "planner_return_kept": "the planner's return under the new rule, as a share of "
         "its return under the old",
     },
