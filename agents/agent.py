@@ -33,6 +33,7 @@ from agents.deciders import (
     StateDecider,
     TwoLevels,
     clock,
+    made_by,
 )
 from agents.expressions import ExpressionError
 from agents.hierarchy import HierarchyConfig, HighPlanner
@@ -129,8 +130,7 @@ class Agent:
         if cfg.actor not in ACTORS:
             raise LabError(f"actor must be one of {', '.join(ACTORS)}, not {cfg.actor!r}")
         if cfg.actor != "planner" and policy is None:
-            maker = "./lab ppol" if cfg.actor == "ppol" else "./lab distill"
-            raise LabError(f"actor {cfg.actor!r} needs a policy: {maker} makes one")
+            raise LabError(f"actor {cfg.actor!r} needs a policy: {made_by(cfg.actor)} makes one")
         if cfg.actor == "ppol" and (cfg.fallback == "stop" or cfg.margin or cfg.delta):
             raise LabError(
                 "a PPO-Lagrangian policy acts alone, its rule trained in: no margin and no "

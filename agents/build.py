@@ -15,6 +15,7 @@ from pathlib import Path
 
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet
+from agents.deciders import made_by
 from agents.policy import load_policy
 from agents.statepolicy import load_state_policy
 from common.errors import LabError
@@ -50,8 +51,7 @@ def load_actor(actor: str, policy, checkpoint, scene: str, device):
     if actor == "planner":
         return None
     if not policy:
-        maker = "./lab ppol" if actor == "ppol" else "./lab distill"
-        raise LabError(f"actor {actor!r} needs a policy: {maker} makes one")
+        raise LabError(f"actor {actor!r} needs a policy: {made_by(actor)} makes one")
     if actor == "ppol":
         return load_state_policy(policy, scene, device)
     return load_policy(policy, checkpoint, device)

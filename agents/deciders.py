@@ -38,6 +38,11 @@ from agents.planners.base import record
 ACTORS = ("planner", "policy", "both", "ppol")
 
 
+def made_by(actor: str) -> str:
+    """The command that makes the policy ``actor`` acts with."""
+    return "./lab ppol" if actor == "ppol" else "./lab distill"
+
+
 @dataclass
 class CostPair:
     """A cost and, where gradients flow through it (the gradient planner, the gradient
@@ -91,6 +96,18 @@ class Decider:
         """The hard terms' margins, for a cost the decider keeps of its own."""
 
 
+def one_sample(a, s0: torch.Tensor, actions: torch.Tensor, seconds: float, actor: str):
+    """A policy's action sequence (1, H, A) from latent ``s0``, imagined and judged by the
+    agent ``a``'s cost as the only sample of a plan; ``seconds``: its decision's time."""
+    latents, signals, result = a.planner.evaluate(
+        a.model, a.cost, s0[None], actions, a.goal, a.goal_latent, a.cfg.show
+    )
+    one = torch.zeros(1, dtype=torch.long, device=s0.device)  # the only sample
+    plan = record(actions, latents, signals, result, one, 0, seconds)
+    plan.info["actor"] = actor
+    return plan
+
+
 class Planner(Decider):
     """System 2: the planner's search from the last plan shifted a step."""
 
@@ -117,12 +134,7 @@ class PolicyDecider(Decider):
         H = a.cfg.search.horizon
         rest = a.policy.imagine(a.model, a.model.rollout(s, first[:, None])[:, 0], goal, H - 1)
         actions = torch.cat([first[:, None], rest], dim=1)  # (1, H, A)
-        latents, signals, result = a.planner.evaluate(
-            a.model, a.cost, s, actions, a.goal, a.goal_latent, a.cfg.show
-        )
-        one = torch.zeros(1, dtype=torch.long, device=s0.device)  # the only sample
-        plan = record(actions, latents, signals, result, one, 0, seconds)
-        plan.info["actor"] = "policy"
+        plan = one_sample(a, s0, actions, seconds, "policy")
         if self.shadow:  # what System 2 would do, from its own last plan
             plan.info["planner"] = a.search(s0, self.shadow_warm)
         return plan
@@ -149,13 +161,7 @@ class StateDecider(Decider):
         first = a.policy(x)  # (1, A)
         seconds = a.clock() - t0
         actions = first[:, None].expand(1, a.cfg.search.horizon, -1).contiguous()
-        latents, signals, result = a.planner.evaluate(
-            a.model, a.cost, s0[None], actions, a.goal, a.goal_latent, a.cfg.show
-        )
-        one = torch.zeros(1, dtype=torch.long, device=s0.device)
-        plan = record(actions, latents, signals, result, one, 0, seconds)
-        plan.info["actor"] = "ppol"
-        return plan
+        return one_sample(a, s0, actions, seconds, "ppol")
 
 
 class Both(Decider):

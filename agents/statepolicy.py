@@ -102,15 +102,16 @@ class StatePolicy(nn.Module):
         return self.head(self.body(x)).clamp(-1.0, 1.0)
 
 
-def load_state_policy(folder: str | Path, scene: str, device: torch.device) -> StatePolicy:
-    """The policy in ``folder`` for ``scene``; one trained on another scene, or a damaged
-    or foreign folder, raises ``LabError`` with what to do."""
+def load_state_policy(folder: str | Path, scene: str | None, device: torch.device) -> StatePolicy:
+    """The policy in ``folder`` for ``scene`` (None: the scene it was trained on); one
+    trained on another scene, or a damaged or foreign folder, raises ``LabError`` with
+    what to do."""
     record = read_record(folder)
     try:
         policy = StatePolicy(record, read_weights(folder))
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise LabError(f"{folder} holds a broken PPO-Lagrangian policy ({e})") from e
-    key = scene.lower()
+    key = policy.scene if scene is None else scene.lower()
     if policy.scene != key:
         raise LabError(f"{folder} was trained on {policy.scene}, not {key}: train one there")
     cls = scenes.scene_class(key)

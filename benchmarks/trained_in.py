@@ -87,7 +87,7 @@ def run_task(key: str, args, kept: Path) -> dict:
             **GAINS.get(key, {}),
         )
     )
-    policy = load(first)
+    policy, record = load(first), read(first)
     own = measure(policy, args.episodes, args.seed)
     under_new = measure(policy, args.episodes, args.seed, rule=new_rule)
     retrained_folder = trained(
@@ -107,16 +107,16 @@ def run_task(key: str, args, kept: Path) -> dict:
         "episodes": args.episodes,
         "ppol_return": mean_of(own, "return"),
         "ppol_cost": mean_of(own, "cost"),
-        "ppol_env_steps": read(first)["env_steps"],
+        "ppol_env_steps": record["env_steps"],
         "published_ppol": PUBLISHED[key]["ppo_lagrangian"],
-        "gains": {k: read(first)["config"][k] for k in ("kp", "ki", "kd")},  # lambda's
+        "gains": {k: record["config"][k] for k in ("kp", "ki", "kd")},  # lambda's
         "rule": f"{old} <= 0",
         "new_rule": f"{new} <= 0",
         "ppol_old_new_cost": mean_of(under_new, "cost"),
         "ppol_retrained_return": mean_of(retrained, "return"),
         "ppol_retrained_cost": mean_of(retrained, "cost"),
         "ppol_retrain_env_steps": read(retrained_folder)["env_steps"],
-        "curve": read(first)["curve"],
+        "curve": record["curve"],
     }
     model = ROOT / "pretrained" / f"{key}-state"
     if model.exists():

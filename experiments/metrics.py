@@ -27,10 +27,7 @@ def plan_ms_per_step(episodes: list[dict]) -> float:
 def metrics(eps: list[dict], seed: int) -> dict[str, dict]:
     """The summary of one agent's episodes, with bootstrap intervals (see module docstring)."""
     E, H = len(eps), len(eps[0]["probe_n"])
-    rng = np.random.default_rng([seed, E])
-    # counts (B+1, E): how often each episode is drawn; row 0 is the data itself.
-    draws = rng.integers(0, E, size=(BOOTSTRAP, E))  # episode indices per resample
-    counts = np.vstack([np.ones(E), np.stack([np.bincount(d, minlength=E) for d in draws])])
+    counts = resamples(E, seed)
 
     def col(key):
         return np.array([float(e[key]) for e in eps])
@@ -65,6 +62,23 @@ def metrics(eps: list[dict], seed: int) -> dict[str, dict]:
     for h in range(H):
         out[f"probe_rmse_h{h + 1}"] = interval(rmse[:, h])
     return out
+
+
+def resamples(E: int, seed: int) -> np.ndarray:
+    """(B+1, E): how often each of ``E`` episodes is drawn in each bootstrap resample,
+    seeded; row 0 is the data itself."""
+    draws = np.random.default_rng([seed, E]).integers(0, E, size=(BOOTSTRAP, E))
+    return np.vstack([np.ones(E), np.stack([np.bincount(d, minlength=E) for d in draws])])
+
+
+def mean_interval(values, seed: int = 0) -> tuple[float, float]:
+    """The bootstrap interval (as ``metrics``') of the mean of per-episode ``values``."""
+    x = np.asarray(values, float)
+    if len(x) == 0:
+        return 0.0, 0.0
+    counts = resamples(len(x), seed)
+    r = interval((counts @ x) / counts.sum(axis=1))
+    return r["low"], r["high"]
 
 
 def interval(r: np.ndarray) -> dict:

@@ -302,7 +302,7 @@ def train(cfg: PPOLConfig, progress: bool = True) -> Path:
 
 def load(folder: str | Path) -> StatePolicy:
     """The trained policy in ``folder``, on the CPU, for the scene it was trained on."""
-    return load_state_policy(folder, read(folder)["config"]["scene"], torch.device("cpu"))
+    return load_state_policy(folder, None, torch.device("cpu"))
 
 
 def measure(policy: StatePolicy, episodes: int, seed: int = 0, rule: Term | None = None):

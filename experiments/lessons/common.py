@@ -127,17 +127,6 @@ def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def mean_interval(values, draws: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """The 95 % percentile-bootstrap interval of the mean of ``values`` (one per episode:
-    episodes resampled with replacement, ``draws`` times, seeded)."""
-    x = np.asarray(values, float)
-    if len(x) == 0:
-        return 0.0, 0.0
-    means = x[np.random.default_rng(seed).integers(0, len(x), (draws, len(x)))].mean(axis=1)
-    low, high = np.quantile(means, [0.025, 0.975])
-    return float(min(low, x.mean())), float(max(high, x.mean()))
-
-
 def step_interval(summary: dict, name: str = "violation_step_rate") -> tuple[float, float]:
     """The bootstrap interval over episodes ``experiments.evaluate`` gives a step rate
     (steps of one episode are not independent: resampling whole episodes says how far

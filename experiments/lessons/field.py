@@ -12,7 +12,8 @@ from contextlib import nullcontext
 import scenes
 from common.errors import LabError
 from common.paths import PRETRAINED
-from experiments.lessons.common import Lesson, Live, Panel, mean_interval, stopped
+from experiments.lessons.common import Lesson, Live, Panel, stopped
+from experiments.metrics import mean_interval
 from experiments.ppol import load
 from experiments.trained_in import limits, planner, policy, rules
 
