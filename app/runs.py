@@ -264,7 +264,8 @@ class Run:
 
 
 class Turns:
-    """Compute taken in turns, first come first served, ``slots`` at a time.
+    """Compute taken in turns, first come first served, ``slots`` at a time (one, or as
+    many as the server's placement computes at once: ``app.hosts``).
 
     Every run of the server (each person's agent, a training run, an experiment) does its
     work in units (a step and its plan, an optimiser step, an episode's step); each unit
@@ -307,13 +308,20 @@ class Registry:
     """Every run of this server process by id; thread-safe; reaps idle runs."""
 
     def __init__(
-        self, idle_seconds: float = IDLE_SECONDS, forget_seconds: float = FORGET_SECONDS
+        self,
+        idle_seconds: float = IDLE_SECONDS,
+        forget_seconds: float = FORGET_SECONDS,
+        slots: int = 1,
+        placement=None,
     ) -> None:
+        """``slots``: units of work at once (``Turns``); ``placement``: where the Plan
+        page's agents compute (``app.hosts.Placement``; None: in their runs' threads)."""
         self.idle_seconds = idle_seconds
         self.forget_seconds = forget_seconds
         self._runs: dict[str, Run] = {}
         self._lock = threading.Lock()
-        self.turns = Turns()
+        self.turns = Turns(slots)
+        self.placement = placement
         self._reaper = threading.Thread(target=self._reap_forever, name="lab-reaper", daemon=True)
         self._reaper.start()
 

@@ -8,17 +8,35 @@ switch in Streamlit, so each page puts its own run's id back when it draws.
 
 from __future__ import annotations
 
+import logging
+import os
+
 import streamlit as st
 import torch
 
+from app import hosts
 from app.runs import Registry, Run
 from common.device import choose_device
+from common.errors import LabError
+
+log = logging.getLogger(__name__)
 
 
 @st.cache_resource
 def registry() -> Registry:
-    """One registry per server process, shared by every session (it is thread-safe)."""
-    return Registry()
+    """One registry per server process, shared by every session (it is thread-safe), with
+    where its agents compute (``./lab --ray ADDRESS``, ``--placement``: app/hosts.py)."""
+    ray, kind = os.environ.get("LAB_RAY", ""), os.environ.get("LAB_PLACEMENT", "")
+    try:
+        placement = hosts.serving(device(), ray=ray, placement=kind)
+        slots = placement.slots()
+    except LabError as e:  # a cluster that does not answer: serve from this machine
+        log.error("%s; the agents compute on this machine", e)
+        placement = hosts.serving(device())
+        placement.problem = str(e)
+        slots = placement.slots()
+    log.info("agents compute in %s, %d at once", placement.kind, slots)
+    return Registry(slots=slots, placement=placement)
 
 
 @st.cache_resource

@@ -136,11 +136,11 @@ def test_a_plan_run_searches_with_the_pages_icem_settings():
     )
     run = reg.add(PlanRun(settings, preset_costs("reach")["task only"], CPU)).start()
     run.wait(lambda w: w.version >= 1, timeout=60)
-    search = run.agent.cfg.search
+    search = run.host.session.agent.cfg.search
     assert (search.noise_beta, search.keep, search.decay) == (1.5, 0.2, 1.5)
     run.send("step")
     run.wait(lambda w: w.t == 1)
-    assert run.agent.kept is not None  # the first plan's elites ride on to the next
+    assert run.host.session.agent.kept is not None  # the first plan's elites ride on to the next
     run.stop()
     assert until(lambda: not run.active)
 
@@ -152,7 +152,7 @@ def test_plan_run_steps_previews_a_cost_edit_and_pauses_when_idle():
     run = reg.add(PlanRun(settings, costs, CPU)).start()
     v = run.wait(lambda w: w.version >= 1, timeout=60)
     assert v.t == 0 and v.real.shape == (256, 256, 3) and v.imagined_frames.shape[0] == 16
-    last = run.agent.planner.sizes()[-1]  # the last round's samples (iCEM's decay)
+    last = run.host.session.agent.planner.sizes()[-1]  # the last round's samples (iCEM's decay)
     assert v.samples_xy.shape == (last, 16, 2) and set(v.terms) == {"task"}
     run.send("step")
     v = run.wait(lambda w: w.t == 1)
@@ -219,7 +219,7 @@ def test_a_goal_is_checked_before_the_episode_starts_again():
     where = (v.signals["x"], v.signals["y"])
     assert len(v.goal_points) > 100
     for p in v.goal_points[::7]:
-        run.scene.check_goal(p)  # (raises if refused)
+        run.host.session.scene.check_goal(p)  # (raises if refused)
     run.send("goal", [0.0, 0.0])  # the dividing wall runs through the middle
     v = run.wait(lambda w: "wall" in w.message, timeout=60)
     assert v.t == 1 and (v.signals["x"], v.signals["y"]) == where

@@ -355,6 +355,9 @@ class WorldModel(nn.Module):
         # when unmeasured). The agent's ``margin`` plans against it.
         self.probe_rmse: dict[str, list[float]] | None = None
         self.probe_conformal: dict[float, dict[str, list[float]]] | None = None  # delta ->
+        # a server's agents sharing this model merge their imagination calls through it
+        # (worldmodels.batching); None: every call runs alone
+        self.batcher = None
 
     @property
     def device(self) -> torch.device:
@@ -425,6 +428,14 @@ class WorldModel(nn.Module):
         180 rows); on an H200, with each batch size's rollout a CUDA graph, 0.35 against
         2.1 ms (``benchmarks/plan_speed.py``, ``./lab gpu-check``).
         """
+        if self.batcher is not None and not torch.is_grad_enabled():
+            return self.batcher.imagine(s0, actions, names)
+        return self.imagine_now(s0, actions, names)
+
+    def imagine_now(
+        self, s0: torch.Tensor, actions: torch.Tensor, names
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``imagine`` for this call alone (no batching with other callers)."""
         fast = compiled.imagine(self, s0, actions, names)
         if fast is not None:
             return fast

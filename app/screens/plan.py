@@ -21,7 +21,7 @@ from app import home
 from app.planrun import PlanRun, PlanSettings
 from app.screens.plan_editor import cost_editor, editor_costs, has_editor, load_editor
 from app.screens.plan_live import live, replay_picker, show_settings
-from app.state import adopt, current, device, seeded
+from app.state import adopt, current, device, registry, seeded
 from common.errors import LabError
 from worldmodels.checkpoint import read_config
 
@@ -207,7 +207,7 @@ def page() -> None:
         if run is not None:
             run.stop()
         # terms that do not compile are left out by the agent's Cost (and shown here)
-        run = adopt(PlanRun(settings, editor_costs(scene), device()))
+        run = adopt(PlanRun(settings, editor_costs(scene), device(), registry().placement))
         run.wait(lambda w: w.version >= 1, timeout=30)
     elif _search(run.settings) != _search(settings):
         run.settings.speed = speed
@@ -215,8 +215,13 @@ def page() -> None:
         run.send("search", settings)
     run.settings.speed = speed
     run.settings.options = settings.options  # used by the next reset
+    where = registry().placement
+    if where is not None and where.problem:
+        st.warning(f"The agents compute on this machine: {where.problem}")
     st.caption(
-        f"Planning on **{device()}** with {labels[ckpt]} · "
+        f"Planning on **{device()}**"
+        + (f" ({where.label()})" if where is not None else "")
+        + f" with {labels[ckpt]} · "
         + (
             f"System 1: {found[policy]} acts; beside it, what "
             if actor == "policy"

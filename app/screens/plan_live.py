@@ -144,8 +144,7 @@ def _new_episode(run_id: str, scene: str) -> None:
 
 def _generative(run) -> bool:
     """The agent's model predicts pixels (worldmodels/generative.py), not latents."""
-    cfg = getattr(getattr(run, "model", None), "cfg", None)
-    return getattr(cfg, "objective", "jepa") == "generative"
+    return run.view().objective == "generative"
 
 
 def live(run_id: str, scene: str) -> None:

@@ -1,0 +1,317 @@
+"""Where a Plan page's agent computes: its run's thread, a process of its own, or Ray.
+
+A class of 30 on one server is 30 agents planning. In the web process's threads
+they take turns on one interpreter lock: a plan is many small torch calls, and
+Python's share of them serialises (two agents in two threads of one process
+planned 22 ms each where one alone took 12; in two processes, 12 each: iCEM N = 30,
+H = 16 on Reach, 2 cores, ``./lab bench class_load``). So on a CPU each session's
+``PlanSession`` lives in a process of its own (``ProcessHost``), started ahead
+(``Spares``) so a new page does not wait for torch and PyBullet to import; with
+Ray it lives in an actor (``RayHost``) on any machine of a cluster, and the web
+process only draws. On a GPU the sessions stay in the server's threads, where
+they share one copy of each world model and their imagination calls are
+batched into one (``worldmodels.batching``).
+
+How many sessions compute at once (the server's ``Turns``): the cores divided by
+the threads a plan uses best, ``THREADS_PER_PLAN``; the cluster's CPUs on Ray;
+one on a CPU in threads (the lock); ``GPU_SLOTS`` on a GPU (the batcher merges
+their calls).
+
+    placement = serving(device)          # what this machine does best
+    host = placement.open()              # a Host: start(...), handle(...), close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import multiprocessing as mp
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from agents.cost import CostSet
+from app.plansession import PlanSession, PlanSettings, Update
+from common.errors import LabError
+from experiments import fanout
+from worldmodels.batching import Shared
+
+log = logging.getLogger(__name__)
+
+# Torch threads a plan uses best: plans per second per core were highest at one
+# thread on 2 cores (iCEM N = 30: 12.4 ms at 1 thread and at 2; N = 1000: 38.7 ms
+# at 1, 28.5 at 2, so two one-thread plans serve 1.5x more): ``./lab bench
+# class_load`` measures it again (``plan_threads``)
+THREADS_PER_PLAN = 1
+GPU_SLOTS = 32  # sessions planning at once on one GPU: the batcher merges their calls
+SPARES = 1  # processes kept started ahead of the next session
+PLACEMENTS = ("thread", "process", "ray")
+
+
+class Host(Protocol):
+    """A ``PlanSession`` somewhere: the same three calls wherever it is."""
+
+    def start(self, settings: PlanSettings, costs: CostSet, device: torch.device) -> Update: ...
+
+    def handle(self, name: str, args: tuple = ()) -> Update: ...
+
+    def close(self) -> None: ...
+
+
+class ThreadHost:
+    """The session in the calling thread (one process; a GPU's sessions share models)."""
+
+    def __init__(self, share=None) -> None:
+        self.share = share  # worldmodels.batching.Shared: one model a checkpoint, batched
+        self.session: PlanSession | None = None
+
+    def start(self, settings: PlanSettings, costs: CostSet, device: torch.device) -> Update:
+        self.session = PlanSession(settings, costs, device, share=self.share)
+        return self.session.start()
+
+    def handle(self, name: str, args: tuple = ()) -> Update:
+        return self.session.handle(name, args)
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+
+def _answer(call) -> tuple[str, object]:
+    """A call's result as plain data that crosses a pipe or Ray: ("ok", value), ("lab",
+    message) for a LabError (said to the person), ("error", message) for a fault."""
+    try:
+        return "ok", call()
+    except LabError as e:
+        return "lab", str(e)
+    except Exception as e:  # a worker must report, not vanish
+        log.exception("a plan session failed")
+        return "error", f"{type(e).__name__}: {e}"
+
+
+def _result(answer: tuple[str, object]):
+    kind, value = answer
+    if kind == "ok":
+        return value
+    if kind == "lab":
+        raise LabError(value)
+    raise RuntimeError(value)
+
+
+def _serve(conn, threads: int) -> None:
+    """A session process's main: commands from the pipe, answers back, until closed."""
+    torch.set_num_threads(threads)
+    session: PlanSession | None = None
+    try:
+        while True:
+            try:
+                method, args = conn.recv()
+            except (EOFError, OSError):  # the server is gone
+                break
+            if method == "close":
+                break
+            if method == "start":
+                session = PlanSession(*args)
+                conn.send(_answer(session.start))
+            else:
+                conn.send(_answer(functools.partial(session.handle, *args)))
+    finally:
+        if session is not None:
+            session.close()
+
+
+class ProcessHost:
+    """The session in a spawned process of its own (``_serve``), over a pipe."""
+
+    def __init__(self, threads: int = THREADS_PER_PLAN) -> None:
+        ctx = mp.get_context("spawn")  # never fork a threaded server
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, threads), name="lab-plan", daemon=True)
+        self.proc.start()
+        child.close()
+        self._lock = threading.Lock()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.is_alive()
+
+    def _call(self, method: str, *args):
+        with self._lock:
+            try:
+                self.conn.send((method, args))
+                answer = self.conn.recv()
+            except (EOFError, OSError) as e:
+                self.proc.join(1)
+                raise LabError(
+                    f"the agent's process ended (exit code {self.proc.exitcode}): "
+                    "start it again (the server's log says why)"
+                ) from e
+        return _result(answer)
+
+    def start(self, settings: PlanSettings, costs: CostSet, device: torch.device) -> Update:
+        return self._call("start", settings, costs, device)
+
+    def handle(self, name: str, args: tuple = ()) -> Update:
+        return self._call("handle", name, args)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(("close", ()))
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join(5)
+        self.conn.close()
+
+
+class Spares:
+    """Session processes started ahead: a new session takes one (spawning and importing
+    torch, PyBullet and the agent takes seconds) and another starts behind it."""
+
+    def __init__(self, keep: int = SPARES, threads: int = THREADS_PER_PLAN) -> None:
+        self.keep, self.threads = keep, threads
+        self._ready: list[ProcessHost] = []
+        self._lock = threading.Lock()
+        self._filling = False
+
+    def take(self) -> ProcessHost:
+        with self._lock:
+            while self._ready:
+                host = self._ready.pop(0)
+                if host.alive:
+                    break
+            else:
+                host = None
+        self.fill()
+        return host or ProcessHost(self.threads)
+
+    def fill(self) -> None:
+        """Start processes in the background until ``keep`` are ready."""
+        with self._lock:
+            if self._filling or len(self._ready) >= self.keep:
+                return
+            self._filling = True
+        threading.Thread(target=self._fill, name="lab-spares", daemon=True).start()
+
+    def _fill(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if len(self._ready) >= self.keep:
+                        return
+                host = ProcessHost(self.threads)
+                with self._lock:
+                    self._ready.append(host)
+        finally:
+            with self._lock:
+                self._filling = False
+
+
+class _RaySession:
+    """A Ray actor holding one ``PlanSession`` (answers as plain data: ``_answer``)."""
+
+    def __init__(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.session: PlanSession | None = None
+
+    def start(self, settings, costs, device):
+        def go():
+            self.session = PlanSession(settings, costs, device)
+            return self.session.start()
+
+        return _answer(go)
+
+    def handle(self, name, args):
+        return _answer(lambda: self.session.handle(name, args))
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+
+class RayHost:
+    """The session in a Ray actor, on whichever machine of the cluster has a core free.
+    It plans on that machine's CPU (``THREADS_PER_PLAN`` cores reserved)."""
+
+    def __init__(self, address: str) -> None:
+        self.ray = fanout.connect(address)  # Ray is imported there, only when asked for
+        actor = self.ray.remote(num_cpus=THREADS_PER_PLAN)(_RaySession)
+        self.actor = actor.remote(THREADS_PER_PLAN)
+
+    def _call(self, method: str, *args):
+        try:
+            answer = self.ray.get(getattr(self.actor, method).remote(*args))
+        except self.ray.exceptions.RayError as e:
+            raise LabError(f"the agent's Ray actor failed: {e}") from e
+        return _result(answer)
+
+    def start(self, settings: PlanSettings, costs: CostSet, device: torch.device) -> Update:
+        return self._call("start", settings, costs, torch.device("cpu"))
+
+    def handle(self, name: str, args: tuple = ()) -> Update:
+        return self._call("handle", name, args)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ray.get(self.actor.close.remote(), timeout=10)
+        with contextlib.suppress(Exception):
+            self.ray.kill(self.actor)
+
+
+@dataclass
+class Placement:
+    """Where a server's sessions compute: ``kind`` one of PLACEMENTS; ``address`` Ray's."""
+
+    kind: str = "thread"
+    address: str = ""
+    spares: Spares | None = field(default=None, repr=False)
+    share: object = field(default=None, repr=False)  # worldmodels.batching.Shared (GPU)
+    problem: str = ""  # why the placement asked for is not the one in use (shown on Plan)
+
+    def __post_init__(self) -> None:
+        if self.kind not in PLACEMENTS:
+            raise LabError(f"placement {self.kind!r}: one of {', '.join(PLACEMENTS)}")
+        if self.kind == "ray" and not self.address:
+            raise LabError("Ray needs an address: local, HEAD:6379 or ray://HEAD:10001")
+        if self.kind == "process" and self.spares is None:
+            self.spares = Spares()
+
+    def open(self) -> Host:
+        if self.kind == "process":
+            return self.spares.take()
+        if self.kind == "ray":
+            return RayHost(self.address)
+        return ThreadHost(self.share)
+
+    def label(self) -> str:
+        """Where, in words (the Plan page's caption)."""
+        return {
+            "process": "in a process of its own",
+            "ray": f"in a Ray actor at {self.address}",
+            "thread": "imagination batched with the class's" if self.share else "in the server",
+        }[self.kind]
+
+    def slots(self) -> int:
+        """How many sessions compute at once (the module docstring)."""
+        if self.kind == "process":
+            return max(1, (os.cpu_count() or 1) // THREADS_PER_PLAN)
+        if self.kind == "ray":
+            return fanout.workers(fanout.connect(self.address))
+        return GPU_SLOTS if self.share is not None else 1
+
+
+def serving(device: torch.device, ray: str = "", placement: str = "") -> Placement:
+    """What a server does best here: Ray when given an address; on a GPU the server's
+    threads with shared, batched models; on a CPU of more than one core, processes.
+    ``placement`` (``LAB_PLACEMENT``) overrides the choice."""
+    kind = placement or ("ray" if ray else "thread" if device.type == "cuda" else "process")
+    if kind == "process" and (os.cpu_count() or 1) < 2:
+        kind = "thread"
+    share = None
+    if kind == "thread" and device.type == "cuda":
+        share = Shared()
+    return Placement(kind, ray, share=share)
