@@ -38,6 +38,7 @@ from agents.cost import CostSet
 from app.plansession import PlanSession, PlanSettings, Update
 from common.errors import LabError
 from experiments import fanout
+from worldmodels import compiled
 from worldmodels.batching import Shared
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,11 @@ def _result(answer: tuple[str, object]):
 def _serve(conn, threads: int) -> None:
     """A session process's main: commands from the pipe, answers back, until closed."""
     torch.set_num_threads(threads)
+    # The imagination is not compiled here unless LAB_COMPILE says so: each process would
+    # trace it again (seconds of a core, beside the class's plans) for 1.07x on a CPU
+    # (worldmodels.compiled); with it on, one student on Run was served at half the rate
+    # (``./lab bench class_load``)
+    os.environ.setdefault(compiled.ENV, "0")
     session: PlanSession | None = None
     try:
         while True:

@@ -110,8 +110,12 @@ class PlanRun(Run):
                 self.host = self.placement.open()
                 self._apply(self.host.start(self.settings, self._costs, self.device))
             while not self.stopping.is_set():
-                try:
-                    name, args = self.commands.get(timeout=0.02 if self.running else 0.25)
+                try:  # a running agent steps again at once unless a command waits
+                    name, args = (
+                        self.commands.get_nowait()
+                        if self.running
+                        else self.commands.get(timeout=0.25)
+                    )
                 except queue.Empty:
                     if self.running:
                         with self.turn():  # a running agent queues behind others' steps
