@@ -130,11 +130,24 @@ def _serve(conn, threads: int) -> None:
             session.close()
 
 
+def _context():
+    """Where session processes come from: a fork server that imported torch, PyBullet and
+    the agent once, so a new session is a fork of it (20 students arriving together waited
+    up to 40 s for their spawned processes to import all that on 2 cores:
+    ``./lab bench class_load``), never a fork of the threaded web server itself.
+    Spawned where there is no fork server (Windows)."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["app.hosts"])
+    return ctx
+
+
 class ProcessHost:
-    """The session in a spawned process of its own (``_serve``), over a pipe."""
+    """The session in a process of its own (``_serve``), over a pipe."""
 
     def __init__(self, threads: int = THREADS_PER_PLAN) -> None:
-        ctx = mp.get_context("spawn")  # never fork a threaded server
+        ctx = _context()
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_serve, args=(child, threads), name="lab-plan", daemon=True)
         self.proc.start()
@@ -175,8 +188,8 @@ class ProcessHost:
 
 
 class Spares:
-    """Session processes started ahead: a new session takes one (spawning and importing
-    torch, PyBullet and the agent takes seconds) and another starts behind it."""
+    """Session processes started ahead: a new session takes one (even from the fork
+    server, a process and its scene take a moment) and another starts behind it."""
 
     def __init__(self, keep: int = SPARES, threads: int = THREADS_PER_PLAN) -> None:
         self.keep, self.threads = keep, threads

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import plotly.graph_objects as go
 
 COST_BINS = 5  # sampled trajectories are drawn in this many colour bands of cost
 BAND_COLOURS = ["#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027"]  # cheap -> dear
@@ -575,3 +576,13 @@ def plain(text: str) -> str:
     """``text`` escaped for Streamlit's Markdown: a user's names and expressions shown as
     typed (``__import__`` not turned bold, ``:red[x]`` not coloured, ``$x$`` not maths)."""
     return str(text).translate(_MARKDOWN)
+
+
+def drawn(fig: dict | None):
+    """A figure of this module for ``st.plotly_chart``, as a plotly Figure that is not
+    validated again: given a dict, Streamlit builds a validated Figure from it on every
+    draw, and on a class's server that was most of the web process's work (20 agents on
+    Run: plotly's validation in 206 of the web process's 971 samples, ``./lab bench
+    class_load --phases run`` under py-spy). The figures here are tested as drawn
+    (tests/test_app_plan.py)."""
+    return None if fig is None else go.Figure(fig, _validate=False)

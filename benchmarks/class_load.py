@@ -364,14 +364,18 @@ def cpu_tree_seconds(pid: int) -> float:
 
 
 def measured(server, fn):
-    """``fn()``, with the cores the server (and its children) and the machine kept busy."""
-    from app_load import machine_cpu_seconds
+    """``fn()``, with the cores kept busy by the server (its processes: the web process and
+    the agents'), by the web process alone, and by the machine."""
+    from app_load import cpu_seconds, machine_cpu_seconds
 
-    cpu0, all0, t0 = cpu_tree_seconds(server.proc.pid), machine_cpu_seconds(), time.monotonic()
+    pid = server.proc.pid
+    cpu0, web0, all0 = cpu_tree_seconds(pid), cpu_seconds(pid), machine_cpu_seconds()
+    t0 = time.monotonic()
     out = fn()
     wall = time.monotonic() - t0
     cores = {
-        "server_cores": round((cpu_tree_seconds(server.proc.pid) - cpu0) / wall, 2),
+        "server_cores": round((cpu_tree_seconds(pid) - cpu0) / wall, 2),
+        "web_cores": round((cpu_seconds(pid) - web0) / wall, 2),
         "machine_cores": round((machine_cpu_seconds() - all0) / wall, 2),
         "wall_s": round(wall, 1),
     }
@@ -399,7 +403,7 @@ def step_figures(people: list[dict]) -> dict:
 
 
 def serve(args, placement: str, home: str):
-    env = {"LAB_PLACEMENT": placement}
+    env = {"LAB_PLACEMENT": placement, **({"LAB_SWITCH": os.environ["LAB_SWITCH"]} if os.environ.get("LAB_SWITCH") else {})}
     if placement == "ray":
         env["LAB_RAY"] = args.ray or "local"
     return LabServer(home=home, omp_threads=None, log=args.log, **env)
@@ -412,7 +416,7 @@ def one_placement(args, placement: str) -> dict:
         server = serve(args, placement, home)
         with server as url:
             _phases(args, placement, server, url, out)
-    one = out["run_one"]["steps_per_s"]
+    one = out.get("run_one", {}).get("steps_per_s")
     out["served_ratio"] = round(out["run_class"]["steps_per_s"] / one, 2) if one else None
     return out
 
@@ -422,6 +426,8 @@ def _phases(args, placement: str, server, url: str, out: dict) -> None:
     warm = argparse.Namespace(**{**vars(args), "steps": 2})
     together(stepping, url, 1, warm, server)  # imports, the first model load: not timed
     for k, label in ((1, "step_one"), (args.students, "step_class")):
+        if "step" not in args.phases:
+            break
         browsers = args.browsers if label == "step_class" else 0
         beside = (lambda b=browsers: browsers_stepping(url, b, args)) if browsers else None
         people, cores = together(stepping, url, k, args, server, beside)
@@ -437,6 +443,8 @@ def _phases(args, placement: str, server, url: str, out: dict) -> None:
             }
         _say(placement, label, out[label])
     for k, label in ((1, "run_one"), (args.run_students, "run_class")):
+        if "run" not in args.phases:
+            break
         people, cores = together(running, url, k, args, server)
         rates = [p["steps_per_s"] for p in people]
         out[label] = {
@@ -457,7 +465,8 @@ def _say(placement: str, label: str, r: dict) -> None:
             f"[{placement}] {label}: {r['students']} student(s), step p50 {r['step_ms_p50']} ms, "
             f"p95 {r['step_ms_p95']} ms over {r['steps']} steps, {r['lost']} lost "
             f"{r['why_lost'] or ''}; term edit {r['edit_ms_p50']} ms; plan {r['plan_ms_p50']} ms; "
-            f"page load max {r['load_s_max']} s; cores busy: server {r['server_cores']}, "
+            f"page load max {r['load_s_max']} s; cores busy: server {r['server_cores']} (web "
+            f"{r['web_cores']}), "
             f"machine {r['machine_cores']} of {os.cpu_count()}",
             flush=True,
         )
@@ -465,7 +474,8 @@ def _say(placement: str, label: str, r: dict) -> None:
         print(
             f"[{placement}] {label}: {r['students']} student(s) on Run, {r['steps_per_s']} steps "
             f"served per s ({r['per_student']}), {r['lost']} lost {r['why_lost'] or ''}; cores "
-            f"busy: server {r['server_cores']}, machine {r['machine_cores']}",
+            f"busy: server {r['server_cores']} (web {r['web_cores']}), machine "
+            f"{r['machine_cores']}; page load max {r['load_s_max']} s",
             flush=True,
         )
 
@@ -531,6 +541,7 @@ def main() -> int:
         "episodes do not end early on Run; reach: the page's first scene)",
     )
     ap.add_argument("--quick", action="store_true", help="4 students, 4 steps, 8 s on Run")
+    ap.add_argument("--phases", default="step,run", help="which: step, run or both")
     ap.add_argument("--log", default=None, help="write the server's log here")
     args = ap.parse_args()
     if args.quick:
@@ -542,6 +553,8 @@ def main() -> int:
         places.append("ray")
     results = [one_placement(args, p) for p in places]
     for r in results:
+        if not {"step_class", "run_class"} <= set(r):
+            continue
         c, run = r["step_class"], r["run_class"]
         print(
             f"{r['placement']}: {c['students']} stepping, p95 {c['step_ms_p95']} ms "

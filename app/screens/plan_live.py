@@ -271,8 +271,10 @@ def live(run_id: str, scene: str) -> None:
     if len(names) == 2:
         clickable = len(run.scene_goal_signals) == 2  # Kitchen's goal has a height too
         picked = g[0].plotly_chart(
-            views.trajectories(
-                v, names, clickable=clickable, bounds=views.plane_bounds(v.in_force, names)
+            views.drawn(
+                views.trajectories(
+                    v, names, clickable=clickable, bounds=views.plane_bounds(v.in_force, names)
+                )
             ),
             key="plan/traj",
             on_select="rerun" if clickable else "ignore",
@@ -303,22 +305,24 @@ def live(run_id: str, scene: str) -> None:
         if len(run.scene_goal_signals) == 2:
             pick[1].caption("or click the plane above: the goal goes there")
     if v.terms:
-        g[1].plotly_chart(views.term_bars(v.terms, hard, off), key="plan/terms")
+        g[1].plotly_chart(views.drawn(views.term_bars(v.terms, hard, off)), key="plan/terms")
     shown = list(v.shown)
     if shown:
         g[1].container(key="plan-signals").plotly_chart(
-            views.signals_over_time(v, shown, {}), key="plan/signals"
+            views.drawn(views.signals_over_time(v, shown, {})), key="plan/signals"
         )
     if v.goal_steps is not None and not goal_free:  # a steps-to-go head (worldmodels/distance.py)
         if home.steps_to_go_measured(scene, run.obs):
-            g[0].plotly_chart(views.goal_distance(v, list(run.scene_goal_signals)), key="plan/goal")
+            g[0].plotly_chart(
+                views.drawn(views.goal_distance(v, list(run.scene_goal_signals))), key="plan/goal"
+            )
         else:  # drawn unmeasured, it rose along plans that closed in on the goal
             g[0].caption(
                 "Steps to go: this model has a steps-to-go head, but it is not measured to "
                 f"track progress in {scene} (`./lab bench label_free` measures it where the "
                 "agent reaches goals planning on it), so it is not drawn."
             )
-    fig = views.guardrails(v)
+    fig = views.drawn(views.guardrails(v))
     if fig is not None:
         st.plotly_chart(fig, key="plan/guard")
     fast = run.running
