@@ -253,12 +253,15 @@ class _RaySession:
 
 
 class RayHost:
-    """The session in a Ray actor, on whichever machine of the cluster has a core free.
-    It plans on that machine's CPU (``THREADS_PER_PLAN`` cores reserved)."""
+    """The session in a Ray actor on a machine of the cluster; it plans on that machine's
+    CPU with ``THREADS_PER_PLAN`` threads."""
 
     def __init__(self, address: str) -> None:
         self.ray = fanout.connect(address)  # Ray is imported there, only when asked for
-        actor = self.ray.remote(num_cpus=THREADS_PER_PLAN)(_RaySession)
+        # no CPU reserved for the actor's life (a class of 30 would wait for 30 free cores):
+        # the server's turns let as many plan at once as the cluster has cores, and the
+        # actors are spread over its machines
+        actor = self.ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_RaySession)
         self.actor = actor.remote(THREADS_PER_PLAN)
 
     def _call(self, method: str, *args):

@@ -1,7 +1,7 @@
 """A class on one server: K students on the Plan page at once, without K browsers.
 
-    ./lab bench class_load [--students 10] [--quick] [--placement thread,process]
-                           [--ray local] [--browsers 1] [--scene reach]
+    ./lab bench class_load [--students 10] [--quick] [--placement thread,process,ray]
+                           [--ray ADDRESS] [--browsers 1] [--scene ballrun] [--phases step,run]
 
 One real Streamlit server (started as ``./lab`` starts it) per placement of its
 agents (``app/hosts.py``: ``thread``, the server's own threads, one at a time;
@@ -403,7 +403,7 @@ def step_figures(people: list[dict]) -> dict:
 
 
 def serve(args, placement: str, home: str):
-    env = {"LAB_PLACEMENT": placement, **({"LAB_SWITCH": os.environ["LAB_SWITCH"]} if os.environ.get("LAB_SWITCH") else {})}
+    env = {"LAB_PLACEMENT": placement}
     if placement == "ray":
         env["LAB_RAY"] = args.ray or "local"
     return LabServer(home=home, omp_threads=None, log=args.log, **env)
@@ -530,7 +530,7 @@ def main() -> int:
     ap.add_argument("--think", type=float, default=1.0, help="seconds between presses")
     ap.add_argument("--run-seconds", type=float, default=20.0, help="seconds on Run")
     ap.add_argument(
-        "--placement", default="thread,process", help="comma-separated: thread, process, ray"
+        "--placement", default="thread,process,ray", help="comma-separated: thread, process, ray"
     )
     ap.add_argument("--ray", default="", help="the Ray address for the ray placement (local)")
     ap.add_argument("--browsers", type=int, default=1, help="real browsers beside the class")
@@ -546,7 +546,8 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.students, args.run_students = min(args.students, 4), min(args.run_students, 4)
-        args.steps, args.run_seconds, args.browsers = min(args.steps, 4), 8.0, 0
+        args.steps, args.browsers = min(args.steps, 4), 0
+        args.run_seconds = min(args.run_seconds, 8.0)
     threads = plan_threads(2 if args.quick else 6)
     places = [p.strip() for p in args.placement.split(",") if p.strip()]
     if args.ray and "ray" not in places:
