@@ -42,17 +42,36 @@ def connect(address: str, cpus: int | None = None):
         if not ray.is_initialized():
             env = {"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}}
             kw = {"num_cpus": cpus} if address == "local" else {"address": address}
+            kw.update(
+                runtime_env=env, include_dashboard=False, log_to_driver=False, logging_level="ERROR"
+            )
             try:
-                ray.init(
-                    **kw,
-                    runtime_env=env,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level="ERROR",
-                )
+                _init_for_good(ray, kw)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise LabError(f"Ray did not start at {address!r}: {e}") from e
     return ray
+
+
+def _init_for_good(ray, kw: dict) -> None:
+    """``ray.init`` in a thread that lives as long as the process. Ray's own processes
+    (GCS, raylet) die with the thread that started them (the parent-death signal is a
+    thread's): started from a Streamlit script run or an experiment's thread, they were
+    killed when it ended, and the next call hung, then the process was terminated."""
+    done, box = threading.Event(), {}
+
+    def keep() -> None:
+        try:
+            ray.init(**kw)
+        except Exception as e:  # given back to the caller
+            box["error"] = e
+        done.set()
+        if "error" not in box:
+            threading.Event().wait()  # never set: this thread holds Ray's processes
+
+    threading.Thread(target=keep, name="lab-ray", daemon=True).start()
+    done.wait()
+    if "error" in box:
+        raise box["error"]
 
 
 def workers(ray) -> int:

@@ -143,6 +143,12 @@ def test_ray_actors_plan_as_the_server_does(tmp_path):
     here, mine = episode(hosts.Placement("thread"))
     stop(here)
     place = hosts.Placement("ray", "local")
+    # Ray started from a thread that ends (a Streamlit script run does): its processes
+    # must outlive that thread
+    asked = threading.Thread(target=place.slots)
+    asked.start()
+    asked.join(120)
+    time.sleep(2)
     assert place.slots() >= 1
     runs = [PlanRun(reach(), preset_costs("reach")["task only"], CPU, place) for _ in range(2)]
     for run in runs:

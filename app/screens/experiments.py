@@ -423,15 +423,25 @@ def _cell(v: dict) -> str:
 
 
 def ray_toggle(where, key: str) -> str | None:
-    """Whether to fan the episodes out over Ray on this machine: "local" or None."""
+    """Whether to fan the episodes out over Ray: on the server's cluster when it serves
+    from one (``./lab --ray ADDRESS``: on by default), else on this machine ("local");
+    None when off."""
+    place = registry().placement
+    cluster = place.address if place is not None and place.kind == "ray" else ""
     on = where.toggle(
         "Episodes on Ray",
-        key=seeded(key, False),
+        key=seeded(key, bool(cluster)),
         help="Run the episodes in parallel, one Ray worker per core (experiments.fanout); the "
-        "results are the same as without it. Ray starts once per server (seconds). To use "
-        "a cluster, run ./lab evaluate or ./lab stress with --ray ADDRESS (README).",
+        "results are the same as without it. "
+        + (
+            f"This server serves from the Ray cluster at {cluster}: the episodes go there."
+            if cluster
+            else "Ray starts once per server (seconds). To use a cluster, start the lab "
+            "with ./lab --ray ADDRESS, or run ./lab evaluate or ./lab stress with --ray "
+            "ADDRESS (README)."
+        ),
     )
-    return "local" if on else None
+    return (cluster or "local") if on else None
 
 
 def stress_form(scene: str, ckpt: str) -> StressRun | None:
