@@ -103,14 +103,19 @@ def _result(answer: tuple[str, object]):
     raise RuntimeError(value)
 
 
+def _worker(threads: int) -> None:
+    """A session's own process (or Ray worker): ``threads`` torch threads, and the
+    imagination not compiled unless LAB_COMPILE says so: each process would trace it again
+    (seconds of a core, beside the class's plans) for 1.07x on a CPU (worldmodels.compiled),
+    and with it on, one student on Run was served 13.2 steps/s, 37.3 with it off (27.0 in
+    the server's threads; ``./lab bench class_load --quick``, 2 cores)."""
+    torch.set_num_threads(threads)
+    os.environ.setdefault(compiled.ENV, "0")
+
+
 def _serve(conn, threads: int) -> None:
     """A session process's main: commands from the pipe, answers back, until closed."""
-    torch.set_num_threads(threads)
-    # The imagination is not compiled here unless LAB_COMPILE says so: each process would
-    # trace it again (seconds of a core, beside the class's plans) for 1.07x on a CPU
-    # (worldmodels.compiled); with it on, one student on Run was served at half the rate
-    # (``./lab bench class_load``)
-    os.environ.setdefault(compiled.ENV, "0")
+    _worker(threads)
     session: PlanSession | None = None
     try:
         while True:
@@ -234,7 +239,7 @@ class _RaySession:
     """A Ray actor holding one ``PlanSession`` (answers as plain data: ``_answer``)."""
 
     def __init__(self, threads: int) -> None:
-        torch.set_num_threads(threads)
+        _worker(threads)
         self.session: PlanSession | None = None
 
     def start(self, settings, costs, device):

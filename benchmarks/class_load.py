@@ -2,6 +2,7 @@
 
     ./lab bench class_load [--students 10] [--quick] [--placement thread,process,ray]
                            [--ray ADDRESS] [--browsers 1] [--scene ballrun] [--phases step,run]
+                           [--samples N]
 
 One real Streamlit server (started as ``./lab`` starts it) per placement of its
 agents (``app/hosts.py``: ``thread``, the server's own threads, one at a time;
@@ -56,7 +57,7 @@ from common.results import save  # noqa: E402
 
 TIMEOUT_S = 120.0  # an answer later than this: the student is lost
 STATUS = re.compile(r"\*\*step (\d+)\*\* · ([^·]+)·(?:.*?plan (\d+) ms)?.*?cost version (\d+)")
-WIDGETS = ("button", "selectbox", "text_input", "number_input", "toggle", "checkbox", "radio")
+WIDGETS = ("button", "selectbox", "text_input", "number_input", "slider", "checkbox", "radio")
 
 
 class LostError(Exception):
@@ -214,6 +215,15 @@ class Student:
             self.wait(lambda: self.step >= 0)
         return time.perf_counter() - t0
 
+    def search(self, samples: int) -> None:
+        """Set the sidebar's Samples N (the agent plans with it from the next plan on)."""
+        from streamlit.proto.Common_pb2 import StringArray
+
+        wid, frag, _ = self.widget("slider", "Samples N")
+        state = self.WidgetState(id=wid, string_array_value=StringArray(data=[str(samples)]))
+        self.rerun(frag, [state])
+        self.wait(lambda: not self.busy)
+
     def step_once(self) -> float:
         """Press Step; ms until the status line shows the next step."""
         want = self.step + 1
@@ -297,6 +307,8 @@ def together(act, url: str, k: int, args, server, beside=None) -> tuple[list[dic
         try:
             s = Student(url, f"student-{i}")
             out["load_s"] = s.open(args.scene)
+            if args.samples:
+                s.search(args.samples)
         except Exception as e:  # a lost student counts, and stops
             out["lost"] = f"{type(e).__name__}: {e}"
         gate.wait()
@@ -541,6 +553,7 @@ def main() -> int:
         "episodes do not end early on Run; reach: the page's first scene)",
     )
     ap.add_argument("--quick", action="store_true", help="4 students, 4 steps, 8 s on Run")
+    ap.add_argument("--samples", type=int, default=0, help="the Samples N each student sets")
     ap.add_argument("--phases", default="step,run", help="which: step, run or both")
     ap.add_argument("--log", default=None, help="write the server's log here")
     args = ap.parse_args()

@@ -18,6 +18,7 @@ imported here only, when asked for.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from pathlib import Path
 
@@ -42,6 +43,12 @@ def connect(address: str, cpus: int | None = None):
         if not ray.is_initialized():
             env = {"env_vars": {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}}
             kw = {"num_cpus": cpus} if address == "local" else {"address": address}
+            if address == "local":
+                # Ray runs its workers at nice 15: a class's agents (app.hosts.RayHost) got
+                # next to nothing beside the web server on the same cores (20 on Run were
+                # served 3.6 steps/s between them, 44 without the server: ./lab bench
+                # class_load --placement ray); a cluster's own `ray start` takes it too
+                os.environ.setdefault("RAY_worker_niceness", "0")
             kw.update(
                 runtime_env=env, include_dashboard=False, log_to_driver=False, logging_level="ERROR"
             )
