@@ -204,15 +204,16 @@ class Student:
     def open(self, scene: str | None = None) -> float:
         """Open Plan (the default page) and wait for the agent's first status; seconds."""
         t0 = time.perf_counter()
+        ready = lambda: self.step >= 0 and not self.state.startswith("starting")  # noqa: E731
         self.rerun()
-        self.wait(lambda: self.step >= 0)
+        self.wait(ready)
         if scene:
             wid, frag, w = self.widget("selectbox", "Scene")
             label = next(o for o in w.options if scene in o.lower().replace(" ", ""))
             with self.cv:
                 self.step = -1
             self.rerun(frag, [self.WidgetState(id=wid, string_value=label)])
-            self.wait(lambda: self.step >= 0)
+            self.wait(ready)
         return time.perf_counter() - t0
 
     def search(self, samples: int) -> None:

@@ -29,6 +29,7 @@ README = (ROOT / "README.md").read_text()
 PROSE = re.sub(r"\s+", " ", README.replace("**", ""))  # one line, bold marks dropped
 REFERENCE = (
     "agent_quality",
+    "class_load",
     "guardrail_science",
     "hierarchy",
     "label_free",
@@ -493,3 +494,21 @@ def test_readme_ppol_table_quotes_the_four_tasks():
         assert published == " / ".join(str(v) for v in r["published_ppol"])
         assert new_rule == r["new_rule"]
         assert old_cost == f"{r['ppol_old_new_cost']:g}"
+
+
+def test_readme_class_table_quotes_class_load():
+    found = {p["placement"]: p for p in figures("class_load")["placements"]}
+    rows = table("| placement | 10 stepping")
+    assert [r[0].strip("`") for r in rows] == list(found)
+    for name, step, run, load, web in rows:
+        p = found[name.strip("`")]
+        c, r, one = p["step_class"], p["run_class"], p["run_one"]
+        p50, p95, lost = re.fullmatch(r"([\d.]+) / ([\d.]+), (\d+) lost", step).groups()
+        assert agrees(p50, c["step_ms_p50"]) and agrees(p95, c["step_ms_p95"]), (name, step)
+        assert int(lost) == c["lost"], (name, step)
+        served, ratio, alone = re.fullmatch(r"([\d.]+) \(([\d.]+) x ([\d.]+)\)", run).groups()
+        assert agrees(served, r["steps_per_s"]) and agrees(alone, one["steps_per_s"]), run
+        assert agrees(ratio, p["served_ratio"]), (name, run)
+        stepping, running = load.split(" / ")
+        assert agrees(stepping, c["load_s_max"]) and agrees(running, r["load_s_max"]), load
+        assert agrees(web, r["web_cores"]), (name, web)

@@ -192,6 +192,8 @@ def live(run_id: str, scene: str) -> None:
     state = "running" if run.running else ("episode over" if v.done else "paused")
     if run.idle_stopped and not run.running:
         state += " (paused while nobody watched)"
+    if v.version == 0:  # its scene, model and first plan are still being made
+        state = "starting (a busy server or a new Ray worker can take a while)"
     goal_free = not run.scene_goal_signals  # a Bullet-Safety-Gym task: reward and cost
     line = (
         f"**step {v.t}** · {state} · "
