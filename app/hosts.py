@@ -28,6 +28,7 @@ import functools
 import logging
 import multiprocessing as mp
 import os
+import signal
 import threading
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -54,7 +55,9 @@ PLACEMENTS = ("thread", "process", "ray")
 
 
 class Host(Protocol):
-    """A ``PlanSession`` somewhere: the same three calls wherever it is."""
+    """A ``PlanSession`` somewhere: the same calls wherever it is."""
+
+    def ready(self) -> None: ...  # waits until it can take commands (a Ray actor starting)
 
     def start(self, settings: PlanSettings, costs: CostSet, device: torch.device) -> Update: ...
 
@@ -69,6 +72,9 @@ class ThreadHost:
     def __init__(self, share=None) -> None:
         self.share = share  # worldmodels.batching.Shared: one model a checkpoint, batched
         self.session: PlanSession | None = None
+
+    def ready(self) -> None:
+        pass
 
     def start(self, settings: PlanSettings, costs: CostSet, device: torch.device) -> Update:
         self.session = PlanSession(settings, costs, device, share=self.share)
@@ -115,6 +121,7 @@ def _worker(threads: int) -> None:
 
 def _serve(conn, threads: int) -> None:
     """A session process's main: commands from the pipe, answers back, until closed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's: it closes us
     _worker(threads)
     session: PlanSession | None = None
     try:
@@ -163,10 +170,17 @@ class ProcessHost:
     def alive(self) -> bool:
         return self.proc.is_alive()
 
+    def ready(self) -> None:
+        pass
+
     def _call(self, method: str, *args):
         with self._lock:
             try:
                 self.conn.send((method, args))
+                # a long plan may take its time; a process that died is said at once
+                while not self.conn.poll(0.5):
+                    if not self.proc.is_alive():
+                        raise EOFError
                 answer = self.conn.recv()
             except (EOFError, OSError) as e:
                 self.proc.join(1)
@@ -193,8 +207,8 @@ class ProcessHost:
 
 
 class Spares:
-    """Session processes started ahead: a new session takes one (even from the fork
-    server, a process and its scene take a moment) and another starts behind it."""
+    """Session processes started ahead: a new session takes one (even forked from the
+    fork server, a process takes a moment) and another starts behind it."""
 
     def __init__(self, keep: int = SPARES, threads: int = THREADS_PER_PLAN) -> None:
         self.keep, self.threads = keep, threads
@@ -203,15 +217,23 @@ class Spares:
         self._filling = False
 
     def take(self) -> ProcessHost:
+        host = None
         with self._lock:
-            while self._ready:
+            while self._ready and host is None:
                 host = self._ready.pop(0)
-                if host.alive:
-                    break
-            else:
-                host = None
+                if not host.alive:
+                    host.close()
+                    host = None
         self.fill()
         return host or ProcessHost(self.threads)
+
+    def close(self) -> None:
+        """End the spares (a server shutting down, a test done)."""
+        self.keep = 0
+        with self._lock:
+            ready, self._ready = self._ready, []
+        for host in ready:
+            host.close()
 
     def fill(self) -> None:
         """Start processes in the background until ``keep`` are ready."""
@@ -242,6 +264,9 @@ class _RaySession:
         _worker(threads)
         self.session: PlanSession | None = None
 
+    def ping(self) -> bool:
+        return True
+
     def start(self, settings, costs, device):
         def go():
             self.session = PlanSession(settings, costs, device)
@@ -257,24 +282,34 @@ class _RaySession:
             self.session.close()
 
 
+@functools.cache
+def _ray_session(ray):
+    """The actor class, made once: no CPU reserved for an actor's life (a class of 30
+    would wait for 30 free cores; the server's turns let as many plan at once as the
+    cluster has cores), and the actors spread over the cluster's machines."""
+    return ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_RaySession)
+
+
 class RayHost:
     """The session in a Ray actor on a machine of the cluster; it plans on that machine's
     CPU with ``THREADS_PER_PLAN`` threads."""
 
     def __init__(self, address: str) -> None:
         self.ray = fanout.connect(address)  # Ray is imported there, only when asked for
-        # no CPU reserved for the actor's life (a class of 30 would wait for 30 free cores):
-        # the server's turns let as many plan at once as the cluster has cores, and the
-        # actors are spread over its machines
-        actor = self.ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(_RaySession)
-        self.actor = actor.remote(THREADS_PER_PLAN)
+        self.actor = _ray_session(self.ray).remote(THREADS_PER_PLAN)
 
-    def _call(self, method: str, *args):
+    def ready(self) -> None:
+        """Wait for the actor's worker process (a fresh interpreter: seconds)."""
+        self._call_raw("ping")
+
+    def _call_raw(self, method: str, *args):
         try:
-            answer = self.ray.get(getattr(self.actor, method).remote(*args))
+            return self.ray.get(getattr(self.actor, method).remote(*args))
         except self.ray.exceptions.RayError as e:
             raise LabError(f"the agent's Ray actor failed: {e}") from e
-        return _result(answer)
+
+    def _call(self, method: str, *args):
+        return _result(self._call_raw(method, *args))
 
     def start(self, settings: PlanSettings, costs: CostSet, device: torch.device) -> Update:
         return self._call("start", settings, costs, torch.device("cpu"))
@@ -314,6 +349,11 @@ class Placement:
             return RayHost(self.address)
         return ThreadHost(self.share)
 
+    def close(self) -> None:
+        """End the processes started ahead (a server shutting down, a test done)."""
+        if self.spares is not None:
+            self.spares.close()
+
     def label(self) -> str:
         """Where, in words (the Plan page's caption)."""
         return {
@@ -325,7 +365,7 @@ class Placement:
     def slots(self) -> int:
         """How many sessions compute at once (the module docstring)."""
         if self.kind == "process":
-            return max(1, (os.cpu_count() or 1) // THREADS_PER_PLAN)
+            return max(1, cores() // THREADS_PER_PLAN)
         if self.kind == "ray":
             return fanout.workers(fanout.connect(self.address))
         return GPU_SLOTS if self.share is not None else 1
@@ -336,9 +376,17 @@ def serving(device: torch.device, ray: str = "", placement: str = "") -> Placeme
     threads with shared, batched models; on a CPU of more than one core, processes.
     ``placement`` (``LAB_PLACEMENT``) overrides the choice."""
     kind = placement or ("ray" if ray else "thread" if device.type == "cuda" else "process")
-    if kind == "process" and (os.cpu_count() or 1) < 2:
+    if kind == "process" and cores() < 2:
         kind = "thread"
     share = None
     if kind == "thread" and device.type == "cuda":
         share = Shared()
-    return Placement(kind, ray, share=share)
+    place = Placement(kind, ray, share=share)
+    if place.spares is not None:
+        place.spares.fill()  # the first student need not wait for a process either
+    return place
+
+
+def cores() -> int:
+    """The cores this process may run on (a container's share, not the machine's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

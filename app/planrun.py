@@ -29,6 +29,7 @@ from app.runs import Run
 from common.errors import LabError
 
 __all__ = ["PlanRun", "PlanSettings", "View"]
+PAGE_OWNED = ("speed", "options")  # settings the page writes on the run, read here
 
 
 class PlanRun(Run):
@@ -57,6 +58,8 @@ class PlanRun(Run):
 
     # --- commands (page thread) ----------------------------------------------------
     def send(self, name: str, *args) -> None:
+        if name == "run":
+            self.idle_stopped = False  # someone pressed Run: it no longer idles
         self.commands.put((name, args))
 
     @property
@@ -83,7 +86,7 @@ class PlanRun(Run):
     def running(self) -> bool:
         """Stepping on its own (Run) until paused, done or idle."""
         with self.lock:
-            return self._view.running
+            return self.active and self._view.running
 
     @property
     def plot_signals(self) -> tuple[str, ...]:
@@ -106,8 +109,9 @@ class PlanRun(Run):
     # --- the thread ----------------------------------------------------------------------
     def work(self) -> None:
         try:
+            self.host = self.placement.open()  # a process or an actor starting: no turn taken
+            self.host.ready()
             with self.turn():
-                self.host = self.placement.open()
                 self._apply(self.host.start(self.settings, self._costs, self.device))
             while not self.stopping.is_set():
                 try:  # a running agent steps again at once unless a command waits
@@ -130,6 +134,7 @@ class PlanRun(Run):
         finally:
             if self.host is not None:
                 self.host.close()
+                self.host = None
 
     def _apply(self, up: Update) -> None:
         """The session's update: its view, after the episode's history so far."""
@@ -137,10 +142,11 @@ class PlanRun(Run):
             history = self._view.history[: up.start] + up.steps
             self._view = dataclasses.replace(up.view, history=history)
             # the session's settings (a search it refused left its old ones; a reset moved
-            # its seed: a reopened tab starts from this episode), with the page's own speed
-            # and the options of the next episode
-            page = self.settings
-            self.settings = dataclasses.replace(up.settings, speed=page.speed, options=page.options)
+            # its seed: a reopened tab starts from this episode), copied into the object the
+            # page holds and writes: its own speed and the next episode's options stay
+            for f in dataclasses.fields(PlanSettings):
+                if f.name not in PAGE_OWNED:
+                    setattr(self.settings, f.name, getattr(up.settings, f.name))
 
     # --- the episode as a video (page thread; reads the history only) -------------------
     def video(self, fmt: str = "gif") -> bytes:

@@ -190,7 +190,6 @@ class PlanSession:
                 self._step()
             elif name == "run":
                 self.running = not self._view.done
-                self.idle_stopped = False
                 self._publish(status="running" if self.running else "paused")
             elif name == "pause":
                 self.running = False

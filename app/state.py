@@ -36,10 +36,6 @@ def registry() -> Registry:
         placement.problem = str(e)
         slots = placement.slots()
     log.info("agents compute in %s, %d at once", placement.kind, slots)
-    if os.environ.get("LAB_SWITCH"):
-        import sys
-
-        sys.setswitchinterval(float(os.environ["LAB_SWITCH"]))
     return Registry(slots=slots, placement=placement)
 
 

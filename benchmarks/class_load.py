@@ -52,8 +52,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import torch  # noqa: E402
+
+import scenes  # noqa: E402
+from agents.agent import AgentConfig  # noqa: E402
+from agents.build import build_agent  # noqa: E402
+from agents.cost import CostSet  # noqa: E402
+from agents.planners import PlannerConfig  # noqa: E402
 from app.serve import CHROMIUM, CHROMIUM_ARGS, LabServer  # noqa: E402
 from common.results import save  # noqa: E402
+from worldmodels import compiled  # noqa: E402
+from worldmodels.checkpoint import load_checkpoint  # noqa: E402
 
 TIMEOUT_S = 120.0  # an answer later than this: the student is lost
 STATUS = re.compile(r"\*\*step (\d+)\*\* · ([^·]+)·(?:.*?plan (\d+) ms)?.*?cost version (\d+)")
@@ -495,32 +504,24 @@ def _say(placement: str, label: str, r: dict) -> None:
 
 def plan_threads(rounds: int) -> dict:
     """Plans per second per core of the Plan page's default agent on Reach at 1..cores
-    torch threads, interleaved over ``rounds`` (this process; the compile is off)."""
-    os.environ["LAB_COMPILE"] = "0"
-    import torch
-
-    import scenes
-    from agents.agent import AgentConfig
-    from agents.build import build_agent
-    from agents.cost import CostSet
-    from agents.planners import PlannerConfig
-    from worldmodels.checkpoint import load_checkpoint
-
+    torch threads, interleaved over ``rounds`` (in this process, the imagination not
+    compiled: as an agent's own process plans, ``app.hosts``)."""
     model, _ = load_checkpoint(ROOT / "pretrained" / "reach-state")
     scene = scenes.make("reach").unwrapped
     agent = build_agent(model, scene, CostSet(), AgentConfig(search=PlannerConfig()), seed=0)
     agent.reset(seed=0)
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0))
     times: dict[int, list[float]] = {n: [] for n in range(1, cores + 1)}
     before = torch.get_num_threads()
-    for _ in range(rounds):
-        for n in times:
-            torch.set_num_threads(n)
-            agent.think()
-            t0 = time.perf_counter()
-            for _ in range(10):
+    with compiled.off():
+        for _ in range(rounds):
+            for n in times:
+                torch.set_num_threads(n)
                 agent.think()
-            times[n].append((time.perf_counter() - t0) / 10)
+                t0 = time.perf_counter()
+                for _ in range(10):
+                    agent.think()
+                times[n].append((time.perf_counter() - t0) / 10)
     torch.set_num_threads(before)
     scene.close()
     plan_ms = {n: float(np.median(t)) * 1e3 for n, t in times.items()}

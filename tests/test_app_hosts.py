@@ -6,6 +6,7 @@ the same seed gives the same plan wherever the agent is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,13 +16,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import plotly.io
+import plotly.tools
 import pytest
 import torch
 
 from agents.cost import CostSet, Term
-from app import hosts
+from app import hosts, views
 from app.home import PRETRAINED, preset_costs
 from app.planrun import PlanRun, PlanSettings
+from app.plansession import PlanSession
 from app.runs import Registry
 from common.errors import LabError
 from worldmodels.batching import Batcher, Shared
@@ -44,6 +48,20 @@ def reach() -> PlanSettings:
     return PlanSettings(scene="reach", checkpoint=str(PRETRAINED / "reach-state"))
 
 
+@pytest.fixture
+def placed():
+    """Placements made by a test, closed after it (their processes started ahead)."""
+    made: list[hosts.Placement] = []
+
+    def make(*args, **kw) -> hosts.Placement:
+        made.append(hosts.Placement(*args, **kw))
+        return made[-1]
+
+    yield make
+    for place in made:
+        place.close()
+
+
 def episode(placement: hosts.Placement, steps: int = 3) -> tuple[PlanRun, list]:
     """A Reach agent placed so, stepped ``steps`` times; the run and its actions."""
     run = PlanRun(reach(), preset_costs("reach")["task only"], CPU, placement).start()
@@ -61,10 +79,10 @@ def stop(run: PlanRun) -> None:
     assert until(lambda: not run.active, timeout=30)
 
 
-def test_an_agent_in_a_process_of_its_own_plans_as_in_a_thread():
-    here, mine = episode(hosts.Placement("thread"))
+def test_an_agent_in_a_process_of_its_own_plans_as_in_a_thread(placed):
+    here, mine = episode(placed("thread"))
     stop(here)
-    run, theirs = episode(hosts.Placement("process"))
+    run, theirs = episode(placed("process"))
     assert theirs == mine  # the same seed, the same plans: nothing is lost crossing the pipe
     proc = run.host.proc
     assert proc.pid != os.getpid() and proc.is_alive()
@@ -88,20 +106,36 @@ def test_an_agent_in_a_process_of_its_own_plans_as_in_a_thread():
     assert until(lambda: run.view().t >= 6, timeout=60)
     run.send("pause")
     assert until(lambda: not run.running, timeout=30)
-    # a reset without a seed starts the page's episode again, with the page's options
+    # the page's own settings (speed, the next episode's options) are not overwritten by
+    # the agent's updates; a reset without a seed replays this episode with those options
+    run.send("reset", 5)
+    run.wait(lambda w: w.t == 0 and not w.history, timeout=60)
+    assert run.settings.seed == 5
+    goal = [float(x) for x in run.view().goal_points[0]]
+    run.settings.speed, run.settings.options = 0.01, {"goal": goal}
+    run.send("run")
+    assert until(lambda: run.view().t >= 3, timeout=60)
+    run.send("pause")
+    assert until(lambda: not run.running, timeout=30)
+    assert run.settings.speed == 0.01 and run.settings.options == {"goal": goal}
     run.send("reset")
     v = run.wait(lambda w: w.t == 0 and not w.history, timeout=60)
-    assert v.t == 0 and run.settings.seed == reach().seed
+    assert run.settings.seed == 5 and np.allclose(v.goal, goal, atol=1e-6)
+    # a search the agent refuses leaves it as it was, and says why
+    run.send("search", dataclasses.replace(run.settings, actor="policy", policy=""))
+    v = run.wait(lambda w: "needs a policy" in w.message, timeout=60)
+    assert "needs a policy" in v.message and run.settings.actor == "planner"
     stop(run)
     assert until(lambda: not proc.is_alive(), timeout=15)  # closed with its run
 
 
-def test_a_refused_checkpoint_and_a_dead_process_are_said_plainly():
+def test_a_refused_checkpoint_and_a_dead_process_are_said_plainly(placed):
+    place = placed("process")
     wrong = PlanSettings(scene="kitchen", checkpoint=str(PRETRAINED / "reach-state"))
-    run = PlanRun(wrong, CostSet(), CPU, hosts.Placement("process")).start()
+    run = PlanRun(wrong, CostSet(), CPU, place).start()
     assert until(lambda: not run.active, timeout=90)
     assert run.status == "error" and "reach model, not kitchen" in run.error
-    run, _ = episode(hosts.Placement("process"), steps=1)
+    run, _ = episode(place, steps=1)
     run.host.proc.kill()  # the agent's process dies (a crash in native code)
     run.send("step")
     assert until(lambda: not run.active, timeout=30)
@@ -115,16 +149,20 @@ def test_spare_processes_are_started_ahead_and_replaced():
     first = spares.take()  # the spare, already running
     assert first.alive
     assert until(lambda: len(spares._ready) == 1, timeout=60)  # another behind it
+    spares._ready[0].proc.kill()  # a spare that died meanwhile is passed over
+    assert until(lambda: not spares._ready[0].alive, timeout=10)
     second = spares.take()
     assert second is not first and second.alive
-    for host in (first, second, *spares._ready):
+    assert until(lambda: len(spares._ready) == 1 and spares._ready[0].alive, timeout=60)
+    spares.close()
+    for host in (first, second):
         host.close()
-    assert not first.alive and not second.alive
+    assert not first.alive and not second.alive and not spares._ready
 
 
-def test_a_placement_says_how_many_compute_at_once_and_refuses_nonsense():
-    cores = os.cpu_count() or 1
-    assert hosts.Placement("process").slots() == max(1, cores // hosts.THREADS_PER_PLAN)
+def test_a_placement_says_how_many_compute_at_once_and_refuses_nonsense(placed):
+    cores = hosts.cores()
+    assert placed("process").slots() == max(1, cores // hosts.THREADS_PER_PLAN)
     assert hosts.Placement("thread").slots() == 1  # one interpreter lock
     assert hosts.Placement("thread", share=Shared()).slots() == hosts.GPU_SLOTS
     with pytest.raises(LabError, match="one of thread, process, ray"):
@@ -135,10 +173,11 @@ def test_a_placement_says_how_many_compute_at_once_and_refuses_nonsense():
     assert place.kind == ("process" if cores > 1 else "thread")
     reg = Registry(slots=place.slots(), placement=place)
     assert reg.turns.slots == place.slots() and reg.placement is place
+    place.close()
 
 
 @pytest.mark.slow
-def test_ray_actors_plan_as_the_server_does(tmp_path):
+def test_ray_actors_plan_as_the_server_does():
     """Two local Ray workers serve agents whose plans are the thread's, step for step."""
     here, mine = episode(hosts.Placement("thread"))
     stop(here)
@@ -164,45 +203,74 @@ def test_ray_actors_plan_as_the_server_does(tmp_path):
 
 
 def test_imagination_calls_of_many_agents_are_batched_and_each_gets_its_own_rows():
-    shared = Shared(window=0.05)
+    shared = Shared(window=0.5)
     model, _ = shared.load(PRETRAINED / "reach-state", CPU)
     again, _ = shared.load(PRETRAINED / "reach-state", CPU)
     assert again is model  # one copy a checkpoint for the whole server
     alone, _ = load_checkpoint(PRETRAINED / "reach-state")
-    names = [["x", "y"], ["speed"], ["x", "dist_wall"], ["y"]]
+    # four agents whose costs read x and y, one whose cost reads speed; three plans each
+    names = [["x", "y"]] * 4 + [["speed"]]
     gen = torch.Generator().manual_seed(0)
     calls = [
-        (torch.randn(n, model.cfg.latent_dim, generator=gen), torch.randn(n, 16, 2, generator=gen))
-        for n in (30, 24, 19, 50)
+        [
+            (
+                torch.randn(n, model.cfg.latent_dim, generator=gen),
+                torch.randn(n, 16, 2, generator=gen),
+            )
+            for _ in range(3)
+        ]
+        for n in (30, 24, 19, 50, 12)
     ]
-    out: list = [None] * len(calls)
+    out = [[None] * 3 for _ in calls]
     start = threading.Barrier(len(calls))
 
     def agent(i: int) -> None:
-        start.wait()
-        with torch.inference_mode():
-            out[i] = model.imagine(*calls[i], names[i])
+        for k in range(3):
+            start.wait()  # they plan side by side, as a class's agents do
+            with torch.inference_mode():
+                out[i][k] = model.imagine(*calls[i][k], names[i])
 
     threads = [threading.Thread(target=agent, args=(i,)) for i in range(len(calls))]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(60)
     batcher = model.batcher
-    assert batcher.calls == 4 and batcher.batches < 4  # merged
-    for (s0, actions), wanted, (latents, signals) in zip(calls, names, out, strict=True):
-        with torch.inference_mode():
-            ref_latents, ref = alone.imagine(s0, actions, wanted)
-        assert latents.shape == (len(s0), 16, model.cfg.latent_dim)
-        assert sorted(signals) == sorted(wanted)
-        torch.testing.assert_close(latents, ref_latents, rtol=1e-5, atol=1e-5)
-        for k in wanted:
-            torch.testing.assert_close(signals[k], ref[k], rtol=1e-5, atol=1e-5)
+    # the first round finds nobody expected; then the four of a kind go as one, and the
+    # one reading other signals goes alone (its own compiled kind): at most 5 + 2 + 2
+    assert batcher.calls == 15 and batcher.batches <= 9
+    for mine, wanted, theirs in zip(calls, names, out, strict=True):
+        for (s0, actions), (latents, signals) in zip(mine, theirs, strict=True):
+            with torch.inference_mode():
+                ref_latents, ref = alone.imagine(s0, actions, wanted)
+            assert latents.shape == (len(s0), 16, model.cfg.latent_dim)
+            assert sorted(signals) == sorted(wanted)
+            torch.testing.assert_close(latents, ref_latents, rtol=1e-5, atol=1e-5)
+            for k in wanted:
+                torch.testing.assert_close(signals[k], ref[k], rtol=1e-5, atol=1e-5)
     # a call that needs gradients (gradient-descent planning) runs on its own
-    actions = calls[0][1].clone().requires_grad_(True)
-    latents, _ = model.imagine(calls[0][0], actions, ["x"])
+    actions = calls[0][0][1].clone().requires_grad_(True)
+    latents, _ = model.imagine(calls[0][0][0], actions, ["x"])
     latents.sum().backward()
-    assert actions.grad is not None and batcher.calls == 4
+    assert actions.grad is not None and batcher.calls == 15
+
+
+def test_agents_of_a_gpu_server_share_one_model_and_batch_through_it():
+    """The thread placement with a share (a GPU's; a CPU here): two runs, one model."""
+    place = hosts.Placement("thread", share=Shared(window=0.01))
+    runs = [
+        PlanRun(reach(), preset_costs("reach")["task only"], CPU, place).start() for _ in range(2)
+    ]
+    for run in runs:
+        run.wait(lambda w: w.version >= 1, timeout=60)
+        assert run.status == "running", run.error
+    first, second = (run.host.session.agent.model for run in runs)
+    assert first is second and first.batcher.calls > 0
+    for run in runs:
+        run.send("step")
+    for run in runs:
+        assert run.wait(lambda w: w.t == 1, timeout=60).t == 1
+        stop(run)
 
 
 def test_a_failed_batch_raises_in_every_caller():
@@ -262,3 +330,32 @@ def test_class_load_plays_a_small_class_against_a_real_server():
     assert step["server_cores"] > 0 and place["served_ratio"] > 0
     assert result["plan_threads"]["best_threads"] >= 1
     assert np.isfinite(list(result["plan_threads"]["plan_ms"].values())).all()
+
+
+def test_the_plan_pages_figures_are_drawn_as_plotly_would_validate_them():
+    """``views.drawn`` skips plotly's validation: what it sends is what validation gives."""
+    session = PlanSession(reach(), preset_costs("reach")["soft: gentle"], CPU)
+    try:
+        session.start()
+        v = session.handle("step").view
+    finally:
+        session.close()
+    for fig in (
+        views.trajectories(v, ("x", "y"), clickable=True, bounds=[]),
+        views.signals_over_time(v, list(v.shown), {}),
+        views.term_bars(v.terms, {}, set()),
+    ):
+        checked = plotly.tools.return_figure_from_figure_or_data(fig, validate_figure=True)
+        fast = plotly.tools.return_figure_from_figure_or_data(views.drawn(fig), True)
+        want = json.loads(plotly.io.to_json(checked, validate=False))
+        got = json.loads(plotly.io.to_json(fast, validate=False))
+        assert unempty(got) == unempty(want)
+
+
+def unempty(x):
+    """``x`` without its empty lists and dicts (validation drops them: no shapes drawn)."""
+    if isinstance(x, dict):
+        return {k: unempty(v) for k, v in x.items() if v not in ([], {})}
+    if isinstance(x, list):
+        return [unempty(v) for v in x]
+    return x

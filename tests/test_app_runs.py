@@ -168,7 +168,6 @@ def test_plan_run_steps_previews_a_cost_edit_and_pauses_when_idle():
     v = run.wait(lambda w: w.cost_version >= version)
     assert "gentle" in v.cost_errors and not v.message  # said beside the term, once
     assert [t.expression for t in v.in_force] == ["relu(speed - 0.3)"]
-    run.idle_stopped = False
     run.touch()
     run.send("run")
     # polled as an open page polls it (a loaded machine may take over the idle time

@@ -5,12 +5,14 @@ batch: one person's 1000 samples leave the card mostly idle, and thirty people
 planning at once launch thirty times as much for work one call does in about
 the same time. So a server's agents (threads of one process) share each world
 model (``Shared``), and ``WorldModel.imagine`` hands its calls to the model's
-``Batcher``: the first call to arrive opens a batch, waits at most ``window``
-seconds for others of the same kind (horizon, action size, dtype), runs them
-as one call on the union of the signals they read, and gives each caller its
-rows (dynamic batching, as model servers do). Every caller's own cost is then
-evaluated on its share. Calls that need gradients (gradient-descent planning)
-are not merged: a shared graph cannot be walked back twice.
+``Batcher``: the first call to arrive opens a batch and waits for the others of
+the same kind (horizon, action size, dtype, the signals read: one compiled kind),
+until every thread that called so in the last second has joined or ``window``
+seconds have passed (a lone agent does not wait at all), runs them as one call
+and gives each caller its rows (dynamic batching, as model servers do). Every
+caller's own cost is then evaluated on its share. Calls that need gradients
+(gradient-descent planning) are not merged: a shared graph cannot be walked
+back twice.
 
     shared = Shared(window=0.002)
     model, config = shared.load(folder, device)   # the same object for every session
@@ -28,6 +30,7 @@ import torch
 from worldmodels.checkpoint import load_checkpoint
 
 WINDOW_S = 0.002  # at most this long a batch waits for more calls (a plan's step: 1-5 ms)
+RECENT_S = 1.0  # a thread that called this recently is expected to call again
 
 
 @dataclass
@@ -57,12 +60,21 @@ class Batcher:
         self.batches = 0
         self._cv = threading.Condition()
         self._open: dict[tuple, _Batch] = {}
+        self._seen: dict[tuple, dict[int, float]] = {}  # kind -> thread -> when it called
+
+    def _expected(self, key: tuple, now: float) -> int:
+        """Threads that called with this kind within RECENT_S (forgetting the others)."""
+        seen = self._seen.get(key, {})
+        for t in [t for t, at in seen.items() if now - at > RECENT_S]:
+            del seen[t]
+        return len(seen)
 
     def imagine(self, s0: torch.Tensor, actions: torch.Tensor, names):
         call = _Call(s0, actions, tuple(names))
-        key = (actions.shape[1:], actions.dtype, s0.shape[1:], s0.device)
+        key = (actions.shape[1:], actions.dtype, s0.shape[1:], s0.device, call.names)
         with self._cv:
             self.calls += 1
+            self._seen.setdefault(key, {})[threading.get_ident()] = time.monotonic()
             batch = self._open.get(key)
             leader = batch is None
             if leader:
@@ -70,11 +82,15 @@ class Batcher:
             batch.calls.append(call)
             if leader:
                 end = time.monotonic() + self.window
-                while (left := end - time.monotonic()) > 0:
+                while len(batch.calls) < self._expected(key, time.monotonic()):
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        break
                     self._cv.wait(left)
                 del self._open[key]  # later calls open the next batch
                 self.batches += 1
             else:
+                self._cv.notify_all()  # the leader counts who has come
                 self._cv.wait_for(lambda: batch.done)
         if leader:
             try:
@@ -93,9 +109,8 @@ class Batcher:
             c = calls[0]
             c.out = self.run(c.s0, c.actions, c.names)
             return
-        names = tuple(dict.fromkeys(n for c in calls for n in c.names))  # their union
         latents, signals = self.run(
-            torch.cat([c.s0 for c in calls]), torch.cat([c.actions for c in calls]), names
+            torch.cat([c.s0 for c in calls]), torch.cat([c.actions for c in calls]), calls[0].names
         )
         sizes = [len(c.s0) for c in calls]
         parts = latents.split(sizes)
@@ -115,13 +130,18 @@ class Shared:
 
     def load(self, folder, device: torch.device):
         folder = Path(folder).resolve()
-        files = folder.iterdir() if folder.is_dir() else ()  # (a missing one: load's message)
-        stamp = max((f.stat().st_mtime_ns for f in files), default=0)
+        try:  # a missing folder is load_checkpoint's to say; a file renamed meanwhile, too
+            stamp = max((f.stat().st_mtime_ns for f in folder.iterdir()), default=0)
+        except OSError:
+            stamp = 0
         key = (str(folder), str(device), stamp)
         with self._lock:
             if key not in self._models:
                 model, config = load_checkpoint(folder, device=device)
                 model.batcher = Batcher(model.imagine_now, self.window)
+                # a checkpoint saved again replaces its older copy (sessions on it keep theirs)
+                for old in [k for k in self._models if k[:2] == key[:2]]:
+                    del self._models[old]
                 self._models[key] = model, config
             model, config = self._models[key]
         return model, dict(config)
