@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 IDLE_SECONDS = float(os.environ.get("LAB_IDLE_SECONDS", "120"))
 FORGET_SECONDS = float(os.environ.get("LAB_FORGET_SECONDS", "3600"))
+WATCHED_SECONDS = 5.0  # a page that polled this recently is drawing
 
 
 class Eta:
@@ -304,6 +305,38 @@ class Turns:
             return max(0, self._issued - self._finished - self.slots)
 
 
+class DrawPace:
+    """How often a Plan page whose agent runs redraws: every ``LEVELS[0]`` s, or slower
+    when the server's pages together would spend more than ``DRAW_CORES`` of its cores
+    drawing (a page's redraw costs it ``seconds()`` of CPU, measured as pages draw).
+    With twenty agents on Run on 2 cores, the pages' redraws every 0.6 s kept the web
+    process 0.8 cores busy, and the agents were served less than one agent alone
+    (``./lab bench class_load``): drawing is what a person sees, serving is what the
+    agent does; a class's redraws slow down so that its agents are served. Intervals
+    come in a few levels: a new one redraws the whole page."""
+
+    LEVELS = (0.6, 1.0, 1.5, 2.5, 4.0)
+    DRAW_CORES = 0.5
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cost: float | None = None  # CPU seconds a redraw takes (moving average)
+
+    def drew(self, cpu_seconds: float) -> None:
+        with self._lock:
+            c = self._cost
+            self._cost = cpu_seconds if c is None else 0.9 * c + 0.1 * cpu_seconds
+
+    def seconds(self) -> float:
+        with self._lock:
+            return self._cost or 0.0
+
+    def interval(self, pages: int) -> float:
+        """The redraw interval for ``pages`` running pages drawing at once."""
+        need = pages * self.seconds() / self.DRAW_CORES
+        return next((s for s in self.LEVELS if s >= need), self.LEVELS[-1])
+
+
 class Registry:
     """Every run of this server process by id; thread-safe; reaps idle runs."""
 
@@ -322,6 +355,7 @@ class Registry:
         self._lock = threading.Lock()
         self.turns = Turns(slots)
         self.placement = placement
+        self.drawing = DrawPace()
         self._reaper = threading.Thread(target=self._reap_forever, name="lab-reaper", daemon=True)
         self._reaper.start()
 
@@ -344,6 +378,17 @@ class Registry:
     def runs(self, kind: str | None = None) -> list[Run]:
         with self._lock:
             return [r for r in self._runs.values() if kind is None or r.kind == kind]
+
+    def redraw(self, run: Run) -> float:
+        """Seconds between redraws of ``run``'s page while its agent runs (``DrawPace``),
+        counting the running runs someone watched in the last few seconds."""
+        now = time.monotonic()
+        pages = sum(
+            1
+            for r in self.runs(run.kind)
+            if getattr(r, "running", False) and now - r.last_seen < WATCHED_SECONDS
+        )
+        return self.drawing.interval(max(1, pages))
 
     def reap(self) -> None:
         """Idle runs stop at a checkpoint (once per idle spell); runs unwatched for

@@ -20,14 +20,13 @@ from agents.planners import PLANNERS, PlannerConfig
 from app import home
 from app.planrun import PlanRun, PlanSettings
 from app.screens.plan_editor import cost_editor, editor_costs, has_editor, load_editor
-from app.screens.plan_live import live, replay_picker, show_settings
+from app.screens.plan_live import POLL_PAUSED, live, replay_picker, show_settings
 from app.state import adopt, current, device, registry, seeded
 from common.errors import LabError
 from worldmodels.checkpoint import read_config
 
 SS = st.session_state
 SAMPLES = [8, 12, 20, 30, 50, 100, 200, 300, 500, 1000]
-POLL_RUNNING, POLL_PAUSED = 0.6, 5.0  # s between redraws of the live view
 
 
 def start_here() -> None:
@@ -249,10 +248,12 @@ def page() -> None:
     # changes but by this page's own buttons (which redraw at once): the slow poll only
     # keeps the run watched and follows another tab on the same run, and five paused
     # pages of a class redrawing every 2 s took the server from the one that stepped.
-    # Set before every poll: a first poll that found it unset (or stale) reran the page,
-    # and a Step pressed meanwhile waited for that (5-9 s with five people on one server).
-    SS["plan/fast"] = run.running
-    poll = POLL_RUNNING if run.running else POLL_PAUSED
+    # While it runs, a page redraws as often as the class's pages can afford
+    # (app.runs.DrawPace). Set before every poll: a first poll that found it unset (or
+    # stale) reran the page, and a Step pressed meanwhile waited for that (5-9 s with five
+    # people on one server).
+    poll = registry().redraw(run) if run.running else POLL_PAUSED
+    SS["plan/poll"] = poll
     st.fragment(run_every=poll)(live)(run.id, scene)
     in_force = {t.name: t.expression for t in run.view().in_force}
     cost_editor(run, scene, signals, in_force)

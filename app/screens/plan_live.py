@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from math import nan
 
 import streamlit as st
@@ -19,6 +20,7 @@ from app.screens.plan_editor import load_set
 from app.state import registry
 
 SS = st.session_state
+POLL_PAUSED = 5.0  # s between redraws of the live view (running: app.runs.DrawPace)
 
 
 # --- the live view ------------------------------------------------------------------------
@@ -161,6 +163,7 @@ def live(run_id: str, scene: str) -> None:
     if "plan/await_cost" in SS:
         want = SS.pop("plan/await_cost")
         v = run.wait(lambda w: w.cost_version >= want, timeout=10)
+    drawing = time.thread_time()  # what the redraw costs (app.runs.DrawPace)
     b = st.columns([1, 1, 1, 1, 1.4, 4])
     over = "The episode is over: New episode draws another, Reset replays this one."
     for col, label, verb, icon in (
@@ -327,9 +330,11 @@ def live(run_id: str, scene: str) -> None:
     fig = views.drawn(views.guardrails(v))
     if fig is not None:
         st.plotly_chart(fig, key="plan/guard")
-    fast = run.running
-    if SS.get("plan/fast") != fast:  # poll fast only while the agent runs
-        SS["plan/fast"] = fast
+    reg = registry()
+    reg.drawing.drew(time.thread_time() - drawing)
+    poll = reg.redraw(run) if run.running else POLL_PAUSED  # fast only while it runs
+    if SS.get("plan/poll") != poll:
+        SS["plan/poll"] = poll
         st.rerun()
 
 
