@@ -2,11 +2,12 @@
 
 A class of 30 on one server is 30 agents planning. In the web process's threads
 they take turns on one interpreter lock: a plan is many small torch calls, and
-Python's share of them serialises (two agents in two threads of one process
-planned 22 ms each where one alone took 12; in two processes, 12 each: iCEM N = 30,
-H = 16 on Reach, 2 cores, ``./lab bench class_load``). So on a CPU each session's
-``PlanSession`` lives in a process of its own (``ProcessHost``), started ahead
-(``Spares``) so a new page does not wait for torch and PyBullet to import; with
+Python's share of them serialises (twenty students on Run were served 9.8 steps a
+second between them from the server's threads, against 23.1 for one alone; from
+processes 30.1 against 30.0: ``./lab bench class_load``, 2 cores). So on a CPU each
+session's ``PlanSession`` lives in a process of its own (``ProcessHost``), forked
+from a fork server that imported torch and PyBullet once, one started ahead
+(``Spares``) so a new page does not wait; with
 Ray it lives in an actor (``RayHost``) on any machine of a cluster, and the web
 process only draws. On a GPU the sessions stay in the server's threads, where
 they share one copy of each world model and their imagination calls are
@@ -45,9 +46,9 @@ from worldmodels.batching import Shared
 log = logging.getLogger(__name__)
 
 # Torch threads a plan uses best: plans per second per core were highest at one
-# thread on 2 cores (iCEM N = 30: 12.4 ms at 1 thread and at 2; N = 1000: 38.7 ms
-# at 1, 28.5 at 2, so two one-thread plans serve 1.5x more): ``./lab bench
-# class_load`` measures it again (``plan_threads``)
+# thread on 2 cores (the Plan page's default search on Reach: 12.0 ms at one thread,
+# 8.8 at two, so 83.1 plans a second per core against 56.6; ``./lab bench class_load``,
+# ``plan_threads``)
 THREADS_PER_PLAN = 1
 GPU_SLOTS = 32  # sessions planning at once on one GPU: the batcher merges their calls
 SPARES = 1  # processes kept started ahead of the next session

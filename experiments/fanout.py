@@ -45,9 +45,9 @@ def connect(address: str, cpus: int | None = None):
             kw = {"num_cpus": cpus} if address == "local" else {"address": address}
             if address == "local":
                 # Ray runs its workers at nice 15: a class's agents (app.hosts.RayHost) got
-                # next to nothing beside the web server on the same cores (20 on Run were
-                # served 3.6 steps/s between them, 44 without the server: ./lab bench
-                # class_load --placement ray); a cluster's own `ray start` takes it too
+                # next to nothing beside the web server on the same cores (20 students on
+                # Run were served 3.6 steps/s between them: ./lab bench class_load
+                # --placement ray); a cluster's own `ray start` takes it too (README)
                 os.environ.setdefault("RAY_worker_niceness", "0")
             kw.update(
                 runtime_env=env, include_dashboard=False, log_to_driver=False, logging_level="ERROR"
