@@ -114,9 +114,9 @@ class Batcher:
         )
         sizes = [len(c.s0) for c in calls]
         parts = latents.split(sizes)
-        values = {n: v.split(sizes) for n, v in signals.items()}
+        values = {n: v.split(sizes) for n, v in signals.items()}  # one kind: the same names
         for i, c in enumerate(calls):
-            c.out = parts[i], {n: values[n][i] for n in c.names}
+            c.out = parts[i], {n: v[i] for n, v in values.items()}
 
 
 class Shared:

@@ -144,11 +144,6 @@ def _new_episode(run_id: str, scene: str) -> None:
     _command(run_id, "reset", SS[key])
 
 
-def _generative(run) -> bool:
-    """The agent's model predicts pixels (worldmodels/generative.py), not latents."""
-    return run.view().objective == "generative"
-
-
 def live(run_id: str, scene: str) -> None:
     run = registry().get(run_id, "plan")
     if run is None:
@@ -238,7 +233,7 @@ def live(run_id: str, scene: str) -> None:
         decoder = (
             "a generative model: trained through this decoder on pixel error; planning "
             "still reads its latents"
-            if _generative(run)
+            if v.objective == "generative"  # it predicts pixels (worldmodels/generative.py)
             else "the decoder is display only: planning never sees pixels"
         )
         ring = "" if v.goal_uv is None else "; the gold ring is the goal, drawn on them"
