@@ -22,6 +22,7 @@ from webpage import (  # the browser tests' shared helpers (tests/webpage.py)
     open_plan,
     open_popover,
     pick,
+    press_inside,
     shot,
     step_text,
 )
@@ -176,7 +177,7 @@ def test_plan_with_the_pixel_model_and_switch_a_term_to_hard(lab):
     open_popover(page, "Save this cost set", page.get_by_placeholder("my guardrails"))
     page.get_by_placeholder("my guardrails").fill("slow disc")
     page.get_by_placeholder("my guardrails").press("Enter")
-    click(page, "Save")
+    press_inside(page, page.get_by_role("button", name="Save", exact=True))
     expect(page.get_by_text(re.compile("^saved to .*slow disc.json"))).to_be_visible(timeout=20_000)
     page.keyboard.press("Escape")
     wait_idle(page)
@@ -248,12 +249,12 @@ def test_every_load_path_puts_its_cost_set_in_force_and_leaves_the_page_whole(la
     open_popover(page, "Save this cost set", name)
     name.fill("speed cap")
     name.press("Enter")
-    click(page, "Save")
+    press_inside(page, page.get_by_role("button", name="Save", exact=True))
     expect(page.get_by_text(re.compile("^saved to .*speed cap.json"))).to_be_visible(timeout=20_000)
     page.keyboard.press("Escape")
     # ... a preset replaces the term (preset path) ...
     open_popover(page, "Load a cost set", page.get_by_role("button", name="task only"))
-    page.get_by_role("button", name="task only", exact=True).click()
+    press_inside(page, page.get_by_role("button", name="task only", exact=True))
     expect(costs.filter(has_text="term 1")).to_have_count(0, timeout=20_000)
     expect(page.get_by_label("Expression")).to_have_count(0)
     # ... and the downloaded file brings it back (file path), the page whole below it
@@ -261,8 +262,7 @@ def test_every_load_path_puts_its_cost_set_in_force_and_leaves_the_page_whole(la
     zone = page.get_by_test_id("stFileUploaderDropzone")
     open_popover(page, "Load a cost set", zone)
     uploader.set_input_files(str(mine))
-    wait_idle(page)  # the upload's own rerun first: a click during it can be lost
-    page.get_by_role("button", name="Load the file").click()
+    press_inside(page, page.get_by_role("button", name="Load the file"))
     expect(costs.filter(has_text="term 1").first).to_be_visible(timeout=20_000)
     expect(page.get_by_label("Expression")).to_have_value("relu(speed - 0.5)")
     expect(page.get_by_role("button", name="Save this cost set")).to_be_visible()
@@ -272,11 +272,11 @@ def test_every_load_path_puts_its_cost_set_in_force_and_leaves_the_page_whole(la
     page.keyboard.press("Escape")
     # the saved set, after the preset again took the term away
     open_popover(page, "Load a cost set", page.get_by_role("button", name="task only"))
-    page.get_by_role("button", name="task only", exact=True).click()
+    press_inside(page, page.get_by_role("button", name="task only", exact=True))
     expect(costs.filter(has_text="term 1")).to_have_count(0, timeout=20_000)
     saved = page.get_by_role("button", name="saved: speed cap", exact=True)
     open_popover(page, "Load a cost set", saved)
-    saved.click()
+    press_inside(page, saved)
     expect(costs.filter(has_text="term 1").first).to_be_visible(timeout=20_000)
     expect(page.get_by_label("Expression")).to_have_value("relu(speed - 0.5)")
     # a malformed term: which term, which field, what it should be; nothing lost
@@ -285,8 +285,7 @@ def test_every_load_path_puts_its_cost_set_in_force_and_leaves_the_page_whole(la
     bad.write_text(json.dumps({"format": "lab-costs", "version": 1, "terms": [{"name": 5}]}))
     open_popover(page, "Load a cost set", zone)
     uploader.set_input_files(str(bad))
-    wait_idle(page)  # the upload's own rerun first: a click during it can be lost
-    page.get_by_role("button", name="Load the file").click()
+    press_inside(page, page.get_by_role("button", name="Load the file"))
     message = "bad.json: term 1: 'name' must be text, not a number (5)"
     expect(page.get_by_text(message)).to_be_visible(timeout=20_000)
     expect(page.get_by_text("__init__")).to_have_count(0)

@@ -24,6 +24,7 @@ from webpage import (  # the browser tests' shared helpers (tests/webpage.py)
     open_plan,
     open_popover,
     pick,
+    press_inside,
     shot,
     step_text,
 )
@@ -78,7 +79,7 @@ def test_plan_on_ballcircle_plans_on_the_reward_under_the_tasks_rule(lab):
     # a set saved on Reach (the workspace's "barely move": a signal-distance task term)
     # loads with its term and the reward as the task term: this task has no goal
     open_popover(page, "Load a cost set", page.get_by_role("button", name="saved: barely-move"))
-    page.get_by_role("button", name="saved: barely-move").click()
+    press_inside(page, page.get_by_role("button", name="saved: barely-move"))
     expect(expr.first).to_have_value("relu(speed - 0.05)", timeout=WAIT)
     expect(task).to_have_value(re.compile(r"^the task's reward"))
     click(page, "Step")
