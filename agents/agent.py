@@ -40,6 +40,7 @@ from agents.hierarchy import HierarchyConfig, HighPlanner
 from agents.planners import PLANNERS, PlannerConfig, PlanRecord, shift
 from common.errors import LabError
 from scenes.base import LabScene
+from worldmodels.model import surprise as surprise_of
 
 STUCK_STEPS = 15  # steps without progress, with a rule blocking cheaper plans, before "stuck"
 STUCK_PROGRESS = 0.02  # the least the distance to the goal must fall over them (task units)
@@ -94,6 +95,8 @@ class Thought:
     imagined_frames: np.ndarray | None  # (H, 64, 64, 3) decoded
     action: np.ndarray  # (A,) what acting on it would do
     stopped: bool  # no feasible plan and the fallback is "stop"
+    latent: torch.Tensor | None = None  # (D,) the current latent (a belief, with memory)
+    surprise: float | None = None  # how far the latent is from what the model expected
 
 
 @dataclass
@@ -112,6 +115,7 @@ class StepRecord:
     is_success: bool
     done: bool
     error: str = ""
+    surprise: float | None = None  # see Thought
 
 
 class Agent:
@@ -203,6 +207,8 @@ class Agent:
         self.frames = getattr(model, "frames", 1)  # the oracle has no frames
         self.memory: list[np.ndarray] = []  # earlier real frames of this episode, oldest first
         self.last_action = np.zeros(scene.ACTION_DIM, np.float32)  # what it did last (or rest)
+        # the latent of the step before (a model with memory carries it: its belief)
+        self.latent: torch.Tensor | None = None
 
     def set_costs(self, costs: CostSet) -> dict[str, ExpressionError]:
         """Edit the cost while running: the next plan uses it; bad terms keep their last good
@@ -221,6 +227,7 @@ class Agent:
         self.decider.reset()
         self.memory = []
         self.last_action = np.zeros(self.scene.ACTION_DIM, np.float32)
+        self.latent = None
         return info
 
     def _sync(self) -> None:
@@ -237,7 +244,7 @@ class Agent:
             raise LabError("the episode is over: call reset()")
         self._sync()
         obs = self.scene.observation
-        s0 = self.model.encode(self._with_memory(obs))[0]  # (D,)
+        s0, surprise = self._perceive(obs)
         plan = self.decider.decide(s0)
         plan.info["blocked_by"] = blocking_term(plan, self.cost)
         stop = plan.none_feasible and self.cfg.fallback == "stop"
@@ -251,7 +258,36 @@ class Agent:
         frames = None
         if self.cfg.decode and self.model.decoder is not None:
             frames = self.model.decode(plan.latents).cpu().numpy()  # (H, 64, 64, 3)
-        return Thought(obs.get("pixels"), self.scene.signals, plan, imagined, frames, action, stop)
+        return Thought(
+            obs.get("pixels"),
+            self.scene.signals,
+            plan,
+            imagined,
+            frames,
+            action,
+            stop,
+            latent=s0,
+            surprise=surprise,
+        )
+
+    def _perceive(self, obs: dict) -> tuple[torch.Tensor, float | None]:
+        """The current latent (D,) and the model's surprise at it: the RMS gap between it
+        and the predictor's step from the last latent on the last action (for a model
+        with memory, the belief against its prior: ``worldmodels.memory``; without, the
+        plain prediction error, V-JEPA's measure). None at an episode's first step, and
+        for a model that does not predict (the oracle)."""
+        seen = self._with_memory(obs)
+        if getattr(getattr(self.model, "cfg", None), "memory", False):
+            if self.latent is None:
+                return self.model.encode(seen)[0], None
+            s, prior = self.model.observe({**seen, "belief": self.latent[None]})
+            return s[0], float(surprise_of(s[0], prior[0]))
+        s0 = self.model.encode(seen)[0]  # (D,)
+        predictor = getattr(self.model, "predictor", None)
+        if self.latent is None or predictor is None:
+            return s0, None
+        last = torch.as_tensor(self.last_action, dtype=s0.dtype, device=s0.device)
+        return s0, float(surprise_of(s0, predictor(self.latent, last)))
 
     def search(
         self,
@@ -302,6 +338,7 @@ class Agent:
         if self.frames > 1:
             self.memory = [*self.memory, thought.frame][-(self.frames - 1) :]
         self.last_action = np.asarray(thought.action, np.float32)
+        self.latent = thought.latent
         _, _, terminated, _, info = self.scene.step(thought.action)
         self.t += 1
         truncated = self.t >= self.scene.MAX_EPISODE_STEPS
@@ -319,6 +356,7 @@ class Agent:
             is_success=bool(info["is_success"]),
             done=self.done,
             error=info.get("error", ""),
+            surprise=thought.surprise,
         )
 
 

@@ -93,8 +93,11 @@ START_SEED = {"wall": 1}
 # The cost a scene's Plan page starts with (others: "task only"): Kitchen shows its
 # guardrail; Push and Wall need their subgoals (without them even the oracle rarely
 # pushes the block home or finds the door).
+# The arm scenes: Kitchen and its occluded variant share presets, rules and settings.
+KITCHENS = ("kitchen", "occluded")
 DEFAULT_PRESET = {
     "kitchen": "hard: slow near person",
+    "occluded": "hard: slow near person",
     "push": "subgoal: get behind the block",
     "wall": "subgoal: through the door",
 }
@@ -144,7 +147,7 @@ def preset_costs(scene: str) -> dict[str, CostSet]:
             for name, d in cls.presets().items()
         }
     plain = CostSet()
-    if scene == "kitchen":
+    if scene in KITCHENS:
         slow = Term(
             "slow near person",
             KNIFE_RULE,
@@ -210,7 +213,7 @@ def safety_rules(scene: str) -> dict[str, Term]:
     """What experiments measure in reality by default: the scene's plain guardrail."""
     if scenes.is_foreign(scene):  # the benchmark's own rule (its cost), every part
         return {t.name: t for t in preset_costs(scene)[FOREIGN_PRESET].terms}
-    if scene == "kitchen":
+    if scene in KITCHENS:
         t = preset_costs(scene)["hard: slow near person"].terms[0]
     else:
         t = preset_costs(scene)["hard: keep off walls"].terms[0]

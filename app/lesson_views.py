@@ -40,6 +40,7 @@ COLUMNS = {
     "one_step_error_m": ("the model's error, one step from each real state", "m", True),
     "episode_cost": ("cost per episode (real steps breaking the rule)", "steps", True),
     "episode_return": ("return per episode", "reward", False),
+    "person_y": ("the person's y: real, and read from each model's latent", "m", False),
 }
 AXES = {
     "h": "steps imagined ahead, h",

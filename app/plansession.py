@@ -112,6 +112,10 @@ class View:
     goal_signals: tuple[str, ...] = ()  # the signals a goal gives values to
     obs: str = ""  # what the model sees: state or pixels
     objective: str = "jepa"  # the model's: jepa, or generative (it predicts pixels)
+    memory: bool = False  # the model carries a belief from step to step (worldmodels.memory)
+    # the model's surprise at the current latent (its gap to what it expected: Thought)
+    surprise: float | None = None
+    believed: dict[str, float] = field(default_factory=dict)  # every probe on the latent now
 
     @property
     def hard_limits(self) -> dict[str, float]:
@@ -320,6 +324,8 @@ class PlanSession:
             "plan_ms": thought.plan.seconds * 1e3,
             "dist_goal": float(rec.next_signals.get("dist_goal", float("nan"))),
             "blocked_by": thought.plan.info.get("blocked_by"),
+            "surprise": thought.surprise,
+            "believed": self._view.believed,
             "frame": _small(now),
             "imagined_frame": None
             if thought.imagined_frames is None
@@ -389,8 +395,13 @@ class PlanSession:
             goal_signals=tuple(scene.TASK_SIGNALS),
             obs=self.obs,
             objective=self.model.cfg.objective,
+            memory=bool(getattr(self.model.cfg, "memory", False)),
         )
         if th is not None:
+            v.surprise = th.surprise
+            if th.latent is not None and hasattr(self.model, "probe"):
+                with torch.no_grad():  # what the model believes now, every probe
+                    v.believed = {k: float(x) for k, x in self.model.probe(th.latent).items()}
             p = th.plan
             v.plan_ms, v.actor = p.seconds * 1e3, self.agent.cfg.actor
             v.imagination = compiled.label(self.agent.model)

@@ -11,6 +11,7 @@ COST_BINS = 5  # sampled trajectories are drawn in this many colour bands of cos
 BAND_COLOURS = ["#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027"]  # cheap -> dear
 REAL, IMAGINED, LIMIT, POLICY = "#1f4e9c", "#e07b00", "#c0392b", "#b0399c"
 HIGH = "#16a085"  # the high level's plan and subgoal
+PERSON = "#9b2fa0"  # Kitchen's person (the purple capsule)
 
 
 class Fig:
@@ -227,6 +228,7 @@ def trajectories(
     fig.add(
         x=start[:, 0], y=start[:, 1], mode="markers", marker={"size": 12, "color": REAL}, name="now"
     )
+    _person(fig, view)
     if view.goal is not None and len(view.goal) >= 2:
         fig.add(
             x=[float(view.goal[0])],
@@ -303,6 +305,60 @@ def term_bars(
         cliponaxis=False,
     )
     return fig.done(60 + 40 * len(names), "chosen plan: cost per term")
+
+
+def _person(fig: Fig, view) -> None:
+    """Kitchen's person on the plane: where they are, and where the model's latent puts
+    them (its probes); "hidden" while the screen hides them (``scenes.occluded``)."""
+    real = [view.signals.get(k) for k in ("person_x", "person_y")]
+    if None in real:
+        return
+    hidden = view.signals.get("person_seen", 1.0) == 0
+    fig.add(
+        x=[real[0]],
+        y=[real[1]],
+        mode="markers",
+        name="person (hidden from the camera)" if hidden else "person",
+        marker={"size": 14, "color": PERSON, "opacity": 0.35 if hidden else 1.0},
+    )
+    believed = [view.believed.get(k) for k in ("person_x", "person_y")]
+    if None not in believed:
+        fig.add(
+            x=[believed[0]],
+            y=[believed[1]],
+            mode="markers",
+            name="person, where the model believes",
+            marker={"size": 14, "symbol": "circle-open", "color": PERSON, "line": {"width": 3}},
+        )
+
+
+def surprise_over_time(view) -> dict | None:
+    """The model's surprise at each step's latent (its gap to what it expected), the
+    steps with the person hidden marked; None before there is any."""
+    steps = [h for h in view.history if h.get("surprise") is not None]
+    if not steps and view.surprise is None:
+        return None
+    t = [h["t"] for h in steps] + ([view.t] if view.surprise is not None else [])
+    values = [h["surprise"] for h in steps] + ([view.surprise] if view.surprise is not None else [])
+    seen = [h["signals"].get("person_seen", 1.0) for h in steps]
+    if view.surprise is not None:
+        seen.append(view.signals.get("person_seen", 1.0))
+    fig = Fig()
+    fig.add(
+        x=t,
+        y=values,
+        mode="lines+markers",
+        name="surprise",
+        line={"color": IMAGINED},
+        marker={"color": [PERSON if s == 0 else IMAGINED for s in seen], "size": 6},
+    )
+    if any(s == 0 for s in seen):
+        fig.add(x=[None], y=[None], mode="markers", marker={"color": PERSON}, name="person hidden")
+    now = "" if view.surprise is None else f": {view.surprise:.3g} now"
+    how = "belief against its prior" if view.memory else "latent against its prediction"
+    fig.axis("xaxis", title={"text": "step"})
+    fig.axis("yaxis", rangemode="tozero")
+    return fig.done(220, f"Surprise{now} (the model's {how}, RMS)")
 
 
 def signals_over_time(view, names: list[str], limits: dict[str, float]) -> dict:

@@ -53,6 +53,7 @@ MAX_PERSON_SPEED = 1.5  # m/s, the most the person_speed reset option takes
 # The talk's guardrail, "knife in hand, people around: don't move fast", as a hard term
 # (limit 0): at most 0.2 m/s while the person is within 0.5 m of the hand.
 KNIFE_RULE = "relu(hand_speed - 0.2) * (dist_hand_person < 0.5)"
+CAMERA_EYE = (0.6, -0.45, 2.2)  # m: nearly straight down, a little from the near (-y) side
 
 
 class KitchenEnv(LabScene):
@@ -218,7 +219,7 @@ class KitchenEnv(LabScene):
         # Nearly straight down, tilted a little from the near (-y) side so that
         # height shows: the arm on the left, table and board in the middle, the
         # person on the right (at the very ends of the path partly out of view).
-        return Camera([0.6, -0.45, 2.2], [0.6, 0.0, 0.3], [0, 0, 1], 50.0, 0.3, 5.0)
+        return Camera(list(CAMERA_EYE), [0.6, 0.0, 0.3], [0, 0, 1], 50.0, 0.3, 5.0)
 
     def _static_box(self, pos, half, rgba) -> int:
         c = self.client

@@ -55,6 +55,10 @@ RESULT = {
         "new rule",
         "return per episode, planner (rule held), new rule",
     ],
+    "memory": [
+        "error of the person's position read from the latent, hidden, memory",
+        "share of hidden steps breaking the knife rule, no memory",
+    ],
 }
 SEED = {"open_loop": 3}  # a lesson run with a seed of its own (the others with 0)
 PLANNER_NEW_RULE = "share of real steps breaking the rule, a new rule, planner (rule held)"

@@ -369,3 +369,28 @@ def test_plan_turns_the_learned_high_level_on_and_draws_its_plan(lab):
     page.get_by_text("Learned high level (hierarchy)").click()  # and off again: flat
     expect(page.get_by_text(re.compile(r"hierarchy: pretrained"))).to_have_count(0, timeout=WAIT)
     page.close()
+
+
+@pytest.mark.skipif(
+    not (ROOT / "pretrained" / "occluded-memory" / "config.json").exists(),
+    reason="pretrained/occluded-memory is made by ./lab pretrain --scenes occluded",
+)
+def test_a_model_with_memory_shows_its_belief_and_surprise_behind_the_screen(lab):
+    url, browser = lab
+    page = open_plan(browser, url, 2200, "Scene", "Occluded", "occluded-")
+    pick(page, "World model", re.compile(r"^pretrained/occluded-memory"))
+    expect(page.get_by_text(re.compile("^Planning on .*occluded-memory"))).to_be_visible(
+        timeout=WAIT
+    )
+    for n in (1, 2, 3):
+        click(page, "Step")
+        expect(step_text(page, n)).to_be_visible(timeout=20_000)
+    surprise = page.locator(".st-key-plan-surprise")
+    expect(surprise.get_by_text(re.compile(r"^Surprise: [\d.e+-]+ now"))).to_be_visible(
+        timeout=20_000
+    )
+    expect(page.get_by_text(re.compile("^This model has a memory"))).to_be_visible()
+    # on the plane, the person and where the model's belief puts them (its probes)
+    expect(page.get_by_text("person, where the model believes").first).to_be_attached()
+    shot(page, "plan-memory")
+    page.close()

@@ -128,7 +128,7 @@ def train_head(
         loss.backward()
         opt.step()
         lam = max(0.0, lam + 10.0 * (excess.item() - cfg.slack))  # dual ascent
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(loss.item()):
             raise LabError(f"the distance head diverged at step {step} (loss {float(loss)})")
         if step % 50 == 0 or step == cfg.steps - 1:
             figures = {

@@ -67,6 +67,10 @@ class ModelConfig:
     # worldmodels.loss) or "generative" (every imagined latent decoded and compared
     # with the real frame in pixels: worldmodels.generative, the lessons' contrast)
     objective: str = "jepa"
+    # Pixels: the latent is a belief carried from step to step, the prediction from the
+    # last one corrected by what is seen (``BeliefUpdate``; trained by worldmodels.memory):
+    # what left the view stays in it
+    memory: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -198,6 +202,47 @@ class Predictor(nn.Module):
             s = s + F.linear(h, w_out, b_out)
             out.append(s)
         return torch.stack(out, dim=1)
+
+
+class BeliefUpdate(nn.Module):
+    """A belief corrected by what is seen, as a Kalman filter corrects its estimate:
+    ``s_t = prior + K(innovation, prior)``, where the prior is the predictor's ``s_t``
+    from ``s_t-1`` and the last action, and the innovation ``e - expect(prior)`` is how
+    the frame's embedding ``e`` differs from the one the prior expects to see
+    (``expect``). Where the frame shows what the belief expected, nothing is corrected
+    and the belief carries on: a person the belief puts behind the screen is expected
+    not to be seen, so a frame without them keeps them. The filtering step of a
+    recurrent state-space model (Dreamer's RSSM: prior from the dynamics, posterior
+    from the observation), in latent space.
+
+    Both parts start as the identity plus a zero-initialised MLP: ``expect(s) = s``, ``K
+    = innovation``, so ``s_t = e``: the model it grows from, until training teaches it
+    what a frame cannot show. Training pulls ``expect`` of beliefs, real and imagined,
+    to the real embeddings (``worldmodels.memory``): a belief must explain what is seen
+    (Dreamer's reconstruction, in the encoder's space: no pixels)."""
+
+    def __init__(self, cfg: ModelConfig, hidden: int = 128) -> None:
+        super().__init__()
+        d = cfg.latent_dim
+        self.seen = mlp([d, hidden, d])
+        self.gain = mlp([2 * d, hidden, d])
+        for net in (self.seen, self.gain):
+            nn.init.zeros_(net[-1].weight)
+            nn.init.zeros_(net[-1].bias)
+
+    def expect(self, s: torch.Tensor) -> torch.Tensor:
+        """Beliefs (..., D) -> the frame embeddings they expect (..., D)."""
+        return s + self.seen(s)
+
+    def forward(self, e: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        innovation = e - self.expect(prior)
+        return prior + innovation + self.gain(torch.cat([innovation, prior], dim=-1))
+
+
+def surprise(latent: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+    """How far a latent is from what the model expected of it: (..., D) each -> (...), the
+    RMS over the latent's dimensions (violation of expectation, as V-JEPA measures it)."""
+    return (latent - expected).pow(2).mean(-1).sqrt()
 
 
 PROBE_BLOCK = 2048  # rows of latents the probes take at a time (see Probes.normalised)
@@ -336,6 +381,8 @@ class WorldModel(nn.Module):
             raise LabError(f"objective must be 'jepa' or 'generative', not {cfg.objective!r}")
         if cfg.objective == "generative" and not (cfg.obs == "pixels" and cfg.decoder):
             raise LabError("a generative model predicts pixels: it needs pixels and a decoder")
+        if cfg.memory and cfg.obs != "pixels":
+            raise LabError("memory is for a pixel model: a state holds what it needs")
         if cfg.frames < 1 or (cfg.obs == "state" and (cfg.frames != 1 or cfg.last_action)):
             raise LabError(
                 f"frames {cfg.frames}, last_action {cfg.last_action}: a state model takes one "
@@ -350,6 +397,7 @@ class WorldModel(nn.Module):
         self.probes = Probes(cfg)
         self.decoder = Decoder(cfg) if cfg.decoder else None
         self.distance = DistanceHead(cfg) if cfg.distance_dim else None
+        self.memory = BeliefUpdate(cfg) if cfg.memory else None
         # Held-out probe RMSE per signal at imagined steps 1..H, in the signals' units,
         # as measured when the checkpoint was saved (``load_checkpoint`` sets it; None
         # when unmeasured). The agent's ``margin`` plans against it.
@@ -398,15 +446,38 @@ class WorldModel(nn.Module):
     def _encode(self, obs) -> torch.Tensor:
         """Observation(s) -> latents (B, D). ``obs``: dict or array, batched or not. A
         dict may hold ``last_action`` ((A,) or (B, A)) for a model that reads it; without
-        one the scene is taken to be at rest."""
+        one the scene is taken to be at rest. A model with memory also takes ``belief``
+        (B, D), the latent of the step before (``observe``); without one nothing is
+        remembered yet."""
+        return self._observe(obs)[0]
+
+    def observe(self, obs) -> tuple[torch.Tensor, torch.Tensor]:
+        """See ``_observe``; safe beside a compile in the background, as ``encode``."""
+        return compiled.beside_compiles(self._observe, obs)
+
+    def _observe(self, obs) -> tuple[torch.Tensor, torch.Tensor]:
+        """``encode``, with what the model expected: (latents, priors), each (B, D). For
+        a model with memory the prior is the predictor's step from ``obs["belief"]`` on
+        the last action (with no belief, both are the frame's own embedding); their gap is
+        the model's surprise (``surprise``). Without memory the two are the same tensor."""
         x = self.obs_tensor(obs)
         if self.cfg.obs == "state":
-            return self.encoder(x.float())
+            s = self.encoder(x.float())
+            return s, s
         last = obs.get("last_action") if isinstance(obs, dict) else None
-        if last is not None and self.cfg.last_action:
+        if last is not None:
             last = torch.as_tensor(last, dtype=torch.float32, device=self.device)
             last = last.reshape(-1, self.cfg.action_dim).expand(len(x), -1)
-        return self.encoder(x, last)
+        e = self.encoder(x, last if self.cfg.last_action else None)
+        if self.memory is None:
+            return e, e
+        belief = obs.get("belief") if isinstance(obs, dict) else None
+        if belief is None:  # nothing remembered yet: the belief is what is seen
+            return e, e
+        belief = torch.as_tensor(belief, dtype=e.dtype, device=e.device).reshape(-1, len(e[0]))
+        a = e.new_zeros(len(e), self.cfg.action_dim) if last is None else last
+        prior = self.predictor(belief.expand(len(e), -1), a)
+        return self.memory(e, prior), prior
 
     def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Imagine: s0 (B, D), actions (B, H, A) -> latents s_1..s_H (B, H, D).

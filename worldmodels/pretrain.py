@@ -33,12 +33,14 @@ from scenes.collect import CollectConfig, collect
 from worldmodels.calibrate import CalibrateConfig, calibrate
 from worldmodels.checkpoint import save_checkpoint
 from worldmodels.distance import DistanceConfig, train_distance
+from worldmodels.memory import MemoryConfig, MemoryTrainer
 from worldmodels.refit import RefitConfig, refit_checkpoint
 from worldmodels.train import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
 DECODER_STEPS = 800  # then the display decoder is fitted again alone (worldmodels/refit.py)
+MEMORY_STEPS = 3000  # a memory grown from the scene's pixel model (worldmodels/memory.py)
 
 # scene -> episodes to collect, and per obs kind the training overrides.
 # Reach and Wall train the default narrow predictor (it plans 2-3x faster)
@@ -68,6 +70,15 @@ PLAN: dict[str, dict] = {
             "generative": {"steps": 1500, "batch": 32, **WIDE, **GENERATIVE},
         },
     },
+    # Kitchen with a screen the person walks behind (scenes.occluded): the pixel model
+    # (Kitchen's shape and steps) and the same model grown a memory (worldmodels.memory)
+    "occluded": {
+        "episodes": 300,
+        "train": {
+            "pixels": {"steps": 1500, "batch": 32, **WIDE},
+            "memory": {"steps": MEMORY_STEPS},
+        },
+    },
     # Bullet-Safety-Gym's tasks (scenes.safety): state models on exploration without
     # pixels (a Car frame costs 40 ms to render), the data benchmarks/safety_gym.py uses
     "ballcircle": {"episodes": 200, "pixels": False, "train": {"state": {"steps": 3000}}},
@@ -82,11 +93,14 @@ class PretrainConfig:
     """Which checkpoints to make, and where."""
 
     scenes: str = field(
-        default="reach,wall,push,kitchen", metadata={"help": "comma-separated scenes"}
+        default="reach,wall,push,kitchen,occluded", metadata={"help": "comma-separated scenes"}
     )
     obs: str = field(
-        default="state,pixels,generative",
-        metadata={"help": "comma-separated kinds: state, pixels (JEPAs), generative (pixels)"},
+        default="state,pixels,generative,memory",
+        metadata={
+            "help": "comma-separated kinds: state, pixels (JEPAs), generative (pixels), "
+            "memory (grown from the pixel model)"
+        },
     )
     out: str = field(default="pretrained", metadata={"help": "where the checkpoints go"})
     data: str = field(default="data/pretrain", metadata={"help": "where the collected data go"})
@@ -125,6 +139,9 @@ def pretrain(cfg: PretrainConfig) -> list[Path]:
         )
         log.info("%s: %d episodes collected in %.0f s", key, episodes, time.perf_counter() - t0)
         for kind in kinds:
+            if kind == "memory":  # after the pixel model it grows from (PLAN's order)
+                made.append(_grow_memory(key, data, plan["train"][kind], cfg, device))
+                continue
             overrides = dict(plan["train"][kind])
             overrides["steps"] = max(2, int(overrides["steps"] * cfg.scale))
             obs = overrides.pop("obs", kind)
@@ -186,6 +203,26 @@ def pretrain(cfg: PretrainConfig) -> list[Path]:
             log.info("%s-%s distance head: %s", key, obs, train_distance(head)[1])
             made.append(dest)
     return made
+
+
+def _grow_memory(key: str, data: Path, plan: dict, cfg: PretrainConfig, device) -> Path:
+    """The scene's pixel checkpoint grown a memory (``worldmodels.memory``), saved as
+    ``<scene>-memory``."""
+    dest = Path(cfg.out) / f"{key}-memory"
+    grow = MemoryConfig(
+        base=str(Path(cfg.out) / f"{key}-pixels"),
+        data=str(data),
+        out=str(dest),
+        steps=max(2, int(plan["steps"] * cfg.scale)),
+        seed=cfg.seed,
+        device=cfg.device,
+        progress=cfg.progress,
+    )
+    if dest.exists():
+        shutil.rmtree(dest)
+    figures = MemoryTrainer(grow, device=device).run()
+    log.info("%s-memory: %s", key, figures)
+    return dest
 
 
 def main(argv: list[str] | None = None) -> int:

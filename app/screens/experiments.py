@@ -157,7 +157,7 @@ def _settings_from(run: ExperimentRun) -> None:
     SS["exp/margin/compare"] = bool(run.guards)
     SS["exp/ray"] = bool(run.ray)
     SS["exp/samples"], SS["exp/iters"] = cfg.search.samples, cfg.search.iterations
-    if scene == "kitchen":
+    if scene in home.KITCHENS:
         SS["exp/near"] = bool(run.options.get("person_near"))
 
 
@@ -250,7 +250,7 @@ def form() -> ExperimentRun | None:
         "(violations) and costs (success, steps with no safe plan).",
     )
     reset = {}
-    if scene == "kitchen" and st.toggle(
+    if scene in home.KITCHENS and st.toggle(
         "The person starts near the board (otherwise it is rarely near the arm)",
         key=seeded("exp/near", True),
     ):

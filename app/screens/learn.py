@@ -79,13 +79,31 @@ def _perception() -> None:
         "A single frame shows where things are but not how fast they move, so a pixel model "
         "is given the previous frame too and the action the agent just took (an efference "
         "copy: the agent knows what it did); without them its probes could not read a speed "
-        "at all. The agent also keeps its previous plan, the warm start of the next one."
+        "at all. The agent also keeps its previous plan, the warm start of the next one.\n\n"
+        "Two frames keep nothing that leaves the view. In the occluded kitchen a screen "
+        "stands beside the board and the person walks behind it: in the scene, within reach "
+        "of the knife rule, not in the pixels. A model with memory (`worldmodels/memory.py`) "
+        "carries a *belief*: each step the predictor says what it expects from the last "
+        "belief and the action, and the frame corrects it where it differs from what the "
+        "belief expected to see, as a Kalman filter does (Dreamer's recurrent state, in "
+        "latent space). A person the belief puts behind the screen is expected not to be "
+        "seen, so a frame without them keeps them. How far a frame corrects the belief is "
+        "the model's *surprise*: an ordinary occlusion should not surprise it; a person who "
+        "vanishes in the open should (violation of expectation, the measure with which "
+        "V-JEPA told impossible videos from possible ones)."
     )
     where_in_lab(
         "Scene and Plan",
-        "the real frame on Plan is what the encoder sees at this step.",
-        [("worldmodels/model.py", "StateEncoder, PixelEncoder, WorldModel.encode")],
+        "the real frame on Plan is what the encoder sees at this step; with a memory model "
+        "on the occluded kitchen, the plane shows where the belief puts the person and a "
+        "chart the surprise at each step.",
+        [
+            ("worldmodels/model.py", "StateEncoder, PixelEncoder, WorldModel.encode"),
+            ("worldmodels/model.py", "BeliefUpdate, WorldModel.observe"),
+            ("worldmodels/memory.py", "run_filter, MemoryTrainer"),
+        ],
     )
+    lessons_link("memory")
 
 
 def _world_model() -> None:

@@ -174,7 +174,7 @@ def page() -> None:
     )
     settings.actor, settings.policy = actor, policy
     settings.high, high_label = high_level_input(side, ckpt, scene, actor)
-    if scene == "kitchen" and side.toggle(
+    if scene in home.KITCHENS and side.toggle(
         "Person starts near the board",
         True,
         key="plan/near",

@@ -325,6 +325,16 @@ def live(run_id: str, scene: str) -> None:
     fig = views.drawn(views.guardrails(v))
     if fig is not None:
         st.plotly_chart(fig, key="plan/guard")
+    fig = views.drawn(views.surprise_over_time(v))
+    if fig is not None:
+        st.container(key="plan-surprise").plotly_chart(fig, key="plan/surprise")
+        if v.memory:
+            st.caption(
+                "This model has a memory (`worldmodels.memory`): its latent is a belief, "
+                "the prediction from the last step corrected by the frame. Behind the "
+                "screen the frame shows no person and the belief keeps them (the open "
+                "circle on the plane); surprise is how much a frame corrected the belief."
+            )
     reg = registry()
     reg.drawing.drew(time.thread_time() - drawing)
     poll = reg.redraw(run) if run.running else POLL_PAUSED  # fast only while it runs

@@ -57,7 +57,7 @@ def drive(run_id: str, key: str) -> None:
     with c[1]:
         st.markdown(f"**Drive by hand** (each press is one {cls.CONTROL_DT:.3g} s step)")
         st.slider("Push strength", 0.1, 1.0, 0.6, 0.1, key="scene/power")
-        keys = KITCHEN_KEYS if key == "kitchen" else FLOOR_KEYS
+        keys = KITCHEN_KEYS if key in home.KITCHENS else FLOOR_KEYS
         cols = st.columns(len(keys))
         for col, (label, a) in zip(cols, keys.items(), strict=False):
             # an agent with more action dimensions (Drone 4, Ant 8): the keys push the

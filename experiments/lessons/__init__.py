@@ -19,6 +19,8 @@ chart's points and the CSV), headline figures and pictures. The Lessons pages
    subgoal and the learned high level.
 6. ``field``: on Bullet-Safety-Gym's BallCircle, the planner against PPO-Lagrangian
    (the field's trained-in baseline) when the rule changes.
+7. ``memory``: out of sight, still there: on Kitchen with a screen, the pixel JEPA
+   beside the same model grown a memory (``worldmodels.memory``).
 """
 
 from __future__ import annotations
@@ -26,14 +28,15 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 from common.errors import LabError
-from experiments.lessons import blur, collapse, field, guardrails, hierarchy, open_loop
+from experiments.lessons import blur, collapse, field, guardrails, hierarchy, memory, open_loop
 from experiments.lessons.common import Lesson, Live, Panel, wilson
 from worldmodels import compiled
 
 __all__ = ["LESSONS", "Lesson", "Live", "Panel", "run_lesson", "wilson"]
 
 LESSONS: dict[str, Lesson] = {
-    m.LESSON.key: m.LESSON for m in (blur, collapse, guardrails, open_loop, hierarchy, field)
+    m.LESSON.key: m.LESSON
+    for m in (blur, collapse, guardrails, open_loop, hierarchy, field, memory)
 }
 
 

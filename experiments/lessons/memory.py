@@ -1,0 +1,345 @@
+"""Lesson 7, out of sight: a world model needs memory to keep what it cannot see.
+
+On Kitchen with a screen across the person's path (``scenes.occluded``), the pixel JEPA
+that sees its last two frames beside the same model grown a memory
+(``worldmodels.memory``): where each model's latent puts the person through an
+occlusion (read by its probes), the knife rule while each plans with the person behind
+the screen, and each model's surprise at an ordinary occlusion against a person who
+vanishes in the open or jumps back along their path (object permanence, tested as
+infants and V-JEPA are: by violation of expectation)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+import scenes
+from agents.agent import Agent, AgentConfig
+from agents.cost import CostSet, Term
+from agents.episode import HardTerms
+from common.paths import PRETRAINED
+from experiments.lessons.common import (
+    SEARCH,
+    Lesson,
+    Live,
+    Panel,
+    episodes_for,
+    stopped,
+    wilson,
+)
+from scenes.kitchen import BOARD_TOP, KNIFE_LEN, KNIFE_RULE
+from worldmodels.checkpoint import load_checkpoint
+from worldmodels.data import WindowData
+from worldmodels.memory import along
+
+MODELS = {"memory": "occluded-memory", "no memory": "occluded-pixels"}
+KNIFE = CostSet(terms=[Term("slow near person", KNIFE_RULE, "hard")])
+EVENT_AT = 4  # the step the impossible events happen at (the person in the open then)
+# (held-out episodes for the probes, watched episodes for surprise, planned episodes per
+# model): the short version, the lesson, and benchmarks/memory.py's
+SIZES = {"quick": (3, 3, 2), "full": (6, 6, 5), "bench": (30, 20, 20)}
+
+
+def key_of(name: str) -> str:
+    return name.replace(" ", "_")
+
+
+def out_of_sight(
+    live: Live,
+    device,
+    stop=None,
+    turn=nullcontext,
+    quick: bool = False,
+    seed: int = 0,
+    scene: str = "occluded",
+    size: str | None = None,
+) -> dict:
+    """Both models on the same episodes (``seed`` picks them; 0: the shipped figures'):
+    1. held-out exploration episodes: the person's position read from each model's
+       latents on steps where they are in full view and where the screen hides them;
+    2. watched episodes (the arm going about its task, the person walking towards the
+       screen): each model's surprise when the person goes behind it, and when, in
+       the same episodes, they vanish in the open or jump back along their path;
+    3. planning with the knife rule, the person walking behind the screen as the hand
+       crosses the board towards them: the share of hidden steps on which the rule
+       broke, and time per step."""
+    held, watched, planned = SIZES[size or ("quick" if quick else "full")]
+    total = 2 + 2 * watched + 2 * planned
+    live.say("collecting held-out episodes of the occluded kitchen", 0, total)
+    models = {}
+    for name, folder in MODELS.items():
+        model, _ = load_checkpoint(PRETRAINED / folder, device)
+        models[name] = model.eval()
+    data = WindowData(
+        str(episodes_for(scene, held, True, 3001 + seed)),
+        "pixels",
+        device,
+        horizon=1,
+        val_fraction=0.5,
+        seed=0,
+        frames=2,
+    )
+    live.tick()
+    with turn():
+        _probe_errors(live, models, data)
+    live.tick()
+    _surprise(live, models, watched, seed, stop, turn)
+    _plan(live, models, planned, device, seed, stop, turn)
+    live.say("done")
+    return live.copy().figures
+
+
+@torch.no_grad()
+def _probe_errors(live: Live, models: dict, data: WindowData) -> None:
+    """Figures ``{visible,hidden}_error_{model}`` (m) and the chart's rows: the person's y
+    from each latent beside the real one along the first episode with a hidden stretch."""
+    names = data.signal_names
+    px, py, seen = (names.index(k) for k in ("person_x", "person_y", "person_seen"))
+    shown = None
+    errors: dict[str, list] = {name: [] for name in models}
+    seens = []
+    for start, n in data.episodes:
+        rows = torch.arange(start, start + n, device=data.device)
+        real = data.signals[rows]
+        seens.append(real[:, seen])
+        hidden_here = bool((real[:, seen] == 0).any())
+        for name, model in models.items():
+            latents, _ = along(model, data.pixels[rows], data.actions[rows[:-1]])
+            probed = model.probe(latents, ["person_x", "person_y"])
+            err = torch.hypot(probed["person_x"] - real[:, px], probed["person_y"] - real[:, py])
+            errors[name].append(err)
+            if (shown is None and hidden_here) or shown == int(start):
+                shown = int(start)
+                for t in range(n):
+                    live.add(step=t, series=name, person_y=float(probed["person_y"][t]))
+        if shown == int(start):
+            for t in range(n):
+                live.add(
+                    step=t,
+                    series="real (screen hides them)" if real[t, seen] == 0 else "real",
+                    person_y=float(real[t, py]),
+                )
+    seen_all = torch.cat(seens)
+    visible, hidden = seen_all == 1, seen_all == 0
+    for name, errs in errors.items():
+        e = torch.cat(errs)
+        live.set(
+            **{
+                f"visible_error_{key_of(name)}": round(float(e[visible].mean()), 4),
+                f"hidden_error_{key_of(name)}": round(float(e[hidden].mean()), 4),
+            }
+        )
+    live.set(hidden_steps=int(hidden.sum()), visible_steps=int(visible.sum()))
+
+
+def _watched(env, seed: int, event: dict | None) -> dict:
+    """One episode of the arm going to its goal (the scene's scripted controller) while
+    the person walks from full view towards the screen: frames, actions, person_seen
+    per step."""
+    rng = np.random.default_rng(seed)
+    person = {
+        "x": float(rng.uniform(0.9, 1.05)),
+        "y": float(rng.uniform(0.45, 0.7)),
+        "dir": -1.0,
+        "speed": float(rng.uniform(0.3, 0.45)),
+    }
+    options = {"person": person, "goal_obs": False}
+    if event:
+        options["event"] = event
+    obs, info = env.reset(seed=seed, options=options)
+    frames, actions, seen = [obs["pixels"]], [], [info["signals"]["person_seen"]]
+    for _ in range(40):
+        a = env.scripted_action()
+        obs, _, _, _, info = env.step(a)
+        frames.append(obs["pixels"])
+        actions.append(a)
+        seen.append(info["signals"]["person_seen"])
+    return {"frames": np.stack(frames), "actions": np.stack(actions), "seen": np.array(seen)}
+
+
+@torch.no_grad()
+def _surprise(live: Live, models: dict, watched: int, seed: int, stop, turn) -> None:
+    """Figures ``surprise_{occlusion,vanish,jump}_{model}`` (the mean over episodes of the
+    larger surprise of the two frames around each: the person going out of sight behind
+    the screen, and vanishing or jumping in the open) and ``surprise_ratio_{model}`` (vanishing over
+    occlusion)."""
+    # the arm reaches its cut and stays there: the episode goes on while the person walks
+    env = scenes.scene_class("occluded")(pixels=True, terminate_on_success=False)
+    found = {n: {"occlusion": [], "vanish": [], "jump": []} for n in models}
+    try:
+        for i in range(watched):
+            stopped(stop)
+            live.say(f"watching episode {i + 1} of {watched}: the person walks, hides, vanishes")
+            ep_seed = 4001 + seed * 1000 + i
+            runs = {
+                "occlusion": _watched(env, ep_seed, None),
+                "vanish": _watched(env, ep_seed, {"kind": "vanish", "at": EVENT_AT}),
+                "jump": _watched(env, ep_seed, {"kind": "jump", "at": EVENT_AT}),
+            }
+            seen = runs["occlusion"]["seen"]
+            gone = int(np.argmax(seen == 0))  # the first frame the screen hides all of them
+            if seen[gone] != 0:
+                continue  # they never went behind it in these 40 steps
+            for name, model in models.items():
+                with turn():
+                    for what, run in runs.items():
+                        dev = model.device
+                        pixels = torch.as_tensor(run["frames"], device=dev)
+                        acts = torch.as_tensor(run["actions"], device=dev)
+                        s = along(model, pixels, acts)[1].cpu().numpy()
+                        # the two frames around the moment: the last with some of them
+                        # in view and the first without; the event's first two frames
+                        lo = gone - 1 if what == "occlusion" else EVENT_AT
+                        found[name][what].append(float(s[lo : lo + 2].max()))
+                live.tick()
+    finally:
+        env.close()
+    for name, kinds in found.items():
+        k = key_of(name)
+        means = {what: float(np.mean(v)) if v else float("nan") for what, v in kinds.items()}
+        live.set(
+            **{f"surprise_{what}_{k}": round(m, 4) for what, m in means.items()},
+            **{f"surprise_ratio_{k}": round(means["vanish"] / means["occlusion"], 2)},
+            **{f"surprise_jump_ratio_{k}": round(means["jump"] / means["occlusion"], 2)},
+            surprise_episodes=len(kinds["occlusion"]),
+        )
+
+
+def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn) -> None:
+    """Figures ``hidden_violation_{model}`` (share of steps with the person hidden on
+    which the knife rule broke in reality), ``violation_{model}`` (all steps),
+    ``success_{model}`` and ``plan_ms_{model}`` (perceiving and planning, per step)."""
+    env = scenes.scene_class("occluded")(pixels=True)
+    hard = HardTerms(KNIFE.terms, list(env.signal_names), list(env.TASK_SIGNALS))
+    tally = {
+        n: {"hidden": 0, "hidden_broke": 0, "steps": 0, "broke": 0, "won": 0, "s": 0.0}
+        for n in models
+    }
+    try:
+        for i in range(planned):
+            rng = np.random.default_rng(5001 + seed * 1000 + i)
+            # the person in view, walking behind the screen; the hand from the board's
+            # far side to a cut at its near end, beside where they hide
+            options = {
+                "person": {
+                    "x": float(rng.uniform(0.9, 1.0)),
+                    "y": float(rng.uniform(0.3, 0.5)),
+                    "dir": -1.0,
+                    "speed": float(rng.uniform(0.2, 0.3)),
+                },
+                "start": [
+                    float(rng.uniform(0.4, 0.5)),
+                    float(rng.uniform(0.25, 0.35)),
+                    float(rng.uniform(0.65, 0.8)),
+                ],
+                "goal": [
+                    float(rng.uniform(0.55, 0.65)),
+                    float(rng.uniform(-0.15, -0.05)),
+                    BOARD_TOP + KNIFE_LEN + 0.01,
+                ],
+            }
+            order = list(models.items())[:: -1 if i % 2 else 1]  # each first in turn
+            for name, model in order:
+                stopped(stop)
+                live.say(f"{name}: planning episode {i + 1} of {planned} with the knife rule")
+                agent = Agent(model, env, KNIFE, AgentConfig(search=SEARCH, decode=False), seed=i)
+                agent.generator.manual_seed(5001 + i)
+                agent.reset(seed=5001 + seed * 1000 + i, options=options)
+                t = tally[name]
+                rec = None
+                while not agent.done:
+                    with turn():
+                        t0 = time.perf_counter()
+                        thought = agent.think()
+                        t["s"] += time.perf_counter() - t0
+                        rec = agent.step(thought)
+                    broke = hard.violated(rec.next_signals, env.goal)
+                    hidden = rec.next_signals["person_seen"] == 0
+                    t["steps"] += 1
+                    t["broke"] += broke
+                    t["hidden"] += hidden
+                    t["hidden_broke"] += hidden and broke
+                t["won"] += bool(rec and rec.is_success)
+                live.tick()
+    finally:
+        env.close()
+    for name, t in tally.items():
+        k = key_of(name)
+        live.set(
+            **{
+                f"hidden_violation_{k}": round(t["hidden_broke"] / max(1, t["hidden"]), 4),
+                f"violation_{k}": round(t["broke"] / max(1, t["steps"]), 4),
+                f"success_{k}": round(t["won"] / max(1, planned), 3),
+                f"plan_ms_{k}": round(1e3 * t["s"] / max(1, t["steps"]), 2),
+                f"hidden_plan_steps_{k}": t["hidden"],
+            }
+        )
+        live.interval(**{f"hidden_violation_{k}": wilson(t["hidden_broke"], t["hidden"])})
+
+
+LESSON = Lesson(
+    "memory",
+    "Out of sight",
+    "Out of sight, still there: memory in the world model",
+    "A world model needs memory to keep what it cannot see: a person behind a screen is "
+    "still there, and a guardrail about them must still hold.",
+    out_of_sight,
+    "Measured on this run's episodes; see the figures below.",
+    "Plan on the occluded kitchen on the Plan page with each model (World model: "
+    "`occluded-memory` or `occluded-pixels`) and watch the believed person while they "
+    "are behind the screen, and the surprise meter when they come out.",
+    {"x": "step", "y": ["person_y"], "color": "series"},
+    tuple(MODELS.values()),
+    scenes=("occluded",),
+    rule=f"the knife rule, slow near person (`{KNIFE_RULE}`), while each model plans",
+    situation="",
+    episodes=(SIZES["quick"][2], SIZES["full"][2]),
+    counted="planned episodes per model (the person strolling behind the screen near the "
+    "board); probe errors on held-out exploration episodes, surprise on watched ones",
+    words={
+        "seconds": "time the whole lesson took",
+        **{
+            f"{what}_{key_of(n)}": f"{words}, {n}"
+            for n in MODELS
+            for what, words in (
+                ("visible_error", "error of the person's position read from the latent, in view"),
+                ("hidden_error", "error of the person's position read from the latent, hidden"),
+                ("surprise_occlusion", "surprise when the person goes behind the screen"),
+                ("surprise_vanish", "surprise when the person vanishes in the open"),
+                ("surprise_jump", "surprise when the person jumps back along their path"),
+                ("surprise_ratio", "surprise at vanishing over surprise at the occlusion"),
+                ("surprise_jump_ratio", "surprise at the jump over surprise at the occlusion"),
+                ("hidden_violation", "share of hidden steps breaking the knife rule"),
+                ("violation", "share of all steps breaking the knife rule"),
+                ("success", "share of episodes reaching the goal"),
+                ("plan_ms", "time per step, perceiving and planning"),
+                ("hidden_plan_steps", "planned steps with the person hidden"),
+            )
+        },
+        "hidden_steps": "held-out steps with the person hidden",
+        "visible_steps": "held-out steps with the person in full view",
+        "surprise_episodes": "watched episodes in which the person went behind the screen",
+    },
+    panels=[
+        Panel(
+            "error of the person's position read from the latent",
+            "m",
+            [
+                (where, n, f"{where}_error_{key_of(n)}")
+                for where in ("visible", "hidden")
+                for n in MODELS
+            ],
+            lower_better=True,
+        ),
+        Panel(
+            "share of hidden steps breaking the knife rule",
+            "%",
+            [("hidden steps", n, f"hidden_violation_{key_of(n)}") for n in MODELS],
+            lower_better=True,
+        ),
+    ],
+    seed_means="the held-out, watched and planned episodes",
+)
