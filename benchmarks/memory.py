@@ -38,6 +38,7 @@ import torch  # noqa: E402
 from common.results import save  # noqa: E402
 from experiments.lessons.common import Live  # noqa: E402
 from experiments.lessons.memory import out_of_sight  # noqa: E402
+from worldmodels import compiled  # noqa: E402
 
 
 def goals(f: dict) -> list[tuple[str, bool]]:
@@ -65,7 +66,10 @@ def main() -> int:
     device = torch.device("cpu")
     live = Live()
     t0 = time.perf_counter()
-    figures = out_of_sight(live, device, seed=args.seed, size="quick" if args.quick else "bench")
+    size = "quick" if args.quick else "bench"
+    with compiled.off():  # as the lessons run: a compile in the background would fall on
+        # whichever model plans first, and slow it unevenly (experiments.lessons)
+        figures = out_of_sight(live, device, seed=args.seed, size=size)
     figures = {"seconds": round(time.perf_counter() - t0, 1), **figures}
     for k, v in figures.items():
         print(f"{k}: {v}")

@@ -30,9 +30,11 @@ from scenes.kitchen import CAMERA_EYE, PERSON_LEN, PERSON_PATH, PERSON_R, Kitche
 # The camera looks over it from the near side (-y, above), so it also hides part of them
 # for a while on either side: wholly hidden from y -0.3 to about -0.13, half in view by
 # -0.45 and 0.15, in full view beyond -0.6 and 0.35 (``person_seen``). Its near face
-# (x 0.755) stays behind the hand's farthest reach (x 0.75). (A first screen at y
-# 0..0.55 cast its shadow up to the end of the path: hidden from 0.15 on, turning
-# round unseen and back, 3 to 6 s at a time; neither pixel model kept the person.)
+# (x 0.755) stays behind the hand's farthest reach (x 0.75). Two other screens were
+# measured (``./lab bench memory``, issue 33's note): at y 0..0.55 its shadow reached
+# the end of the path (hidden from 0.15 on, turning round unseen and back, 3 to 6 s
+# at a time) and neither pixel model kept the person; at y -0.55..0 (0.4 m wholly
+# hidden) the grown memory kept them no better than the model without one.
 SCREEN = (0.755, 1.21, -0.45, -0.1, 1.2)
 SCREEN_RGBA = (0.30, 0.42, 0.50, 1.0)
 EVENTS = ("vanish", "jump")

@@ -152,6 +152,26 @@ def test_the_open_loop_lesson_replans_its_way_to_more_goals():
     assert "4 episodes" in live.settings["episodes"]
 
 
+def test_the_out_of_sight_lesson_measures_both_models_through_the_screen():
+    """The occluded kitchen with the shipped models: the person hidden on some held-out
+    steps and planned steps, both models' errors measured there and in view, and each
+    model more surprised by a person vanishing in the open than by one going behind the
+    screen; the chart's rows hold the real person and both models' reading."""
+    live = Live()
+    f = run_lesson("memory", live, CPU, quick=True)
+    assert f["hidden_steps"] > 0 and f["visible_steps"] > 0
+    for name in ("memory", "no_memory"):
+        for k in ("visible_error", "hidden_error"):
+            assert 0 < f[f"{k}_{name}"] < 0.5, (k, name)
+        assert f[f"surprise_vanish_{name}"] > f[f"surprise_occlusion_{name}"] > 0, name
+        assert f[f"hidden_plan_steps_{name}"] > 0, name
+        assert 0 <= f[f"hidden_violation_{name}"] <= 1 and f[f"plan_ms_{name}"] > 0
+    assert f["surprise_episodes"] >= 1
+    series = {r["series"] for r in live.rows}
+    assert {"memory", "no memory", "real", "real (screen hides them)"} <= series
+    assert live.done == live.total and live.settings["scene"] == "Occluded"
+
+
 def test_the_field_lesson_edits_the_planners_rule_and_retrains_the_policy():
     """BallCircle with the shipped models and policies: under the new boundary the
     planner keeps the rule and most of its return with nothing retrained; the policy

@@ -34,6 +34,7 @@ REFERENCE = (
     "hierarchy",
     "label_free",
     "lessons",
+    "memory",
     "plan_speed",
     "safety_gym",
     "search_efficiency",
@@ -270,6 +271,28 @@ LESSON_QUOTES = {
         ),
     ],
     "hierarchy": [],
+    "memory": [
+        (
+            r"memory ([\d.]+) / ([\d.]+) m, no memory ([\d.]+) / ([\d.]+) m",
+            [
+                "hidden_error_memory",
+                "visible_error_memory",
+                "hidden_error_no_memory",
+                "visible_error_no_memory",
+            ],
+            1,
+        ),
+        (
+            r"([\d.]+) x as much .* \(no memory ([\d.]+) x\)",
+            ["surprise_ratio_memory", "surprise_ratio_no_memory"],
+            1,
+        ),
+        (
+            r"([\d.]+) % with memory, ([\d.]+) % without",
+            ["hidden_violation_memory", "hidden_violation_no_memory"],
+            100,
+        ),
+    ],
     "field": [
         (
             r"planner ([\d.]+) / ([\d.]+) -> ([\d.]+) / ([\d.]+)",
@@ -288,6 +311,39 @@ LESSON_QUOTES = {
         ),
     ],
 }
+
+
+def test_readme_memory_table_quotes_the_results():
+    f = figures("memory")
+    rows = {r[0]: r[1:] for r in table("| | memory | no memory | goal |")}
+    cells = {
+        "person position error, in full view (m, 30 held-out episodes)": [
+            (r"^([\d.]+)$", "visible_error_memory", 1),
+            (r"^([\d.]+)$", "visible_error_no_memory", 1),
+        ],
+        "person position error, hidden (m)": [
+            (r"^([\d.]+) ", "hidden_error_memory", 1),
+            (r"^([\d.]+) ", "hidden_error_no_memory", 1),
+        ],
+        "surprise: occlusion / vanishing / jump (20 episodes)": [
+            (r"vanishing ([\d.]+) x", "surprise_ratio_memory", 1),
+            (r"\(([\d.]+) x\)", "surprise_ratio_no_memory", 1),
+        ],
+        "hidden steps breaking the knife rule, planning (20 episodes each)": [
+            (r"^([\d.]+) %", "hidden_violation_memory", 100),
+            (r"^([\d.]+) %", "hidden_violation_no_memory", 100),
+        ],
+        "time per step, perceiving and planning (ms)": [
+            (r"^([\d.]+)", "plan_ms_memory", 1),
+            (r"^([\d.]+)", "plan_ms_no_memory", 1),
+        ],
+    }
+    assert set(rows) == set(cells)
+    for row, wanted in cells.items():
+        for cell, (pattern, key, scale) in zip(rows[row], wanted, strict=False):
+            m = re.search(pattern, cell)
+            assert m and agrees(m[1], f[key], scale), (row, key, cell)
+    assert "4.2 times as much" in PROSE and f["surprise_ratio_memory"] >= 3
 
 
 def test_readme_lessons_table_quotes_the_results():

@@ -69,6 +69,13 @@ class MemoryConfig:
     )
     horizon: int = field(default=8, metadata={"help": "open-loop steps in the loss"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (cosine to 10%)"})
+    prioritise: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of each batch drawn in proportion to the windows' last loss "
+            "(prioritised replay): the few windows where the person comes out again"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of the batches"})
     device: str = field(default="auto", metadata={"help": "auto (cuda when present), cpu, cuda"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
@@ -175,6 +182,9 @@ class MemoryTrainer:
         self.opt = torch.optim.Adam(params, lr=cfg.lr)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
+        # each training window's last loss (prioritised replay, Schaul et al. 2016);
+        # unseen windows start at the top so that each is tried
+        self.priority = torch.full((len(self.data.train_starts),), 1e3)
 
     def windows(self, starts: torch.Tensor) -> dict[str, torch.Tensor]:
         rows = starts[:, None] + torch.arange(self.cfg.window + 1, device=self.device)
@@ -199,13 +209,16 @@ class MemoryTrainer:
         steps = starts[:, None] + torch.arange(H, device=self.device)  # (K, H)
         acts = batch["actions"][:, steps].flatten(0, 1)  # (B*K, H, A)
         imagined = model.rollout(s0, acts).view(B, len(starts), H, D)
-        terms = {"pred": F.mse_loss(imagined, targets[:, steps + 1])}
+        gap = (imagined - targets[:, steps + 1]).pow(2)  # (B, K, H, D)
+        terms = {"pred": gap.mean()}
         # a belief must explain the frame it was formed with, and an imagined one the
         # frame that came: no sluggish belief (a target made predictable by ignoring the
         # frames), and no forgetting what will be seen again
         seen = model.memory.expect
         terms["seen"] = F.mse_loss(seen(beliefs[:, k0:]), batch["e"][:, k0:])
-        terms["seen_imagined"] = F.mse_loss(seen(imagined), batch["e"][:, steps + 1])
+        missed = (seen(imagined) - batch["e"][:, steps + 1]).pow(2)  # (B, K, H, D)
+        terms["seen_imagined"] = missed.mean()
+        self.window_loss = (gap + missed).detach().mean(dim=(1, 2, 3))  # (B,)
         kept = beliefs[:, k0:]
         terms["var"], terms["cov"] = vicreg_terms(kept.flatten(0, 1))
         probes = model.probes
@@ -230,9 +243,14 @@ class MemoryTrainer:
         frac = self.step / max(cfg.steps, 1)
         for group in self.opt.param_groups:
             group["lr"] = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
-        pick = torch.randint(len(self.data.train_starts), (cfg.batch,), generator=self.gen)
+        ranked = round(cfg.batch * cfg.prioritise)
+        pick = torch.randint(len(self.priority), (cfg.batch - ranked,), generator=self.gen)
+        if ranked:
+            top = torch.multinomial(self.priority, ranked, replacement=True, generator=self.gen)
+            pick = torch.cat([pick, top])
         batch = self.windows(self.data.train_starts[pick.to(self.device)])
         terms = self.losses(batch)
+        self.priority[pick] = self.window_loss.cpu()
         self.opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.opt.step()

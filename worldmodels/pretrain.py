@@ -1,16 +1,17 @@
 """Make the pretrained checkpoints from nothing: collect, then train, seeded.
 
-    ./lab pretrain                 # every scene from state, Reach and Kitchen from pixels
+    ./lab pretrain                 # every scene from state, Reach and Kitchen from pixels,
+                                   # the occluded kitchen from pixels and with memory
     ./lab pretrain --scenes reach  # just one
 
 For each scene it collects exploration data (``data/pretrain/<scene>``,
 resumable) and trains the models listed in ``PLAN`` into
 ``pretrained/<scene>-<obs>/`` so the lab plans the moment it starts. Runs are
 fixed in steps, not seconds, so the same command gives the same weights on
-the same kind of machine. On 2 CPU cores the whole plan takes about 50
-minutes (collection 3, state models 23 of which Push's 12, pixel models 9 +
-15, decoder refits 1 each, distance heads
-0.5-2.5 min each); each checkpoint's probe error is then measured on the held-out
+the same kind of machine. On 2 CPU cores the whole plan takes about 75
+minutes (collection 4, state models 23 of which Push's 12, pixel models 9 +
+15 + 14 (the occluded kitchen's), its memory 6, decoder refits 1 each, distance
+heads 0.5-2.5 min each); each checkpoint's probe error is then measured on the held-out
 episodes (``./lab calibrate``, for the agent's margin). A CUDA device
 makes the training part several times faster. Pretrained weights are stored
 as float16 to keep each checkpoint under 5 MB; they load as float32.

@@ -39,6 +39,7 @@ ICONS = {
     "open_loop": ":material/replay:",
     "hierarchy": ":material/account_tree:",
     "field": ":material/sports_score:",
+    "memory": ":material/visibility_off:",
 }
 
 

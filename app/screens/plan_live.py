@@ -325,7 +325,9 @@ def live(run_id: str, scene: str) -> None:
     fig = views.drawn(views.guardrails(v))
     if fig is not None:
         st.plotly_chart(fig, key="plan/guard")
-    fig = views.drawn(views.surprise_over_time(v))
+    # the surprise chart where something can be out of sight (the agent measures it always)
+    seeing = v.memory or "person_seen" in v.signals
+    fig = views.drawn(views.surprise_over_time(v)) if seeing else None
     if fig is not None:
         st.container(key="plan-surprise").plotly_chart(fig, key="plan/surprise")
         if v.memory:

@@ -74,7 +74,9 @@ def out_of_sight(
         model, _ = load_checkpoint(PRETRAINED / folder, device)
         models[name] = model.eval()
     data = WindowData(
-        str(episodes_for(scene, held, True, 3001 + seed)),
+        # one collection for every size (it is keyed by scene and seed): the first
+        # ``held`` of its episodes are read
+        str(episodes_for(scene, SIZES["bench"][0], True, 3001 + seed)),
         "pixels",
         device,
         horizon=1,
@@ -84,7 +86,7 @@ def out_of_sight(
     )
     live.tick()
     with turn():
-        _probe_errors(live, models, data)
+        _probe_errors(live, models, data, held)
     live.tick()
     _surprise(live, models, watched, seed, stop, turn)
     _plan(live, models, planned, device, seed, stop, turn)
@@ -93,7 +95,7 @@ def out_of_sight(
 
 
 @torch.no_grad()
-def _probe_errors(live: Live, models: dict, data: WindowData) -> None:
+def _probe_errors(live: Live, models: dict, data: WindowData, held: int) -> None:
     """Figures ``{visible,hidden}_error_{model}`` (m) and the chart's rows: the person's y
     from each latent beside the real one along the first episode with a hidden stretch."""
     names = data.signal_names
@@ -101,7 +103,7 @@ def _probe_errors(live: Live, models: dict, data: WindowData) -> None:
     shown = None
     errors: dict[str, list] = {name: [] for name in models}
     seens = []
-    for start, n in data.episodes:
+    for start, n in data.episodes[:held]:
         rows = torch.arange(start, start + n, device=data.device)
         real = data.signals[rows]
         seens.append(real[:, seen])
@@ -287,7 +289,19 @@ LESSON = Lesson(
     "A world model needs memory to keep what it cannot see: a person behind a screen is "
     "still there, and a guardrail about them must still hold.",
     out_of_sight,
-    "Measured on this run's episodes; see the figures below.",
+    "Read from the latents, the person behind the screen is where the belief of the model "
+    "with memory puts them to within 5 cm (0.047 m, against 0.059 m in full view): the "
+    "frame shows no person, and the belief, which expected none there, keeps them. A "
+    "person who vanishes in the open corrects that belief 4.4 times as much as one who "
+    "goes behind the screen: the model is surprised by the impossible event, not by the "
+    "occlusion. Two things this run does not show. The screen hides the person for only "
+    "a few steps, so the model without memory, which reads the middle of the hidden "
+    "stretch, is no worse there (0.065 m) than in view (0.130 m): a longer occlusion is "
+    "needed to make it lose them, and on the two longer screens tried the grown memory "
+    "did not keep them either. And planning with the knife rule breaks it on a quarter of "
+    "the hidden steps with memory (against 15 % without) and more often in view: errors "
+    "about the hand's speed near the limit, not about where the person is, with no margin "
+    "(neither model is calibrated for one).",
     "Plan on the occluded kitchen on the Plan page with each model (World model: "
     "`occluded-memory` or `occluded-pixels`) and watch the believed person while they "
     "are behind the screen, and the surprise meter when they come out.",
