@@ -19,6 +19,7 @@ from common.errors import LabError
 from scenes.collect import CollectConfig, collect
 from scenes.occluded import JUMP, OccludedEnv
 from worldmodels import load_checkpoint
+from worldmodels.calibrate import CalibrateConfig, calibrate
 from worldmodels.memory import MemoryConfig, MemoryTrainer, along
 from worldmodels.train import TrainConfig, Trainer
 
@@ -202,6 +203,9 @@ def test_an_agent_carries_its_belief_from_step_to_step(grown):
         assert agent.latent is None  # a new episode remembers nothing
     finally:
         env.close()
+    # held-out windows would start from a frame, not a belief: refused, with the way
+    with pytest.raises(LabError, match=r"has a memory.*--episodes"):
+        calibrate(CalibrateConfig(checkpoint=cfg.out, data=cfg.data))
 
 
 def first_latent(agent: Agent) -> torch.Tensor:

@@ -49,6 +49,12 @@ def calibrate(cfg: CalibrateConfig) -> dict[str, list[float]]:
     """Measure, store in the checkpoint's JSON, and return {signal: [RMSE at steps 1..H]}."""
     device = choose_device(cfg.device)
     model, config = load_checkpoint(cfg.checkpoint, device)
+    if model.cfg.memory:  # its windows would start from a frame, not from a belief
+        raise LabError(
+            f"{cfg.checkpoint} has a memory: its latent is a belief carried over the "
+            "episode, which held-out windows do not give it; measure it on the agent's "
+            "own episodes instead (./lab calibrate --checkpoint ... --episodes 60)"
+        )
     horizon = max(HORIZONS)
     split = config.get("split") or {}
     seed = cfg.seed if cfg.seed >= 0 else int(split.get("seed", 0))
