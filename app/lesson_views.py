@@ -238,9 +238,9 @@ def headline_chart(
 def rows_chart(rows: list[dict], x: str, ys: list, color: str | None) -> dict:
     """A lesson's rows as they come in: one panel per measured column in ``ys``, against
     ``x``, each titled in words with its unit (and "lower is better" where it is); a
-    line per value of ``color`` (or grouped bars when ``x`` is a name). A pair of
-    columns shares a panel: the first drawn solid, the second dotted. Rates as
-    percentages."""
+    line per value of ``color`` (or grouped bars when ``x`` is a name), broken where a
+    row holds the column with None. A pair of columns shares a panel: the first drawn
+    solid, the second dotted. Rates as percentages."""
     panels = [(y,) if isinstance(y, str) else tuple(y) for y in ys]
 
     def words(c: str) -> str:
@@ -263,7 +263,10 @@ def rows_chart(rows: list[dict], x: str, ys: list, color: str | None) -> dict:
         for row, panel in enumerate(panels, start=1):
             for j, y in enumerate(panel):
                 scale = 100.0 if COLUMNS.get(y, ("", "", False))[1] == "%" else 1.0
-                pts = [(r[x], r[y] * scale) for r in mine if r.get(y) is not None]
+                # a row that has the column with no value is a gap in its line
+                pts = [(r[x], None if r[y] is None else r[y] * scale) for r in mine if y in r]
+                if bars:
+                    pts = [pt for pt in pts if pt[1] is not None]
                 trace = {
                     "x": [p[0] for p in pts],
                     "y": [p[1] for p in pts],

@@ -113,17 +113,18 @@ def _probe_errors(live: Live, models: dict, data: WindowData, held: int) -> None
             probed = model.probe(latents, ["person_x", "person_y"])
             err = torch.hypot(probed["person_x"] - real[:, px], probed["person_y"] - real[:, py])
             errors[name].append(err)
-            if (shown is None and hidden_here) or shown == int(start):
+            # the first episode that starts in view and has a hidden stretch
+            first = shown is None and hidden_here and bool(real[0, seen] > 0)
+            if first or shown == int(start):
                 shown = int(start)
                 for t in range(n):
                     live.add(step=t, series=name, person_y=float(probed["person_y"][t]))
         if shown == int(start):
             for t in range(n):
-                live.add(
-                    step=t,
-                    series="real (screen hides them)" if real[t, seen] == 0 else "real",
-                    person_y=float(real[t, py]),
-                )
+                y, hidden = float(real[t, py]), bool(real[t, seen] == 0)
+                live.add(step=t, series="real", person_y=y)
+                # the same line again where the screen hides them (a gap elsewhere)
+                live.add(step=t, series="real (screen hides them)", person_y=y if hidden else None)
     seen_all = torch.cat(seens)
     visible, hidden = seen_all == 1, seen_all == 0
     for name, errs in errors.items():
