@@ -277,17 +277,10 @@ class Agent:
         plain prediction error, V-JEPA's measure). None at an episode's first step, and
         for a model that does not predict (the oracle)."""
         seen = self._with_memory(obs)
-        if getattr(getattr(self.model, "cfg", None), "memory", False):
-            if self.latent is None:
-                return self.model.encode(seen)[0], None
-            s, prior = self.model.observe({**seen, "belief": self.latent[None]})
-            return s[0], float(surprise_of(s[0], prior[0]))
-        s0 = self.model.encode(seen)[0]  # (D,)
-        predictor = getattr(self.model, "predictor", None)
-        if self.latent is None or predictor is None:
-            return s0, None
-        last = torch.as_tensor(self.last_action, dtype=s0.dtype, device=s0.device)
-        return s0, float(surprise_of(s0, predictor(self.latent, last)))
+        if self.latent is None or not hasattr(self.model, "observe"):
+            return self.model.encode(seen)[0], None  # (D,)
+        s, prior = self.model.observe({**seen, "belief": self.latent[None]})
+        return s[0], float(surprise_of(s[0], prior[0]))
 
     def search(
         self,

@@ -325,7 +325,6 @@ class PlanSession:
             "dist_goal": float(rec.next_signals.get("dist_goal", float("nan"))),
             "blocked_by": thought.plan.info.get("blocked_by"),
             "surprise": thought.surprise,
-            "believed": self._view.believed,
             "frame": _small(now),
             "imagined_frame": None
             if thought.imagined_frames is None

@@ -335,14 +335,12 @@ def _person(fig: Fig, view) -> None:
 def surprise_over_time(view) -> dict | None:
     """The model's surprise at each step's latent (its gap to what it expected), the
     steps with the person hidden marked; None before there is any."""
-    steps = [h for h in view.history if h.get("surprise") is not None]
-    if not steps and view.surprise is None:
+    rows = [(h["t"], h["surprise"], h["signals"]) for h in view.history]
+    rows = [r for r in [*rows, (view.t, view.surprise, view.signals)] if r[1] is not None]
+    if not rows:
         return None
-    t = [h["t"] for h in steps] + ([view.t] if view.surprise is not None else [])
-    values = [h["surprise"] for h in steps] + ([view.surprise] if view.surprise is not None else [])
-    seen = [h["signals"].get("person_seen", 1.0) for h in steps]
-    if view.surprise is not None:
-        seen.append(view.signals.get("person_seen", 1.0))
+    t, values, signals = zip(*rows, strict=True)
+    seen = [s.get("person_seen", 1.0) for s in signals]
     fig = Fig()
     fig.add(
         x=t,

@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pybullet as p
 
 from common.errors import LabError
 from scenes.base import Signal
@@ -98,15 +97,9 @@ class OccludedEnv(KitchenEnv):
 
     def _build(self) -> Camera:
         camera = super()._build()
-        x0, x1, y0, y1, h = SCREEN
-        vis = self.client.createVisualShape(
-            p.GEOM_BOX,
-            halfExtents=[(x1 - x0) / 2, (y1 - y0) / 2, h / 2],
-            rgbaColor=SCREEN_RGBA,
-        )
-        self.screen = self.client.createMultiBody(
-            0, -1, vis, basePosition=[(x0 + x1) / 2, (y0 + y1) / 2, h / 2]
-        )
+        x0, x1, y0, y1, h = SCREEN  # nothing meets it: the arm collides with nothing
+        centre, half = ((x0 + x1) / 2, (y0 + y1) / 2, h / 2), ((x1 - x0) / 2, (y1 - y0) / 2, h / 2)
+        self._static_box(centre, half, SCREEN_RGBA)
         self._event: dict[str, Any] = {"kind": "", "at": -1, "vanished": False, "t": 0}
         return camera
 
@@ -175,6 +168,3 @@ def _event_option(event) -> dict[str, Any]:
             f"not {event!r}"
         )
     return {"kind": event["kind"], "at": int(event["at"])}
-
-
-__all__ = ["EVENTS", "PERSON_PATH", "SCREEN", "OccludedEnv", "screen_cover"]

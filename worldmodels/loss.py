@@ -62,7 +62,13 @@ def ema_momentum(step: int, total: int, start: float, end: float) -> float:
 @torch.no_grad()
 def ema_update(model: WorldModel, momentum: float) -> None:
     """target <- momentum * target + (1 - momentum) * online, in place."""
-    for t, o in zip(model.target_encoder.parameters(), model.encoder.parameters(), strict=True):
+    ema_toward(model.target_encoder, model.encoder, momentum)
+
+
+@torch.no_grad()
+def ema_toward(target: torch.nn.Module, online: torch.nn.Module, momentum: float) -> None:
+    """Each parameter of ``target`` <- momentum * itself + (1 - momentum) * ``online``'s."""
+    for t, o in zip(target.parameters(), online.parameters(), strict=True):
         t.lerp_(o, 1.0 - momentum)
 
 

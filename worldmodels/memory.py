@@ -46,7 +46,7 @@ from common.device import choose_device
 from common.errors import LabError
 from worldmodels.checkpoint import load_checkpoint, save_checkpoint
 from worldmodels.data import WindowData
-from worldmodels.loss import decoder_loss, ema_momentum, vicreg_terms
+from worldmodels.loss import decoder_loss, ema_momentum, ema_toward, vicreg_terms
 from worldmodels.model import ModelConfig, WorldModel, surprise
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,11 @@ class MemoryTrainer:
             "signals": self.data.signals[rows],
         }
 
-    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def losses(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The loss terms by name with ``total``, and each window's prediction loss (B,)
+        (``prioritise`` draws windows by it)."""
         cfg, model = self.cfg, self.model
         beliefs, _ = run_filter(model, batch["e"], batch["actions"])  # (B, T, D)
         with torch.no_grad():
@@ -218,7 +222,7 @@ class MemoryTrainer:
         terms["seen"] = F.mse_loss(seen(beliefs[:, k0:]), batch["e"][:, k0:])
         missed = (seen(imagined) - batch["e"][:, steps + 1]).pow(2)  # (B, K, H, D)
         terms["seen_imagined"] = missed.mean()
-        self.window_loss = (gap + missed).detach().mean(dim=(1, 2, 3))  # (B,)
+        window_loss = (gap + missed).detach().mean(dim=(1, 2, 3))  # (B,)
         kept = beliefs[:, k0:]
         terms["var"], terms["cov"] = vicreg_terms(kept.flatten(0, 1))
         probes = model.probes
@@ -235,7 +239,7 @@ class MemoryTrainer:
             terms["decoder"] = decoder_loss(model.decoder(pick), img)
         weights = {"cov": 0.04}
         terms["total"] = sum(weights.get(k, 1.0) * v for k, v in terms.items())
-        return terms
+        return terms, window_loss
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
@@ -249,19 +253,14 @@ class MemoryTrainer:
             top = torch.multinomial(self.priority, ranked, replacement=True, generator=self.gen)
             pick = torch.cat([pick, top])
         batch = self.windows(self.data.train_starts[pick.to(self.device)])
-        terms = self.losses(batch)
-        self.priority[pick] = self.window_loss.cpu()
+        terms, window_loss = self.losses(batch)
+        self.priority[pick] = window_loss.cpu()
         self.opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         self.opt.step()
         m = ema_momentum(self.step, cfg.steps, 0.99, 1.0)
-        with torch.no_grad():
-            for target, online in (
-                (self.target_memory, self.model.memory),
-                (self.target_predictor, self.model.predictor),
-            ):
-                for t, o in zip(target.parameters(), online.parameters(), strict=True):
-                    t.lerp_(o, 1.0 - m)
+        ema_toward(self.target_memory, self.model.memory, m)
+        ema_toward(self.target_predictor, self.model.predictor, m)
         self.step += 1
         return {k: float(v.detach()) for k, v in terms.items()}
 
@@ -270,7 +269,7 @@ class MemoryTrainer:
         """Held-out loss terms over the validation windows."""
         self.model.eval()
         starts = self.data.val_starts(self.cfg.window, limit=256)
-        terms = self.losses(self.windows(starts))
+        terms, _ = self.losses(self.windows(starts))
         return {k: round(float(v), 5) for k, v in terms.items()}
 
     def run(self) -> dict:
@@ -319,5 +318,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-__all__ = ["MemoryConfig", "MemoryTrainer", "along", "run_filter", "surprise"]

@@ -447,8 +447,8 @@ class WorldModel(nn.Module):
         """Observation(s) -> latents (B, D). ``obs``: dict or array, batched or not. A
         dict may hold ``last_action`` ((A,) or (B, A)) for a model that reads it; without
         one the scene is taken to be at rest. A model with memory also takes ``belief``
-        (B, D), the latent of the step before (``observe``); without one nothing is
-        remembered yet."""
+        (B, D), the latent of the step before (``observe``), and corrects the
+        predictor's step from it; without one nothing is remembered yet."""
         return self._observe(obs)[0]
 
     def observe(self, obs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -456,28 +456,28 @@ class WorldModel(nn.Module):
         return compiled.beside_compiles(self._observe, obs)
 
     def _observe(self, obs) -> tuple[torch.Tensor, torch.Tensor]:
-        """``encode``, with what the model expected: (latents, priors), each (B, D). For
-        a model with memory the prior is the predictor's step from ``obs["belief"]`` on
-        the last action (with no belief, both are the frame's own embedding); their gap is
-        the model's surprise (``surprise``). Without memory the two are the same tensor."""
+        """``encode``, with what the model expected: (latents, priors), each (B, D). Given
+        ``obs["belief"]``, the latent of the step before, the prior is the predictor's
+        step from it on the last action, and a model with memory corrects it by the frame
+        (its latent is then a belief); without a belief, nothing is remembered yet and
+        both are the frame's own latent. Their gap is the model's surprise
+        (``surprise``)."""
         x = self.obs_tensor(obs)
-        if self.cfg.obs == "state":
-            s = self.encoder(x.float())
-            return s, s
         last = obs.get("last_action") if isinstance(obs, dict) else None
         if last is not None:
             last = torch.as_tensor(last, dtype=torch.float32, device=self.device)
             last = last.reshape(-1, self.cfg.action_dim).expand(len(x), -1)
-        e = self.encoder(x, last if self.cfg.last_action else None)
-        if self.memory is None:
-            return e, e
+        if self.cfg.obs == "state":
+            e = self.encoder(x.float())
+        else:
+            e = self.encoder(x, last if self.cfg.last_action else None)
         belief = obs.get("belief") if isinstance(obs, dict) else None
-        if belief is None:  # nothing remembered yet: the belief is what is seen
+        if belief is None:
             return e, e
         belief = torch.as_tensor(belief, dtype=e.dtype, device=e.device).reshape(-1, len(e[0]))
         a = e.new_zeros(len(e), self.cfg.action_dim) if last is None else last
         prior = self.predictor(belief.expand(len(e), -1), a)
-        return self.memory(e, prior), prior
+        return (e if self.memory is None else self.memory(e, prior)), prior
 
     def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Imagine: s0 (B, D), actions (B, H, A) -> latents s_1..s_H (B, H, D).

@@ -248,8 +248,8 @@ def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn)
             for name, model in order:
                 stopped(stop)
                 live.say(f"{name}: planning episode {i + 1} of {planned} with the knife rule")
-                agent = Agent(model, env, KNIFE, AgentConfig(search=SEARCH, decode=False), seed=i)
-                agent.generator.manual_seed(5001 + i)
+                cfg = AgentConfig(search=SEARCH, decode=False)
+                agent = Agent(model, env, KNIFE, cfg, seed=5001 + i)
                 agent.reset(seed=5001 + seed * 1000 + i, options=options)
                 t = tally[name]
                 rec = None
