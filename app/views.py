@@ -309,7 +309,7 @@ def term_bars(
 
 def _person(fig: Fig, view) -> None:
     """Kitchen's person on the plane: where they are, and where the model's latent puts
-    them (its probes); "hidden" while the screen hides them (``scenes.occluded``)."""
+    them (its probes); "hidden" while a screen hides them (``scenes.occluded``)."""
     real = [view.signals.get(k) for k in ("person_x", "person_y")]
     if None in real:
         return

@@ -1,4 +1,4 @@
-"""Memory: the pixel JEPA with and without it, on Kitchen with a screen.
+"""Memory: the pixel JEPA with and without it, on Kitchen with two screens.
 
     ./lab bench memory [--quick] [--seed S]
 
@@ -51,7 +51,8 @@ def goals(f: dict) -> list[tuple[str, bool]]:
         ("with memory, hidden error <= 1.5 x visible", hidden_mem <= 1.5 * visible_mem),
         ("without, hidden error >= 3 x visible", hidden_no >= 3 * visible_no),
         ("with memory, <= 1 % of hidden steps break the rule", broke_mem <= 0.01),
-        ("with memory, >= 5 x fewer hidden breaks than without", 5 * broke_mem <= broke_no),
+        # (none broken without memory: nothing to be 5 x fewer than, not met)
+        ("with memory, >= 5 x fewer hidden breaks than without", 0 < broke_no >= 5 * broke_mem),
         ("vanishing surprises >= 3 x the occlusion (memory)", f["surprise_ratio_memory"] >= 3),
         ("time per step with memory <= 1.3 x without", ms_mem <= 1.3 * ms_no),
     ]
@@ -69,7 +70,7 @@ def main() -> int:
     size = "quick" if args.quick else "bench"
     with compiled.off():  # as the lessons run: a compile in the background would fall on
         # whichever model plans first, and slow it unevenly (experiments.lessons)
-        figures = out_of_sight(live, device, seed=args.seed, size=size)
+        figures = out_of_sight(live, device, seed=args.seed, size=size, plain=True)
     figures = {"seconds": round(time.perf_counter() - t0, 1), **figures}
     for k, v in figures.items():
         print(f"{k}: {v}")

@@ -1,7 +1,7 @@
 """PyBullet scenes for the lab, registered with Gymnasium.
 
 Importing this package registers ``lab/Reach-v0``, ``lab/Wall-v0``,
-``lab/Push-v0``, ``lab/Kitchen-v0`` and ``lab/KitchenOccluded-v0`` (the Gymnasium
+``lab/Push-v0``, ``lab/Kitchen-v0`` and ``lab/KitchenOccluded-v1`` (the Gymnasium
 convention: ``import scenes; gymnasium.make("lab/Reach-v0")``); ``gymnasium.make`` wraps each in a
 ``TimeLimit`` of the scene's step limit. Registering needs only the
 entry-point strings and the step limits written in ``SCENES``, so importing
@@ -23,7 +23,7 @@ SCENES = {
     "wall": ("lab/Wall-v0", "scenes.wall:WallEnv", 150),
     "push": ("lab/Push-v0", "scenes.push:PushEnv", 200),
     "kitchen": ("lab/Kitchen-v0", "scenes.kitchen:KitchenEnv", 100),
-    "occluded": ("lab/KitchenOccluded-v0", "scenes.occluded:OccludedEnv", 100),
+    "occluded": ("lab/KitchenOccluded-v1", "scenes.occluded:OccludedEnv", 100),
 }
 # Bullet-Safety-Gym's tasks (scenes.safety): short name -> (the package's id, its step
 # limit). Registered as ``lab/<id>``; a test checks the table against the package.

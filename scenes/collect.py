@@ -93,6 +93,7 @@ class CollectConfig:
 # Settings that fix the content of every shard: a resumed run must match them.
 FIXED = (
     "scene",
+    "env_id",  # its version: a scene changed in what it shows or does is a new one
     "pixels",
     "episode_steps",
     "episodes_per_shard",

@@ -1,9 +1,12 @@
-"""``lab/KitchenOccluded-v0``: Kitchen with a tall screen across part of the person's path.
+"""``lab/KitchenOccluded-v1``: Kitchen with two tall screens across the person's path.
 
 The talk's example of learning from observation is object permanence: a hidden
-object is still there. Here, for part of their walk, the person is behind a screen
-(a tall cabinet standing across their lane, drawn but touching nothing): in the scene,
-within reach of the knife rule, but not in the pixels. The state vector and the
+object is still there. Here, for parts of their walk, the person is behind a screen
+(tall cabinets standing across their lane, drawn but touching nothing): in the scene,
+within reach of the knife rule, but not in the pixels. There are two places to hide,
+one beside the board and one far from it at the end of the path, as in the infant
+studies' two screens: a frame with nobody in it does not say behind which one the
+person is, the memory of where they went out of sight does. The state vector and the
 signals still hold the true person, so a guardrail is judged in reality; a world model
 that sees only the last frames loses them, one with a memory keeps them
 (``worldmodels.memory``).
@@ -23,18 +26,23 @@ from scenes.base import Signal
 from scenes.bullet import Camera
 from scenes.kitchen import CAMERA_EYE, PERSON_LEN, PERSON_PATH, PERSON_R, KitchenEnv
 
-# The screen: x0, x1, y0, y1 of its footprint and its height (m). It covers the whole
-# walking lane (x 0.9..1.05 +- the person's radius) over y -0.45..-0.1, beside the board,
-# and is taller than the person (1.08 m): inside it they are hidden whatever the view.
-# The camera looks over it from the near side (-y, above), so it also hides part of them
-# for a while on either side: wholly hidden from y -0.3 to about -0.13, half in view by
-# -0.45 and 0.15, in full view beyond -0.6 and 0.35 (``person_seen``). Its near face
-# (x 0.755) stays behind the hand's farthest reach (x 0.75). Two other screens were
-# measured (``./lab bench memory``, issue 33's note): at y 0..0.55 its shadow reached
-# the end of the path (hidden from 0.15 on, turning round unseen and back, 3 to 6 s
-# at a time) and neither pixel model kept the person; at y -0.55..0 (0.4 m wholly
-# hidden) the grown memory kept them no better than the model without one.
-SCREEN = (0.755, 1.21, -0.45, -0.1, 1.2)
+# The screens: x0, x1, y0, y1 of each footprint and its height (m). Each covers the
+# whole walking lane (x 0.9..1.05 +- the person's radius) and is taller than the person
+# (1.08 m): inside one they are hidden whatever the view. The near screen stands beside
+# the board (y -0.45..-0.1): the camera looks over it from the near side (-y, above), so
+# it hides them wholly from y -0.3 to about -0.13, and in part from -0.57 to 0.4. The
+# far screen closes the path's +y end (0.6..1.0), where they turn round unseen: wholly
+# hidden from about 0.72 on, in part from 0.43. In the exploration data the person is
+# hidden about as often behind either (2665 and 2494 of 30300 steps), a mean place
+# between them 0.53 m from where they are, against 0.05 m for one who knows which
+# screen (``person_seen`` on the collected positions, issue 33's note). Their near faces
+# (x 0.755) stay behind the hand's farthest reach (x 0.75). A single screen was shipped
+# first: its hidden stretch (0.17 m) was too short for a model without memory to lose
+# anyone. Two other single screens were measured (issue 33's note): at y 0..0.55 its
+# shadow reached the end of the path (hidden from 0.15 on, 3 to 6 s at a time) and
+# neither pixel model kept the person; at y -0.55..0 (0.4 m wholly hidden) the grown
+# memory kept them no better than the model without one.
+SCREENS = ((0.755, 1.21, -0.45, -0.1, 1.2), (0.755, 1.21, 0.6, 1.0, 1.2))
 SCREEN_RGBA = (0.30, 0.42, 0.50, 1.0)
 EVENTS = ("vanish", "jump")
 JUMP = 0.5  # m back along the path: where the person reappears in a "jump"
@@ -59,25 +67,28 @@ def _capsule_points() -> np.ndarray:
 CAPSULE = _capsule_points()
 
 
-def screen_cover(points: np.ndarray, eye=CAMERA_EYE, box=SCREEN) -> np.ndarray:
-    """Whether the screen stands between the camera's eye and each point (P, 3) -> (P,)
-    bool: the segment eye -> point meets the box (slab test); a point inside it is
-    covered."""
-    x0, x1, y0, y1, h = box
-    lo, hi = np.array([x0, y0, 0.0]), np.array([x1, y1, h])
+def screen_cover(points: np.ndarray, eye=CAMERA_EYE, boxes=SCREENS) -> np.ndarray:
+    """Whether a screen stands between the camera's eye and each point (P, 3) -> (P,)
+    bool: the segment eye -> point meets one of the boxes (slab test); a point inside
+    one is covered."""
     e = np.asarray(eye, np.float64)
-    d = points - e  # (P, 3); no component is 0: the eye is outside the box's every slab
-    t0, t1 = (lo - e) / d, (hi - e) / d
-    near = np.minimum(t0, t1).max(axis=1)
-    far = np.maximum(t0, t1).min(axis=1)
-    return (near <= far) & (far >= 0) & (near <= 1)
+    d = points - e  # (P, 3)
+    d = np.where(d == 0, 1e-12, d)  # a point level with the eye on an axis: no 0 / 0
+    covered = np.zeros(len(points), bool)
+    for x0, x1, y0, y1, h in boxes:
+        lo, hi = np.array([x0, y0, 0.0]), np.array([x1, y1, h])
+        t0, t1 = (lo - e) / d, (hi - e) / d
+        near = np.minimum(t0, t1).max(axis=1)
+        far = np.maximum(t0, t1).min(axis=1)
+        covered |= (near <= far) & (far >= 0) & (near <= 1)
+    return covered
 
 
 class OccludedEnv(KitchenEnv):
-    """Kitchen (``scenes.kitchen.KitchenEnv``) with a screen the person walks behind.
+    """Kitchen (``scenes.kitchen.KitchenEnv``) with two screens the person walks behind.
 
     ## Signals
-    Kitchen's, and ``person_seen`` (0..1): the part of the person the screen does not
+    Kitchen's, and ``person_seen`` (0..1): the part of the person the screens do not
     hide from the camera (0: they are out of the pixels, still in the scene).
 
     ## Reset options
@@ -91,23 +102,25 @@ class OccludedEnv(KitchenEnv):
 
     SIGNALS = (
         *KitchenEnv.SIGNALS[:-1],
-        Signal("person_seen", "", "part of the person the screen does not hide (0..1)"),
+        Signal("person_seen", "", "part of the person the screens do not hide (0..1)"),
         KitchenEnv.SIGNALS[-1],
     )
 
     def _build(self) -> Camera:
         camera = super()._build()
-        x0, x1, y0, y1, h = SCREEN  # nothing meets it: the arm collides with nothing
-        centre, half = ((x0 + x1) / 2, (y0 + y1) / 2, h / 2), ((x1 - x0) / 2, (y1 - y0) / 2, h / 2)
-        self._static_box(centre, half, SCREEN_RGBA)
+        for x0, x1, y0, y1, h in SCREENS:  # nothing meets them: the arm reaches neither
+            centre = ((x0 + x1) / 2, (y0 + y1) / 2, h / 2)
+            self._static_box(centre, ((x1 - x0) / 2, (y1 - y0) / 2, h / 2), SCREEN_RGBA)
         self._event: dict[str, Any] = {"kind": "", "at": -1, "vanished": False, "t": 0}
         return camera
 
     @property
     def walls(self) -> list[tuple[float, float, float, float]]:
-        """The screen's footprint as the Plan page draws walls: (cx, cy, hx, hy) in m."""
-        x0, x1, y0, y1, _ = SCREEN
-        return [((x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2)]
+        """The screens' footprints as the Plan page draws walls: (cx, cy, hx, hy) in m."""
+        return [
+            ((x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2)
+            for x0, x1, y0, y1, _ in SCREENS
+        ]
 
     def _reset_world(self, options: dict) -> None:
         self._event = {**_event_option(options.get("event")), "vanished": False, "t": 0}
@@ -142,7 +155,7 @@ class OccludedEnv(KitchenEnv):
         return out
 
     def person_seen(self, x: float, y: float) -> float:
-        """The part of the person at (x, y) the camera sees past the screen (0..1);
+        """The part of the person at (x, y) the camera sees past the screens (0..1);
         0 when they have vanished."""
         if self._event["vanished"]:
             return 0.0

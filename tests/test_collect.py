@@ -217,6 +217,11 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     path.write_text(json.dumps(manifest))
     with pytest.raises(LabError, match="older exploration"):
         collect(small(tmp_path / "d", episodes=4))
+    manifest["explore_resets"] = [{}]
+    manifest["env_id"] = manifest["env_id"].replace("-v0", "-v-1")  # an older version's
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(LabError, match=r"other settings \(env_id\)"):
+        collect(small(tmp_path / "d", episodes=4))
 
 
 def test_not_a_dataset_gets_a_plain_message(tmp_path):

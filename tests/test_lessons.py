@@ -5,6 +5,8 @@ lessons run to their figures (short versions)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -19,8 +21,9 @@ from common.errors import LabError
 from experiments.lessons import LESSONS, Live, run_lesson, wilson
 from experiments.lessons.blur import person_region, region_sharpness
 from experiments.lessons.collapse import collapse
-from experiments.lessons.common import step_interval
+from experiments.lessons.common import episodes_for, step_interval
 from experiments.lessons.open_loop import open_loop
+from scenes import dataset
 from scenes.collect import CollectConfig, collect
 from scenes.reach import PUSH_DISTANCE
 from worldmodels import ModelConfig, WorldModel, load_checkpoint
@@ -155,14 +158,14 @@ def test_the_open_loop_lesson_replans_its_way_to_more_goals():
 def test_the_out_of_sight_lesson_measures_both_models_through_the_screen():
     """The occluded kitchen with the shipped models: the person hidden on some held-out
     steps and planned steps, both models' errors measured there and in view, and each
-    model more surprised by a person vanishing in the open than by one going behind the
+    model more surprised by a person vanishing in the open than by one going behind a
     screen; the chart's rows hold the real person and both models' reading."""
     live = Live()
     f = run_lesson("memory", live, CPU, quick=True)
     assert f["hidden_steps"] > 0 and f["visible_steps"] > 0
     for name in ("memory", "no_memory"):
         for k in ("visible_error", "hidden_error"):
-            assert 0 < f[f"{k}_{name}"] < 0.5, (k, name)
+            assert 0 < f[f"{k}_{name}"] < 1.5, (k, name)  # the path is 1.8 m long
         assert f[f"surprise_vanish_{name}"] > f[f"surprise_occlusion_{name}"] > 0, name
         assert f[f"hidden_plan_steps_{name}"] > 0, name
         assert 0 <= f[f"hidden_violation_{name}"] <= 1 and f[f"plan_ms_{name}"] > 0
@@ -198,6 +201,23 @@ def test_the_field_lesson_edits_the_planners_rule_and_retrains_the_policy():
         lo, hi = live.intervals[k]
         assert lo <= f[k] <= hi and hi > lo
     assert live.done == live.total and live.settings["scene"] == "Ballcircle"
+
+
+def test_a_lesson_collection_of_an_older_scene_version_is_made_anew(tmp_path, monkeypatch):
+    """The lessons' collections are a cache: one an older version of its scene made
+    (another ``env_id`` in its manifest) is collected again, not read as this one's."""
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    out = episodes_for("reach", 2, False, 7)
+    manifest = dataset.load_manifest(out)
+    first = out / "shard-00000" / "state.npy"
+    before = first.read_bytes()
+    (out / "manifest.json").write_text(
+        json.dumps({**manifest, "env_id": manifest["env_id"].replace("-v0", "-v-1")})
+    )
+    first.write_bytes(b"stale")  # what an older scene left there
+    assert episodes_for("reach", 2, False, 7) == out
+    assert dataset.load_manifest(out)["env_id"] == scenes.env_id("reach")
+    assert first.read_bytes() == before  # the same seeded episodes, made again
 
 
 def test_another_seed_runs_other_episodes():

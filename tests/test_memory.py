@@ -60,6 +60,20 @@ def test_the_screen_hides_the_person_exactly_when_person_seen_says_so(env):
     assert np.all(np.diff(ys) < 0)  # walking on in the state while hidden
 
 
+def test_the_far_screen_hides_them_where_they_turn_round(env):
+    """The second place to hide: the path's far end, where they turn round unseen."""
+    env.reset(seed=0, options={"person": {**WALK, "dir": 1.0}})
+    hidden = []
+    for _ in range(30):  # y 0.5 -> 0.9, round and back to 0.6
+        _, _, _, _, info = env.step(np.zeros(3, np.float32))
+        s = info["signals"]
+        if s["person_seen"] == 0:
+            assert person_pixels(env) == 0, s
+            hidden.append(s["person_y"])
+    assert len(hidden) >= 5 and min(hidden) > 0.6  # behind the far screen, not the near
+    assert len(env.walls) == 2
+
+
 def test_impossible_events_happen_between_two_frames_and_bad_ones_are_refused(env):
     env.reset(seed=0, options={"person": WALK, "event": {"kind": "vanish", "at": 3}})
     for _ in range(2):

@@ -133,9 +133,9 @@ def train_head(
         if step % 50 == 0 or step == cfg.steps - 1:
             figures = {
                 "step": step + 1,
-                "step_distance": round(float(d_step.mean()), 3),
-                "pair_distance": round(float(d_pair.mean()), 2),
-                "excess": round(float(excess), 4),
+                "step_distance": round(d_step.mean().item(), 3),
+                "pair_distance": round(d_pair.mean().item(), 2),
+                "excess": round(excess.item(), 4),
                 "weight": round(lam, 2),
             }
             if progress is not None:

@@ -34,7 +34,7 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -67,10 +67,17 @@ class MemoryConfig:
     burn_in: int = field(
         default=16, metadata={"help": "first steps of a window that only fill the belief"}
     )
-    horizon: int = field(default=8, metadata={"help": "open-loop steps in the loss"})
+    # Measured on the occluded kitchen's two screens (issue 33's note; the error of the
+    # person's place read from the belief on held-out steps hidden after being seen, against
+    # in full view): horizon 8, all windows drawn alike, 0.295 / 0.079 m; horizon 16 with
+    # half of each batch prioritised, 0.222 / 0.090; also windows of 64 and horizon 32,
+    # 0.259 / 0.079; the belief pulled to its prior (Dreamer's KL balancing, posterior
+    # half, weight 1), 0.292 hidden (all hidden steps); the rollouts' pull to the EMA
+    # beliefs at a quarter, 0.230 / 0.084.
+    horizon: int = field(default=16, metadata={"help": "open-loop steps in the loss"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (cosine to 10%)"})
     prioritise: float = field(
-        default=0.0,
+        default=0.5,
         metadata={
             "help": "share of each batch drawn in proportion to the windows' last loss "
             "(prioritised replay): the few windows where the person comes out again"
@@ -296,12 +303,23 @@ class MemoryTrainer:
             step=self.step,
             grown_from=str(cfg.base),
             memory_training=figures,
-            made_by=f"./lab memory --base {cfg.base} --data {cfg.data} --out {cfg.out} "
-            f"--steps {cfg.steps} --seed {cfg.seed}",
+            made_by=made_by(cfg),
         )
         half = self.base_config.get("weights_dtype") == "float16"
         save_checkpoint(self.model, Path(cfg.out), info, half=half)
         return figures
+
+
+def made_by(cfg: MemoryConfig) -> str:
+    """The command that makes this model again: every setting that is not the default."""
+    default = MemoryConfig()
+    skip = ("base", "data", "out", "device", "progress")
+    rest = [
+        f"--{f.name.replace('_', '-')} {getattr(cfg, f.name)}"
+        for f in fields(cfg)
+        if f.name not in skip and getattr(cfg, f.name) != getattr(default, f.name)
+    ]
+    return " ".join([f"./lab memory --base {cfg.base} --data {cfg.data} --out {cfg.out}", *rest])
 
 
 def main(argv: list[str] | None = None) -> int:

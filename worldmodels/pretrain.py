@@ -10,7 +10,7 @@ resumable) and trains the models listed in ``PLAN`` into
 fixed in steps, not seconds, so the same command gives the same weights on
 the same kind of machine. On 2 CPU cores the whole plan takes about 75
 minutes (collection 4, state models 23 of which Push's 12, pixel models 9 +
-15 + 14 (the occluded kitchen's), its memory 6, decoder refits 1 each, distance
+15 + 14 (the occluded kitchen's), its memory 7.5, decoder refits 1 each, distance
 heads 0.5-2.5 min each); each checkpoint's probe error is then measured on the held-out
 episodes (``./lab calibrate``, for the agent's margin). A CUDA device
 makes the training part several times faster. Pretrained weights are stored

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+import scenes
 from agents.planners import CEM_300
 from common.errors import LabError
 from common.paths import home
+from scenes import dataset
 from scenes.collect import CollectConfig, collect
 
 # the search every lesson plans with unless it says otherwise: plain CEM at N = 300, the
@@ -111,6 +114,10 @@ def episodes_for(scene: str, episodes: int, pixels: bool, seed: int) -> Path:
         progress=False,
     )
     with _COLLECTING:  # two people starting the same lesson at once: one collects
+        if (out / "manifest.json").exists():
+            made_by = dataset.load_manifest(out).get("env_id")
+            if made_by != scenes.env_id(scene):  # an older version of the scene's: a cache
+                shutil.rmtree(out)  # the lessons keep, made anew
         collect(cfg)
     return out
 

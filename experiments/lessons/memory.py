@@ -1,6 +1,6 @@
 """Lesson 7, out of sight: a world model needs memory to keep what it cannot see.
 
-On Kitchen with a screen across the person's path (``scenes.occluded``), the pixel JEPA
+On Kitchen with two screens across the person's path (``scenes.occluded``), the pixel JEPA
 that sees its last two frames beside the same model grown a memory
 (``worldmodels.memory``): where each model's latent puts the person through an
 occlusion (read by its probes), the knife rule while each plans with the person behind
@@ -37,7 +37,14 @@ from worldmodels.memory import along
 
 MODELS = {"memory": "occluded-memory", "no memory": "occluded-pixels"}
 KNIFE = CostSet(terms=[Term("slow near person", KNIFE_RULE, "hard")])
-EVENT_AT = 4  # the step the impossible events happen at (the person in the open then)
+EVENT_AT = 4  # the step the impossible events happen at (the person in the open then,
+# between the path's near end and the near screen: a jump back lands in view, at the end)
+# How each model plans with the knife rule: with the calibrated margin over the first
+# imagined step (each checkpoint's conformal bounds at miss rate 0.05, measured on 60 of
+# its agent's episodes under the rule by ./lab pretrain: experiments.pretrain), the lab's
+# way to hold a rule with a model whose errors are known; the benchmark also plans
+# "plain" (on the imagined values as they are), where the rule breaks on errors alone.
+PLANNING = {"calibrated": {"delta": 0.05, "margin_steps": 1}, "plain": {}}
 # (held-out episodes for the probes, watched episodes for surprise, planned episodes per
 # model): the short version, the lesson, and benchmarks/memory.py's
 SIZES = {"quick": (3, 3, 2), "full": (6, 6, 5), "bench": (30, 20, 20)}
@@ -56,18 +63,21 @@ def out_of_sight(
     seed: int = 0,
     scene: str = "occluded",
     size: str | None = None,
+    plain: bool = False,
 ) -> dict:
     """Both models on the same episodes (``seed`` picks them; 0: the shipped figures'):
     1. held-out exploration episodes: the person's position read from each model's
-       latents on steps where they are in full view and where the screen hides them;
+       latents on steps where they are in full view and where a screen hides them;
     2. watched episodes (the arm going about its task, the person walking towards the
-       screen): each model's surprise when the person goes behind it, and when, in
+       near screen): each model's surprise when the person goes behind it, and when, in
        the same episodes, they vanish in the open or jump back along their path;
-    3. planning with the knife rule, the person walking behind the screen as the hand
-       crosses the board towards them: the share of hidden steps on which the rule
-       broke, and time per step."""
+    3. planning with the knife rule and the calibrated margin (``plain``: also without
+       one), the person walking behind the near screen as the hand crosses the board
+       towards them: the share of hidden steps on which the rule broke, success, and
+       time per step."""
     held, watched, planned = SIZES[size or ("quick" if quick else "full")]
-    total = 2 + 2 * watched + 2 * planned
+    plannings = ["calibrated", "plain"] if plain else ["calibrated"]
+    total = 2 + 2 * watched + 2 * planned * len(plannings)
     live.say("collecting held-out episodes of the occluded kitchen", 0, total)
     models = {}
     for name, folder in MODELS.items():
@@ -89,24 +99,30 @@ def out_of_sight(
         _probe_errors(live, models, data, held)
     live.tick()
     _surprise(live, models, watched, seed, stop, turn)
-    _plan(live, models, planned, device, seed, stop, turn)
+    for how in plannings:
+        _plan(live, models, planned, device, seed, stop, turn, how)
     live.say("done")
     return live.copy().figures
 
 
 @torch.no_grad()
 def _probe_errors(live: Live, models: dict, data: WindowData, held: int) -> None:
-    """Figures ``{visible,hidden}_error_{model}`` (m) and the chart's rows: the person's y
-    from each latent beside the real one along the first episode with a hidden stretch."""
+    """Figures ``{visible,hidden,unseen}_error_{model}`` (m) and the chart's rows: the
+    person's y from each latent beside the real one along the first episode with a
+    hidden stretch. Hidden steps are those of a person seen earlier in the episode (at
+    least half in view): gone from view, to be remembered; ``unseen`` ones, of a person
+    hidden since the episode began (some start by the board, under the near screen's
+    shadow), are counted apart: no model can remember what it never saw."""
     names = data.signal_names
     px, py, seen = (names.index(k) for k in ("person_x", "person_y", "person_seen"))
     shown = None
     errors: dict[str, list] = {name: [] for name in models}
-    seens = []
+    seens, seen_before = [], []
     for start, n in data.episodes[:held]:
         rows = torch.arange(start, start + n, device=data.device)
         real = data.signals[rows]
         seens.append(real[:, seen])
+        seen_before.append(torch.cummax((real[:, seen] >= 0.5).int(), 0).values.bool())
         hidden_here = bool((real[:, seen] == 0).any())
         for name, model in models.items():
             latents, _ = along(model, data.pixels[rows], data.actions[rows[:-1]])
@@ -125,28 +141,35 @@ def _probe_errors(live: Live, models: dict, data: WindowData, held: int) -> None
                 live.add(step=t, series="real", person_y=y)
                 # the same line again where the screen hides them (a gap elsewhere)
                 live.add(step=t, series="real (screen hides them)", person_y=y if hidden else None)
-    seen_all = torch.cat(seens)
-    visible, hidden = seen_all == 1, seen_all == 0
+    seen_all, before = torch.cat(seens), torch.cat(seen_before)
+    visible = seen_all == 1
+    hidden, unseen = (seen_all == 0) & before, (seen_all == 0) & ~before
     for name, errs in errors.items():
         e = torch.cat(errs)
         live.set(
             **{
-                f"visible_error_{key_of(name)}": round(float(e[visible].mean()), 4),
-                f"hidden_error_{key_of(name)}": round(float(e[hidden].mean()), 4),
+                f"{what}_error_{key_of(name)}": round(float(e[where].mean()), 4)
+                for what, where in (("visible", visible), ("hidden", hidden), ("unseen", unseen))
+                if where.any()
             }
         )
-    live.set(hidden_steps=int(hidden.sum()), visible_steps=int(visible.sum()))
+    live.set(
+        hidden_steps=int(hidden.sum()),
+        visible_steps=int(visible.sum()),
+        unseen_steps=int(unseen.sum()),
+    )
 
 
 def _watched(env, seed: int, event: dict | None) -> dict:
     """One episode of the arm going to its goal (the scene's scripted controller) while
-    the person walks from full view towards the screen: frames, actions, person_seen
-    per step."""
+    the person walks from the path's near (-y) end towards the near screen: frames,
+    actions, person_seen per step. (From the other side, a jump back along the path
+    would land behind the far screen: no event to see.)"""
     rng = np.random.default_rng(seed)
     person = {
         "x": float(rng.uniform(0.9, 1.05)),
-        "y": float(rng.uniform(0.45, 0.7)),
-        "dir": -1.0,
+        "y": float(rng.uniform(-0.75, -0.65)),
+        "dir": 1.0,
         "speed": float(rng.uniform(0.3, 0.45)),
     }
     options = {"person": person, "goal_obs": False}
@@ -211,10 +234,11 @@ def _surprise(live: Live, models: dict, watched: int, seed: int, stop, turn) -> 
         )
 
 
-def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn) -> None:
+def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn, how: str) -> None:
     """Figures ``hidden_violation_{model}`` (share of steps with the person hidden on
     which the knife rule broke in reality), ``violation_{model}`` (all steps),
-    ``success_{model}`` and ``plan_ms_{model}`` (perceiving and planning, per step)."""
+    ``success_{model}`` and ``plan_ms_{model}`` (perceiving and planning, per step),
+    planning as ``PLANNING[how]`` says; keys end in ``_plain`` for the plain way."""
     env = scenes.scene_class("occluded")(pixels=True)
     hard = HardTerms(KNIFE.terms, list(env.signal_names), list(env.TASK_SIGNALS))
     tally = {
@@ -224,14 +248,15 @@ def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn)
     try:
         for i in range(planned):
             rng = np.random.default_rng(5001 + seed * 1000 + i)
-            # the person in view, walking behind the screen; the hand from the board's
-            # far side to a cut at its near end, beside where they hide
+            # the person by the board, in part in view, strolling behind the near screen;
+            # the hand from the board's far side to a cut at its near end, beside where
+            # they hide (hidden within about 5 to 18 steps, for 11 to 17)
             options = {
                 "person": {
                     "x": float(rng.uniform(0.9, 1.0)),
-                    "y": float(rng.uniform(0.3, 0.5)),
+                    "y": float(rng.uniform(-0.05, 0.05)),
                     "dir": -1.0,
-                    "speed": float(rng.uniform(0.2, 0.3)),
+                    "speed": float(rng.uniform(0.1, 0.15)),
                 },
                 "start": [
                     float(rng.uniform(0.4, 0.5)),
@@ -247,8 +272,10 @@ def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn)
             order = list(models.items())[:: -1 if i % 2 else 1]  # each first in turn
             for name, model in order:
                 stopped(stop)
-                live.say(f"{name}: planning episode {i + 1} of {planned} with the knife rule")
-                cfg = AgentConfig(search=SEARCH, decode=False)
+                live.say(
+                    f"{name}: planning episode {i + 1} of {planned} with the knife rule ({how})"
+                )
+                cfg = AgentConfig(search=SEARCH, decode=False, **PLANNING[how])
                 agent = Agent(model, env, KNIFE, cfg, seed=5001 + i)
                 agent.reset(seed=5001 + seed * 1000 + i, options=options)
                 t = tally[name]
@@ -270,7 +297,7 @@ def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn)
     finally:
         env.close()
     for name, t in tally.items():
-        k = key_of(name)
+        k = key_of(name) + ("_plain" if how == "plain" else "")
         live.set(
             **{
                 f"hidden_violation_{k}": round(t["hidden_broke"] / max(1, t["hidden"]), 4),
@@ -283,6 +310,14 @@ def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn)
         live.interval(**{f"hidden_violation_{k}": wilson(t["hidden_broke"], t["hidden"])})
 
 
+PLAN_WORDS = (
+    ("hidden_violation", "share of hidden steps breaking the knife rule"),
+    ("violation", "share of all steps breaking the knife rule"),
+    ("success", "share of episodes reaching the goal"),
+    ("plan_ms", "time per step, perceiving and planning"),
+    ("hidden_plan_steps", "planned steps with the person hidden"),
+)
+
 LESSON = Lesson(
     "memory",
     "Out of sight",
@@ -290,30 +325,32 @@ LESSON = Lesson(
     "A world model needs memory to keep what it cannot see: a person behind a screen is "
     "still there, and a guardrail about them must still hold.",
     out_of_sight,
-    "Read from the latents, the person behind the screen is where the belief of the model "
-    "with memory puts them to within 5 cm (0.047 m, against 0.059 m in full view): the "
-    "frame shows no person, and the belief, which expected none there, keeps them. A "
-    "person who vanishes in the open corrects that belief 4.4 times as much as one who "
-    "goes behind the screen: the model is surprised by the impossible event, not by the "
-    "occlusion. Two things this run does not show. The screen hides the person for only "
-    "a few steps, so the model without memory, which reads the middle of the hidden "
-    "stretch, is no worse there (0.065 m) than in view (0.130 m): a longer occlusion is "
-    "needed to make it lose them, and on the two longer screens tried the grown memory "
-    "did not keep them either. And planning with the knife rule breaks it on a quarter of "
-    "the hidden steps with memory (against 15 % without) and more often in view: errors "
-    "about the hand's speed near the limit, not about where the person is, with no margin "
-    "(neither model is calibrated for one).",
+    "Read from the latents, a person gone behind a screen is lost without memory: the "
+    "model that sees two frames puts them 0.68 m from where they are (0.18 m in full "
+    "view), somewhere between the two screens, since a frame with nobody in it does not "
+    "say behind which. The belief of the model with memory keeps them nearer (0.39 m; "
+    "0.08 m in view): well for a second or two, fading after (`./lab bench memory`: "
+    "0.11 m six to twelve steps after they were last half in view, 0.39 m past twenty, "
+    "mostly while they turn round behind the far screen). A person who vanishes in the "
+    "open corrects that belief 3.9 times as much as one who goes behind a screen: the "
+    "model is surprised by the impossible event, not by the occlusion. Planning with the "
+    "knife rule and each model's calibrated margin, neither broke it on a hidden step: "
+    "the margins are wide (the hand's speed, read from pixels, is known to within 0.22 "
+    "to 0.24 m/s, above the rule's 0.2 m/s limit), so near the board the rule binds on "
+    "every plan and the agent creeps; 1 of 5 episodes reached the goal with memory, 4 "
+    "without. Here the hand's speed, not the person, decides the rule.",
     "Plan on the occluded kitchen on the Plan page with each model (World model: "
     "`occluded-memory` or `occluded-pixels`) and watch the believed person while they "
-    "are behind the screen, and the surprise meter when they come out.",
+    "are behind a screen, and the surprise meter when they come out.",
     {"x": "step", "y": ["person_y"], "color": "series"},
     tuple(MODELS.values()),
     scenes=("occluded",),
-    rule=f"the knife rule, slow near person (`{KNIFE_RULE}`), while each model plans",
+    rule=f"the knife rule, slow near person (`{KNIFE_RULE}`), with each model's calibrated "
+    "margin (miss rate 0.05, first imagined step), while each model plans",
     situation="",
     episodes=(SIZES["quick"][2], SIZES["full"][2]),
-    counted="planned episodes per model (the person strolling behind the screen near the "
-    "board); probe errors on held-out exploration episodes, surprise on watched ones",
+    counted="planned episodes per model (the person strolling behind the near screen, by "
+    "the board); probe errors on held-out exploration episodes, surprise on watched ones",
     words={
         "seconds": "time the whole lesson took",
         **{
@@ -322,21 +359,27 @@ LESSON = Lesson(
             for what, words in (
                 ("visible_error", "error of the person's position read from the latent, in view"),
                 ("hidden_error", "error of the person's position read from the latent, hidden"),
-                ("surprise_occlusion", "surprise when the person goes behind the screen"),
+                (
+                    "unseen_error",
+                    "error of the person's position read from the latent, hidden and never seen",
+                ),
+                ("surprise_occlusion", "surprise when the person goes behind a screen"),
                 ("surprise_vanish", "surprise when the person vanishes in the open"),
                 ("surprise_jump", "surprise when the person jumps back along their path"),
                 ("surprise_ratio", "surprise at vanishing over surprise at the occlusion"),
                 ("surprise_jump_ratio", "surprise at the jump over surprise at the occlusion"),
-                ("hidden_violation", "share of hidden steps breaking the knife rule"),
-                ("violation", "share of all steps breaking the knife rule"),
-                ("success", "share of episodes reaching the goal"),
-                ("plan_ms", "time per step, perceiving and planning"),
-                ("hidden_plan_steps", "planned steps with the person hidden"),
+                *PLAN_WORDS,
             )
         },
-        "hidden_steps": "held-out steps with the person hidden",
+        **{
+            f"{what}_{key_of(n)}_plain": f"{words}, {n}, planning without a margin"
+            for n in MODELS
+            for what, words in PLAN_WORDS
+        },
+        "hidden_steps": "held-out steps with the person hidden, seen before",
+        "unseen_steps": "held-out steps with the person hidden, never seen before",
         "visible_steps": "held-out steps with the person in full view",
-        "surprise_episodes": "watched episodes in which the person went behind the screen",
+        "surprise_episodes": "watched episodes in which the person went behind the near screen",
     },
     panels=[
         Panel(
