@@ -210,7 +210,7 @@ class BeliefUpdate(nn.Module):
     from ``s_t-1`` and the last action, and the innovation ``e - expect(prior)`` is how
     the frame's embedding ``e`` differs from the one the prior expects to see
     (``expect``). Where the frame shows what the belief expected, nothing is corrected
-    and the belief carries on: a person the belief puts behind the screen is expected
+    and the belief carries on: a person the belief puts behind a screen is expected
     not to be seen, so a frame without them keeps them. The filtering step of a
     recurrent state-space model (Dreamer's RSSM: prior from the dynamics, posterior
     from the observation), in latent space.

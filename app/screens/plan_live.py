@@ -333,9 +333,10 @@ def live(run_id: str, scene: str) -> None:
         if v.memory:
             st.caption(
                 "This model has a memory (`worldmodels.memory`): its latent is a belief, "
-                "the prediction from the last step corrected by the frame. Behind the "
-                "screen the frame shows no person and the belief keeps them (the open "
-                "circle on the plane); surprise is how much a frame corrected the belief."
+                "the prediction from the last step corrected by the frame. Behind a "
+                "screen the frame shows no person and the belief carries them on (the open "
+                "circle on the plane), well for a second or two, fading after; surprise is "
+                "how much a frame corrected the belief."
             )
     reg = registry()
     reg.drawing.drew(time.thread_time() - drawing)

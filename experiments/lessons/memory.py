@@ -4,7 +4,7 @@ On Kitchen with two screens across the person's path (``scenes.occluded``), the 
 that sees its last two frames beside the same model grown a memory
 (``worldmodels.memory``): where each model's latent puts the person through an
 occlusion (read by its probes), the knife rule while each plans with the person behind
-the screen, and each model's surprise at an ordinary occlusion against a person who
+the near screen, and each model's surprise at an ordinary occlusion against a person who
 vanishes in the open or jumps back along their path (object permanence, tested as
 infants and V-JEPA are: by violation of expectation)."""
 
@@ -139,7 +139,7 @@ def _probe_errors(live: Live, models: dict, data: WindowData, held: int) -> None
             for t in range(n):
                 y, hidden = float(real[t, py]), bool(real[t, seen] == 0)
                 live.add(step=t, series="real", person_y=y)
-                # the same line again where the screen hides them (a gap elsewhere)
+                # the same line again where a screen hides them (a gap elsewhere)
                 live.add(step=t, series="real (screen hides them)", person_y=y if hidden else None)
     seen_all, before = torch.cat(seens), torch.cat(seen_before)
     visible = seen_all == 1
@@ -190,8 +190,8 @@ def _watched(env, seed: int, event: dict | None) -> dict:
 def _surprise(live: Live, models: dict, watched: int, seed: int, stop, turn) -> None:
     """Figures ``surprise_{occlusion,vanish,jump}_{model}`` (the mean over episodes of the
     larger surprise of the two frames around each: the person going out of sight behind
-    the screen, and vanishing or jumping in the open) and ``surprise_ratio_{model}`` (vanishing over
-    occlusion)."""
+    the near screen, and vanishing or jumping in the open) and ``surprise_ratio_{model}``
+    (vanishing over occlusion)."""
     # the arm reaches its cut and stays there: the episode goes on while the person walks
     env = scenes.scene_class("occluded")(pixels=True, terminate_on_success=False)
     found = {n: {"occlusion": [], "vanish": [], "jump": []} for n in models}
@@ -206,7 +206,7 @@ def _surprise(live: Live, models: dict, watched: int, seed: int, stop, turn) -> 
                 "jump": _watched(env, ep_seed, {"kind": "jump", "at": EVENT_AT}),
             }
             seen = runs["occlusion"]["seen"]
-            gone = int(np.argmax(seen == 0))  # the first frame the screen hides all of them
+            gone = int(np.argmax(seen == 0))  # the first frame a screen hides all of them
             if seen[gone] != 0:
                 continue  # they never went behind it in these 40 steps
             for name, model in models.items():
