@@ -222,6 +222,21 @@ def _collect_shard(index: int) -> dict | None:
     return ds.write_shard(Path(cfg.out), index, arrays, first)
 
 
+def changed(manifest: dict, fresh: dict) -> list[str]:
+    """The settings that fix a collection's content (``FIXED``) in which ``manifest``
+    differs from ``fresh`` (what the settings now would write)."""
+    return [k for k in FIXED if manifest.get(k, ASSUMED.get(k)) != fresh[k]]
+
+
+def stale(cfg: CollectConfig) -> list[str]:
+    """Where the collection at ``cfg.out`` was made otherwise than ``cfg`` would make it
+    (``changed``: another version of the scene, other settings); [] where there is none."""
+    root = Path(cfg.out)
+    if not (root / "manifest.json").exists():
+        return []
+    return changed(ds.load_manifest(root), new_manifest(cfg))
+
+
 # --- the collector --------------------------------------------------------------
 def prepare(cfg: CollectConfig) -> tuple[dict, list[int]]:
     """Load or start the manifest, check shards on disk; return it and the shards to do."""
@@ -230,7 +245,7 @@ def prepare(cfg: CollectConfig) -> tuple[dict, list[int]]:
     fresh = new_manifest(cfg)
     if (root / "manifest.json").exists():
         manifest = ds.load_manifest(root)
-        diff = [k for k in FIXED if manifest.get(k, ASSUMED.get(k)) != fresh[k]]
+        diff = changed(manifest, fresh)
         if diff == ["explore_resets"]:
             raise LabError(
                 f"{root} was collected by an older exploration (its episodes start in fewer "

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-import scenes
 from agents.planners import CEM_300
 from common.errors import LabError
 from common.paths import home
-from scenes import dataset
-from scenes.collect import CollectConfig, collect
+from scenes.collect import CollectConfig, collect, stale
 
 # the search every lesson plans with unless it says otherwise: plain CEM at N = 300, the
 # Plan page's default before iCEM and the search the lessons' reference figures were
@@ -114,10 +112,8 @@ def episodes_for(scene: str, episodes: int, pixels: bool, seed: int) -> Path:
         progress=False,
     )
     with _COLLECTING:  # two people starting the same lesson at once: one collects
-        if (out / "manifest.json").exists():
-            made_by = dataset.load_manifest(out).get("env_id")
-            if made_by != scenes.env_id(scene):  # an older version of the scene's: a cache
-                shutil.rmtree(out)  # the lessons keep, made anew
+        if stale(cfg):  # made by an older version of the scene or of these settings:
+            shutil.rmtree(out)  # a cache the lessons keep, made anew
         collect(cfg)
     return out
 
