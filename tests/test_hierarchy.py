@@ -16,7 +16,7 @@ import torch
 import scenes
 from agents.agent import Agent, AgentConfig
 from agents.cost import CostSet
-from agents.hierarchy import MIXED_LATENT, HierarchyConfig
+from agents.hierarchy import MIXED_LATENT, WALK, WALKS, HierarchyConfig, body_distance, walk_for
 from agents.planners import PlannerConfig
 from common.errors import LabError
 from experiments.evaluate import evaluate
@@ -199,6 +199,35 @@ def test_the_low_level_can_keep_the_goal_beside_its_subgoal(trained):
             subgoal = 0.05 * (model.goal_distance(latents, sub) + MIXED_LATENT * plain)
         assert torch.allclose(plan.terms["task"][chosen], goal, atol=1e-4)
         assert torch.allclose(plan.terms["subgoal"][chosen], subgoal, atol=1e-4)
+
+
+def test_the_walk_to_the_subgoal_is_the_scenes_unless_set():
+    """What ``HierarchyConfig`` leaves open (the subgoal distance, ``beside_goal``) comes
+    from the scene the high level was learned on; what it sets is kept."""
+    for scene, (subgoal, beside) in WALKS.items():
+        cfg = walk_for(HierarchyConfig(), scene)
+        assert (cfg.subgoal, cfg.beside_goal) == (subgoal, beside)
+    assert walk_for(HierarchyConfig(), "reach").subgoal == WALK[0]
+    kept = walk_for(HierarchyConfig(subgoal="steps", beside_goal=0.0), "push")
+    assert (kept.subgoal, kept.beside_goal) == ("steps", 0.0)
+
+
+def test_on_wall_the_low_level_walks_to_where_the_subgoal_puts_the_disc(trained):
+    """Left to the scene, Wall's low level keeps the goal's x-y term and, beside it at
+    ``WALKS["wall"]``'s weight, the metres between the disc's probed x-y on each imagined
+    latent and on the subgoal."""
+    with wall_agent(trained, HierarchyConfig(method="policy"), 3) as (model, _, agent):
+        assert (agent.high.cfg.subgoal, agent.high.cfg.beside_goal) == WALKS["wall"]
+        plan = agent.think().plan
+        latents, chosen, sub = plan.latents, plan.chosen, plan.info["high"].latents[0]
+        with torch.no_grad():
+            here, there = model.probe(latents, ["x", "y"]), model.probe(sub[None], ["x", "y"])
+            metres = torch.hypot(here["x"] - there["x"], here["y"] - there["y"])
+        want = WALKS["wall"][1] * metres
+        assert torch.allclose(plan.terms["subgoal"][chosen], want, atol=1e-4)
+    kitchen, _ = load_checkpoint(ROOT / "pretrained" / "kitchen-state")
+    with pytest.raises(LabError, match="probed x and y"):
+        body_distance(kitchen)  # its probes read the hand and the person, no "x"
 
 
 def test_a_scripted_high_level_hands_down_the_scenes_own_way(trained):
