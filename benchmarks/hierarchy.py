@@ -1,6 +1,6 @@
 """Hierarchical planning: flat, a hand-written subgoal and the learned high level.
 
-    ./lab bench hierarchy [--quick] [--episodes 30] [--scenes wall,push]
+    ./lab bench hierarchy [--quick] [--episodes 30] [--scenes wall,push] [--seed 0]
 
 Per scene (``experiments.hierarchy.compare``), on the same seeded episodes, the shipped
 state model (``pretrained/<scene>-state``) plans with:
@@ -10,8 +10,9 @@ state model (``pretrained/<scene>-state``) plans with:
   (``scenes.wall.THROUGH_DOOR``, ``scenes.push.BEHIND_BLOCK``: the Plan page's preset);
 * ``learned``: the learned high level (``pretrained/high-<scene>``, ``./lab
   highlevel``): its subgoal policy (HIQL) proposes the latent to be at 8 steps on,
-  every step, and the planner plans 8 steps on the goal term with the distance to
-  that subgoal beside it (agents/hierarchy.py);
+  every step, and the planner plans 8 steps on the goal term with the way to that
+  subgoal beside it (where the agent itself is against where the subgoal puts it,
+  agents/hierarchy.py);
 * ``hwm``: the same high level planning instead: CEM over 10 latent macro-actions (80
   steps) with its high-level predictor, on the steps to go to the goal's latent; its
   first predicted latent is the subgoal, replanned every 8 steps (HWM);
@@ -30,7 +31,8 @@ Goals set for the learned high level: Wall learned >= 0.9, Push learned >= 0.8, 
 one object per scene (``flat_success``, ``hand_subgoal_success``, ``learned_success``,
 ``oracle_flat_success``, ``plan_ms_flat``, ``plan_ms_learned`` and the rest), also
 written to ``benchmarks/results/hierarchy.json``: the Learn page and the README quote
-it.
+it. Another seed set (``--seed 1``: other starts, goals and blocks) tells a choice
+tuned on one set from one that carries over (``hierarchy-partial.json``).
 """
 
 from __future__ import annotations
