@@ -148,11 +148,12 @@ SUBGOAL_DISTANCES = {
 
 # How the low level walks to the subgoal, by the scene the high level was learned on:
 # (subgoal distance, beside_goal), where HierarchyConfig leaves them to the scene. On the
-# body distance (metres), Push's subgoal policy reached the goal in 25, 26, 24, 21 and 18
-# of 30 seeded episodes (seed 0) at weights 0.35, 0.5, 0.7 and 1.0 per metre, and in 24,
-# 21 and 20 (seed 1) at 0.35, 0.5 and 0.7: proposals that are partly wrong are followed
+# body distance (metres), Push's subgoal policy reached the goal in 25, 26, 24 and 18 of
+# 30 seeded episodes (seed 0) at weights 0.35, 0.5, 0.7 and 1.0 per metre, and in 24, 21
+# and 20 (seed 1) at 0.35, 0.5 and 0.7: proposals that are partly wrong are followed
 # loosely, and the goal term does the rest. Wall's, which are right, must outweigh its
-# goal term (the door is a detour): 24 of 30 at 1.0 per metre, 30 at 4.0.
+# goal term (the door is a detour): 24 of 30 at 1.0 per metre, 30 at 4.0 (seed 0; the
+# README's hierarchy section has how each was measured).
 WALKS = {"push": ("body", 0.35), "wall": ("body", 4.0)}
 WALK = ("mixed", 0.1)  # any other scene's
 
