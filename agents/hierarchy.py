@@ -124,15 +124,15 @@ def body_distance(model):
     """Metres between where the agent itself is (the probed ``BODY`` signals) on the
     latents and on the subgoal: the subgoal says where to be, and the goal's own term
     beside it moves what the agent must move (Push's block)."""
-    names = list(model.signal_names)
-    if any(n not in names for n in BODY):
+    if any(n not in model.signal_names for n in BODY):
         raise LabError(f"the body distance reads the probed {' and '.join(BODY)} of the agent")
-    idx = [names.index(n) for n in BODY]
-    std = model.probes.std[idx]
+
+    def where(s: torch.Tensor) -> torch.Tensor:
+        probed = model.probe(s, BODY)
+        return torch.stack([probed[n] for n in BODY], dim=-1)
 
     def distance(s: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        there = model.probes.normalised(goal[None], idx)[0]
-        return torch.linalg.vector_norm((model.probes.normalised(s, idx) - there) * std, dim=-1)
+        return torch.linalg.vector_norm(where(s) - where(goal), dim=-1)
 
     return distance
 

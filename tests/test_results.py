@@ -411,7 +411,7 @@ def test_the_lessons_texts_agree_with_their_figures():
     # "On Push it gets the block home in five episodes of six, by a longer way than the
     # person's subgoal"
     push = {r["scene"]: r for r in figures("hierarchy")}["push"]
-    assert 0.78 <= push["learned_success"] <= 0.88
+    assert 0.78 <= push["learned_success"] <= 0.88 and push["hand_subgoal_success"] >= 0.9
     assert push["steps_learned"] > push["steps_hand_subgoal"]
     assert "five episodes of six" in LESSONS["hierarchy"].next
 
