@@ -154,6 +154,7 @@ def batch_for(model: WorldModel, B: int, H: int, device) -> dict:
         "obs": obs,
         "actions": torch.rand(B, H, cfg.action_dim, generator=g) * 2 - 1,
         "last_action": torch.rand(B, H + 1, cfg.action_dim, generator=g) * 2 - 1,
+        "state": torch.randn(B, H + 1, cfg.state_dim, generator=g),
         "signals": torch.randn(B, H + 1, len(cfg.signals), generator=g),
     }
     if cfg.obs == "pixels":

@@ -69,6 +69,9 @@ class LabScene(gym.Env):
     # --- set by each scene -------------------------------------------------
     SIGNALS: ClassVar[tuple[Signal, ...]]
     STATE: ClassVar[tuple[Signal, ...]]  # the state vector, entry by entry
+    # Entries of STATE the robot senses of its own body (joint encoders, its hand): what a
+    # pixel model with proprio reads beside the frames (worldmodels.model.PixelEncoder)
+    PROPRIO: ClassVar[tuple[str, ...]] = ()
     TASK_SIGNALS: ClassVar[tuple[str, ...]]  # what the goal fixes, in order
     ACTION_DIM: ClassVar[int]
     GOAL_LOW: ClassVar[tuple[float, ...]]

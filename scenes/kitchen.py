@@ -144,6 +144,7 @@ class KitchenEnv(LabScene):
         *(Signal(f"q{i + 1}", "rad", f"joint {i + 1} angle") for i in range(N_JOINTS)),
     )
     TASK_SIGNALS = ("hand_x", "hand_y", "hand_z")
+    PROPRIO = tuple(s.name for s in STATE if not s.name.startswith("person"))
     STRESS_PARAMS = (
         ("start_x", 0.38, 0.55),
         ("start_y", -0.35, 0.35),

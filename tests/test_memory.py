@@ -111,7 +111,8 @@ def test_impossible_events_happen_between_two_frames_and_bad_ones_are_refused(en
 
 @pytest.fixture(scope="module")
 def grown(tmp_path_factory):
-    """A tiny pixel model on a few occluded-kitchen episodes, and a memory grown from it."""
+    """A tiny pixel model on a few occluded-kitchen episodes, reading the robot's own
+    sensors beside the frames as the shipped one does, and a memory grown from it."""
     root = tmp_path_factory.mktemp("memory")
     data = root / "data"
     collect(
@@ -132,9 +133,10 @@ def grown(tmp_path_factory):
             obs="pixels",
             steps=40,
             batch=8,
-            latent_dim=16,
+            latent_dim=32,
             probe_hidden=16,
             predictor_hidden=32,
+            proprio=True,
             eval_every=1000,
             progress=False,
         )
@@ -176,10 +178,11 @@ def test_a_memory_grows_from_the_pixel_model_and_learns(grown):
     start, n = (int(v) for v in trainer.data.episodes[0])
     rows = torch.arange(start, start + n)
     pixels, actions = trainer.data.pixels[rows], trainer.data.actions[rows[:-1]]
+    states = trainer.data.state[rows]
     with torch.no_grad():
-        beliefs, surprise = along(loaded, pixels, actions)
-        fresh, _ = along(loaded, pixels[10:], actions[10:])
-        plain, plain_surprise = along(base, pixels, actions)
+        beliefs, surprise = along(loaded, pixels, actions, states)
+        fresh, _ = along(loaded, pixels[10:], actions[10:], states[10:])
+        plain, plain_surprise = along(base, pixels, actions, states)
     assert not torch.allclose(beliefs[10], fresh[0], atol=1e-4)
     assert surprise[0] == 0 and bool((surprise[1:] > 0).all())
     with torch.no_grad():  # without memory, surprise is the plain prediction error
@@ -220,6 +223,25 @@ def test_an_agent_carries_its_belief_from_step_to_step(grown):
     # held-out windows would start from a frame, not a belief: refused, with the way
     with pytest.raises(LabError, match=r"has a memory.*--episodes"):
         calibrate(CalibrateConfig(checkpoint=cfg.out, data=cfg.data))
+
+
+@pytest.mark.slow
+def test_the_pixel_model_reads_the_robots_own_sensors_not_the_persons(grown):
+    cfg, trainer = grown
+    base, _ = load_checkpoint(cfg.base)
+    names = [s.name for s in OccludedEnv.STATE]
+    assert [names[i] for i in base.cfg.proprio] == list(OccludedEnv.PROPRIO)
+    assert not any(names[i].startswith("person") for i in base.cfg.proprio)
+    obs = trainer.data.inputs(torch.arange(4))
+    moved = {k: v.clone() for k, v in obs.items()}
+    with torch.no_grad():
+        seen = base.encode(obs)
+        moved["state"][:, names.index("person_y")] += 0.5  # the person is known from pixels
+        assert torch.equal(base.encode(moved), seen)
+        moved["state"][:, names.index("hand_vx")] += 0.3  # the hand as the robot senses it
+        assert not torch.allclose(base.encode(moved), seen)
+        with pytest.raises(LabError, match="robot's own sensors"):
+            base.encode({k: v for k, v in obs.items() if k != "state"})
 
 
 def first_latent(agent: Agent) -> torch.Tensor:

@@ -365,6 +365,14 @@ def test_a_two_frame_pixel_model_sees_motion(reach_data, tmp_path):
     for bad in ({"frames": 2}, {"last_action": True}):  # settings of a pixel model only
         with pytest.raises(LabError, match="a state model takes one state"):
             WorldModel(ModelConfig(obs="state", **bad))
+    # the robot's own sensors beside the frames: entries of the state, for pixels only
+    for bad in ({"obs": "state", "proprio": (0,)}, {"obs": "pixels", "proprio": (4,)}):
+        with pytest.raises(LabError, match=r"proprio \[\d\]: entries of the state vector"):
+            WorldModel(ModelConfig(state_dim=4, **bad))
+    with pytest.raises(LabError, match="latent_dim 24: the last action and the robot's"):
+        WorldModel(ModelConfig(obs="pixels", latent_dim=24, last_action=True, proprio=(0,)))
+    with pytest.raises(LabError, match="names no sensors of the robot's own"):
+        Trainer(tiny(reach_data, tmp_path / "px3", obs="pixels", batch=8, steps=2, proprio=True))
 
 
 def test_state_data_without_pixels_cannot_train_a_pixel_model(tmp_path):

@@ -46,7 +46,8 @@ def losses(
     """
     obs, actions, last = batch["obs"], batch["actions"], batch["last_action"]
     B, H1 = obs.shape[:2]
-    real = model.encoder(obs.flatten(0, 1), last.flatten(0, 1)).view(B, H1, -1)  # (B, H+1, D)
+    state = batch["state"].flatten(0, 1)  # a pixel encoder with proprio reads the robot's part
+    real = model.encoder(obs.flatten(0, 1), last.flatten(0, 1), state).view(B, H1, -1)
     imagined = model.rollout(real[:, 0], actions)  # (B, H, D)
 
     # Pixels from the latent of frame 0 (reconstruction) and of every imagined step

@@ -102,24 +102,28 @@ def jepa_losses(
     future = obs[:, 1:].flatten(0, 1)  # (B*H, ...)
     last = batch["last_action"]  # (B, H+1, A); a state encoder ignores it
     last_future = last[:, 1:].flatten(0, 1)  # (B*H, A)
+    state = batch["state"]  # (B, H+1, S): a pixel encoder with proprio reads the robot's part
+    state_future = state[:, 1:].flatten(0, 1)
 
     # 1. online embeddings of every observation (or, if so configured, of the
     #    first only: cheaper for pixels, but see LossConfig.encode_all)
     encode_all = cfg.encode_all
     if encode_all:
-        real = model.encoder(obs.flatten(0, 1), last.flatten(0, 1)).view(B, H1, -1)  # (B, H+1, D)
+        real = model.encoder(obs.flatten(0, 1), last.flatten(0, 1), state.flatten(0, 1))
+        real = real.view(B, H1, -1)  # (B, H+1, D)
     else:
-        real = model.encoder(obs[:, 0], last[:, 0])[:, None]  # (B, 1, D)
+        real = model.encoder(obs[:, 0], last[:, 0], state[:, 0])[:, None]  # (B, 1, D)
     s0 = real[:, 0]
 
     # 2. targets: the EMA encoder's embeddings of obs_1..obs_H, without
     #    gradient (or, ablated, the online encoder itself with gradient:
     #    nothing then stops a collapse)
     if not cfg.ema:
-        z = real[:, 1:] if encode_all else model.encoder(future, last_future).view(B, H, -1)
+        z = real[:, 1:] if encode_all else model.encoder(future, last_future, state_future)
+        z = z.view(B, H, -1)
     else:
         with torch.no_grad():
-            z = model.target_encoder(future, last_future).view(B, H, -1)  # (B, H, D)
+            z = model.target_encoder(future, last_future, state_future).view(B, H, -1)
 
     # 3. open-loop rollout from s_0 on the real actions
     imagined = model.rollout(s0, actions)  # (B, H, D)

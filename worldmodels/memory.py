@@ -113,9 +113,15 @@ def run_filter(
 
 
 @torch.no_grad()
-def along(model: WorldModel, pixels: torch.Tensor, actions: torch.Tensor) -> tuple:
+def along(
+    model: WorldModel,
+    pixels: torch.Tensor,
+    actions: torch.Tensor,
+    states: torch.Tensor | None = None,
+) -> tuple:
     """One episode's latents and the model's surprise at each: frames (T, 64, 64, 3)
-    uint8 and the actions taken between them (T-1, A) -> (latents (T, D), surprise (T,),
+    uint8, the actions taken between them (T-1, A) and, for a model with proprio, the
+    states (T, S) -> (latents (T, D), surprise (T,),
     0 at the first step). With memory the latents are beliefs and the surprise their gap
     to the prior; without, the frames' own latents and their gap to the predictor's step
     from the one before (the plain prediction error, V-JEPA's measure)."""
@@ -124,7 +130,7 @@ def along(model: WorldModel, pixels: torch.Tensor, actions: torch.Tensor) -> tup
     stack = torch.stack([(idx - k).clamp(min=0) for k in range(model.frames - 1, -1, -1)], 1)
     frames = pixels[stack] if model.frames > 1 else pixels  # (T, F, 64, 64, 3), oldest first
     last = torch.cat([actions.new_zeros(1, actions.shape[-1]), actions])  # (T, A)
-    e = model.encoder(frames, last if model.cfg.last_action else None)  # (T, D)
+    e = model.encoder(frames, last if model.cfg.last_action else None, states)  # (T, D)
     if model.memory is not None:
         beliefs, priors = run_filter(model, e[None], actions[None])
         latents, priors = beliefs[0], priors[0]
@@ -140,7 +146,7 @@ def frame_embeddings(model: WorldModel, data: WindowData, chunk: int = 512) -> t
     out = []
     for rows in torch.arange(len(data.state), device=data.device).split(chunk):
         last = data.last_action[rows] if model.cfg.last_action else None
-        out.append(model.encoder(data.obs_at(rows), last))
+        out.append(model.encoder(data.obs_at(rows), last, data.state[rows]))
     return torch.cat(out)
 
 

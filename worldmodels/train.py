@@ -92,6 +92,13 @@ class TrainConfig:
         default=True,
         metadata={"help": "pixels: the encoder also gets the action just taken"},
     )
+    proprio: bool = field(
+        default=False,
+        metadata={
+            "help": "pixels: the encoder also reads the robot's own sensors (the scene's "
+            "PROPRIO entries of its state: hand, joints)"
+        },
+    )
     var_weight: float = field(default=1.0, metadata={"help": "VICReg variance weight (0: off)"})
     cov_weight: float = field(default=0.04, metadata={"help": "VICReg covariance weight (0: off)"})
     ema: bool = field(default=True, metadata={"help": "EMA target encoder (off: collapse demo)"})
@@ -208,6 +215,7 @@ class Trainer:
             probe_hidden=cfg.probe_hidden,
             frames=self.data.frames,
             last_action=bool(cfg.last_action and cfg.obs == "pixels"),
+            proprio=self._proprio(),
             signals=tuple(self.data.signal_names),
             decoder=bool(cfg.decoder and self.data.has_pixels),
             objective=cfg.objective,
@@ -229,6 +237,16 @@ class Trainer:
         self._thread: threading.Thread | None = None
         self.turn = contextlib.nullcontext  # each step in it: the app passes its turns
         self._resume_if_any()
+
+    def _proprio(self) -> tuple[int, ...]:
+        """The state entries a pixel model with ``proprio`` reads (the scene's PROPRIO)."""
+        if not (self.cfg.proprio and self.cfg.obs == "pixels"):
+            return ()
+        scene = scenes.scene_class(self.data.scene)
+        if not scene.PROPRIO:
+            raise LabError(f"{self.data.scene} names no sensors of the robot's own (PROPRIO)")
+        names = [s.name for s in scene.STATE]
+        return tuple(names.index(n) for n in scene.PROPRIO)
 
     # --- control (any thread) ------------------------------------------------
     def start(self) -> threading.Thread:

@@ -107,7 +107,11 @@ def blur(
         model.eval()
         with torch.no_grad(), turn():
             s0 = model.encode(
-                {"pixels": batch["obs"][:, 0], "last_action": batch["last_action"][:, 0]}
+                {
+                    "pixels": batch["obs"][:, 0],
+                    "last_action": batch["last_action"][:, 0],
+                    "state": batch["state"][:, 0],
+                }
             )
             latents = torch.cat([s0[:, None], model.rollout(s0, batch["actions"])], 1)
             frames = model.decode(latents.flatten(0, 1)).view(real.shape)  # h = 0 .. 16

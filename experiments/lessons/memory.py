@@ -125,7 +125,7 @@ def _probe_errors(live: Live, models: dict, data: WindowData, held: int) -> None
         seen_before.append(torch.cummax((real[:, seen] >= 0.5).int(), 0).values.bool())
         hidden_here = bool((real[:, seen] == 0).any())
         for name, model in models.items():
-            latents, _ = along(model, data.pixels[rows], data.actions[rows[:-1]])
+            latents, _ = along(model, data.pixels[rows], data.actions[rows[:-1]], data.state[rows])
             probed = model.probe(latents, ["person_x", "person_y"])
             err = torch.hypot(probed["person_x"] - real[:, px], probed["person_y"] - real[:, py])
             errors[name].append(err)
@@ -177,13 +177,20 @@ def _watched(env, seed: int, event: dict | None) -> dict:
         options["event"] = event
     obs, info = env.reset(seed=seed, options=options)
     frames, actions, seen = [obs["pixels"]], [], [info["signals"]["person_seen"]]
+    states = [obs["state"]]
     for _ in range(40):
         a = env.scripted_action()
         obs, _, _, _, info = env.step(a)
         frames.append(obs["pixels"])
+        states.append(obs["state"])
         actions.append(a)
         seen.append(info["signals"]["person_seen"])
-    return {"frames": np.stack(frames), "actions": np.stack(actions), "seen": np.array(seen)}
+    return {
+        "frames": np.stack(frames),
+        "actions": np.stack(actions),
+        "states": np.stack(states),
+        "seen": np.array(seen),
+    }
 
 
 @torch.no_grad()
@@ -215,7 +222,8 @@ def _surprise(live: Live, models: dict, watched: int, seed: int, stop, turn) -> 
                         dev = model.device
                         pixels = torch.as_tensor(run["frames"], device=dev)
                         acts = torch.as_tensor(run["actions"], device=dev)
-                        s = along(model, pixels, acts)[1].cpu().numpy()
+                        states = torch.as_tensor(run["states"], device=dev)
+                        s = along(model, pixels, acts, states)[1].cpu().numpy()
                         # the two frames around the moment: the last with some of them
                         # in view and the first without; the event's first two frames
                         lo = gone - 1 if what == "occlusion" else EVENT_AT
