@@ -114,12 +114,9 @@ class StateEncoder(nn.Module):
         self.register_buffer("mean", torch.zeros(cfg.state_dim))
         self.register_buffer("std", torch.ones(cfg.state_dim))
 
-    def forward(
-        self,
-        state: torch.Tensor,
-        last_action: torch.Tensor | None = None,
-        proprio: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    def forward(self, state: torch.Tensor, *_pixel_inputs) -> torch.Tensor:
+        """``state`` (B, S); what a pixel encoder also takes (the last action, the state
+        for its proprio) is ignored: the state holds it already."""
         return self.net((state - self.mean) / self.std)
 
 
