@@ -98,8 +98,11 @@ class WindowData:
     def inputs(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """What ``WorldModel.encode`` takes for ``rows``: the observation, the last action
         and the state (a pixel model with proprio reads the robot's own part of it)."""
-        obs = {self.obs_kind: self.obs_at(rows), "last_action": self.last_action[rows]}
-        return {**obs, "state": self.state[rows]}
+        return {
+            self.obs_kind: self.obs_at(rows),
+            "last_action": self.last_action[rows],
+            "state": self.state[rows],
+        }
 
     def val_starts(self, horizon: int, limit: int = 1024) -> torch.Tensor:
         """Evenly spread validation window starts (at most ``limit``)."""

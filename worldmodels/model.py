@@ -516,19 +516,23 @@ class WorldModel(nn.Module):
         both are the frame's own latent. Their gap is the model's surprise
         (``surprise``)."""
         x = self.obs_tensor(obs)
-        last = obs.get("last_action") if isinstance(obs, dict) else None
-        if last is not None:
-            last = torch.as_tensor(last, dtype=torch.float32, device=self.device)
-            last = last.reshape(-1, self.cfg.action_dim).expand(len(x), -1)
+        extra = obs if isinstance(obs, dict) else {}
+
+        def per_row(key: str, width: int) -> torch.Tensor | None:
+            """``obs[key]`` ((width,) or (B, width)) as float32 rows, one per observation."""
+            v = extra.get(key)
+            if v is None:
+                return None
+            v = torch.as_tensor(v, dtype=torch.float32, device=self.device)
+            return v.reshape(-1, width).expand(len(x), -1)
+
+        last = per_row("last_action", self.cfg.action_dim)
         if self.cfg.obs == "state":
             e = self.encoder(x.float())
         else:
-            state = obs.get("state") if isinstance(obs, dict) and self.cfg.proprio else None
-            if state is not None:
-                state = torch.as_tensor(state, dtype=torch.float32, device=self.device)
-                state = state.reshape(-1, self.cfg.state_dim).expand(len(x), -1)
+            state = per_row("state", self.cfg.state_dim) if self.cfg.proprio else None
             e = self.encoder(x, last if self.cfg.last_action else None, state)
-        belief = obs.get("belief") if isinstance(obs, dict) else None
+        belief = extra.get("belief")
         if belief is None:
             return e, e
         belief = torch.as_tensor(belief, dtype=e.dtype, device=e.device).reshape(-1, len(e[0]))
