@@ -151,6 +151,7 @@ def grown(tmp_path_factory):
         window=24,
         burn_in=8,
         horizon=4,
+        starts=4,  # rollouts from 4 of each window's 12 beliefs, drawn
         progress=False,
     )
     return cfg, MemoryTrainer(cfg)
@@ -250,7 +251,7 @@ def first_latent(agent: Agent) -> torch.Tensor:
 
 @pytest.mark.slow
 def test_old_checkpoints_load_without_memory_and_a_state_model_cannot_grow_one(grown, tmp_path):
-    cfg, _ = grown
+    cfg, trainer = grown
     folder = Path(cfg.base)
     config = json.loads((folder / "config.json").read_text())
     del config["model"]["memory"]  # written before memory existed
@@ -275,3 +276,14 @@ def test_old_checkpoints_load_without_memory_and_a_state_model_cannot_grow_one(g
     bad = MemoryConfig(base=base, data=cfg.data, out=str(tmp_path / "m"))
     with pytest.raises(LabError, match="memory grows from a pixel model"):
         MemoryTrainer(bad)
+    # a memory grown before the gate existed: no gate in its settings nor its weights
+    ungated = MemoryConfig(
+        **{**vars(cfg), "out": str(tmp_path / "ungated"), "steps": 2, "gate": False}
+    )
+    MemoryTrainer(ungated).run()
+    config = json.loads(Path(ungated.out, "config.json").read_text())
+    del config["model"]["memory_gate"]
+    Path(ungated.out, "config.json").write_text(json.dumps(config))
+    old, _ = load_checkpoint(ungated.out)
+    assert old.cfg.memory and old.memory.gate is None
+    assert trainer.model.memory.gate is not None  # grown now: gated (the default)

@@ -75,6 +75,10 @@ class ModelConfig:
     # last one corrected by what is seen (``BeliefUpdate``; trained by worldmodels.memory):
     # what left the view stays in it
     memory: bool = False
+    # The belief's correction passes a gate in 0..1 per latent dimension (the Kalman
+    # gain's size, as a GRU's update gate), learned from the innovation and the prior: a
+    # hidden person's dimensions can be kept shut whatever the frame says
+    memory_gate: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -266,9 +270,13 @@ class BeliefUpdate(nn.Module):
         d = cfg.latent_dim
         self.seen = mlp([d, hidden, d])
         self.gain = mlp([2 * d, hidden, d])
-        for net in (self.seen, self.gain):
-            nn.init.zeros_(net[-1].weight)
-            nn.init.zeros_(net[-1].bias)
+        self.gate = mlp([2 * d, hidden, d]) if cfg.memory_gate else None
+        for net in (self.seen, self.gain, self.gate):
+            if net is not None:
+                nn.init.zeros_(net[-1].weight)
+                nn.init.zeros_(net[-1].bias)
+        if self.gate is not None:  # open: sigmoid(4) = 0.98 of the correction passes
+            nn.init.constant_(self.gate[-1].bias, 4.0)
 
     def expect(self, s: torch.Tensor) -> torch.Tensor:
         """Beliefs (..., D) -> the frame embeddings they expect (..., D)."""
@@ -276,7 +284,11 @@ class BeliefUpdate(nn.Module):
 
     def forward(self, e: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
         innovation = e - self.expect(prior)
-        return prior + innovation + self.gain(torch.cat([innovation, prior], dim=-1))
+        both = torch.cat([innovation, prior], dim=-1)
+        correction = innovation + self.gain(both)
+        if self.gate is not None:
+            correction = torch.sigmoid(self.gate(both)) * correction
+        return prior + correction
 
 
 def surprise(latent: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
