@@ -28,7 +28,9 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        kw: dict[str, Any] = {"help": f.metadata.get("help", ""), "dest": f.name}
+        # argparse formats help with %: a plain "10%" in a text would break --help
+        text = f.metadata.get("help", "").replace("%", "%%")
+        kw: dict[str, Any] = {"help": text, "dest": f.name}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         if f.metadata.get("required"):

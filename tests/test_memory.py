@@ -282,6 +282,8 @@ def test_old_checkpoints_load_without_memory_and_a_state_model_cannot_grow_one(g
     )
     MemoryTrainer(ungated).run()
     config = json.loads(Path(ungated.out, "config.json").read_text())
+    made_by = config["made_by"]  # a command that runs: flags, not "--gate False"
+    assert "--steps 2 " in made_by and made_by.endswith("--no-gate")
     del config["model"]["memory_gate"]
     Path(ungated.out, "config.json").write_text(json.dumps(config))
     old, _ = load_checkpoint(ungated.out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -30,6 +31,32 @@ def test_lab_help_lists_the_verbs():
     assert out.returncode == 0
     for verb in ("test", "collect", "train", "evaluate", "pretrain", "bench"):
         assert f"./lab {verb}" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "scenes.collect",
+        "worldmodels.train",
+        "worldmodels.pretrain",
+        "worldmodels.refit",
+        "worldmodels.distance",
+        "worldmodels.highlevel",
+        "worldmodels.memory",
+        "experiments.calibrate",
+        "experiments.evaluate",
+        "experiments.distill",
+        "experiments.refine",
+        "experiments.stress",
+        "experiments.ppol",
+    ],
+)
+def test_every_verb_lists_its_options(module, capsys):
+    with pytest.raises(SystemExit) as done:
+        importlib.import_module(module).main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: lab") and "--help" in out
 
 
 def test_lab_rejects_an_unknown_verb():

@@ -338,11 +338,17 @@ def made_by(cfg: MemoryConfig) -> str:
     """The command that makes this model again: every setting that is not the default."""
     default = MemoryConfig()
     skip = ("base", "data", "out", "device", "progress")
-    rest = [
-        f"--{f.name.replace('_', '-')} {getattr(cfg, f.name)}"
-        for f in fields(cfg)
-        if f.name not in skip and getattr(cfg, f.name) != getattr(default, f.name)
-    ]
+    rest = []
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in skip or value == getattr(default, f.name):
+            continue
+        flag = f.name.replace("_", "-")
+        rest.append(
+            (f"--{flag}" if value else f"--no-{flag}")
+            if isinstance(value, bool)
+            else f"--{flag} {value}"
+        )
     return " ".join([f"./lab memory --base {cfg.base} --data {cfg.data} --out {cfg.out}", *rest])
 
 

@@ -71,7 +71,7 @@ class TrainConfig:
         metadata={"help": "stop (and save) after this many seconds of training; 0: no limit"},
     )
     batch: int = field(default=256, metadata={"help": "windows per step"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (cosine decay to 10%%)"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (cosine decay to 10%)"})
     latent_dim: int = field(default=64, metadata={"help": "D, size of the latent"})
     hidden: int = field(default=256, metadata={"help": "width of the state encoder's MLP"})
     predictor_hidden: int = field(
