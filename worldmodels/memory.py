@@ -72,7 +72,8 @@ class MemoryConfig:
     # the rollouts' pull to the EMA beliefs at a quarter, 0.230 / 0.084; the same on four
     # times the episodes, 0.254 / 0.076; with the gate, 0.216 / 0.091; whole episodes (100
     # steps, rollouts from 16 of their beliefs), 0.188 / 0.072; whole episodes and the
-    # gate, 0.170 / 0.070 (the default: past 20 steps unseen the belief still drifts).
+    # gate, 0.170 / 0.070 (the default); on four times the episodes 0.092 / 0.057, and
+    # 6000 steps 0.050 / 0.041 (./lab pretrain's).
     window: int = field(
         default=100,
         metadata={"help": "steps of each window the filter runs over (Kitchen's whole episode)"},
