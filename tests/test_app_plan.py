@@ -378,7 +378,7 @@ def test_plan_turns_the_learned_high_level_on_and_draws_its_plan(lab):
 def test_a_model_with_memory_shows_its_belief_and_surprise_behind_the_screen(lab):
     url, browser = lab
     page = open_plan(browser, url, 2200, "Scene", "Occluded", "occluded-")
-    pick(page, "World model", "pretrained/occluded-memory (pixels, step 3000)")
+    pick(page, "World model", "pretrained/occluded-memory (pixels, step 6000)")
     expect(page.get_by_text(re.compile("^Planning on .*occluded-memory"))).to_be_visible(
         timeout=WAIT
     )
