@@ -60,6 +60,28 @@ def parse_config(cls: type[T], argv: list[str] | None, prog: str, description: s
     return cls(**values)
 
 
+def changed_flags(cfg, skip: tuple[str, ...] = ()) -> list[str]:
+    """The command-line flags that give ``cfg`` again: each field (not in ``skip``) whose
+    value is not the default, spelt as ``build_parser`` reads it (``--no-flag`` for a
+    false boolean, a tuple's values one after another)."""
+    out = []
+    for f in dataclasses.fields(cfg):
+        if not f.init or f.name in skip or f.metadata.get("cli") is False:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        value = getattr(cfg, f.name)
+        if value == default:
+            continue
+        flag = f.name.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(f"--{flag}" if value else f"--no-{flag}")
+        elif isinstance(value, tuple):
+            out.append(" ".join([f"--{flag}", *map(str, value)]))
+        else:
+            out.append(f"--{flag} {value}")
+    return out
+
+
 def _base_type(kind):
     """``int | None`` -> ``int``; plain types pass through."""
     args = [a for a in typing.get_args(kind) if a is not type(None)]

@@ -6,9 +6,12 @@ import importlib
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from common.config import changed_flags, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +60,26 @@ def test_every_verb_lists_its_options(module, capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: lab") and "--help" in out
+
+
+@dataclass
+class _Settings:
+    steps: int = 3
+    size: tuple[int, int] = (4, 4)
+    rate: float = 0.5
+    shuffle: bool = True
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [_Settings(), _Settings(steps=7, shuffle=False), _Settings(size=(2, 9), rate=0.25)],
+)
+def test_changed_flags_give_the_same_settings_back(cfg):
+    flags = changed_flags(cfg)
+    default = vars(_Settings())
+    assert len(flags) == sum(v != default[k] for k, v in vars(cfg).items())  # no more
+    argv = " ".join(flags).split()
+    assert parse_config(_Settings, argv, "lab test", "") == cfg
 
 
 def test_lab_rejects_an_unknown_verb():

@@ -34,14 +34,14 @@ import logging
 import math
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from common.config import parse_config
+from common.config import changed_flags, parse_config
 from common.device import choose_device
 from common.errors import LabError
 from worldmodels.checkpoint import load_checkpoint, save_checkpoint
@@ -337,19 +337,7 @@ class MemoryTrainer:
 
 def made_by(cfg: MemoryConfig) -> str:
     """The command that makes this model again: every setting that is not the default."""
-    default = MemoryConfig()
-    skip = ("base", "data", "out", "device", "progress")
-    rest = []
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if f.name in skip or value == getattr(default, f.name):
-            continue
-        flag = f.name.replace("_", "-")
-        rest.append(
-            (f"--{flag}" if value else f"--no-{flag}")
-            if isinstance(value, bool)
-            else f"--{flag} {value}"
-        )
+    rest = changed_flags(cfg, skip=("base", "data", "out", "device", "progress"))
     return " ".join([f"./lab memory --base {cfg.base} --data {cfg.data} --out {cfg.out}", *rest])
 
 
