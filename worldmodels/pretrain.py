@@ -139,19 +139,7 @@ def pretrain(cfg: PretrainConfig) -> list[Path]:
         if not kinds:
             continue
         episodes = max(4, int(plan["episodes"] * cfg.scale))
-        data = Path(cfg.data) / key
-        t0 = time.perf_counter()
-        collect(
-            CollectConfig(
-                scene=key,
-                out=str(data),
-                episodes=episodes,
-                seed=cfg.seed,
-                progress=cfg.progress,
-                pixels=plan.get("pixels", True),
-            )
-        )
-        log.info("%s: %d episodes collected in %.0f s", key, episodes, time.perf_counter() - t0)
+        data = _collect(key, Path(cfg.data) / key, episodes, cfg, plan.get("pixels", True))
         for kind in kinds:
             if kind == "memory":  # after the pixel model it grows from (PLAN's order)
                 made.append(_grow_memory(key, data, plan["train"][kind], cfg, device))
@@ -219,18 +207,30 @@ def pretrain(cfg: PretrainConfig) -> list[Path]:
     return made
 
 
+def _collect(key: str, data: Path, episodes: int, cfg: PretrainConfig, pixels=True) -> Path:
+    """The scene's seeded exploration, ``episodes`` of it, into ``data`` (resumable)."""
+    t0 = time.perf_counter()
+    collect(
+        CollectConfig(
+            scene=key,
+            out=str(data),
+            episodes=episodes,
+            seed=cfg.seed,
+            progress=cfg.progress,
+            pixels=pixels,
+        )
+    )
+    log.info("%s: %d episodes collected in %.0f s", data, episodes, time.perf_counter() - t0)
+    return data
+
+
 def _grow_memory(key: str, data: Path, plan: dict, cfg: PretrainConfig, device) -> Path:
     """The scene's pixel checkpoint grown a memory (``worldmodels.memory``), saved as
     ``<scene>-memory``."""
     dest = Path(cfg.out) / f"{key}-memory"
     if plan.get("episodes"):  # more of the same exploration (same seed: a superset)
-        data = Path(cfg.data) / f"{key}-memory"
         episodes = max(4, int(plan["episodes"] * cfg.scale))
-        collect(
-            CollectConfig(
-                scene=key, out=str(data), episodes=episodes, seed=cfg.seed, progress=cfg.progress
-            )
-        )
+        data = _collect(key, Path(cfg.data) / f"{key}-memory", episodes, cfg)
     grow = MemoryConfig(
         base=str(Path(cfg.out) / f"{key}-pixels"),
         data=str(data),
