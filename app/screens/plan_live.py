@@ -335,7 +335,8 @@ def live(run_id: str, scene: str) -> None:
                 "This model has a memory (`worldmodels.memory`): its latent is a belief, "
                 "the prediction from the last step corrected by the frame. Behind a "
                 "screen the frame shows no person and the belief carries them on (the open "
-                "circle on the plane), well for a second or two, fading after; surprise is "
+                "circle on the plane), within about 5 cm for as long as they stay hidden "
+                "(`./lab bench memory`); surprise is "
                 "how much a frame corrected the belief."
             )
     reg = registry()
