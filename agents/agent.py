@@ -70,6 +70,10 @@ class AgentConfig:
     # that grow with the horizon can otherwise rule out every plan that enters the zone a
     # rule guards (it could never be sure it stays safe 16 steps on): the agent freezes.
     margin_steps: int = 0
+    # Which signals a margin (either kind) covers: () every one; ("hand_x", ...) those
+    # only, the rest planned on as imagined (a margin for the robot's own error, say, and
+    # none for what the world model is being tested on: experiments.lessons.memory)
+    margin_signals: tuple[str, ...] = ()
     decode: bool = True  # decode the chosen plan's imagined frames (display)
     show: tuple[str, ...] = ()  # signals to probe on every final sample (display)
     # Who decides (agents.deciders): "planner" (System 2: search over the horizon),
@@ -388,9 +392,17 @@ def margins_for(model, cfg: AgentConfig, device) -> dict[str, torch.Tensor] | No
         table = {k: [cfg.margin * x for x in v] for k, v in rmse.items()}
     if cfg.margin_steps < 0:
         raise LabError("margin steps must be 0 (every imagined step) or more")
+    unknown = [k for k in cfg.margin_signals if k not in table]
+    if unknown:
+        raise LabError(
+            f"a margin for {', '.join(unknown)}: this model has no such signal; "
+            f"it has {', '.join(table)}"
+        )
+    covered = cfg.margin_signals or tuple(table)
     return {
         k: torch.tensor(_first_steps(list(v), cfg.margin_steps), dtype=torch.float32, device=device)
         for k, v in table.items()
+        if k in covered
     }
 
 

@@ -232,6 +232,7 @@ class EpisodeSpec:
         d = dict(self.agent)
         d["search"] = PlannerConfig(**d["search"])
         d["show"] = tuple(d.get("show", ()))
+        d["margin_signals"] = tuple(d.get("margin_signals", ()))
         if d.get("hierarchy") is not None:
             d["hierarchy"] = HierarchyConfig(**d["hierarchy"])
         return AgentConfig(**d)

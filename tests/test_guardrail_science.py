@@ -165,6 +165,11 @@ def test_a_calibrated_margin_is_read_from_the_checkpoint_and_checked(tmp_path):
     # over the first two imagined steps only: then none (past the curve's end too)
     m = margins_for(model, AgentConfig(delta=0.05, margin_steps=2), "cpu")
     assert m["x"].tolist() == pytest.approx([0.01, 0.02, 0.0])
+    # on some signals only: the others are planned on as imagined
+    m = margins_for(model, AgentConfig(delta=0.05, margin_signals=(names[0],)), "cpu")
+    assert list(m) == [names[0]]
+    with pytest.raises(LabError, match="no such signal"):
+        margins_for(model, AgentConfig(delta=0.05, margin_signals=("nose",)), "cpu")
     with pytest.raises(LabError, match=r"choose 0\.05"):
         margins_for(model, AgentConfig(delta=0.1), "cpu")
     # too few episodes for a delta leave +inf: refused with how many it needs

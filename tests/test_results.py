@@ -329,7 +329,7 @@ def test_readme_memory_table_quotes_the_results():
             (r"vanishing ([\d.]+) x", "surprise_ratio_memory", 1),
             (r"\(([\d.]+) x\)", "surprise_ratio_no_memory", 1),
         ],
-        "hidden steps breaking the knife rule, calibrated margin (20 episodes each)": [
+        "hidden steps breaking the knife rule, margin on the hand alone (20 episodes each)": [
             (r"^([\d.]+) %", "hidden_violation_memory", 100),
             (r"^([\d.]+) %", "hidden_violation_no_memory", 100),
         ],

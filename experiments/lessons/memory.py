@@ -36,15 +36,34 @@ from worldmodels.data import WindowData
 from worldmodels.memory import along
 
 MODELS = {"memory": "occluded-memory", "no memory": "occluded-pixels"}
-KNIFE = CostSet(terms=[Term("slow near person", KNIFE_RULE, "hard")])
+# The knife rule (scenes.kitchen.KNIFE_RULE) written on the hand's and the person's places
+# instead of the probed distance between them: the same rule in reality, but a planner on
+# imagined values bends a probed distance, choosing the actions under which it reads
+# farthest. Planned with a margin on the hand's speed alone, 20 episodes each: on the
+# distance the rule broke on 23 % of hidden steps with memory and 100 % of 18 without
+# (78 % of all steps), on the places 4.8 % and 31 %; with the margin on the hand's place
+# too (the planner pushed the hand to where the distance read just over 0.5 m), 0.4 % and
+# 12 % (the "body" way below: ./lab bench memory; the others, issue 33's note).
+_DX, _DY = "(hand_x - person_x)", "(hand_y - person_y)"
+KNIFE_RULE_XY = f"relu(hand_speed - 0.2) * (sqrt({_DX} * {_DX} + {_DY} * {_DY}) < 0.5)"
 EVENT_AT = 4  # the step the impossible events happen at (the person in the open then,
 # between the path's near end and the near screen: a jump back lands in view, at the end)
-# How each model plans with the knife rule: with the calibrated margin over the first
-# imagined step (each checkpoint's conformal bounds at miss rate 0.05, measured on 60 of
-# its agent's episodes under the rule by ./lab pretrain: experiments.pretrain), the lab's
-# way to hold a rule with a model whose errors are known; the benchmark also plans
-# "plain" (on the imagined values as they are), where the rule breaks on errors alone.
-PLANNING = {"calibrated": {"delta": 0.05, "margin_steps": 1}, "plain": {}}
+# How each model plans with the knife rule: the rule it plans with, and its margin.
+# "body": the rule on the places, with the calibrated margin (each checkpoint's conformal
+# bounds at miss rate 0.05 over the first imagined step, measured on 60 of its agent's
+# episodes under the knife rule by ./lab pretrain: experiments.pretrain) on the robot's
+# own signals, the hand's place and speed, and none on the person: whether the rule holds
+# for a hidden person then rests on the model's belief alone. The benchmark also plans
+# "calibrated", the lab's rule with the margin on every signal, as calibrated (the lab's
+# way to hold a rule with a model whose errors are known: it covers forgetting too, by
+# caution; on the places, the person's wide bounds left no plan near the board: neither
+# model reached its cut in 20 episodes), and "plain", on the places as imagined.
+BODY = ("hand_x", "hand_y", "hand_speed")
+PLANNING = {
+    "body": (KNIFE_RULE_XY, {"delta": 0.05, "margin_steps": 1, "margin_signals": BODY}),
+    "calibrated": (KNIFE_RULE, {"delta": 0.05, "margin_steps": 1}),
+    "plain": (KNIFE_RULE_XY, {}),
+}
 # (held-out episodes for the probes, watched episodes for surprise, planned episodes per
 # model): the short version, the lesson, and benchmarks/memory.py's
 SIZES = {"quick": (3, 3, 2), "full": (6, 6, 5), "bench": (30, 20, 20)}
@@ -63,7 +82,7 @@ def out_of_sight(
     seed: int = 0,
     scene: str = "occluded",
     size: str | None = None,
-    plain: bool = False,
+    plannings: tuple[str, ...] = ("body",),
 ) -> dict:
     """Both models on the same episodes (``seed`` picks them; 0: the shipped figures'):
     1. held-out exploration episodes: the person's position read from each model's
@@ -71,12 +90,10 @@ def out_of_sight(
     2. watched episodes (the arm going about its task, the person walking towards the
        near screen): each model's surprise when the person goes behind it, and when, in
        the same episodes, they vanish in the open or jump back along their path;
-    3. planning with the knife rule and the calibrated margin (``plain``: also without
-       one), the person walking behind the near screen as the hand crosses the board
-       towards them: the share of hidden steps on which the rule broke, success, and
-       time per step."""
+    3. planning with the knife rule in each of ``plannings`` (``PLANNING``'s ways), the
+       person walking behind the near screen as the hand crosses the board towards them:
+       the share of hidden steps on which the rule broke, success, and time per step."""
     held, watched, planned = SIZES[size or ("quick" if quick else "full")]
-    plannings = ["calibrated", "plain"] if plain else ["calibrated"]
     total = 2 + 2 * watched + 2 * planned * len(plannings)
     live.say("collecting held-out episodes of the occluded kitchen", 0, total)
     models = {}
@@ -246,9 +263,13 @@ def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn,
     """Figures ``hidden_violation_{model}`` (share of steps with the person hidden on
     which the knife rule broke in reality), ``violation_{model}`` (all steps),
     ``success_{model}`` and ``plan_ms_{model}`` (perceiving and planning, per step),
-    planning as ``PLANNING[how]`` says; keys end in ``_plain`` for the plain way."""
+    planning as ``PLANNING[how]`` says; keys end in ``_calibrated`` or ``_plain`` for
+    those ways (none for "body", the lesson's)."""
     env = scenes.scene_class("occluded")(pixels=True)
-    hard = HardTerms(KNIFE.terms, list(env.signal_names), list(env.TASK_SIGNALS))
+    rule, settings = PLANNING[how]
+    knife = CostSet(terms=[Term("slow near person", rule, "hard")])
+    # broken in reality: either way of writing the rule gives the same values there
+    hard = HardTerms(knife.terms, list(env.signal_names), list(env.TASK_SIGNALS))
     tally = {
         n: {"hidden": 0, "hidden_broke": 0, "steps": 0, "broke": 0, "won": 0, "s": 0.0}
         for n in models
@@ -283,8 +304,8 @@ def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn,
                 live.say(
                     f"{name}: planning episode {i + 1} of {planned} with the knife rule ({how})"
                 )
-                cfg = AgentConfig(search=SEARCH, decode=False, **PLANNING[how])
-                agent = Agent(model, env, KNIFE, cfg, seed=5001 + i)
+                cfg = AgentConfig(search=SEARCH, decode=False, **settings)
+                agent = Agent(model, env, knife, cfg, seed=5001 + i)
                 agent.reset(seed=5001 + seed * 1000 + i, options=options)
                 t = tally[name]
                 rec = None
@@ -305,7 +326,7 @@ def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn,
     finally:
         env.close()
     for name, t in tally.items():
-        k = key_of(name) + ("_plain" if how == "plain" else "")
+        k = key_of(name) + ("" if how == "body" else f"_{how}")
         live.set(
             **{
                 f"hidden_violation_{k}": round(t["hidden_broke"] / max(1, t["hidden"]), 4),
@@ -342,19 +363,23 @@ LESSON = Lesson(
     "twenty, a slow walker turning round behind the far screen included). A person who "
     "vanishes in the open corrects that belief 3.4 times as much as one who goes behind "
     "a screen: the model is surprised by the impossible event, not by the occlusion. "
-    "Planning with the knife rule and each model's calibrated margin, neither broke it "
-    "on a hidden step: the margins are wide (the hand's speed, read from pixels, is known "
-    "to within 0.19 to 0.22 m/s, about the rule's 0.2 m/s limit), so near the board the "
-    "rule binds on most plans; 5 of 5 episodes reached the goal with memory, 4 without. "
-    "Here the hand's speed, not the person, decides most of the rule's breaks.",
+    "Planning with the knife rule and a calibrated margin on the hand alone (none on "
+    "the person: the rule then rests on what each model believes of them), the model "
+    "with memory broke it on 1.5 % of the steps the person was hidden, the one without "
+    "on 27 %; both reached the goal 5 times of 5. On more episodes (`./lab bench "
+    "memory`, 20 each): 0.4 % against 11.9 %, 30 times fewer. With a margin on every "
+    "signal neither breaks it: the model without memory, unsure where a hidden person "
+    "is, keeps its hand slow wherever they might be, and reaches the goal less often "
+    "(0.70 against 0.90): calibration turns forgetting into timidity.",
     "Plan on the occluded kitchen on the Plan page with each model (World model: "
     "`occluded-memory` or `occluded-pixels`) and watch the believed person while they "
     "are behind a screen, and the surprise meter when they come out.",
     {"x": "step", "y": ["person_y"], "color": "series"},
     tuple(MODELS.values()),
     scenes=("occluded",),
-    rule=f"the knife rule, slow near person (`{KNIFE_RULE}`), with each model's calibrated "
-    "margin (miss rate 0.05, first imagined step), while each model plans",
+    rule=f"the knife rule, slow near person (`{KNIFE_RULE_XY}`, `{KNIFE_RULE}` on the "
+    "places), with each model's calibrated margin on the hand's place and speed (miss rate "
+    "0.05, first imagined step) and none on the person, while each model plans",
     situation="",
     episodes=(SIZES["quick"][2], SIZES["full"][2]),
     counted="planned episodes per model (the person strolling behind the near screen, by "
@@ -380,7 +405,11 @@ LESSON = Lesson(
             )
         },
         **{
-            f"{what}_{key_of(n)}_plain": f"{words}, {n}, planning without a margin"
+            f"{what}_{key_of(n)}_{how}": f"{words}, {n}, {way}"
+            for how, way in (
+                ("calibrated", "planning with the calibrated margin on every signal"),
+                ("plain", "planning without a margin"),
+            )
             for n in MODELS
             for what, words in PLAN_WORDS
         },
