@@ -10,8 +10,9 @@ episodes for each model's surprise when the person goes behind the screen and wh
 the same episodes, they vanish in the open or jump back along their path; 20 episodes
 per model planning from pixels with the knife rule, the person strolling behind the
 screen near the board, for the share of hidden steps on which the rule broke and the
-time per step (perceiving and planning): with a calibrated margin on the hand alone
-(the goals' figures), on every signal (``*_calibrated``) and with none (``*_plain``).
+time per step (perceiving and planning), in each of the lesson's ``PLANNING`` ways:
+"body", a calibrated margin on the hand alone (the goals' figures, keys without a
+suffix), "calibrated", on every signal (``*_calibrated``), and "plain" (``*_plain``).
 
 Goals (issue 33): with memory, the hidden-step error <= 1.5 x the visible-step error;
 without, >= 3 x; planning with memory, <= 1 % of hidden steps break the knife rule and
@@ -43,7 +44,8 @@ from worldmodels import compiled  # noqa: E402
 
 
 def goals(f: dict) -> list[tuple[str, bool]]:
-    """(what, met) for each of issue 33's goals."""
+    """(what, met) for each of issue 33's goals; the rule's on the "body" way's figures
+    (``PLANNING["body"]``: the keys without a suffix)."""
     hidden_mem, visible_mem = f["hidden_error_memory"], f["visible_error_memory"]
     hidden_no, visible_no = f["hidden_error_no_memory"], f["visible_error_no_memory"]
     broke_mem, broke_no = f["hidden_violation_memory"], f["hidden_violation_no_memory"]
@@ -53,7 +55,6 @@ def goals(f: dict) -> list[tuple[str, bool]]:
         ("without, hidden error >= 3 x visible", hidden_no >= 3 * visible_no),
         ("with memory, <= 1 % of hidden steps break the rule", broke_mem <= 0.01),
         # (none broken without memory: nothing to be 5 x fewer than, not met)
-        # ... planning with the margin on the hand alone (PLANNING["body"])
         ("with memory, >= 5 x fewer hidden breaks than without", 0 < broke_no >= 5 * broke_mem),
         ("vanishing surprises >= 3 x the occlusion (memory)", f["surprise_ratio_memory"] >= 3),
         ("time per step with memory <= 1.3 x without", ms_mem <= 1.3 * ms_no),

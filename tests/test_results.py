@@ -414,6 +414,14 @@ def test_the_lessons_texts_agree_with_their_figures():
     assert 0.78 <= push["learned_success"] <= 0.88 and push["hand_subgoal_success"] >= 0.9
     assert push["steps_learned"] > push["steps_hand_subgoal"]
     assert "five episodes of six" in LESSONS["hierarchy"].next
+    # out of sight: the hidden breaks of the lesson's run and of the benchmark's
+    m, bench = f["memory"], figures("memory")
+    shows = " ".join(LESSONS["memory"].shows.split())
+    for k in ("hidden_violation_memory", "hidden_violation_no_memory"):
+        assert f"{100 * m[k]:.1f} %" in shows, k
+    lo, hi = (100 * bench[f"hidden_violation_{k}"] for k in ("memory", "no_memory"))
+    assert f"{lo:.1f} % against {hi:.1f} %" in shows
+    assert f"{bench['success_no_memory_calibrated']:.2f} against " in shows
 
 
 def test_the_hierarchy_default_is_as_good_as_planning_and_faster():

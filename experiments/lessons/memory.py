@@ -366,7 +366,7 @@ LESSON = Lesson(
     "Planning with the knife rule and a calibrated margin on the hand alone (none on "
     "the person: the rule then rests on what each model believes of them), the model "
     "with memory broke it on 1.5 % of the steps the person was hidden, the one without "
-    "on 27 %; both reached the goal 5 times of 5. On more episodes (`./lab bench "
+    "on 26.9 %; both reached the goal 5 times of 5. On more episodes (`./lab bench "
     "memory`, 20 each): 0.4 % against 11.9 %, 30 times fewer. With a margin on every "
     "signal neither breaks it: the model without memory, unsure where a hidden person "
     "is, keeps its hand slow wherever they might be, and reaches the goal less often "
@@ -377,9 +377,10 @@ LESSON = Lesson(
     {"x": "step", "y": ["person_y"], "color": "series"},
     tuple(MODELS.values()),
     scenes=("occluded",),
-    rule=f"the knife rule, slow near person (`{KNIFE_RULE_XY}`, `{KNIFE_RULE}` on the "
-    "places), with each model's calibrated margin on the hand's place and speed (miss rate "
-    "0.05, first imagined step) and none on the person, while each model plans",
+    rule=f"the knife rule, slow near person (`{KNIFE_RULE}` written on the places: "
+    f"`{KNIFE_RULE_XY}`), with each model's calibrated margin on the hand's place and "
+    "speed (miss rate 0.05, first imagined step) and none on the person, while each model "
+    "plans",
     situation="",
     episodes=(SIZES["quick"][2], SIZES["full"][2]),
     counted="planned episodes per model (the person strolling behind the near screen, by "
