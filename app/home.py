@@ -386,19 +386,23 @@ def set_kept(key: str, value) -> None:
     keep(key, value)
 
 
-def show_guard(key: str, margin: float, delta: float, steps: int) -> None:
+def show_guard(
+    key: str, margin: float, delta: float, steps: int, signals: tuple[str, ...] = ()
+) -> None:
     """Put a run's margin into ``guard_input``'s widgets under ``key`` (a reopened tab,
     a replayed failure), before they are drawn."""
     set_kept(f"{key}/kind", guard_kind(margin, delta))
     set_kept(key, margin or 1.0)
     set_kept(f"{key}/steps", steps)
+    set_kept(f"{key}/covers", list(signals) or None)  # None: every signal
 
 
-def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
+def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int, tuple[str, ...]]:
     """The agent's guardrail margin in ``where`` (a Streamlit container): none, the
     calibrated bound at a miss rate delta (when the checkpoint has one), or a multiple of
-    the measured RMSE, and over how many imagined steps it holds. Returns (margin, delta,
-    steps); says what the choice promises, and on what data it was measured."""
+    the measured RMSE, over how many imagined steps it holds and which signals it covers.
+    Returns (margin, delta, steps, signals: () for every one, ``AgentConfig``'s); says
+    what the choice promises, and on what data it was measured."""
     cal = calibration(checkpoint)
     choices = ["none"]
     if cal:  # the deltas its episodes can promise (too few for one leave +inf bounds)
@@ -426,7 +430,7 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
             f"({on.get('planner', '?')}, rules: {', '.join(on.get('costs', [])) or 'none'}; "
             f"`./lab calibrate --episodes`). Hard terms must hold over it."
         )
-        return 0.0, delta, _margin_steps(where, key)
+        return _covered(where, key, cal, 0.0, delta)
     if kind == "x measured RMSE":
         margin = where.slider(
             "x the model's probe RMSE",
@@ -437,13 +441,45 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int]:
             help=MARGIN_HELP,
         )
         keep(key, margin)
-        return float(margin), 0.0, _margin_steps(where, key)
+        return _covered(where, key, read_config(checkpoint)["probe_rmse"], float(margin), 0.0)
     if not cal:
         where.caption(
             "No calibrated bound for this model yet: `./lab calibrate --checkpoint "
             f"{checkpoint} --episodes 60` measures one on the agent's own episodes."
         )
-    return 0.0, 0.0, 0
+    return 0.0, 0.0, 0, ()
+
+
+def _covered(where, key: str, table: dict, margin: float, delta: float) -> tuple:
+    """``guard_input``'s answer for a margin: over how many steps, and which of the model's
+    signals it covers (``table``: its calibrated bounds or measured errors); with none
+    covered, no margin."""
+    steps, covers = _margin_steps(where, key), _margin_covers(where, key, table)
+    return (0.0, 0.0, 0, ()) if covers is None else (margin, delta, steps, covers)
+
+
+def _margin_covers(where, key: str, table: dict) -> tuple[str, ...] | None:
+    """Which of the model's signals the margin covers (``table``: its calibrated bounds or
+    measured errors, keyed by signal): () for every one, None for none."""
+    names = list(table["bounds"][0]) if "bounds" in table else list(table)
+    k = remember(f"{key}/covers", None)
+    chosen = st.session_state.get(k)
+    if chosen is None or not set(chosen) <= set(names):  # every one; or another model's
+        st.session_state[k] = names
+    picked = where.multiselect(
+        "The margin covers",
+        names,
+        key=k,
+        help="The signals whose imagined values the hard terms must hold around; the others "
+        "are taken as imagined. A margin on the robot's own signals only (the hand's place "
+        "and speed) leaves a rule about the person to what the model believes of them, as "
+        "the Out of sight lesson plans.",
+    )
+    keep(k, picked)
+    if not picked:
+        where.caption("The margin covers no signal: the hard terms hold as imagined.")
+        return None
+    return tuple(n for n in names if n in picked) if set(picked) != set(names) else ()
 
 
 def _margin_steps(where, key: str) -> int:

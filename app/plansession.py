@@ -51,6 +51,7 @@ class PlanSettings:
     margin: float = 0.0  # hard terms hold within margin x the model's measured error
     delta: float = 0.0  # or over the calibrated bound at this miss rate (experiments.calibrate)
     margin_steps: int = 0  # the margin holds over the first K imagined steps (0: all)
+    margin_signals: tuple[str, ...] = ()  # ... on these signals (): every one
     repair: int = PlannerConfig.repair  # infeasible plans repaired per search round
     noise_beta: float = PlannerConfig.noise_beta  # iCEM: the noise's colour (0 white)
     keep: float = PlannerConfig.keep  # iCEM: share of elites kept for the next round and plan
@@ -79,6 +80,7 @@ class View:
     margin: float = 0.0  # the agent's guardrail margin (x the model's measured error)
     delta: float = 0.0  # or the calibrated bound's miss rate
     margin_steps: int = 0  # over the first K imagined steps (0: all)
+    margin_signals: tuple[str, ...] = ()  # on these signals (): every one
     # the plan about to be acted on (None when the episode is over)
     plan_ms: float = 0.0  # the decision: a plan, or one pass of the policy
     actor: str = "planner"
@@ -257,6 +259,7 @@ class PlanSession:
             margin=s.margin,
             delta=s.delta,
             margin_steps=s.margin_steps,
+            margin_signals=tuple(s.margin_signals),
             show=self.plot_signals,
             actor=s.actor,
             shadow=s.actor == "policy",  # the plan System 2 would have made, beside it
@@ -389,6 +392,7 @@ class PlanSession:
             margin=self.agent.cfg.margin,
             delta=self.agent.cfg.delta,
             margin_steps=self.agent.cfg.margin_steps,
+            margin_signals=self.agent.cfg.margin_signals,
             running=self.running,
             plot_signals=self.plot_signals,
             goal_signals=tuple(scene.TASK_SIGNALS),

@@ -209,6 +209,8 @@ class ExperimentRun(Run):
             how += f", calibrated margin at miss rate {agent_cfg.delta:g}"
         elif agent_cfg.margin:
             how += f", margin {agent_cfg.margin:g} x model error"
+        if agent_cfg.margin_signals and (agent_cfg.delta or agent_cfg.margin):
+            how += " on " + ", ".join(agent_cfg.margin_signals)
         if guards:
             how += "; the designs so named, no margin"
         super().__init__(f"{scene}: {', '.join(designs)} ({how})")

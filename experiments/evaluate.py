@@ -196,6 +196,7 @@ def evaluate(
         settings["planner"], settings["search"] = agent_cfg.planner, asdict(agent_cfg.search)
         settings["fallback"], settings["margin"] = agent_cfg.fallback, agent_cfg.margin
         settings["delta"], settings["margin_steps"] = agent_cfg.delta, agent_cfg.margin_steps
+        settings["margin_signals"] = list(agent_cfg.margin_signals)
     else:  # the oracle alone: the terms against the scene's signals
         check_terms(costs.terms, term_names(scene_signals, task_signals), "the scene")
     spec = EpisodeSpec(
@@ -291,6 +292,10 @@ class EvalConfig:
     margin_steps: int = field(
         default=0,
         metadata={"help": "the margin holds over the first K imagined steps; 0: all"},
+    )
+    margin_signals: str = field(
+        default="",
+        metadata={"help": "comma-separated signals the margin covers (default: every one)"},
     )
     repair: int = field(
         default=PlannerConfig.repair,
@@ -388,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             margin=cfg.margin,
             delta=cfg.delta,
             margin_steps=cfg.margin_steps,
+            margin_signals=tuple(k.strip() for k in cfg.margin_signals.split(",") if k.strip()),
             actor=cfg.actor,
             hierarchy=HierarchyConfig(method=cfg.high_method) if cfg.high else None,
         )

@@ -230,6 +230,8 @@ def design_guard(settings: dict) -> dict[str, str]:
     steps = int(settings.get("margin_steps") or 0)
     search = settings.get("search") or {}
     over = "every imagined step" if steps == 0 else f"the first {steps} imagined steps"
+    if settings.get("margin_signals"):
+        over += " on " + ", ".join(settings["margin_signals"]) + " only"
     if delta:
         words = f"calibrated bound at miss rate {delta:g}, over {over}"
     elif margin:

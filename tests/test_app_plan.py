@@ -148,6 +148,17 @@ def test_cost_edit_shows_the_error_and_keeps_planning_then_applies_the_fix(lab):
     expect(
         page.get_by_text(re.compile(r"measured on 60 of this agent's own episodes"))
     ).to_be_visible()
+    # the margin on some signals only: the agent is rebuilt and the status names them
+    covers = page.get_by_test_id("stMultiSelect").filter(has_text="The margin covers").first
+    expect(covers).to_be_visible()
+    expect(status.filter(has_text=" only")).to_have_count(0)
+    wait_idle(page)
+    covers.locator("input").click()
+    page.keyboard.press("Backspace")  # the last signal's tag goes
+    page.keyboard.press("Escape")  # a multiselect's list stays open, hiding the page
+    expect(
+        status.filter(has_text=re.compile(r"calibrated bound .* on \w+(, \w+)* only")).first
+    ).to_be_visible(timeout=20_000)
     page.close()
 
 

@@ -244,7 +244,7 @@ def test_the_experiment_csv_states_the_guard_each_design_ran_with():
     margin 0: the head says each design's guard, not the first design's margin alone."""
     rule = CostSet(terms=[Term("slow", "speed", kind="hard", limit=0.5)])
     plain = AgentConfig(search=replace(SMALL, repair=7))
-    calibrated = replace(plain, delta=0.05, margin_steps=3)
+    calibrated = replace(plain, delta=0.05, margin_steps=3, margin_signals=("speed",))
     results = {}
     for name, cfg in (("margin 0", plain), ("calibrated", calibrated)):
         stop = threading.Event()  # one episode is enough: the head is the point
@@ -264,6 +264,7 @@ def test_the_experiment_csv_states_the_guard_each_design_ran_with():
     calib = lines["# design calibrated"]
     assert "calibrated bound at miss rate 0.05" in calib and "delta 0.05" in calib
     assert "margin steps 3" in calib and "repair 7 (scale)" in calib
+    assert "over the first 3 imagined steps on speed only" in calib
     zero = lines["# design margin 0"]
     assert "margin 0;" in zero and "delta 0;" in zero and "repair 7 (scale)" in zero
     # the real steps each rule broke, a column of its own; every row names its design

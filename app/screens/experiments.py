@@ -153,7 +153,7 @@ def _settings_from(run: ExperimentRun) -> None:
     SS[f"exp/highs/{scene}"] = [f for f in run.highs.values() if f in offered]
     cfg = run.agent_cfg
     SS["exp/planner"], SS["exp/fallback"] = cfg.planner, cfg.fallback
-    home.show_guard("exp/margin", cfg.margin, cfg.delta, cfg.margin_steps)
+    home.show_guard("exp/margin", cfg.margin, cfg.delta, cfg.margin_steps, cfg.margin_signals)
     SS["exp/margin/compare"] = bool(run.guards)
     SS["exp/ray"] = bool(run.ray)
     SS["exp/samples"], SS["exp/iters"] = cfg.search.samples, cfg.search.iterations
@@ -240,7 +240,7 @@ def form() -> ExperimentRun | None:
         format_func={"least_violating": "least violating", "stop": "stop"}.get,
     )
     g = st.columns([2, 1])
-    margin, delta, steps = home.guard_input(g[0], "exp/margin", ckpt)
+    margin, delta, steps, covers = home.guard_input(g[0], "exp/margin", ckpt)
     ray = ray_toggle(g[1], "exp/ray")
     compare = bool(margin or delta) and g[1].toggle(
         "Each guarded design also with no margin",
@@ -301,6 +301,7 @@ def form() -> ExperimentRun | None:
         margin=margin,
         delta=delta,
         margin_steps=steps,
+        margin_signals=covers,
         decode=False,
     )
     out = home.RUNS / "experiments" / time.strftime("%Y%m%d-%H%M%S")
@@ -475,7 +476,7 @@ def stress_form(scene: str, ckpt: str) -> StressRun | None:
         format_func={"cem": "cross-entropy", "random": "uniform"}.get,
     )
     ray = ray_toggle(c[3], "stress/ray")
-    margin, delta, steps = home.guard_input(st, "stress/margin", ckpt)
+    margin, delta, steps, covers = home.guard_input(st, "stress/margin", ckpt)
     params = ", ".join(p[0] for p in scenes.scene_class(scene).STRESS_PARAMS)
     st.caption(
         f"The search sets {params} for each episode and scores it by the worst real excess "
@@ -486,7 +487,9 @@ def stress_form(scene: str, ckpt: str) -> StressRun | None:
     busy = run is not None and run.active
     if not st.button("Run the stress test", disabled=busy, key="stress/go"):
         return run
-    cfg = AgentConfig(margin=margin, delta=delta, margin_steps=steps, decode=False)
+    cfg = AgentConfig(
+        margin=margin, delta=delta, margin_steps=steps, margin_signals=covers, decode=False
+    )
     name = time.strftime("%Y%m%d-%H%M%S") + f"-{scene}-{method}"
     return adopt(
         StressRun(

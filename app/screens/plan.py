@@ -141,7 +141,7 @@ def page() -> None:
         format_func={"least_violating": "act on the least violating", "stop": "stop"}.get,
     )
     # the margin and the high level are the scene's own: another scene's keys hold its own
-    margin, delta, margin_steps = home.guard_input(side, f"plan/margin/{scene}", ckpt)
+    margin, delta, margin_steps, covers = home.guard_input(side, f"plan/margin/{scene}", ckpt)
     found = home.policies(ckpt)
     actor, policy = "planner", ""
     if found:
@@ -167,6 +167,7 @@ def page() -> None:
     settings = PlanSettings(scene, ckpt, planner, samples, horizon, iterations, fallback, seed)
     settings.speed, settings.margin, settings.delta = speed, margin, delta
     settings.repair, settings.margin_steps = int(repair), margin_steps
+    settings.margin_signals = covers
     settings.noise_beta, settings.keep, settings.decay = (
         float(noise_beta),
         float(keep),
@@ -288,6 +289,7 @@ def _search(s: PlanSettings) -> tuple:
         s.margin,
         s.delta,
         s.margin_steps,
+        s.margin_signals,
         s.repair,
         s.noise_beta,
         s.keep,

@@ -87,6 +87,7 @@ def _replay(run_id: str, scene: str, failure: home.Failure) -> None:
         margin=cfg["margin"],
         delta=cfg["delta"],
         margin_steps=cfg.get("margin_steps", 0),
+        margin_signals=tuple(cfg.get("margin_signals", ())),
         actor="planner",
         policy="",
         seed=failure.seed,
@@ -200,6 +201,8 @@ def live(run_id: str, scene: str) -> None:
         + (_figures(v) if goal_free else f"distance to goal {v.signals.get('dist_goal', nan):.3f}")
     )
     steps = f" over the first {v.margin_steps} imagined steps" if v.margin_steps else ""
+    if v.margin_signals:
+        steps += " on " + ", ".join(v.margin_signals) + " only"
     # a margin only widens hard terms: with none enabled, the agent holds nothing over it
     guarded = bool(v.hard_limits)
     if guarded and v.delta:
@@ -356,7 +359,7 @@ def show_settings(s: PlanSettings) -> None:
     SS["plan/fallback"], SS[f"plan/seed/{s.scene}"] = s.fallback, s.seed
     SS["plan/repair"], SS["plan/actor"] = s.repair, s.actor
     SS["plan/noise_beta"], SS["plan/keep"], SS["plan/decay"] = s.noise_beta, s.keep, s.decay
-    home.show_guard(f"plan/margin/{s.scene}", s.margin, s.delta, s.margin_steps)
+    home.show_guard(f"plan/margin/{s.scene}", s.margin, s.delta, s.margin_steps, s.margin_signals)
     if s.actor != "planner":
         SS["plan/policy"] = s.policy
     home.set_kept(f"plan/hierarchy/{s.scene}", bool(s.high))

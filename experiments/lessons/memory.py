@@ -373,7 +373,9 @@ LESSON = Lesson(
     "(0.70 against 0.90): calibration turns forgetting into timidity.",
     "Plan on the occluded kitchen on the Plan page with each model (World model: "
     "`occluded-memory` or `occluded-pixels`) and watch the believed person while they "
-    "are behind a screen, and the surprise meter when they come out.",
+    "are behind a screen, and the surprise meter when they come out. To hold the rule as "
+    "here, type it on the places (the rule below) and choose the calibrated margin, "
+    "delta 0.05, over the first imagined step, covering hand_x, hand_y and hand_speed.",
     {"x": "step", "y": ["person_y"], "color": "series"},
     tuple(MODELS.values()),
     scenes=("occluded",),
