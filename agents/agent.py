@@ -406,6 +406,12 @@ def margins_for(model, cfg: AgentConfig, device) -> dict[str, torch.Tensor] | No
     }
 
 
+def covers_words(signals) -> str:
+    """`` on a, b only`` for a margin on ``signals`` alone (``AgentConfig.margin_signals``);
+    "" for one on every signal (``()``)."""
+    return f" on {', '.join(signals)} only" if signals else ""
+
+
 def finite_bounds(table: dict[str, list[float]]) -> bool:
     """Whether a calibrated table gives a finite bound everywhere (too few calibration
     episodes for its delta leave +inf: no plan could keep a hard term over it)."""

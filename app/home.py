@@ -430,7 +430,7 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int, tu
             f"({on.get('planner', '?')}, rules: {', '.join(on.get('costs', [])) or 'none'}; "
             f"`./lab calibrate --episodes`). Hard terms must hold over it."
         )
-        return _covered(where, key, cal, 0.0, delta)
+        return _covered(where, key, list(cal["bounds"][0]), 0.0, delta)
     if kind == "x measured RMSE":
         margin = where.slider(
             "x the model's probe RMSE",
@@ -441,7 +441,7 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int, tu
             help=MARGIN_HELP,
         )
         keep(key, margin)
-        return _covered(where, key, read_config(checkpoint)["probe_rmse"], float(margin), 0.0)
+        return _covered(where, key, list(read_config(checkpoint)["probe_rmse"]), float(margin), 0.0)
     if not cal:
         where.caption(
             "No calibrated bound for this model yet: `./lab calibrate --checkpoint "
@@ -450,18 +450,16 @@ def guard_input(where, key: str, checkpoint: str) -> tuple[float, float, int, tu
     return 0.0, 0.0, 0, ()
 
 
-def _covered(where, key: str, table: dict, margin: float, delta: float) -> tuple:
+def _covered(where, key: str, names: list[str], margin: float, delta: float) -> tuple:
     """``guard_input``'s answer for a margin: over how many steps, and which of the model's
-    signals it covers (``table``: its calibrated bounds or measured errors); with none
-    covered, no margin."""
-    steps, covers = _margin_steps(where, key), _margin_covers(where, key, table)
+    signals ``names`` it covers; with none covered, no margin."""
+    steps, covers = _margin_steps(where, key), _margin_covers(where, key, names)
     return (0.0, 0.0, 0, ()) if covers is None else (margin, delta, steps, covers)
 
 
-def _margin_covers(where, key: str, table: dict) -> tuple[str, ...] | None:
-    """Which of the model's signals the margin covers (``table``: its calibrated bounds or
-    measured errors, keyed by signal): () for every one, None for none."""
-    names = list(table["bounds"][0]) if "bounds" in table else list(table)
+def _margin_covers(where, key: str, names: list[str]) -> tuple[str, ...] | None:
+    """Which of the model's signals ``names`` the margin covers: () for every one, None
+    for none."""
     k = remember(f"{key}/covers", None)
     chosen = st.session_state.get(k)
     if chosen is None or not set(chosen) <= set(names):  # every one; or another model's

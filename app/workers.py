@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 import scenes
-from agents.agent import AgentConfig
+from agents.agent import AgentConfig, covers_words
 from agents.cost import CostSet
 from agents.hierarchy import HierarchyConfig
 from app.runs import Run
@@ -209,8 +209,8 @@ class ExperimentRun(Run):
             how += f", calibrated margin at miss rate {agent_cfg.delta:g}"
         elif agent_cfg.margin:
             how += f", margin {agent_cfg.margin:g} x model error"
-        if agent_cfg.margin_signals and (agent_cfg.delta or agent_cfg.margin):
-            how += " on " + ", ".join(agent_cfg.margin_signals)
+        if agent_cfg.delta or agent_cfg.margin:
+            how += covers_words(agent_cfg.margin_signals)
         if guards:
             how += "; the designs so named, no margin"
         super().__init__(f"{scene}: {', '.join(designs)} ({how})")

@@ -41,9 +41,10 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         if kind is bool:
             kw.pop("choices", None)
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-        elif origin is tuple:
+        elif origin is tuple:  # tuple[T, T]: that many values; tuple[T, ...]: any number
             args = typing.get_args(kind)
-            parser.add_argument(flag, type=args[0], nargs=len(args), metavar="V", **kw)
+            nargs = "*" if args[-1] is Ellipsis else len(args)
+            parser.add_argument(flag, type=args[0], nargs=nargs, metavar="V", **kw)
         else:
             base = _base_type(kind)
             parser.add_argument(flag, type=base, **kw)

@@ -293,9 +293,8 @@ class EvalConfig:
         default=0,
         metadata={"help": "the margin holds over the first K imagined steps; 0: all"},
     )
-    margin_signals: str = field(
-        default="",
-        metadata={"help": "comma-separated signals the margin covers (default: every one)"},
+    margin_signals: tuple[str, ...] = field(
+        default=(), metadata={"help": "the signals the margin covers (default: every one)"}
     )
     repair: int = field(
         default=PlannerConfig.repair,
@@ -393,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
             margin=cfg.margin,
             delta=cfg.delta,
             margin_steps=cfg.margin_steps,
-            margin_signals=tuple(k.strip() for k in cfg.margin_signals.split(",") if k.strip()),
+            margin_signals=cfg.margin_signals,
             actor=cfg.actor,
             hierarchy=HierarchyConfig(method=cfg.high_method) if cfg.high else None,
         )

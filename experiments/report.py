@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agents.agent import covers_words
 from agents.episode import rounded
 from common.errors import LabError
 from common.files import parse_versioned_json, write_json_atomic
@@ -230,8 +231,7 @@ def design_guard(settings: dict) -> dict[str, str]:
     steps = int(settings.get("margin_steps") or 0)
     search = settings.get("search") or {}
     over = "every imagined step" if steps == 0 else f"the first {steps} imagined steps"
-    if settings.get("margin_signals"):
-        over += " on " + ", ".join(settings["margin_signals"]) + " only"
+    over += covers_words(settings.get("margin_signals"))
     if delta:
         words = f"calibrated bound at miss rate {delta:g}, over {over}"
     elif margin:

@@ -68,11 +68,17 @@ class _Settings:
     size: tuple[int, int] = (4, 4)
     rate: float = 0.5
     shuffle: bool = True
+    names: tuple[str, ...] = ()
 
 
 @pytest.mark.parametrize(
     "cfg",
-    [_Settings(), _Settings(steps=7, shuffle=False), _Settings(size=(2, 9), rate=0.25)],
+    [
+        _Settings(),
+        _Settings(steps=7, shuffle=False),
+        _Settings(size=(2, 9), rate=0.25),
+        _Settings(names=("hand_x", "hand_speed")),
+    ],
 )
 def test_changed_flags_give_the_same_settings_back(cfg):
     flags = changed_flags(cfg)

@@ -12,7 +12,7 @@ from math import nan
 
 import streamlit as st
 
-from agents.agent import STUCK_STEPS
+from agents.agent import STUCK_STEPS, covers_words
 from agents.cost import CostSet
 from app import home, views
 from app.planrun import PlanRun, PlanSettings
@@ -201,8 +201,7 @@ def live(run_id: str, scene: str) -> None:
         + (_figures(v) if goal_free else f"distance to goal {v.signals.get('dist_goal', nan):.3f}")
     )
     steps = f" over the first {v.margin_steps} imagined steps" if v.margin_steps else ""
-    if v.margin_signals:
-        steps += " on " + ", ".join(v.margin_signals) + " only"
+    steps += covers_words(v.margin_signals)
     # a margin only widens hard terms: with none enabled, the agent holds nothing over it
     guarded = bool(v.hard_limits)
     if guarded and v.delta:
