@@ -169,6 +169,7 @@ def test_the_out_of_sight_lesson_measures_both_models_through_the_screen():
         assert f[f"surprise_vanish_{name}"] > f[f"surprise_occlusion_{name}"] > 0, name
         assert f[f"hidden_plan_steps_{name}"] > 0, name
         assert 0 <= f[f"hidden_violation_{name}"] <= 1 and f[f"plan_ms_{name}"] > 0
+        assert abs(f[f"hidden_distance_gap_{name}"]) < 1.8, name  # within the kitchen
     assert f["surprise_episodes"] >= 1
     series = {r["series"] for r in live.rows}
     assert {"memory", "no memory", "real", "real (screen hides them)"} <= series

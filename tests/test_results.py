@@ -329,7 +329,8 @@ def test_readme_memory_table_quotes_the_results():
             (r"vanishing ([\d.]+) x", "surprise_ratio_memory", 1),
             (r"\(([\d.]+) x\)", "surprise_ratio_no_memory", 1),
         ],
-        "hidden steps breaking the knife rule, margin on the hand alone (20 episodes each)": [
+        "hidden steps breaking the knife rule, margin on the hand alone, the cut beside the "
+        "hidden person (20 episodes each)": [
             (r"^([\d.]+) %", "hidden_violation_memory", 100),
             (r"^([\d.]+) %", "hidden_violation_no_memory", 100),
         ],
@@ -422,6 +423,10 @@ def test_the_lessons_texts_agree_with_their_figures():
     lo, hi = (100 * bench[f"hidden_violation_{k}"] for k in ("memory", "no_memory"))
     assert f"{lo:.1f} % against {hi:.1f} %" in shows
     assert f"{bench['success_no_memory_calibrated']:.2f} against " in shows
+    assert f"put the hidden person {m['hidden_distance_gap_no_memory']:.2f} m farther" in shows
+    lo, hi = (100 * bench[f"hidden_violation_{k}_across"] for k in ("memory", "no_memory"))
+    assert f"little ({bench['hidden_distance_gap_no_memory_across']:.2f} m)" in shows
+    assert f"({lo:.1f} % and {hi:.1f} %)" in shows
 
 
 def test_the_hierarchy_default_is_as_good_as_planning_and_faster():

@@ -43,7 +43,8 @@ MODELS = {"memory": "occluded-memory", "no memory": "occluded-pixels"}
 # distance the rule broke on 23 % of hidden steps with memory and 100 % of 18 without
 # (78 % of all steps), on the places 4.8 % and 31 %; with the margin on the hand's place
 # too (the planner pushed the hand to where the distance read just over 0.5 m), 0.4 % and
-# 12 % (the "body" way below: ./lab bench memory; the others, issue 33's note).
+# 12 % (the "body" way below, on the "across" episodes: ./lab bench memory's ``*_across``;
+# the others, issue 33's notes).
 _DX, _DY = "(hand_x - person_x)", "(hand_y - person_y)"
 KNIFE_RULE_XY = f"relu(hand_speed - 0.2) * (sqrt({_DX} * {_DX} + {_DY} * {_DY}) < 0.5)"
 EVENT_AT = 4  # the step the impossible events happen at (the person in the open then,
@@ -82,7 +83,7 @@ def out_of_sight(
     seed: int = 0,
     scene: str = "occluded",
     size: str | None = None,
-    plannings: tuple[str, ...] = ("body",),
+    plannings: tuple[tuple[str, str], ...] = (("body", "corner"),),
 ) -> dict:
     """Both models on the same episodes (``seed`` picks them; 0: the shipped figures'):
     1. held-out exploration episodes: the person's position read from each model's
@@ -90,9 +91,10 @@ def out_of_sight(
     2. watched episodes (the arm going about its task, the person walking towards the
        near screen): each model's surprise when the person goes behind it, and when, in
        the same episodes, they vanish in the open or jump back along their path;
-    3. planning with the knife rule in each of ``plannings`` (``PLANNING``'s ways), the
-       person walking behind the near screen as the hand crosses the board towards them:
-       the share of hidden steps on which the rule broke, success, and time per step."""
+    3. planning with the knife rule in each of ``plannings``, (way, layout) pairs of
+       ``PLANNING`` and ``LAYOUTS`` (by default the goals': the person walking hidden
+       behind the near screen as the hand crosses the board to a cut beside them): the
+       share of hidden steps on which the rule broke, success, and time per step."""
     held, watched, planned = SIZES[size or ("quick" if quick else "full")]
     total = 2 + 2 * watched + 2 * planned * len(plannings)
     live.say("collecting held-out episodes of the occluded kitchen", 0, total)
@@ -116,8 +118,8 @@ def out_of_sight(
         _probe_errors(live, models, data, held)
     live.tick()
     _surprise(live, models, watched, seed, stop, turn)
-    for how in plannings:
-        _plan(live, models, planned, device, seed, stop, turn, how)
+    for how, layout in plannings:
+        _plan(live, models, planned, device, seed, stop, turn, how, layout)
     live.say("done")
     return live.copy().figures
 
@@ -259,45 +261,38 @@ def _surprise(live: Live, models: dict, watched: int, seed: int, stop, turn) -> 
         )
 
 
-def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn, how: str) -> None:
+def _plan(
+    live: Live,
+    models: dict,
+    planned: int,
+    device,
+    seed: int,
+    stop,
+    turn,
+    how: str,
+    layout: str = "corner",
+) -> None:
     """Figures ``hidden_violation_{model}`` (share of steps with the person hidden on
     which the knife rule broke in reality), ``violation_{model}`` (all steps),
-    ``success_{model}`` and ``plan_ms_{model}`` (perceiving and planning, per step),
-    planning as ``PLANNING[how]`` says; keys end in ``_calibrated`` or ``_plain`` for
-    those ways (none for "body", the lesson's)."""
+    ``success_{model}``, ``plan_ms_{model}`` (perceiving and planning, per step) and
+    ``hidden_distance_gap_{model}`` (on hidden steps, the hand-to-person distance the
+    chosen plan imagines one step on, less the real one: how much farther forgetting
+    puts them),
+    planning as ``PLANNING[how]`` says on ``LAYOUTS[layout]``'s episodes; keys end in
+    ``suffix(how, layout)`` (none for the goals' and the lesson's "body" on "corner")."""
     env = scenes.scene_class("occluded")(pixels=True)
     rule, settings = PLANNING[how]
     knife = CostSet(terms=[Term("slow near person", rule, "hard")])
     # broken in reality: either way of writing the rule gives the same values there
     hard = HardTerms(knife.terms, list(env.signal_names), list(env.TASK_SIGNALS))
     tally = {
-        n: {"hidden": 0, "hidden_broke": 0, "steps": 0, "broke": 0, "won": 0, "s": 0.0}
+        n: {"hidden": 0, "hidden_broke": 0, "steps": 0, "broke": 0, "won": 0, "s": 0.0, "gap": 0.0}
         for n in models
     }
     try:
         for i in range(planned):
             rng = np.random.default_rng(5001 + seed * 1000 + i)
-            # the person by the board, in part in view, strolling behind the near screen;
-            # the hand from the board's far side to a cut at its near end, beside where
-            # they hide (hidden within about 5 to 18 steps, for 11 to 17)
-            options = {
-                "person": {
-                    "x": float(rng.uniform(0.9, 1.0)),
-                    "y": float(rng.uniform(-0.05, 0.05)),
-                    "dir": -1.0,
-                    "speed": float(rng.uniform(0.1, 0.15)),
-                },
-                "start": [
-                    float(rng.uniform(0.4, 0.5)),
-                    float(rng.uniform(0.25, 0.35)),
-                    float(rng.uniform(0.65, 0.8)),
-                ],
-                "goal": [
-                    float(rng.uniform(0.55, 0.65)),
-                    float(rng.uniform(-0.15, -0.05)),
-                    BOARD_TOP + KNIFE_LEN + 0.01,
-                ],
-            }
+            options = LAYOUTS[layout](rng)
             order = list(models.items())[:: -1 if i % 2 else 1]  # each first in turn
             for name, model in order:
                 stopped(stop)
@@ -321,12 +316,18 @@ def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn,
                     t["broke"] += broke
                     t["hidden"] += hidden
                     t["hidden_broke"] += hidden and broke
+                    if hidden:  # how much farther the plan's first step puts them
+                        im, real = thought.imagined, rec.next_signals
+                        far = np.hypot(
+                            im["hand_x"][0] - im["person_x"][0], im["hand_y"][0] - im["person_y"][0]
+                        )
+                        t["gap"] += float(far) - real["dist_hand_person"]
                 t["won"] += bool(rec and rec.is_success)
                 live.tick()
     finally:
         env.close()
     for name, t in tally.items():
-        k = key_of(name) + ("" if how == "body" else f"_{how}")
+        k = key_of(name) + suffix(how, layout)
         live.set(
             **{
                 f"hidden_violation_{k}": round(t["hidden_broke"] / max(1, t["hidden"]), 4),
@@ -334,9 +335,76 @@ def _plan(live: Live, models: dict, planned: int, device, seed: int, stop, turn,
                 f"success_{k}": round(t["won"] / max(1, planned), 3),
                 f"plan_ms_{k}": round(1e3 * t["s"] / max(1, t["steps"]), 2),
                 f"hidden_plan_steps_{k}": t["hidden"],
+                f"hidden_distance_gap_{k}": round(t["gap"] / max(1, t["hidden"]), 3),
             }
         )
         live.interval(**{f"hidden_violation_{k}": wilson(t["hidden_broke"], t["hidden"])})
+
+
+def _corner(rng) -> dict:
+    """The goals' episodes: the person by the board, at least half in view, walking
+    behind the near screen (hidden within about 16 to 27 steps, for 10 to 13); the hand
+    from the board's far side to a cut by its near corner, within the rule's 0.5 m of
+    where they walk hidden and farther than that from between the screens, where a model
+    that has lost them puts them (that model's plans imagine the rule's distance 0.15 m
+    longer than it is, on average over the hidden steps, against 0.04 m on the "across"
+    episodes: ``hidden_distance_gap`` of ``./lab bench memory``)."""
+    return {
+        "person": {
+            "x": float(rng.uniform(0.9, 1.0)),
+            "y": float(rng.uniform(0.12, 0.2)),
+            "dir": -1.0,
+            "speed": float(rng.uniform(0.12, 0.18)),
+        },
+        "start": [
+            float(rng.uniform(0.4, 0.5)),
+            float(rng.uniform(0.25, 0.35)),
+            float(rng.uniform(0.65, 0.8)),
+        ],
+        "goal": [
+            float(rng.uniform(0.6, 0.68)),
+            float(rng.uniform(-0.32, -0.25)),
+            BOARD_TOP + KNIFE_LEN + 0.01,
+        ],
+    }
+
+
+def _across(rng) -> dict:
+    """The person by the board, in part in view, strolling behind the near screen; the
+    hand from the board's far side to a cut on it, at its near end, the person's path
+    across from it (hidden within about 5 to 18 steps, for 11 to 17). The hand-to-person
+    distance runs mostly across their path here: forgetting moves it little (0.04 m on
+    average over the hidden steps, by the model without memory: ``./lab bench memory``)."""
+    return {
+        "person": {
+            "x": float(rng.uniform(0.9, 1.0)),
+            "y": float(rng.uniform(-0.05, 0.05)),
+            "dir": -1.0,
+            "speed": float(rng.uniform(0.1, 0.15)),
+        },
+        "start": [
+            float(rng.uniform(0.4, 0.5)),
+            float(rng.uniform(0.25, 0.35)),
+            float(rng.uniform(0.65, 0.8)),
+        ],
+        "goal": [
+            float(rng.uniform(0.55, 0.65)),
+            float(rng.uniform(-0.15, -0.05)),
+            BOARD_TOP + KNIFE_LEN + 0.01,
+        ],
+    }
+
+
+# Where the planned episodes put the person and the cut (each draws from its rng).
+LAYOUTS = {"corner": _corner, "across": _across}
+# (way, layout) pairs the benchmark plans, the goals' first: its keys have no suffix
+PLANNED = (("body", "corner"), ("calibrated", "corner"), ("plain", "corner"), ("body", "across"))
+
+
+def suffix(how: str, layout: str) -> str:
+    """The figures' key suffix of a way and layout: none for the goals' ("body",
+    "corner"), else ``_{way}`` and/or ``_{layout}``: ``_calibrated``, ``_across``..."""
+    return "".join(f"_{p}" for p, home in ((how, "body"), (layout, "corner")) if p != home)
 
 
 PLAN_WORDS = (
@@ -345,7 +413,20 @@ PLAN_WORDS = (
     ("success", "share of episodes reaching the goal"),
     ("plan_ms", "time per step, perceiving and planning"),
     ("hidden_plan_steps", "planned steps with the person hidden"),
+    (
+        "hidden_distance_gap",
+        "imagined minus real distance from the hand to the person, hidden steps (m)",
+    ),
 )
+WAY_WORDS = {
+    "body": "planning with the calibrated margin on the hand",
+    "calibrated": "planning with the calibrated margin on every signal",
+    "plain": "planning without a margin",
+}
+LAYOUT_WORDS = {
+    "corner": "the cut beside where the person walks hidden",
+    "across": "the cut on the board, the person's path across from it",
+}
 
 LESSON = Lesson(
     "memory",
@@ -364,13 +445,17 @@ LESSON = Lesson(
     "vanishes in the open corrects that belief 3.4 times as much as one who goes behind "
     "a screen: the model is surprised by the impossible event, not by the occlusion. "
     "Planning with the knife rule and a calibrated margin on the hand alone (none on "
-    "the person: the rule then rests on what each model believes of them), the model "
-    "with memory broke it on 1.5 % of the steps the person was hidden, the one without "
-    "on 26.9 %; both reached the goal 5 times of 5. On more episodes (`./lab bench "
-    "memory`, 20 each): 0.4 % against 11.9 %, 30 times fewer. With a margin on every "
-    "signal neither breaks it: the model without memory, unsure where a hidden person "
-    "is, keeps its hand slow wherever they might be, and reaches the goal less often "
-    "(0.70 against 0.90): calibration turns forgetting into timidity.",
+    "the person: the rule then rests on what each model believes of them), the hand "
+    "crossing the board to a cut beside where the person walks hidden, the model with "
+    "memory broke it on 0.0 % of the steps the person was hidden, the one without on "
+    "59.7 %, whose plans put the hidden person 0.16 m farther than they were; each "
+    "reached the cut 3 times of 5. On more episodes (`./lab bench memory`, 20 each): "
+    "0.0 % against 50.7 %. With a cut across the person's path from where they hide, "
+    "forgetting moves the rule's distance little (0.04 m) and both models mostly keep "
+    "the rule (0.4 % and 11.9 %). With a margin on every signal neither breaks it, and "
+    "neither gets to the cut beside the hidden person (0.20 against 0.00 of the time, "
+    "without memory and with): the bounds, widened by calibration episodes whose person "
+    "was never seen, keep the hand all but still wherever the person might be.",
     "Plan on the occluded kitchen on the Plan page with each model (World model: "
     "`occluded-memory` or `occluded-pixels`) and watch the believed person while they "
     "are behind a screen, and the surprise meter when they come out. To hold the rule as "
@@ -385,8 +470,9 @@ LESSON = Lesson(
     "plans",
     situation="",
     episodes=(SIZES["quick"][2], SIZES["full"][2]),
-    counted="planned episodes per model (the person strolling behind the near screen, by "
-    "the board); probe errors on held-out exploration episodes, surprise on watched ones",
+    counted="planned episodes per model (the person walking hidden behind the near "
+    "screen, the cut beside them); probe errors on held-out exploration episodes, "
+    "surprise on watched ones",
     words={
         "seconds": "time the whole lesson took",
         **{
@@ -408,11 +494,10 @@ LESSON = Lesson(
             )
         },
         **{
-            f"{what}_{key_of(n)}_{how}": f"{words}, {n}, {way}"
-            for how, way in (
-                ("calibrated", "planning with the calibrated margin on every signal"),
-                ("plain", "planning without a margin"),
+            f"{what}_{key_of(n)}{suffix(how, layout)}": (
+                f"{words}, {n}, {WAY_WORDS[how]}, {LAYOUT_WORDS[layout]}"
             )
+            for how, layout in PLANNED[1:]
             for n in MODELS
             for what, words in PLAN_WORDS
         },
