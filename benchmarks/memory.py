@@ -11,12 +11,12 @@ the same episodes, they vanish in the open or jump back along their path; 20 epi
 per model planning from pixels with the knife rule, for the share of hidden steps on
 which the rule broke, success and the time per step (perceiving and planning), as the
 lesson's ``PLANNED`` pairs say: on its "corner" episodes (the person walking hidden
-behind the near screen, the cut beside them: forgetting where they are moves the
-rule's distance by 0.2-0.3 m) "body", a calibrated margin on the hand alone (the
-goals' figures, keys without a suffix), "calibrated", on every signal
-(``*_calibrated``), and "plain" (``*_plain``); and "body" on the "across" episodes (the
-cut on the board, the person's path across from it: forgetting moves the distance by
-about 0.1 m, the planner's own bending at the boundary; ``*_across``).
+behind the near screen, the cut beside them: the model without memory imagines the
+hidden person's distance 0.15 m longer than it is, on average) "body", a calibrated
+margin on the hand alone (the goals' figures, keys without a suffix), "calibrated", on
+every signal (``*_calibrated``), and "plain" (``*_plain``); and "body" on the "across"
+episodes (the cut on the board, the person's path across from it: 0.04 m longer;
+``*_across``).
 
 Goals (issue 33): with memory, the hidden-step error <= 1.5 x the visible-step error;
 without, >= 3 x; planning with memory, <= 1 % of hidden steps break the knife rule and
@@ -49,7 +49,7 @@ from worldmodels import compiled  # noqa: E402
 
 def goals(f: dict) -> list[tuple[str, bool]]:
     """(what, met) for each of issue 33's goals; the rule's on the "body" way's figures
-    (``PLANNING["body"]``: the keys without a suffix)."""
+    (``PLANNED[0]``, "body" on "corner": the keys without a suffix)."""
     hidden_mem, visible_mem = f["hidden_error_memory"], f["visible_error_memory"]
     hidden_no, visible_no = f["hidden_error_no_memory"], f["visible_error_no_memory"]
     broke_mem, broke_no = f["hidden_violation_memory"], f["hidden_violation_no_memory"]

@@ -36,15 +36,15 @@ from worldmodels.data import WindowData
 from worldmodels.memory import along
 
 MODELS = {"memory": "occluded-memory", "no memory": "occluded-pixels"}
-# The knife rule (scenes.kitchen.KNIFE_RULE) written on the hand's and the person's places
-# instead of the probed distance between them: the same rule in reality, but a planner on
-# imagined values bends a probed distance, choosing the actions under which it reads
-# farthest. Planned with a margin on the hand's speed alone, 20 episodes each: on the
-# distance the rule broke on 23 % of hidden steps with memory and 100 % of 18 without
-# (78 % of all steps), on the places 4.8 % and 31 %; with the margin on the hand's place
-# too (the planner pushed the hand to where the distance read just over 0.5 m), 0.4 % and
-# 12 % (the "body" way below, on the "across" episodes: ./lab bench memory's ``*_across``;
-# the others, issue 33's notes).
+# The knife rule (scenes.kitchen.KNIFE_RULE) written on the hand's and the person's
+# places instead of the probed distance between them: the same rule in reality, but a
+# planner on imagined values bends a probed distance, choosing the actions under which
+# it reads farthest. On the "across" episodes (below), planned with a margin on the
+# hand's speed alone, 20 episodes each: on the distance the rule broke on 23 % of hidden
+# steps with memory and 100 % of 18 without (78 % of all steps), on the places 4.8 % and
+# 31 %; with the margin on the hand's place too (the planner pushed the hand to where
+# the distance read just over 0.5 m), 0.4 % and 12 % (the "body" way below, on the
+# "across" episodes: ./lab bench memory's ``*_across``; the others, issue 33's notes).
 _DX, _DY = "(hand_x - person_x)", "(hand_y - person_y)"
 KNIFE_RULE_XY = f"relu(hand_speed - 0.2) * (sqrt({_DX} * {_DX} + {_DY} * {_DY}) < 0.5)"
 EVENT_AT = 4  # the step the impossible events happen at (the person in the open then,
@@ -57,8 +57,9 @@ EVENT_AT = 4  # the step the impossible events happen at (the person in the open
 # for a hidden person then rests on the model's belief alone. The benchmark also plans
 # "calibrated", the lab's rule with the margin on every signal, as calibrated (the lab's
 # way to hold a rule with a model whose errors are known: it covers forgetting too, by
-# caution; on the places, the person's wide bounds left no plan near the board: neither
-# model reached its cut in 20 episodes), and "plain", on the places as imagined.
+# caution; on the "across" episodes, on the places, the person's wide bounds left no plan
+# near the board: neither model reached its cut in 20 episodes), and "plain", on the
+# places as imagined.
 BODY = ("hand_x", "hand_y", "hand_speed")
 PLANNING = {
     "body": (KNIFE_RULE_XY, {"delta": 0.05, "margin_steps": 1, "margin_signals": BODY}),
@@ -450,10 +451,11 @@ LESSON = Lesson(
     "memory broke it on 0.0 % of the steps the person was hidden, the one without on "
     "59.7 %, whose plans put the hidden person 0.16 m farther than they were; each "
     "reached the cut 3 times of 5. On more episodes (`./lab bench memory`, 20 each): "
-    "0.0 % against 50.7 %. With a cut across the person's path from where they hide, "
+    "0.0 % against 50.7 %. With the cut on the board, the person's path across from it "
+    "(the benchmark's), "
     "forgetting moves the rule's distance little (0.04 m) and both models mostly keep "
     "the rule (0.4 % and 11.9 %). With a margin on every signal neither breaks it, and "
-    "neither gets to the cut beside the hidden person (0.20 against 0.00 of the time, "
+    "both seldom get to the cut beside the hidden person (0.20 against 0.00 of the time, "
     "without memory and with): the bounds, widened by calibration episodes whose person "
     "was never seen, keep the hand all but still wherever the person might be.",
     "Plan on the occluded kitchen on the Plan page with each model (World model: "
