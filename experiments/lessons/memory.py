@@ -342,6 +342,30 @@ def _plan(
         live.interval(**{f"hidden_violation_{k}": wilson(t["hidden_broke"], t["hidden"])})
 
 
+def _drawn(rng, person_y, speed, goal_x, goal_y) -> dict:
+    """Reset options of a planned episode: the person on their lane by the board (x 0.9
+    to 1.0) at ``person_y``, walking towards -y at ``speed`` (m/s); the hand from the
+    board's far side to a cut at ``goal_x``, ``goal_y`` (each a (low, high) range)."""
+    return {
+        "person": {
+            "x": float(rng.uniform(0.9, 1.0)),
+            "y": float(rng.uniform(*person_y)),
+            "dir": -1.0,
+            "speed": float(rng.uniform(*speed)),
+        },
+        "start": [
+            float(rng.uniform(0.4, 0.5)),
+            float(rng.uniform(0.25, 0.35)),
+            float(rng.uniform(0.65, 0.8)),
+        ],
+        "goal": [
+            float(rng.uniform(*goal_x)),
+            float(rng.uniform(*goal_y)),
+            BOARD_TOP + KNIFE_LEN + 0.01,
+        ],
+    }
+
+
 def _corner(rng) -> dict:
     """The goals' episodes: the person by the board, at least half in view, walking
     behind the near screen (hidden within about 16 to 27 steps, for 10 to 13); the hand
@@ -350,24 +374,7 @@ def _corner(rng) -> dict:
     that has lost them puts them (that model's plans imagine the rule's distance 0.15 m
     longer than it is, on average over the hidden steps, against 0.04 m on the "across"
     episodes: ``hidden_distance_gap`` of ``./lab bench memory``)."""
-    return {
-        "person": {
-            "x": float(rng.uniform(0.9, 1.0)),
-            "y": float(rng.uniform(0.12, 0.2)),
-            "dir": -1.0,
-            "speed": float(rng.uniform(0.12, 0.18)),
-        },
-        "start": [
-            float(rng.uniform(0.4, 0.5)),
-            float(rng.uniform(0.25, 0.35)),
-            float(rng.uniform(0.65, 0.8)),
-        ],
-        "goal": [
-            float(rng.uniform(0.6, 0.68)),
-            float(rng.uniform(-0.32, -0.25)),
-            BOARD_TOP + KNIFE_LEN + 0.01,
-        ],
-    }
+    return _drawn(rng, (0.12, 0.2), (0.12, 0.18), (0.6, 0.68), (-0.32, -0.25))
 
 
 def _across(rng) -> dict:
@@ -376,24 +383,7 @@ def _across(rng) -> dict:
     across from it (hidden within about 5 to 18 steps, for 11 to 17). The hand-to-person
     distance runs mostly across their path here: forgetting moves it little (0.04 m on
     average over the hidden steps, by the model without memory: ``./lab bench memory``)."""
-    return {
-        "person": {
-            "x": float(rng.uniform(0.9, 1.0)),
-            "y": float(rng.uniform(-0.05, 0.05)),
-            "dir": -1.0,
-            "speed": float(rng.uniform(0.1, 0.15)),
-        },
-        "start": [
-            float(rng.uniform(0.4, 0.5)),
-            float(rng.uniform(0.25, 0.35)),
-            float(rng.uniform(0.65, 0.8)),
-        ],
-        "goal": [
-            float(rng.uniform(0.55, 0.65)),
-            float(rng.uniform(-0.15, -0.05)),
-            BOARD_TOP + KNIFE_LEN + 0.01,
-        ],
-    }
+    return _drawn(rng, (-0.05, 0.05), (0.1, 0.15), (0.55, 0.65), (-0.15, -0.05))
 
 
 # Where the planned episodes put the person and the cut (each draws from its rng).
