@@ -406,7 +406,7 @@ PLAN_WORDS = (
     ("hidden_plan_steps", "planned steps with the person hidden"),
     (
         "hidden_distance_gap",
-        "imagined minus real distance from the hand to the person, hidden steps (m)",
+        "imagined minus real distance from the hand to the person, hidden steps",
     ),
 )
 WAY_WORDS = {
