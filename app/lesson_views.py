@@ -80,9 +80,9 @@ def unit_of(lesson: Lesson, key: str) -> str:
         return "s"
     if "success" in key or "violation" in key:
         return "%"
-    if key.endswith("_ms"):
+    if key.endswith("_ms") or "_ms_" in key:  # plan_ms, plan_ms_memory
         return "ms"
-    if "gap" in key:
+    if "gap" in key or "_error" in key:  # distances: blind_gap_end, hidden_error_memory
         return "m"
     if "nrmse" in key:
         return "signal spreads"

@@ -310,6 +310,14 @@ def test_figures_read_in_words_and_percentages():
             assert ": " not in r["figure"], (key, r)  # the CSV's "# name: value" lines
     assert lesson_views.pct(0.0014) == "0.14 %" and lesson_views.pct(0.9) == "90 %"
     assert lesson_views.pct(0.0451) == "4.5 %" and lesson_views.pct(0.0) == "0 %"
+    memory = LESSONS["memory"]  # units by name where no panel draws the figure
+    rows = lesson_views.figure_rows(memory, results.figures("lessons")["memory"], {})
+    units = {r["figure"]: r["unit"] for r in rows}
+    assert units["time per step, perceiving and planning, memory"] == "ms"
+    assert (
+        units["error of the person's position read from the latent, hidden and never seen, memory"]
+        == "m"
+    )
 
 
 def test_the_headline_chart_marks_every_bar_with_its_value_and_interval():
