@@ -271,16 +271,16 @@ def _plan(
     stop,
     turn,
     how: str,
-    layout: str = "corner",
+    layout: str,
 ) -> None:
     """Figures ``hidden_violation_{model}`` (share of steps with the person hidden on
     which the knife rule broke in reality), ``violation_{model}`` (all steps),
     ``success_{model}``, ``plan_ms_{model}`` (perceiving and planning, per step) and
     ``hidden_distance_gap_{model}`` (on hidden steps, the hand-to-person distance the
     chosen plan imagines one step on, less the real one: how much farther forgetting
-    puts them),
-    planning as ``PLANNING[how]`` says on ``LAYOUTS[layout]``'s episodes; keys end in
-    ``suffix(how, layout)`` (none for the goals' and the lesson's "body" on "corner")."""
+    puts them), planning as ``PLANNING[how]`` says on ``LAYOUTS[layout]``'s episodes;
+    keys end in ``suffix(how, layout)`` (none for the goals' and the lesson's "body" on
+    "corner")."""
     env = scenes.scene_class("occluded")(pixels=True)
     rule, settings = PLANNING[how]
     knife = CostSet(terms=[Term("slow near person", rule, "hard")])
@@ -442,12 +442,12 @@ LESSON = Lesson(
     "59.7 %, whose plans put the hidden person 0.16 m farther than they were; each "
     "reached the cut 3 times of 5. On more episodes (`./lab bench memory`, 20 each): "
     "0.0 % against 50.7 %. With the cut on the board, the person's path across from it "
-    "(the benchmark's), "
-    "forgetting moves the rule's distance little (0.04 m) and both models mostly keep "
-    "the rule (0.4 % and 11.9 %). With a margin on every signal neither breaks it, and "
-    "both seldom get to the cut beside the hidden person (0.20 against 0.00 of the time, "
-    "without memory and with): the bounds, widened by calibration episodes whose person "
-    "was never seen, keep the hand all but still wherever the person might be.",
+    "(the benchmark's), forgetting moves the rule's distance little (0.04 m) and both "
+    "models mostly keep the rule (0.4 % and 11.9 %). With a margin on every signal "
+    "neither breaks it, and both seldom get to the cut beside the hidden person (0.20 "
+    "against 0.00 of the time, without memory and with): the bounds, widened by "
+    "calibration episodes whose person was never seen, keep the hand all but still "
+    "wherever the person might be.",
     "Plan on the occluded kitchen on the Plan page with each model (World model: "
     "`occluded-memory` or `occluded-pixels`) and watch the believed person while they "
     "are behind a screen, and the surprise meter when they come out. To hold the rule as "
